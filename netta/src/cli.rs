@@ -1,0 +1,183 @@
+//! Command-line interface (clap). Parsing only: commands live in `commands`.
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::event::{Proto, State};
+use crate::source::ebpf::Transport;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "netta",
+    version = version(),
+    about = "Linux network connection tracer: every connection, both ends, the right process",
+    long_about = "netta traces TCP and UDP connections with eBPF (falling back to polling /proc \
+                  when eBPF cannot load) and keeps a live connection table. Without a command it \
+                  opens the interactive menu."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+fn version() -> &'static str {
+    if crate::source::ebpf::object().is_some() {
+        concat!(env!("CARGO_PKG_VERSION"), " (eBPF object embedded)")
+    } else {
+        concat!(
+            env!("CARGO_PKG_VERSION"),
+            " (no eBPF object: /proc polling only)"
+        )
+    }
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (try 500ms, 2s, 1m)"))?;
+    if d.is_zero() {
+        return Err("must be greater than zero".into());
+    }
+    Ok(d)
+}
+
+fn parse_state(s: &str) -> Result<State, String> {
+    State::parse(s).ok_or_else(|| {
+        let names: Vec<_> = State::ALL.iter().map(|s| s.name().to_lowercase()).collect();
+        format!("unknown state `{s}` (one of: {})", names.join(", "))
+    })
+}
+
+fn parse_proto(s: &str) -> Result<Proto, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "tcp" => Ok(Proto::Tcp),
+        "udp" => Ok(Proto::Udp),
+        _ => Err(format!("unknown protocol `{s}` (tcp or udp)")),
+    }
+}
+
+fn parse_ring_size(s: &str) -> Result<u32, String> {
+    let n: u32 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of bytes"))?;
+    if !n.is_power_of_two() || n < 4096 {
+        return Err("must be a power of two of at least 4096".into());
+    }
+    Ok(n)
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// Do not load eBPF; poll /proc instead.
+    #[arg(long, global = true)]
+    pub no_ebpf: bool,
+    /// How kernel records reach user space.
+    #[arg(long, global = true, value_enum, default_value_t = Transport::Ring)]
+    pub transport: Transport,
+    /// Ring buffer size in bytes (power of two).
+    #[arg(long, global = true, default_value = "8388608", value_parser = parse_ring_size)]
+    pub ring_size: u32,
+    /// How often /proc is re-read to heal anything events missed (eBPF mode).
+    #[arg(long, global = true, default_value = "5s", value_parser = parse_duration)]
+    pub reconcile_interval: Duration,
+    /// How often /proc is polled when eBPF is unavailable.
+    #[arg(long, global = true, default_value = "1s", value_parser = parse_duration)]
+    pub poll_interval: Duration,
+    /// A UDP flow idle this long is reported and forgotten.
+    #[arg(long, global = true, default_value = "5s", value_parser = parse_duration)]
+    pub udp_idle: Duration,
+    /// Most live connections kept; more are counted as evicted.
+    #[arg(long, global = true, default_value_t = 262_144)]
+    pub max_connections: usize,
+    /// Most closed connections kept in history.
+    #[arg(long, global = true, default_value_t = 20_000)]
+    pub history_size: usize,
+    /// More log output on stderr (-v info, -vv debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Stream connection events as JSON lines (Elastic Common Schema) on stdout.
+    Events(EventsArgs),
+    /// List live connections (or closed ones with --history).
+    List(ListArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct EventsArgs {
+    /// Also emit every raw TCP state transition (`state-changed`).
+    #[arg(long)]
+    pub all_states: bool,
+    /// Stop after this long (default: until Ctrl+C or SIGTERM).
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+}
+
+#[derive(Args, Debug, Default, Clone)]
+pub struct FilterArgs {
+    /// Only this state (repeatable): established, listening, time_wait, ...
+    #[arg(long, value_parser = parse_state)]
+    pub state: Vec<State>,
+    /// Only this protocol.
+    #[arg(long, value_parser = parse_proto)]
+    pub proto: Option<Proto>,
+    /// Only connections with this local or remote port.
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Only this process id.
+    #[arg(long)]
+    pub pid: Option<u32>,
+    /// Only processes whose name contains this.
+    #[arg(long)]
+    pub process: Option<String>,
+}
+
+impl FilterArgs {
+    pub fn filter(&self) -> crate::view::Filter {
+        crate::view::Filter {
+            states: self.state.clone(),
+            proto: self.proto,
+            port: self.port,
+            pid: self.pid,
+            process: self.process.clone(),
+        }
+    }
+}
+
+#[derive(Args, Debug, Default)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Closed connections (start, duration, bytes, process) instead of live ones.
+    #[arg(long)]
+    pub history: bool,
+    /// Watch events for this long first, so short-lived connections appear in --history.
+    #[arg(long, value_parser = parse_duration)]
+    pub watch: Option<Duration>,
+    /// JSON output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl Global {
+    pub fn agent_options(&self) -> crate::agent::AgentOptions {
+        crate::agent::AgentOptions {
+            force_polling: self.no_ebpf,
+            ebpf: crate::source::ebpf::Options {
+                transport: self.transport,
+                ring_bytes: self.ring_size,
+                ..Default::default()
+            },
+            reconcile_every: self.reconcile_interval,
+            poll_every: self.poll_interval,
+            udp_idle: self.udp_idle,
+            limits: crate::table::Limits {
+                max_live: self.max_connections,
+                max_history: self.history_size,
+            },
+            ..Default::default()
+        }
+    }
+}

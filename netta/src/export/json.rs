@@ -1,0 +1,262 @@
+//! JSON lines for log pipelines, one event per line, with Elastic Common Schema
+//! field names. `source` is the side that started the connection, so a server's
+//! accepted socket has the remote client as `source`.
+use serde_json::{json, Map, Value};
+
+use crate::clock::Clock;
+use crate::event::{Action, ConnEvent, Direction};
+use crate::table::{Closed, Conn};
+
+fn endpoint(addr: std::net::SocketAddr, bytes: Option<u64>, packets: Option<u64>) -> Value {
+    let mut m = Map::new();
+    m.insert("ip".into(), json!(addr.ip().to_string()));
+    m.insert("port".into(), json!(addr.port()));
+    if let Some(b) = bytes {
+        m.insert("bytes".into(), json!(b));
+    }
+    if let Some(p) = packets {
+        m.insert("packets".into(), json!(p));
+    }
+    Value::Object(m)
+}
+
+fn event_type(action: Action) -> &'static [&'static str] {
+    match action {
+        Action::Opened => &["connection", "start"],
+        Action::Closed => &["connection", "end"],
+        Action::Failed => &["connection", "error"],
+        Action::ListenStarted => &["start"],
+        Action::ListenStopped => &["end"],
+        Action::UdpFlow => &["connection", "info"],
+        Action::StateChanged | Action::ResetSent | Action::EventsLost => &["info"],
+    }
+}
+
+/// The ECS document for one event.
+pub fn event_value(ev: &ConnEvent, clock: &Clock) -> Value {
+    let mut doc = Map::new();
+    doc.insert("@timestamp".into(), json!(clock.rfc3339(ev.ts_ns)));
+    let mut event = Map::new();
+    event.insert(
+        "kind".into(),
+        json!(if ev.action == Action::EventsLost {
+            "metric"
+        } else {
+            "event"
+        }),
+    );
+    event.insert("category".into(), json!(["network"]));
+    event.insert("type".into(), json!(event_type(ev.action)));
+    event.insert("action".into(), json!(ev.action.name()));
+    if let (Action::Closed | Action::Failed | Action::UdpFlow, Some(d)) =
+        (ev.action, ev.duration_ns())
+    {
+        event.insert("duration".into(), json!(d));
+    }
+    if ev.start_ns != 0 && ev.action != Action::EventsLost {
+        event.insert("start".into(), json!(clock.rfc3339(ev.start_ns)));
+    }
+    doc.insert("event".into(), Value::Object(event));
+
+    if ev.action == Action::EventsLost {
+        doc.insert("netta".into(), json!({ "lost": ev.count }));
+        return Value::Object(doc);
+    }
+
+    let listen = matches!(ev.action, Action::ListenStarted | Action::ListenStopped);
+    let direction = if listen {
+        Direction::Ingress
+    } else {
+        ev.direction
+    };
+    let net_type = if ev.local.is_ipv4() { "ipv4" } else { "ipv6" };
+    let mut network = Map::new();
+    network.insert("transport".into(), json!(ev.proto.name()));
+    network.insert("type".into(), json!(net_type));
+    network.insert("direction".into(), json!(direction.name()));
+    if ev.action == Action::UdpFlow {
+        network.insert("packets".into(), json!(ev.count));
+        network.insert("bytes".into(), json!(ev.bytes_sent));
+    } else if matches!(ev.action, Action::Closed) {
+        network.insert("bytes".into(), json!(ev.bytes_sent + ev.bytes_recv));
+    }
+    doc.insert("network".into(), Value::Object(network));
+
+    let closed = ev.action == Action::Closed;
+    let (sent, recv) = (
+        closed.then_some(ev.bytes_sent),
+        closed.then_some(ev.bytes_recv),
+    );
+    let udp = ev.action == Action::UdpFlow;
+    let (source, destination) = if listen {
+        (None, endpoint(ev.local, None, None))
+    } else if direction == Direction::Ingress {
+        (
+            Some(endpoint(ev.remote, recv, None)),
+            endpoint(ev.local, sent, None),
+        )
+    } else {
+        let src = if udp {
+            endpoint(ev.local, Some(ev.bytes_sent), Some(ev.count))
+        } else {
+            endpoint(ev.local, sent, None)
+        };
+        (Some(src), endpoint(ev.remote, recv, None))
+    };
+    if let Some(s) = source {
+        doc.insert("source".into(), s);
+    }
+    doc.insert("destination".into(), destination);
+
+    if ev.pid != 0 {
+        doc.insert(
+            "process".into(),
+            json!({ "pid": ev.pid, "name": String::from_utf8_lossy(ev.comm.as_bytes()) }),
+        );
+    }
+    let mut netta = Map::new();
+    if ev.sock != 0 {
+        netta.insert("sock".into(), json!(format!("{:#x}", ev.sock)));
+    }
+    if let Some(st) = ev.new_state {
+        netta.insert("state".into(), json!(st.name()));
+    }
+    if ev.action == Action::StateChanged {
+        if let Some(old) = ev.old_state {
+            netta.insert("old_state".into(), json!(old.name()));
+        }
+        netta.insert(
+            "raw_states".into(),
+            json!([ev.raw_states.0, ev.raw_states.1]),
+        );
+    }
+    netta.insert("owner".into(), json!(ev.owner.name()));
+    if ev.partial {
+        netta.insert("partial".into(), json!(true));
+    }
+    doc.insert("netta".into(), Value::Object(netta));
+    Value::Object(doc)
+}
+
+/// Appends one event as a single line (serde_json escapes every control character,
+/// so hostile process names cannot break the line).
+pub fn write_line(out: &mut Vec<u8>, ev: &ConnEvent, clock: &Clock) {
+    // Serialising a Value into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, &event_value(ev, clock));
+    out.push(b'\n');
+}
+
+/// A live-table row for `list --json`.
+pub fn conn_value(c: &Conn, clock: &Clock) -> Value {
+    let mut v = json!({
+        "protocol": c.proto.name(),
+        "local": { "ip": c.local.ip().to_string(), "port": c.local.port() },
+        "state": c.state.name(),
+        "direction": c.direction.name(),
+        "bytes_sent": c.bytes_sent,
+        "bytes_received": c.bytes_recv,
+        "owner": c.owner.name(),
+    });
+    if c.has_peer() {
+        v["remote"] = json!({ "ip": c.remote.ip().to_string(), "port": c.remote.port() });
+    } else {
+        v["remote"] = Value::Null;
+    }
+    if c.pid != 0 {
+        v["pid"] = json!(c.pid);
+        v["process"] = json!(String::from_utf8_lossy(c.comm.as_bytes()));
+    }
+    if c.start_ns != 0 {
+        v["start"] = json!(clock.rfc3339(c.start_ns));
+    }
+    if c.inode != 0 {
+        v["inode"] = json!(c.inode);
+    }
+    if c.packets != 0 {
+        v["packets"] = json!(c.packets);
+    }
+    v
+}
+
+/// A history row for `list --history --json`.
+pub fn closed_value(h: &Closed, clock: &Clock) -> Value {
+    let mut v = conn_value(&h.conn, clock);
+    v["state"] = json!(if h.failed { "FAILED" } else { "CLOSED" });
+    v["end"] = json!(clock.rfc3339(h.end_ns));
+    if let Some(d) = h.duration_ns() {
+        v["duration_ns"] = json!(d);
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{OwnerSource, Proto};
+    use crate::sanitize::Comm;
+
+    fn base(action: Action) -> ConnEvent {
+        let mut e = ConnEvent::lost(2_000_000_500, 0);
+        e.action = action;
+        e.sock = 0xffff_8880_0000_1000;
+        e.local = "127.0.0.1:8080".parse().unwrap();
+        e.remote = "127.0.0.1:45000".parse().unwrap();
+        e.direction = Direction::Ingress;
+        e.pid = 321;
+        e.comm = Comm::from_bytes(b"nginx");
+        e.owner = OwnerSource::Hook;
+        e.start_ns = 1_000_000_000;
+        e.new_state = crate::event::State::from_tcp(7);
+        e
+    }
+
+    #[test]
+    fn ingress_close_puts_the_client_in_source() {
+        let mut e = base(Action::Closed);
+        e.bytes_sent = 500;
+        e.bytes_recv = 80;
+        let v = event_value(&e, &Clock::fixed(0));
+        assert_eq!(v["@timestamp"], "1970-01-01T00:00:02.000000500Z");
+        assert_eq!(v["event"]["action"], "connection-closed");
+        assert_eq!(v["event"]["category"], json!(["network"]));
+        assert_eq!(v["event"]["duration"], 1_000_000_500u64);
+        assert_eq!(v["network"]["direction"], "ingress");
+        assert_eq!(v["network"]["transport"], "tcp");
+        assert_eq!(v["network"]["type"], "ipv4");
+        assert_eq!(v["source"]["port"], 45000);
+        assert_eq!(v["source"]["bytes"], 80, "the client sent what we received");
+        assert_eq!(v["destination"]["port"], 8080);
+        assert_eq!(v["destination"]["bytes"], 500);
+        assert_eq!(v["process"]["pid"], 321);
+        assert_eq!(v["process"]["name"], "nginx");
+        assert_eq!(v["netta"]["sock"], "0xffff888000001000");
+    }
+
+    #[test]
+    fn udp_flow_carries_counters_and_lost_is_a_metric() {
+        let mut e = base(Action::UdpFlow);
+        e.proto = Proto::Udp;
+        e.direction = Direction::Egress;
+        e.count = 1000;
+        e.bytes_sent = 64_000;
+        let v = event_value(&e, &Clock::fixed(0));
+        assert_eq!(v["network"]["packets"], 1000);
+        assert_eq!(v["source"]["packets"], 1000);
+        assert_eq!(v["source"]["port"], 8080);
+        let lost = event_value(&ConnEvent::lost(5, 17), &Clock::fixed(0));
+        assert_eq!(lost["event"]["action"], "events-lost");
+        assert_eq!(lost["netta"]["lost"], 17);
+    }
+
+    #[test]
+    fn hostile_names_stay_on_one_line() {
+        let mut e = base(Action::Opened);
+        e.comm = Comm::from_bytes(b"a\n\"}\x1b[31m\xff");
+        let mut out = Vec::new();
+        write_line(&mut out, &e, &Clock::fixed(0));
+        assert_eq!(out.iter().filter(|b| **b == b'\n').count(), 1);
+        assert!(!out.contains(&0x1b));
+        let back: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(back["process"]["name"], "a\n\"}\u{1b}[31m\u{fffd}");
+    }
+}

@@ -1,0 +1,2 @@
+//! Output formats for other programs: JSON lines and CSV.
+pub mod json;

@@ -1,0 +1,12 @@
+//! netta: a Linux network connection tracer. The binary (`main.rs`) is a thin shell
+//! over this library, so tests and benchmarks drive the same code.
+pub mod agent;
+pub mod cli;
+pub mod clock;
+pub mod commands;
+pub mod event;
+pub mod export;
+pub mod sanitize;
+pub mod source;
+pub mod table;
+pub mod view;

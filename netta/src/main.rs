@@ -1,0 +1,39 @@
+use clap::Parser;
+use netta::cli::{Cli, Command};
+use netta::commands;
+
+fn main() {
+    let cli = Cli::parse();
+    let level = match cli.global.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
+        .target(env_logger::Target::Stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("netta: cannot start the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let result = rt.block_on(async {
+        match &cli.command {
+            Some(Command::Events(a)) => commands::events(&cli.global, a).await,
+            Some(Command::List(a)) => commands::list(&cli.global, a).await,
+            None => commands::list(&cli.global, &Default::default()).await,
+        }
+    });
+    // Reader tasks may still be parked on a blocking read of stdin; do not wait.
+    rt.shutdown_timeout(std::time::Duration::from_millis(100));
+    if let Err(e) = result {
+        eprintln!("netta: {e:#}");
+        std::process::exit(1);
+    }
+}

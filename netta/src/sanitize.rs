@@ -1,0 +1,184 @@
+//! Process names are chosen by whoever runs the process (`prctl(PR_SET_NAME)`,
+//! argv[0]), so they are hostile input. They are stored as raw bytes and only
+//! ever leave netta through these functions.
+use std::fmt;
+
+/// A task command name (`comm`): at most 16 raw bytes, not necessarily UTF-8.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Comm {
+    bytes: [u8; 16],
+    len: u8,
+}
+
+impl Comm {
+    pub const EMPTY: Comm = Comm {
+        bytes: [0; 16],
+        len: 0,
+    };
+
+    /// From the kernel's NUL-padded buffer.
+    pub fn from_kernel(raw: &[u8; 16]) -> Comm {
+        let len = raw.iter().position(|b| *b == 0).unwrap_or(16);
+        Comm {
+            bytes: *raw,
+            len: len as u8,
+        }
+        .trimmed()
+    }
+
+    /// From `/proc/<pid>/comm` (trailing newline dropped) or any byte string; longer
+    /// input is cut at 16 bytes, as the kernel does.
+    pub fn from_bytes(raw: &[u8]) -> Comm {
+        let raw = raw.strip_suffix(b"\n").unwrap_or(raw);
+        let len = raw.len().min(16);
+        let mut bytes = [0; 16];
+        bytes[..len].copy_from_slice(&raw[..len]);
+        Comm {
+            bytes,
+            len: len as u8,
+        }
+    }
+
+    fn trimmed(mut self) -> Comm {
+        for b in &mut self.bytes[self.len as usize..] {
+            *b = 0;
+        }
+        self
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// Shows the name escaped (see [`escape`]); safe for a terminal or a log line.
+impl fmt::Display for Comm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        escape_into(self.as_bytes(), f)
+    }
+}
+
+impl fmt::Debug for Comm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Comm({self})")
+    }
+}
+
+/// Characters that change how a terminal shows the rest of the line, besides
+/// C0/C1 controls: bidi overrides and isolates ("Trojan Source"), zero-width
+/// and line/paragraph separators.
+fn is_dangerous(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{200B}'..='\u{200F}'
+            | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{2069}'
+            | '\u{FEFF}')
+}
+
+/// Escapes raw bytes for display: printable text passes, `\` becomes `\\`,
+/// control and layout-changing characters become `\u{..}` (`\n`, `\t`, `\r`, `\e` get
+/// short forms), and bytes that are not UTF-8 become `\xNN`. The result is one line
+/// of plain text that cannot drive a terminal.
+pub fn escape(raw: &[u8]) -> String {
+    let mut s = String::with_capacity(raw.len());
+    let _ = escape_into(raw, &mut s);
+    s
+}
+
+fn escape_into(mut raw: &[u8], out: &mut impl fmt::Write) -> fmt::Result {
+    while !raw.is_empty() {
+        let (valid, rest) = match std::str::from_utf8(raw) {
+            Ok(s) => (s, &raw[raw.len()..]),
+            Err(e) => {
+                let (ok, bad) = raw.split_at(e.valid_up_to());
+                // SAFETY-free: `valid_up_to` marks a UTF-8 prefix.
+                (std::str::from_utf8(ok).unwrap_or(""), bad)
+            }
+        };
+        for c in valid.chars() {
+            match c {
+                '\\' => out.write_str("\\\\")?,
+                '\n' => out.write_str("\\n")?,
+                '\r' => out.write_str("\\r")?,
+                '\t' => out.write_str("\\t")?,
+                '\x1b' => out.write_str("\\e")?,
+                c if is_dangerous(c) => write!(out, "\\u{{{:x}}}", c as u32)?,
+                c => out.write_char(c)?,
+            }
+        }
+        if let Some((b, tail)) = rest.split_first() {
+            write!(out, "\\x{b:02x}")?;
+            raw = tail;
+        } else {
+            raw = rest;
+        }
+    }
+    Ok(())
+}
+
+/// A CSV cell that a spreadsheet will not evaluate: values starting with `=`, `+`,
+/// `-`, `@`, tab or CR get a leading `'` (OWASP's advice for CSV injection).
+pub fn csv_cell(value: &str) -> std::borrow::Cow<'_, str> {
+    match value.as_bytes().first() {
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => format!("'{value}").into(),
+        _ => value.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_names_pass_unchanged() {
+        assert_eq!(escape(b"nginx"), "nginx");
+        assert_eq!(
+            escape("kworker/0:1-ëvents".as_bytes()),
+            "kworker/0:1-ëvents"
+        );
+    }
+
+    #[test]
+    fn terminal_escapes_and_newlines_are_neutralised() {
+        let evil = b"\x1b]0;pwned\x07\x1b[2J\nfake line\r";
+        let out = escape(evil);
+        assert!(!out.chars().any(|c| c.is_control()), "{out:?}");
+        assert_eq!(out, "\\e]0;pwned\\u{7}\\e[2J\\nfake line\\r");
+    }
+
+    #[test]
+    fn invalid_utf8_and_bidi_are_visible() {
+        assert_eq!(escape(b"a\xffb\xc3"), "a\\xffb\\xc3");
+        assert_eq!(escape("x\u{202e}gpj.exe".as_bytes()), "x\\u{202e}gpj.exe");
+        assert_eq!(escape(b"back\\slash"), "back\\\\slash");
+        // C1 controls (U+0080..U+009F) are controls too.
+        assert_eq!(escape("a\u{9b}31m".as_bytes()), "a\\u{9b}31m");
+    }
+
+    #[test]
+    fn comm_from_kernel_stops_at_nul() {
+        let mut raw = [0u8; 16];
+        raw[..3].copy_from_slice(b"ab\n");
+        let c = Comm::from_kernel(&raw);
+        assert_eq!(c.as_bytes(), b"ab\n");
+        assert_eq!(c.to_string(), "ab\\n");
+        let full = Comm::from_kernel(&[b'x'; 16]);
+        assert_eq!(full.as_bytes().len(), 16);
+        assert_eq!(Comm::from_bytes(b"sshd\n").as_bytes(), b"sshd");
+        assert_eq!(Comm::from_bytes(&[b'y'; 40]).as_bytes().len(), 16);
+    }
+
+    #[test]
+    fn csv_formulas_are_defused() {
+        for evil in ["=cmd|' /C calc'!A0", "+1", "-2+3", "@SUM(A1)", "\tx", "\rx"] {
+            assert!(csv_cell(evil).starts_with('\''), "{evil:?}");
+        }
+        assert_eq!(csv_cell("nginx"), "nginx");
+        assert_eq!(csv_cell(""), "");
+    }
+}

@@ -1,0 +1,217 @@
+//! Just enough of a BTF reader to find struct member offsets in the running
+//! kernel (`/sys/kernel/btf/vmlinux`), so the kernel program reads `tcp_sock`
+//! byte counters and `sock_common` IPv6 addresses at this kernel's offsets rather
+//! than at offsets fixed when it was compiled.
+use std::path::Path;
+
+const MAGIC: u16 = 0xeb9f;
+
+/// Sizes of the data that follows a type record, by BTF kind.
+fn extra_len(kind: u32, vlen: usize) -> Option<usize> {
+    Some(match kind {
+        1 => 4,                    // INT
+        2 | 7..=12 | 16 | 18 => 0, // PTR, FWD, TYPEDEF..FUNC, FLOAT, TYPE_TAG
+        3 => 12,                   // ARRAY
+        4 | 5 => 12 * vlen,        // STRUCT, UNION
+        6 => 8 * vlen,             // ENUM
+        13 => 8 * vlen,            // FUNC_PROTO
+        14 => 4,                   // VAR
+        15 => 12 * vlen,           // DATASEC
+        17 => 4,                   // DECL_TAG
+        19 => 12 * vlen,           // ENUM64
+        _ => return None,
+    })
+}
+
+struct Ty {
+    name_off: u32,
+    kind: u32,
+    kind_flag: bool,
+    /// Offset of the member array (STRUCT/UNION) in `types`.
+    members_at: usize,
+    vlen: usize,
+}
+
+pub struct Btf {
+    data: Vec<u8>,
+    types_start: usize,
+    strings_start: usize,
+    strings_len: usize,
+    /// Type id N is `types[N - 1]`; id 0 is void.
+    types: Vec<Ty>,
+}
+
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+impl Btf {
+    pub fn from_sys_fs() -> Result<Btf, String> {
+        Btf::from_file(Path::new("/sys/kernel/btf/vmlinux"))
+    }
+
+    pub fn from_file(path: &Path) -> Result<Btf, String> {
+        let data = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Btf::parse(data).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Parses little-endian BTF (the only byte order netta's BPF target uses).
+    pub fn parse(data: Vec<u8>) -> Result<Btf, String> {
+        let bad = || "malformed BTF".to_string();
+        let magic =
+            u16::from_le_bytes(data.get(0..2).ok_or_else(bad)?.try_into().unwrap_or([0; 2]));
+        if magic != MAGIC {
+            return Err("not little-endian BTF".into());
+        }
+        let hdr_len = u32_at(&data, 4).ok_or_else(bad)? as usize;
+        let type_off = u32_at(&data, 8).ok_or_else(bad)? as usize;
+        let type_len = u32_at(&data, 12).ok_or_else(bad)? as usize;
+        let str_off = u32_at(&data, 16).ok_or_else(bad)? as usize;
+        let str_len = u32_at(&data, 20).ok_or_else(bad)? as usize;
+        let types_start = hdr_len.checked_add(type_off).ok_or_else(bad)?;
+        let types_end = types_start.checked_add(type_len).ok_or_else(bad)?;
+        let strings_start = hdr_len.checked_add(str_off).ok_or_else(bad)?;
+        if types_end > data.len() || strings_start.saturating_add(str_len) > data.len() {
+            return Err(bad());
+        }
+        let mut types = Vec::new();
+        let mut at = types_start;
+        while at < types_end {
+            let name_off = u32_at(&data, at).ok_or_else(bad)?;
+            let info = u32_at(&data, at + 4).ok_or_else(bad)?;
+            let kind = (info >> 24) & 0x1f;
+            let vlen = (info & 0xffff) as usize;
+            let extra = extra_len(kind, vlen).ok_or_else(|| format!("unknown BTF kind {kind}"))?;
+            types.push(Ty {
+                name_off,
+                kind,
+                kind_flag: info >> 31 == 1,
+                members_at: at + 12,
+                vlen,
+            });
+            at += 12 + extra;
+        }
+        Ok(Btf {
+            data,
+            types_start,
+            strings_start,
+            strings_len: str_len,
+            types,
+        })
+    }
+
+    fn name(&self, off: u32) -> &[u8] {
+        let start = self.strings_start + off as usize;
+        let end = self.strings_start + self.strings_len;
+        let s = self.data.get(start..end).unwrap_or(&[]);
+        &s[..s.iter().position(|b| *b == 0).unwrap_or(s.len())]
+    }
+
+    /// Byte offset of `member` in `struct name`, looking through anonymous
+    /// structs and unions. `None` if either is missing or the member is a bitfield.
+    pub fn member_offset(&self, name: &str, member: &str) -> Option<u32> {
+        let _ = self.types_start;
+        let id = self
+            .types
+            .iter()
+            .position(|t| t.kind == 4 && self.name(t.name_off) == name.as_bytes())?;
+        self.find_member(id, member.as_bytes(), 0)
+            .filter(|bits| bits % 8 == 0)
+            .map(|bits| bits / 8)
+    }
+
+    fn find_member(&self, idx: usize, member: &[u8], base_bits: u32) -> Option<u32> {
+        let t = self.types.get(idx)?;
+        if t.kind != 4 && t.kind != 5 {
+            return None;
+        }
+        for i in 0..t.vlen {
+            let at = t.members_at + i * 12;
+            let name_off = u32_at(&self.data, at)?;
+            let type_id = u32_at(&self.data, at + 4)? as usize;
+            let raw = u32_at(&self.data, at + 8)?;
+            let bits = if t.kind_flag { raw & 0x00ff_ffff } else { raw };
+            let name = self.name(name_off);
+            if name == member {
+                return Some(base_bits + bits);
+            }
+            if name.is_empty() && type_id > 0 {
+                if let Some(off) = self.find_member(type_id - 1, member, base_bits + bits) {
+                    return Some(off);
+                }
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tiny BTF blob: struct s { int a; union { int b; int c; }; }.
+    fn blob() -> Vec<u8> {
+        let strings = b"\0int\0s\0a\0b\0c\0";
+        let mut types = Vec::new();
+        let push = |v: &mut Vec<u8>, words: &[u32]| {
+            for w in words {
+                v.extend_from_slice(&w.to_le_bytes());
+            }
+        };
+        // [1] int: name "int"(1), kind INT, size 4, encoding
+        push(&mut types, &[1, 1 << 24, 4, 32]);
+        // [2] struct s: name "s"(5), 2 members, size 8
+        push(&mut types, &[5, (4 << 24) | 2, 8]);
+        push(&mut types, &[7, 1, 0]); // a at bit 0
+        push(&mut types, &[0, 3, 32]); // anonymous union at bit 32
+                                       // [3] union: 2 members
+        push(&mut types, &[0, (5 << 24) | 2, 4]);
+        push(&mut types, &[9, 1, 0]); // b
+        push(&mut types, &[11, 1, 0]); // c
+        let mut data = Vec::new();
+        data.extend_from_slice(&MAGIC.to_le_bytes());
+        data.extend_from_slice(&[1, 0]);
+        push(
+            &mut data,
+            &[
+                24,
+                0,
+                types.len() as u32,
+                types.len() as u32,
+                strings.len() as u32,
+            ],
+        );
+        data.extend_from_slice(&types);
+        data.extend_from_slice(strings);
+        data
+    }
+
+    #[test]
+    fn finds_members_through_anonymous_unions() {
+        let btf = Btf::parse(blob()).unwrap();
+        assert_eq!(btf.member_offset("s", "a"), Some(0));
+        assert_eq!(btf.member_offset("s", "c"), Some(4));
+        assert_eq!(btf.member_offset("s", "nope"), None);
+        assert_eq!(btf.member_offset("t", "a"), None);
+    }
+
+    #[test]
+    fn truncated_or_foreign_data_is_an_error() {
+        let b = blob();
+        for n in [0, 3, 10, 30, b.len() - 1] {
+            assert!(Btf::parse(b[..n].to_vec()).is_err(), "{n}");
+        }
+        assert!(Btf::parse(vec![0x9f, 0xeb, 1, 0]).is_err());
+    }
+
+    #[test]
+    fn running_kernel_has_the_fields_netta_reads() {
+        let Ok(btf) = Btf::from_sys_fs() else {
+            eprintln!("no kernel BTF here");
+            return;
+        };
+        assert!(btf.member_offset("tcp_sock", "bytes_received").is_some());
+        assert!(btf.member_offset("tcp_sock", "bytes_acked").is_some());
+        assert_eq!(btf.member_offset("sock_common", "skc_v6_daddr"), Some(56));
+    }
+}

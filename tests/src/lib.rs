@@ -1,0 +1,243 @@
+//! Harness for netta's end-to-end tests: runs the real `netta` binary and the
+//! `netta-traffic` generator as separate processes, and reads netta's output.
+//!
+//! The tracepoints see the whole machine, so every check filters on the ports and
+//! pids its own traffic used.
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub use serde_json::Value;
+
+fn target_dir() -> PathBuf {
+    // tests/ is a workspace member: the binaries live in the workspace target dir.
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test>
+    exe.parent()
+        .and_then(|p| p.parent())
+        .expect("target dir")
+        .to_path_buf()
+}
+
+/// The netta binary under test: `NETTA_BIN`, else the one next to this test.
+pub fn netta_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("NETTA_BIN") {
+        return PathBuf::from(p);
+    }
+    target_dir().join("netta")
+}
+
+pub fn traffic_bin() -> PathBuf {
+    target_dir().join("netta-traffic")
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: no arguments, cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// True when the eBPF tests can run. When they cannot and `NETTA_REQUIRE_EBPF=1`
+/// (set by `cargo xtask test` as root, and so in CI), that is a failure, not a skip.
+pub fn ebpf_available(test: &str) -> bool {
+    let required = std::env::var("NETTA_REQUIRE_EBPF").is_ok_and(|v| v == "1");
+    let reason = if !is_root() {
+        Some("not root".to_string())
+    } else if !netta_bin().exists() {
+        Some(format!("{} does not exist", netta_bin().display()))
+    } else {
+        let out = Command::new(netta_bin())
+            .arg("--version")
+            .output()
+            .expect("run netta --version");
+        let v = String::from_utf8_lossy(&out.stdout).to_string();
+        (!v.contains("eBPF object embedded")).then(|| format!("netta has no eBPF object: {v}"))
+    };
+    match reason {
+        None => true,
+        Some(r) if required => panic!("{test}: eBPF required (NETTA_REQUIRE_EBPF=1) but {r}"),
+        Some(r) => {
+            eprintln!("SKIP {test}: {r}");
+            false
+        }
+    }
+}
+
+/// A running `netta events`, collecting its JSON lines.
+pub struct Events {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    stderr: mpsc::Receiver<String>,
+    pub collected: Vec<Value>,
+    pub stderr_lines: Vec<String>,
+}
+
+impl Events {
+    /// Starts `netta [args] events [events_args]` and waits until it says it is ready.
+    pub fn start(global: &[&str], events_args: &[&str]) -> Events {
+        let mut child = Command::new(netta_bin())
+            .args(global)
+            .arg("events")
+            .args(events_args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn netta events");
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(stdout).lines() {
+                let Ok(l) = l else { break };
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        let (etx, stderr_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(stderr).lines() {
+                let Ok(l) = l else { break };
+                if etx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut ev = Events {
+            child,
+            lines,
+            stderr: stderr_rx,
+            collected: Vec::new(),
+            stderr_lines: Vec::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match ev.stderr.recv_timeout(Duration::from_millis(100)) {
+                Ok(l) => {
+                    let ready = l.contains("netta: ready");
+                    ev.stderr_lines.push(l);
+                    if ready {
+                        break;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    panic!("netta events exited early: {:?}", ev.stderr_lines)
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "netta events not ready after 30 s: {:?}",
+                ev.stderr_lines
+            );
+        }
+        ev
+    }
+
+    /// Stops netta with SIGINT (it flushes on the way out) and returns every event.
+    pub fn stop(mut self) -> Vec<Value> {
+        // Give the 50 ms drain timer and the UDP sweep a moment.
+        std::thread::sleep(Duration::from_millis(300));
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let status = self.child.wait().expect("wait for netta");
+        for l in self.lines.iter() {
+            self.collected.push(
+                serde_json::from_str(&l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")),
+            );
+        }
+        self.stderr_lines.extend(self.stderr.try_iter());
+        assert!(
+            status.success(),
+            "netta events failed: {status} {:?}",
+            self.stderr_lines
+        );
+        self.collected
+    }
+}
+
+/// A helper process from `netta-traffic`.
+pub struct Traffic {
+    pub child: Child,
+    pub stdin: Option<ChildStdin>,
+    out: mpsc::Receiver<String>,
+}
+
+impl Traffic {
+    pub fn spawn(args: &[&str]) -> Traffic {
+        let mut child = Command::new(traffic_bin())
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", traffic_bin().display()));
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, out) = mpsc::channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(stdout).lines() {
+                let Ok(l) = l else { break };
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        Traffic { child, stdin, out }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The next output line that starts with `prefix`, without the prefix.
+    pub fn expect_line(&mut self, prefix: &str) -> String {
+        loop {
+            let l = self
+                .out
+                .recv_timeout(Duration::from_secs(60))
+                .unwrap_or_else(|_| panic!("no `{prefix}` line from netta-traffic"));
+            if let Some(rest) = l.strip_prefix(prefix) {
+                return rest.trim().to_string();
+            }
+        }
+    }
+
+    /// Every remaining line with `prefix` until the process exits.
+    pub fn all_lines(&mut self, prefix: &str) -> Vec<String> {
+        self.out
+            .iter()
+            .filter_map(|l| l.strip_prefix(prefix).map(|r| r.trim().to_string()))
+            .collect()
+    }
+
+    pub fn finish(mut self) {
+        drop(self.stdin.take());
+        let st = self.child.wait().expect("wait for traffic");
+        assert!(st.success(), "netta-traffic failed: {st}");
+    }
+}
+
+impl Drop for Traffic {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `v[a][b]...` as u64, or None.
+pub fn u64_at(v: &Value, path: &[&str]) -> Option<u64> {
+    path.iter().try_fold(v, |v, k| v.get(k))?.as_u64()
+}
+
+pub fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
+    path.iter().try_fold(v, |v, k| v.get(k))?.as_str()
+}
+
+/// A port nothing listens on (bound, then released).
+pub fn free_tcp_port(ip: &str) -> u16 {
+    let l = std::net::TcpListener::bind((ip, 0)).expect("bind");
+    l.local_addr().unwrap().port()
+}

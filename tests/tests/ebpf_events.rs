@@ -1,0 +1,221 @@
+//! `netta events` against real loopback traffic: lifecycle, attribution of both
+//! ends, bytes, IPv6, UDP aggregation and failed connects. Needs root (eBPF).
+use std::collections::HashMap;
+
+use netta_tests::*;
+
+/// Events touching `port` (as source or destination) of one transport.
+fn touching<'a>(events: &'a [Value], transport: &str, port: u64) -> Vec<&'a Value> {
+    events
+        .iter()
+        .filter(|e| str_at(e, &["network", "transport"]) == Some(transport))
+        .filter(|e| {
+            u64_at(e, &["destination", "port"]) == Some(port)
+                || u64_at(e, &["source", "port"]) == Some(port)
+        })
+        .collect()
+}
+
+fn short_lived(ip: &str, n: usize) {
+    let bind = if ip.contains(':') {
+        format!("[{ip}]:0")
+    } else {
+        format!("{ip}:0")
+    };
+    let (req, reply) = (100usize, 300usize);
+    let events = Events::start(&[], &[]);
+    let mut server = Traffic::spawn(&[
+        "tcp-server",
+        &bind,
+        &n.to_string(),
+        &reply.to_string(),
+        "nt-srv",
+    ]);
+    let port: u16 = server.expect_line("port ").parse().unwrap();
+    let target = if ip.contains(':') {
+        format!("[{ip}]:{port}")
+    } else {
+        format!("{ip}:{port}")
+    };
+    let mut client = Traffic::spawn(&[
+        "tcp-client",
+        &target,
+        &n.to_string(),
+        &req.to_string(),
+        "nt-cli",
+    ]);
+    let (srv_pid, cli_pid) = (server.pid() as u64, client.pid() as u64);
+    let client_ports: Vec<u64> = client
+        .all_lines("local ")
+        .iter()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert_eq!(client_ports.len(), n);
+    client.finish();
+    server.finish();
+    let all = events.stop();
+    let mine = touching(&all, "tcp", port as u64);
+
+    // (action, direction, client port) -> events
+    let mut seen: HashMap<(String, String, u64), Vec<&Value>> = HashMap::new();
+    for e in &mine {
+        let action = str_at(e, &["event", "action"]).unwrap().to_string();
+        if action.starts_with("listen-") {
+            assert_eq!(u64_at(e, &["process", "pid"]), Some(srv_pid), "{e}");
+            continue;
+        }
+        let dir = str_at(e, &["network", "direction"]).unwrap().to_string();
+        // `source` is always the client: the side that initiated.
+        let cport = u64_at(e, &["source", "port"]).unwrap();
+        assert_eq!(
+            u64_at(e, &["destination", "port"]),
+            Some(port as u64),
+            "{e}"
+        );
+        seen.entry((action, dir, cport)).or_default().push(e);
+    }
+    for cport in &client_ports {
+        for (action, dir, pid, name) in [
+            ("connection-opened", "egress", cli_pid, "nt-cli"),
+            ("connection-closed", "egress", cli_pid, "nt-cli"),
+            ("connection-opened", "ingress", srv_pid, "nt-srv"),
+            ("connection-closed", "ingress", srv_pid, "nt-srv"),
+        ] {
+            let key = (action.to_string(), dir.to_string(), *cport);
+            let got = seen.get(&key).map(Vec::as_slice).unwrap_or(&[]);
+            assert_eq!(got.len(), 1, "{key:?} reported {} times", got.len());
+            let e = got[0];
+            assert_eq!(u64_at(e, &["process", "pid"]), Some(pid), "{key:?}: {e}");
+            assert_eq!(str_at(e, &["process", "name"]), Some(name), "{key:?}: {e}");
+            assert_eq!(str_at(e, &["netta", "owner"]), Some("hook"), "{e}");
+            if action == "connection-closed" {
+                assert_eq!(u64_at(e, &["source", "bytes"]), Some(req as u64), "{e}");
+                assert_eq!(
+                    u64_at(e, &["destination", "bytes"]),
+                    Some(reply as u64),
+                    "{e}"
+                );
+                assert!(u64_at(e, &["event", "duration"]).is_some(), "{e}");
+            }
+        }
+    }
+    assert_eq!(seen.len(), 4 * n, "unexpected extra events for port {port}");
+}
+
+#[test]
+fn short_lived_tcp_is_reported_once_per_socket_with_both_owners() {
+    if !ebpf_available("short_lived_tcp") {
+        return;
+    }
+    short_lived("127.0.0.1", 500);
+}
+
+#[test]
+fn ipv6_loopback_connections_are_reported() {
+    if !ebpf_available("ipv6_loopback") {
+        return;
+    }
+    short_lived("::1", 50);
+}
+
+#[test]
+fn unconnected_udp_sends_become_one_flow_record() {
+    if !ebpf_available("udp_flow") {
+        return;
+    }
+    let events = Events::start(&["--udp-idle", "1s"], &[]);
+    let mut server = Traffic::spawn(&["udp-server", "127.0.0.1:0", "nt-usrv"]);
+    let port: u64 = server.expect_line("port ").parse().unwrap();
+    let mut sender = Traffic::spawn(&[
+        "udp-send",
+        &format!("127.0.0.1:{port}"),
+        "1000",
+        "32",
+        "nt-usend",
+    ]);
+    let sender_pid = sender.pid() as u64;
+    let local: u64 = sender.expect_line("local ").parse().unwrap();
+    sender.finish();
+    // Past the idle timeout, so the flow is reported before netta stops.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let all = events.stop();
+    server.finish();
+    let flows: Vec<_> = touching(&all, "udp", port)
+        .into_iter()
+        .filter(|e| str_at(e, &["event", "action"]) == Some("udp-flow"))
+        .collect();
+    assert_eq!(flows.len(), 1, "{flows:#?}");
+    let f = flows[0];
+    assert_eq!(u64_at(f, &["source", "port"]), Some(local));
+    assert_eq!(str_at(f, &["destination", "ip"]), Some("127.0.0.1"));
+    assert_eq!(u64_at(f, &["network", "packets"]), Some(1000));
+    assert_eq!(u64_at(f, &["source", "bytes"]), Some(32_000));
+    assert_eq!(u64_at(f, &["process", "pid"]), Some(sender_pid));
+    assert_eq!(str_at(f, &["process", "name"]), Some("nt-usend"));
+    assert_eq!(str_at(f, &["network", "direction"]), Some("egress"));
+}
+
+#[test]
+fn refused_connect_is_a_failed_connection_with_its_process() {
+    if !ebpf_available("failed_connect") {
+        return;
+    }
+    let events = Events::start(&[], &[]);
+    let port = free_tcp_port("127.0.0.1");
+    let mut c = Traffic::spawn(&["connect", &format!("127.0.0.1:{port}"), "nt-conn"]);
+    let pid = c.pid() as u64;
+    assert_eq!(c.expect_line(""), "refused");
+    c.finish();
+    let all = events.stop();
+    let failed: Vec<_> = touching(&all, "tcp", port as u64)
+        .into_iter()
+        .filter(|e| str_at(e, &["event", "action"]) == Some("connection-failed"))
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:#?}");
+    assert_eq!(u64_at(failed[0], &["process", "pid"]), Some(pid));
+    assert_eq!(str_at(failed[0], &["process", "name"]), Some("nt-conn"));
+    assert_eq!(
+        u64_at(failed[0], &["destination", "port"]),
+        Some(port as u64)
+    );
+    assert_eq!(str_at(failed[0], &["network", "direction"]), Some("egress"));
+    assert!(
+        !touching(&all, "tcp", port as u64)
+            .iter()
+            .any(|e| str_at(e, &["event", "action"]) == Some("connection-opened")),
+        "a refused connect must not look opened"
+    );
+}
+
+#[test]
+fn perf_transport_delivers_the_same_events() {
+    if !ebpf_available("perf_transport") {
+        return;
+    }
+    let events = Events::start(&["--transport", "perf"], &[]);
+    assert!(
+        events
+            .stderr_lines
+            .iter()
+            .any(|l| l.contains("perf event array")),
+        "{:?}",
+        events.stderr_lines
+    );
+    let mut server = Traffic::spawn(&["tcp-server", "127.0.0.1:0", "20", "10", "nt-psrv"]);
+    let port: u16 = server.expect_line("port ").parse().unwrap();
+    let client = Traffic::spawn(&[
+        "tcp-client",
+        &format!("127.0.0.1:{port}"),
+        "20",
+        "10",
+        "nt-pcli",
+    ]);
+    client.finish();
+    server.finish();
+    let all = events.stop();
+    let closed = touching(&all, "tcp", port as u64)
+        .into_iter()
+        .filter(|e| str_at(e, &["event", "action"]) == Some("connection-closed"))
+        .count();
+    assert_eq!(closed, 40);
+}

@@ -1,0 +1,697 @@
+//! `cargo xtask` — build, run and test automation for netta.
+//!
+//! * `cargo xtask build-ebpf` — build the kernel program (nightly, `bpfel-unknown-none`)
+//! * `cargo xtask build`      — build-ebpf, then the `netta` agent (release)
+//! * `cargo xtask run -- ARGS` — build, then start `target/release/netta ARGS` (via sudo if needed)
+//! * `cargo xtask test`       — the full suite: prerequisites, lint, build, `cargo test`
+//!
+//! Missing prerequisites (nightly `rust-src`, LLVM 22 dev packages, `bpf-linker`, test peers)
+//! are installed on the fly when running as root; otherwise the exact command to run is printed.
+
+use std::env;
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::fs;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+/// Toolchain used for the BPF program (needs `-Z build-std`).
+const BPF_TOOLCHAIN: &str = "nightly";
+const BPF_TARGET: &str = "bpfel-unknown-none";
+/// LLVM that `bpf-linker` is built against; must match the nightly rustc's LLVM major.
+const LLVM_PACKAGES: &[&str] = &["llvm-22-dev", "libpolly-22-dev"];
+const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
+const BPF_LINKER_FEATURE: &str = "llvm-22";
+/// Programs the integration tests drive as peers / inspect the system with.
+const TEST_PEER_PACKAGES: &[&str] = &[
+    "iproute2",
+    "apache2-utils",
+    "nginx-light",
+    "hping3",
+    "nmap",
+    "libbpf-tools",
+    "bpftool",
+    "procps",
+    "libcap2-bin",
+    "util-linux",
+];
+
+/// Environment that `cargo run` / the rustup proxy / an outer build leak into this process and
+/// that must not reach the nightly BPF build (they would pin the stable toolchain, inject host
+/// rustflags or wrappers, or redirect the output directory).
+const BPF_SCRUBBED_ENV: &[&str] = &[
+    "RUSTUP_TOOLCHAIN",
+    "RUSTC",
+    "RUSTC_WRAPPER",
+    "RUSTC_WORKSPACE_WRAPPER",
+    "RUSTDOC",
+    "RUSTFLAGS",
+    "RUSTDOCFLAGS",
+    "CARGO_ENCODED_RUSTFLAGS",
+    "CARGO_ENCODED_RUSTDOCFLAGS",
+    "CARGO_BUILD_RUSTC",
+    "CARGO_BUILD_RUSTC_WRAPPER",
+    "CARGO_BUILD_RUSTC_WORKSPACE_WRAPPER",
+    "CARGO_BUILD_RUSTFLAGS",
+    "CARGO_BUILD_RUSTDOCFLAGS",
+];
+
+/// Environment describing *this* package or build that must not reach any child cargo.
+const ALWAYS_SCRUBBED_ENV: &[&str] = &[
+    "CARGO_TARGET_DIR",
+    "CARGO_BUILD_TARGET_DIR",
+    "CARGO_BUILD_TARGET",
+    "CARGO_MAKEFLAGS",
+    "MAKEFLAGS",
+    "MFLAGS",
+    "CARGO_MANIFEST_DIR",
+    "CARGO_MANIFEST_PATH",
+    "CARGO_MANIFEST_LINKS",
+    "CARGO_PRIMARY_PACKAGE",
+    "CARGO_CRATE_NAME",
+    "CARGO_BIN_NAME",
+    "CARGO_RUSTC_CURRENT_DIR",
+    "OUT_DIR",
+];
+const ALWAYS_SCRUBBED_PREFIXES: &[&str] = &["CARGO_PKG_", "CARGO_CFG_", "CARGO_FEATURE_"];
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "Build, run and test netta"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Build the eBPF object (installs nightly rust-src, LLVM 22 and bpf-linker when missing).
+    BuildEbpf,
+    /// Build the eBPF object, then the netta agent (release).
+    Build,
+    /// Build, then start target/release/netta with ARGS (through sudo when not root).
+    Run {
+        /// Arguments passed to netta (put them after `--`).
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "ARGS"
+        )]
+        args: Vec<OsString>,
+    },
+    /// Run the full test suite: prerequisites, build-ebpf, fmt, clippy, build, cargo test.
+    ///
+    /// NETTA_SKIP_LINT=1 skips the fmt and clippy steps.
+    Test {
+        /// Extra arguments for `cargo test` (put them after `--`).
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "CARGO_TEST_ARGS"
+        )]
+        args: Vec<OsString>,
+    },
+    /// Benchmarks (not implemented yet).
+    Bench {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+        args: Vec<OsString>,
+    },
+    /// Fuzzing (not implemented yet).
+    Fuzz {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+        args: Vec<OsString>,
+    },
+}
+
+/// A child process failed; xtask exits with the same code.
+#[derive(Debug)]
+struct StepFailed {
+    what: String,
+    code: i32,
+}
+
+impl fmt::Display for StepFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}` failed with exit code {}", self.what, self.code)
+    }
+}
+
+impl std::error::Error for StepFailed {}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match Ctx::new().and_then(|ctx| ctx.dispatch(cli.command)) {
+        Ok(code) => code,
+        Err(err) => {
+            if let Some(failed) = err.downcast_ref::<StepFailed>() {
+                eprintln!("xtask: {failed}");
+                failed.code
+            } else {
+                eprintln!("xtask: error: {err:#}");
+                1
+            }
+        }
+    };
+    std::process::exit(code);
+}
+
+struct Ctx {
+    /// Workspace root.
+    root: PathBuf,
+    /// `$CARGO_HOME/bin` (or `~/.cargo/bin`): rustup proxies and `cargo install`ed tools.
+    cargo_bin_dir: Option<PathBuf>,
+    /// PATH for children: ours with `cargo_bin_dir` prepended when it is missing.
+    path: OsString,
+    is_root: bool,
+}
+
+impl Ctx {
+    fn new() -> Result<Self> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .context("xtask has no parent directory")?
+            .to_path_buf();
+        let cargo_bin_dir = env::var_os("CARGO_HOME")
+            .map(|home| PathBuf::from(home).join("bin"))
+            .into_iter()
+            .chain(env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo/bin")))
+            .find(|dir| dir.is_dir());
+        let current: Vec<PathBuf> = env::var_os("PATH")
+            .map(|p| env::split_paths(&p).collect())
+            .unwrap_or_default();
+        let mut dirs = Vec::new();
+        if let Some(dir) = &cargo_bin_dir {
+            if !current.contains(dir) {
+                dirs.push(dir.clone());
+            }
+        }
+        dirs.extend(current);
+        let path = env::join_paths(dirs).context("PATH contains an invalid entry")?;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let is_root = unsafe { libc::geteuid() } == 0;
+        Ok(Self {
+            root,
+            cargo_bin_dir,
+            path,
+            is_root,
+        })
+    }
+
+    fn dispatch(&self, cmd: Cmd) -> Result<i32> {
+        let started = Instant::now();
+        match cmd {
+            Cmd::BuildEbpf => {
+                self.build_ebpf()?;
+            }
+            Cmd::Build => {
+                self.build_ebpf()?;
+                self.build_netta()?;
+                println!("netta: {}", self.netta_bin().display());
+            }
+            Cmd::Run { args } => return self.run_netta(args),
+            Cmd::Test { args } => {
+                self.test(args)?;
+                println!(
+                    "==> all steps passed in {:.0}s",
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            Cmd::Bench { .. } | Cmd::Fuzz { .. } => {
+                eprintln!("not implemented yet");
+                return Ok(2);
+            }
+        }
+        Ok(0)
+    }
+
+    // ---- commands -------------------------------------------------------------------------
+
+    fn build_ebpf(&self) -> Result<PathBuf> {
+        self.ensure_apt(LLVM_PACKAGES)?;
+        self.ensure_bpf_toolchain()?;
+        self.build_ebpf_only()
+    }
+
+    /// Builds the BPF object, assuming the prerequisites are in place.
+    fn build_ebpf_only(&self) -> Result<PathBuf> {
+        let mut cmd = self.cargo(true);
+        cmd.arg(format!("+{BPF_TOOLCHAIN}"))
+            .args(["build", "--release", "--target", BPF_TARGET])
+            .args([
+                "-Z",
+                "build-std=core",
+                "--features",
+                "bpf",
+                "--bin",
+                "netta",
+            ])
+            .current_dir(self.root.join("netta-ebpf"))
+            .env("CARGO_TARGET_DIR", self.ebpf_target_dir());
+        self.step("build-ebpf", cmd)?;
+        let object = self.bpf_object();
+        let size = fs::metadata(&object)
+            .with_context(|| format!("BPF object {} was not produced", object.display()))?
+            .len();
+        println!("BPF object: {} ({size} bytes)", object.display());
+        Ok(object)
+    }
+
+    fn build_netta(&self) -> Result<()> {
+        let mut cmd = self.cargo(false);
+        cmd.args(["build", "--release", "-p", "netta"]);
+        self.step("build netta", cmd)
+    }
+
+    fn run_netta(&self, args: Vec<OsString>) -> Result<i32> {
+        self.build_ebpf()?;
+        self.build_netta()?;
+        let bin = self.netta_bin();
+        let mut cmd = if !self.is_root && self.which("sudo").is_some() {
+            let mut cmd = Command::new("sudo");
+            cmd.arg("--").arg(&bin);
+            cmd
+        } else {
+            Command::new(&bin)
+        };
+        cmd.args(&args).env("PATH", &self.path);
+        println!("==> run: {}", display_command(&cmd));
+        // Replace this process so signals (Ctrl-C) and the exit status go straight to netta.
+        let err = cmd.exec();
+        Err(err).with_context(|| format!("failed to start {}", bin.display()))
+    }
+
+    fn test(&self, extra: Vec<OsString>) -> Result<()> {
+        let skip_lint = matches!(
+            env::var("NETTA_SKIP_LINT").as_deref(),
+            Ok("1") | Ok("true") | Ok("yes")
+        );
+
+        // One apt-get call for everything the suite needs.
+        let packages: Vec<&str> = TEST_PEER_PACKAGES
+            .iter()
+            .chain(LLVM_PACKAGES)
+            .copied()
+            .collect();
+        self.ensure_apt(&packages)?;
+        self.ensure_bpf_toolchain()?;
+        if !skip_lint {
+            self.ensure_host_components(&["rustfmt", "clippy"])?;
+        }
+
+        self.build_ebpf_only()?;
+
+        if skip_lint {
+            println!(
+                "==> fmt, clippy: skipped (NETTA_SKIP_LINT={})",
+                env::var("NETTA_SKIP_LINT").unwrap_or_default()
+            );
+        } else {
+            let mut fmt = self.cargo(false);
+            fmt.args(["fmt", "--all", "--", "--check"]);
+            self.step("fmt", fmt)?;
+
+            let mut clippy = self.cargo(false);
+            clippy.args([
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ]);
+            self.step("clippy", clippy)?;
+        }
+
+        self.build_netta()?;
+
+        let mut test = self.cargo(false);
+        test.args(["test", "--workspace", "--release"])
+            .args(&extra)
+            .env("NETTA_BIN", self.netta_bin());
+        if self.is_root {
+            test.env("NETTA_REQUIRE_EBPF", "1");
+        }
+        self.step("test", test)
+    }
+
+    // ---- prerequisites --------------------------------------------------------------------
+
+    /// Nightly with rust-src (for `-Z build-std`) and bpf-linker on PATH.
+    fn ensure_bpf_toolchain(&self) -> Result<()> {
+        self.ensure_rust_src()?;
+        self.ensure_bpf_linker()
+    }
+
+    fn ensure_rust_src(&self) -> Result<()> {
+        if self.which("rustup").is_none() {
+            bail!(
+                "rustup not found: the BPF build needs the `{BPF_TOOLCHAIN}` toolchain with rust-src. \
+                 Install rustup (https://rustup.rs), then run:\n    \
+                 rustup toolchain install {BPF_TOOLCHAIN} --component rust-src"
+            );
+        }
+        let listed = self
+            .rustup()
+            .args([
+                "component",
+                "list",
+                "--installed",
+                "--toolchain",
+                BPF_TOOLCHAIN,
+            ])
+            .stderr(Stdio::null())
+            .output()
+            .context("failed to run rustup")?;
+        if listed.status.success() {
+            let installed = String::from_utf8_lossy(&listed.stdout)
+                .lines()
+                .any(|line| line.trim() == "rust-src" || line.trim().starts_with("rust-src-"));
+            if installed {
+                return Ok(());
+            }
+            let mut add = self.rustup();
+            add.args(["component", "add", "rust-src", "--toolchain", BPF_TOOLCHAIN]);
+            let shown = display_command(&add);
+            self.step("install rust-src", add)
+                .with_context(|| format!("could not install rust-src; run:\n    {shown}"))
+        } else {
+            let mut install = self.rustup();
+            install.args([
+                "toolchain",
+                "install",
+                BPF_TOOLCHAIN,
+                "--profile",
+                "minimal",
+                "--component",
+                "rust-src",
+            ]);
+            let shown = display_command(&install);
+            self.step("install nightly toolchain", install)
+                .with_context(|| {
+                    format!("could not install the {BPF_TOOLCHAIN} toolchain; run:\n    {shown}")
+                })
+        }
+    }
+
+    fn ensure_bpf_linker(&self) -> Result<()> {
+        if self.bpf_linker_works() {
+            return Ok(());
+        }
+        let llvm_bin = Path::new(LLVM_PREFIX).join("bin");
+        let path = env::join_paths(std::iter::once(llvm_bin).chain(env::split_paths(&self.path)))
+            .context("PATH contains an invalid entry")?;
+        // Built with the host (default) toolchain: the nightly environment must not leak in.
+        let mut cmd = self.cargo(true);
+        cmd.args([
+            "install",
+            "bpf-linker",
+            "--no-default-features",
+            "--features",
+        ])
+        .arg(BPF_LINKER_FEATURE)
+        .env("LLVM_PREFIX", LLVM_PREFIX)
+        .env("PATH", path);
+        let shown = format!("LLVM_PREFIX={LLVM_PREFIX} {}", display_command(&cmd));
+        self.step("install bpf-linker", cmd)
+            .with_context(|| format!("could not install bpf-linker; run:\n    {shown}"))?;
+        if !self.bpf_linker_works() {
+            bail!(
+                "bpf-linker was installed but `bpf-linker --version` still fails; is {} on PATH?",
+                self.cargo_bin_dir
+                    .as_deref()
+                    .unwrap_or(Path::new("~/.cargo/bin"))
+                    .display()
+            );
+        }
+        Ok(())
+    }
+
+    fn bpf_linker_works(&self) -> bool {
+        Command::new("bpf-linker")
+            .arg("--version")
+            .env("PATH", &self.path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// rustfmt/clippy for the host toolchain (the one running this xtask).
+    fn ensure_host_components(&self, components: &[&str]) -> Result<()> {
+        if self.which("rustup").is_none() {
+            return Ok(()); // not a rustup install; cargo will report what is missing
+        }
+        let mut list = self.rustup();
+        list.args(["component", "list", "--installed"]);
+        if let Some(toolchain) = env::var_os("RUSTUP_TOOLCHAIN") {
+            list.arg("--toolchain").arg(toolchain);
+        }
+        let Ok(out) = list.stderr(Stdio::null()).output() else {
+            return Ok(());
+        };
+        if !out.status.success() {
+            return Ok(());
+        }
+        let installed = String::from_utf8_lossy(&out.stdout).into_owned();
+        let missing: Vec<&str> = components
+            .iter()
+            .copied()
+            .filter(|c| {
+                !installed
+                    .lines()
+                    .any(|l| l.trim() == *c || l.trim().starts_with(&format!("{c}-")))
+            })
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let mut add = self.rustup();
+        add.args(["component", "add"]).args(&missing);
+        if let Some(toolchain) = env::var_os("RUSTUP_TOOLCHAIN") {
+            add.arg("--toolchain").arg(toolchain);
+        }
+        let shown = display_command(&add);
+        self.step("install rust components", add).with_context(|| {
+            format!(
+                "could not install {}; run:\n    {shown}",
+                missing.join(", ")
+            )
+        })
+    }
+
+    /// Installs the Debian packages that are not installed yet, in one apt-get call.
+    fn ensure_apt(&self, packages: &[&str]) -> Result<()> {
+        if self.which("dpkg-query").is_none() {
+            eprintln!(
+                "xtask: warning: not a Debian-based system; make sure these (or equivalents) are installed: {}",
+                packages.join(" ")
+            );
+            return Ok(());
+        }
+        let missing: Vec<&str> = packages
+            .iter()
+            .copied()
+            .filter(|p| !dpkg_installed(p))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let install_line = format!(
+            "sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y {}",
+            missing.join(" ")
+        );
+        if !self.is_root {
+            bail!(
+                "missing packages: {}. Install them with:\n    {install_line}",
+                missing.join(" ")
+            );
+        }
+        if self.which("apt-get").is_none() {
+            bail!(
+                "missing packages: {} (and apt-get not found)",
+                missing.join(" ")
+            );
+        }
+        if missing.iter().any(|p| !apt_known(p)) {
+            self.apt_update()?;
+        }
+        let mut installed = self.apt_install(&missing)?;
+        if !installed && !APT_UPDATED.load(Ordering::Relaxed) {
+            self.apt_update()?;
+            installed = self.apt_install(&missing)?;
+        }
+        let still_missing: Vec<&str> = missing
+            .iter()
+            .copied()
+            .filter(|p| !dpkg_installed(p))
+            .collect();
+        if !installed || !still_missing.is_empty() {
+            bail!(
+                "could not install {}; run:\n    {install_line}",
+                still_missing.join(" ")
+            );
+        }
+        Ok(())
+    }
+
+    fn apt_update(&self) -> Result<()> {
+        let mut cmd = apt_command("apt-get");
+        cmd.args(["update", "-q"]);
+        println!("==> apt-get update");
+        let status = cmd.status().context("failed to run apt-get update")?;
+        APT_UPDATED.store(true, Ordering::Relaxed);
+        if !status.success() {
+            eprintln!(
+                "xtask: warning: apt-get update failed ({status}); trying the install anyway"
+            );
+        }
+        Ok(())
+    }
+
+    /// Returns whether apt-get succeeded.
+    fn apt_install(&self, packages: &[&str]) -> Result<bool> {
+        let mut cmd = apt_command("apt-get");
+        cmd.args(["install", "-y"]).args(packages);
+        println!("==> apt-get install: {}", display_command(&cmd));
+        let status = cmd.status().context("failed to run apt-get install")?;
+        Ok(status.success())
+    }
+
+    // ---- helpers --------------------------------------------------------------------------
+
+    fn ebpf_target_dir(&self) -> PathBuf {
+        self.root.join("target/ebpf")
+    }
+
+    fn bpf_object(&self) -> PathBuf {
+        self.ebpf_target_dir()
+            .join(BPF_TARGET)
+            .join("release")
+            .join("netta")
+    }
+
+    fn netta_bin(&self) -> PathBuf {
+        self.root.join("target/release/netta")
+    }
+
+    /// A `cargo` child (the rustup proxy when there is one, so `+toolchain` works) run from the
+    /// workspace root. `bpf` scrubs everything that would pin the host toolchain or flags.
+    fn cargo(&self, bpf: bool) -> Command {
+        let program = self
+            .cargo_bin_dir
+            .as_ref()
+            .map(|dir| dir.join("cargo"))
+            .filter(|p| p.is_file())
+            .map(PathBuf::into_os_string)
+            .unwrap_or_else(|| OsString::from("cargo"));
+        let mut cmd = Command::new(program);
+        cmd.current_dir(&self.root).env("PATH", &self.path);
+        for (key, _) in env::vars_os() {
+            let Some(key) = key.to_str() else { continue };
+            if ALWAYS_SCRUBBED_ENV.contains(&key)
+                || ALWAYS_SCRUBBED_PREFIXES.iter().any(|p| key.starts_with(p))
+                || (bpf && BPF_SCRUBBED_ENV.contains(&key))
+            {
+                cmd.env_remove(key);
+            }
+        }
+        if !bpf {
+            cmd.env("CARGO_TARGET_DIR", self.root.join("target"));
+        }
+        cmd
+    }
+
+    fn rustup(&self) -> Command {
+        let mut cmd = Command::new("rustup");
+        cmd.env("PATH", &self.path);
+        cmd
+    }
+
+    fn which(&self, program: &str) -> Option<PathBuf> {
+        env::split_paths(&self.path)
+            .map(|dir| dir.join(program))
+            .find(|p| p.is_file())
+    }
+
+    /// Prints `==> name: command` and runs the command with inherited stdio.
+    fn step(&self, name: &str, mut cmd: Command) -> Result<()> {
+        let shown = display_command(&cmd);
+        println!("==> {name}: {shown}");
+        let status = cmd
+            .status()
+            .with_context(|| format!("failed to start `{shown}`"))?;
+        check(status, shown)
+    }
+}
+
+static APT_UPDATED: AtomicBool = AtomicBool::new(false);
+
+fn apt_command(program: &str) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.env("DEBIAN_FRONTEND", "noninteractive");
+    cmd
+}
+
+fn dpkg_installed(package: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", package])
+        .stderr(Stdio::null())
+        .output()
+        .is_ok_and(|out| out.status.success() && out.stdout.ends_with(b" installed"))
+}
+
+/// Whether apt has an installation candidate for `package` (i.e. the lists are not stale).
+fn apt_known(package: &str) -> bool {
+    Command::new("apt-cache")
+        .args(["policy", package])
+        .stderr(Stdio::null())
+        .output()
+        .is_ok_and(|out| {
+            let text = String::from_utf8_lossy(&out.stdout);
+            out.status.success()
+                && text
+                    .lines()
+                    .any(|l| l.trim().starts_with("Candidate:") && !l.contains("(none)"))
+        })
+}
+
+fn check(status: ExitStatus, what: String) -> Result<()> {
+    if status.success() {
+        return Ok(());
+    }
+    let code = status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(1);
+    Err(StepFailed { what, code }.into())
+}
+
+fn display_command(cmd: &Command) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let program = Path::new(cmd.get_program());
+    // Show `cargo`, not `/root/.cargo/bin/cargo`.
+    let program = if program.file_name() == Some(OsStr::new("cargo")) {
+        OsStr::new("cargo")
+    } else {
+        program.as_os_str()
+    };
+    parts.push(program.to_string_lossy().into_owned());
+    parts.extend(cmd.get_args().map(|a| {
+        let a = a.to_string_lossy();
+        if a.is_empty() || a.contains(|c: char| c.is_whitespace() || "'\"$\\".contains(c)) {
+            format!("'{}'", a.replace('\'', r"'\''"))
+        } else {
+            a.into_owned()
+        }
+    }));
+    parts.join(" ")
+}
