@@ -6,6 +6,8 @@ pub mod clock;
 pub mod commands;
 pub mod event;
 pub mod export;
+#[cfg(test)]
+pub mod fixture;
 pub mod sanitize;
 pub mod source;
 pub mod table;

@@ -1,0 +1,116 @@
+//! A fixed table for snapshot tests of every view: IPv4 and IPv6, TCP and UDP,
+//! listeners, closed and failed connections, an unknown owner and a hostile name.
+use crate::event::{Direction, OwnerSource, Proto, State};
+use crate::sanitize::Comm;
+use crate::table::{Closed, Conn, Counters, Key, Origin, Snapshot};
+
+pub const SEC: u64 = 1_000_000_000;
+
+/// Wall clock for the fixture: monotonic 0 is 2024-10-15T14:30:00Z.
+pub fn clock() -> crate::clock::Clock {
+    crate::clock::Clock::fixed(1_729_002_600 * SEC as i128)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn conn(
+    key: u64,
+    proto: Proto,
+    local: &str,
+    remote: &str,
+    state: State,
+    direction: Direction,
+    pid: u32,
+    comm: &[u8],
+) -> Conn {
+    Conn {
+        key: Key::Sock(key),
+        proto,
+        local: local.parse().unwrap(),
+        remote: remote.parse().unwrap(),
+        state,
+        direction,
+        pid,
+        comm: Comm::from_bytes(comm),
+        owner: if pid == 0 {
+            OwnerSource::Unknown
+        } else {
+            OwnerSource::Hook
+        },
+        start_ns: 100 * SEC,
+        bytes_sent: 0,
+        bytes_recv: 0,
+        packets: 0,
+        last_ns: 100 * SEC,
+        inode: 0,
+        uid: Some(0),
+        seen_ns: 100 * SEC,
+        origin: Origin::Event,
+    }
+}
+
+pub fn snapshot() -> Snapshot {
+    use Direction::*;
+    use Proto::*;
+    use State::*;
+    let mut conns = vec![
+        conn(1, Tcp, "127.0.0.1:8080", "0.0.0.0:0", Listen, Unknown, 1234, b"web-server"),
+        conn(2, Tcp, "0.0.0.0:22", "0.0.0.0:0", Listen, Unknown, 999, b"sshd"),
+        conn(3, Tcp, "[::]:443", "[::]:0", Listen, Unknown, 4321, b"nginx"),
+        conn(4, Tcp, "192.168.1.100:54321", "93.184.216.34:443", Established, Egress, 5678, b"chrome"),
+        conn(5, Tcp, "192.168.1.100:12345", "142.250.185.46:443", Established, Egress, 5678, b"chrome"),
+        conn(6, Tcp, "192.168.1.100:40000", "93.184.216.34:65432", Established, Egress, 77, b"\x1b[31mevil,=1\n"),
+        conn(
+            7,
+            Tcp,
+            "[2001:db8::10]:443",
+            "[2001:db8:ffff:ffff:ffff:ffff:ffff:1]:51000",
+            Established,
+            Ingress,
+            4321,
+            b"nginx",
+        ),
+        conn(8, Tcp, "127.0.0.1:41000", "127.0.0.1:8080", TimeWait, Unknown, 0, b""),
+        conn(9, Udp, "0.0.0.0:5353", "0.0.0.0:0", Unconn, Unknown, 555, b"avahi-daemon"),
+        conn(10, Udp, "10.0.0.5:40001", "10.0.0.53:53", Flow, Egress, 600, b"resolver"),
+    ];
+    conns[3].bytes_sent = 1_200;
+    conns[3].bytes_recv = 48_000;
+    conns[9].packets = 12;
+    conns[9].bytes_sent = 480;
+    let mut closed = conn(11, Tcp, "192.168.1.100:50000", "93.184.216.34:443", Close, Egress, 5678, b"chrome");
+    closed.bytes_sent = 500;
+    closed.bytes_recv = 9_000;
+    let mut failed = conn(12, Tcp, "127.0.0.1:50001", "127.0.0.1:9", SynSent, Egress, 88, b"curl");
+    failed.start_ns = 150 * SEC;
+    let history = vec![
+        Closed {
+            conn: closed,
+            end_ns: 100 * SEC + 1_500_000,
+            failed: false,
+        },
+        Closed {
+            conn: failed,
+            end_ns: 150 * SEC + 300_000,
+            failed: true,
+        },
+    ];
+    Snapshot {
+        conns,
+        history,
+        counters: Counters {
+            events: 40,
+            opened: 14,
+            closed: 9,
+            failed: 1,
+            short_lived: 7,
+            listen_started: 3,
+            listen_stopped: 0,
+            udp_flows: 1,
+            bytes_sent: 1_700,
+            bytes_recv: 57_000,
+            lost: 0,
+            observed: 22,
+            ..Counters::default()
+        },
+    }
+}
