@@ -103,6 +103,65 @@ pub enum Command {
     Events(EventsArgs),
     /// List live connections (or closed ones with --history).
     List(ListArgs),
+    /// Traffic statistics: totals, protocols, states, top ports, IPs and processes.
+    Stats(StatsArgs),
+    /// Print a line of live counts every interval, then a summary.
+    Monitor(MonitorArgs),
+    /// Look for suspicious activity.
+    Detect(DetectArgs),
+    /// Write a report of the connection table (CSV or JSON).
+    Export(ExportArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct StatsArgs {
+    /// Watch events for this long first, so "since start" figures cover it.
+    #[arg(long, value_parser = parse_duration)]
+    pub watch: Option<Duration>,
+    /// JSON output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct MonitorArgs {
+    /// How long to monitor.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// How often to print a line.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// JSON lines output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DetectArgs {
+    /// Observe live events for this long before reporting.
+    #[arg(long, value_parser = parse_duration)]
+    pub watch: Option<Duration>,
+    /// JSON output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// Output file (default: network_analysis_YYYYMMDD_HHMMSS.csv).
+    #[arg(long, short)]
+    pub output: Option<std::path::PathBuf>,
+    #[arg(long, value_enum, default_value_t = crate::export::report::Format::Csv)]
+    pub format: crate::export::report::Format,
+    /// Export closed connections instead of live ones.
+    #[arg(long)]
+    pub history: bool,
+    /// Watch events for this long first (useful with --history).
+    #[arg(long, value_parser = parse_duration)]
+    pub watch: Option<Duration>,
+    /// Replace an existing file.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Args, Debug)]

@@ -5,10 +5,14 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use crate::agent::Agent;
-use crate::cli::{EventsArgs, Global, ListArgs};
-use crate::export::json;
-use crate::view;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::agent::{Agent, Shared};
+use crate::cli::{DetectArgs, EventsArgs, ExportArgs, Global, ListArgs, MonitorArgs, StatsArgs};
+use crate::export::{json, report};
+use crate::services::Services;
+use crate::{detect, stats, style, view};
 
 /// Resolves on Ctrl+C or SIGTERM.
 pub async fn stop_signal() {
@@ -98,15 +102,21 @@ pub async fn events(global: &Global, args: &EventsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn list(global: &Global, args: &ListArgs) -> anyhow::Result<()> {
+/// Starts the agent and, with `--watch`, lets it collect events for that long.
+async fn start_and_watch(global: &Global, watch: Option<Duration>) -> Agent {
     let agent = Agent::start(global.agent_options()).await;
-    if let Some(w) = args.watch {
+    if let Some(w) = watch {
         tokio::select! {
             _ = tokio::time::sleep(w) => {}
             _ = stop_signal() => {}
         }
         agent.reconcile_once(false).await;
     }
+    agent
+}
+
+pub async fn list(global: &Global, args: &ListArgs) -> anyhow::Result<()> {
+    let agent = start_and_watch(global, args.watch).await;
     let snap = agent.shared.snapshot();
     let clock = agent.shared.clock;
     agent.shutdown().await;
@@ -138,4 +148,144 @@ pub fn print_out(text: &str) -> anyhow::Result<()> {
         Err(e) if !is_broken_pipe(&e) => Err(e).context("writing to stdout"),
         _ => Ok(()),
     }
+}
+
+/// Interactive output: errors writing to the terminal are not worth stopping for.
+pub fn print_raw(text: &str) {
+    let _ = print_out(text);
+}
+
+/// Rendered views, coloured when stdout is a terminal.
+pub fn print_styled(text: &str) {
+    print_raw(&style::for_stdout(text));
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum View {
+    All,
+    Established,
+    Listening,
+}
+
+pub fn render_view(shared: &Shared, v: View) -> String {
+    let snap = shared.snapshot();
+    let (title, states) = match v {
+        View::All => ("ACTIVE NETWORK CONNECTIONS", vec![]),
+        View::Established => (
+            "ESTABLISHED CONNECTIONS",
+            vec![crate::event::State::Established],
+        ),
+        View::Listening => (
+            "LISTENING PORTS",
+            vec![crate::event::State::Listen, crate::event::State::Unconn],
+        ),
+    };
+    let filter = view::Filter {
+        states,
+        ..Default::default()
+    };
+    view::render_list(title, &view::select(&snap, &filter))
+}
+
+pub fn render_stats(shared: &Shared) -> String {
+    stats::render(&stats::compute(&shared.snapshot(), &Services::load()))
+}
+
+fn alerts(shared: &Shared) -> Vec<detect::Alert> {
+    detect::scan(
+        &shared.snapshot(),
+        &Services::load(),
+        &detect::Rules::default(),
+        crate::clock::mono_now(),
+    )
+}
+
+pub fn render_detect(shared: &Shared) -> String {
+    detect::render(&alerts(shared))
+}
+
+/// Writes a report and returns the line to show.
+pub fn export_to(
+    shared: &Shared,
+    path: &Path,
+    force: bool,
+    format: report::Format,
+    history: bool,
+) -> anyhow::Result<String> {
+    let snap = shared.snapshot();
+    report::write_report(
+        path,
+        force,
+        format,
+        &snap,
+        history,
+        &shared.clock,
+        std::time::SystemTime::now(),
+    )?;
+    Ok(format!("Report exported to: {}\n", path.display()))
+}
+
+pub async fn stats(global: &Global, args: &StatsArgs) -> anyhow::Result<()> {
+    let agent = start_and_watch(global, args.watch).await;
+    let st = stats::compute(&agent.shared.snapshot(), &Services::load());
+    agent.shutdown().await;
+    if args.json {
+        print_out(&(serde_json::to_string_pretty(&stats::to_json(&st))? + "\n"))
+    } else {
+        print_out(&style::for_stdout(&stats::render(&st)))
+    }
+}
+
+pub async fn detect(global: &Global, args: &DetectArgs) -> anyhow::Result<()> {
+    let agent = start_and_watch(global, args.watch).await;
+    let found = alerts(&agent.shared);
+    let clock = agent.shared.clock;
+    agent.shutdown().await;
+    if args.json {
+        let v: Vec<_> = found.iter().map(|a| detect::to_json(a, &clock)).collect();
+        print_out(&(serde_json::to_string_pretty(&v)? + "\n"))
+    } else {
+        print_out(&style::for_stdout(&detect::render(&found)))
+    }
+}
+
+pub async fn monitor(global: &Global, args: &MonitorArgs) -> anyhow::Result<()> {
+    let agent = Agent::start(global.agent_options()).await;
+    let shared: Arc<Shared> = agent.shared.clone();
+    let opts = crate::monitor::Options {
+        duration: args.duration,
+        interval: args.interval,
+        json: args.json,
+    };
+    let mut failed = None;
+    crate::monitor::run(&shared, opts, stop_signal(), &mut |s| {
+        if failed.is_none() {
+            let text = if args.json {
+                s.into()
+            } else {
+                style::for_stdout(s)
+            };
+            if let Err(e) = print_out(&text) {
+                failed = Some(e);
+            }
+        }
+    })
+    .await;
+    agent.shutdown().await;
+    failed.map_or(Ok(()), Err)
+}
+
+pub async fn export(global: &Global, args: &ExportArgs) -> anyhow::Result<()> {
+    let agent = start_and_watch(global, args.watch).await;
+    let path = args.output.clone().unwrap_or_else(|| {
+        report::default_file_name(std::time::SystemTime::now(), args.format).into()
+    });
+    let result = export_to(&agent.shared, &path, args.force, args.format, args.history);
+    agent.shutdown().await;
+    print_out(&result?)
+}
+
+pub async fn menu(global: &Global) -> anyhow::Result<()> {
+    let agent = Agent::start(global.agent_options()).await;
+    crate::menu::run(agent).await
 }

@@ -53,12 +53,59 @@ pub fn snapshot() -> Snapshot {
     use Proto::*;
     use State::*;
     let mut conns = vec![
-        conn(1, Tcp, "127.0.0.1:8080", "0.0.0.0:0", Listen, Unknown, 1234, b"web-server"),
-        conn(2, Tcp, "0.0.0.0:22", "0.0.0.0:0", Listen, Unknown, 999, b"sshd"),
-        conn(3, Tcp, "[::]:443", "[::]:0", Listen, Unknown, 4321, b"nginx"),
-        conn(4, Tcp, "192.168.1.100:54321", "93.184.216.34:443", Established, Egress, 5678, b"chrome"),
-        conn(5, Tcp, "192.168.1.100:12345", "142.250.185.46:443", Established, Egress, 5678, b"chrome"),
-        conn(6, Tcp, "192.168.1.100:40000", "93.184.216.34:65432", Established, Egress, 77, b"\x1b[31mevil,=1\n"),
+        conn(
+            1,
+            Tcp,
+            "127.0.0.1:8080",
+            "0.0.0.0:0",
+            Listen,
+            Unknown,
+            1234,
+            b"web-server",
+        ),
+        conn(
+            2,
+            Tcp,
+            "0.0.0.0:22",
+            "0.0.0.0:0",
+            Listen,
+            Unknown,
+            999,
+            b"sshd",
+        ),
+        conn(
+            3, Tcp, "[::]:443", "[::]:0", Listen, Unknown, 4321, b"nginx",
+        ),
+        conn(
+            4,
+            Tcp,
+            "192.168.1.100:54321",
+            "93.184.216.34:443",
+            Established,
+            Egress,
+            5678,
+            b"chrome",
+        ),
+        conn(
+            5,
+            Tcp,
+            "192.168.1.100:12345",
+            "142.250.185.46:443",
+            Established,
+            Egress,
+            5678,
+            b"chrome",
+        ),
+        conn(
+            6,
+            Tcp,
+            "192.168.1.100:40000",
+            "93.184.216.34:65432",
+            Established,
+            Egress,
+            77,
+            b"\x1b[31mevil\n,=1",
+        ),
         conn(
             7,
             Tcp,
@@ -69,18 +116,63 @@ pub fn snapshot() -> Snapshot {
             4321,
             b"nginx",
         ),
-        conn(8, Tcp, "127.0.0.1:41000", "127.0.0.1:8080", TimeWait, Unknown, 0, b""),
-        conn(9, Udp, "0.0.0.0:5353", "0.0.0.0:0", Unconn, Unknown, 555, b"avahi-daemon"),
-        conn(10, Udp, "10.0.0.5:40001", "10.0.0.53:53", Flow, Egress, 600, b"resolver"),
+        conn(
+            8,
+            Tcp,
+            "127.0.0.1:41000",
+            "127.0.0.1:8080",
+            TimeWait,
+            Unknown,
+            0,
+            b"",
+        ),
+        conn(
+            9,
+            Udp,
+            "0.0.0.0:5353",
+            "0.0.0.0:0",
+            Unconn,
+            Unknown,
+            555,
+            b"avahi-daemon",
+        ),
+        conn(
+            10,
+            Udp,
+            "10.0.0.5:40001",
+            "10.0.0.53:53",
+            Flow,
+            Egress,
+            600,
+            b"resolver",
+        ),
     ];
     conns[3].bytes_sent = 1_200;
     conns[3].bytes_recv = 48_000;
     conns[9].packets = 12;
     conns[9].bytes_sent = 480;
-    let mut closed = conn(11, Tcp, "192.168.1.100:50000", "93.184.216.34:443", Close, Egress, 5678, b"chrome");
+    let mut closed = conn(
+        11,
+        Tcp,
+        "192.168.1.100:50000",
+        "93.184.216.34:443",
+        Close,
+        Egress,
+        5678,
+        b"chrome",
+    );
     closed.bytes_sent = 500;
     closed.bytes_recv = 9_000;
-    let mut failed = conn(12, Tcp, "127.0.0.1:50001", "127.0.0.1:9", SynSent, Egress, 88, b"curl");
+    let mut failed = conn(
+        12,
+        Tcp,
+        "127.0.0.1:50001",
+        "127.0.0.1:9",
+        SynSent,
+        Egress,
+        88,
+        b"curl",
+    );
     failed.start_ns = 150 * SEC;
     let history = vec![
         Closed {

@@ -4,11 +4,17 @@ pub mod agent;
 pub mod cli;
 pub mod clock;
 pub mod commands;
+pub mod detect;
 pub mod event;
 pub mod export;
 #[cfg(test)]
 pub mod fixture;
+pub mod menu;
+pub mod monitor;
 pub mod sanitize;
+pub mod services;
 pub mod source;
+pub mod stats;
+pub mod style;
 pub mod table;
 pub mod view;

@@ -27,7 +27,11 @@ fn main() {
         match &cli.command {
             Some(Command::Events(a)) => commands::events(&cli.global, a).await,
             Some(Command::List(a)) => commands::list(&cli.global, a).await,
-            None => commands::list(&cli.global, &Default::default()).await,
+            Some(Command::Stats(a)) => commands::stats(&cli.global, a).await,
+            Some(Command::Monitor(a)) => commands::monitor(&cli.global, a).await,
+            Some(Command::Detect(a)) => commands::detect(&cli.global, a).await,
+            Some(Command::Export(a)) => commands::export(&cli.global, a).await,
+            None => commands::menu(&cli.global).await,
         }
     });
     // Reader tasks may still be parked on a blocking read of stdin; do not wait.

@@ -177,6 +177,7 @@ pub fn duration(ns: u64) -> String {
     let us = ns / 1_000;
     match ns {
         n if n < 1_000_000 => format!("{us}µs"),
+        n if n < 10_000_000 => format!("{:.1}ms", n as f64 / 1e6),
         n if n < 1_000_000_000 => format!("{}ms", n / 1_000_000),
         n if n < 60_000_000_000 => format!("{:.1}s", n as f64 / 1e9),
         n if n < 3_600_000_000_000 => {

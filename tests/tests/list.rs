@@ -10,7 +10,10 @@ type Row = (String, String, u16, String, u16);
 fn norm_ip(ip: &str) -> String {
     let ip = ip.trim_start_matches('[').trim_end_matches(']');
     let ip = ip.split('%').next().unwrap_or(ip);
-    let ip = ip.strip_prefix("::ffff:").filter(|v4| v4.contains('.')).unwrap_or(ip);
+    let ip = ip
+        .strip_prefix("::ffff:")
+        .filter(|v4| v4.contains('.'))
+        .unwrap_or(ip);
     match ip {
         "*" => "0.0.0.0".into(),
         other => other.to_string(),
@@ -100,7 +103,10 @@ fn agrees_with_ss(drop_caps: bool) -> (Value, String) {
     } else {
         Command::new(netta_bin())
     };
-    let out = cmd.args(["list", "--json"]).output().expect("run netta list");
+    let out = cmd
+        .args(["list", "--json"])
+        .output()
+        .expect("run netta list");
     let after = ss_rows();
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(out.status.success(), "netta list failed: {stderr}");
@@ -109,12 +115,12 @@ fn agrees_with_ss(drop_caps: bool) -> (Value, String) {
 
     let stable: Vec<&Row> = before.intersection(&after).collect();
     let missing: Vec<&&Row> = stable.iter().filter(|r| !shown.contains(**r)).collect();
-    assert!(missing.is_empty(), "netta list lacks sockets ss shows: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "netta list lacks sockets ss shows: {missing:?}"
+    );
     // Our own sockets must be among them, so the check is never vacuous.
-    let ours = [
-        ("LISTENING", port, 0u16),
-        ("ESTABLISHED", port, 1),
-    ];
+    let ours = [("LISTENING", port, 0u16), ("ESTABLISHED", port, 1)];
     for (state, p, _) in ours {
         assert!(
             shown.iter().any(|r| r.0 == state && (r.2 == p || r.4 == p)),
@@ -154,5 +160,8 @@ fn without_ebpf_the_reason_is_printed_and_list_still_works() {
         .filter(|l| l.contains("eBPF unavailable"))
         .collect();
     assert_eq!(reasons.len(), 1, "one line of reason: {stderr}");
-    assert!(reasons[0].contains("not permitted to load eBPF"), "{stderr}");
+    assert!(
+        reasons[0].contains("not permitted to load eBPF"),
+        "{stderr}"
+    );
 }

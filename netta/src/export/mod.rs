@@ -1,2 +1,4 @@
-//! Output formats for other programs: JSON lines and CSV.
+//! Output formats for other programs: JSON lines, CSV and report files.
+pub mod csv;
 pub mod json;
+pub mod report;
