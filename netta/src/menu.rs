@@ -1,7 +1,7 @@
 //! The original tool's interactive menu, on the live agent: it runs for the whole
 //! session, so every view sees what came and went since the menu opened. Works on
 //! a terminal and from a pipe (`printf '4\n8\n' | netta`).
-use std::io::BufRead;
+use std::io::{BufRead, IsTerminal};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -68,7 +68,14 @@ async fn read(rx: &mut mpsc::Receiver<String>, prompt: &str) -> Input {
     commands::print_raw(prompt);
     tokio::select! {
         l = rx.recv() => match l {
-            Some(l) => Input::Line(l),
+            Some(l) => {
+                // A terminal echoes what was typed; from a pipe, show it so the
+                // transcript reads the same.
+                if !std::io::stdin().is_terminal() {
+                    commands::print_raw(&format!("{}\n", crate::sanitize::escape(l.as_bytes())));
+                }
+                Input::Line(l)
+            }
             None => { commands::print_raw("\n"); Input::Quit }
         },
         _ = commands::stop_signal() => { commands::print_raw("\n"); Input::Quit }
