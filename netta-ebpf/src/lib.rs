@@ -263,6 +263,9 @@ pub mod maps {
     pub const PERF: &str = "PERF_EVENTS";
     pub const COUNTERS: &str = "COUNTERS";
     pub const UDP_FLOWS: &str = "UDP_FLOWS";
+    /// SYN-ACK retransmissions per listening port ([`listener_key`]): each one is a
+    /// half-open connection whose client never answered.
+    pub const SYNACK_RETRANS: &str = "SYNACK_RETRANS";
     pub const TCP_SOCKS: &str = "TCP_SOCKS";
 }
 
@@ -311,6 +314,7 @@ pub mod tp {
         (SENDTO_ENTER, SENDTO_FIELDS),
         (SENDMSG_ENTER, SENDMSG_FIELDS),
         (SEND_RESET, SEND_RESET_FIELDS),
+        (SYNACK, SYNACK_FIELDS),
     ];
 
     pub const SET_STATE: Tracepoint = ("sock", "inet_sock_set_state");
@@ -342,6 +346,8 @@ pub mod tp {
     pub const SENDMSG_FIELDS: Layout = &[("msg", 24, 8)];
     pub const SENDTO_EXIT: Tracepoint = ("syscalls", "sys_exit_sendto");
     pub const SENDMSG_EXIT: Tracepoint = ("syscalls", "sys_exit_sendmsg");
+    pub const SYNACK: Tracepoint = ("tcp", "tcp_retransmit_synack");
+    pub const SYNACK_FIELDS: Layout = &[("sport", 24, 2), ("family", 28, 2)];
     pub const SEND_RESET: Tracepoint = ("tcp", "tcp_send_reset");
     pub const SEND_RESET_FIELDS: Layout = &[
         ("skaddr", 16, 8),

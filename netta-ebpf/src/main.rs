@@ -66,6 +66,9 @@ static LISTENERS: LruHashMap<u32, ListenerInfo> = LruHashMap::with_max_entries(4
 #[map(name = "UDP_FLOWS")]
 static UDP_FLOWS: LruHashMap<UdpFlowKey, UdpFlowStats> = LruHashMap::with_max_entries(65_536, 0);
 
+#[map(name = "SYNACK_RETRANS")]
+static SYNACK_RETRANS: LruHashMap<u32, u64> = LruHashMap::with_max_entries(4096, 0);
+
 #[map(name = "SEND_DEST")]
 static SEND_DEST: LruHashMap<u64, SendDest> = LruHashMap::with_max_entries(16_384, 0);
 
@@ -626,6 +629,25 @@ pub fn sys_exit_send(_ctx: TracePointContext) -> u32 {
     // Clear the stash so a later connected send() on this thread does not reuse it.
     let tid = bpf_get_current_pid_tgid();
     let _ = SEND_DEST.remove(&tid);
+    0
+}
+
+#[tracepoint]
+pub fn tcp_retransmit_synack(ctx: TracePointContext) -> u32 {
+    // Offsets: netta_abi::tp::SYNACK_FIELDS. Counted in the kernel: a SYN flood
+    // retransmits for every half-open connection, far too many to stream.
+    let (Ok(port), Ok(family)) = (unsafe { ctx.read_at::<u16>(24) }, unsafe {
+        ctx.read_at::<u16>(28)
+    }) else {
+        return 1;
+    };
+    let key = listener_key(family, port);
+    match SYNACK_RETRANS.get_ptr_mut(&key) {
+        Some(n) => add(n, 1),
+        None => {
+            let _ = SYNACK_RETRANS.insert(&key, &1, BPF_NOEXIST as u64);
+        }
+    }
     0
 }
 

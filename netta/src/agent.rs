@@ -9,7 +9,9 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 use crate::clock::{mono_now, Clock};
+use crate::detect::{Alert, Detector, Rules};
 use crate::event::{normalize, Action, ConnEvent, Direction, OwnerSource, Proto, State};
+use crate::services::Services;
 use crate::source::ebpf::{self, RecordSink, Transport};
 use crate::source::procfs;
 use crate::table::{Applied, Closed, Conn, Limits, Snapshot, Table};
@@ -26,6 +28,7 @@ pub struct AgentOptions {
     pub udp_idle: Duration,
     pub limits: Limits,
     pub proc_root: PathBuf,
+    pub rules: Rules,
 }
 
 impl Default for AgentOptions {
@@ -38,6 +41,7 @@ impl Default for AgentOptions {
             udp_idle: Duration::from_secs(5),
             limits: Limits::default(),
             proc_root: PathBuf::from("/proc"),
+            rules: Rules::default(),
         }
     }
 }
@@ -59,8 +63,15 @@ impl Mode {
     }
 }
 
+/// What taps receive: connection events and detection alerts, in order.
+#[derive(Clone, Debug)]
+pub enum Record {
+    Event(ConnEvent),
+    Alert(Arc<Alert>),
+}
+
 struct Tap {
-    tx: mpsc::Sender<ConnEvent>,
+    tx: mpsc::Sender<Record>,
     dropped: u64,
 }
 
@@ -68,6 +79,7 @@ struct Tap {
 pub struct Shared {
     table: Mutex<Table>,
     taps: Mutex<Vec<Tap>>,
+    detector: Mutex<Detector>,
     pub clock: Clock,
     mode: Mutex<Mode>,
     pub started_ns: u64,
@@ -82,14 +94,53 @@ impl Shared {
         self.table.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    pub fn detector(&self) -> MutexGuard<'_, Detector> {
+        self.detector.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs the table rules on the current table and publishes new alerts.
+    pub fn detect_now(&self) {
+        let snap = self.snapshot();
+        let now = mono_now();
+        let mut alerts = Vec::new();
+        {
+            let mut d = self.detector();
+            alerts.extend(d.tick(now));
+            d.scan_table(&snap, now, &mut alerts);
+        }
+        self.publish_alerts(alerts);
+    }
+
+    fn publish_alerts(&self, alerts: Vec<Alert>) {
+        if alerts.is_empty() {
+            return;
+        }
+        for a in &alerts {
+            log::info!("alert {}: {}", a.rule.id(), a.message);
+        }
+        let records: Vec<Record> = alerts
+            .into_iter()
+            .map(|a| Record::Alert(Arc::new(a)))
+            .collect();
+        self.send(&records);
+    }
+
     pub fn snapshot(&self) -> Snapshot {
         self.table().snapshot()
     }
 
-    /// Applies a batch under one lock, then forwards what changed to the taps.
+    /// Applies a batch to the table and the detector, then forwards what changed
+    /// and any alerts to the taps.
     pub fn apply_batch(&self, batch: &mut Vec<ConnEvent>) {
         if batch.is_empty() {
             return;
+        }
+        let mut alerts = Vec::new();
+        {
+            let mut d = self.detector();
+            for ev in batch.iter() {
+                d.observe(ev, &mut alerts);
+            }
         }
         {
             let mut t = self.table();
@@ -97,20 +148,37 @@ impl Shared {
         }
         self.publish(batch);
         batch.clear();
+        self.publish_alerts(alerts);
     }
 
-    /// Sends events to every tap without ever blocking the reader: a full tap
-    /// drops, counts, and is told how many it missed once it has room again.
     pub fn publish(&self, events: &[ConnEvent]) {
-        let mut taps = self.taps.lock().unwrap_or_else(|p| p.into_inner());
-        if taps.is_empty() || events.is_empty() {
+        if events.is_empty()
+            || self
+                .taps
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_empty()
+        {
             return;
         }
+        let records: Vec<Record> = events.iter().map(|e| Record::Event(*e)).collect();
+        self.send(&records);
+    }
+
+    /// Sends records to every tap without ever blocking the reader: a full tap
+    /// drops, counts, and is told how many it missed once it has room again.
+    fn send(&self, records: &[Record]) {
+        let mut taps = self.taps.lock().unwrap_or_else(|p| p.into_inner());
+        if taps.is_empty() || records.is_empty() {
+            return;
+        }
+        let now = mono_now();
         let mut dropped_now = 0;
         taps.retain_mut(|tap| {
-            for ev in events {
+            for ev in records {
                 if tap.dropped > 0 {
-                    match tap.tx.try_send(ConnEvent::lost(ev.ts_ns, tap.dropped)) {
+                    let lost = Record::Event(ConnEvent::lost(now, tap.dropped));
+                    match tap.tx.try_send(lost) {
                         Ok(()) => tap.dropped = 0,
                         Err(mpsc::error::TrySendError::Full(_)) => {
                             tap.dropped += 1;
@@ -120,7 +188,7 @@ impl Shared {
                         Err(mpsc::error::TrySendError::Closed(_)) => return false,
                     }
                 }
-                match tap.tx.try_send(*ev) {
+                match tap.tx.try_send(ev.clone()) {
                     Ok(()) => {}
                     Err(mpsc::error::TrySendError::Full(_)) => {
                         tap.dropped += 1;
@@ -137,7 +205,7 @@ impl Shared {
         }
     }
 
-    pub fn subscribe(&self, capacity: usize) -> mpsc::Receiver<ConnEvent> {
+    pub fn subscribe(&self, capacity: usize) -> mpsc::Receiver<Record> {
         let (tx, rx) = mpsc::channel(capacity);
         self.taps
             .lock()
@@ -208,12 +276,18 @@ impl Agent {
             Ok(l) => Mode::Ebpf(l.transport),
             Err(reason) => Mode::Polling(reason.clone()),
         };
+        let started_ns = mono_now();
         let shared = Arc::new(Shared {
             table: Mutex::new(Table::new(opts.limits)),
             taps: Mutex::new(Vec::new()),
+            detector: Mutex::new(Detector::new(
+                opts.rules.clone(),
+                Services::load(),
+                started_ns,
+            )),
             clock: Clock::new(),
             mode: Mutex::new(mode),
-            started_ns: mono_now(),
+            started_ns,
         });
         let mut agent = Agent {
             shared: shared.clone(),
@@ -261,6 +335,10 @@ impl Agent {
             opts.proc_root.clone(),
             every,
             polling,
+            shutdown_rx.clone(),
+        )));
+        agent.tasks.push(tokio::spawn(detect_loop(
+            agent.shared.clone(),
             shutdown_rx.clone(),
         )));
         if let Some(maps) = agent.maps.clone() {
@@ -418,6 +496,26 @@ async fn kernel_poll_loop(
         }
         let idle_before = mono_now().saturating_sub(udp_idle.as_nanos() as u64);
         sweep_udp(&shared, &maps, idle_before);
+        let synack = maps
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .synack_retransmits();
+        let mut alerts = Vec::new();
+        shared
+            .detector()
+            .observe_synack(&synack, mono_now(), &mut alerts);
+        shared.publish_alerts(alerts);
+    }
+}
+
+/// Table rules and incident expiry, once a second.
+async fn detect_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            _ = tick.tick() => shared.detect_now(),
+        }
     }
 }
 

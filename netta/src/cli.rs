@@ -92,6 +92,9 @@ pub struct Global {
     /// Most closed connections kept in history.
     #[arg(long, global = true, default_value_t = 20_000)]
     pub history_size: usize,
+    /// Detection rules file (TOML): thresholds, windows and allowlists.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub rules: Option<std::path::PathBuf>,
     /// More log output on stderr (-v info, -vv debug).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -221,8 +224,15 @@ pub struct ListArgs {
 }
 
 impl Global {
-    pub fn agent_options(&self) -> crate::agent::AgentOptions {
-        crate::agent::AgentOptions {
+    /// Options for the agent; fails on a rules file with errors (nothing half-applied).
+    pub fn agent_options(
+        &self,
+    ) -> Result<crate::agent::AgentOptions, crate::detect::config::RulesError> {
+        let rules = match &self.rules {
+            Some(path) => crate::detect::Rules::load(path)?,
+            None => crate::detect::Rules::default(),
+        };
+        Ok(crate::agent::AgentOptions {
             force_polling: self.no_ebpf,
             ebpf: crate::source::ebpf::Options {
                 transport: self.transport,
@@ -236,7 +246,8 @@ impl Global {
                 max_live: self.max_connections,
                 max_history: self.history_size,
             },
+            rules,
             ..Default::default()
-        }
+        })
     }
 }

@@ -43,7 +43,7 @@ fn is_broken_pipe(e: &std::io::Error) -> bool {
 }
 
 pub async fn events(global: &Global, args: &EventsArgs) -> anyhow::Result<()> {
-    let mut opts = global.agent_options();
+    let mut opts = global.agent_options()?;
     opts.ebpf.all_states = args.all_states;
     let agent = Agent::start(opts).await;
     let mut rx = agent.shared.subscribe(1 << 16);
@@ -67,10 +67,10 @@ pub async fn events(global: &Global, args: &EventsArgs) -> anyhow::Result<()> {
         tokio::select! {
             ev = rx.recv() => {
                 let Some(ev) = ev else { break };
-                json::write_line(&mut buf, &ev, &clock);
+                json::write_record(&mut buf, &ev, &clock);
                 while buf.len() < (1 << 16) {
                     match rx.try_recv() {
-                        Ok(ev) => json::write_line(&mut buf, &ev, &clock),
+                        Ok(ev) => json::write_record(&mut buf, &ev, &clock),
                         Err(_) => break,
                     }
                 }
@@ -91,7 +91,7 @@ pub async fn events(global: &Global, args: &EventsArgs) -> anyhow::Result<()> {
     agent.shutdown().await;
     if !reader_gone {
         while let Ok(ev) = rx.try_recv() {
-            json::write_line(&mut buf, &ev, &clock);
+            json::write_record(&mut buf, &ev, &clock);
         }
         if let Err(e) = write(&mut buf) {
             if !is_broken_pipe(&e) {
@@ -103,8 +103,8 @@ pub async fn events(global: &Global, args: &EventsArgs) -> anyhow::Result<()> {
 }
 
 /// Starts the agent and, with `--watch`, lets it collect events for that long.
-async fn start_and_watch(global: &Global, watch: Option<Duration>) -> Agent {
-    let agent = Agent::start(global.agent_options()).await;
+async fn start_and_watch(global: &Global, watch: Option<Duration>) -> anyhow::Result<Agent> {
+    let agent = Agent::start(global.agent_options()?).await;
     if let Some(w) = watch {
         tokio::select! {
             _ = tokio::time::sleep(w) => {}
@@ -112,11 +112,11 @@ async fn start_and_watch(global: &Global, watch: Option<Duration>) -> Agent {
         }
         agent.reconcile_once(false).await;
     }
-    agent
+    Ok(agent)
 }
 
 pub async fn list(global: &Global, args: &ListArgs) -> anyhow::Result<()> {
-    let agent = start_and_watch(global, args.watch).await;
+    let agent = start_and_watch(global, args.watch).await?;
     let snap = agent.shared.snapshot();
     let clock = agent.shared.clock;
     agent.shutdown().await;
@@ -191,13 +191,10 @@ pub fn render_stats(shared: &Shared) -> String {
     stats::render(&stats::compute(&shared.snapshot(), &Services::load()))
 }
 
+/// Every incident since the agent started, after a fresh look at the table.
 fn alerts(shared: &Shared) -> Vec<detect::Alert> {
-    detect::scan(
-        &shared.snapshot(),
-        &Services::load(),
-        &detect::Rules::default(),
-        crate::clock::mono_now(),
-    )
+    shared.detect_now();
+    shared.detector().incidents()
 }
 
 pub fn render_detect(shared: &Shared) -> String {
@@ -226,7 +223,7 @@ pub fn export_to(
 }
 
 pub async fn stats(global: &Global, args: &StatsArgs) -> anyhow::Result<()> {
-    let agent = start_and_watch(global, args.watch).await;
+    let agent = start_and_watch(global, args.watch).await?;
     let st = stats::compute(&agent.shared.snapshot(), &Services::load());
     agent.shutdown().await;
     if args.json {
@@ -237,7 +234,7 @@ pub async fn stats(global: &Global, args: &StatsArgs) -> anyhow::Result<()> {
 }
 
 pub async fn detect(global: &Global, args: &DetectArgs) -> anyhow::Result<()> {
-    let agent = start_and_watch(global, args.watch).await;
+    let agent = start_and_watch(global, args.watch).await?;
     let found = alerts(&agent.shared);
     let clock = agent.shared.clock;
     agent.shutdown().await;
@@ -250,7 +247,7 @@ pub async fn detect(global: &Global, args: &DetectArgs) -> anyhow::Result<()> {
 }
 
 pub async fn monitor(global: &Global, args: &MonitorArgs) -> anyhow::Result<()> {
-    let agent = Agent::start(global.agent_options()).await;
+    let agent = Agent::start(global.agent_options()?).await;
     let shared: Arc<Shared> = agent.shared.clone();
     let opts = crate::monitor::Options {
         duration: args.duration,
@@ -276,7 +273,7 @@ pub async fn monitor(global: &Global, args: &MonitorArgs) -> anyhow::Result<()> 
 }
 
 pub async fn export(global: &Global, args: &ExportArgs) -> anyhow::Result<()> {
-    let agent = start_and_watch(global, args.watch).await;
+    let agent = start_and_watch(global, args.watch).await?;
     let path = args.output.clone().unwrap_or_else(|| {
         report::default_file_name(std::time::SystemTime::now(), args.format).into()
     });
@@ -286,6 +283,6 @@ pub async fn export(global: &Global, args: &ExportArgs) -> anyhow::Result<()> {
 }
 
 pub async fn menu(global: &Global) -> anyhow::Result<()> {
-    let agent = Agent::start(global.agent_options()).await;
+    let agent = Agent::start(global.agent_options()?).await;
     crate::menu::run(agent).await
 }

@@ -4,6 +4,13 @@ use netta::commands;
 
 fn main() {
     let cli = Cli::parse();
+    if let Some(path) = &cli.global.rules {
+        // Checked before anything starts, so a bad file is a usage error.
+        if let Err(e) = netta::detect::Rules::load(path) {
+            eprintln!("netta: {e}");
+            std::process::exit(2);
+        }
+    }
     let level = match cli.global.verbose {
         0 => "warn",
         1 => "info",

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::agent::Shared;
+use crate::agent::{Record, Shared};
 use crate::event::{Action, Proto};
 use crate::services::Services;
 use crate::stats;
@@ -31,6 +31,7 @@ pub struct Summary {
     pub closed: u64,
     pub failed: u64,
     pub lost: u64,
+    pub alerts: u64,
 }
 
 /// Go-style duration, as the original printed it: `6s`, `1m0s`, `1h2m3s`, `4.5s`.
@@ -95,8 +96,8 @@ pub fn render_summary(s: &Summary, interval: Duration) -> String {
     );
     let _ = writeln!(
         out,
-        "  Opened: {} | Closed: {} | Failed: {} | Lost events: {}",
-        s.opened, s.closed, s.failed, s.lost
+        "  Opened: {} | Closed: {} | Failed: {} | Alerts: {} | Lost events: {}",
+        s.opened, s.closed, s.failed, s.alerts, s.lost
     );
     out
 }
@@ -132,8 +133,20 @@ pub async fn run(
     tokio::pin!(stop);
     loop {
         tokio::select! {
-            ev = rx.recv() => {
-                let Some(ev) = ev else { break };
+            rec = rx.recv() => {
+                let ev = match rec {
+                    None => break,
+                    Some(Record::Alert(a)) => {
+                        summary.alerts += 1;
+                        if opts.json {
+                            out(&(serde_json::json!({ "alert": crate::detect::to_json(&a, &shared.clock) }).to_string() + "\n"));
+                        } else {
+                            out(&format!("  ⚠  {}\n", a.message));
+                        }
+                        continue;
+                    }
+                    Some(Record::Event(ev)) => ev,
+                };
                 match ev.action {
                     Action::Opened | Action::Failed | Action::UdpFlow => {
                         seen.insert((ev.proto, ev.local, ev.remote));

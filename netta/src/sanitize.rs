@@ -4,7 +4,7 @@
 use std::fmt;
 
 /// A task command name (`comm`): at most 16 raw bytes, not necessarily UTF-8.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct Comm {
     bytes: [u8; 16],
     len: u8,

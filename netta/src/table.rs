@@ -420,8 +420,9 @@ impl Table {
                 Applied::Changed
             }
             Action::ResetSent => {
+                // Evidence for detection; too noisy for the event stream.
                 self.counters.resets_sent += 1;
-                Applied::Changed
+                Applied::Quiet
             }
             Action::EventsLost => {
                 self.counters.lost += ev.count;

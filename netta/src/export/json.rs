@@ -3,7 +3,9 @@
 //! accepted socket has the remote client as `source`.
 use serde_json::{json, Map, Value};
 
+use crate::agent::Record;
 use crate::clock::Clock;
+use crate::detect::Alert;
 use crate::event::{Action, ConnEvent, Direction};
 use crate::table::{Closed, Conn};
 
@@ -136,6 +138,45 @@ pub fn event_value(ev: &ConnEvent, clock: &Clock) -> Value {
     }
     doc.insert("netta".into(), Value::Object(netta));
     Value::Object(doc)
+}
+
+/// The ECS document for one alert: `event.kind: "alert"`, `rule.*`, the evidence.
+pub fn alert_value(a: &Alert, clock: &Clock) -> Value {
+    let mut doc = json!({
+        "@timestamp": clock.rfc3339(a.last_ns),
+        "event": {
+            "kind": "alert",
+            "category": ["network", "intrusion_detection"],
+            "type": if a.ended { json!(["info", "end"]) } else { json!(["info"]) },
+            "action": a.rule.id(),
+            "severity": a.severity.score(),
+            "start": clock.rfc3339(a.first_ns),
+        },
+        "rule": { "id": a.rule.id(), "name": a.rule.name() },
+        "message": a.message,
+        "netta": {
+            "severity": a.severity.name(),
+            "evidence": a.evidence,
+            "incident": a.key,
+            "updates": a.updates,
+            "final": a.ended,
+        },
+    });
+    if let Some(ip) = a.source_ip {
+        doc["source"] = json!({ "ip": ip.to_string() });
+    }
+    doc
+}
+
+/// Appends one record (event or alert) as a single line.
+pub fn write_record(out: &mut Vec<u8>, r: &Record, clock: &Clock) {
+    match r {
+        Record::Event(ev) => write_line(out, ev, clock),
+        Record::Alert(a) => {
+            let _ = serde_json::to_writer(&mut *out, &alert_value(a, clock));
+            out.push(b'\n');
+        }
+    }
 }
 
 /// Appends one event as a single line (serde_json escapes every control character,

@@ -65,6 +65,7 @@ const PROGRAMS: &[(&str, &[(&str, &str)])] = &[
     ("sys_enter_sendmsg", &[tp::SENDMSG_ENTER]),
     ("sys_exit_send", &[tp::SENDTO_EXIT, tp::SENDMSG_EXIT]),
     ("tcp_send_reset", &[tp::SEND_RESET]),
+    ("tcp_retransmit_synack", &[tp::SYNACK]),
 ];
 
 /// Effective capability bits of this process, from /proc/self/status.
@@ -179,6 +180,7 @@ pub trait RecordSink: Send + 'static {
 pub struct Maps {
     counters: PerCpuArray<MapData, u64>,
     udp: BpfHashMap<MapData, UdpFlowKey, UdpFlowStats>,
+    synack: BpfHashMap<MapData, u32, u64>,
 }
 
 impl Maps {
@@ -197,6 +199,15 @@ impl Maps {
     pub fn forget_udp_flow(&mut self, key: &UdpFlowKey) {
         let _ = self.udp.remove(key);
     }
+
+    /// SYN-ACK retransmission totals per listening port: (family, port, count).
+    pub fn synack_retransmits(&self) -> Vec<(u16, u16, u64)> {
+        self.synack
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(k, n)| ((k >> 16) as u16, k as u16, n))
+            .collect()
+    }
 }
 
 impl Loaded {
@@ -214,6 +225,8 @@ impl Loaded {
         let counters = PerCpuArray::try_from(take(&mut self.ebpf, maps::COUNTERS)?)
             .map_err(|e| e.to_string())?;
         let udp = BpfHashMap::try_from(take(&mut self.ebpf, maps::UDP_FLOWS)?)
+            .map_err(|e| e.to_string())?;
+        let synack = BpfHashMap::try_from(take(&mut self.ebpf, maps::SYNACK_RETRANS)?)
             .map_err(|e| e.to_string())?;
         let mut tasks = Vec::new();
         match self.transport {
@@ -243,7 +256,11 @@ impl Loaded {
                 _ebpf: self.ebpf,
                 tasks,
             },
-            Maps { counters, udp },
+            Maps {
+                counters,
+                udp,
+                synack,
+            },
         ))
     }
 }
