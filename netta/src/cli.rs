@@ -114,6 +114,9 @@ pub enum Command {
     Detect(DetectArgs),
     /// Write a report of the connection table (CSV or JSON).
     Export(ExportArgs),
+    /// Time one seeding of the table from /proc (for `cargo xtask bench`).
+    #[command(hide = true)]
+    SeedBench,
 }
 
 #[derive(Args, Debug)]

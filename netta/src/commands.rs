@@ -286,3 +286,37 @@ pub async fn menu(global: &Global) -> anyhow::Result<()> {
     let agent = Agent::start(global.agent_options()?).await;
     crate::menu::run(agent).await
 }
+
+/// Seeds a table from /proc once, as the agent does at start, and prints the
+/// timings as JSON: what `cargo xtask bench` compares with `ss -tanp`.
+pub fn seed_bench(global: &Global) -> anyhow::Result<()> {
+    let root = Path::new("/proc");
+    let t0 = std::time::Instant::now();
+    let started = crate::clock::mono_now();
+    let snap = crate::source::procfs::read_sockets(root).context("reading /proc/net")?;
+    let read = t0.elapsed();
+    let mut owners = None;
+    let mut table = crate::table::Table::new(crate::table::Limits {
+        max_live: global.max_connections,
+        max_history: global.history_size,
+    });
+    table.reconcile(&snap.sockets, started, &mut |inode| {
+        owners
+            .get_or_insert_with(|| crate::source::procfs::socket_owners(root))
+            .get(&inode)
+            .copied()
+    });
+    let total = t0.elapsed();
+    let owned = table.conns().filter(|c| c.pid != 0).count();
+    print_out(
+        &(serde_json::json!({
+            "sockets": snap.sockets.len(),
+            "rows": table.len(),
+            "owned": owned,
+            "read_ms": read.as_secs_f64() * 1e3,
+            "total_ms": total.as_secs_f64() * 1e3,
+        })
+        .to_string()
+            + "\n"),
+    )
+}

@@ -38,6 +38,7 @@ fn main() {
             Some(Command::Monitor(a)) => commands::monitor(&cli.global, a).await,
             Some(Command::Detect(a)) => commands::detect(&cli.global, a).await,
             Some(Command::Export(a)) => commands::export(&cli.global, a).await,
+            Some(Command::SeedBench) => commands::seed_bench(&cli.global),
             None => commands::menu(&cli.global).await,
         }
     });

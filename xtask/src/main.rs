@@ -21,6 +21,8 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
+mod bench;
+
 /// Toolchain used for the BPF program (needs `-Z build-std`).
 const BPF_TOOLCHAIN: &str = "nightly";
 const BPF_TARGET: &str = "bpfel-unknown-none";
@@ -120,10 +122,21 @@ enum Cmd {
         )]
         args: Vec<OsString>,
     },
-    /// Benchmarks (not implemented yet).
+    /// Benchmarks: netta against tcplife and an `ss` poll on nginx + ab, ingest
+    /// throughput, seeding; results in BENCHMARKS.md.
     Bench {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-        args: Vec<OsString>,
+        /// A seconds-long smoke run (CI): tiny workload, nothing written.
+        #[arg(long)]
+        smoke: bool,
+        /// Runs per tracer (each alternating with an untraced run).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Requests per `ab` run (one connection each).
+        #[arg(long, default_value = "20000", value_parser = bench::parse_count)]
+        requests: u32,
+        /// Live sockets for the seeding benchmark.
+        #[arg(long, default_value = "50000", value_parser = bench::parse_count)]
+        sockets: u32,
     },
     /// Fuzzing (not implemented yet).
     Fuzz {
@@ -225,7 +238,30 @@ impl Ctx {
                     started.elapsed().as_secs_f64()
                 );
             }
-            Cmd::Bench { .. } | Cmd::Fuzz { .. } => {
+            Cmd::Bench {
+                smoke,
+                runs,
+                requests,
+                sockets,
+            } => {
+                let opts = if smoke {
+                    bench::Opts {
+                        smoke,
+                        runs: 1,
+                        requests: 500,
+                        sockets: 2000,
+                    }
+                } else {
+                    bench::Opts {
+                        smoke,
+                        runs,
+                        requests,
+                        sockets,
+                    }
+                };
+                self.bench(&opts)?;
+            }
+            Cmd::Fuzz { .. } => {
                 eprintln!("not implemented yet");
                 return Ok(2);
             }
@@ -263,6 +299,32 @@ impl Ctx {
             .len();
         println!("BPF object: {} ({size} bytes)", object.display());
         Ok(object)
+    }
+
+    fn bench(&self, opts: &bench::Opts) -> Result<()> {
+        if !self.is_root {
+            bail!("the benchmark loads eBPF and creates a network namespace: run it as root");
+        }
+        self.ensure_apt(&[
+            "nginx-light",
+            "apache2-utils",
+            "libbpf-tools",
+            "iproute2",
+            "python3",
+        ])?;
+        self.build_ebpf()?;
+        self.build_netta()?;
+        let body = bench::run(&self.root, &self.netta_bin(), opts)?;
+        println!("{body}");
+        if !opts.smoke {
+            let cmd = format!(
+                "cargo xtask bench --runs {} --requests {} --sockets {}",
+                opts.runs, opts.requests, opts.sockets
+            );
+            bench::write_markdown(&self.root.join("BENCHMARKS.md"), &body, &cmd)?;
+            println!("==> results written to BENCHMARKS.md");
+        }
+        Ok(())
     }
 
     fn build_netta(&self) -> Result<()> {

@@ -169,6 +169,49 @@ struct ScanState {
     resets: u64,
 }
 
+/// Bytes a process sent and received over a sliding window, in 10 s buckets so
+/// memory stays fixed however many connections it closes.
+#[derive(Default)]
+struct Outbound {
+    buckets: VecDeque<(u64, u64, u64)>,
+    sent: u64,
+    recv: u64,
+}
+
+const BUCKET_NS: u64 = 10 * SEC;
+
+impl Outbound {
+    fn add(&mut self, now: u64, sent: u64, recv: u64, span: u64) {
+        let b = now / BUCKET_NS;
+        match self.buckets.back_mut() {
+            Some(last) if last.0 == b => {
+                last.1 += sent;
+                last.2 += recv;
+            }
+            _ => self.buckets.push_back((b, sent, recv)),
+        }
+        self.sent += sent;
+        self.recv += recv;
+        self.expire(now, span);
+    }
+
+    fn expire(&mut self, now: u64, span: u64) {
+        let oldest = now.saturating_sub(span) / BUCKET_NS;
+        while let Some(&(b, s, r)) = self.buckets.front() {
+            if b >= oldest {
+                break;
+            }
+            self.buckets.pop_front();
+            self.sent -= s;
+            self.recv -= r;
+        }
+    }
+
+    fn first_ns(&self) -> Option<u64> {
+        self.buckets.front().map(|b| b.0 * BUCKET_NS)
+    }
+}
+
 #[derive(Default)]
 struct Burst {
     second: u64,
@@ -190,7 +233,7 @@ pub struct Detector {
     scans: FxHashMap<IpAddr, ScanState>,
     fanout: FxHashMap<u32, (Window<IpAddr>, Comm)>,
     burst: Burst,
-    outbound: FxHashMap<u32, VecDeque<(u64, u64, u64)>>,
+    outbound: FxHashMap<u32, Outbound>,
     synack_last: FxHashMap<(u16, u16), (u64, u64)>,
 }
 
@@ -278,11 +321,9 @@ impl Detector {
             w.len() > 0
         });
         let out = self.rules.large_outbound.window.as_nanos() as u64;
-        self.outbound.retain(|_, q| {
-            while q.front().is_some_and(|(t, _, _)| *t + out < now) {
-                q.pop_front();
-            }
-            !q.is_empty()
+        self.outbound.retain(|_, o| {
+            o.expire(now, out);
+            !o.buckets.is_empty()
         });
         closed.extend(self.roll_burst(now / SEC, now));
         closed
@@ -496,15 +537,18 @@ impl Detector {
         if ev.pid == 0 {
             return;
         }
-        let q = self.outbound.entry(ev.pid).or_default();
-        q.push_back((now, ev.bytes_sent, ev.bytes_recv));
-        let span = cfg.window.as_nanos() as u64;
-        while q.front().is_some_and(|(t, _, _)| *t + span < now) {
-            q.pop_front();
+        if !self.outbound.contains_key(&ev.pid) && self.outbound.len() >= MAX_SOURCES {
+            return;
         }
-        let (sent, recv) = q
-            .iter()
-            .fold((0u64, 0u64), |(s, r), (_, a, b)| (s + a, r + b));
+        let o = self.outbound.entry(ev.pid).or_default();
+        o.add(
+            now,
+            ev.bytes_sent,
+            ev.bytes_recv,
+            cfg.window.as_nanos() as u64,
+        );
+        let (sent, recv) = (o.sent, o.recv);
+        let first = o.first_ns().unwrap_or(now);
         if lopsided(sent, recv) {
             let f = Finding {
                 rule: RuleId::LargeOutbound,
@@ -518,7 +562,7 @@ impl Detector {
                     crate::monitor::go_duration(cfg.window)
                 ),
                 source_ip: Some(ev.local.ip()),
-                first_ns: q.front().map_or(now, |x| x.0),
+                first_ns: first,
                 evidence: json!({ "bytes_sent": sent, "bytes_received": recv, "pid": ev.pid }),
             };
             out.extend(self.fire(f, now));

@@ -1,7 +1,8 @@
 //! JSON lines for log pipelines, one event per line, with Elastic Common Schema
 //! field names. `source` is the side that started the connection, so a server's
 //! accepted socket has the remote client as `source`.
-use serde_json::{json, Map, Value};
+use serde::{Serialize, Serializer};
+use serde_json::{json, Value};
 
 use crate::agent::Record;
 use crate::clock::Clock;
@@ -9,17 +10,106 @@ use crate::detect::Alert;
 use crate::event::{Action, ConnEvent, Direction};
 use crate::table::{Closed, Conn};
 
-fn endpoint(addr: std::net::SocketAddr, bytes: Option<u64>, packets: Option<u64>) -> Value {
-    let mut m = Map::new();
-    m.insert("ip".into(), json!(addr.ip().to_string()));
-    m.insert("port".into(), json!(addr.port()));
-    if let Some(b) = bytes {
-        m.insert("bytes".into(), json!(b));
+/// Formats lazily (RFC 3339 with ns) so a line costs no timestamp allocation.
+struct Ts(std::time::SystemTime);
+
+impl Serialize for Ts {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_rfc3339_nanos(self.0))
     }
-    if let Some(p) = packets {
-        m.insert("packets".into(), json!(p));
+}
+
+struct Hex(u64);
+
+impl Serialize for Hex {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!("{:#x}", self.0))
     }
-    Value::Object(m)
+}
+
+#[derive(Serialize)]
+struct EventField {
+    kind: &'static str,
+    category: [&'static str; 1],
+    #[serde(rename = "type")]
+    kind_type: &'static [&'static str],
+    action: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duration: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    start: Option<Ts>,
+}
+
+#[derive(Serialize)]
+struct Network {
+    transport: &'static str,
+    #[serde(rename = "type")]
+    net_type: &'static str,
+    direction: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    packets: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct Endpoint {
+    ip: std::net::IpAddr,
+    port: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    packets: Option<u64>,
+}
+
+fn endpoint(addr: std::net::SocketAddr, bytes: Option<u64>, packets: Option<u64>) -> Endpoint {
+    Endpoint {
+        ip: addr.ip(),
+        port: addr.port(),
+        bytes,
+        packets,
+    }
+}
+
+#[derive(Serialize)]
+struct Process<'a> {
+    pid: u32,
+    name: std::borrow::Cow<'a, str>,
+}
+
+#[derive(Serialize)]
+struct Netta {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sock: Option<Hex>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    old_state: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    raw_states: Option<[u8; 2]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    owner: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    partial: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lost: Option<u64>,
+}
+
+/// One event line; field order is the order people read them in.
+#[derive(Serialize)]
+struct Doc<'a> {
+    #[serde(rename = "@timestamp")]
+    timestamp: Ts,
+    event: EventField,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    network: Option<Network>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<Endpoint>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    destination: Option<Endpoint>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    process: Option<Process<'a>>,
+    netta: Netta,
 }
 
 fn event_type(action: Action) -> &'static [&'static str] {
@@ -34,62 +124,62 @@ fn event_type(action: Action) -> &'static [&'static str] {
     }
 }
 
-/// The ECS document for one event.
-pub fn event_value(ev: &ConnEvent, clock: &Clock) -> Value {
-    let mut doc = Map::new();
-    doc.insert("@timestamp".into(), json!(clock.rfc3339(ev.ts_ns)));
-    let mut event = Map::new();
-    event.insert(
-        "kind".into(),
-        json!(if ev.action == Action::EventsLost {
-            "metric"
-        } else {
-            "event"
-        }),
-    );
-    event.insert("category".into(), json!(["network"]));
-    event.insert("type".into(), json!(event_type(ev.action)));
-    event.insert("action".into(), json!(ev.action.name()));
-    if let (Action::Closed | Action::Failed | Action::UdpFlow, Some(d)) =
-        (ev.action, ev.duration_ns())
-    {
-        event.insert("duration".into(), json!(d));
+fn doc<'a>(ev: &'a ConnEvent, clock: &Clock) -> Doc<'a> {
+    let lost = ev.action == Action::EventsLost;
+    let event = EventField {
+        kind: if lost { "metric" } else { "event" },
+        category: ["network"],
+        kind_type: event_type(ev.action),
+        action: ev.action.name(),
+        duration: match ev.action {
+            Action::Closed | Action::Failed | Action::UdpFlow => ev.duration_ns(),
+            _ => None,
+        },
+        start: (ev.start_ns != 0 && !lost).then(|| Ts(clock.to_system(ev.start_ns))),
+    };
+    let timestamp = Ts(clock.to_system(ev.ts_ns));
+    if lost {
+        return Doc {
+            timestamp,
+            event,
+            network: None,
+            source: None,
+            destination: None,
+            process: None,
+            netta: Netta {
+                sock: None,
+                state: None,
+                old_state: None,
+                raw_states: None,
+                owner: None,
+                partial: None,
+                lost: Some(ev.count),
+            },
+        };
     }
-    if ev.start_ns != 0 && ev.action != Action::EventsLost {
-        event.insert("start".into(), json!(clock.rfc3339(ev.start_ns)));
-    }
-    doc.insert("event".into(), Value::Object(event));
-
-    if ev.action == Action::EventsLost {
-        doc.insert("netta".into(), json!({ "lost": ev.count }));
-        return Value::Object(doc);
-    }
-
     let listen = matches!(ev.action, Action::ListenStarted | Action::ListenStopped);
     let direction = if listen {
         Direction::Ingress
     } else {
         ev.direction
     };
-    let net_type = if ev.local.is_ipv4() { "ipv4" } else { "ipv6" };
-    let mut network = Map::new();
-    network.insert("transport".into(), json!(ev.proto.name()));
-    network.insert("type".into(), json!(net_type));
-    network.insert("direction".into(), json!(direction.name()));
-    if ev.action == Action::UdpFlow {
-        network.insert("packets".into(), json!(ev.count));
-        network.insert("bytes".into(), json!(ev.bytes_sent));
-    } else if matches!(ev.action, Action::Closed) {
-        network.insert("bytes".into(), json!(ev.bytes_sent + ev.bytes_recv));
-    }
-    doc.insert("network".into(), Value::Object(network));
-
+    let udp = ev.action == Action::UdpFlow;
     let closed = ev.action == Action::Closed;
+    let network = Network {
+        transport: ev.proto.name(),
+        net_type: if ev.local.is_ipv4() { "ipv4" } else { "ipv6" },
+        direction: direction.name(),
+        bytes: if udp {
+            Some(ev.bytes_sent)
+        } else {
+            closed.then_some(ev.bytes_sent + ev.bytes_recv)
+        },
+        packets: udp.then_some(ev.count),
+    };
     let (sent, recv) = (
         closed.then_some(ev.bytes_sent),
         closed.then_some(ev.bytes_recv),
     );
-    let udp = ev.action == Action::UdpFlow;
     let (source, destination) = if listen {
         (None, endpoint(ev.local, None, None))
     } else if direction == Direction::Ingress {
@@ -97,47 +187,47 @@ pub fn event_value(ev: &ConnEvent, clock: &Clock) -> Value {
             Some(endpoint(ev.remote, recv, None)),
             endpoint(ev.local, sent, None),
         )
+    } else if udp {
+        (
+            Some(endpoint(ev.local, Some(ev.bytes_sent), Some(ev.count))),
+            endpoint(ev.remote, None, None),
+        )
     } else {
-        let src = if udp {
-            endpoint(ev.local, Some(ev.bytes_sent), Some(ev.count))
-        } else {
-            endpoint(ev.local, sent, None)
-        };
-        (Some(src), endpoint(ev.remote, recv, None))
+        (
+            Some(endpoint(ev.local, sent, None)),
+            endpoint(ev.remote, recv, None),
+        )
     };
-    if let Some(s) = source {
-        doc.insert("source".into(), s);
+    let raw = ev.action == Action::StateChanged;
+    Doc {
+        timestamp,
+        event,
+        network: Some(network),
+        source,
+        destination: Some(destination),
+        process: (ev.pid != 0).then(|| Process {
+            pid: ev.pid,
+            name: String::from_utf8_lossy(ev.comm.as_bytes()),
+        }),
+        netta: Netta {
+            sock: (ev.sock != 0).then_some(Hex(ev.sock)),
+            state: ev.new_state.map(|s| s.name()),
+            old_state: if raw {
+                ev.old_state.map(|s| s.name())
+            } else {
+                None
+            },
+            raw_states: raw.then_some([ev.raw_states.0, ev.raw_states.1]),
+            owner: Some(ev.owner.name()),
+            partial: ev.partial.then_some(true),
+            lost: None,
+        },
     }
-    doc.insert("destination".into(), destination);
+}
 
-    if ev.pid != 0 {
-        doc.insert(
-            "process".into(),
-            json!({ "pid": ev.pid, "name": String::from_utf8_lossy(ev.comm.as_bytes()) }),
-        );
-    }
-    let mut netta = Map::new();
-    if ev.sock != 0 {
-        netta.insert("sock".into(), json!(format!("{:#x}", ev.sock)));
-    }
-    if let Some(st) = ev.new_state {
-        netta.insert("state".into(), json!(st.name()));
-    }
-    if ev.action == Action::StateChanged {
-        if let Some(old) = ev.old_state {
-            netta.insert("old_state".into(), json!(old.name()));
-        }
-        netta.insert(
-            "raw_states".into(),
-            json!([ev.raw_states.0, ev.raw_states.1]),
-        );
-    }
-    netta.insert("owner".into(), json!(ev.owner.name()));
-    if ev.partial {
-        netta.insert("partial".into(), json!(true));
-    }
-    doc.insert("netta".into(), Value::Object(netta));
-    Value::Object(doc)
+/// The ECS document for one event.
+pub fn event_value(ev: &ConnEvent, clock: &Clock) -> Value {
+    serde_json::to_value(doc(ev, clock)).unwrap_or(Value::Null)
 }
 
 /// The ECS document for one alert: `event.kind: "alert"`, `rule.*`, the evidence.
@@ -182,8 +272,8 @@ pub fn write_record(out: &mut Vec<u8>, r: &Record, clock: &Clock) {
 /// Appends one event as a single line (serde_json escapes every control character,
 /// so hostile process names cannot break the line).
 pub fn write_line(out: &mut Vec<u8>, ev: &ConnEvent, clock: &Clock) {
-    // Serialising a Value into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, &event_value(ev, clock));
+    // Serialising into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, &doc(ev, clock));
     out.push(b'\n');
 }
 

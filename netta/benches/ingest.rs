@@ -1,0 +1,126 @@
+//! Ingest throughput of the user-space hot path: decoding kernel records and
+//! applying them to the live table (and the detector), on one core, with no kernel.
+//! Run with `cargo bench -p netta --bench ingest` (or `cargo xtask bench`).
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use netta::detect::{Detector, Rules};
+use netta::event::ConnEvent;
+use netta::services::Services;
+use netta::table::{Limits, Table};
+use netta_abi::{flag, kind, Event, AF_INET, IPPROTO_TCP};
+
+/// A loopback workload like `ab` against a local server: for each connection, the
+/// client and server sockets each open and close (4 records per connection).
+fn records(conns: u32) -> Vec<u8> {
+    let mut out = Vec::with_capacity(conns as usize * 4 * netta_abi::EVENT_SIZE);
+    for i in 0..conns {
+        let cport = 32768 + (i % 28000) as u16;
+        for (side, flags, sock) in [
+            (0, flag::INITIATOR, 0xffff_8880_0000_0000u64 + i as u64 * 2),
+            (1, flag::ACCEPTED, 0xffff_8880_0000_0001u64 + i as u64 * 2),
+        ] {
+            for k in [kind::OPENED, kind::CLOSED] {
+                let mut e = Event::zeroed();
+                e.kind = k;
+                e.flags = flags;
+                e.sock = sock;
+                e.family = AF_INET;
+                e.protocol = IPPROTO_TCP;
+                e.local_addr[..4].copy_from_slice(&[127, 0, 0, 1]);
+                e.remote_addr[..4].copy_from_slice(&[127, 0, 0, 1]);
+                (e.local_port, e.remote_port) = if side == 0 { (cport, 80) } else { (80, cport) };
+                e.pid = 1000 + side;
+                e.comm[..2].copy_from_slice(b"ab");
+                e.start_ns = 1_000 + i as u64 * 1_000;
+                e.ts_ns = e.start_ns + if k == kind::CLOSED { 500_000 } else { 10_000 };
+                e.bytes_sent = 100;
+                e.bytes_recv = 200;
+                out.extend_from_slice(e.as_bytes());
+            }
+        }
+    }
+    out
+}
+
+fn ingest(c: &mut Criterion) {
+    const CONNS: u32 = 50_000;
+    let raw = records(CONNS);
+    let n = raw.len() / netta_abi::EVENT_SIZE;
+    let mut g = c.benchmark_group("ingest");
+    g.throughput(Throughput::Elements(n as u64));
+    g.bench_function("decode", |b| {
+        b.iter(|| {
+            let mut ok = 0usize;
+            for rec in raw.chunks_exact(netta_abi::EVENT_SIZE) {
+                ok += ConnEvent::decode(rec).is_ok() as usize;
+            }
+            ok
+        })
+    });
+    g.bench_function("decode+table", |b| {
+        b.iter_batched_ref(
+            || (Table::new(Limits::default()), Vec::with_capacity(4096)),
+            |(table, batch)| {
+                for chunk in raw.chunks(4096 * netta_abi::EVENT_SIZE) {
+                    batch.clear();
+                    for rec in chunk.chunks_exact(netta_abi::EVENT_SIZE) {
+                        if let Ok(ev) = ConnEvent::decode(rec) {
+                            batch.push(ev);
+                        }
+                    }
+                    for ev in batch.iter() {
+                        table.apply(ev);
+                    }
+                }
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.bench_function("decode+table+detect", |b| {
+        b.iter_batched_ref(
+            || {
+                (
+                    Table::new(Limits::default()),
+                    Detector::new(Rules::default(), Services::builtin(), 0),
+                    Vec::with_capacity(4096),
+                    Vec::new(),
+                )
+            },
+            |(table, det, batch, alerts)| {
+                for chunk in raw.chunks(4096 * netta_abi::EVENT_SIZE) {
+                    batch.clear();
+                    for rec in chunk.chunks_exact(netta_abi::EVENT_SIZE) {
+                        if let Ok(ev) = ConnEvent::decode(rec) {
+                            batch.push(ev);
+                        }
+                    }
+                    for ev in batch.iter() {
+                        det.observe(ev, alerts);
+                        table.apply(ev);
+                    }
+                }
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.bench_function("decode+json-line", |b| {
+        let clock = netta::clock::Clock::new();
+        let mut out = Vec::with_capacity(1 << 20);
+        b.iter(|| {
+            let mut bytes = 0;
+            for rec in raw.chunks_exact(netta_abi::EVENT_SIZE) {
+                if let Ok(ev) = ConnEvent::decode(rec) {
+                    netta::export::json::write_line(&mut out, &ev, &clock);
+                }
+                if out.len() > (1 << 20) {
+                    bytes += out.len();
+                    out.clear();
+                }
+            }
+            bytes
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, ingest);
+criterion_main!(benches);

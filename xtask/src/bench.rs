@@ -1,0 +1,711 @@
+//! `cargo xtask bench`: netta and its peers on one workload, in one run.
+//!
+//! nginx serves a tiny page on 127.0.0.1 with keep-alive off, and `ab` makes one
+//! connection per request. Each tracer (netta with the ring buffer, netta with
+//! the perf array, libbpf-tools' tcplife, and a 2 s `ss -tanp` poll) runs in turns
+//! alternating with untraced runs; medians are reported. Then the ingest
+//! micro-benchmark (criterion) and the seeding benchmark (50,000 sockets in a
+//! network namespace, against `ss -tanp`). Results go to stdout and BENCHMARKS.md.
+use std::collections::{BTreeSet, HashSet};
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+pub struct Opts {
+    /// Seconds-long smoke version for CI: tiny workload, one run, no file written.
+    pub smoke: bool,
+    pub runs: usize,
+    pub requests: u32,
+    pub sockets: u32,
+}
+
+const PORT: u16 = 18080;
+const CONCURRENCY: u32 = 8;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }) as f64
+}
+
+/// utime + stime of a process, in seconds.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ut: f64 = f.get(11)?.parse().ok()?;
+    let st: f64 = f.get(12)?.parse().ok()?;
+    Some((ut + st) / clock_ticks())
+}
+
+/// Peak resident set (VmHWM), in MiB.
+fn peak_rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
+struct Nginx {
+    child: Child,
+    workers: HashSet<u32>,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_nginx(dir: &Path) -> Result<Nginx> {
+    let conf = dir.join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "worker_processes 2;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log;\ndaemon off;\n\
+             events {{ worker_connections 4096; }}\n\
+             http {{\n  access_log off;\n  keepalive_timeout 0;\n\
+             client_body_temp_path {dir}/body; proxy_temp_path {dir}/proxy; fastcgi_temp_path {dir}/fcgi;\n\
+             uwsgi_temp_path {dir}/uwsgi; scgi_temp_path {dir}/scgi;\n\
+             server {{ listen 127.0.0.1:{PORT} backlog=4096; location / {{ return 200 \"ok\\n\"; }} }}\n}}\n",
+            dir = dir.display()
+        ),
+    )?;
+    let child = Command::new("nginx")
+        .args([
+            "-c",
+            conf.to_str().context("path")?,
+            "-p",
+            dir.to_str().context("path")?,
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .context("starting nginx (apt-get install nginx-light)")?;
+    let master = child.id();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let kids = std::fs::read_to_string(format!("/proc/{master}/task/{master}/children"))
+            .unwrap_or_default();
+        let workers: HashSet<u32> = kids
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        if workers.len() >= 2 && std::net::TcpStream::connect(("127.0.0.1", PORT)).is_ok() {
+            return Ok(Nginx { child, workers });
+        }
+        if Instant::now() > deadline {
+            bail!("nginx did not start (see {}/error.log)", dir.display());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+struct AbResult {
+    rps: f64,
+    complete: u64,
+    failed: u64,
+}
+
+fn run_ab(requests: u32) -> Result<AbResult> {
+    let out = Command::new("ab")
+        .args([
+            "-q",
+            "-n",
+            &requests.to_string(),
+            "-c",
+            &CONCURRENCY.to_string(),
+            &format!("http://127.0.0.1:{PORT}/"),
+        ])
+        .output()
+        .context("running ab (apt-get install apache2-utils)")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let field = |name: &str| -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    };
+    Ok(AbResult {
+        rps: field("Requests per second:").context("ab printed no rate")?,
+        complete: field("Complete requests:").unwrap_or(0.0) as u64,
+        failed: field("Failed requests:").unwrap_or(0.0) as u64,
+    })
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Tracer {
+    NettaRing,
+    NettaPerf,
+    Tcplife,
+    SsPoll,
+}
+
+impl Tracer {
+    fn name(self) -> &'static str {
+        match self {
+            Tracer::NettaRing => "netta (ring buffer)",
+            Tracer::NettaPerf => "netta (perf array)",
+            Tracer::Tcplife => "tcplife (libbpf-tools)",
+            Tracer::SsPoll => "ss -tanp every 2 s",
+        }
+    }
+}
+
+/// What one traced run saw.
+#[derive(Default, Clone)]
+struct Seen {
+    client: u64,
+    server: u64,
+    client_right: u64,
+    server_right: u64,
+    lost: u64,
+    cpu_s: f64,
+    rss_mib: f64,
+    records: u64,
+}
+
+/// A tracer running in the background while `ab` runs.
+struct Running {
+    child: Option<Child>,
+    out: PathBuf,
+    stop_poll: Option<Arc<AtomicBool>>,
+    poll: Option<std::thread::JoinHandle<Seen>>,
+    cpu0: f64,
+}
+
+fn wait_for_line(child: &mut Child, from_stderr: bool, needle: &str) -> Result<()> {
+    let stream: Box<dyn Read + Send> = if from_stderr {
+        Box::new(child.stderr.take().context("stderr")?)
+    } else {
+        Box::new(child.stdout.take().context("stdout")?)
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let needle = needle.to_string();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stream).lines();
+        let mut told = false;
+        for l in lines.by_ref() {
+            let Ok(l) = l else { break };
+            if !told && l.contains(&needle) {
+                let _ = tx.send(());
+                told = true;
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(30))
+        .context("tracer did not become ready")
+}
+
+fn start(tracer: Tracer, netta: &Path, dir: &Path, run: usize) -> Result<Running> {
+    let out = dir.join(format!("{tracer:?}-{run}.out"));
+    match tracer {
+        Tracer::NettaRing | Tracer::NettaPerf => {
+            let transport = if tracer == Tracer::NettaRing {
+                "ring"
+            } else {
+                "perf"
+            };
+            let mut child = Command::new(netta)
+                .args(["--transport", transport, "events"])
+                .stdout(std::fs::File::create(&out)?)
+                .stderr(Stdio::piped())
+                .spawn()?;
+            wait_for_line(&mut child, true, "netta: ready")?;
+            let cpu0 = cpu_seconds(child.id()).unwrap_or(0.0);
+            Ok(Running {
+                child: Some(child),
+                out,
+                stop_poll: None,
+                poll: None,
+                cpu0,
+            })
+        }
+        Tracer::Tcplife => {
+            let mut child = Command::new("tcplife")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("running tcplife (apt-get install libbpf-tools)")?;
+            // tcplife prints its header once attached; keep reading its output to a file.
+            let stdout = child.stdout.take().context("stdout")?;
+            let file = std::fs::File::create(&out)?;
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let mut w = std::io::BufWriter::new(file);
+                let mut told = false;
+                for l in BufReader::new(stdout).lines() {
+                    let Ok(l) = l else { break };
+                    if !told {
+                        let _ = tx.send(());
+                        told = true;
+                    }
+                    let _ = std::io::Write::write_all(&mut w, l.as_bytes());
+                    let _ = std::io::Write::write_all(&mut w, b"\n");
+                }
+            });
+            rx.recv_timeout(Duration::from_secs(30))
+                .context("tcplife did not start")?;
+            let cpu0 = cpu_seconds(child.id()).unwrap_or(0.0);
+            Ok(Running {
+                child: Some(child),
+                out,
+                stop_poll: None,
+                poll: None,
+                cpu0,
+            })
+        }
+        Tracer::SsPoll => {
+            let stop = Arc::new(AtomicBool::new(false));
+            let s2 = stop.clone();
+            let poll = std::thread::spawn(move || {
+                let mut client = BTreeSet::new();
+                let mut server = BTreeSet::new();
+                let mut named = (0u64, 0u64);
+                loop {
+                    if let Ok(o) = Command::new("ss").args(["-tanpH"]).output() {
+                        for l in String::from_utf8_lossy(&o.stdout).lines() {
+                            let f: Vec<&str> = l.split_whitespace().collect();
+                            if f.len() < 5 {
+                                continue;
+                            }
+                            let port = |a: &str| a.rsplit(':').next().unwrap_or("").to_string();
+                            let (lp, rp) = (port(f[3]), port(f[4]));
+                            let p = PORT.to_string();
+                            if rp == p && client.insert(lp.clone()) && l.contains("\"ab\"") {
+                                named.0 += 1;
+                            } else if lp == p
+                                && rp != "*"
+                                && server.insert(rp.clone())
+                                && l.contains("nginx")
+                            {
+                                named.1 += 1;
+                            }
+                        }
+                    }
+                    for _ in 0..20 {
+                        if s2.load(Ordering::Relaxed) {
+                            return Seen {
+                                client: client.len() as u64,
+                                server: server.len() as u64,
+                                client_right: named.0,
+                                server_right: named.1,
+                                ..Default::default()
+                            };
+                        }
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                }
+            });
+            Ok(Running {
+                child: None,
+                out,
+                stop_poll: Some(stop),
+                poll: Some(poll),
+                cpu0: 0.0,
+            })
+        }
+    }
+}
+
+fn stop(mut r: Running, tracer: Tracer, workers: &HashSet<u32>) -> Result<Seen> {
+    if let (Some(stop), Some(poll)) = (r.stop_poll.take(), r.poll.take()) {
+        stop.store(true, Ordering::Relaxed);
+        return poll
+            .join()
+            .map_err(|_| anyhow::anyhow!("ss poller panicked"));
+    }
+    let mut child = r.child.take().context("no tracer process")?;
+    // Let the last records drain (the ring buffer is read every 50 ms).
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = child.id();
+    let cpu = cpu_seconds(pid).unwrap_or(0.0) - r.cpu0;
+    let rss = peak_rss_mib(pid).unwrap_or(0.0);
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pid as i32, libc::SIGINT) };
+    let _ = child.wait();
+    std::thread::sleep(Duration::from_millis(200));
+    let text = std::fs::read_to_string(&r.out).unwrap_or_default();
+    let mut seen = match tracer {
+        Tracer::Tcplife => parse_tcplife(&text, workers),
+        _ => parse_netta(&text, workers),
+    };
+    seen.cpu_s = cpu;
+    seen.rss_mib = rss;
+    Ok(seen)
+}
+
+fn parse_netta(text: &str, workers: &HashSet<u32>) -> Seen {
+    let mut s = Seen::default();
+    for l in text.lines() {
+        s.records += 1;
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(l) else {
+            continue;
+        };
+        let action = v["event"]["action"].as_str().unwrap_or("");
+        if action == "events-lost" {
+            s.lost += v["netta"]["lost"].as_u64().unwrap_or(0);
+            continue;
+        }
+        if action != "connection-closed" || v["destination"]["port"].as_u64() != Some(PORT as u64) {
+            continue;
+        }
+        let pid = v["process"]["pid"].as_u64().unwrap_or(0) as u32;
+        match v["network"]["direction"].as_str() {
+            Some("egress") => {
+                s.client += 1;
+                s.client_right += (v["process"]["name"] == "ab") as u64;
+            }
+            Some("ingress") => {
+                s.server += 1;
+                s.server_right += workers.contains(&pid) as u64;
+            }
+            _ => {}
+        }
+    }
+    s
+}
+
+/// tcplife: `PID COMM LADDR LPORT RADDR RPORT TX_KB RX_KB MS`, one line per closed socket.
+fn parse_tcplife(text: &str, workers: &HashSet<u32>) -> Seen {
+    let mut s = Seen::default();
+    let p = PORT.to_string();
+    for l in text.lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.len() < 9 {
+            continue;
+        }
+        s.records += 1;
+        let pid: u32 = f[0].parse().unwrap_or(0);
+        if f[5] == p {
+            s.client += 1;
+            s.client_right += (f[1] == "ab") as u64;
+        } else if f[3] == p {
+            s.server += 1;
+            s.server_right += workers.contains(&pid) as u64;
+        }
+    }
+    s
+}
+
+struct TracerResult {
+    tracer: Tracer,
+    base_rps: Vec<f64>,
+    traced_rps: Vec<f64>,
+    seen: Vec<Seen>,
+    made: Vec<u64>,
+}
+
+fn pct(n: u64, d: u64) -> String {
+    if d == 0 {
+        "-".into()
+    } else {
+        format!("{:.2}%", n as f64 * 100.0 / d as f64)
+    }
+}
+
+/// 50,000 sockets (25,000 loopback connections, both ends held by one process) in
+/// a network namespace of the bench's own; netta's seeding against `ss -tanp`.
+fn seeding(netta: &Path, sockets: u32, runs: usize) -> Result<(f64, f64, u64)> {
+    let ns = format!("nettabench{}", std::process::id());
+    let ip = |args: &[&str]| Command::new("ip").args(args).status();
+    if !ip(&["netns", "add", &ns])?.success() {
+        bail!("ip netns add failed");
+    }
+    struct Ns(String);
+    impl Drop for Ns {
+        fn drop(&mut self) {
+            let _ = Command::new("ip")
+                .args(["netns", "delete", &self.0])
+                .status();
+        }
+    }
+    let _guard = Ns(ns.clone());
+    ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+    let pairs = sockets / 2;
+    let script = format!(
+        "import socket,resource,sys\n\
+         resource.setrlimit(resource.RLIMIT_NOFILE,({n},{n}))\n\
+         ls=[]\nheld=[]\n\
+         for p in range(20000,20000+{ports}):\n  l=socket.socket(); l.bind(('127.0.0.1',p)); l.listen(4096); ls.append(l)\n\
+         for i in range({pairs}):\n  l=ls[i%len(ls)]\n  c=socket.create_connection(l.getsockname()); s,_=l.accept(); held.append((c,s))\n\
+         print('held',flush=True)\nsys.stdin.read()\n",
+        n = pairs * 2 + 1024,
+        ports = pairs.div_ceil(20_000).max(1),
+        pairs = pairs
+    );
+    let mut holder = Command::new("ip")
+        .args(["netns", "exec", &ns, "python3", "-c", &script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("python3 for the socket holder")?;
+    let mut line = String::new();
+    BufReader::new(holder.stdout.take().context("stdout")?).read_line(&mut line)?;
+    if line.trim() != "held" {
+        bail!("socket holder failed");
+    }
+    let time = |args: &[&str]| -> Result<f64> {
+        let t = Instant::now();
+        let o = Command::new("ip")
+            .args(["netns", "exec", &ns])
+            .args(args)
+            .output()?;
+        if !o.status.success() {
+            bail!("{args:?} failed");
+        }
+        Ok(t.elapsed().as_secs_f64() * 1e3)
+    };
+    let netta_s = netta.to_str().context("path")?;
+    let mut rows = 0;
+    let o = Command::new("ip")
+        .args(["netns", "exec", &ns, netta_s, "seed-bench"])
+        .output()?;
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&o.stdout) {
+        rows = v["sockets"].as_u64().unwrap_or(0);
+    }
+    let mut n = Vec::new();
+    let mut s = Vec::new();
+    for _ in 0..runs {
+        n.push(time(&[netta_s, "seed-bench"])?);
+        s.push(time(&["sh", "-c", "ss -tanp > /dev/null"])?);
+    }
+    drop(holder.stdin.take());
+    let _ = holder.wait();
+    Ok((median(n), median(s), rows))
+}
+
+fn criterion(root: &Path, smoke: bool) -> Result<Vec<(String, String)>> {
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(root)
+        .args(["bench", "-p", "netta", "--bench", "ingest", "--"]);
+    if smoke {
+        cmd.args([
+            "--warm-up-time",
+            "0.2",
+            "--measurement-time",
+            "0.5",
+            "--sample-size",
+            "10",
+        ]);
+    }
+    let out = cmd
+        .stderr(Stdio::inherit())
+        .output()
+        .context("cargo bench")?;
+    if !out.status.success() {
+        bail!("cargo bench failed");
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut res = Vec::new();
+    let mut name = String::new();
+    for l in text.lines() {
+        if let Some(n) = l.strip_prefix("ingest/") {
+            name = n.split_whitespace().next().unwrap_or("").to_string();
+        }
+        if let Some(t) = l.trim().strip_prefix("thrpt:") {
+            let mid = t.trim().trim_matches(|c| c == '[' || c == ']');
+            let parts: Vec<&str> = mid.split_whitespace().collect();
+            if parts.len() >= 4 {
+                res.push((name.clone(), format!("{} {}", parts[2], parts[3])));
+            }
+        }
+    }
+    Ok(res)
+}
+
+pub fn run(root: &Path, netta: &Path, opts: &Opts) -> Result<String> {
+    let dir = std::env::temp_dir().join(format!("netta-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let nginx = start_nginx(&dir)?;
+    // Warm up nginx and the page cache.
+    run_ab(opts.requests.min(2000))?;
+    let tracers = [
+        Tracer::NettaRing,
+        Tracer::NettaPerf,
+        Tracer::Tcplife,
+        Tracer::SsPoll,
+    ];
+    let mut results = Vec::new();
+    for tracer in tracers {
+        let mut r = TracerResult {
+            tracer,
+            base_rps: vec![],
+            traced_rps: vec![],
+            seen: vec![],
+            made: vec![],
+        };
+        for i in 0..opts.runs {
+            let base = run_ab(opts.requests)?;
+            r.base_rps.push(base.rps);
+            let running = start(tracer, netta, &dir, i)?;
+            let traced = run_ab(opts.requests)?;
+            let seen = stop(running, tracer, &nginx.workers)?;
+            r.traced_rps.push(traced.rps);
+            r.made.push(traced.complete + traced.failed);
+            eprintln!(
+                "bench: {} run {}: {:.0} req/s untraced, {:.0} traced; client {}/{} server {}/{}; cpu {:.2}s rss {:.1} MiB",
+                tracer.name(), i + 1, base.rps, traced.rps, seen.client, traced.complete,
+                seen.server, traced.complete, seen.cpu_s, seen.rss_mib
+            );
+            r.seen.push(seen);
+        }
+        results.push(r);
+    }
+    drop(nginx);
+    let ingest = criterion(root, opts.smoke)?;
+    let seed = seeding(netta, opts.sockets, if opts.smoke { 1 } else { 5 })?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(report(&results, &ingest, seed, opts))
+}
+
+fn report(
+    results: &[TracerResult],
+    ingest: &[(String, String)],
+    seed: (f64, f64, u64),
+    opts: &Opts,
+) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "Workload: nginx (2 workers, keep-alive off) on 127.0.0.1, `ab -n {} -c {CONCURRENCY}`, {} run(s) per tracer alternating with untraced runs; medians.\n",
+        opts.requests, opts.runs
+    );
+    let _ = writeln!(
+        o,
+        "| tracer | client sockets reported | server sockets reported | server → nginx worker | client → ab | lost | overhead (traced/untraced req/s) | agent CPU s / 100k records | peak RSS |"
+    );
+    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|");
+    for r in results {
+        let made: u64 = r.made.iter().sum();
+        let sum = |f: fn(&Seen) -> u64| r.seen.iter().map(f).sum::<u64>();
+        let (c, s, cr, sr, lost) = (
+            sum(|x| x.client),
+            sum(|x| x.server),
+            sum(|x| x.client_right),
+            sum(|x| x.server_right),
+            sum(|x| x.lost),
+        );
+        let ratio = median(r.traced_rps.clone()) / median(r.base_rps.clone());
+        let records = sum(|x| x.records);
+        let cpu: f64 = r.seen.iter().map(|x| x.cpu_s).sum();
+        let (cpu_col, rss_col) = if r.tracer == Tracer::SsPoll {
+            ("-".to_string(), "-".to_string())
+        } else {
+            (
+                if records > 0 {
+                    format!("{:.3}", cpu * 100_000.0 / records as f64)
+                } else {
+                    "-".into()
+                },
+                format!(
+                    "{:.1} MiB",
+                    r.seen.iter().map(|x| x.rss_mib).fold(0.0, f64::max)
+                ),
+            )
+        };
+        let _ = writeln!(
+            o,
+            "| {} | {} ({c}/{made}) | {} ({s}/{made}) | {} | {} | {} | {:.3} | {} | {} |",
+            r.tracer.name(),
+            pct(c, made),
+            pct(s, made),
+            pct(sr, s),
+            pct(cr, c),
+            if r.tracer == Tracer::SsPoll || r.tracer == Tracer::Tcplife {
+                "-".to_string()
+            } else {
+                lost.to_string()
+            },
+            ratio,
+            cpu_col,
+            rss_col
+        );
+    }
+    let _ = writeln!(o, "\nRaw req/s (untraced → traced, per run):\n");
+    for r in results {
+        let pairs: Vec<String> = r
+            .base_rps
+            .iter()
+            .zip(&r.traced_rps)
+            .map(|(b, t)| format!("{b:.0} → {t:.0}"))
+            .collect();
+        let _ = writeln!(o, "- {}: {}", r.tracer.name(), pairs.join(", "));
+    }
+    let _ = writeln!(
+        o,
+        "\nIngest (decode + table update, no kernel; criterion, one core):\n"
+    );
+    for (name, thrpt) in ingest {
+        let _ = writeln!(o, "- `{name}`: {thrpt}");
+    }
+    let _ = writeln!(
+        o,
+        "\nSeeding {} sockets in a network namespace (median wall time, process start to exit): netta `seed-bench` {:.1} ms, `ss -tanp` {:.1} ms, ratio {:.2}.",
+        seed.2, seed.0, seed.1, seed.0 / seed.1
+    );
+    o
+}
+
+/// Replaces the generated section of BENCHMARKS.md, keeping the prose around it.
+pub fn write_markdown(path: &Path, body: &str, command: &str) -> Result<()> {
+    const START: &str = "<!-- bench:start -->";
+    const END: &str = "<!-- bench:end -->";
+    let old = std::fs::read_to_string(path)
+        .unwrap_or_else(|_| format!("# Benchmarks\n\n{START}\n{END}\n"));
+    let (head, tail) = match (old.find(START), old.find(END)) {
+        (Some(a), Some(b)) if a < b => (&old[..a], &old[b + END.len()..]),
+        _ => (old.as_str(), "\n"),
+    };
+    let uname = Command::new("uname")
+        .arg("-r")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let date = Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let text = format!(
+        "{head}{START}\nGenerated by `{command}` on {date}, kernel {uname}, {} CPUs.\n\n{body}{END}{tail}",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+    );
+    std::fs::write(path, text)?;
+    Ok(())
+}
+
+/// Accepts a number like 20000 or 20k.
+pub fn parse_count(s: &str) -> Result<u32> {
+    let (num, mult) = match s.strip_suffix(['k', 'K']) {
+        Some(n) => (n, 1000),
+        None => (s, 1),
+    };
+    Ok(num.parse::<u32>().context("not a number")? * mult)
+}
