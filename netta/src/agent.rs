@@ -508,13 +508,22 @@ async fn kernel_poll_loop(
     }
 }
 
-/// Table rules and incident expiry, once a second.
+/// Table rules and incident expiry once a second; also reports rows the full
+/// table had to refuse, so an overload is visible in the stream.
 async fn detect_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut evicted_seen = 0;
     loop {
         tokio::select! {
             _ = shutdown.changed() => break,
             _ = tick.tick() => shared.detect_now(),
+        }
+        let evicted = shared.table().counters().table_evicted;
+        if evicted > evicted_seen {
+            let mut ev = ConnEvent::lost(mono_now(), evicted - evicted_seen);
+            ev.action = Action::TableEvicted;
+            evicted_seen = evicted;
+            shared.publish(&[ev]);
         }
     }
 }

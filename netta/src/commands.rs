@@ -42,6 +42,19 @@ fn is_broken_pipe(e: &std::io::Error) -> bool {
     e.kind() == std::io::ErrorKind::BrokenPipe
 }
 
+/// The reader of our stdout pipe went away (`netta events | head -1`): poll reports
+/// an error on the write end even when there is nothing to write.
+fn stdout_closed() -> bool {
+    let mut fd = libc::pollfd {
+        fd: 1,
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, no timeout.
+    let n = unsafe { libc::poll(&mut fd, 1, 0) };
+    n > 0 && fd.revents & (libc::POLLERR | libc::POLLHUP) != 0
+}
+
 pub async fn events(global: &Global, args: &EventsArgs) -> anyhow::Result<()> {
     let mut opts = global.agent_options()?;
     opts.ebpf.all_states = args.all_states;
@@ -63,8 +76,15 @@ pub async fn events(global: &Global, args: &EventsArgs) -> anyhow::Result<()> {
         Ok(())
     };
     let mut reader_gone = false;
+    let mut check = tokio::time::interval(Duration::from_millis(200));
     loop {
         tokio::select! {
+            _ = check.tick() => {
+                if stdout_closed() {
+                    reader_gone = true;
+                    break;
+                }
+            }
             ev = rx.recv() => {
                 let Some(ev) = ev else { break };
                 json::write_record(&mut buf, &ev, &clock);

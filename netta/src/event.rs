@@ -163,6 +163,8 @@ pub enum Action {
     StateChanged,
     ResetSent,
     EventsLost,
+    /// The live table was full and refused rows (count in `ConnEvent::count`).
+    TableEvicted,
 }
 
 impl Action {
@@ -177,6 +179,7 @@ impl Action {
             Action::StateChanged => "state-changed",
             Action::ResetSent => "reset-sent",
             Action::EventsLost => "events-lost",
+            Action::TableEvicted => "table-evicted",
         }
     }
 }

@@ -428,6 +428,8 @@ impl Table {
                 self.counters.lost += ev.count;
                 Applied::Changed
             }
+            // Made from this table's own counter: nothing to apply.
+            Action::TableEvicted => Applied::Changed,
         }
     }
 

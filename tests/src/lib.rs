@@ -137,11 +137,21 @@ impl Events {
     }
 
     /// Stops netta with SIGINT (it flushes on the way out) and returns every event.
-    pub fn stop(mut self) -> Vec<Value> {
+    pub fn stop(self) -> Vec<Value> {
+        self.stop_with(libc::SIGINT)
+    }
+
+    /// The child itself, for tests that kill it their own way.
+    pub fn into_child(self) -> Child {
+        self.child
+    }
+
+    /// Stops netta with `signal` and returns every event it wrote.
+    pub fn stop_with(mut self, signal: i32) -> Vec<Value> {
         // Give the 50 ms drain timer and the UDP sweep a moment.
         std::thread::sleep(Duration::from_millis(300));
         // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        unsafe { libc::kill(self.child.id() as i32, signal) };
         let status = self.child.wait().expect("wait for netta");
         for l in self.lines.iter() {
             self.collected.push(
@@ -240,4 +250,125 @@ pub fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
 pub fn free_tcp_port(ip: &str) -> u16 {
     let l = std::net::TcpListener::bind((ip, 0)).expect("bind");
     l.local_addr().unwrap().port()
+}
+
+// ---------------------------------------------------------------------------
+// Helpers for the detection tests.
+// ---------------------------------------------------------------------------
+
+impl Events {
+    /// Reads the lines netta has written so far into `collected`, until `cond`
+    /// holds on them or `timeout` passes. Returns whether `cond` held. `stop`
+    /// still returns every line, these included.
+    pub fn wait_until(&mut self, timeout: Duration, cond: impl Fn(&[Value]) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            while let Ok(l) = self.lines.try_recv() {
+                self.collected.push(
+                    serde_json::from_str(&l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")),
+                );
+            }
+            if cond(&self.collected) {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            match self.lines.recv_timeout(left.min(Duration::from_millis(50))) {
+                Ok(l) => self.collected.push(
+                    serde_json::from_str(&l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")),
+                ),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    self.stderr_lines.extend(self.stderr.try_iter());
+                    panic!("netta events exited early: {:?}", self.stderr_lines)
+                }
+            }
+        }
+    }
+
+    /// The first line (so far, or within `timeout`) for which `pred` holds.
+    pub fn wait_for(&mut self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Option<Value> {
+        self.wait_until(timeout, |all| all.iter().any(&pred));
+        self.collected.iter().find(|v| pred(v)).cloned()
+    }
+}
+
+/// The alert lines (`event.kind: "alert"`) of rule `rule`.
+pub fn alerts<'a>(events: &'a [Value], rule: &str) -> Vec<&'a Value> {
+    events
+        .iter()
+        .filter(|e| str_at(e, &["event", "kind"]) == Some("alert"))
+        .filter(|e| str_at(e, &["rule", "id"]) == Some(rule))
+        .collect()
+}
+
+/// Milliseconds from `start` to the line's `@timestamp` (negative if before).
+pub fn ms_since(start: std::time::SystemTime, line: &Value) -> i64 {
+    let ts = str_at(line, &["@timestamp"]).unwrap_or_else(|| panic!("no @timestamp: {line}"));
+    let at = humantime::parse_rfc3339(ts).unwrap_or_else(|e| panic!("@timestamp {ts:?}: {e}"));
+    match at.duration_since(start) {
+        Ok(d) => d.as_millis() as i64,
+        Err(e) => -(e.duration().as_millis() as i64),
+    }
+}
+
+/// The first of `len` consecutive ports on `ip` (from `from` on) where nothing is
+/// bound or listening now. Binds each port briefly: call it before netta starts,
+/// or its listens are new listeners.
+pub fn free_tcp_range(ip: &str, from: u16, len: u16) -> u16 {
+    let mut first = from;
+    while let Some(end) = first.checked_add(len) {
+        let taken = (first..end).find(|&p| std::net::TcpListener::bind((ip, p)).is_err());
+        match taken {
+            Some(p) => first = p + 1,
+            None => return first,
+        }
+    }
+    panic!("no {len} free consecutive TCP ports on {ip} from {from}")
+}
+
+/// Whether `prog` is an executable on PATH.
+pub fn have_tool(prog: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|d| {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata(d.join(prog)).is_ok_and(|m| m.is_file() && m.mode() & 0o111 != 0)
+        })
+    })
+}
+
+impl Traffic {
+    /// Like [`Traffic::spawn`], inside network namespace `netns` (`ip netns exec`
+    /// execs the helper in place, so `pid()` is the helper's).
+    pub fn spawn_in_netns(netns: &str, args: &[&str]) -> Traffic {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", netns])
+            .arg(traffic_bin())
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn ip netns exec {netns}: {e}"));
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, out) = mpsc::channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(stdout).lines() {
+                let Ok(l) = l else { break };
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        Traffic { child, stdin, out }
+    }
+}
+
+impl Events {
+    /// The pid of the running `netta events`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }

@@ -42,6 +42,8 @@ const TEST_PEER_PACKAGES: &[&str] = &[
     "procps",
     "libcap2-bin",
     "util-linux",
+    "prometheus",
+    "python3",
 ];
 
 /// Environment that `cargo run` / the rustup proxy / an outer build leak into this process and
@@ -138,10 +140,13 @@ enum Cmd {
         #[arg(long, default_value = "50000", value_parser = bench::parse_count)]
         sockets: u32,
     },
-    /// Fuzzing (not implemented yet).
+    /// Fuzz netta's parsers of hostile input (cargo-fuzz, nightly), each for a bounded time.
     Fuzz {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-        args: Vec<OsString>,
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Targets to run (default: all).
+        targets: Vec<String>,
     },
 }
 
@@ -261,10 +266,7 @@ impl Ctx {
                 };
                 self.bench(&opts)?;
             }
-            Cmd::Fuzz { .. } => {
-                eprintln!("not implemented yet");
-                return Ok(2);
-            }
+            Cmd::Fuzz { seconds, targets } => self.fuzz(seconds, targets)?,
         }
         Ok(0)
     }
@@ -324,6 +326,65 @@ impl Ctx {
             bench::write_markdown(&self.root.join("BENCHMARKS.md"), &body, &cmd)?;
             println!("==> results written to BENCHMARKS.md");
         }
+        Ok(())
+    }
+
+    fn fuzz(&self, seconds: u64, targets: Vec<String>) -> Result<()> {
+        const ALL: &[&str] = &["proc_net", "event_decode", "rules", "kernel_formats"];
+        self.ensure_bpf_toolchain()?;
+        let have_fuzz = Command::new("cargo")
+            .env("PATH", &self.path)
+            .args(["fuzz", "--version"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !have_fuzz {
+            let mut cmd = self.cargo(true);
+            cmd.args(["install", "cargo-fuzz"]);
+            self.step("install cargo-fuzz", cmd)?;
+        }
+        let targets: Vec<String> = if targets.is_empty() {
+            ALL.iter().map(|s| s.to_string()).collect()
+        } else {
+            targets
+        };
+        let mut summary = Vec::new();
+        for t in &targets {
+            let corpus = self.root.join("target/fuzz-corpus").join(t);
+            fs::create_dir_all(&corpus)?;
+            let mut cmd = self.cargo(true);
+            cmd.current_dir(self.root.join("netta"))
+                .args([&format!("+{BPF_TOOLCHAIN}"), "fuzz", "run", t])
+                .arg(&corpus)
+                .args(["--", &format!("-max_total_time={seconds}"), "-rss_limit_mb=2048"])
+                .env("CARGO_TARGET_DIR", self.root.join("target/fuzz"))
+                .stderr(Stdio::piped());
+            println!("==> fuzz {t}: {}", display_command(&cmd));
+            let out = cmd.output().context("running cargo fuzz")?;
+            let log = String::from_utf8_lossy(&out.stderr);
+            let runs = log
+                .lines()
+                .filter_map(|l| l.strip_prefix("Done "))
+                .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+                .last();
+            let cov = log
+                .lines()
+                .rev()
+                .find_map(|l| l.split(" cov: ").nth(1)?.split_whitespace().next().map(String::from))
+                .unwrap_or_else(|| "?".into());
+            if !out.status.success() {
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                for l in tail.iter().rev() {
+                    eprintln!("{l}");
+                }
+                bail!("fuzz target {t} found a failure (artifact under netta/fuzz/artifacts/{t})");
+            }
+            let runs = runs.context("libFuzzer printed no run count")?;
+            println!("    {t}: {runs} executions in {seconds} s, coverage {cov}, no failures");
+            summary.push(format!("{t}: {runs} execs, cov {cov}"));
+        }
+        println!("==> fuzz summary: {}", summary.join("; "));
         Ok(())
     }
 

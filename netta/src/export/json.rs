@@ -93,6 +93,8 @@ struct Netta {
     partial: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     lost: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    evicted: Option<u64>,
 }
 
 /// One event line; field order is the order people read them in.
@@ -120,12 +122,14 @@ fn event_type(action: Action) -> &'static [&'static str] {
         Action::ListenStarted => &["start"],
         Action::ListenStopped => &["end"],
         Action::UdpFlow => &["connection", "info"],
-        Action::StateChanged | Action::ResetSent | Action::EventsLost => &["info"],
+        Action::StateChanged | Action::ResetSent | Action::EventsLost | Action::TableEvicted => {
+            &["info"]
+        }
     }
 }
 
 fn doc<'a>(ev: &'a ConnEvent, clock: &Clock) -> Doc<'a> {
-    let lost = ev.action == Action::EventsLost;
+    let lost = matches!(ev.action, Action::EventsLost | Action::TableEvicted);
     let event = EventField {
         kind: if lost { "metric" } else { "event" },
         category: ["network"],
@@ -153,7 +157,8 @@ fn doc<'a>(ev: &'a ConnEvent, clock: &Clock) -> Doc<'a> {
                 raw_states: None,
                 owner: None,
                 partial: None,
-                lost: Some(ev.count),
+                lost: (ev.action == Action::EventsLost).then_some(ev.count),
+                evicted: (ev.action == Action::TableEvicted).then_some(ev.count),
             },
         };
     }
@@ -221,6 +226,7 @@ fn doc<'a>(ev: &'a ConnEvent, clock: &Clock) -> Doc<'a> {
             owner: Some(ev.owner.name()),
             partial: ev.partial.then_some(true),
             lost: None,
+            evicted: None,
         },
     }
 }

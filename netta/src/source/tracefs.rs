@@ -7,11 +7,27 @@ use std::path::{Path, PathBuf};
 pub const TRACEFS: &str = "/sys/kernel/tracing";
 const DEBUGFS_TRACING: &str = "/sys/kernel/debug/tracing";
 
+const TRACEFS_MAGIC: i64 = 0x7472_6163;
+
+fn is_tracefs(path: &str) -> bool {
+    let Ok(c) = std::ffi::CString::new(path) else {
+        return false;
+    };
+    // SAFETY: valid C string and an out-struct we own.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    unsafe { libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type as i64 == TRACEFS_MAGIC }
+}
+
 /// Returns the tracefs root, mounting it at /sys/kernel/tracing when it is missing.
 pub fn ensure_mounted() -> Result<PathBuf, String> {
     for root in [TRACEFS, DEBUGFS_TRACING] {
         if Path::new(root).join("events").is_dir() {
             return Ok(PathBuf::from(root));
+        }
+        if is_tracefs(root) {
+            return Err(format!(
+                "tracefs at {root} is not readable by this user (run as root, or grant CAP_DAC_READ_SEARCH)"
+            ));
         }
     }
     let target = std::ffi::CString::new(TRACEFS).expect("static path");

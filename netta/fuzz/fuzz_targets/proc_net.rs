@@ -1,0 +1,14 @@
+//! /proc/net/{tcp,udp}[6] parsing: bad lines are errors, good ones are kept, no panics.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use netta::event::Proto;
+use netta::source::procfs::parse_net;
+
+fuzz_target!(|data: &[u8]| {
+    for proto in [Proto::Tcp, Proto::Udp] {
+        let (rows, errors) = parse_net(data, proto);
+        // Every line is either a row or an error (the header excepted).
+        let lines = data.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count();
+        assert!(rows.len() + errors.len() <= lines + 1);
+    }
+});
