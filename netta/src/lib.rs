@@ -10,9 +10,11 @@ pub mod export;
 #[cfg(test)]
 pub mod fixture;
 pub mod menu;
+pub mod metrics;
 pub mod monitor;
 pub mod sanitize;
 pub mod services;
+pub mod sink;
 pub mod source;
 pub mod stats;
 pub mod style;

@@ -165,7 +165,7 @@ pub async fn run(
                             summary.shorter_than_interval += 1;
                         }
                     }
-                    Action::EventsLost => summary.lost += ev.count,
+                    Action::EventsLost => summary.lost = summary.lost.saturating_add(ev.count),
                     _ => {}
                 }
             }

@@ -225,7 +225,7 @@ impl Table {
     }
 
     pub fn add_lost(&mut self, n: u64) {
-        self.counters.lost += n;
+        self.counters.lost = self.counters.lost.saturating_add(n);
     }
 
     pub fn add_decode_error(&mut self) {
@@ -360,8 +360,10 @@ impl Table {
                     self.counters.failed += 1;
                 } else {
                     self.counters.closed += 1;
-                    self.counters.bytes_sent += ev.bytes_sent;
-                    self.counters.bytes_recv += ev.bytes_recv;
+                    self.counters.bytes_sent =
+                        self.counters.bytes_sent.saturating_add(ev.bytes_sent);
+                    self.counters.bytes_recv =
+                        self.counters.bytes_recv.saturating_add(ev.bytes_recv);
                 }
                 let closed = Closed {
                     conn,
@@ -425,7 +427,7 @@ impl Table {
                 Applied::Quiet
             }
             Action::EventsLost => {
-                self.counters.lost += ev.count;
+                self.counters.lost = self.counters.lost.saturating_add(ev.count);
                 Applied::Changed
             }
             // Made from this table's own counter: nothing to apply.
@@ -461,7 +463,7 @@ impl Table {
         let mut out = Vec::with_capacity(keys.len());
         for k in keys {
             if let Some(conn) = self.remove(&k) {
-                self.counters.bytes_sent += conn.bytes_sent;
+                self.counters.bytes_sent = self.counters.bytes_sent.saturating_add(conn.bytes_sent);
                 let closed = Closed {
                     conn,
                     end_ns: conn.last_ns,

@@ -185,13 +185,13 @@ impl Outbound {
         let b = now / BUCKET_NS;
         match self.buckets.back_mut() {
             Some(last) if last.0 == b => {
-                last.1 += sent;
-                last.2 += recv;
+                last.1 = last.1.saturating_add(sent);
+                last.2 = last.2.saturating_add(recv);
             }
             _ => self.buckets.push_back((b, sent, recv)),
         }
-        self.sent += sent;
-        self.recv += recv;
+        self.sent = self.sent.saturating_add(sent);
+        self.recv = self.recv.saturating_add(recv);
         self.expire(now, span);
     }
 
@@ -202,8 +202,8 @@ impl Outbound {
                 break;
             }
             self.buckets.pop_front();
-            self.sent -= s;
-            self.recv -= r;
+            self.sent = self.sent.saturating_sub(s);
+            self.recv = self.recv.saturating_sub(r);
         }
     }
 

@@ -177,7 +177,7 @@ fn doc<'a>(ev: &'a ConnEvent, clock: &Clock) -> Doc<'a> {
         bytes: if udp {
             Some(ev.bytes_sent)
         } else {
-            closed.then_some(ev.bytes_sent + ev.bytes_recv)
+            closed.then_some(ev.bytes_sent.saturating_add(ev.bytes_recv))
         },
         packets: udp.then_some(ev.count),
     };
