@@ -35,23 +35,38 @@ fn kill_9_leaves_no_program_loaded() {
     }
     let before = prog_ids();
     let ev = Events::start(&[], &[]);
-    let during: Vec<u64> = prog_ids().into_iter().filter(|i| !before.contains(i)).collect();
-    assert!(during.len() >= 7, "netta's programs are not visible: {during:?}");
+    let during: Vec<u64> = prog_ids()
+        .into_iter()
+        .filter(|i| !before.contains(i))
+        .collect();
+    assert!(
+        during.len() >= 7,
+        "netta's programs are not visible: {during:?}"
+    );
     let mut child = ev.into_child();
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let left: Vec<u64> = prog_ids().into_iter().filter(|i| during.contains(i)).collect();
+        let left: Vec<u64> = prog_ids()
+            .into_iter()
+            .filter(|i| during.contains(i))
+            .collect();
         if left.is_empty() {
             break;
         }
-        assert!(Instant::now() < deadline, "still loaded after kill -9: {left:?}");
+        assert!(
+            Instant::now() < deadline,
+            "still loaded after kill -9: {left:?}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     // Nothing pinned either.
     let pinned = std::fs::read_dir("/sys/fs/bpf")
-        .map(|d| d.filter_map(Result::ok).any(|e| e.file_name().to_string_lossy().contains("netta")))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .any(|e| e.file_name().to_string_lossy().contains("netta"))
+        })
         .unwrap_or(false);
     assert!(!pinned);
 }
@@ -65,7 +80,13 @@ fn sigterm_flushes_open_udp_flows_and_exits_zero() {
     let ev = Events::start(&["--udp-idle", "10m"], &[]);
     let mut server = Traffic::spawn(&["udp-server", "127.0.0.1:0", "nt-tsrv"]);
     let port: u64 = server.expect_line("port ").parse().unwrap();
-    let sender = Traffic::spawn(&["udp-send", &format!("127.0.0.1:{port}"), "100", "8", "nt-tsend"]);
+    let sender = Traffic::spawn(&[
+        "udp-send",
+        &format!("127.0.0.1:{port}"),
+        "100",
+        "8",
+        "nt-tsend",
+    ]);
     sender.finish();
     let all = ev.stop_with(libc::SIGTERM);
     server.finish();
@@ -94,7 +115,12 @@ fn runs_unprivileged_with_only_the_documented_capabilities() {
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
     // tracefs must already be mounted: mounting is the one step that needs CAP_SYS_ADMIN.
-    assert!(Command::new(netta_bin()).args(["list", "--json"]).output().unwrap().status.success());
+    assert!(Command::new(netta_bin())
+        .args(["list", "--json"])
+        .output()
+        .unwrap()
+        .status
+        .success());
     let caps = "+bpf,+perfmon,+dac_read_search,+sys_ptrace";
     let run = |caps: &str| {
         Command::new("setpriv")
@@ -113,20 +139,31 @@ fn runs_unprivileged_with_only_the_documented_capabilities() {
     assert_eq!(ready, "netta: ready (eBPF, ring buffer)", "with {caps}");
     let mut server = Traffic::spawn(&["tcp-server", "127.0.0.1:0", "1", "3", "nt-capsrv"]);
     let port: u16 = server.expect_line("port ").parse().unwrap();
-    Traffic::spawn(&["tcp-client", &format!("127.0.0.1:{port}"), "1", "3", "nt-capcli"]).finish();
+    Traffic::spawn(&[
+        "tcp-client",
+        &format!("127.0.0.1:{port}"),
+        "1",
+        "3",
+        "nt-capcli",
+    ])
+    .finish();
     server.finish();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.lines().any(|l| l.contains("\"nt-capsrv\"") && l.contains("connection-closed")),
+        text.lines()
+            .any(|l| l.contains("\"nt-capsrv\"") && l.contains("connection-closed")),
         "an unprivileged netta saw the connection: {text}"
     );
     // Without them: one line of reason, then /proc polling.
     let out = run("-all").wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
-    let reasons: Vec<&str> = err.lines().filter(|l| l.contains("eBPF unavailable")).collect();
+    let reasons: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("eBPF unavailable"))
+        .collect();
     assert_eq!(reasons.len(), 1, "{err}");
     assert!(reasons[0].contains("not permitted to load eBPF"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
@@ -144,15 +181,32 @@ fn hostile_process_names_are_escaped_in_every_output() {
     let mut held = Traffic::spawn(&["hold", &format!("127.0.0.1:{port}"), "1", evil]);
     held.expect_line("held");
     let p = port.to_string();
-    let list = Command::new(netta_bin()).args(["list", "--port", &p]).output().unwrap();
+    let list = Command::new(netta_bin())
+        .args(["list", "--port", &p])
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&list.stdout);
-    assert!(!text.contains('\x1b') && !text.contains('\u{7}'), "{text:?}");
+    assert!(
+        !text.contains('\x1b') && !text.contains('\u{7}'),
+        "{text:?}"
+    );
     assert!(text.contains("=\\e[2J\"a,b\\nc\\u{7}"), "{text}");
-    assert_eq!(text.lines().filter(|l| l.contains("\\e[2J")).count(), 1, "one row, one line");
+    assert_eq!(
+        text.lines().filter(|l| l.contains("\\e[2J")).count(),
+        1,
+        "one row, one line"
+    );
 
-    let json = Command::new(netta_bin()).args(["list", "--json", "--port", &p]).output().unwrap();
+    let json = Command::new(netta_bin())
+        .args(["list", "--json", "--port", &p])
+        .output()
+        .unwrap();
     let rows: Value = serde_json::from_slice(&json.stdout).unwrap();
-    assert!(rows.as_array().unwrap().iter().any(|r| r["process"] == evil));
+    assert!(rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["process"] == evil));
 
     let dir = std::env::temp_dir().join(format!("netta-hostile-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -164,7 +218,10 @@ fn hostile_process_names_are_escaped_in_every_output() {
     assert!(ok.status.success());
     let body = std::fs::read_to_string(&csv).unwrap();
     assert!(!body.contains('\x1b'));
-    let row = body.lines().find(|l| l.contains("\\e[2J")).expect("the hostile row");
+    let row = body
+        .lines()
+        .find(|l| l.contains("\\e[2J"))
+        .expect("the hostile row");
     assert!(row.contains("\"'=\\e[2J\"\"a,b\\nc\\u{7}\""), "{row}");
     drop(held);
     drop(server);
@@ -188,7 +245,14 @@ fn closed_pipe_ends_events_promptly_and_quietly() {
     std::thread::sleep(Duration::from_secs(2));
     let mut server = Traffic::spawn(&["tcp-server", "127.0.0.1:0", "1", "0", "nt-psrv"]);
     let port: u16 = server.expect_line("port ").parse().unwrap();
-    Traffic::spawn(&["tcp-client", &format!("127.0.0.1:{port}"), "1", "1", "nt-pcli"]).finish();
+    Traffic::spawn(&[
+        "tcp-client",
+        &format!("127.0.0.1:{port}"),
+        "1",
+        "1",
+        "nt-pcli",
+    ])
+    .finish();
     server.finish();
     let start = Instant::now();
     loop {
@@ -196,11 +260,18 @@ fn closed_pipe_ends_events_promptly_and_quietly() {
             assert!(st.success());
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(5), "netta kept running after head exited");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "netta kept running after head exited"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let out = child.wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.trim(), "netta: ready (eBPF, ring buffer)", "no error spew: {err}");
+    assert_eq!(
+        err.trim(),
+        "netta: ready (eBPF, ring buffer)",
+        "no error spew: {err}"
+    );
 }

@@ -357,7 +357,11 @@ impl Ctx {
             cmd.current_dir(self.root.join("netta"))
                 .args([&format!("+{BPF_TOOLCHAIN}"), "fuzz", "run", t])
                 .arg(&corpus)
-                .args(["--", &format!("-max_total_time={seconds}"), "-rss_limit_mb=2048"])
+                .args([
+                    "--",
+                    &format!("-max_total_time={seconds}"),
+                    "-rss_limit_mb=2048",
+                ])
                 .env("CARGO_TARGET_DIR", self.root.join("target/fuzz"))
                 .stderr(Stdio::piped());
             println!("==> fuzz {t}: {}", display_command(&cmd));
@@ -365,13 +369,19 @@ impl Ctx {
             let log = String::from_utf8_lossy(&out.stderr);
             let runs = log
                 .lines()
+                .rev()
                 .filter_map(|l| l.strip_prefix("Done "))
-                .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
-                .last();
+                .find_map(|l| l.split_whitespace().next()?.parse::<u64>().ok());
             let cov = log
                 .lines()
                 .rev()
-                .find_map(|l| l.split(" cov: ").nth(1)?.split_whitespace().next().map(String::from))
+                .find_map(|l| {
+                    l.split(" cov: ")
+                        .nth(1)?
+                        .split_whitespace()
+                        .next()
+                        .map(String::from)
+                })
                 .unwrap_or_else(|| "?".into());
             if !out.status.success() {
                 let tail: Vec<&str> = log.lines().rev().take(40).collect();
