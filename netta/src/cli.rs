@@ -92,6 +92,9 @@ pub struct Global {
     /// Most closed connections kept in history.
     #[arg(long, global = true, default_value_t = 20_000)]
     pub history_size: usize,
+    /// Configuration file (TOML); flags override it. Default: /etc/netta/netta.toml if present.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
     /// Detection rules file (TOML): thresholds, windows and allowlists.
     #[arg(long, global = true, value_name = "FILE")]
     pub rules: Option<std::path::PathBuf>,
@@ -114,9 +117,31 @@ pub enum Command {
     Detect(DetectArgs),
     /// Write a report of the connection table (CSV or JSON).
     Export(ExportArgs),
+    /// Run headless as a service: stream events and alerts to sinks, serve metrics.
+    Agent(AgentArgs),
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Manpage,
     /// Time one seeding of the table from /proc (for `cargo xtask bench`).
     #[command(hide = true)]
     SeedBench,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct AgentArgs {
+    /// Where JSON lines go (repeatable): stdout, file:PATH, tcp://HOST:PORT, unix:PATH.
+    #[arg(long = "sink", value_name = "SPEC")]
+    pub sinks: Vec<crate::sink::SinkSpec>,
+    /// Serve Prometheus metrics on this address (for example 127.0.0.1:9750).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
+    /// Also stream every raw TCP state transition.
+    #[arg(long)]
+    pub all_states: bool,
 }
 
 #[derive(Args, Debug)]
@@ -227,6 +252,30 @@ pub struct ListArgs {
 }
 
 impl Global {
+    /// Takes from the config file every setting not given on the command line.
+    pub fn apply_config(&mut self, c: &crate::config::Config, matches: &clap::ArgMatches) {
+        let from_cli =
+            |id: &str| matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
+        macro_rules! take {
+            ($field:ident) => {
+                if let (false, Some(v)) = (from_cli(stringify!($field)), c.$field.clone()) {
+                    self.$field = v;
+                }
+            };
+        }
+        take!(transport);
+        take!(ring_size);
+        take!(reconcile_interval);
+        take!(poll_interval);
+        take!(udp_idle);
+        take!(max_connections);
+        take!(history_size);
+        take!(no_ebpf);
+        if !from_cli("rules") && c.rules.is_some() {
+            self.rules = c.rules.clone();
+        }
+    }
+
     /// Options for the agent; fails on a rules file with errors (nothing half-applied).
     pub fn agent_options(
         &self,

@@ -340,3 +340,82 @@ pub fn seed_bench(global: &Global) -> anyhow::Result<()> {
             + "\n"),
     )
 }
+
+/// `netta agent`: headless, until SIGINT/SIGTERM. SIGHUP reopens file sinks.
+pub async fn agent(
+    global: &Global,
+    args: &crate::cli::AgentArgs,
+    file: Option<&crate::config::Config>,
+) -> anyhow::Result<()> {
+    use crate::sink::{SinkSpec, SinkStats};
+    let mut opts = global.agent_options()?;
+    opts.ebpf.all_states = args.all_states;
+    let mut sinks = args.sinks.clone();
+    if sinks.is_empty() {
+        sinks = file.map(|c| c.sinks.clone()).unwrap_or_default();
+    }
+    if sinks.is_empty() {
+        sinks.push(SinkSpec::Stdout);
+    }
+    let metrics_addr = args.metrics.or(file.and_then(|c| c.metrics));
+    // Bind before starting anything, so a taken port is a clear, early error.
+    let listener = match metrics_addr {
+        Some(a) => Some(
+            crate::metrics::bind(a)
+                .await
+                .with_context(|| format!("cannot listen on {a}"))?,
+        ),
+        None => None,
+    };
+    let agent = Agent::start(opts).await;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = Vec::new();
+    for spec in &sinks {
+        let rx = agent.shared.subscribe(1 << 16);
+        let stats = Arc::new(SinkStats::default());
+        tasks.push(tokio::spawn(crate::sink::run(
+            spec.clone(),
+            rx,
+            agent.shared.clock,
+            stats,
+            stop_rx.clone(),
+        )));
+    }
+    if let Some(l) = listener {
+        let shared = agent.shared.clone();
+        let rx = stop_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            crate::metrics::serve_on(l, shared, rx).await
+        }));
+    }
+    // A reload signal must never kill the agent, whatever sinks it has.
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let names: Vec<String> = sinks.iter().map(|s| s.to_string()).collect();
+    eprintln!(
+        "netta: agent ready ({}); sinks: {}; metrics: {}",
+        agent.mode().describe(),
+        names.join(", "),
+        metrics_addr.map_or("off".to_string(), |a| format!("http://{a}/metrics"))
+    );
+    let stop = stop_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = hup.recv() => log::info!("SIGHUP: file sinks reopen"),
+        }
+    }
+    // Stopping reports the flows still open; then the sinks drain and flush.
+    agent.shutdown().await;
+    let _ = stop_tx.send(true);
+    let mut failed = None;
+    for t in tasks {
+        if let Ok(Err(e)) = t.await {
+            failed.get_or_insert(e);
+        }
+    }
+    match failed {
+        Some(e) => Err(e).context("a sink failed"),
+        None => Ok(()),
+    }
+}

@@ -4,6 +4,8 @@ pub mod agent;
 pub mod cli;
 pub mod clock;
 pub mod commands;
+pub mod config;
+pub mod containers;
 pub mod detect;
 pub mod event;
 pub mod export;

@@ -1,9 +1,43 @@
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use netta::cli::{Cli, Command};
 use netta::commands;
 
 fn main() {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let mut cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    match &cli.command {
+        Some(Command::Completions { shell }) => {
+            clap_complete::generate(*shell, &mut Cli::command(), "netta", &mut std::io::stdout());
+            return;
+        }
+        Some(Command::Manpage) => {
+            if let Err(e) = clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                eprintln!("netta: {e}");
+                std::process::exit(1);
+            }
+            return;
+        }
+        _ => {}
+    }
+    let explicit = cli.global.config.is_some();
+    let path = cli
+        .global
+        .config
+        .clone()
+        .unwrap_or_else(|| netta::config::DEFAULT_PATH.into());
+    let file_config = match netta::config::Config::load(&path, explicit) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("netta: {e}");
+            std::process::exit(2);
+        }
+    };
+    if let Some(c) = &file_config {
+        cli.global.apply_config(c, &matches);
+    }
     if let Some(path) = &cli.global.rules {
         // Checked before anything starts, so a bad file is a usage error.
         if let Err(e) = netta::detect::Rules::load(path) {
@@ -39,6 +73,8 @@ fn main() {
             Some(Command::Detect(a)) => commands::detect(&cli.global, a).await,
             Some(Command::Export(a)) => commands::export(&cli.global, a).await,
             Some(Command::SeedBench) => commands::seed_bench(&cli.global),
+            Some(Command::Agent(a)) => commands::agent(&cli.global, a, file_config.as_ref()).await,
+            Some(Command::Completions { .. } | Command::Manpage) => Ok(()),
             None => commands::menu(&cli.global).await,
         }
     });

@@ -71,6 +71,19 @@ fn endpoint(addr: std::net::SocketAddr, bytes: Option<u64>, packets: Option<u64>
     }
 }
 
+struct Container {
+    id: std::sync::Arc<str>,
+}
+
+impl Serialize for Container {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(1))?;
+        m.serialize_entry("id", &*self.id)?;
+        m.end()
+    }
+}
+
 #[derive(Serialize)]
 struct Process<'a> {
     pid: u32,
@@ -111,6 +124,8 @@ struct Doc<'a> {
     destination: Option<Endpoint>,
     #[serde(skip_serializing_if = "Option::is_none")]
     process: Option<Process<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    container: Option<Container>,
     netta: Netta,
 }
 
@@ -150,6 +165,7 @@ fn doc<'a>(ev: &'a ConnEvent, clock: &Clock) -> Doc<'a> {
             source: None,
             destination: None,
             process: None,
+            container: None,
             netta: Netta {
                 sock: None,
                 state: None,
@@ -214,6 +230,7 @@ fn doc<'a>(ev: &'a ConnEvent, clock: &Clock) -> Doc<'a> {
             pid: ev.pid,
             name: String::from_utf8_lossy(ev.comm.as_bytes()),
         }),
+        container: crate::containers::container_of(ev.pid).map(|id| Container { id }),
         netta: Netta {
             sock: (ev.sock != 0).then_some(Hex(ev.sock)),
             state: ev.new_state.map(|s| s.name()),
