@@ -23,7 +23,11 @@ pub mod kind {
     pub const STATE: u8 = 7;
     /// The kernel sent a RST (closed port, or abort).
     pub const RESET_SENT: u8 = 8;
-    pub const MAX: u8 = 8;
+    /// An accepted connection reached ESTABLISHED but no hook has run in its
+    /// owner's context yet: the agent lists it now (owner provisional, from the
+    /// listener) and reports it opened when `OPENED` follows.
+    pub const PENDING: u8 = 9;
+    pub const MAX: u8 = 9;
 }
 
 /// Bits of `Event::flags`.

@@ -321,6 +321,15 @@ fn on_established(ctx: &TracePointContext, t: &Transition, now: u64) {
     i.remote_addr = t.remote_addr;
     i.local_port = t.local_port;
     i.remote_port = t.remote_port;
+    if i.flags & flag::OWNER_UNKNOWN != 0 {
+        let mut ev = event_from_info(kind::PENDING, t.sock, i, now);
+        if let Some(l) = unsafe { LISTENERS.get(&listener_key(i.family, i.local_port)) } {
+            ev.pid = l.pid;
+            ev.comm = l.comm;
+            ev.flags = (ev.flags & !flag::OWNER_UNKNOWN) | flag::OWNER_FROM_LISTENER;
+        }
+        emit(&ev, ctx);
+    }
     open_if_ready(ctx, t.sock, ptr, now);
 }
 

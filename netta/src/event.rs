@@ -165,6 +165,9 @@ pub enum Action {
     EventsLost,
     /// The live table was full and refused rows (count in `ConnEvent::count`).
     TableEvicted,
+    /// An accepted connection whose owner is not known yet (internal: the table
+    /// lists it; `Opened` follows and is what gets reported).
+    Pending,
 }
 
 impl Action {
@@ -180,6 +183,7 @@ impl Action {
             Action::ResetSent => "reset-sent",
             Action::EventsLost => "events-lost",
             Action::TableEvicted => "table-evicted",
+            Action::Pending => "connection-pending",
         }
     }
 }
@@ -273,6 +277,7 @@ impl ConnEvent {
             kind::LISTEN_STOPPED => Action::ListenStopped,
             kind::UDP_FLOW => Action::UdpFlow,
             kind::STATE => Action::StateChanged,
+            kind::PENDING => Action::Pending,
             kind::RESET_SENT => Action::ResetSent,
             k => return Err(DecodeError::Kind(k)),
         };

@@ -39,6 +39,8 @@ pub struct Tuple {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Origin {
     Event,
+    /// An accepted connection listed before its owner was known (not yet reported).
+    Pending,
     Proc,
 }
 
@@ -311,16 +313,32 @@ impl Table {
             remote: ev.remote,
         };
         match ev.action {
-            Action::Opened => {
+            Action::Opened | Action::Pending => {
+                let pending = ev.action == Action::Pending;
                 if let Some(row) = self.live.get_mut(&Key::Sock(ev.sock)) {
-                    if row.owner == OwnerSource::Unknown && ev.owner != OwnerSource::Unknown {
+                    if pending {
+                        return Applied::Quiet;
+                    }
+                    // The owner of a pending row is known now: this is its opening.
+                    let first = row.origin == Origin::Pending;
+                    if first
+                        || (row.owner == OwnerSource::Unknown && ev.owner != OwnerSource::Unknown)
+                    {
                         row.pid = ev.pid;
                         row.comm = ev.comm;
                         row.owner = ev.owner;
                     }
-                    return Applied::Quiet;
+                    if !first {
+                        return Applied::Quiet;
+                    }
+                    row.origin = Origin::Event;
+                    self.counters.opened += 1;
+                    return Applied::Changed;
                 }
                 let mut row = Self::row_from_event(ev, Key::Sock(ev.sock), State::Established);
+                if pending {
+                    row.origin = Origin::Pending;
+                }
                 if let Some(key) = self.seeded.get(&tuple).copied() {
                     if let Some(old) = self.remove(&key) {
                         row.inode = old.inode;
@@ -331,6 +349,10 @@ impl Table {
                             row.owner = old.owner;
                         }
                     }
+                }
+                if pending {
+                    self.insert(row);
+                    return Applied::Quiet;
                 }
                 self.counters.opened += 1;
                 self.insert(row);
@@ -709,6 +731,30 @@ mod tests {
         let c = t.counters();
         assert_eq!((c.opened, c.closed, c.short_lived), (1, 1, 1));
         assert_eq!((c.bytes_sent, c.bytes_recv), (10, 30));
+    }
+
+    #[test]
+    fn pending_accepts_are_listed_at_once_and_reported_when_opened() {
+        let mut t = Table::default();
+        let mut p = ev(Action::Pending, 5, "127.0.0.1:80", "127.0.0.1:5000", 100);
+        p.direction = Direction::Ingress;
+        p.owner = OwnerSource::Listener;
+        p.pid = 1;
+        assert_eq!(t.apply(&p), Applied::Quiet);
+        assert_eq!(t.len(), 1, "listed before its owner is known");
+        assert_eq!(t.counters().opened, 0);
+        let mut o = p;
+        o.action = Action::Opened;
+        o.owner = OwnerSource::Hook;
+        o.pid = 77;
+        assert_eq!(
+            t.apply(&o),
+            Applied::Changed,
+            "reported once, with the owner"
+        );
+        assert_eq!(t.get(&Key::Sock(5)).unwrap().pid, 77);
+        assert_eq!(t.apply(&o), Applied::Quiet);
+        assert_eq!(t.counters().opened, 1);
     }
 
     #[test]

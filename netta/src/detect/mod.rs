@@ -164,8 +164,10 @@ struct ScanState {
     slow: Window<u16>,
     lo: u16,
     hi: u16,
-    /// Completed handshakes or failed connects from this source: a connect scan.
-    connects: u64,
+    /// Handshakes that completed (accepted by a listener here).
+    completed: u64,
+    /// Refused connects made by a local process: a connect scan from this host.
+    local_connects: u64,
     resets: u64,
 }
 
@@ -235,6 +237,8 @@ pub struct Detector {
     burst: Burst,
     outbound: FxHashMap<u32, Outbound>,
     synack_last: FxHashMap<(u16, u16), (u64, u64)>,
+    /// When the kernel map was last read: a port new in the map counted from 0 then.
+    synack_polled_ns: u64,
 }
 
 const MAX_ENDED: usize = 1000;
@@ -258,6 +262,7 @@ impl Detector {
             burst: Burst::default(),
             outbound: FxHashMap::default(),
             synack_last: FxHashMap::default(),
+            synack_polled_ns: started_ns,
         }
     }
 
@@ -360,7 +365,7 @@ impl Detector {
                 // A local process connecting to closed ports: evidence of a connect scan
                 // from this host, and of fan-out.
                 if let Some(s) = self.scans.get_mut(&ev.local.ip()) {
-                    s.connects += 1;
+                    s.local_connects += 1;
                 }
                 self.fan_out(ev, now, out);
             }
@@ -391,7 +396,8 @@ impl Detector {
             slow: Window::new(cfg.slow_window),
             lo: port,
             hi: port,
-            connects: 0,
+            completed: 0,
+            local_connects: 0,
             resets: 0,
         });
         s.fast.add(port, now);
@@ -399,7 +405,7 @@ impl Detector {
         s.lo = s.lo.min(port);
         s.hi = s.hi.max(port);
         if connect {
-            s.connects += 1;
+            s.completed += 1;
         } else {
             s.resets += 1;
         }
@@ -408,7 +414,11 @@ impl Detector {
             return;
         }
         let (lo, hi) = (s.lo, s.hi);
-        let kind = if s.connects > 0 { "connect" } else { "syn" };
+        let kind = if s.completed + s.local_connects > 0 {
+            "connect"
+        } else {
+            "syn"
+        };
         let key = ip_text(src);
         let first = if self.open.contains_key(&(RuleId::PortScan, key.clone())) {
             now
@@ -431,7 +441,7 @@ impl Detector {
             evidence: json!({
                 "ports": slow, "port_min": lo, "port_max": hi,
                 "scan_type": kind, "speed": speed,
-                "refused": s.resets, "completed": s.connects,
+                "refused": s.resets, "completed": s.completed,
             }),
         };
         out.extend(self.fire(f, now));
@@ -630,12 +640,14 @@ impl Detector {
     /// SYN-ACK retransmission totals per listening port, from the kernel map.
     pub fn observe_synack(&mut self, totals: &[(u16, u16, u64)], now: u64, out: &mut Vec<Alert>) {
         let min_rate = self.rules.syn_flood.min_half_open_per_sec;
+        // The map starts empty with netta, so a port missing from it had 0 before.
+        let polled = std::mem::replace(&mut self.synack_polled_ns, now);
         for &(family, port, total) in totals {
             let (prev, prev_ns) = self
                 .synack_last
                 .get(&(family, port))
                 .copied()
-                .unwrap_or((total, now));
+                .unwrap_or((0, polled));
             self.synack_last.insert((family, port), (total, now));
             let secs = (now.saturating_sub(prev_ns)) as f64 / SEC as f64;
             let delta = total.saturating_sub(prev);

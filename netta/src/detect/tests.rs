@@ -319,13 +319,20 @@ fn large_outbound_by_connection_and_by_process() {
 fn syn_flood_from_synack_retransmits() {
     let mut d = det();
     let mut out = Vec::new();
-    d.observe_synack(&[(2, 8080, 0)], 0, &mut out);
-    d.observe_synack(&[(2, 8080, 10)], SEC, &mut out);
+    d.observe_synack(&[], SEC, &mut out);
+    d.observe_synack(&[(2, 8080, 10)], 2 * SEC, &mut out);
     assert!(out.is_empty(), "10/s is below the threshold");
-    d.observe_synack(&[(2, 8080, 1_000)], 2 * SEC, &mut out);
+    d.observe_synack(&[(2, 8080, 1_000)], 3 * SEC, &mut out);
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].rule, RuleId::SynFlood);
     assert!(out[0].message.contains("port 8080"));
+    // The first burst already counts: the kernel map starts empty with netta.
+    let mut d = det();
+    let mut out = Vec::new();
+    d.observe_synack(&[], SEC, &mut out);
+    d.observe_synack(&[(2, 9090, 129)], SEC + SEC / 2, &mut out);
+    assert_eq!(out.len(), 1, "129 retransmits in 0.5 s");
+    assert!(out[0].message.contains("port 9090"));
 }
 
 #[test]

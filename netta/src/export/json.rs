@@ -137,9 +137,11 @@ fn event_type(action: Action) -> &'static [&'static str] {
         Action::ListenStarted => &["start"],
         Action::ListenStopped => &["end"],
         Action::UdpFlow => &["connection", "info"],
-        Action::StateChanged | Action::ResetSent | Action::EventsLost | Action::TableEvicted => {
-            &["info"]
-        }
+        Action::StateChanged
+        | Action::ResetSent
+        | Action::EventsLost
+        | Action::TableEvicted
+        | Action::Pending => &["info"],
     }
 }
 
