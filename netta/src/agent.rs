@@ -122,7 +122,7 @@ impl Shared {
             .into_iter()
             .map(|a| Record::Alert(Arc::new(a)))
             .collect();
-        self.send(&records);
+        self.send(records.len(), |i| records[i].clone());
     }
 
     pub fn snapshot(&self) -> Snapshot {
@@ -161,21 +161,20 @@ impl Shared {
         {
             return;
         }
-        let records: Vec<Record> = events.iter().map(|e| Record::Event(*e)).collect();
-        self.send(&records);
+        self.send(events.len(), |i| Record::Event(events[i]));
     }
 
     /// Sends records to every tap without ever blocking the reader: a full tap
     /// drops, counts, and is told how many it missed once it has room again.
-    fn send(&self, records: &[Record]) {
+    fn send(&self, len: usize, record: impl Fn(usize) -> Record) {
         let mut taps = self.taps.lock().unwrap_or_else(|p| p.into_inner());
-        if taps.is_empty() || records.is_empty() {
+        if taps.is_empty() || len == 0 {
             return;
         }
         let now = mono_now();
         let mut dropped_now = 0;
         taps.retain_mut(|tap| {
-            for ev in records {
+            for i in 0..len {
                 if tap.dropped > 0 {
                     let lost = Record::Event(ConnEvent::lost(now, tap.dropped));
                     match tap.tx.try_send(lost) {
@@ -188,7 +187,7 @@ impl Shared {
                         Err(mpsc::error::TrySendError::Closed(_)) => return false,
                     }
                 }
-                match tap.tx.try_send(ev.clone()) {
+                match tap.tx.try_send(record(i)) {
                     Ok(()) => {}
                     Err(mpsc::error::TrySendError::Full(_)) => {
                         tap.dropped += 1;

@@ -59,7 +59,7 @@ pub async fn events(global: &Global, args: &EventsArgs) -> anyhow::Result<()> {
     let mut opts = global.agent_options()?;
     opts.ebpf.all_states = args.all_states;
     let agent = Agent::start(opts).await;
-    let mut rx = agent.shared.subscribe(1 << 16);
+    let mut rx = agent.shared.subscribe(1 << 14);
     eprintln!("netta: ready ({})", agent.mode().describe());
     let clock = agent.shared.clock;
     let mut buf = Vec::with_capacity(1 << 16);
@@ -371,7 +371,7 @@ pub async fn agent(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
     for spec in &sinks {
-        let rx = agent.shared.subscribe(1 << 16);
+        let rx = agent.shared.subscribe(1 << 14);
         let stats = Arc::new(SinkStats::default());
         tasks.push(tokio::spawn(crate::sink::run(
             spec.clone(),

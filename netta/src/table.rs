@@ -508,28 +508,30 @@ impl Table {
         owner_of: &mut dyn FnMut(u64) -> Option<Owner>,
     ) -> ReconcileReport {
         let mut report = ReconcileReport::default();
-        let mut groups: FxHashMap<Tuple, Vec<usize>> = FxHashMap::default();
-        for (i, s) in snap.iter().enumerate() {
-            let t = Tuple {
-                proto: s.proto,
-                local: s.local,
-                remote: s.remote,
-            };
-            groups.entry(t).or_default().push(i);
-        }
+        let tuple_of = |s: &ProcSocket| Tuple {
+            proto: s.proto,
+            local: s.local,
+            remote: s.remote,
+        };
+        // Snapshot indexes sorted by 4-tuple: one allocation, however big /proc is.
+        let mut order: Vec<u32> = (0..snap.len() as u32).collect();
+        order.sort_unstable_by_key(|i| tuple_of(&snap[*i as usize]));
         let mut matched = vec![false; snap.len()];
         let mut gone = Vec::new();
         for row in self.live.values_mut() {
             if matches!(row.key, Key::Flow { .. }) {
                 continue;
             }
-            let group = groups.get(&row.tuple());
-            let pick = group.and_then(|g| {
-                let free = || g.iter().copied().filter(|i| !matched[*i]);
+            let t = row.tuple();
+            let lo = order.partition_point(|i| tuple_of(&snap[*i as usize]) < t);
+            let hi = lo + order[lo..].partition_point(|i| tuple_of(&snap[*i as usize]) == t);
+            let group = &order[lo..hi];
+            let pick = {
+                let free = || group.iter().map(|i| *i as usize).filter(|i| !matched[*i]);
                 free()
                     .find(|i| row.inode != 0 && snap[*i].inode == row.inode)
                     .or_else(|| free().next())
-            });
+            };
             match pick {
                 Some(i) => {
                     matched[i] = true;

@@ -250,12 +250,7 @@ impl Ctx {
                 sockets,
             } => {
                 let opts = if smoke {
-                    bench::Opts {
-                        smoke,
-                        runs: 1,
-                        requests: 500,
-                        sockets: 2000,
-                    }
+                    bench::Opts::smoke()
                 } else {
                     bench::Opts {
                         smoke,
@@ -465,6 +460,12 @@ impl Ctx {
         }
 
         self.build_netta()?;
+
+        if self.is_root {
+            // The benchmark end to end on a tiny workload: it must run, nothing is timed.
+            println!("==> bench smoke: cargo xtask bench --smoke");
+            self.bench(&bench::Opts::smoke())?;
+        }
 
         let mut test = self.cargo(false);
         test.args(["test", "--workspace", "--release"])

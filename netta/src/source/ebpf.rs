@@ -50,7 +50,7 @@ impl Default for Options {
         Options {
             transport: Transport::Ring,
             all_states: false,
-            ring_bytes: 8 << 20,
+            ring_bytes: 4 << 20,
             perf_pages: 64,
         }
     }
