@@ -323,6 +323,10 @@ impl Agent {
         }
         // Seed.
         agent.reconcile_once(false).await;
+        // Loading parsed kernel BTF and seeding read all of /proc/net: give the
+        // freed memory back rather than keep it resident for the agent's life.
+        // SAFETY: malloc_trim only releases free heap pages.
+        unsafe { libc::malloc_trim(0) };
         let polling = !loaded;
         let every = if polling {
             opts.poll_every

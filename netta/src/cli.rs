@@ -75,7 +75,7 @@ pub struct Global {
     #[arg(long, global = true, value_enum, default_value_t = Transport::Ring)]
     pub transport: Transport,
     /// Ring buffer size in bytes (power of two).
-    #[arg(long, global = true, default_value = "4194304", value_parser = parse_ring_size)]
+    #[arg(long, global = true, default_value = "2097152", value_parser = parse_ring_size)]
     pub ring_size: u32,
     /// How often /proc is re-read to heal anything events missed (eBPF mode).
     #[arg(long, global = true, default_value = "5s", value_parser = parse_duration)]

@@ -239,7 +239,9 @@ impl Table {
             self.counters.table_evicted += 1;
             return false;
         }
-        if !matches!(conn.key, Key::Sock(_) | Key::Flow { .. }) {
+        // TIME_WAIT remnants end silently (no event closes them; reconcile does),
+        // so they need no 4-tuple index: that keeps a host with many of them cheap.
+        if !matches!(conn.key, Key::Sock(_) | Key::Flow { .. }) && conn.state != State::TimeWait {
             self.seeded.insert(conn.tuple(), conn.key);
         }
         self.counters.observed += 1;

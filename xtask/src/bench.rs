@@ -312,7 +312,8 @@ fn start(tracer: Tracer, netta: &Path, dir: &Path, run: usize) -> Result<Running
                     if let Ok(o) = Command::new("ss").args(["-tanpH"]).output() {
                         for l in String::from_utf8_lossy(&o.stdout).lines() {
                             let f: Vec<&str> = l.split_whitespace().collect();
-                            if f.len() < 5 {
+                            // TIME-WAIT remnants have no process and may be a previous run's.
+                            if f.len() < 5 || f[0] == "TIME-WAIT" {
                                 continue;
                             }
                             let port = |a: &str| a.rsplit(':').next().unwrap_or("").to_string();

@@ -50,7 +50,7 @@ impl Default for Options {
         Options {
             transport: Transport::Ring,
             all_states: false,
-            ring_bytes: 4 << 20,
+            ring_bytes: 2 << 20,
             perf_pages: 64,
         }
     }
@@ -127,26 +127,43 @@ pub fn load(opts: &Options) -> Result<Loaded, String> {
             "kernel {kv} is older than 5.8, which netta's eBPF program needs"
         ));
     }
-    let btf = btf::Btf::from_sys_fs()?;
-    let offset = |s: &str, m: &str| {
-        btf.member_offset(s, m)
-            .ok_or_else(|| format!("the kernel's BTF has no {s}.{m}: unsupported kernel layout"))
+    // Offsets from the running kernel's BTF; the parsed BTF (several MiB) is
+    // dropped before loading, so it never adds to the agent's peak memory.
+    let offsets = {
+        let btf = btf::Btf::from_sys_fs()?;
+        let offset = |s: &str, m: &str| {
+            btf.member_offset(s, m).ok_or_else(|| {
+                format!("the kernel's BTF has no {s}.{m}: unsupported kernel layout")
+            })
+        };
+        [
+            offset("sock_common", "skc_v6_daddr")?,
+            offset("sock_common", "skc_v6_rcv_saddr")?,
+            offset("tcp_sock", "bytes_acked")?,
+            offset("tcp_sock", "bytes_received")?,
+            offset("tcp_sock", "snd_una")?,
+            offset("tcp_sock", "write_seq")?,
+            offset("sock_common", "skc_flags")?,
+        ]
     };
     let cfg = Config {
         all_states: opts.all_states as u8,
         use_perf: (transport == Transport::Perf) as u8,
         _pad: [0; 2],
         wakeup_bytes: (opts.ring_bytes / 16).max(4096),
-        off_v6_daddr: offset("sock_common", "skc_v6_daddr")?,
-        off_v6_rcv_saddr: offset("sock_common", "skc_v6_rcv_saddr")?,
-        off_bytes_acked: offset("tcp_sock", "bytes_acked")?,
-        off_bytes_received: offset("tcp_sock", "bytes_received")?,
-        off_snd_una: offset("tcp_sock", "snd_una")?,
-        off_write_seq: offset("tcp_sock", "write_seq")?,
-        off_sk_flags: offset("sock_common", "skc_flags")?,
+        off_v6_daddr: offsets[0],
+        off_v6_rcv_saddr: offsets[1],
+        off_bytes_acked: offsets[2],
+        off_bytes_received: offsets[3],
+        off_snd_una: offsets[4],
+        off_write_seq: offsets[5],
+        off_sk_flags: offsets[6],
         _pad2: 0,
     };
+    // The program has no CO-RE relocations (offsets come in CONFIG), so aya need not
+    // parse the kernel's BTF a second time.
     let mut ebpf = EbpfLoader::new()
+        .btf(None)
         .override_global("CONFIG", &cfg, true)
         .map_max_entries(maps::RING, opts.ring_bytes)
         .load(obj)
