@@ -204,6 +204,19 @@ impl Shared {
         }
     }
 
+    /// Tells taps that dropped records how many, even when no new record comes
+    /// along to carry the notice.
+    pub fn flush_drop_notices(&self) {
+        let now = mono_now();
+        let mut taps = self.taps.lock().unwrap_or_else(|p| p.into_inner());
+        for tap in taps.iter_mut().filter(|t| t.dropped > 0) {
+            let lost = Record::Event(ConnEvent::lost(now, tap.dropped));
+            if tap.tx.try_send(lost).is_ok() {
+                tap.dropped = 0;
+            }
+        }
+    }
+
     pub fn subscribe(&self, capacity: usize) -> mpsc::Receiver<Record> {
         let (tx, rx) = mpsc::channel(capacity);
         self.taps
@@ -519,7 +532,10 @@ async fn detect_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = shutdown.changed() => break,
-            _ = tick.tick() => shared.detect_now(),
+            _ = tick.tick() => {
+                shared.detect_now();
+                shared.flush_drop_notices();
+            }
         }
         let evicted = shared.table().counters().table_evicted;
         if evicted > evicted_seen {

@@ -367,6 +367,16 @@ pub async fn agent(
         ),
         None => None,
     };
+    // A file sink that cannot be written is a startup error, not a silent gap.
+    for spec in &sinks {
+        if let SinkSpec::File(path) = spec {
+            std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(path)
+                .with_context(|| format!("cannot open sink {spec}"))?;
+        }
+    }
     let agent = Agent::start(opts).await;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();

@@ -40,7 +40,7 @@ fn a_full_ring_buffer_is_counted_and_the_table_is_healed() {
     // reconciliation with /proc heals the table.
     let mut hsrv = Traffic::spawn(&["tcp-server", "127.0.0.1:0", "1", "0", "nt-hsrv"]);
     let hport: u16 = hsrv.expect_line("port ").parse().unwrap();
-    let mut list = Command::new(netta_bin())
+    let list = Command::new(netta_bin())
         .args(["--ring-size", "4096", "--reconcile-interval", "1s"])
         .args([
             "list",
@@ -122,13 +122,18 @@ fn a_100k_syn_flood_keeps_the_agent_bounded_and_answering() {
         return;
     }
     // The test's own namespace: a listener with room for every half-open
-    // connection, and a dummy link so SYN-ACKs to the spoofed source go nowhere.
+    // connection, and a link whose far end never answers, so SYN-ACKs to the
+    // spoofed sources go nowhere.
     let ns = Netns(format!("ntflood{}", std::process::id()));
     ip(&["netns", "add", &ns.0]);
     ip(&["-n", &ns.0, "link", "set", "lo", "up"]);
-    ip(&["-n", &ns.0, "link", "add", "fl0", "type", "dummy"]);
+    ip(&[
+        "-n", &ns.0, "link", "add", "fl0", "type", "veth", "peer", "name", "fl1",
+    ]);
     ip(&["-n", &ns.0, "addr", "add", "10.201.0.1/16", "dev", "fl0"]);
     ip(&["-n", &ns.0, "link", "set", "fl0", "up"]);
+    ip(&["-n", &ns.0, "link", "set", "fl1", "up"]);
+    ip(&["-n", &ns.0, "route", "add", "default", "dev", "fl0"]);
     for kv in [
         "net.core.somaxconn=131072",
         "net.ipv4.tcp_max_syn_backlog=131072",
