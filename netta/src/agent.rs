@@ -497,10 +497,11 @@ async fn kernel_poll_loop(
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut lost_seen = 0u64;
     loop {
-        tokio::select! {
-            _ = shutdown.changed() => break,
-            _ = tick.tick() => {}
-        }
+        // One last pass after shutdown, so losses in the final moments are reported too.
+        let stopping = tokio::select! {
+            _ = shutdown.changed() => true,
+            _ = tick.tick() => false,
+        };
         let lost = maps
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -521,6 +522,9 @@ async fn kernel_poll_loop(
             .detector()
             .observe_synack(&synack, mono_now(), &mut alerts);
         shared.publish_alerts(alerts);
+        if stopping {
+            break;
+        }
     }
 }
 
