@@ -767,3 +767,40 @@ pub fn parse_count(s: &str) -> Result<u32> {
     };
     Ok(num.parse::<u32>().context("not a number")? * mult)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians_and_counts() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert!(median(vec![]).is_nan());
+        assert_eq!(parse_count("20k").unwrap(), 20_000);
+        assert_eq!(parse_count("500").unwrap(), 500);
+        assert!(parse_count("lots").is_err());
+    }
+
+    #[test]
+    fn netta_lines_are_counted_by_side_and_owner() {
+        let workers: HashSet<u32> = [10].into_iter().collect();
+        let line = |dir: &str, pid: u32, name: &str, bytes: u64| {
+            format!(
+                "{{\"event\":{{\"action\":\"connection-closed\"}},\"network\":{{\"direction\":\"{dir}\"}},\"source\":{{\"bytes\":{bytes}}},\"destination\":{{\"port\":{PORT}}},\"process\":{{\"pid\":{pid},\"name\":\"{name}\"}},\"netta\":{{}}}}"
+            )
+        };
+        let text = [
+            line("egress", 5, "ab", 80),
+            line("ingress", 10, "nginx", 80),
+            line("ingress", 11, "nginx", 80),
+            line("egress", 5, "ab", 0),
+        ]
+        .join("\n");
+        let s = parse_netta(&text, &workers);
+        assert_eq!(
+            (s.client, s.server, s.client_right, s.server_right, s.idle),
+            (1, 2, 1, 1, 1)
+        );
+    }
+}

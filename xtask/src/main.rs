@@ -468,13 +468,55 @@ impl Ctx {
         }
 
         let mut test = self.cargo(false);
-        test.args(["test", "--workspace", "--release"])
-            .args(&extra)
-            .env("NETTA_BIN", self.netta_bin());
+        test.args([
+            "test",
+            "--workspace",
+            "--release",
+            "--lib",
+            "--bins",
+            "--tests",
+        ])
+        .args(&extra)
+        .env("NETTA_BIN", self.netta_bin());
         if self.is_root {
             test.env("NETTA_REQUIRE_EBPF", "1");
         }
-        self.step("test", test)
+        self.test_step(test)
+    }
+
+    /// Runs `cargo test`, passing its output through, and ends with one line that
+    /// totals every test binary's result.
+    fn test_step(&self, mut cmd: Command) -> Result<()> {
+        let shown = display_command(&cmd);
+        println!("==> test: {shown}");
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("failed to start `{shown}`"))?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let (mut passed, mut failed) = (0u64, 0u64);
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+            let line = line?;
+            println!("{line}");
+            if let Some(rest) = line.strip_prefix("test result: ") {
+                let count = |word: &str| {
+                    rest.split(';')
+                        .find_map(|p| {
+                            p.trim()
+                                .trim_start_matches("ok. ")
+                                .trim_start_matches("FAILED. ")
+                                .strip_suffix(word)
+                        })
+                        .and_then(|n| n.trim().parse::<u64>().ok())
+                        .unwrap_or(0)
+                };
+                passed += count(" passed");
+                failed += count(" failed");
+            }
+        }
+        let status = child.wait()?;
+        println!("tests: {passed} passed, {failed} failed");
+        check(status, shown)
     }
 
     // ---- prerequisites --------------------------------------------------------------------
