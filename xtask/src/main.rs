@@ -16,7 +16,6 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -225,7 +224,6 @@ impl Ctx {
     }
 
     fn dispatch(&self, cmd: Cmd) -> Result<i32> {
-        let started = Instant::now();
         match cmd {
             Cmd::BuildEbpf => {
                 self.build_ebpf()?;
@@ -236,13 +234,7 @@ impl Ctx {
                 println!("netta: {}", self.netta_bin().display());
             }
             Cmd::Run { args } => return self.run_netta(args),
-            Cmd::Test { args } => {
-                self.test(args)?;
-                println!(
-                    "==> all steps passed in {:.0}s",
-                    started.elapsed().as_secs_f64()
-                );
-            }
+            Cmd::Test { args } => self.test(args)?,
             Cmd::Bench {
                 smoke,
                 runs,
@@ -515,6 +507,7 @@ impl Ctx {
             }
         }
         let status = child.wait()?;
+        // The last line of the run: what CI reads.
         println!("tests: {passed} passed, {failed} failed");
         check(status, shown)
     }
