@@ -64,6 +64,20 @@ pub fn ebpf_available(test: &str) -> bool {
     }
 }
 
+/// The lines a child writes, read on a thread of their own.
+fn lines_of(stream: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stream).lines() {
+            let Ok(l) = l else { break };
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
 /// A running `netta events`, collecting its JSON lines.
 pub struct Events {
     child: Child,
@@ -87,24 +101,8 @@ impl Events {
             .expect("spawn netta events");
         let stdout = child.stdout.take().unwrap();
         let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for l in BufReader::new(stdout).lines() {
-                let Ok(l) = l else { break };
-                if tx.send(l).is_err() {
-                    break;
-                }
-            }
-        });
-        let (etx, stderr_rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for l in BufReader::new(stderr).lines() {
-                let Ok(l) = l else { break };
-                if etx.send(l).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = lines_of(stdout);
+        let stderr_rx = lines_of(stderr);
         let mut ev = Events {
             child,
             lines,
@@ -176,25 +174,20 @@ pub struct Traffic {
 }
 
 impl Traffic {
+    fn from_child(mut child: Child) -> Traffic {
+        let stdin = child.stdin.take();
+        let out = lines_of(child.stdout.take().expect("piped stdout"));
+        Traffic { child, stdin, out }
+    }
+
     pub fn spawn(args: &[&str]) -> Traffic {
-        let mut child = Command::new(traffic_bin())
+        let child = Command::new(traffic_bin())
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {}: {e}", traffic_bin().display()));
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, out) = mpsc::channel();
-        std::thread::spawn(move || {
-            for l in BufReader::new(stdout).lines() {
-                let Ok(l) = l else { break };
-                if tx.send(l).is_err() {
-                    break;
-                }
-            }
-        });
-        Traffic { child, stdin, out }
+        Traffic::from_child(child)
     }
 
     pub fn pid(&self) -> u32 {
@@ -343,7 +336,7 @@ impl Traffic {
     /// Like [`Traffic::spawn`], inside network namespace `netns` (`ip netns exec`
     /// execs the helper in place, so `pid()` is the helper's).
     pub fn spawn_in_netns(netns: &str, args: &[&str]) -> Traffic {
-        let mut child = Command::new("ip")
+        let child = Command::new("ip")
             .args(["netns", "exec", netns])
             .arg(traffic_bin())
             .args(args)
@@ -351,18 +344,7 @@ impl Traffic {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("spawn ip netns exec {netns}: {e}"));
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, out) = mpsc::channel();
-        std::thread::spawn(move || {
-            for l in BufReader::new(stdout).lines() {
-                let Ok(l) = l else { break };
-                if tx.send(l).is_err() {
-                    break;
-                }
-            }
-        });
-        Traffic { child, stdin, out }
+        Traffic::from_child(child)
     }
 }
 
