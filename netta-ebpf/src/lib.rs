@@ -271,9 +271,12 @@ pub mod maps {
     /// half-open connection whose client never answered.
     pub const SYNACK_RETRANS: &str = "SYNACK_RETRANS";
     pub const TCP_SOCKS: &str = "TCP_SOCKS";
+    pub const LISTENERS: &str = "LISTENERS";
+    pub const SEND_DEST: &str = "SEND_DEST";
 }
 
-/// Global `CONFIG` (set by the loader before load).
+/// Global `CONFIG` (set by the loader before load). Every struct offset here comes
+/// from the running kernel's BTF: the program never assumes one kernel's layout.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Config {
@@ -281,14 +284,24 @@ pub struct Config {
     pub all_states: u8,
     /// 1: write to the perf array instead of the ring buffer.
     pub use_perf: u8,
-    pub _pad: [u8; 2],
+    /// 1: `sock_send_length` counts UDP datagrams (the fexit of `udp_sendmsg` is
+    /// not attached).
+    pub udp_via_length: u8,
+    pub _pad: u8,
     /// Force a ring-buffer wakeup once this many bytes are waiting; below it the
     /// agent's periodic drain picks records up, which saves a wakeup per record.
     pub wakeup_bytes: u32,
-    /// Offsets in `struct sock_common` of the IPv6 destination and bound source
-    /// address, read from BTF by the loader (connected UDP sockets need them).
+    /// `sock_common`: IPv4 peer and bound address, peer port (network order),
+    /// bound port (host order), IPv6 peer and bound address, and `skc_family`.
+    pub off_daddr: u32,
+    pub off_rcv_saddr: u32,
+    pub off_dport: u32,
+    pub off_num: u32,
     pub off_v6_daddr: u32,
     pub off_v6_rcv_saddr: u32,
+    pub off_family: u32,
+    /// `sock_common.skc_flags` (`sk_flags`): SOCK_DONE says the peer's FIN arrived.
+    pub off_sk_flags: u32,
     /// Offsets in `struct tcp_sock` of `bytes_acked` and `bytes_received`: the
     /// kernel's own byte counts, read at CLOSE. (Counting in the send/recv hooks
     /// would miss data still unread when the connection closes.)
@@ -297,18 +310,60 @@ pub struct Config {
     /// `tcp_sock.snd_una` and `.write_seq`: equal once our FIN was acknowledged.
     pub off_snd_una: u32,
     pub off_write_seq: u32,
-    /// `sock_common.skc_flags` (`sk_flags`): SOCK_DONE says the peer's FIN arrived.
-    pub off_sk_flags: u32,
+    /// `msghdr.msg_name`: the destination of an unconnected UDP send, in kernel
+    /// memory by the time `udp_sendmsg` runs.
+    pub off_msg_name: u32,
+    /// `sock_common.skc_state`, and `sk_buff.head`, `.network_header` and
+    /// `.transport_header`: the RST fentry reads the segment it answers.
+    pub off_state: u32,
+    pub off_skb_head: u32,
+    pub off_skb_network_header: u32,
+    pub off_skb_transport_header: u32,
     pub _pad2: u32,
 }
 
+/// Names of the programs in the object, shared with the loader.
+pub mod prog {
+    pub const SET_STATE: &str = "inet_sock_set_state";
+    pub const SEND_LEN: &str = "sock_send_length";
+    pub const RECV_LEN: &str = "sock_recv_length";
+    pub const SENDTO_ENTER: &str = "sys_enter_sendto";
+    pub const SENDMSG_ENTER: &str = "sys_enter_sendmsg";
+    pub const SEND_EXIT: &str = "sys_exit_send";
+    pub const SEND_RESET: &str = "tcp_send_reset";
+    pub const SYNACK: &str = "tcp_retransmit_synack";
+    /// fexit of `inet_csk_accept` with its two signatures: `(sk, flags, err, kern)`
+    /// before Linux 6.10, `(sk, arg)` since. The return value follows the arguments.
+    pub const ACCEPT_4: &str = "accept_exit_4";
+    pub const ACCEPT_2: &str = "accept_exit_2";
+    /// fexit of `udp_sendmsg` / `udpv6_sendmsg` (`sk, msg, len`).
+    pub const UDP_SENDMSG: &str = "udp_sendmsg_exit";
+    pub const UDPV6_SENDMSG: &str = "udpv6_sendmsg_exit";
+    /// fentry of `tcp_v4_send_reset` / `tcp_v6_send_reset` (`sk, skb, ...`): the
+    /// RST hook where `tcp:tcp_send_reset` lacks the no-socket case (before 6.10 its
+    /// layout differs, and it only fired for resets on a full socket).
+    pub const RESET_V4: &str = "tcp_v4_send_reset_entry";
+    pub const RESET_V6: &str = "tcp_v6_send_reset_entry";
+}
+
+/// Kernel functions the fexit programs attach to.
+pub mod func {
+    pub const ACCEPT: &str = "inet_csk_accept";
+    pub const UDP_SENDMSG: &str = "udp_sendmsg";
+    pub const UDPV6_SENDMSG: &str = "udpv6_sendmsg";
+    pub const RESET_V4: &str = "tcp_v4_send_reset";
+    pub const RESET_V6: &str = "tcp_v6_send_reset";
+}
+
 /// Offsets of the tracepoint fields the program reads, checked by the agent
-/// against `/sys/kernel/tracing/events/*/*/format` before it loads anything.
+/// against `/sys/kernel/tracing/events/*/*/format` before it loads anything. The
+/// kernel program reads each field through these same constants.
 pub mod tp {
     /// (category, name) under tracefs `events/`.
     pub type Tracepoint = (&'static str, &'static str);
-    /// (field, offset, size) as the tracepoint's `format` file lists them.
-    pub type Layout = &'static [(&'static str, usize, usize)];
+    /// (field, offset, size) as the tracepoint's `format` file lists it.
+    pub type Field = (&'static str, usize, usize);
+    pub type Layout = &'static [Field];
 
     /// Every tracepoint whose fields the program reads, with the layout it assumes.
     pub const CHECKED: &[(Tracepoint, Layout)] = &[
@@ -322,43 +377,81 @@ pub mod tp {
     ];
 
     pub const SET_STATE: Tracepoint = ("sock", "inet_sock_set_state");
-    pub const SET_STATE_FIELDS: Layout = &[
-        ("skaddr", 8, 8),
-        ("oldstate", 16, 4),
-        ("newstate", 20, 4),
-        ("sport", 24, 2),
-        ("dport", 26, 2),
-        ("family", 28, 2),
-        ("protocol", 30, 2),
-        ("saddr", 32, 4),
-        ("daddr", 36, 4),
-        ("saddr_v6", 40, 16),
-        ("daddr_v6", 56, 16),
-    ];
+    pub mod set_state {
+        use super::Field;
+        pub const SKADDR: Field = ("skaddr", 8, 8);
+        pub const OLDSTATE: Field = ("oldstate", 16, 4);
+        pub const NEWSTATE: Field = ("newstate", 20, 4);
+        pub const SPORT: Field = ("sport", 24, 2);
+        pub const DPORT: Field = ("dport", 26, 2);
+        pub const FAMILY: Field = ("family", 28, 2);
+        pub const PROTOCOL: Field = ("protocol", 30, 2);
+        pub const SADDR: Field = ("saddr", 32, 4);
+        pub const DADDR: Field = ("daddr", 36, 4);
+        pub const SADDR_V6: Field = ("saddr_v6", 40, 16);
+        pub const DADDR_V6: Field = ("daddr_v6", 56, 16);
+    }
+    pub const SET_STATE_FIELDS: Layout = {
+        use set_state::*;
+        &[
+            SKADDR, OLDSTATE, NEWSTATE, SPORT, DPORT, FAMILY, PROTOCOL, SADDR, DADDR, SADDR_V6,
+            DADDR_V6,
+        ]
+    };
+
     pub const SEND_LEN: Tracepoint = ("sock", "sock_send_length");
     pub const RECV_LEN: Tracepoint = ("sock", "sock_recv_length");
-    pub const SOCK_LEN_FIELDS: Layout = &[
-        ("sk", 8, 8),
-        ("family", 16, 2),
-        ("protocol", 18, 2),
-        ("ret", 20, 4),
-        ("flags", 24, 4),
-    ];
+    pub mod sock_len {
+        use super::Field;
+        pub const SK: Field = ("sk", 8, 8);
+        pub const FAMILY: Field = ("family", 16, 2);
+        pub const PROTOCOL: Field = ("protocol", 18, 2);
+        pub const RET: Field = ("ret", 20, 4);
+        pub const FLAGS: Field = ("flags", 24, 4);
+    }
+    pub const SOCK_LEN_FIELDS: Layout = {
+        use sock_len::*;
+        &[SK, FAMILY, PROTOCOL, RET, FLAGS]
+    };
+
     pub const SENDTO_ENTER: Tracepoint = ("syscalls", "sys_enter_sendto");
-    pub const SENDTO_FIELDS: Layout = &[("addr", 48, 8), ("addr_len", 56, 8)];
+    pub mod sendto {
+        use super::Field;
+        pub const ADDR: Field = ("addr", 48, 8);
+        pub const ADDR_LEN: Field = ("addr_len", 56, 8);
+    }
+    pub const SENDTO_FIELDS: Layout = &[sendto::ADDR, sendto::ADDR_LEN];
     pub const SENDMSG_ENTER: Tracepoint = ("syscalls", "sys_enter_sendmsg");
-    pub const SENDMSG_FIELDS: Layout = &[("msg", 24, 8)];
+    pub mod sendmsg {
+        use super::Field;
+        pub const MSG: Field = ("msg", 24, 8);
+    }
+    pub const SENDMSG_FIELDS: Layout = &[sendmsg::MSG];
     pub const SENDTO_EXIT: Tracepoint = ("syscalls", "sys_exit_sendto");
     pub const SENDMSG_EXIT: Tracepoint = ("syscalls", "sys_exit_sendmsg");
+
     pub const SYNACK: Tracepoint = ("tcp", "tcp_retransmit_synack");
-    pub const SYNACK_FIELDS: Layout = &[("sport", 24, 2), ("family", 28, 2)];
+    /// Stable since 4.x; the family (not in the 5.10 layout) comes from the listener.
+    pub mod synack {
+        use super::Field;
+        pub const SKADDR: Field = ("skaddr", 8, 8);
+        pub const SPORT: Field = ("sport", 24, 2);
+    }
+    pub const SYNACK_FIELDS: Layout = &[synack::SKADDR, synack::SPORT];
+
     pub const SEND_RESET: Tracepoint = ("tcp", "tcp_send_reset");
-    pub const SEND_RESET_FIELDS: Layout = &[
-        ("skaddr", 16, 8),
-        ("state", 24, 4),
-        ("saddr", 32, 28),
-        ("daddr", 60, 28),
-    ];
+    /// The 6.10+ layout (sockaddr addresses), from when it also fires without a socket.
+    pub mod send_reset {
+        use super::Field;
+        pub const SKADDR: Field = ("skaddr", 16, 8);
+        pub const STATE: Field = ("state", 24, 4);
+        pub const SADDR: Field = ("saddr", 32, 28);
+        pub const DADDR: Field = ("daddr", 60, 28);
+    }
+    pub const SEND_RESET_FIELDS: Layout = {
+        use send_reset::*;
+        &[SKADDR, STATE, SADDR, DADDR]
+    };
 }
 
 #[cfg(feature = "user")]

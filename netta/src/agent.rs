@@ -284,6 +284,15 @@ impl Agent {
         } else {
             ebpf::load(&opts.ebpf)
         };
+        if let Ok(l) = &loaded {
+            for (cap, reason) in l.degraded() {
+                eprintln!(
+                    "netta: eBPF degraded: {} ({}): {reason}",
+                    cap.name(),
+                    cap.without()
+                );
+            }
+        }
         let mode = match &loaded {
             Ok(l) => Mode::Ebpf(l.transport),
             Err(reason) => Mode::Polling(reason.clone()),

@@ -459,6 +459,6 @@ mod tests {
         assert_eq!(size_of::<netta_abi::SockInfo>(), 88);
         assert_eq!(size_of::<netta_abi::UdpFlowKey>(), 32);
         assert_eq!(size_of::<netta_abi::UdpFlowStats>(), 72);
-        assert_eq!(size_of::<netta_abi::Config>(), 40);
+        assert_eq!(size_of::<netta_abi::Config>(), 80);
     }
 }

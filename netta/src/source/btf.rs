@@ -27,8 +27,10 @@ struct Ty {
     name_off: u32,
     kind: u32,
     kind_flag: bool,
-    /// Offset of the member array (STRUCT/UNION) in `types`.
+    /// Offset of the member array (STRUCT/UNION) or parameters (FUNC_PROTO) in `data`.
     members_at: usize,
+    /// `size` or `type` word: for FUNC, the id of its FUNC_PROTO.
+    size_or_type: u32,
     vlen: usize,
 }
 
@@ -79,6 +81,7 @@ impl Btf {
         while at < types_end {
             let name_off = u32_at(&data, at).ok_or_else(bad)?;
             let info = u32_at(&data, at + 4).ok_or_else(bad)?;
+            let size_or_type = u32_at(&data, at + 8).ok_or_else(bad)?;
             let kind = (info >> 24) & 0x1f;
             let vlen = (info & 0xffff) as usize;
             let extra = extra_len(kind, vlen).ok_or_else(|| format!("unknown BTF kind {kind}"))?;
@@ -87,6 +90,7 @@ impl Btf {
                 kind,
                 kind_flag: info >> 31 == 1,
                 members_at: at + 12,
+                size_or_type,
                 vlen,
             });
             at += 12 + extra;
@@ -118,6 +122,17 @@ impl Btf {
         self.find_member(id, member.as_bytes(), 0)
             .filter(|bits| bits % 8 == 0)
             .map(|bits| bits / 8)
+    }
+
+    /// Number of parameters of kernel function `name`, `None` if BTF has no such
+    /// function (it may have been inlined or renamed).
+    pub fn func_params(&self, name: &str) -> Option<usize> {
+        let f = self
+            .types
+            .iter()
+            .find(|t| t.kind == 12 && self.name(t.name_off) == name.as_bytes())?;
+        let proto = self.types.get((f.size_or_type as usize).checked_sub(1)?)?;
+        (proto.kind == 13).then_some(proto.vlen)
     }
 
     fn find_member(&self, idx: usize, member: &[u8], base_bits: u32) -> Option<u32> {
@@ -213,5 +228,8 @@ mod tests {
         assert!(btf.member_offset("tcp_sock", "bytes_received").is_some());
         assert!(btf.member_offset("tcp_sock", "bytes_acked").is_some());
         assert_eq!(btf.member_offset("sock_common", "skc_v6_daddr"), Some(56));
+        assert_eq!(btf.func_params("udp_sendmsg"), Some(3));
+        assert!(matches!(btf.func_params("inet_csk_accept"), Some(2) | Some(4)));
+        assert_eq!(btf.func_params("no_such_function_here"), None);
     }
 }

@@ -6,11 +6,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerfEventArray, RingBuf};
-use aya::programs::TracePoint;
+use aya::programs::{FEntry, FExit, TracePoint};
 use aya::{Ebpf, EbpfLoader};
-use netta_abi::{maps, tp, Config, UdpFlowKey, UdpFlowStats};
+use netta_abi::{maps, Config, UdpFlowKey, UdpFlowStats};
 use tokio::io::unix::AsyncFd;
 
+use crate::source::probe::{self, Attach, Capability, Choice, Mechanism};
 use crate::source::{btf, tracefs};
 
 /// The embedded BPF object: its only home. `None` when netta was built before
@@ -56,28 +57,16 @@ impl Default for Options {
     }
 }
 
-/// Programs and the tracepoints each attaches to.
-const PROGRAMS: &[(&str, &[(&str, &str)])] = &[
-    ("inet_sock_set_state", &[tp::SET_STATE]),
-    ("sock_send_length", &[tp::SEND_LEN]),
-    ("sock_recv_length", &[tp::RECV_LEN]),
-    ("sys_enter_sendto", &[tp::SENDTO_ENTER]),
-    ("sys_enter_sendmsg", &[tp::SENDMSG_ENTER]),
-    ("sys_exit_send", &[tp::SENDTO_EXIT, tp::SENDMSG_EXIT]),
-    ("tcp_send_reset", &[tp::SEND_RESET]),
-    ("tcp_retransmit_synack", &[tp::SYNACK]),
-];
-
 /// Effective capability bits of this process, from /proc/self/status.
-fn effective_caps() -> Option<u64> {
+pub fn effective_caps() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
     u64::from_str_radix(hex.trim(), 16).ok()
 }
 
-const CAP_SYS_ADMIN: u32 = 21;
-const CAP_PERFMON: u32 = 38;
-const CAP_BPF: u32 = 39;
+pub const CAP_SYS_ADMIN: u32 = 21;
+pub const CAP_PERFMON: u32 = 38;
+pub const CAP_BPF: u32 = 39;
 
 /// Why eBPF cannot work here, checked before trying, so the user gets the cause
 /// rather than a verifier or errno dump. `None`: worth trying.
@@ -108,80 +97,185 @@ pub fn precheck() -> Option<String> {
 pub struct Loaded {
     ebpf: Ebpf,
     pub transport: Transport,
+    /// The hook serving each capability (or why none can).
+    pub choices: Vec<Choice>,
+}
+
+impl Loaded {
+    /// Capabilities with no usable hook, each with its one-line reason.
+    pub fn degraded(&self) -> Vec<(Capability, String)> {
+        degraded(&self.choices)
+    }
+}
+
+pub fn degraded(choices: &[Choice]) -> Vec<(Capability, String)> {
+    choices
+        .iter()
+        .filter(|c| c.chosen.is_none())
+        .map(|c| (c.capability, c.reason()))
+        .collect()
+}
+
+/// Whether this kernel can create a BPF ring buffer (Linux 5.8+), probed by
+/// creating one.
+pub fn ring_buffer_supported() -> bool {
+    aya::sys::is_map_supported(aya::maps::MapType::RingBuf).unwrap_or(false)
 }
 
 pub fn load(opts: &Options) -> Result<Loaded, String> {
     if let Some(reason) = precheck() {
         return Err(reason);
     }
-    let obj = object().ok_or("no eBPF object")?;
     let root = tracefs::ensure_mounted()?;
-    for (point, fields) in tp::CHECKED {
-        tracefs::check_layout(&root, *point, fields)?;
+    if !ring_buffer_supported() {
+        // The object declares a ring buffer map, which such a kernel cannot create.
+        return Err(
+            "this kernel has no BPF ring buffer (Linux 5.8+), which netta's eBPF object declares"
+                .into(),
+        );
     }
+    let disabled = probe::disabled_by_env();
+    // A mechanism that passes the static probe but fails to attach is ruled out and
+    // the whole object loaded again (its CONFIG depends on the plan): at most once
+    // per mechanism.
+    let mut failed: Vec<(String, String)> = Vec::new();
+    loop {
+        match load_once(opts, &root, &failed, &disabled)? {
+            Ok(loaded) => return Ok(loaded),
+            Err(fail) => failed.push(fail),
+        }
+    }
+}
+
+/// One attempt: `Ok(Err((mechanism, reason)))` when an optional hook failed to attach.
+fn load_once(
+    opts: &Options,
+    root: &Path,
+    failed: &[(String, String)],
+    disabled: &[String],
+) -> Result<Result<Loaded, (String, String)>, String> {
+    let obj = object().ok_or("no eBPF object")?;
     let transport = opts.transport;
-    let kv = aya::util::KernelVersion::current().map_err(|e| format!("kernel version: {e}"))?;
-    if kv < aya::util::KernelVersion::new(5, 8, 0) {
-        // The object declares a ring buffer map, which older kernels cannot create.
-        return Err(format!(
-            "kernel {kv} is older than 5.8, which netta's eBPF program needs"
-        ));
-    }
-    // Offsets from the running kernel's BTF; the parsed BTF (several MiB) is
-    // dropped before loading, so it never adds to the agent's peak memory.
-    let offsets = {
+    // Offsets and the plan from the running kernel's BTF; the parsed BTF (several
+    // MiB) is dropped before loading, so it never adds to the agent's peak memory.
+    let (cfg, choices) = {
         let btf = btf::Btf::from_sys_fs()?;
+        let choices = probe::plan(root, &btf, failed, disabled);
+        if let Some(c) = choices
+            .iter()
+            .find(|c| c.capability == Capability::Lifecycle && c.chosen.is_none())
+        {
+            return Err(c.reason());
+        }
         let offset = |s: &str, m: &str| {
             btf.member_offset(s, m).ok_or_else(|| {
                 format!("the kernel's BTF has no {s}.{m}: unsupported kernel layout")
             })
         };
-        [
-            offset("sock_common", "skc_v6_daddr")?,
-            offset("sock_common", "skc_v6_rcv_saddr")?,
-            offset("tcp_sock", "bytes_acked")?,
-            offset("tcp_sock", "bytes_received")?,
-            offset("tcp_sock", "snd_una")?,
-            offset("tcp_sock", "write_seq")?,
-            offset("sock_common", "skc_flags")?,
-        ]
-    };
-    let cfg = Config {
-        all_states: opts.all_states as u8,
-        use_perf: (transport == Transport::Perf) as u8,
-        _pad: [0; 2],
-        wakeup_bytes: (opts.ring_bytes / 16).max(4096),
-        off_v6_daddr: offsets[0],
-        off_v6_rcv_saddr: offsets[1],
-        off_bytes_acked: offsets[2],
-        off_bytes_received: offsets[3],
-        off_snd_una: offsets[4],
-        off_write_seq: offsets[5],
-        off_sk_flags: offsets[6],
-        _pad2: 0,
+        let cfg = Config {
+            all_states: opts.all_states as u8,
+            use_perf: (transport == Transport::Perf) as u8,
+            udp_via_length: probe::udp_via_length(&choices) as u8,
+            _pad: 0,
+            wakeup_bytes: (opts.ring_bytes / 16).max(4096),
+            off_daddr: offset("sock_common", "skc_daddr")?,
+            off_rcv_saddr: offset("sock_common", "skc_rcv_saddr")?,
+            off_dport: offset("sock_common", "skc_dport")?,
+            off_num: offset("sock_common", "skc_num")?,
+            off_v6_daddr: offset("sock_common", "skc_v6_daddr")?,
+            off_v6_rcv_saddr: offset("sock_common", "skc_v6_rcv_saddr")?,
+            off_family: offset("sock_common", "skc_family")?,
+            off_sk_flags: offset("sock_common", "skc_flags")?,
+            off_bytes_acked: offset("tcp_sock", "bytes_acked")?,
+            off_bytes_received: offset("tcp_sock", "bytes_received")?,
+            off_snd_una: offset("tcp_sock", "snd_una")?,
+            off_write_seq: offset("tcp_sock", "write_seq")?,
+            off_msg_name: offset("msghdr", "msg_name")?,
+            off_state: offset("sock_common", "skc_state")?,
+            off_skb_head: offset("sk_buff", "head")?,
+            off_skb_network_header: offset("sk_buff", "network_header")?,
+            off_skb_transport_header: offset("sk_buff", "transport_header")?,
+            _pad2: 0,
+        };
+        (cfg, choices)
     };
     // The program has no CO-RE relocations (offsets come in CONFIG), so aya need not
-    // parse the kernel's BTF a second time.
+    // parse the kernel's BTF for the object.
     let mut ebpf = EbpfLoader::new()
         .btf(None)
         .override_global("CONFIG", &cfg, true)
         .map_max_entries(maps::RING, opts.ring_bytes)
         .load(obj)
         .map_err(|e| format!("loading the eBPF program failed: {e}"))?;
-    for (name, points) in PROGRAMS {
-        let prog: &mut TracePoint = ebpf
-            .program_mut(name)
-            .ok_or_else(|| format!("program {name} missing from the eBPF object"))?
-            .try_into()
-            .map_err(|e| format!("program {name}: {e}"))?;
-        prog.load()
-            .map_err(|e| format!("the kernel refused program {name}: {e}"))?;
-        for (cat, tp) in *points {
-            prog.attach(cat, tp)
-                .map_err(|e| format!("attaching to tracepoint {cat}:{tp} failed: {e}"))?;
+    // aya's own BTF (fentry/fexit need the target's type id), parsed only when a
+    // chosen hook needs it and dropped once everything is attached.
+    let mut kernel_btf: Option<aya::Btf> = None;
+    let mut loaded_progs: Vec<&str> = Vec::new();
+    for choice in &choices {
+        let Some(m) = choice.chosen() else { continue };
+        if let Err(reason) = attach(&mut ebpf, m, &mut kernel_btf, &mut loaded_progs) {
+            if choice.capability == Capability::Lifecycle {
+                return Err(reason);
+            }
+            return Ok(Err((m.label.clone(), reason)));
         }
     }
-    Ok(Loaded { ebpf, transport })
+    drop(kernel_btf);
+    Ok(Ok(Loaded {
+        ebpf,
+        transport,
+        choices,
+    }))
+}
+
+fn attach<'a>(
+    ebpf: &mut Ebpf,
+    m: &'a Mechanism,
+    kernel_btf: &mut Option<aya::Btf>,
+    loaded: &mut Vec<&'a str>,
+) -> Result<(), String> {
+    for (name, how) in &m.programs {
+        let first = !loaded.contains(name);
+        let prog = ebpf
+            .program_mut(name)
+            .ok_or_else(|| format!("program {name} missing from the eBPF object"))?;
+        match how {
+            Attach::Tracepoint((cat, point)) => {
+                let p: &mut TracePoint = prog.try_into().map_err(|e| format!("{name}: {e}"))?;
+                if first {
+                    p.load()
+                        .map_err(|e| format!("the kernel refused program {name}: {e}"))?;
+                }
+                // One program may serve several hooks; attach it once per mechanism.
+                if first || m.programs.iter().filter(|(n, _)| n == name).count() > 1 {
+                    p.attach(cat, point)
+                        .map_err(|e| format!("attaching to tracepoint {cat}:{point} failed: {e}"))?;
+                }
+            }
+            Attach::FExit(f) | Attach::FEntry(f) => {
+                if kernel_btf.is_none() {
+                    *kernel_btf = Some(
+                        aya::Btf::from_sys_fs().map_err(|e| format!("reading kernel BTF: {e}"))?,
+                    );
+                }
+                let btf = kernel_btf.as_ref().expect("just set");
+                let res = if matches!(how, Attach::FExit(_)) {
+                    let p: &mut FExit = prog.try_into().map_err(|e| format!("{name}: {e}"))?;
+                    p.load(f, btf)
+                        .and_then(|()| p.attach().map(drop))
+                } else {
+                    let p: &mut FEntry = prog.try_into().map_err(|e| format!("{name}: {e}"))?;
+                    p.load(f, btf)
+                        .and_then(|()| p.attach().map(drop))
+                };
+                res.map_err(|e| format!("attaching to {f} failed: {e}"))?;
+            }
+        }
+        if first {
+            loaded.push(name);
+        }
+    }
+    Ok(())
 }
 
 /// Where decoded records go: the reader hands over raw record bytes in batches.

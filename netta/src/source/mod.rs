@@ -2,5 +2,6 @@
 //! (`ebpf`), /proc (`procfs`) and tracefs (`tracefs`).
 pub mod btf;
 pub mod ebpf;
+pub mod probe;
 pub mod procfs;
 pub mod tracefs;

@@ -1,0 +1,107 @@
+//! Helpers every hook shares: emitting records, the owner of the running task,
+//! and the OPENED bookkeeping of a TCP socket.
+use core::intrinsics::{atomic_xadd, AtomicOrdering};
+
+use aya_ebpf::{
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_probe_read_kernel},
+    EbpfContext,
+};
+use netta_abi::{
+    counter, flag, kind, tcp_state as st, Event, SockInfo, COMM_LEN, IPPROTO_TCP,
+};
+
+use crate::maps::{CONFIG, COUNTERS, EVENTS, PERF_EVENTS};
+
+#[inline(always)]
+pub fn bump(idx: u32) {
+    if let Some(p) = COUNTERS.get_ptr_mut(idx) {
+        // Per-CPU slot: no other CPU writes it.
+        unsafe { *p += 1 };
+    }
+}
+
+#[inline(always)]
+pub fn emit<C: EbpfContext>(ev: &Event, ctx: &C) {
+    let cfg = CONFIG.load();
+    if cfg.use_perf != 0 {
+        // perf counts a full buffer itself (PERF_RECORD_LOST), which the agent reads.
+        PERF_EVENTS.output(ctx, ev, 0);
+        return;
+    }
+    // Wake the reader only once a batch is waiting; it also drains on a short timer.
+    let wake = if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= cfg.wakeup_bytes as u64 {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    };
+    if EVENTS.output::<Event>(ev, wake as u64).is_err() {
+        bump(counter::LOST);
+    }
+}
+
+#[inline(always)]
+pub fn current_owner() -> (u32, [u8; COMM_LEN]) {
+    let pid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
+    (pid, comm)
+}
+
+#[inline(always)]
+pub fn add(counter: *mut u64, v: u64) {
+    // Several CPUs may send on one socket at once; XADD keeps the sum exact.
+    unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(counter, v) };
+}
+
+/// Reads a `T` at byte offset `off` of kernel object `base`.
+#[inline(always)]
+pub fn read_at<T>(base: u64, off: u32) -> Result<T, i64> {
+    // SAFETY: a probe read: a bad address is an error, never a fault.
+    unsafe { bpf_probe_read_kernel((base as *const u8).add(off as usize) as *const T) }.map_err(|e| e as i64)
+}
+
+/// Event built from what the kernel map knows about a TCP socket.
+#[inline(always)]
+pub fn event_from_info(k: u8, sock: u64, info: &SockInfo, now: u64) -> Event {
+    let mut ev = Event::zeroed();
+    ev.ts_ns = now;
+    ev.sock = sock;
+    ev.kind = k;
+    ev.start_ns = info.start_ns;
+    ev.bytes_sent = info.bytes_sent;
+    ev.bytes_recv = info.bytes_recv;
+    ev.local_addr = info.local_addr;
+    ev.remote_addr = info.remote_addr;
+    ev.local_port = info.local_port;
+    ev.remote_port = info.remote_port;
+    ev.family = info.family;
+    ev.pid = info.pid;
+    ev.comm = info.comm;
+    ev.flags = info.flags;
+    ev.protocol = IPPROTO_TCP;
+    ev.new_state = st::ESTABLISHED;
+    ev
+}
+
+/// Sends OPENED once per socket, as soon as its owner is known.
+#[inline(always)]
+pub fn open_if_ready<C: EbpfContext>(ctx: &C, sock: u64, info: *mut SockInfo, now: u64) {
+    let i = unsafe { &mut *info };
+    if i.established != 0 && i.opened_sent == 0 && i.flags & flag::OWNER_UNKNOWN == 0 {
+        i.opened_sent = 1;
+        let ev = event_from_info(kind::OPENED, sock, i, now);
+        emit(&ev, ctx);
+    }
+}
+
+/// Takes the running task as the owner: call only from the owner's own syscall.
+#[inline(always)]
+pub fn set_owner(info: *mut SockInfo) {
+    let i = unsafe { &mut *info };
+    if i.flags & flag::OWNER_UNKNOWN != 0 {
+        let (pid, comm) = current_owner();
+        i.pid = pid;
+        i.comm = comm;
+        i.flags &= !(flag::OWNER_UNKNOWN | flag::OWNER_FROM_LISTENER);
+    }
+}
