@@ -119,6 +119,13 @@ pub enum Command {
     Export(ExportArgs),
     /// Run headless as a service: stream events and alerts to sinks, serve metrics.
     Agent(AgentArgs),
+    /// Say what this kernel and these privileges give: each hook, the transport,
+    /// what is degraded and why. Exit 0 in full eBPF mode.
+    Doctor {
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]

@@ -7,6 +7,7 @@ pub mod commands;
 pub mod config;
 pub mod containers;
 pub mod detect;
+pub mod doctor;
 pub mod event;
 pub mod export;
 #[cfg(test)]

@@ -57,6 +57,15 @@ fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
         .target(env_logger::Target::Stderr)
         .init();
+    if let Some(Command::Doctor { json }) = &cli.command {
+        match cli.global.agent_options() {
+            Ok(opts) => std::process::exit(netta::doctor::run(&opts.ebpf, *json)),
+            Err(e) => {
+                eprintln!("netta: {e}");
+                std::process::exit(2);
+            }
+        }
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -78,7 +87,7 @@ fn main() {
             Some(Command::Export(a)) => commands::export(&cli.global, a).await,
             Some(Command::SeedBench) => commands::seed_bench(&cli.global),
             Some(Command::Agent(a)) => commands::agent(&cli.global, a, file_config.as_ref()).await,
-            Some(Command::Completions { .. } | Command::Manpage) => Ok(()),
+            Some(Command::Completions { .. } | Command::Manpage | Command::Doctor { .. }) => Ok(()),
             None => commands::menu(&cli.global).await,
         }
     });

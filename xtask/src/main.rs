@@ -21,6 +21,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod kernels;
 
 /// Toolchain used for the BPF program (needs `-Z build-std`).
 const BPF_TOOLCHAIN: &str = "nightly";
@@ -123,6 +124,9 @@ enum Cmd {
         )]
         args: Vec<OsString>,
     },
+    /// The privileged eBPF tests in QEMU guests of Debian's kernels (bullseye 5.10,
+    /// bookworm 6.1, bookworm-backports 6.12), each required to reach full eBPF mode.
+    TestKernels,
     /// Benchmarks: netta against tcplife and an `ss` poll on nginx + ab, ingest
     /// throughput, seeding; results in BENCHMARKS.md.
     Bench {
@@ -235,6 +239,7 @@ impl Ctx {
             }
             Cmd::Run { args } => return self.run_netta(args),
             Cmd::Test { args } => self.test(args)?,
+            Cmd::TestKernels => self.test_kernels()?,
             Cmd::Bench {
                 smoke,
                 runs,
@@ -474,6 +479,107 @@ impl Ctx {
             test.env("NETTA_REQUIRE_EBPF", "1");
         }
         self.test_step(test)
+    }
+
+    fn test_kernels(&self) -> Result<()> {
+        if !self.is_root {
+            bail!("test-kernels boots guests that load eBPF and writes {}: run it as root", kernels::CACHE);
+        }
+        let packages: Vec<&str> = TEST_PEER_PACKAGES
+            .iter()
+            .chain(LLVM_PACKAGES)
+            .chain(kernels::HOST_PACKAGES)
+            .copied()
+            .collect();
+        self.ensure_apt(&packages)?;
+        let vng = self.ensure_vng()?;
+        self.ensure_bpf_toolchain()?;
+        self.build_ebpf_only()?;
+        self.build_netta()?;
+        let tests = self.test_executables()?;
+        let kernels = kernels::fetch()?;
+        let work = self.root.join("target/test-kernels");
+        fs::create_dir_all(&work)?;
+        let netta = self.netta_bin();
+        let mut rows = Vec::new();
+        let mut failed = Vec::new();
+        for k in &kernels {
+            let r = kernels::run_guest(&vng, k, &work, &netta, &tests)?;
+            println!("--- {} ({}), {} s ---", k.label, k.release, r.seconds);
+            println!("{}", r.doctor_text.trim_end());
+            for (name, ok, summary) in &r.tests {
+                println!("    {} {name}: {summary}", if *ok { "ok  " } else { "FAIL" });
+                if !ok {
+                    failed.push(format!("{} {name}", k.release));
+                }
+            }
+            if r.release != k.release {
+                failed.push(format!("{}: the guest did not run (see {})", k.release, work.join(&k.release).join("console.log").display()));
+            }
+            if !r.doctor_ok {
+                failed.push(format!("{}: netta doctor did not report full eBPF mode", k.release));
+            }
+            rows.push((k.label.clone(), r));
+        }
+        let summary = kernels::markdown(&rows);
+        fs::write(work.join("results.md"), &summary)?;
+        println!("{summary}");
+        println!("==> results: {}", work.join("results.md").display());
+        if !failed.is_empty() {
+            bail!("test-kernels failed: {}", failed.join("; "));
+        }
+        println!("test-kernels: {} kernels, all in full eBPF mode, all tests passed", rows.len());
+        Ok(())
+    }
+
+    /// virtme-ng's `vng`, installed from PyPI when missing.
+    fn ensure_vng(&self) -> Result<PathBuf> {
+        if let Some(p) = self.which("vng") {
+            return Ok(p);
+        }
+        for extra in [&["--break-system-packages"][..], &[][..]] {
+            let mut cmd = Command::new("python3");
+            cmd.args(["-m", "pip", "install", "--quiet"]).args(extra).arg("virtme-ng");
+            println!("==> install virtme-ng: {}", display_command(&cmd));
+            if cmd.status().is_ok_and(|s| s.success()) {
+                break;
+            }
+        }
+        for dir in ["/usr/local/bin", "/root/.local/bin"] {
+            let p = Path::new(dir).join("vng");
+            if p.is_file() {
+                return Ok(p);
+            }
+        }
+        self.which("vng").context("virtme-ng installed but `vng` is not on PATH")
+    }
+
+    /// Builds the guest test binaries and returns (executable, filter) pairs.
+    fn test_executables(&self) -> Result<Vec<(PathBuf, String)>> {
+        let mut cmd = self.cargo(false);
+        cmd.args(["test", "--release", "-p", "netta-tests", "--no-run", "--message-format=json"]);
+        for (bin, _) in kernels::GUEST_TESTS {
+            cmd.args(["--test", bin]);
+        }
+        println!("==> build guest tests: {}", display_command(&cmd));
+        let out = cmd.stderr(Stdio::inherit()).output().context("cargo test --no-run")?;
+        if !out.status.success() {
+            bail!("building the guest tests failed");
+        }
+        let mut exes = std::collections::HashMap::new();
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+            if let (Some(name), Some(exe)) = (v["target"]["name"].as_str(), v["executable"].as_str()) {
+                exes.insert(name.to_string(), PathBuf::from(exe));
+            }
+        }
+        kernels::GUEST_TESTS
+            .iter()
+            .map(|(bin, filter)| {
+                let exe = exes.get(*bin).with_context(|| format!("no executable for test {bin}"))?;
+                Ok((exe.clone(), filter.to_string()))
+            })
+            .collect()
     }
 
     /// Runs `cargo test`, passing its output through, and ends with one line that
@@ -844,7 +950,7 @@ fn check(status: ExitStatus, what: String) -> Result<()> {
     Err(StepFailed { what, code }.into())
 }
 
-fn display_command(cmd: &Command) -> String {
+pub(crate) fn display_command(cmd: &Command) -> String {
     let mut parts: Vec<String> = Vec::new();
     let program = Path::new(cmd.get_program());
     // Show `cargo`, not `/root/.cargo/bin/cargo`.

@@ -228,6 +228,17 @@ fn load_once(
     }))
 }
 
+/// An aya error as one line: the verifier log stays out of user-facing reasons.
+fn one_line(e: impl std::fmt::Display) -> String {
+    let s = e.to_string();
+    let head = s.split("Verifier output").next().unwrap_or("");
+    head.lines()
+        .next()
+        .unwrap_or("")
+        .trim_end_matches([' ', '.'])
+        .to_string()
+}
+
 fn attach<'a>(
     ebpf: &mut Ebpf,
     m: &'a Mechanism,
@@ -244,7 +255,7 @@ fn attach<'a>(
                 let p: &mut TracePoint = prog.try_into().map_err(|e| format!("{name}: {e}"))?;
                 if first {
                     p.load()
-                        .map_err(|e| format!("the kernel refused program {name}: {e}"))?;
+                        .map_err(|e| format!("the kernel refused program {name}: {}", one_line(e)))?;
                 }
                 // One program may serve several hooks; attach it once per mechanism.
                 if first || m.programs.iter().filter(|(n, _)| n == name).count() > 1 {
@@ -268,7 +279,7 @@ fn attach<'a>(
                     p.load(f, btf)
                         .and_then(|()| p.attach().map(drop))
                 };
-                res.map_err(|e| format!("attaching to {f} failed: {e}"))?;
+                res.map_err(|e| format!("attaching to {f} failed: {}", one_line(e)))?;
             }
         }
         if first {

@@ -1,0 +1,356 @@
+//! `cargo xtask test-kernels`: the privileged eBPF tests inside QEMU guests booted
+//! from Debian's own kernel packages (virtme-ng over the host's root filesystem).
+//!
+//! Kernel packages come from Debian's archive through a private apt configuration
+//! under [`CACHE`] (the system's sources are never touched) and stay cached there.
+//! Each guest writes its results into a shared directory, read back on the host:
+//! guest stdout is not reliable under TCG.
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+/// Where kernel packages, their extracted trees and the private apt state live.
+pub const CACHE: &str = "/var/cache/netta";
+
+/// The matrix: (label, suite). Each is the newest `linux-image-amd64` of its suite.
+pub const SUITES: &[(&str, &str)] = &[
+    ("Debian 11 bullseye", "bullseye"),
+    ("Debian 12 bookworm", "bookworm"),
+    ("Debian 12 bookworm-backports", "bookworm-backports"),
+];
+
+/// Tests run in every guest: (test binary, filter). `""` runs the whole binary.
+pub const GUEST_TESTS: &[(&str, &str)] = &[
+    ("ebpf_events", ""),
+    ("detection", "syn_scan_raises_a_syn_port_scan_alert"),
+    (
+        "detection",
+        "syn_flood_is_detected_from_the_first_synack_retransmissions",
+    ),
+];
+
+/// Packages the guests need on the host (the guests run the host's root fs).
+pub const HOST_PACKAGES: &[&str] = &["qemu-system-x86", "busybox-static", "python3-pip"];
+
+/// One guest's time limit; a whole TCG run of the suite takes a few minutes.
+const GUEST_TIMEOUT: Duration = Duration::from_secs(20 * 60);
+
+pub struct Kernel {
+    pub label: String,
+    pub release: String,
+    pub vmlinuz: PathBuf,
+}
+
+fn apt_opts(apt: &Path) -> Vec<String> {
+    let d = |p: &str| apt.join(p).display().to_string();
+    vec![
+        format!("-oDir::Etc::SourceList={}", d("etc/sources.list")),
+        format!("-oDir::Etc::SourceParts={}", d("etc/sources.list.d")),
+        format!("-oDir::Etc::Preferences={}", d("etc/preferences")),
+        format!("-oDir::Etc::PreferencesParts={}", d("etc/preferences.d")),
+        format!("-oDir::State={}", d("state")),
+        format!("-oDir::State::status={}", d("state/status")),
+        format!("-oDir::Cache={}", d("cache")),
+        "-oAPT::Architecture=amd64".into(),
+        "-oAcquire::Languages=none".into(),
+        "-oAcquire::IndexTargets::deb::DEP-11::DefaultEnabled=false".into(),
+        "-oAPT::Sandbox::User=root".into(),
+    ]
+}
+
+fn private_apt() -> Result<PathBuf> {
+    let apt = Path::new(CACHE).join("apt");
+    for d in [
+        "etc/sources.list.d",
+        "etc/preferences.d",
+        "state/lists/partial",
+        "cache/archives/partial",
+    ] {
+        fs::create_dir_all(apt.join(d)).with_context(|| format!("creating {}", apt.display()))?;
+    }
+    if !apt.join("state/status").exists() {
+        fs::write(apt.join("state/status"), "")?;
+    }
+    let mut list = String::new();
+    for (_, suite) in SUITES {
+        list.push_str(&format!(
+            "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian {suite} main\n"
+        ));
+    }
+    fs::write(apt.join("etc/sources.list"), list)?;
+    Ok(apt)
+}
+
+/// The `linux-image-<release>-amd64` package the suite's metapackage depends on.
+fn resolve(apt: &Path, suite: &str) -> Result<String> {
+    let out = Command::new("apt-cache")
+        .args(apt_opts(apt))
+        .args(["show", &format!("linux-image-amd64/{suite}")])
+        .output()
+        .context("running apt-cache")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("Depends:"))
+        .and_then(|d| d.split([',', ' ']).find(|w| w.starts_with("linux-image-")))
+        .map(String::from)
+        .with_context(|| format!("no linux-image-amd64 in {suite}: {}", text.trim()))
+}
+
+/// Downloads (once) and extracts each kernel of the matrix.
+pub fn fetch() -> Result<Vec<Kernel>> {
+    let cache = Path::new(CACHE);
+    let kernels_dir = cache.join("kernels");
+    fs::create_dir_all(&kernels_dir)?;
+    let apt = private_apt()?;
+    let resolved_file = |suite: &str| kernels_dir.join(format!("{suite}.package"));
+    let all_cached = SUITES.iter().all(|(_, s)| {
+        fs::read_to_string(resolved_file(s))
+            .map(|p| kernels_dir.join("x").join(p.trim()).join("boot").is_dir())
+            .unwrap_or(false)
+    });
+    if all_cached {
+        println!("==> kernels: cached under {}", kernels_dir.display());
+    } else {
+        println!("==> kernels: apt-get update (private configuration in {})", apt.display());
+        let st = Command::new("apt-get")
+            .args(apt_opts(&apt))
+            .args(["update", "-q"])
+            .status()
+            .context("running apt-get update")?;
+        if !st.success() {
+            bail!("apt-get update of the private kernel sources failed");
+        }
+    }
+    let mut out = Vec::new();
+    for (label, suite) in SUITES {
+        let package = if all_cached {
+            fs::read_to_string(resolved_file(suite))?.trim().to_string()
+        } else {
+            resolve(&apt, suite)?
+        };
+        let tree = kernels_dir.join("x").join(&package);
+        if !tree.join("boot").is_dir() {
+            let have_deb = find_deb(&kernels_dir, &package);
+            let deb = match have_deb {
+                Some(d) => d,
+                None => {
+                    println!("==> kernels: apt-get download {package}");
+                    let st = Command::new("apt-get")
+                        .args(apt_opts(&apt))
+                        .args(["download", &package])
+                        .current_dir(&kernels_dir)
+                        .status()?;
+                    if !st.success() {
+                        bail!("apt-get download {package} failed");
+                    }
+                    find_deb(&kernels_dir, &package)
+                        .with_context(|| format!("{package}: no .deb after download"))?
+                }
+            };
+            let tmp = tree.with_extension("partial");
+            let _ = fs::remove_dir_all(&tmp);
+            fs::create_dir_all(&tmp)?;
+            // The tree keeps lib/modules beside boot/: virtme's initramfs loads the
+            // virtio and 9p modules from it.
+            let st = Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&tmp).status()?;
+            if !st.success() {
+                bail!("dpkg-deb -x {} failed", deb.display());
+            }
+            fs::rename(&tmp, &tree)?;
+        }
+        fs::write(resolved_file(suite), &package)?;
+        let vmlinuz = fs::read_dir(tree.join("boot"))?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("vmlinuz-"))
+            })
+            .with_context(|| format!("{package} has no vmlinuz"))?;
+        let release = vmlinuz
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .trim_start_matches("vmlinuz-")
+            .to_string();
+        out.push(Kernel {
+            label: label.to_string(),
+            release,
+            vmlinuz,
+        });
+    }
+    Ok(out)
+}
+
+fn find_deb(dir: &Path, package: &str) -> Option<PathBuf> {
+    fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                n.starts_with(&format!("{package}_")) && n.ends_with(".deb")
+            })
+        })
+}
+
+/// The shell script a guest runs: results go to files in `out` (shared, writable).
+pub fn guest_script(out: &Path, netta: &Path, tests: &[(PathBuf, String)]) -> String {
+    let mut s = String::from("#!/bin/sh\n");
+    let o = out.display();
+    s.push_str(&format!(
+        "exec > {o}/guest.log 2>&1\n\
+         set -x\n\
+         export PATH=/usr/sbin:/usr/bin:/sbin:/bin NETTA_REQUIRE_EBPF=1 NETTA_BIN={n} RUST_BACKTRACE=1\n\
+         mountpoint -q /sys/kernel/tracing || mount -t tracefs tracefs /sys/kernel/tracing\n\
+         ip link set lo up\n\
+         uname -r > {o}/release\n\
+         {n} doctor > {o}/doctor.txt 2>&1; echo $? > {o}/doctor.rc\n\
+         {n} doctor --json > {o}/doctor.json 2>/dev/null\n",
+        n = netta.display()
+    ));
+    for (i, (bin, filter)) in tests.iter().enumerate() {
+        s.push_str(&format!(
+            "cd {o} && {b} --test-threads=1 {f} > {o}/test{i}.log 2>&1; echo $? > {o}/test{i}.rc\n",
+            b = bin.display(),
+            f = if filter.is_empty() {
+                String::new()
+            } else {
+                format!("--exact {filter}")
+            }
+        ));
+    }
+    s.push_str(&format!("echo done > {o}/finished\n"));
+    s
+}
+
+/// What one guest reported.
+pub struct GuestResult {
+    pub release: String,
+    pub doctor_ok: bool,
+    pub doctor_text: String,
+    pub doctor_json: String,
+    /// (test binary + filter, passed, summary line)
+    pub tests: Vec<(String, bool, String)>,
+    pub seconds: u64,
+}
+
+/// Boots `k` and runs the guest script; `None` fields mean the guest never wrote them.
+pub fn run_guest(
+    vng: &Path,
+    k: &Kernel,
+    work: &Path,
+    netta: &Path,
+    tests: &[(PathBuf, String)],
+) -> Result<GuestResult> {
+    let out = work.join(&k.release);
+    let _ = fs::remove_dir_all(&out);
+    fs::create_dir_all(&out)?;
+    let script = out.join("guest.sh");
+    fs::write(&script, guest_script(&out, netta, tests))?;
+    fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    let start = Instant::now();
+    let mut cmd = Command::new(vng);
+    cmd.args([
+        "--disable-kvm",
+        "--verbose",
+        "--memory",
+        "2G",
+        "--cpus",
+        "2",
+        "--rwdir",
+    ])
+    .arg(&out)
+    .arg("--run")
+    .arg(&k.vmlinuz)
+    .arg("--exec")
+    .arg(&script)
+    .stdin(Stdio::null())
+    .stdout(fs::File::create(out.join("console.log"))?)
+    .stderr(Stdio::from(fs::File::create(out.join("console.err"))?));
+    println!(
+        "==> guest {} ({}): {}",
+        k.label,
+        k.release,
+        crate::display_command(&cmd)
+    );
+    let mut child = cmd.spawn().context("starting vng")?;
+    loop {
+        if child.try_wait()?.is_some() {
+            break;
+        }
+        if start.elapsed() > GUEST_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let read = |n: &str| fs::read_to_string(out.join(n)).unwrap_or_default();
+    let mut results = Vec::new();
+    for (i, (bin, filter)) in tests.iter().enumerate() {
+        let name = format!(
+            "{}{}",
+            bin.file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("?")
+                .split('-')
+                .next()
+                .unwrap_or("?"),
+            if filter.is_empty() {
+                String::new()
+            } else {
+                format!("::{filter}")
+            }
+        );
+        let rc = read(&format!("test{i}.rc"));
+        let log = read(&format!("test{i}.log"));
+        let summary = log
+            .lines()
+            .rev()
+            .find(|l| l.starts_with("test result:"))
+            .unwrap_or("no result (guest did not finish)")
+            .to_string();
+        results.push((name, rc.trim() == "0", summary));
+    }
+    Ok(GuestResult {
+        release: read("release").trim().to_string(),
+        doctor_ok: read("doctor.rc").trim() == "0",
+        doctor_text: read("doctor.txt"),
+        doctor_json: read("doctor.json"),
+        tests: results,
+        seconds: start.elapsed().as_secs(),
+    })
+}
+
+/// The results as a Markdown table (kernel, mode, each capability) for the README.
+pub fn markdown(rows: &[(String, GuestResult)]) -> String {
+    let mut s = String::from("| kernel | mode | TCP lifecycle | accepted-socket owner | UDP flows | TCP resets sent | SYN-ACK retransmits | tests |\n|---|---|---|---|---|---|---|---|\n");
+    for (label, r) in rows {
+        let v: serde_json::Value = serde_json::from_str(&r.doctor_json).unwrap_or_default();
+        let hook = |cap: &str| {
+            v["hooks"]
+                .as_array()
+                .and_then(|a| a.iter().find(|h| h["capability"] == cap))
+                .map(|h| h["chosen"].as_str().unwrap_or("**missing**").to_string())
+                .unwrap_or_else(|| "?".into())
+        };
+        let passed = r.tests.iter().filter(|t| t.1).count();
+        s.push_str(&format!(
+            "| {label} {} | {} | {} | {} | {} | {} | {} | {passed}/{} passed |\n",
+            r.release,
+            v["mode"].as_str().unwrap_or("?"),
+            hook("TCP lifecycle"),
+            hook("accepted-socket owner"),
+            hook("UDP flows"),
+            hook("TCP resets sent"),
+            hook("SYN-ACK retransmits"),
+            r.tests.len()
+        ));
+    }
+    s
+}
