@@ -219,3 +219,84 @@ fn perf_transport_delivers_the_same_events() {
         .count();
     assert_eq!(closed, 40);
 }
+
+/// `netta doctor --json` with `env`: (exit code, report).
+fn doctor(env: &[(&str, &str)]) -> (i32, Value) {
+    let out = std::process::Command::new(netta_bin())
+        .args(["doctor", "--json"])
+        .envs(env.iter().copied())
+        .output()
+        .expect("run netta doctor");
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("doctor JSON: {e}: {:?}", String::from_utf8_lossy(&out.stdout)));
+    (out.status.code().unwrap_or(-1), v)
+}
+
+#[test]
+fn doctor_reports_full_ebpf_mode_with_a_hook_for_every_capability() {
+    if !ebpf_available("doctor") {
+        return;
+    }
+    let (code, v) = doctor(&[]);
+    assert_eq!(code, 0, "{v:#}");
+    assert_eq!(v["full_ebpf"], true, "{v:#}");
+    assert_eq!(v["transport"], "ring", "{v:#}");
+    assert_eq!(v["btf"], true);
+    let hooks = v["hooks"].as_array().unwrap();
+    assert_eq!(hooks.len(), 5, "{v:#}");
+    for h in hooks {
+        assert!(h["chosen"].is_string(), "{h:#}");
+    }
+    assert!(v["degraded"].as_array().unwrap().is_empty(), "{v:#}");
+}
+
+#[test]
+fn a_missing_hook_degrades_one_capability_with_a_reason() {
+    if !ebpf_available("degraded_hook") {
+        return;
+    }
+    // Rule out every hook that can name an accepted socket's owner.
+    let env = [(
+        "NETTA_DISABLE_HOOKS",
+        "fexit:inet_csk_accept,tracepoint:sock:sock_recv_length",
+    )];
+    let (code, v) = doctor(&env);
+    assert_eq!(code, 1, "{v:#}");
+    assert_eq!(v["full_ebpf"], false);
+    let degraded = v["degraded"].as_array().unwrap();
+    assert_eq!(degraded.len(), 1, "{v:#}");
+    assert_eq!(degraded[0]["capability"], "accepted-socket owner");
+    let reason = degraded[0]["reason"].as_str().unwrap();
+    assert!(reason.contains("disabled by NETTA_DISABLE_HOOKS"), "{reason}");
+    assert!(!reason.contains('\n'), "{reason}");
+    // The agent still runs in eBPF mode and says what it lost, in one line.
+    let mut child = std::process::Command::new(netta_bin())
+        .arg("events")
+        .envs(env)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut lines = Vec::new();
+    for l in std::io::BufRead::lines(stderr) {
+        let l = l.unwrap();
+        let done = l.contains("netta: ready");
+        lines.push(l);
+        if done {
+            break;
+        }
+    }
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let _ = child.wait();
+    assert!(
+        lines.iter().any(|l| l.starts_with("netta: eBPF degraded: accepted-socket owner")),
+        "{lines:?}"
+    );
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some("netta: ready (eBPF, ring buffer)"),
+        "{lines:?}"
+    );
+}

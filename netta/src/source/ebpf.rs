@@ -398,6 +398,23 @@ impl Attached {
         for t in self.tasks.drain(..) {
             let _ = t.await;
         }
+        if std::env::var_os("NETTA_BPF_STATS").is_some() {
+            self.print_stats();
+        }
+    }
+
+    /// Run time and count of each attached program, as the kernel counts them with
+    /// `kernel.bpf_stats_enabled=1` (for measuring hook costs; stderr, one per line).
+    fn print_stats(&self) {
+        for (name, prog) in self._ebpf.programs() {
+            if let Ok(info) = prog.info() {
+                eprintln!(
+                    "netta: bpf-stats {name} runs {} run_time_ns {}",
+                    info.run_count(),
+                    info.run_time().as_nanos()
+                );
+            }
+        }
     }
 }
 
