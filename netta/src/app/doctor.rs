@@ -1,0 +1,235 @@
+//! `netta doctor`: what this kernel and these privileges give, hook by hook.
+//!
+//! It loads and attaches the real program (then detaches it), so what it reports
+//! is what `netta` would run with, not a guess. Exit 0 only in full eBPF mode.
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+use crate::host::ebpf::{self, Options, Transport, CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN};
+use crate::host::probe::{Capability, Choice};
+use crate::host::tracefs;
+
+/// Everything the doctor found, as plain data (rendered as text or JSON).
+pub struct Report {
+    pub kernel: String,
+    pub btf: bool,
+    pub tracefs: Result<String, String>,
+    pub caps: Vec<(&'static str, bool)>,
+    pub ring_buffer: bool,
+    /// The mode netta runs in, as the start-up line names it.
+    pub mode: String,
+    pub transport: Option<Transport>,
+    /// Why eBPF cannot load at all (polling /proc instead).
+    pub polling_reason: Option<String>,
+    pub choices: Vec<Choice>,
+}
+
+impl Report {
+    pub fn full(&self) -> bool {
+        self.polling_reason.is_none() && self.choices.iter().all(|c| c.chosen.is_some())
+    }
+}
+
+fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|e| format!("unknown ({e})"))
+}
+
+pub fn examine(opts: &Options) -> Report {
+    let caps = ebpf::effective_caps().unwrap_or(0);
+    let has = |c: u32| caps & (1 << c) != 0;
+    let loaded = ebpf::load(opts);
+    let (mode, transport, polling_reason, choices) = match &loaded {
+        Ok(l) => {
+            let base = match l.transport {
+                Transport::Ring => "eBPF, ring buffer",
+                Transport::Perf => "eBPF, perf event array",
+            };
+            let n = l.degraded().len();
+            let mode = if n == 0 {
+                base.to_string()
+            } else {
+                format!("{base}, {n} capabilities degraded")
+            };
+            (mode, Some(l.transport), None, l.choices.clone())
+        }
+        Err(reason) => (
+            format!("polling /proc: {reason}"),
+            None,
+            Some(reason.clone()),
+            Vec::new(),
+        ),
+    };
+    drop(loaded);
+    Report {
+        kernel: kernel_release(),
+        btf: Path::new("/sys/kernel/btf/vmlinux").exists(),
+        tracefs: tracefs::ensure_mounted().map(|p| p.display().to_string()),
+        caps: vec![
+            ("CAP_BPF", has(CAP_BPF)),
+            ("CAP_PERFMON", has(CAP_PERFMON)),
+            ("CAP_SYS_ADMIN", has(CAP_SYS_ADMIN)),
+        ],
+        ring_buffer: ebpf::ring_buffer_supported(),
+        mode,
+        transport,
+        polling_reason,
+        choices,
+    }
+}
+
+/// What the user can do about a capability this kernel lacks.
+fn remedy(cap: Capability) -> &'static str {
+    match cap {
+        Capability::Lifecycle => "netta needs Linux 4.16+ with tracefs for eBPF mode",
+        Capability::AcceptedOwner | Capability::UdpFlows | Capability::Resets => {
+            "a kernel with BPF trampolines (fentry/fexit: x86-64, BTF, 5.5+, not blocked by a security policy) or Linux 6.3+ provides it"
+        }
+        Capability::SynackRetransmits => "a kernel with tcp:tcp_retransmit_synack (4.15+)",
+    }
+}
+
+/// (status, label, detail) for every hook considered for `c`.
+fn hook_lines(c: &Choice) -> Vec<(&'static str, String, Option<String>)> {
+    c.options
+        .iter()
+        .enumerate()
+        .map(|(i, (m, why))| {
+            let status = match (c.chosen, why) {
+                (Some(ch), _) if ch == i => "chosen",
+                (_, None) => "not tried",
+                (_, Some(_)) => "missing",
+            };
+            (status, m.label.clone(), why.clone())
+        })
+        .collect()
+}
+
+pub fn render_text(r: &Report) -> String {
+    let mut s = String::new();
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    let _ = writeln!(s, "kernel       {}", r.kernel);
+    let _ = writeln!(s, "BTF          {}", yes(r.btf));
+    let _ = writeln!(
+        s,
+        "tracefs      {}",
+        r.tracefs.as_deref().unwrap_or_else(|e| e.as_str())
+    );
+    let caps: Vec<String> = r
+        .caps
+        .iter()
+        .map(|(n, b)| format!("{n} {}", yes(*b)))
+        .collect();
+    let _ = writeln!(s, "privileges   {}", caps.join(", "));
+    let _ = writeln!(s, "ring buffer  {}", yes(r.ring_buffer));
+    let _ = writeln!(
+        s,
+        "transport    {}",
+        match r.transport {
+            Some(Transport::Ring) => "ring buffer",
+            Some(Transport::Perf) => "perf event array",
+            None => "none",
+        }
+    );
+    let _ = writeln!(s, "mode         {}", r.mode);
+    for c in &r.choices {
+        let _ = writeln!(s, "{}:", c.capability.name());
+        for (status, label, why) in hook_lines(c) {
+            match why {
+                Some(w) if status == "missing" => {
+                    let _ = writeln!(s, "  {status:<10} {label}: {w}");
+                }
+                _ => {
+                    let _ = writeln!(s, "  {status:<10} {label}");
+                }
+            }
+        }
+    }
+    let degraded: Vec<&Choice> = r.choices.iter().filter(|c| c.chosen.is_none()).collect();
+    if r.full() {
+        let _ = writeln!(s, "full eBPF mode: every capability has a hook");
+    } else if let Some(reason) = &r.polling_reason {
+        let _ = writeln!(s, "no eBPF mode: {reason}; netta polls /proc instead");
+    } else {
+        for c in degraded {
+            let _ = writeln!(
+                s,
+                "degraded: {}: {}; {}",
+                c.capability.name(),
+                c.capability.without(),
+                remedy(c.capability)
+            );
+        }
+    }
+    s
+}
+
+pub fn render_json(r: &Report) -> Value {
+    let hooks: Vec<Value> = r
+        .choices
+        .iter()
+        .map(|c| {
+            json!({
+                "capability": c.capability.name(),
+                "chosen": c.chosen().map(|m| m.label.clone()),
+                "options": hook_lines(c).into_iter().map(|(status, label, why)| json!({
+                    "hook": label, "status": status, "reason": why,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let degraded: Vec<Value> = r
+        .choices
+        .iter()
+        .filter(|c| c.chosen.is_none())
+        .map(|c| {
+            json!({
+                "capability": c.capability.name(),
+                "effect": c.capability.without(),
+                "reason": c.reason(),
+                "remedy": remedy(c.capability),
+            })
+        })
+        .collect();
+    json!({
+        "kernel": r.kernel,
+        "btf": r.btf,
+        "tracefs": r.tracefs.as_ref().ok(),
+        "tracefs_error": r.tracefs.as_ref().err(),
+        "capabilities": r.caps.iter().map(|(n, b)| (n.to_string(), json!(b))).collect::<serde_json::Map<_, _>>(),
+        "ring_buffer": r.ring_buffer,
+        "transport": match r.transport {
+            Some(Transport::Ring) => Some("ring"),
+            Some(Transport::Perf) => Some("perf"),
+            None => None,
+        },
+        "mode": r.mode,
+        "full_ebpf": r.full(),
+        "polling_reason": r.polling_reason,
+        "hooks": hooks,
+        "degraded": degraded,
+    })
+}
+
+/// The command: prints the report, returns the exit code (0: full eBPF mode).
+pub fn run(global: &crate::settings::cli::Global, as_json: bool) -> i32 {
+    let opts = Options {
+        transport: global.transport,
+        ring_bytes: global.ring_size,
+        ..Default::default()
+    };
+    let r = examine(&opts);
+    if as_json {
+        println!("{}", render_json(&r));
+    } else {
+        print!("{}", render_text(&r));
+    }
+    if r.full() {
+        0
+    } else {
+        1
+    }
+}

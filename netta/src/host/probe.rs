@@ -1,0 +1,346 @@
+//! Kernel feature probing: which hook serves each capability on this kernel.
+//!
+//! Each capability has mechanisms in order of preference. A mechanism is usable when
+//! its tracepoints exist with the layout the program reads, or its kernel functions
+//! exist in BTF with the expected arity; the loader then attaches it, and a failed
+//! attach rules it out too. No kernel version is ever compared.
+use std::path::Path;
+
+use netta_abi::{func, prog, tp};
+
+use crate::host::{btf::Btf, tracefs};
+
+/// What the agent gets from the kernel program, one hook family each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Capability {
+    Lifecycle,
+    AcceptedOwner,
+    UdpFlows,
+    Resets,
+    SynackRetransmits,
+}
+
+impl Capability {
+    pub const ALL: [Capability; 5] = [
+        Capability::Lifecycle,
+        Capability::AcceptedOwner,
+        Capability::UdpFlows,
+        Capability::Resets,
+        Capability::SynackRetransmits,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Capability::Lifecycle => "TCP lifecycle",
+            Capability::AcceptedOwner => "accepted-socket owner",
+            Capability::UdpFlows => "UDP flows",
+            Capability::Resets => "TCP resets sent",
+            Capability::SynackRetransmits => "SYN-ACK retransmits",
+        }
+    }
+
+    /// What the user loses without it.
+    pub fn without(self) -> &'static str {
+        match self {
+            Capability::Lifecycle => "no eBPF mode",
+            Capability::AcceptedOwner => {
+                "accepted connections are attributed to the listening process"
+            }
+            Capability::UdpFlows => "UDP flows are seen only by the /proc poll",
+            Capability::Resets => "port-scan detection sees accepted handshakes only",
+            Capability::SynackRetransmits => "syn-flood detection uses half-open pile-ups only",
+        }
+    }
+}
+
+/// How a program attaches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attach {
+    Tracepoint(tp::Tracepoint),
+    FExit(&'static str),
+    FEntry(&'static str),
+}
+
+/// One way to provide a capability: programs and where each attaches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mechanism {
+    /// `tracepoint:sock:sock_send_length`, `fexit:inet_csk_accept`, ...
+    pub label: String,
+    pub programs: Vec<(&'static str, Attach)>,
+}
+
+impl Mechanism {
+    fn new(programs: Vec<(&'static str, Attach)>) -> Mechanism {
+        let label = programs
+            .iter()
+            .map(|(_, a)| match a {
+                Attach::Tracepoint((c, n)) => format!("tracepoint:{c}:{n}"),
+                Attach::FExit(f) => format!("fexit:{f}"),
+                Attach::FEntry(f) => format!("fentry:{f}"),
+            })
+            .fold(Vec::<String>::new(), |mut v, l| {
+                if !v.contains(&l) {
+                    v.push(l);
+                }
+                v
+            })
+            .join("+");
+        Mechanism { label, programs }
+    }
+
+    fn is_tracing(&self) -> bool {
+        self.programs
+            .iter()
+            .any(|(_, a)| matches!(a, Attach::FExit(_) | Attach::FEntry(_)))
+    }
+}
+
+/// The result of probing one capability.
+#[derive(Clone, Debug)]
+pub struct Choice {
+    pub capability: Capability,
+    /// Index into `options` of the mechanism in use.
+    pub chosen: Option<usize>,
+    /// Every mechanism considered, with why it cannot be used (`None`: usable).
+    pub options: Vec<(Mechanism, Option<String>)>,
+}
+
+impl Choice {
+    pub fn chosen(&self) -> Option<&Mechanism> {
+        self.chosen.map(|i| &self.options[i].0)
+    }
+
+    /// One line: why no mechanism is usable.
+    pub fn reason(&self) -> String {
+        self.options
+            .iter()
+            .filter_map(|(m, r)| r.as_ref().map(|r| format!("{}: {r}", m.label)))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+const SET_STATE: (&str, Attach) = (prog::SET_STATE, Attach::Tracepoint(tp::SET_STATE));
+const SEND_LEN: (&str, Attach) = (prog::SEND_LEN, Attach::Tracepoint(tp::SEND_LEN));
+const RECV_LEN: (&str, Attach) = (prog::RECV_LEN, Attach::Tracepoint(tp::RECV_LEN));
+
+/// Mechanisms of a capability, best first. `accept_params` is the arity of
+/// `inet_csk_accept` in BTF, which picks the fexit program of that signature.
+pub fn mechanisms(cap: Capability, accept_params: Option<usize>) -> Vec<Mechanism> {
+    match cap {
+        Capability::Lifecycle => vec![Mechanism::new(vec![SET_STATE])],
+        Capability::AcceptedOwner => {
+            let accept = if accept_params == Some(2) {
+                prog::ACCEPT_2
+            } else {
+                prog::ACCEPT_4
+            };
+            vec![
+                Mechanism::new(vec![(accept, Attach::FExit(func::ACCEPT))]),
+                Mechanism::new(vec![SEND_LEN, RECV_LEN]),
+            ]
+        }
+        Capability::UdpFlows => vec![
+            Mechanism::new(vec![
+                (prog::UDP_SENDMSG, Attach::FExit(func::UDP_SENDMSG)),
+                (prog::UDPV6_SENDMSG, Attach::FExit(func::UDPV6_SENDMSG)),
+            ]),
+            Mechanism::new(vec![
+                SEND_LEN,
+                (prog::SENDTO_ENTER, Attach::Tracepoint(tp::SENDTO_ENTER)),
+                (prog::SENDMSG_ENTER, Attach::Tracepoint(tp::SENDMSG_ENTER)),
+                (prog::SEND_EXIT, Attach::Tracepoint(tp::SENDTO_EXIT)),
+                (prog::SEND_EXIT, Attach::Tracepoint(tp::SENDMSG_EXIT)),
+            ]),
+        ],
+        Capability::Resets => vec![
+            Mechanism::new(vec![(
+                prog::SEND_RESET,
+                Attach::Tracepoint(tp::SEND_RESET),
+            )]),
+            Mechanism::new(vec![
+                (prog::RESET_V4, Attach::FEntry(func::RESET_V4)),
+                (prog::RESET_V6, Attach::FEntry(func::RESET_V6)),
+            ]),
+        ],
+        Capability::SynackRetransmits => vec![Mechanism::new(vec![(
+            prog::SYNACK,
+            Attach::Tracepoint(tp::SYNACK),
+        )])],
+    }
+}
+
+/// Parameters each traced kernel function must have (the program reads them).
+fn expected_params(f: &str) -> &'static [usize] {
+    match f {
+        func::ACCEPT => &[2, 4],
+        func::UDP_SENDMSG | func::UDPV6_SENDMSG => &[3],
+        // (sk, skb) before 6.10, (sk, skb, reason) since: only the first two are read.
+        func::RESET_V4 | func::RESET_V6 => &[2, 3],
+        _ => &[],
+    }
+}
+
+/// Hooks the user ruled out: `NETTA_DISABLE_HOOKS`, comma-separated labels or
+/// label prefixes (`fexit`, `tracepoint:sock:sock_send_length`). For testing the
+/// fallbacks on a kernel that has everything.
+pub fn disabled_by_env() -> Vec<String> {
+    std::env::var("NETTA_DISABLE_HOOKS")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+fn matches_disabled(label: &str, disabled: &[String]) -> bool {
+    label.split('+').any(|part| {
+        disabled
+            .iter()
+            .any(|d| part == d || part.starts_with(&format!("{d}:")))
+    })
+}
+
+/// Why `m` cannot work here, from tracefs and BTF alone (`None`: worth attaching).
+fn static_check(m: &Mechanism, tracefs_root: &Path, btf: &Btf, disabled: &[String]) -> Option<String> {
+    if matches_disabled(&m.label, disabled) {
+        return Some("disabled by NETTA_DISABLE_HOOKS".into());
+    }
+    for (_, a) in &m.programs {
+        match a {
+            Attach::Tracepoint(point) => {
+                let layout = tp::CHECKED
+                    .iter()
+                    .find(|(p, _)| p == point)
+                    .map(|(_, l)| *l)
+                    .unwrap_or(&[]);
+                let res = if layout.is_empty() {
+                    let f = tracefs_root
+                        .join("events")
+                        .join(point.0)
+                        .join(point.1)
+                        .join("format");
+                    if f.exists() {
+                        Ok(())
+                    } else {
+                        Err(format!("tracepoint {}:{} is not available", point.0, point.1))
+                    }
+                } else {
+                    tracefs::check_layout(tracefs_root, *point, layout)
+                };
+                if let Err(e) = res {
+                    return Some(e);
+                }
+            }
+            Attach::FExit(f) | Attach::FEntry(f) => match btf.func_params(f) {
+                None => return Some(format!("the kernel's BTF has no function {f}")),
+                Some(n) if !expected_params(f).contains(&n) => {
+                    return Some(format!(
+                        "{f} takes {n} parameters here, which the program does not know"
+                    ))
+                }
+                Some(_) => {}
+            },
+        }
+    }
+    None
+}
+
+/// Probes every capability from tracefs and BTF, skipping `failed` mechanisms
+/// (those whose attach already failed, with the reason) and disabled ones.
+pub fn plan(
+    tracefs_root: &Path,
+    btf: &Btf,
+    failed: &[(String, String)],
+    disabled: &[String],
+) -> Vec<Choice> {
+    let accept_params = btf.func_params(func::ACCEPT);
+    Capability::ALL
+        .iter()
+        .map(|&cap| {
+            let options: Vec<(Mechanism, Option<String>)> = mechanisms(cap, accept_params)
+                .into_iter()
+                .map(|m| {
+                    let why = failed
+                        .iter()
+                        .find(|(l, _)| *l == m.label)
+                        .map(|(_, r)| r.clone())
+                        .or_else(|| static_check(&m, tracefs_root, btf, disabled));
+                    (m, why)
+                })
+                .collect();
+            let chosen = options.iter().position(|(_, why)| why.is_none());
+            Choice {
+                capability: cap,
+                chosen,
+                options,
+            }
+        })
+        .collect()
+}
+
+/// True when UDP sends are counted by `sock_send_length` (not by the fexit).
+pub fn udp_via_length(choices: &[Choice]) -> bool {
+    choices
+        .iter()
+        .find(|c| c.capability == Capability::UdpFlows)
+        .and_then(Choice::chosen)
+        .is_some_and(|m| !m.is_tracing())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_name_each_hook_once() {
+        let udp = mechanisms(Capability::UdpFlows, Some(2));
+        assert_eq!(udp[0].label, "fexit:udp_sendmsg+fexit:udpv6_sendmsg");
+        assert!(udp[1].label.starts_with("tracepoint:sock:sock_send_length+"));
+        assert_eq!(
+            udp[1].label.matches("sys_exit_sendto").count(),
+            1,
+            "{}",
+            udp[1].label
+        );
+        let acc = mechanisms(Capability::AcceptedOwner, Some(2));
+        assert_eq!(acc[0].programs[0].0, prog::ACCEPT_2);
+        let acc = mechanisms(Capability::AcceptedOwner, Some(4));
+        assert_eq!(acc[0].programs[0].0, prog::ACCEPT_4);
+    }
+
+    #[test]
+    fn disabling_matches_whole_labels_and_prefixes() {
+        let d = vec!["fexit".to_string()];
+        assert!(matches_disabled("fexit:inet_csk_accept", &d));
+        assert!(!matches_disabled("fentry:tcp_v4_send_reset", &d));
+        let d = vec!["tracepoint:sock:sock_send_length".to_string()];
+        assert!(matches_disabled(
+            "tracepoint:sock:sock_send_length+tracepoint:sock:sock_recv_length",
+            &d
+        ));
+        assert!(!matches_disabled("tracepoint:sock:sock_send", &d));
+    }
+
+    #[test]
+    fn this_kernel_plans_a_hook_for_every_capability() {
+        let (Ok(btf), Ok(root)) = (Btf::from_sys_fs(), tracefs::ensure_mounted()) else {
+            eprintln!("no BTF or tracefs here");
+            return;
+        };
+        let choices = plan(&root, &btf, &[], &[]);
+        for c in &choices {
+            assert!(c.chosen.is_some(), "{}: {}", c.capability.name(), c.reason());
+        }
+        // Ruling out every fexit/fentry falls back to tracepoints, hook by hook.
+        let choices = plan(&root, &btf, &[], &["fexit".into(), "fentry".into()]);
+        let acc = &choices[1];
+        assert_eq!(acc.capability, Capability::AcceptedOwner);
+        if let Some(m) = acc.chosen() {
+            assert!(m.label.starts_with("tracepoint:"), "{}", m.label);
+        } else {
+            assert!(acc.reason().contains("disabled by NETTA_DISABLE_HOOKS"));
+        }
+    }
+}
