@@ -8,7 +8,7 @@ fn main() {
     let path = match std::env::var_os("NETTA_BPF_OBJECT") {
         Some(p) => PathBuf::from(p),
         None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../target/ebpf/bpfel-unknown-none/release/netta"),
+            .join("../target/ebpf/bpfel-unknown-none/release/netta-ebpf"),
     };
     println!("cargo:rerun-if-changed={}", path.display());
     if path.is_file() {

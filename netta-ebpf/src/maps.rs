@@ -1,10 +1,12 @@
-//! The program's maps and its `CONFIG`; names are `netta_abi::maps`.
+//! The program's maps and its `CONFIG`; names are `netta_ebpf::maps`.
 use aya_ebpf::{
     macros::map,
     maps::{LruHashMap, PerCpuArray, PerfEventArray, RingBuf},
     Global,
 };
-use netta_abi::{counter, Config, Event, ListenerInfo, SendDest, SockInfo, UdpFlowKey, UdpFlowStats};
+use netta_ebpf::{
+    counter, Config, Event, ListenerInfo, SendDest, SockInfo, UdpFlowKey, UdpFlowStats,
+};
 
 /// Set by the loader (offsets from BTF); the defaults only matter to nobody.
 #[unsafe(no_mangle)]

@@ -7,9 +7,7 @@ use aya_ebpf::{
     helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_probe_read_kernel},
     EbpfContext,
 };
-use netta_abi::{
-    counter, flag, kind, tcp_state as st, Event, SockInfo, COMM_LEN, IPPROTO_TCP,
-};
+use netta_ebpf::{counter, flag, kind, tcp_state as st, Event, SockInfo, COMM_LEN, IPPROTO_TCP};
 
 use crate::maps::{CONFIG, COUNTERS, EVENTS, PERF_EVENTS};
 
@@ -57,7 +55,8 @@ pub fn add(counter: *mut u64, v: u64) {
 #[inline(always)]
 pub fn read_at<T>(base: u64, off: u32) -> Result<T, i64> {
     // SAFETY: a probe read: a bad address is an error, never a fault.
-    unsafe { bpf_probe_read_kernel((base as *const u8).add(off as usize) as *const T) }.map_err(|e| e as i64)
+    unsafe { bpf_probe_read_kernel((base as *const u8).add(off as usize) as *const T) }
+        .map_err(|e| e as i64)
 }
 
 /// Event built from what the kernel map knows about a TCP socket.

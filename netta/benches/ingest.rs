@@ -6,12 +6,12 @@ use netta::core::event::ConnEvent;
 use netta::core::services::Services;
 use netta::core::table::{Limits, Table};
 use netta::detect::{Detector, Rules};
-use netta_abi::{flag, kind, Event, AF_INET, IPPROTO_TCP};
+use netta_ebpf::{flag, kind, Event, AF_INET, IPPROTO_TCP};
 
 /// A loopback workload like `ab` against a local server: for each connection, the
 /// client and server sockets each open and close (4 records per connection).
 fn records(conns: u32) -> Vec<u8> {
-    let mut out = Vec::with_capacity(conns as usize * 4 * netta_abi::EVENT_SIZE);
+    let mut out = Vec::with_capacity(conns as usize * 4 * netta_ebpf::EVENT_SIZE);
     for i in 0..conns {
         let cport = 32768 + (i % 28000) as u16;
         for (side, flags, sock) in [
@@ -44,13 +44,13 @@ fn records(conns: u32) -> Vec<u8> {
 fn ingest(c: &mut Criterion) {
     const CONNS: u32 = 50_000;
     let raw = records(CONNS);
-    let n = raw.len() / netta_abi::EVENT_SIZE;
+    let n = raw.len() / netta_ebpf::EVENT_SIZE;
     let mut g = c.benchmark_group("ingest");
     g.throughput(Throughput::Elements(n as u64));
     g.bench_function("decode", |b| {
         b.iter(|| {
             let mut ok = 0usize;
-            for rec in raw.chunks_exact(netta_abi::EVENT_SIZE) {
+            for rec in raw.chunks_exact(netta_ebpf::EVENT_SIZE) {
                 ok += ConnEvent::decode(rec).is_ok() as usize;
             }
             ok
@@ -60,9 +60,9 @@ fn ingest(c: &mut Criterion) {
         b.iter_batched_ref(
             || (Table::new(Limits::default()), Vec::with_capacity(4096)),
             |(table, batch)| {
-                for chunk in raw.chunks(4096 * netta_abi::EVENT_SIZE) {
+                for chunk in raw.chunks(4096 * netta_ebpf::EVENT_SIZE) {
                     batch.clear();
-                    for rec in chunk.chunks_exact(netta_abi::EVENT_SIZE) {
+                    for rec in chunk.chunks_exact(netta_ebpf::EVENT_SIZE) {
                         if let Ok(ev) = ConnEvent::decode(rec) {
                             batch.push(ev);
                         }
@@ -86,9 +86,9 @@ fn ingest(c: &mut Criterion) {
                 )
             },
             |(table, det, batch, alerts)| {
-                for chunk in raw.chunks(4096 * netta_abi::EVENT_SIZE) {
+                for chunk in raw.chunks(4096 * netta_ebpf::EVENT_SIZE) {
                     batch.clear();
-                    for rec in chunk.chunks_exact(netta_abi::EVENT_SIZE) {
+                    for rec in chunk.chunks_exact(netta_ebpf::EVENT_SIZE) {
                         if let Ok(ev) = ConnEvent::decode(rec) {
                             batch.push(ev);
                         }
@@ -107,7 +107,7 @@ fn ingest(c: &mut Criterion) {
         let mut out = Vec::with_capacity(1 << 20);
         b.iter(|| {
             let mut bytes = 0;
-            for rec in raw.chunks_exact(netta_abi::EVENT_SIZE) {
+            for rec in raw.chunks_exact(netta_ebpf::EVENT_SIZE) {
                 if let Ok(ev) = ConnEvent::decode(rec) {
                     netta::render::ecs::write_line(&mut out, &ev, &clock);
                 }

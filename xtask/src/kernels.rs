@@ -40,6 +40,8 @@ const GUEST_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 
 pub struct Kernel {
     pub label: String,
+    /// The extracted package (boot/, lib/modules/), depmod'ed for the guest's modprobe.
+    pub tree: PathBuf,
     pub release: String,
     pub vmlinuz: PathBuf,
 }
@@ -114,7 +116,10 @@ pub fn fetch() -> Result<Vec<Kernel>> {
     if all_cached {
         println!("==> kernels: cached under {}", kernels_dir.display());
     } else {
-        println!("==> kernels: apt-get update (private configuration in {})", apt.display());
+        println!(
+            "==> kernels: apt-get update (private configuration in {})",
+            apt.display()
+        );
         let st = Command::new("apt-get")
             .args(apt_opts(&apt))
             .args(["update", "-q"])
@@ -155,11 +160,33 @@ pub fn fetch() -> Result<Vec<Kernel>> {
             fs::create_dir_all(&tmp)?;
             // The tree keeps lib/modules beside boot/: virtme's initramfs loads the
             // virtio and 9p modules from it.
-            let st = Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&tmp).status()?;
+            let st = Command::new("dpkg-deb")
+                .arg("-x")
+                .arg(&deb)
+                .arg(&tmp)
+                .status()?;
             if !st.success() {
                 bail!("dpkg-deb -x {} failed", deb.display());
             }
             fs::rename(&tmp, &tree)?;
+        }
+        if !tree
+            .join("lib/modules")
+            .read_dir()?
+            .flatten()
+            .any(|d| d.path().join("modules.dep").exists())
+        {
+            for d in fs::read_dir(tree.join("lib/modules"))?.flatten() {
+                let rel = d.file_name().to_string_lossy().into_owned();
+                let st = Command::new("depmod")
+                    .arg("-b")
+                    .arg(&tree)
+                    .arg(&rel)
+                    .status()?;
+                if !st.success() {
+                    bail!("depmod -b {} {rel} failed", tree.display());
+                }
+            }
         }
         fs::write(resolved_file(suite), &package)?;
         let vmlinuz = fs::read_dir(tree.join("boot"))?
@@ -179,6 +206,7 @@ pub fn fetch() -> Result<Vec<Kernel>> {
             .to_string();
         out.push(Kernel {
             label: label.to_string(),
+            tree: tree.clone(),
             release,
             vmlinuz,
         });
@@ -192,14 +220,14 @@ fn find_deb(dir: &Path, package: &str) -> Option<PathBuf> {
         .filter_map(|e| e.ok())
         .map(|e| e.path())
         .find(|p| {
-            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
-                n.starts_with(&format!("{package}_")) && n.ends_with(".deb")
-            })
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&format!("{package}_")) && n.ends_with(".deb"))
         })
 }
 
 /// The shell script a guest runs: results go to files in `out` (shared, writable).
-pub fn guest_script(out: &Path, netta: &Path, tests: &[(PathBuf, String)]) -> String {
+pub fn guest_script(out: &Path, tree: &Path, netta: &Path, tests: &[(PathBuf, String)]) -> String {
     let mut s = String::from("#!/bin/sh\n");
     let o = out.display();
     s.push_str(&format!(
@@ -208,10 +236,13 @@ pub fn guest_script(out: &Path, netta: &Path, tests: &[(PathBuf, String)]) -> St
          export PATH=/usr/sbin:/usr/bin:/sbin:/bin NETTA_REQUIRE_EBPF=1 NETTA_BIN={n} RUST_BACKTRACE=1\n\
          mountpoint -q /sys/kernel/tracing || mount -t tracefs tracefs /sys/kernel/tracing\n\
          ip link set lo up\n\
+         modprobe -d {tree} veth\n\
+         export NETTA_TEST_SCANNER=netta-traffic\n\
          uname -r > {o}/release\n\
          {n} doctor > {o}/doctor.txt 2>&1; echo $? > {o}/doctor.rc\n\
          {n} doctor --json > {o}/doctor.json 2>/dev/null\n",
-        n = netta.display()
+        n = netta.display(),
+        tree = tree.display()
     ));
     for (i, (bin, filter)) in tests.iter().enumerate() {
         s.push_str(&format!(
@@ -251,7 +282,7 @@ pub fn run_guest(
     let _ = fs::remove_dir_all(&out);
     fs::create_dir_all(&out)?;
     let script = out.join("guest.sh");
-    fs::write(&script, guest_script(&out, netta, tests))?;
+    fs::write(&script, guest_script(&out, &k.tree, netta, tests))?;
     fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
     let start = Instant::now();
     let mut cmd = Command::new(vng);

@@ -282,7 +282,7 @@ impl Ctx {
                 "--features",
                 "bpf",
                 "--bin",
-                "netta",
+                "netta-ebpf",
             ])
             .current_dir(self.root.join("netta-ebpf"))
             .env("CARGO_TARGET_DIR", self.ebpf_target_dir());
@@ -483,7 +483,10 @@ impl Ctx {
 
     fn test_kernels(&self) -> Result<()> {
         if !self.is_root {
-            bail!("test-kernels boots guests that load eBPF and writes {}: run it as root", kernels::CACHE);
+            bail!(
+                "test-kernels boots guests that load eBPF and writes {}: run it as root",
+                kernels::CACHE
+            );
         }
         let packages: Vec<&str> = TEST_PEER_PACKAGES
             .iter()
@@ -508,16 +511,26 @@ impl Ctx {
             println!("--- {} ({}), {} s ---", k.label, k.release, r.seconds);
             println!("{}", r.doctor_text.trim_end());
             for (name, ok, summary) in &r.tests {
-                println!("    {} {name}: {summary}", if *ok { "ok  " } else { "FAIL" });
+                println!(
+                    "    {} {name}: {summary}",
+                    if *ok { "ok  " } else { "FAIL" }
+                );
                 if !ok {
                     failed.push(format!("{} {name}", k.release));
                 }
             }
             if r.release != k.release {
-                failed.push(format!("{}: the guest did not run (see {})", k.release, work.join(&k.release).join("console.log").display()));
+                failed.push(format!(
+                    "{}: the guest did not run (see {})",
+                    k.release,
+                    work.join(&k.release).join("console.log").display()
+                ));
             }
             if !r.doctor_ok {
-                failed.push(format!("{}: netta doctor did not report full eBPF mode", k.release));
+                failed.push(format!(
+                    "{}: netta doctor did not report full eBPF mode",
+                    k.release
+                ));
             }
             rows.push((k.label.clone(), r));
         }
@@ -528,7 +541,10 @@ impl Ctx {
         if !failed.is_empty() {
             bail!("test-kernels failed: {}", failed.join("; "));
         }
-        println!("test-kernels: {} kernels, all in full eBPF mode, all tests passed", rows.len());
+        println!(
+            "test-kernels: {} kernels, all in full eBPF mode, all tests passed",
+            rows.len()
+        );
         Ok(())
     }
 
@@ -539,7 +555,9 @@ impl Ctx {
         }
         for extra in [&["--break-system-packages"][..], &[][..]] {
             let mut cmd = Command::new("python3");
-            cmd.args(["-m", "pip", "install", "--quiet"]).args(extra).arg("virtme-ng");
+            cmd.args(["-m", "pip", "install", "--quiet"])
+                .args(extra)
+                .arg("virtme-ng");
             println!("==> install virtme-ng: {}", display_command(&cmd));
             if cmd.status().is_ok_and(|s| s.success()) {
                 break;
@@ -551,32 +569,49 @@ impl Ctx {
                 return Ok(p);
             }
         }
-        self.which("vng").context("virtme-ng installed but `vng` is not on PATH")
+        self.which("vng")
+            .context("virtme-ng installed but `vng` is not on PATH")
     }
 
     /// Builds the guest test binaries and returns (executable, filter) pairs.
     fn test_executables(&self) -> Result<Vec<(PathBuf, String)>> {
         let mut cmd = self.cargo(false);
-        cmd.args(["test", "--release", "-p", "netta-tests", "--no-run", "--message-format=json"]);
+        cmd.args([
+            "test",
+            "--release",
+            "-p",
+            "netta-tests",
+            "--no-run",
+            "--message-format=json",
+        ]);
         for (bin, _) in kernels::GUEST_TESTS {
             cmd.args(["--test", bin]);
         }
         println!("==> build guest tests: {}", display_command(&cmd));
-        let out = cmd.stderr(Stdio::inherit()).output().context("cargo test --no-run")?;
+        let out = cmd
+            .stderr(Stdio::inherit())
+            .output()
+            .context("cargo test --no-run")?;
         if !out.status.success() {
             bail!("building the guest tests failed");
         }
         let mut exes = std::collections::HashMap::new();
         for line in String::from_utf8_lossy(&out.stdout).lines() {
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
-            if let (Some(name), Some(exe)) = (v["target"]["name"].as_str(), v["executable"].as_str()) {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            if let (Some(name), Some(exe)) =
+                (v["target"]["name"].as_str(), v["executable"].as_str())
+            {
                 exes.insert(name.to_string(), PathBuf::from(exe));
             }
         }
         kernels::GUEST_TESTS
             .iter()
             .map(|(bin, filter)| {
-                let exe = exes.get(*bin).with_context(|| format!("no executable for test {bin}"))?;
+                let exe = exes
+                    .get(*bin)
+                    .with_context(|| format!("no executable for test {bin}"))?;
                 Ok((exe.clone(), filter.to_string()))
             })
             .collect()
@@ -851,7 +886,7 @@ impl Ctx {
         self.ebpf_target_dir()
             .join(BPF_TARGET)
             .join("release")
-            .join("netta")
+            .join("netta-ebpf")
     }
 
     fn netta_bin(&self) -> PathBuf {

@@ -6,7 +6,7 @@
 //! arguments and then the return value, so each shape has its own program and the
 //! loader picks the one matching the kernel's BTF.
 use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::fexit, programs::FExitContext};
-use netta_abi::flag;
+use netta_ebpf::flag;
 
 use crate::maps::TCP_SOCKS;
 use crate::record::{open_if_ready, set_owner};
@@ -30,7 +30,7 @@ fn accepted(ctx: &FExitContext, sk: u64) -> u32 {
     if sk == 0 {
         return 0;
     }
-    let Some(info) = TCP_SOCKS.get_ptr_mut(&sk) else {
+    let Some(info) = TCP_SOCKS.get_ptr_mut(sk) else {
         return 0;
     };
     if unsafe { (*info).flags } & flag::OWNER_UNKNOWN == 0 {

@@ -6,7 +6,7 @@ use aya_ebpf::{
     macros::{fentry, tracepoint},
     programs::{FEntryContext, TracePointContext},
 };
-use netta_abi::{kind, tp::send_reset as f, Event, AF_INET, AF_INET6, IPPROTO_TCP};
+use netta_ebpf::{kind, tp::send_reset as f, Event, AF_INET, AF_INET6, IPPROTO_TCP};
 
 use crate::maps::CONFIG;
 use crate::record::{emit, read_at};

@@ -7,7 +7,7 @@ use aya_ebpf::{
     macros::tracepoint,
     programs::TracePointContext,
 };
-use netta_abi::tp::{sendmsg, sendto};
+use netta_ebpf::tp::{sendmsg, sendto};
 
 use crate::hooks::udp;
 use crate::maps::SEND_DEST;
@@ -21,7 +21,7 @@ fn stash_dest(uaddr: u64) -> Result<(), i64> {
     let raw: [u8; 24] = unsafe { bpf_probe_read_user(uaddr as *const [u8; 24]) }?;
     if let Some(d) = udp::dest_from_sockaddr(&raw) {
         let tid = bpf_get_current_pid_tgid();
-        let _ = SEND_DEST.insert(&tid, &d, BPF_ANY as u64);
+        let _ = SEND_DEST.insert(tid, d, BPF_ANY as u64);
     }
     Ok(())
 }
@@ -53,6 +53,6 @@ pub fn sys_enter_sendmsg(ctx: TracePointContext) -> u32 {
 pub fn sys_exit_send(_ctx: TracePointContext) -> u32 {
     // Clear the stash so a later connected send() on this thread does not reuse it.
     let tid = bpf_get_current_pid_tgid();
-    let _ = SEND_DEST.remove(&tid);
+    let _ = SEND_DEST.remove(tid);
     0
 }

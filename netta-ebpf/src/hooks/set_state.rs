@@ -6,7 +6,7 @@ use aya_ebpf::{
     macros::tracepoint,
     programs::TracePointContext,
 };
-use netta_abi::{
+use netta_ebpf::{
     counter, flag, kind, listener_key, tcp_state as st, tp::set_state as f, Event, ListenerInfo,
     SockInfo, AF_INET, AF_INET6, IPPROTO_TCP,
 };
@@ -109,7 +109,7 @@ fn try_set_state(ctx: &TracePointContext) -> Result<(), i64> {
                 family: t.family,
                 ..SockInfo::zeroed()
             };
-            if TCP_SOCKS.insert(&t.sock, &info, BPF_ANY as u64).is_err() {
+            if TCP_SOCKS.insert(t.sock, info, BPF_ANY as u64).is_err() {
                 bump(counter::MAP_FULL);
             }
         }
@@ -121,12 +121,12 @@ fn try_set_state(ctx: &TracePointContext) -> Result<(), i64> {
                 ..SockInfo::zeroed()
             };
             // NOEXIST: a retransmitted handshake must not reset the start time.
-            let _ = TCP_SOCKS.insert(&t.sock, &info, BPF_NOEXIST as u64);
+            let _ = TCP_SOCKS.insert(t.sock, info, BPF_NOEXIST as u64);
         }
         st::ESTABLISHED => on_established(ctx, &t, now),
         st::FIN_WAIT1 | st::LAST_ACK => {
             // Only close()/shutdown() move a socket here: the owner's own context.
-            if let Some(info) = TCP_SOCKS.get_ptr_mut(&t.sock) {
+            if let Some(info) = TCP_SOCKS.get_ptr_mut(t.sock) {
                 unsafe { (*info).fin_sent = 1 };
                 set_owner(info);
                 open_if_ready(ctx, t.sock, info, now);
@@ -135,7 +135,7 @@ fn try_set_state(ctx: &TracePointContext) -> Result<(), i64> {
         st::LISTEN => {
             let (pid, comm) = current_owner();
             let l = ListenerInfo { pid, _pad: 0, comm };
-            let _ = LISTENERS.insert(&listener_key(t.family, t.local_port), &l, BPF_ANY as u64);
+            let _ = LISTENERS.insert(listener_key(t.family, t.local_port), l, BPF_ANY as u64);
             let mut ev = event_from_transition(kind::LISTEN_STARTED, &t, now);
             ev.pid = pid;
             ev.comm = comm;
@@ -149,7 +149,7 @@ fn try_set_state(ctx: &TracePointContext) -> Result<(), i64> {
 
 #[inline(always)]
 fn on_established(ctx: &TracePointContext, t: &Transition, now: u64) {
-    let ptr = match TCP_SOCKS.get_ptr_mut(&t.sock) {
+    let ptr = match TCP_SOCKS.get_ptr_mut(t.sock) {
         Some(p) => p,
         None => {
             // Handshake began before netta attached, or the LRU evicted the entry.
@@ -164,13 +164,10 @@ fn on_established(ctx: &TracePointContext, t: &Transition, now: u64) {
                 family: t.family,
                 ..SockInfo::zeroed()
             };
-            if TCP_SOCKS
-                .insert(&t.sock, &info, BPF_NOEXIST as u64)
-                .is_err()
-            {
+            if TCP_SOCKS.insert(t.sock, info, BPF_NOEXIST as u64).is_err() {
                 bump(counter::MAP_FULL);
             }
-            match TCP_SOCKS.get_ptr_mut(&t.sock) {
+            match TCP_SOCKS.get_ptr_mut(t.sock) {
                 Some(p) => p,
                 None => return,
             }
@@ -185,7 +182,7 @@ fn on_established(ctx: &TracePointContext, t: &Transition, now: u64) {
     i.remote_port = t.remote_port;
     if i.flags & flag::OWNER_UNKNOWN != 0 {
         let mut ev = event_from_info(kind::PENDING, t.sock, i, now);
-        if let Some(l) = unsafe { LISTENERS.get(&listener_key(i.family, i.local_port)) } {
+        if let Some(l) = unsafe { LISTENERS.get(listener_key(i.family, i.local_port)) } {
             ev.pid = l.pid;
             ev.comm = l.comm;
             ev.flags = (ev.flags & !flag::OWNER_UNKNOWN) | flag::OWNER_FROM_LISTENER;
@@ -201,20 +198,20 @@ fn on_close(ctx: &TracePointContext, t: &Transition, now: u64) {
         st::LISTEN => {
             let key = listener_key(t.family, t.local_port);
             let mut ev = event_from_transition(kind::LISTEN_STOPPED, t, now);
-            if let Some(l) = unsafe { LISTENERS.get(&key) } {
+            if let Some(l) = unsafe { LISTENERS.get(key) } {
                 ev.pid = l.pid;
                 ev.comm = l.comm;
                 let (pid, _) = current_owner();
                 // Another SO_REUSEPORT listener on the port may still be open.
                 if l.pid == pid {
-                    let _ = LISTENERS.remove(&key);
+                    let _ = LISTENERS.remove(key);
                 }
             }
             emit(&ev, ctx);
         }
         st::SYN_SENT => {
             let mut ev = event_from_transition(kind::FAILED, t, now);
-            if let Some(i) = unsafe { TCP_SOCKS.get(&t.sock) } {
+            if let Some(i) = unsafe { TCP_SOCKS.get(t.sock) } {
                 ev.pid = i.pid;
                 ev.comm = i.comm;
                 ev.start_ns = i.start_ns;
@@ -223,23 +220,23 @@ fn on_close(ctx: &TracePointContext, t: &Transition, now: u64) {
                 ev.flags = flag::INITIATOR | flag::OWNER_UNKNOWN | flag::PARTIAL;
             }
             emit(&ev, ctx);
-            let _ = TCP_SOCKS.remove(&t.sock);
+            let _ = TCP_SOCKS.remove(t.sock);
         }
         st::SYN_RECV => {
             // Handshake never completed; nothing was opened.
-            let _ = TCP_SOCKS.remove(&t.sock);
+            let _ = TCP_SOCKS.remove(t.sock);
         }
         _ => {
-            match TCP_SOCKS.get_ptr_mut(&t.sock) {
+            match TCP_SOCKS.get_ptr_mut(t.sock) {
                 Some(ptr) => {
                     let i = unsafe { &mut *ptr };
                     if i.established == 0 {
-                        let _ = TCP_SOCKS.remove(&t.sock);
+                        let _ = TCP_SOCKS.remove(t.sock);
                         return;
                     }
                     if i.flags & flag::OWNER_UNKNOWN != 0 {
                         let key = listener_key(i.family, i.local_port);
-                        if let Some(l) = unsafe { LISTENERS.get(&key) } {
+                        if let Some(l) = unsafe { LISTENERS.get(key) } {
                             i.pid = l.pid;
                             i.comm = l.comm;
                             i.flags = (i.flags & !flag::OWNER_UNKNOWN) | flag::OWNER_FROM_LISTENER;
@@ -255,7 +252,7 @@ fn on_close(ctx: &TracePointContext, t: &Transition, now: u64) {
                     ev.old_state = t.old;
                     ev.new_state = st::CLOSE;
                     emit(&ev, ctx);
-                    let _ = TCP_SOCKS.remove(&t.sock);
+                    let _ = TCP_SOCKS.remove(t.sock);
                 }
                 None => {
                     // Opened before netta started (or evicted): still report the end,
@@ -290,7 +287,10 @@ fn read_byte_counters(sock: u64, i: &mut SockInfo) {
         sent = sent.saturating_sub(1);
     }
     if i.fin_sent != 0 {
-        if let (Ok(una), Ok(wseq)) = (read_at::<u32>(sock, cfg.off_snd_una), read_at::<u32>(sock, cfg.off_write_seq)) {
+        if let (Ok(una), Ok(wseq)) = (
+            read_at::<u32>(sock, cfg.off_snd_una),
+            read_at::<u32>(sock, cfg.off_write_seq),
+        ) {
             if una == wseq {
                 sent = sent.saturating_sub(1);
             }
@@ -306,4 +306,3 @@ fn read_byte_counters(sock: u64, i: &mut SockInfo) {
     i.bytes_sent = sent;
     i.bytes_recv = recv;
 }
-

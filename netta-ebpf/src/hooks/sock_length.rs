@@ -6,7 +6,7 @@ use aya_ebpf::{
     macros::tracepoint,
     programs::TracePointContext,
 };
-use netta_abi::{flag, tp::sock_len as f, IPPROTO_TCP, IPPROTO_UDP};
+use netta_ebpf::{flag, tp::sock_len as f, IPPROTO_TCP, IPPROTO_UDP};
 
 use crate::hooks::udp;
 use crate::maps::{CONFIG, SEND_DEST, TCP_SOCKS};
@@ -37,7 +37,7 @@ fn try_sock_length(ctx: &TracePointContext, send: bool) -> Result<(), i64> {
     let protocol: u16 = field(ctx, f::PROTOCOL)?;
     if protocol == IPPROTO_TCP as u16 {
         let sk: u64 = field(ctx, f::SK)?;
-        let Some(info) = TCP_SOCKS.get_ptr_mut(&sk) else {
+        let Some(info) = TCP_SOCKS.get_ptr_mut(sk) else {
             return Ok(());
         };
         if unsafe { (*info).flags } & flag::OWNER_UNKNOWN == 0 {
@@ -51,7 +51,7 @@ fn try_sock_length(ctx: &TracePointContext, send: bool) -> Result<(), i64> {
         let family: u16 = field(ctx, f::FAMILY)?;
         let sk: u64 = field(ctx, f::SK)?;
         let tid = bpf_get_current_pid_tgid();
-        let dest = unsafe { SEND_DEST.get(&tid) };
+        let dest = unsafe { SEND_DEST.get(tid) };
         udp::account(ctx, sk, family, ret, dest)?;
     }
     Ok(())

@@ -2,7 +2,7 @@
 //! in the kernel (a SYN flood retransmits for every half-open connection, far too
 //! many to stream).
 use aya_ebpf::{bindings::BPF_NOEXIST, macros::tracepoint, programs::TracePointContext};
-use netta_abi::{listener_key, tp::synack as f};
+use netta_ebpf::{listener_key, tp::synack as f};
 
 use crate::maps::{CONFIG, SYNACK_RETRANS};
 use crate::record::{add, read_at};
@@ -18,10 +18,10 @@ pub fn tcp_retransmit_synack(ctx: TracePointContext) -> u32 {
         return 1;
     };
     let key = listener_key(family, port);
-    match SYNACK_RETRANS.get_ptr_mut(&key) {
+    match SYNACK_RETRANS.get_ptr_mut(key) {
         Some(n) => add(n, 1),
         None => {
-            let _ = SYNACK_RETRANS.insert(&key, &1, BPF_NOEXIST as u64);
+            let _ = SYNACK_RETRANS.insert(key, 1, BPF_NOEXIST as u64);
         }
     }
     0

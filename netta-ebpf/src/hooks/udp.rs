@@ -1,7 +1,7 @@
 //! UDP flow accounting, shared by both send paths: one map entry per (socket,
 //! destination) counted in the kernel, and one record for the flow's first datagram.
 use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_ns, EbpfContext};
-use netta_abi::{
+use netta_ebpf::{
     flag, kind, Event, SendDest, UdpFlowKey, UdpFlowStats, AF_INET, AF_INET6, IPPROTO_UDP,
 };
 
@@ -66,7 +66,7 @@ pub fn account<C: EbpfContext>(
         key.remote_port = u16::from_be(dport);
     }
     let now = unsafe { bpf_ktime_get_ns() };
-    if let Some(s) = UDP_FLOWS.get_ptr_mut(&key) {
+    if let Some(s) = UDP_FLOWS.get_ptr_mut(key) {
         let s = unsafe { &mut *s };
         add(&mut s.packets, 1);
         add(&mut s.bytes, ret as u64);
@@ -94,9 +94,9 @@ pub fn account<C: EbpfContext>(
         _pad: 0,
         comm,
     };
-    if UDP_FLOWS.insert(&key, &stats, BPF_NOEXIST as u64).is_err() {
+    if UDP_FLOWS.insert(key, stats, BPF_NOEXIST as u64).is_err() {
         // Lost a race with another CPU inserting the same flow: count there instead.
-        if let Some(s) = UDP_FLOWS.get_ptr_mut(&key) {
+        if let Some(s) = UDP_FLOWS.get_ptr_mut(key) {
             let s = unsafe { &mut *s };
             add(&mut s.packets, 1);
             add(&mut s.bytes, ret as u64);

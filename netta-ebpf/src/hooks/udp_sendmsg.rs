@@ -3,7 +3,7 @@
 //! destination is `msg->msg_name`, already copied into kernel memory, so no syscall
 //! tracepoint has to stash it.
 use aya_ebpf::{macros::fexit, programs::FExitContext};
-use netta_abi::{AF_INET, AF_INET6};
+use netta_ebpf::{AF_INET, AF_INET6};
 
 use crate::hooks::udp;
 use crate::maps::CONFIG;

@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
     let mut det = Detector::new(Rules::default(), Services::builtin(), 0);
     let mut alerts = Vec::new();
     let _ = ConnEvent::decode(data);
-    for rec in data.chunks(netta_abi::EVENT_SIZE) {
+    for rec in data.chunks(netta_ebpf::EVENT_SIZE) {
         if let Ok(ev) = ConnEvent::decode(rec) {
             det.observe(&ev, &mut alerts);
             table.apply(&ev);

@@ -524,7 +524,7 @@ async fn kernel_poll_loop(
         let lost = maps
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .counter(netta_abi::counter::LOST);
+            .counter(netta_ebpf::counter::LOST);
         if lost > lost_seen {
             let mut batch = vec![ConnEvent::lost(mono_now(), lost - lost_seen)];
             lost_seen = lost;
@@ -603,8 +603,8 @@ fn sweep_udp(shared: &Shared, maps: &Mutex<ebpf::Maps>, idle_before: u64) {
     shared.publish(&events);
 }
 
-fn flow_remote(k: &netta_abi::UdpFlowKey) -> SocketAddr {
-    let ip = if k.family == netta_abi::AF_INET {
+fn flow_remote(k: &netta_ebpf::UdpFlowKey) -> SocketAddr {
+    let ip = if k.family == netta_ebpf::AF_INET {
         std::net::IpAddr::from([
             k.remote_addr[0],
             k.remote_addr[1],

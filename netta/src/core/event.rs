@@ -1,9 +1,9 @@
-//! Typed connection events, decoded from the kernel ABI (`netta_abi::Event`) or
+//! Typed connection events, decoded from the kernel ABI (`netta_ebpf::Event`) or
 //! synthesised by the /proc poller. Everything downstream (table, JSON, detection)
 //! sees only these.
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use netta_abi::{flag, kind, tcp_state, AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP};
+use netta_ebpf::{flag, kind, tcp_state, AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP};
 
 use crate::core::sanitize::Comm;
 
@@ -231,7 +231,7 @@ pub struct ConnEvent {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
-    #[error("record of {0} bytes is shorter than an event ({size} bytes)", size = netta_abi::EVENT_SIZE)]
+    #[error("record of {0} bytes is shorter than an event ({size} bytes)", size = netta_ebpf::EVENT_SIZE)]
     Short(usize),
     #[error("unknown record kind {0}")]
     Kind(u8),
@@ -264,11 +264,11 @@ fn addr(family: u16, raw: &[u8; 16], port: u16) -> SocketAddr {
 impl ConnEvent {
     /// Decodes one untrusted kernel record.
     pub fn decode(buf: &[u8]) -> Result<ConnEvent, DecodeError> {
-        let raw = netta_abi::Event::from_bytes(buf).ok_or(DecodeError::Short(buf.len()))?;
+        let raw = netta_ebpf::Event::from_bytes(buf).ok_or(DecodeError::Short(buf.len()))?;
         ConnEvent::from_raw(&raw)
     }
 
-    pub fn from_raw(raw: &netta_abi::Event) -> Result<ConnEvent, DecodeError> {
+    pub fn from_raw(raw: &netta_ebpf::Event) -> Result<ConnEvent, DecodeError> {
         let action = match raw.kind {
             kind::OPENED => Action::Opened,
             kind::CLOSED => Action::Closed,
@@ -359,8 +359,8 @@ impl ConnEvent {
 mod tests {
     use super::*;
 
-    fn raw(kind: u8) -> netta_abi::Event {
-        let mut e = netta_abi::Event::zeroed();
+    fn raw(kind: u8) -> netta_ebpf::Event {
+        let mut e = netta_ebpf::Event::zeroed();
         e.kind = kind;
         e.family = AF_INET;
         e.protocol = IPPROTO_TCP;
@@ -443,7 +443,7 @@ mod tests {
     fn abi_layout_is_what_the_kernel_writes() {
         // The kernel program compiles the same struct; these pin the wire format.
         use core::mem::{offset_of, size_of};
-        use netta_abi::Event as E;
+        use netta_ebpf::Event as E;
         assert_eq!(size_of::<E>(), 112);
         assert_eq!(offset_of!(E, ts_ns), 0);
         assert_eq!(offset_of!(E, sock), 8);
@@ -456,9 +456,9 @@ mod tests {
         assert_eq!(offset_of!(E, family), 88);
         assert_eq!(offset_of!(E, kind), 90);
         assert_eq!(offset_of!(E, comm), 96);
-        assert_eq!(size_of::<netta_abi::SockInfo>(), 88);
-        assert_eq!(size_of::<netta_abi::UdpFlowKey>(), 32);
-        assert_eq!(size_of::<netta_abi::UdpFlowStats>(), 72);
-        assert_eq!(size_of::<netta_abi::Config>(), 80);
+        assert_eq!(size_of::<netta_ebpf::SockInfo>(), 88);
+        assert_eq!(size_of::<netta_ebpf::UdpFlowKey>(), 32);
+        assert_eq!(size_of::<netta_ebpf::UdpFlowStats>(), 72);
+        assert_eq!(size_of::<netta_ebpf::Config>(), 80);
     }
 }

@@ -229,7 +229,10 @@ mod tests {
         assert!(btf.member_offset("tcp_sock", "bytes_acked").is_some());
         assert_eq!(btf.member_offset("sock_common", "skc_v6_daddr"), Some(56));
         assert_eq!(btf.func_params("udp_sendmsg"), Some(3));
-        assert!(matches!(btf.func_params("inet_csk_accept"), Some(2) | Some(4)));
+        assert!(matches!(
+            btf.func_params("inet_csk_accept"),
+            Some(2) | Some(4)
+        ));
         assert_eq!(btf.func_params("no_such_function_here"), None);
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerfEventArray, RingBuf};
 use aya::programs::{FEntry, FExit, TracePoint};
 use aya::{Ebpf, EbpfLoader};
-use netta_abi::{maps, Config, UdpFlowKey, UdpFlowStats};
+use netta_ebpf::{maps, Config, UdpFlowKey, UdpFlowStats};
 use tokio::io::unix::AsyncFd;
 
 use crate::host::probe::{self, Attach, Capability, Choice, Mechanism};
@@ -254,13 +254,15 @@ fn attach<'a>(
             Attach::Tracepoint((cat, point)) => {
                 let p: &mut TracePoint = prog.try_into().map_err(|e| format!("{name}: {e}"))?;
                 if first {
-                    p.load()
-                        .map_err(|e| format!("the kernel refused program {name}: {}", one_line(e)))?;
+                    p.load().map_err(|e| {
+                        format!("the kernel refused program {name}: {}", one_line(e))
+                    })?;
                 }
                 // One program may serve several hooks; attach it once per mechanism.
                 if first || m.programs.iter().filter(|(n, _)| n == name).count() > 1 {
-                    p.attach(cat, point)
-                        .map_err(|e| format!("attaching to tracepoint {cat}:{point} failed: {e}"))?;
+                    p.attach(cat, point).map_err(|e| {
+                        format!("attaching to tracepoint {cat}:{point} failed: {e}")
+                    })?;
                 }
             }
             Attach::FExit(f) | Attach::FEntry(f) => {
@@ -272,12 +274,10 @@ fn attach<'a>(
                 let btf = kernel_btf.as_ref().expect("just set");
                 let res = if matches!(how, Attach::FExit(_)) {
                     let p: &mut FExit = prog.try_into().map_err(|e| format!("{name}: {e}"))?;
-                    p.load(f, btf)
-                        .and_then(|()| p.attach().map(drop))
+                    p.load(f, btf).and_then(|()| p.attach().map(drop))
                 } else {
                     let p: &mut FEntry = prog.try_into().map_err(|e| format!("{name}: {e}"))?;
-                    p.load(f, btf)
-                        .and_then(|()| p.attach().map(drop))
+                    p.load(f, btf).and_then(|()| p.attach().map(drop))
                 };
                 res.map_err(|e| format!("attaching to {f} failed: {}", one_line(e)))?;
             }
@@ -460,7 +460,7 @@ async fn read_perf<S: RecordSink>(
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let drain = |buf: &mut aya::maps::perf::PerfEventArrayBuffer<MapData>, sink: &mut S| {
-        let mut joined = [0u8; netta_abi::EVENT_SIZE];
+        let mut joined = [0u8; netta_ebpf::EVENT_SIZE];
         buf.for_each(|e| match e {
             aya::maps::perf::PerfEvent::Sample { head, tail } => {
                 if tail.is_empty() {

@@ -6,7 +6,7 @@
 //! attach rules it out too. No kernel version is ever compared.
 use std::path::Path;
 
-use netta_abi::{func, prog, tp};
+use netta_ebpf::{func, prog, tp};
 
 use crate::host::{btf::Btf, tracefs};
 
@@ -154,10 +154,7 @@ pub fn mechanisms(cap: Capability, accept_params: Option<usize>) -> Vec<Mechanis
             ]),
         ],
         Capability::Resets => vec![
-            Mechanism::new(vec![(
-                prog::SEND_RESET,
-                Attach::Tracepoint(tp::SEND_RESET),
-            )]),
+            Mechanism::new(vec![(prog::SEND_RESET, Attach::Tracepoint(tp::SEND_RESET))]),
             Mechanism::new(vec![
                 (prog::RESET_V4, Attach::FEntry(func::RESET_V4)),
                 (prog::RESET_V6, Attach::FEntry(func::RESET_V6)),
@@ -203,7 +200,12 @@ fn matches_disabled(label: &str, disabled: &[String]) -> bool {
 }
 
 /// Why `m` cannot work here, from tracefs and BTF alone (`None`: worth attaching).
-fn static_check(m: &Mechanism, tracefs_root: &Path, btf: &Btf, disabled: &[String]) -> Option<String> {
+fn static_check(
+    m: &Mechanism,
+    tracefs_root: &Path,
+    btf: &Btf,
+    disabled: &[String],
+) -> Option<String> {
     if matches_disabled(&m.label, disabled) {
         return Some("disabled by NETTA_DISABLE_HOOKS".into());
     }
@@ -224,7 +226,10 @@ fn static_check(m: &Mechanism, tracefs_root: &Path, btf: &Btf, disabled: &[Strin
                     if f.exists() {
                         Ok(())
                     } else {
-                        Err(format!("tracepoint {}:{} is not available", point.0, point.1))
+                        Err(format!(
+                            "tracepoint {}:{} is not available",
+                            point.0, point.1
+                        ))
                     }
                 } else {
                     tracefs::check_layout(tracefs_root, *point, layout)
@@ -297,7 +302,9 @@ mod tests {
     fn labels_name_each_hook_once() {
         let udp = mechanisms(Capability::UdpFlows, Some(2));
         assert_eq!(udp[0].label, "fexit:udp_sendmsg+fexit:udpv6_sendmsg");
-        assert!(udp[1].label.starts_with("tracepoint:sock:sock_send_length+"));
+        assert!(udp[1]
+            .label
+            .starts_with("tracepoint:sock:sock_send_length+"));
         assert_eq!(
             udp[1].label.matches("sys_exit_sendto").count(),
             1,
@@ -331,7 +338,12 @@ mod tests {
         };
         let choices = plan(&root, &btf, &[], &[]);
         for c in &choices {
-            assert!(c.chosen.is_some(), "{}: {}", c.capability.name(), c.reason());
+            assert!(
+                c.chosen.is_some(),
+                "{}: {}",
+                c.capability.name(),
+                c.reason()
+            );
         }
         // Ruling out every fexit/fentry falls back to tracepoints, hook by hook.
         let choices = plan(&root, &btf, &[], &["fexit".into(), "fentry".into()]);

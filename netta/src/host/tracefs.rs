@@ -167,9 +167,9 @@ print fmt: \"family=%s\", REC->family
         assert_eq!(fields[1].name, "skaddr");
         assert_eq!(fields[8].name, "saddr");
         compare(
-            netta_abi::tp::SET_STATE,
+            netta_ebpf::tp::SET_STATE,
             &fields,
-            netta_abi::tp::SET_STATE_FIELDS,
+            netta_ebpf::tp::SET_STATE_FIELDS,
         )
         .unwrap();
     }
@@ -179,18 +179,18 @@ print fmt: \"family=%s\", REC->family
         let moved = SET_STATE.replace("offset:28;", "offset:44;");
         let fields = parse_format(moved.as_bytes()).unwrap();
         let err = compare(
-            netta_abi::tp::SET_STATE,
+            netta_ebpf::tp::SET_STATE,
             &fields,
-            netta_abi::tp::SET_STATE_FIELDS,
+            netta_ebpf::tp::SET_STATE_FIELDS,
         )
         .unwrap_err();
         assert!(err.contains("`family` is at offset 44"), "{err}");
         let missing = SET_STATE.replace("protocol", "proto");
         let fields = parse_format(missing.as_bytes()).unwrap();
         let err = compare(
-            netta_abi::tp::SET_STATE,
+            netta_ebpf::tp::SET_STATE,
             &fields,
-            netta_abi::tp::SET_STATE_FIELDS,
+            netta_ebpf::tp::SET_STATE_FIELDS,
         )
         .unwrap_err();
         assert!(err.contains("no field `protocol`"), "{err}");
