@@ -7,5 +7,6 @@ fuzz_target!(|data: &[u8]| {
     let _ = tracefs::parse_format(data);
     if let Ok(btf) = Btf::parse(data.to_vec()) {
         let _ = btf.member_offset("tcp_sock", "bytes_received");
+        let _ = btf.func_params("inet_csk_accept");
     }
 });
