@@ -5,6 +5,7 @@ use libfuzzer_sys::fuzz_target;
 use netta::detect::{Detector, Rules};
 use netta::core::event::ConnEvent;
 use netta::core::services::Services;
+use netta::core::pipeline;
 use netta::core::table::{Limits, Table};
 
 fuzz_target!(|data: &[u8]| {
@@ -15,12 +16,8 @@ fuzz_target!(|data: &[u8]| {
     let mut det = Detector::new(Rules::default(), Services::builtin(), 0);
     let mut alerts = Vec::new();
     let _ = ConnEvent::decode(data);
-    for rec in data.chunks(netta_abi::EVENT_SIZE) {
-        if let Ok(ev) = ConnEvent::decode(rec) {
-            det.observe(&ev, &mut alerts);
-            table.apply(&ev);
-        }
-    }
+    let mut batch = Vec::new();
+    pipeline::ingest(data, netta_abi::EVENT_SIZE, &mut batch, &mut det, &mut table, &mut alerts);
     let snap = table.snapshot();
     det.scan_table(&snap, u64::MAX / 2, &mut alerts);
     assert!(table.len() <= 64);

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::agent::{Agent, Shared};
-use crate::core::services::Services;
+use crate::host::containers::Containers;
 use crate::render::{alert, ecs as json, list as view, report, stats, style};
 use crate::settings::cli::{
     DetectArgs, EventsArgs, ExportArgs, Global, ListArgs, MonitorArgs, StatsArgs,
@@ -37,6 +37,7 @@ pub async fn events(global: &Global, args: &EventsArgs) -> anyhow::Result<()> {
     let mut rx = agent.shared.subscribe(1 << 14);
     eprintln!("netta: ready ({})", agent.mode().describe());
     let clock = agent.shared.clock;
+    let mut containers = Containers::new();
     let mut buf = Vec::with_capacity(1 << 16);
     let stdout = std::io::stdout();
     let stop = stop_signal();
@@ -62,10 +63,10 @@ pub async fn events(global: &Global, args: &EventsArgs) -> anyhow::Result<()> {
             }
             ev = rx.recv() => {
                 let Some(ev) = ev else { break };
-                ev.write_json(&mut buf, &clock);
+                ev.write_json(&mut buf, &clock, &mut containers);
                 while buf.len() < (1 << 16) {
                     match rx.try_recv() {
-                        Ok(ev) => ev.write_json(&mut buf, &clock),
+                        Ok(ev) => ev.write_json(&mut buf, &clock, &mut containers),
                         Err(_) => break,
                     }
                 }
@@ -86,7 +87,7 @@ pub async fn events(global: &Global, args: &EventsArgs) -> anyhow::Result<()> {
     agent.shutdown().await;
     if !reader_gone {
         while let Ok(ev) = rx.try_recv() {
-            ev.write_json(&mut buf, &clock);
+            ev.write_json(&mut buf, &clock, &mut containers);
         }
         if let Err(e) = write(&mut buf) {
             if !is_broken_pipe(&e) {
@@ -138,7 +139,7 @@ pub async fn list(global: &Global, args: &ListArgs) -> anyhow::Result<()> {
 
 pub async fn stats(global: &Global, args: &StatsArgs) -> anyhow::Result<()> {
     let agent = start_and_watch(global, args.watch).await?;
-    let st = stats::compute(&agent.shared.snapshot(), &Services::load());
+    let st = stats::compute(&agent.shared.snapshot(), agent.shared.services());
     agent.shutdown().await;
     if args.json {
         print_out(&(serde_json::to_string_pretty(&stats::to_json(&st))? + "\n"))
@@ -339,14 +340,13 @@ fn agent_options(
             ring_bytes: global.ring_size,
             ..Default::default()
         },
-        reconcile_every: global.reconcile_interval,
-        poll_every: global.poll_interval,
-        udp_idle: global.udp_idle,
+        reconcile_every: global.reconcile_interval.0,
+        poll_every: global.poll_interval.0,
+        udp_idle: global.udp_idle.0,
         limits: crate::core::table::Limits {
             max_live: global.max_connections,
             max_history: global.history_size,
         },
         rules,
-        ..Default::default()
     })
 }

@@ -3,7 +3,6 @@ use std::path::Path;
 
 use crate::agent::Shared;
 use crate::core::event::State;
-use crate::core::services::Services;
 use crate::detect;
 use crate::render::{alert, list, report, stats};
 
@@ -19,7 +18,7 @@ pub fn render_view(shared: &Shared, v: View) -> String {
     let (title, states) = match v {
         View::All => ("ACTIVE NETWORK CONNECTIONS", vec![]),
         View::Established => ("ESTABLISHED CONNECTIONS", vec![State::Established]),
-        View::Listening => ("LISTENING PORTS", vec![State::Listen, State::Unconn]),
+        View::Listening => ("LISTENING PORTS", State::LISTENERS.to_vec()),
     };
     let filter = crate::core::filter::Filter {
         states,
@@ -29,7 +28,7 @@ pub fn render_view(shared: &Shared, v: View) -> String {
 }
 
 pub fn render_stats(shared: &Shared) -> String {
-    stats::render(&stats::compute(&shared.snapshot(), &Services::load()))
+    stats::render(&stats::compute(&shared.snapshot(), shared.services()))
 }
 
 /// Every incident since the agent started, after a fresh look at the table.

@@ -23,6 +23,7 @@ pub use alert::{Alert, RuleId, Severity};
 pub use rules::Rules;
 
 use crate::core::event::{Action, ConnEvent, Direction};
+use crate::core::pipeline::Observe;
 use crate::core::services::Services;
 use crate::core::table::Snapshot;
 use alert::Finding;
@@ -167,6 +168,13 @@ impl Detector {
         for f in found {
             self.fire(Some(f), now, out);
         }
+    }
+}
+
+impl Observe for Detector {
+    type Alert = Alert;
+    fn observe(&mut self, ev: &ConnEvent, out: &mut Vec<Alert>) {
+        Detector::observe(self, ev, out)
     }
 }
 

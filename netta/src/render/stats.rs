@@ -137,10 +137,6 @@ impl Stats {
     }
 }
 
-fn is_listener(c: &Conn) -> bool {
-    c.state == State::Listen || (c.proto == Proto::Udp && c.state == State::Unconn)
-}
-
 /// The port a row counts for in "Top Active Ports": the remote port when it is a
 /// service (known, or below 1024), else the local one; listeners count their own.
 /// The service side of a connection: the remote port when this host connected,
@@ -202,7 +198,7 @@ pub fn compute(snap: &Snapshot, services: &Services) -> Stats {
         if c.has_peer() && c.state.is_active() {
             active += 1;
         }
-        if is_listener(c) {
+        if c.state.is_listener() {
             listening.insert((c.proto, c.local.port()));
         }
         if c.has_peer() {
@@ -872,7 +868,7 @@ mod view_snapshots {
 
     #[test]
     fn list_listening() {
-        insta::assert_snapshot!(list("LISTENING PORTS", vec![State::Listen]));
+        insta::assert_snapshot!(list("LISTENING PORTS", State::LISTENERS.to_vec()));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use toml::Spanned;
 use crate::host::ebpf::Transport;
 use crate::settings::sink_spec::SinkSpec;
 
-pub const DEFAULT_PATH: &str = "/etc/netta/netta.toml";
+pub use crate::settings::defaults::CONFIG_PATH as DEFAULT_PATH;
 
 #[derive(Debug, thiserror::Error)]
 #[error("config file {path}{}: {reason}", line.map(|l| format!(" line {l}")).unwrap_or_default())]
