@@ -4,6 +4,12 @@
 //! Layers, lower first; a module imports only from its own layer or lower ones
 //! (see `docs/architecture.md`): `core` (pure), `host` (the OS), `detect`,
 //! `settings`, `render`, `agent`, `sink` and `metrics`, `app`.
+#![warn(unused_crate_dependencies)]
+
+// Used by the benchmark only; named so the lint above holds for unit tests too.
+#[cfg(test)]
+use criterion as _;
+
 pub mod core;
 pub mod host;
 
