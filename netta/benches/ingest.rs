@@ -2,12 +2,8 @@
 //! applying them to the live table (and the detector), on one core, with no kernel.
 //! Run with `cargo bench -p netta --bench ingest` (or `cargo xtask bench`).
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use netta::core::event::ConnEvent;
-use netta::core::pipeline::{self, BATCH};
-use netta::core::services::Services;
-use netta::core::table::{Limits, Table};
-use netta::detect::{Detector, Rules};
-use netta::host::containers::Containers;
+use netta::api::pipeline::{self, BATCH};
+use netta::api::{ConnEvent, Containers, Detector, Limits, Rules, Services, Table};
 use netta_abi::{flag, kind, Event, AF_INET, EVENT_SIZE, IPPROTO_TCP};
 
 /// A loopback workload like `ab` against a local server: for each connection, the
@@ -84,7 +80,7 @@ fn ingest(c: &mut Criterion) {
         )
     });
     g.bench_function("decode+json-line", |b| {
-        let clock = netta::core::clock::Clock::new();
+        let clock = netta::api::Clock::new();
         // As a sink does: one container lookup per line, from its own cache.
         let mut containers = Containers::new();
         let mut out = Vec::with_capacity(1 << 20);
@@ -93,7 +89,7 @@ fn ingest(c: &mut Criterion) {
             for rec in raw.chunks_exact(EVENT_SIZE) {
                 if let Ok(ev) = ConnEvent::decode(rec) {
                     let id = containers.of(ev.pid);
-                    netta::render::ecs::write_line(&mut out, &ev, &clock, id.as_deref());
+                    netta::api::write_line(&mut out, &ev, &clock, id.as_deref());
                 }
                 if out.len() > (1 << 20) {
                     bytes += out.len();

@@ -1,3 +1,3 @@
 fn main() {
-    std::process::exit(netta::app::main());
+    std::process::exit(netta::main());
 }

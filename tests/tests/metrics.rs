@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use netta::agent::{Agent, AgentOptions, Mode, Shared};
-use netta::metrics;
+use netta::api::metrics;
+use netta::api::{Agent, AgentOptions, Mode, Shared};
 use netta_tests::{ebpf_available, have_tool};
 
 const CONNS: usize = 20;

@@ -2,11 +2,7 @@
 //! decoded events keeps the table and the detector consistent (no panics).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use netta::detect::{Detector, Rules};
-use netta::core::event::ConnEvent;
-use netta::core::services::Services;
-use netta::core::pipeline;
-use netta::core::table::{Limits, Table};
+use netta::api::{pipeline, ConnEvent, Detector, Limits, Rules, Services, Table};
 
 fuzz_target!(|data: &[u8]| {
     let mut table = Table::new(Limits {

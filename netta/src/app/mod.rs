@@ -235,7 +235,7 @@ pub async fn detect(s: &Settings, args: &DetectArgs) -> anyhow::Result<()> {
     let clock = agent.shared.clock;
     agent.shutdown().await;
     if args.json {
-        let v: Vec<_> = found.iter().map(|a| alert::to_json(a, &clock)).collect();
+        let v: Vec<_> = found.iter().map(|a| json::alert_value(a, &clock)).collect();
         print_out(&(serde_json::to_string_pretty(&v)? + "\n"))
     } else {
         print_out(&style::for_stdout(&alert::render(&found)))

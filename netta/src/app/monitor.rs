@@ -48,7 +48,7 @@ pub async fn run(
                     Some(Record::Alert(a)) => {
                         summary.alerts += 1;
                         if opts.json {
-                            out(&(serde_json::json!({ "alert": crate::render::alert::to_json(&a, &shared.clock) }).to_string() + "\n"));
+                            out(&(serde_json::json!({ "alert": crate::render::ecs::alert_value(&a, &shared.clock) }).to_string() + "\n"));
                         } else {
                             out(&format!("  ⚠  {}\n", a.message));
                         }

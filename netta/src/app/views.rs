@@ -3,6 +3,7 @@ use std::path::Path;
 
 use crate::agent::Shared;
 use crate::core::event::State;
+use crate::core::filter::Filter;
 use crate::detect;
 use crate::render::{alert, list, report, stats};
 
@@ -15,14 +16,16 @@ pub enum View {
 
 pub fn render_view(shared: &Shared, v: View) -> String {
     let snap = shared.snapshot();
-    let (title, states) = match v {
-        View::All => ("ACTIVE NETWORK CONNECTIONS", vec![]),
-        View::Established => ("ESTABLISHED CONNECTIONS", vec![State::Established]),
-        View::Listening => ("LISTENING PORTS", State::LISTENERS.to_vec()),
-    };
-    let filter = crate::core::filter::Filter {
-        states,
-        ..Default::default()
+    let (title, filter) = match v {
+        View::All => ("ACTIVE NETWORK CONNECTIONS", Filter::default()),
+        View::Established => (
+            "ESTABLISHED CONNECTIONS",
+            Filter {
+                states: vec![State::Established],
+                ..Filter::default()
+            },
+        ),
+        View::Listening => ("LISTENING PORTS", Filter::listening()),
     };
     list::render_list(title, &crate::core::filter::select(&snap, &filter))
 }

@@ -4,7 +4,7 @@
 //! incidents ([`incident`]): one alert per incident, evidence that keeps coming
 //! updates the open incident, which re-arms after a quiet period. The text and
 //! JSON of alerts are rendered in `render::alert`.
-mod alert;
+pub(crate) mod alert;
 mod incident;
 pub mod rules;
 mod window;
@@ -19,7 +19,7 @@ mod port_scan;
 mod syn_flood;
 mod unusual_high_port;
 
-pub use alert::{Alert, RuleId, Severity};
+pub use alert::{Alert, RuleId};
 pub use rules::Rules;
 
 use crate::core::event::{Action, ConnEvent, Direction};
@@ -176,14 +176,6 @@ impl Observe for Detector {
     fn observe(&mut self, ev: &ConnEvent, out: &mut Vec<Alert>) {
         Detector::observe(self, ev, out)
     }
-}
-
-/// The original tool's rules on one snapshot, without incident state (one-shot use).
-pub fn scan(snap: &Snapshot, services: &Services, rules: &Rules, now_ns: u64) -> Vec<Alert> {
-    let mut d = Detector::new(rules.clone(), services.clone(), 0);
-    let mut out = Vec::new();
-    d.scan_table(snap, now_ns, &mut out);
-    out
 }
 
 #[cfg(test)]

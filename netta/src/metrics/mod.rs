@@ -288,7 +288,8 @@ fn conn_labels(event: &'static str, d: Direction, t: Proto) -> Labels<3> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::{Alert, Severity};
+    use crate::detect::alert::Severity;
+    use crate::detect::Alert;
     use std::collections::HashSet;
 
     fn fake_sample() -> Sample {

@@ -249,11 +249,6 @@ fn doc<'a>(ev: &'a ConnEvent, clock: &Clock, container: Option<&'a str>) -> Doc<
     }
 }
 
-/// The ECS document for one event.
-pub fn event_value(ev: &ConnEvent, clock: &Clock) -> Value {
-    serde_json::to_value(doc(ev, clock, None)).unwrap_or(Value::Null)
-}
-
 /// The ECS document for one alert: `event.kind: "alert"`, `rule.*`, the evidence.
 pub fn alert_value(a: &Alert, clock: &Clock) -> Value {
     let mut doc = json!({
@@ -342,6 +337,11 @@ pub fn closed_value(h: &Closed, clock: &Clock) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The ECS document for one event.
+    fn event_value(ev: &ConnEvent, clock: &Clock) -> Value {
+        serde_json::to_value(doc(ev, clock, None)).unwrap_or(Value::Null)
+    }
     use crate::core::event::{OwnerSource, Proto};
     use crate::core::sanitize::Comm;
 

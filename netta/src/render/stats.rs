@@ -129,6 +129,7 @@ impl Stats {
     }
 
     /// Live rows of `proto`.
+    #[cfg(test)]
     pub fn proto_count(&self, proto: Proto) -> u64 {
         self.protocols
             .iter()
@@ -868,7 +869,10 @@ mod view_snapshots {
 
     #[test]
     fn list_listening() {
-        insta::assert_snapshot!(list("LISTENING PORTS", State::LISTENERS.to_vec()));
+        insta::assert_snapshot!(view::render_list(
+            "LISTENING PORTS",
+            &crate::core::filter::select(&fixture::snapshot(), &Filter::listening())
+        ));
     }
 
     #[test]
