@@ -222,6 +222,18 @@ impl Traffic {
     }
 }
 
+/// Runs `conns` loopback TCP connections to completion, through a server and a
+/// client named `names` (each with its per-connection argument from `args`);
+/// returns the server's port.
+pub fn tcp_round_trips(conns: &str, args: [&str; 2], names: [&str; 2]) -> u16 {
+    let mut server = Traffic::spawn(&["tcp-server", "127.0.0.1:0", conns, args[0], names[0]]);
+    let port: u16 = server.expect_line("port ").parse().unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    Traffic::spawn(&["tcp-client", &addr, conns, args[1], names[1]]).finish();
+    server.finish();
+    port
+}
+
 impl Drop for Traffic {
     fn drop(&mut self) {
         drop(self.stdin.take());

@@ -3,7 +3,7 @@
 use std::io;
 use std::sync::Mutex;
 
-use netta_abi::{flag, kind, Event, AF_INET, IPPROTO_TCP};
+use netta_abi::{Event, AF_INET, IPPROTO_TCP};
 use rustc_hash::FxHashMap;
 use tokio::sync::oneshot;
 
@@ -110,95 +110,55 @@ impl Host for FakeHost {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn record(
-    k: u8,
-    flags: u8,
-    sock: u64,
-    local: u16,
-    remote: u16,
-    pid: u32,
-    comm: &[u8],
-    ts: u64,
-) -> Vec<u8> {
-    let mut e = Event::zeroed();
-    e.kind = k;
-    e.flags = flags;
-    e.sock = sock;
-    e.family = AF_INET;
-    e.protocol = IPPROTO_TCP;
-    e.local_addr[..4].copy_from_slice(&[127, 0, 0, 1]);
-    e.remote_addr[..4].copy_from_slice(&[127, 0, 0, 1]);
-    e.local_port = local;
-    e.remote_port = remote;
-    e.pid = pid;
-    e.comm[..comm.len()].copy_from_slice(comm);
-    e.start_ns = NOW + SEC;
-    e.ts_ns = ts;
-    if k == kind::CLOSED {
-        e.bytes_sent = 100;
-        e.bytes_recv = 2000;
-    }
+/// One loopback TCP record: (kind, flags, sock, local port, remote port, pid,
+/// process name, ns after the first record).
+type Spec = (u8, u8, u64, u16, u16, u32, &'static [u8], u64);
+
+fn record(&(kind, flags, sock, local_port, remote_port, pid, name, dt): &Spec) -> Vec<u8> {
+    let loopback = [127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    let mut comm = [0u8; netta_abi::COMM_LEN];
+    comm[..name.len()].copy_from_slice(name);
+    let closed = kind == netta_abi::kind::CLOSED;
+    let e = Event {
+        kind,
+        flags,
+        sock,
+        family: AF_INET,
+        protocol: IPPROTO_TCP,
+        local_addr: loopback,
+        remote_addr: loopback,
+        local_port,
+        remote_port,
+        pid,
+        comm,
+        start_ns: NOW + SEC,
+        ts_ns: NOW + SEC + dt,
+        bytes_sent: if closed { 100 } else { 0 },
+        bytes_recv: if closed { 2000 } else { 0 },
+        ..Event::zeroed()
+    };
     e.as_bytes().to_vec()
 }
 
 /// curl connects to nginx and closes (both ends seen, as on loopback), a new
 /// listener starts (an alert), and one record is garbage.
 fn records() -> Vec<Vec<u8>> {
-    let t = NOW + SEC;
-    vec![
-        record(
-            kind::OPENED,
-            flag::INITIATOR,
-            0x10,
-            40000,
-            8080,
-            300,
-            b"curl",
-            t,
+    use netta_abi::flag::{ACCEPTED, INITIATOR};
+    use netta_abi::kind::{CLOSED, LISTEN_STARTED, OPENED};
+    const SPECS: [Spec; 5] = [
+        (OPENED, INITIATOR, 0x10, 40000, 8080, 300, b"curl", 0),
+        (OPENED, ACCEPTED, 0x11, 8080, 40000, 100, b"nginx", 1000),
+        (
+            CLOSED, INITIATOR, 0x10, 40000, 8080, 300, b"curl", 2_000_000,
         ),
-        record(
-            kind::OPENED,
-            flag::ACCEPTED,
-            0x11,
-            8080,
-            40000,
-            100,
-            b"nginx",
-            t + 1000,
+        (
+            CLOSED, ACCEPTED, 0x11, 8080, 40000, 100, b"nginx", 2_001_000,
         ),
-        record(
-            kind::CLOSED,
-            flag::INITIATOR,
-            0x10,
-            40000,
-            8080,
-            300,
-            b"curl",
-            t + 2_000_000,
-        ),
-        record(
-            kind::CLOSED,
-            flag::ACCEPTED,
-            0x11,
-            8080,
-            40000,
-            100,
-            b"nginx",
-            t + 2_001_000,
-        ),
-        vec![0xff; 7],
-        record(
-            kind::LISTEN_STARTED,
-            0,
-            0x12,
-            9090,
-            0,
-            400,
-            b"backdoor",
-            t + 3 * SEC,
-        ),
-    ]
+        (LISTEN_STARTED, 0, 0x12, 9090, 0, 400, b"backdoor", 3 * SEC),
+    ];
+    let mut out: Vec<Vec<u8>> = SPECS.iter().map(record).collect();
+    out.insert(4, vec![0xff; 7]);
+    out
 }
 
 #[tokio::test]

@@ -95,33 +95,19 @@ impl Detector {
         match ev.action {
             Action::ResetSent if ev.raw_states.0 == 0 => {
                 // A RST with no socket: a SYN (or stray segment) to a closed port.
-                let f = self.port_scan.touch(
-                    rules,
-                    &self.incidents,
-                    ev.remote.ip(),
-                    ev.local.port(),
-                    false,
-                    now,
-                );
-                self.fire(f, now, out);
+                self.scan_touch(ev, false, out);
             }
             Action::Opened => {
                 let f = self.burst.count_new(rules, now);
                 self.fire(f, now, out);
-                let rules = &self.rules;
-                let f = match ev.direction {
-                    Direction::Ingress => self.port_scan.touch(
-                        rules,
-                        &self.incidents,
-                        ev.remote.ip(),
-                        ev.local.port(),
-                        true,
-                        now,
-                    ),
-                    Direction::Egress => self.fan_out.observe(rules, ev, now),
-                    Direction::Unknown => None,
-                };
-                self.fire(f, now, out);
+                match ev.direction {
+                    Direction::Ingress => self.scan_touch(ev, true, out),
+                    Direction::Egress => {
+                        let f = self.fan_out.observe(&self.rules, ev, now);
+                        self.fire(f, now, out);
+                    }
+                    Direction::Unknown => {}
+                }
             }
             Action::Failed => {
                 let f = self.burst.count_new(rules, now);
@@ -142,6 +128,20 @@ impl Detector {
             }
             _ => {}
         }
+    }
+
+    /// The remote touched a local port: a completed handshake (`connect`) or a reset.
+    fn scan_touch(&mut self, ev: &ConnEvent, connect: bool, out: &mut Vec<Alert>) {
+        let now = ev.ts_ns;
+        let f = self.port_scan.touch(
+            &self.rules,
+            &self.incidents,
+            ev.remote.ip(),
+            ev.local.port(),
+            connect,
+            now,
+        );
+        self.fire(f, now, out);
     }
 
     /// SYN-ACK retransmission totals per listening port, from the kernel map.

@@ -839,40 +839,31 @@ Since Start:
 #[cfg(test)]
 mod view_snapshots {
     use crate::core::event::State;
-    use crate::core::filter::Filter;
+    use crate::core::filter::{select, Filter};
     use crate::fixture;
     use crate::render::list as view;
 
-    fn list(title: &str, states: Vec<State>) -> String {
-        let filter = Filter {
-            states,
-            ..Default::default()
-        };
-        view::render_list(
-            title,
-            &crate::core::filter::select(&fixture::snapshot(), &filter),
-        )
+    fn list(title: &str, filter: Filter) -> String {
+        view::render_list(title, &select(&fixture::snapshot(), &filter))
     }
 
     #[test]
     fn list_all() {
-        insta::assert_snapshot!(view::render_list(
-            "ACTIVE NETWORK CONNECTIONS",
-            &crate::core::filter::select(&fixture::snapshot(), &Default::default())
-        ));
+        insta::assert_snapshot!(list("ACTIVE NETWORK CONNECTIONS", Filter::default()));
     }
 
     #[test]
     fn list_established() {
-        insta::assert_snapshot!(list("ESTABLISHED CONNECTIONS", vec![State::Established]));
+        let established = Filter {
+            states: vec![State::Established],
+            ..Filter::default()
+        };
+        insta::assert_snapshot!(list("ESTABLISHED CONNECTIONS", established));
     }
 
     #[test]
     fn list_listening() {
-        insta::assert_snapshot!(view::render_list(
-            "LISTENING PORTS",
-            &crate::core::filter::select(&fixture::snapshot(), &Filter::listening())
-        ));
+        insta::assert_snapshot!(list("LISTENING PORTS", Filter::listening()));
     }
 
     #[test]
