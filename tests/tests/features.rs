@@ -7,20 +7,7 @@ use netta_tests::*;
 
 /// Runs `netta [args]` with `input` on stdin; returns (status, stdout, stderr).
 fn run_with_input(args: &[&str], input: &str) -> (std::process::ExitStatus, String, String) {
-    let mut child = Command::new(netta_bin())
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn netta");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .expect("write menu input");
-    let out = child.wait_with_output().expect("wait for netta");
+    let out = run_with_stdin(Command::new(netta_bin()).args(args), input);
     (
         out.status,
         String::from_utf8_lossy(&out.stdout).into(),
