@@ -5,6 +5,7 @@ pub mod clock;
 pub mod event;
 pub mod filter;
 pub mod format;
+pub mod pipeline;
 pub mod proc_net;
 pub mod sanitize;
 pub mod services;
