@@ -78,6 +78,16 @@ fn lines_of(stream: impl std::io::Read + Send + 'static) -> mpsc::Receiver<Strin
     rx
 }
 
+/// How long netta may take to say it is ready: 30 s, or `NETTA_TEST_READY_SECS`
+/// (QEMU guests under TCG load and verify the program many times slower).
+pub fn ready_patience() -> Duration {
+    let secs = std::env::var("NETTA_TEST_READY_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30);
+    Duration::from_secs(secs)
+}
+
 /// A running `netta events`, collecting its JSON lines.
 pub struct Events {
     child: Child,
@@ -110,7 +120,7 @@ impl Events {
             collected: Vec::new(),
             stderr_lines: Vec::new(),
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + ready_patience();
         loop {
             match ev.stderr.recv_timeout(Duration::from_millis(100)) {
                 Ok(l) => {
@@ -127,7 +137,8 @@ impl Events {
             }
             assert!(
                 Instant::now() < deadline,
-                "netta events not ready after 30 s: {:?}",
+                "netta events not ready after {:?}: {:?}",
+                ready_patience(),
                 ev.stderr_lines
             );
         }

@@ -237,7 +237,7 @@ pub fn guest_script(out: &Path, tree: &Path, netta: &Path, tests: &[(PathBuf, St
          mountpoint -q /sys/kernel/tracing || mount -t tracefs tracefs /sys/kernel/tracing\n\
          ip link set lo up\n\
          modprobe -d {tree} veth\n\
-         export NETTA_TEST_SCANNER=netta-traffic\n\
+         export NETTA_TEST_SCANNER=netta-traffic NETTA_TEST_READY_SECS=180\n\
          uname -r > {o}/release\n\
          {n} doctor > {o}/doctor.txt 2>&1; echo $? > {o}/doctor.rc\n\
          {n} doctor --json > {o}/doctor.json 2>/dev/null\n",
