@@ -40,7 +40,7 @@ const GUEST_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 
 pub struct Kernel {
     pub label: String,
-    /// The extracted package (boot/, lib/modules/), depmod'ed for the guest's modprobe.
+    /// The extracted package (boot/, lib/modules/ with modules.dep).
     pub tree: PathBuf,
     pub release: String,
     pub vmlinuz: PathBuf,
@@ -227,7 +227,7 @@ fn find_deb(dir: &Path, package: &str) -> Option<PathBuf> {
 }
 
 /// The shell script a guest runs: results go to files in `out` (shared, writable).
-pub fn guest_script(out: &Path, tree: &Path, netta: &Path, tests: &[(PathBuf, String)]) -> String {
+pub fn guest_script(out: &Path, netta: &Path, tests: &[(PathBuf, String)]) -> String {
     let mut s = String::from("#!/bin/sh\n");
     let o = out.display();
     s.push_str(&format!(
@@ -236,13 +236,12 @@ pub fn guest_script(out: &Path, tree: &Path, netta: &Path, tests: &[(PathBuf, St
          export PATH=/usr/sbin:/usr/bin:/sbin:/bin NETTA_REQUIRE_EBPF=1 NETTA_BIN={n} RUST_BACKTRACE=1\n\
          mountpoint -q /sys/kernel/tracing || mount -t tracefs tracefs /sys/kernel/tracing\n\
          ip link set lo up\n\
-         modprobe -d {tree} veth\n\
+         for m in {o}/*.ko*; do insmod $m; done\n\
          export NETTA_TEST_SCANNER=netta-traffic NETTA_TEST_READY_SECS=180\n\
          uname -r > {o}/release\n\
          {n} doctor > {o}/doctor.txt 2>&1; echo $? > {o}/doctor.rc\n\
          {n} doctor --json > {o}/doctor.json 2>/dev/null\n",
-        n = netta.display(),
-        tree = tree.display()
+        n = netta.display()
     ));
     for (i, (bin, filter)) in tests.iter().enumerate() {
         s.push_str(&format!(
@@ -282,7 +281,9 @@ pub fn run_guest(
     let _ = fs::remove_dir_all(&out);
     fs::create_dir_all(&out)?;
     let script = out.join("guest.sh");
-    fs::write(&script, guest_script(&out, &k.tree, netta, tests))?;
+    // The guest hides /var/cache: the modules the tests need (veth) go in the shared dir.
+    copy_modules(&k.tree, &out, &["veth"])?;
+    fs::write(&script, guest_script(&out, netta, tests))?;
     fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
     let start = Instant::now();
     let mut cmd = Command::new(vng);
@@ -384,4 +385,24 @@ pub fn markdown(rows: &[(String, GuestResult)]) -> String {
         ));
     }
     s
+}
+
+/// Copies kernel modules (by name; they have no dependencies) from the extracted package.
+fn copy_modules(tree: &Path, out: &Path, names: &[&str]) -> Result<()> {
+    for d in fs::read_dir(tree.join("lib/modules"))?.flatten() {
+        let dep = fs::read_to_string(d.path().join("modules.dep")).unwrap_or_default();
+        for name in names {
+            let Some(rel) = dep.lines().find_map(|l| {
+                let path = l.split(':').next()?;
+                let file = path.rsplit('/').next()?;
+                (file.split('.').next() == Some(*name)).then_some(path)
+            }) else {
+                bail!("{}: no module {name}", tree.display());
+            };
+            let file = rel.rsplit('/').next().unwrap_or(rel);
+            fs::copy(d.path().join(rel), out.join(file))
+                .with_context(|| format!("copying module {rel}"))?;
+        }
+    }
+    Ok(())
 }
