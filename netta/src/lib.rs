@@ -5,6 +5,7 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod core;
 pub mod containers;
 pub mod detect;
 pub mod event;
