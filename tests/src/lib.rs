@@ -9,6 +9,8 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+pub mod ecs;
+
 pub use serde_json::Value;
 
 fn target_dir() -> PathBuf {
