@@ -5,13 +5,14 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
-pub mod core;
 pub mod containers;
+pub mod core;
 pub mod detect;
 pub mod event;
 pub mod export;
 #[cfg(test)]
 pub mod fixture;
+pub mod identity;
 pub mod menu;
 pub mod metrics;
 pub mod monitor;

@@ -139,7 +139,7 @@ pub async fn run(
                     Some(Record::Alert(a)) => {
                         summary.alerts += 1;
                         if opts.json {
-                            out(&(serde_json::json!({ "alert": crate::detect::to_json(&a, &shared.clock) }).to_string() + "\n"));
+                            out(&(crate::detect::to_json(&a, &shared.clock).to_string() + "\n"));
                         } else {
                             out(&format!("  ⚠  {}\n", a.message));
                         }

@@ -136,7 +136,11 @@ impl Schema {
     }
 
     fn check_types_for_categories(&self, line: &Value) -> Vec<String> {
-        let Some(cats) = self.fields.get("event.category").and_then(|f| f.allowed.as_ref()) else {
+        let Some(cats) = self
+            .fields
+            .get("event.category")
+            .and_then(|f| f.allowed.as_ref())
+        else {
             return vec!["event.category has no allowed values in the schema".into()];
         };
         let list = |v: &Value| -> Vec<String> {
@@ -152,7 +156,9 @@ impl Schema {
         let types = list(&line["event"]["type"]);
         let mut errs = Vec::new();
         for c in &categories {
-            let Some(expected) = cats.get(c) else { continue };
+            let Some(expected) = cats.get(c) else {
+                continue;
+            };
             for t in &types {
                 if !expected.contains(t) {
                     errs.push(format!(
@@ -262,13 +268,37 @@ mod tests {
         let s = Schema::official();
         let cases: &[(&[&str], Value, &str)] = &[
             (&["ecs"], Value::Null, "ecs.version: required"),
-            (&["source", "port"], json!("1"), "source.port: not an integer"),
-            (&["source", "ip"], json!("localhost"), "source.ip: not an IP"),
-            (&["source", "sock"], json!(1), "source.sock: not an ECS field"),
-            (&["event", "type"], json!(["connection", "error"]), "\"error\" is not expected"),
+            (
+                &["source", "port"],
+                json!("1"),
+                "source.port: not an integer",
+            ),
+            (
+                &["source", "ip"],
+                json!("localhost"),
+                "source.ip: not an IP",
+            ),
+            (
+                &["source", "sock"],
+                json!(1),
+                "source.sock: not an ECS field",
+            ),
+            (
+                &["event", "type"],
+                json!(["connection", "error"]),
+                "\"error\" is not expected",
+            ),
             (&["event", "kind"], json!("alarm"), "not an allowed value"),
-            (&["event", "category"], json!("network"), "normalises it to an array"),
-            (&["event", "action"], json!(["a"]), "an array, ECS has a single value"),
+            (
+                &["event", "category"],
+                json!("network"),
+                "normalises it to an array",
+            ),
+            (
+                &["event", "action"],
+                json!(["a"]),
+                "an array, ECS has a single value",
+            ),
             (&["@timestamp"], json!("yesterday"), "not an RFC 3339 date"),
         ];
         for (path, bad, want) in cases {
