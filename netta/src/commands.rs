@@ -380,9 +380,12 @@ pub async fn agent(
     let agent = Agent::start(opts).await;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
+    // One tap, serialised once, shared by every sink.
+    let mut outs = Vec::new();
     for spec in &sinks {
-        let rx = agent.shared.subscribe(1 << 14);
+        let (tx, rx) = tokio::sync::mpsc::channel(1 << 14);
         let stats = Arc::new(SinkStats::default());
+        outs.push((tx, stats.clone()));
         tasks.push(tokio::spawn(crate::sink::run(
             spec.clone(),
             rx,
@@ -391,6 +394,11 @@ pub async fn agent(
             stop_rx.clone(),
         )));
     }
+    let (fan_stop, fan_rx) = tokio::sync::watch::channel(false);
+    let fan = (!outs.is_empty()).then(|| {
+        let tap = agent.shared.subscribe(1 << 14);
+        tokio::spawn(crate::sink::fan_out(tap, agent.shared.clock, outs, fan_rx))
+    });
     if let Some(l) = listener {
         let shared = agent.shared.clone();
         let rx = stop_rx.clone();
@@ -417,6 +425,11 @@ pub async fn agent(
     }
     // Stopping reports the flows still open; then the sinks drain and flush.
     agent.shutdown().await;
+    // The last records reach the sinks before they are told to stop.
+    let _ = fan_stop.send(true);
+    if let Some(f) = fan {
+        let _ = f.await;
+    }
     let _ = stop_tx.send(true);
     let mut failed = None;
     for t in tasks {

@@ -19,6 +19,7 @@ pub mod monitor;
 pub mod sanitize;
 pub mod services;
 pub mod sink;
+pub mod sink_http;
 pub mod source;
 pub mod stats;
 pub mod style;

@@ -2,9 +2,10 @@
 //! pipeline (Vector's `socket` source, Fluent Bit's `tcp` input and Logstash's
 //! `json_lines` codec all read newline-delimited JSON over TCP or a Unix socket).
 //!
-//! The sink only consumes its own tap ([`crate::agent::Shared::subscribe`]): the
-//! producer drops (and later reports) what does not fit, so a slow or absent
-//! destination never blocks the kernel reader. Sockets reconnect with exponential
+//! Sinks consume lines serialised once for all of them ([`fan_out`], fed by one
+//! tap, [`crate::agent::Shared::subscribe`]): a sink whose channel is full misses
+//! lines (and is told how many), so a slow or absent destination never blocks
+//! the kernel reader or the other sinks. Sockets reconnect with exponential
 //! backoff; while disconnected the newest lines wait in a bounded buffer
 //! ([`BUFFER_LINES`], [`BUFFER_BYTES`]), the oldest are dropped, and the first line
 //! on the new connection is an `events-lost` record saying how many.
@@ -21,6 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncWriteExt, Interest, Ready};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::signal::unix::{signal, Signal, SignalKind};
@@ -49,7 +51,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const FINAL_FLUSH: Duration = Duration::from_secs(1);
 
 /// A destination for JSON lines, as given on the command line.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum SinkSpec {
     /// `-` or `stdout`.
     Stdout,
@@ -59,6 +61,9 @@ pub enum SinkSpec {
     Tcp(String),
     /// `unix:PATH` or `unix://PATH`: a stream socket.
     Unix(PathBuf),
+    /// `http://HOST:PORT/PATH[#OPTIONS]`: NDJSON batches POSTed to a collector
+    /// (see [`crate::sink_http`]).
+    Http(crate::sink_http::HttpSpec, crate::sink_http::HttpOptions),
 }
 
 /// Why a sink specification was not understood.
@@ -67,7 +72,7 @@ pub enum SinkSpec {
 pub struct ParseSinkError(String);
 
 const SINK_FORMS: &str = "expected -, stdout, file:PATH, a path starting with / or ., \
-                          tcp://HOST:PORT or unix:PATH";
+                          tcp://HOST:PORT, unix:PATH or http://HOST:PORT/PATH";
 
 fn check_host_port(spec: &str, addr: &str) -> Result<(), ParseSinkError> {
     let bad = |why: &str| ParseSinkError(format!("invalid sink {spec:?}: {why}"));
@@ -116,6 +121,10 @@ impl FromStr for SinkSpec {
         } else if let Some(a) = s.strip_prefix("tcp://").or_else(|| s.strip_prefix("tcp:")) {
             check_host_port(s, a)?;
             Ok(SinkSpec::Tcp(a.to_string()))
+        } else if s.starts_with("http://") || s.starts_with("https://") {
+            crate::sink_http::parse_sink(s)
+                .map(|(spec, opts)| SinkSpec::Http(spec, opts))
+                .map_err(ParseSinkError)
         } else if let Some(p) = s.strip_prefix("unix://") {
             path(p, "unix://").map(SinkSpec::Unix)
         } else if let Some(p) = s.strip_prefix("unix:") {
@@ -136,6 +145,7 @@ impl fmt::Display for SinkSpec {
             SinkSpec::File(p) => write!(f, "file:{}", p.display()),
             SinkSpec::Tcp(a) => write!(f, "tcp://{a}"),
             SinkSpec::Unix(p) => write!(f, "unix:{}", p.display()),
+            SinkSpec::Http(spec, opts) => write!(f, "{spec}{}", opts.fragment()),
         }
     }
 }
@@ -377,7 +387,6 @@ async fn stop_requested(rx: &mut watch::Receiver<bool>) {
 /// Serialises records into the backlog.
 struct Lines<'a> {
     backlog: Backlog,
-    scratch: Vec<u8>,
     clock: Clock,
     stats: &'a SinkStats,
     label: &'a str,
@@ -386,10 +395,8 @@ struct Lines<'a> {
 }
 
 impl Lines<'_> {
-    fn push(&mut self, r: &Record) -> usize {
-        self.scratch.clear();
-        json::write_record(&mut self.scratch, r, &self.clock);
-        let dropped = self.backlog.push(&self.scratch);
+    fn push(&mut self, line: &[u8]) -> usize {
+        let dropped = self.backlog.push(line);
         if dropped > 0 {
             self.stats.add_dropped(dropped);
             if !self.warned_full {
@@ -402,11 +409,11 @@ impl Lines<'_> {
                 );
             }
         }
-        self.scratch.len()
+        line.len()
     }
 
     /// Queues `first` and whatever else is already in the channel, up to a batch.
-    fn ingest(&mut self, first: Record, rx: &mut mpsc::Receiver<Record>) {
+    fn ingest(&mut self, first: Bytes, rx: &mut mpsc::Receiver<Bytes>) {
         let mut bytes = self.push(&first);
         while bytes < BATCH_BYTES {
             match rx.try_recv() {
@@ -417,7 +424,7 @@ impl Lines<'_> {
     }
 
     /// Queues everything left in the channel (at shutdown).
-    fn drain(&mut self, rx: &mut mpsc::Receiver<Record>) {
+    fn drain(&mut self, rx: &mut mpsc::Receiver<Bytes>) {
         while let Ok(r) = rx.try_recv() {
             self.push(&r);
         }
@@ -452,6 +459,104 @@ impl Lines<'_> {
     }
 }
 
+/// Serialises records into lines, without an allocation per line (they are cut
+/// from 64 KiB chunks).
+pub struct LineMaker {
+    buf: BytesMut,
+    scratch: Vec<u8>,
+    clock: Clock,
+}
+
+impl LineMaker {
+    pub fn new(clock: Clock) -> LineMaker {
+        LineMaker {
+            buf: BytesMut::new(),
+            scratch: Vec::with_capacity(4096),
+            clock,
+        }
+    }
+
+    /// The record's line, with its newline.
+    pub fn line(&mut self, r: &Record) -> Bytes {
+        self.scratch.clear();
+        json::write_record(&mut self.scratch, r, &self.clock);
+        if self.buf.capacity() < self.scratch.len() {
+            self.buf.reserve(BATCH_BYTES.max(self.scratch.len()));
+        }
+        self.buf.extend_from_slice(&self.scratch);
+        self.buf.split().freeze()
+    }
+}
+
+/// One sink's input and what it missed because its channel was full.
+struct Out {
+    tx: mpsc::Sender<Bytes>,
+    missed: u64,
+    stats: Arc<SinkStats>,
+}
+
+/// Serialises each record from `rx` once and hands the line to every sink. A full
+/// sink channel misses the line, counts it as dropped, and gets an `events-lost`
+/// line with the count once it has room. Ends when `rx` closes, or on `stop`
+/// after forwarding what `rx` holds (then the sinks see their channels close).
+pub async fn fan_out(
+    mut rx: mpsc::Receiver<Record>,
+    clock: Clock,
+    outs: Vec<(mpsc::Sender<Bytes>, Arc<SinkStats>)>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut maker = LineMaker::new(clock);
+    let mut outs: Vec<Out> = outs
+        .into_iter()
+        .map(|(tx, stats)| Out {
+            tx,
+            missed: 0,
+            stats,
+        })
+        .collect();
+    let mut stopping = false;
+    loop {
+        let r = if stopping {
+            match rx.try_recv() {
+                Ok(r) => r,
+                Err(_) => break,
+            }
+        } else {
+            tokio::select! {
+                biased;
+                r = rx.recv() => match r {
+                    Some(r) => r,
+                    None => break,
+                },
+                _ = stop_requested(&mut stop) => {
+                    stopping = true;
+                    continue;
+                }
+            }
+        };
+        let line = maker.line(&r);
+        for o in &mut outs {
+            if o.missed > 0 {
+                let notice = Bytes::from(notice_line(&clock, o.missed));
+                if o.tx.try_send(notice).is_ok() {
+                    o.missed = 0;
+                }
+            }
+            if o.missed > 0 || o.tx.try_send(line.clone()).is_err() {
+                if !o.tx.is_closed() {
+                    o.missed += 1;
+                    o.stats.add_dropped(1);
+                }
+            }
+        }
+    }
+    for o in &outs {
+        if o.missed > 0 {
+            let _ = o.tx.try_send(Bytes::from(notice_line(&clock, o.missed)));
+        }
+    }
+}
+
 /// Writes JSON lines for every record from `rx` to `spec` until `shutdown` becomes
 /// true or the channel closes; then drains the channel, flushes (for a socket: one
 /// connection attempt, within about a second), and returns.
@@ -460,7 +565,7 @@ impl Lines<'_> {
 /// normal end, `Ok`). Socket and rotation trouble is logged and retried.
 pub async fn run(
     spec: SinkSpec,
-    rx: mpsc::Receiver<Record>,
+    rx: mpsc::Receiver<Bytes>,
     clock: Clock,
     stats: Arc<SinkStats>,
     shutdown: watch::Receiver<bool>,
@@ -468,7 +573,6 @@ pub async fn run(
     let label = spec.to_string();
     let lines = Lines {
         backlog: Backlog::new(BUFFER_LINES, BUFFER_BYTES),
-        scratch: Vec::with_capacity(4096),
         clock,
         stats: &stats,
         label: &label,
@@ -479,6 +583,9 @@ pub async fn run(
         SinkSpec::File(path) => run_file(&path, rx, lines, shutdown).await,
         SinkSpec::Tcp(addr) => run_stream(Target::Tcp(addr), rx, lines, shutdown).await,
         SinkSpec::Unix(path) => run_stream(Target::Unix(path), rx, lines, shutdown).await,
+        SinkSpec::Http(spec, opts) => {
+            crate::sink_http::run(spec, opts, rx, clock, stats.clone(), shutdown).await
+        }
     };
     stats.set_connected(false);
     result
@@ -499,7 +606,7 @@ async fn write_stdout(mut buf: Vec<u8>) -> (Vec<u8>, io::Result<()>) {
 }
 
 async fn run_stdout(
-    mut rx: mpsc::Receiver<Record>,
+    mut rx: mpsc::Receiver<Bytes>,
     lines: Lines<'_>,
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
@@ -515,12 +622,12 @@ async fn run_stdout(
         let mut n = 0u64;
         match first {
             Some(r) => {
-                json::write_record(&mut buf, &r, &lines.clock);
+                buf.extend_from_slice(&r);
                 n += 1;
                 while buf.len() < BATCH_BYTES {
                     match rx.try_recv() {
                         Ok(r) => {
-                            json::write_record(&mut buf, &r, &lines.clock);
+                            buf.extend_from_slice(&r);
                             n += 1;
                         }
                         Err(_) => break,
@@ -530,7 +637,7 @@ async fn run_stdout(
             None => {
                 stopping = true;
                 while let Ok(r) = rx.try_recv() {
-                    json::write_record(&mut buf, &r, &lines.clock);
+                    buf.extend_from_slice(&r);
                     n += 1;
                 }
                 if n == 0 {
@@ -660,7 +767,7 @@ async fn hangup(sig: &mut Option<Signal>) {
 
 async fn run_file(
     path: &Path,
-    mut rx: mpsc::Receiver<Record>,
+    mut rx: mpsc::Receiver<Bytes>,
     mut lines: Lines<'_>,
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
@@ -884,7 +991,7 @@ async fn final_flush(
 
 async fn run_stream(
     target: Target,
-    mut rx: mpsc::Receiver<Record>,
+    mut rx: mpsc::Receiver<Bytes>,
     mut lines: Lines<'_>,
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {

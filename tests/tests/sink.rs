@@ -85,9 +85,11 @@ async fn accept(listener: &TcpListener) -> Lines<BufReader<TcpStream>> {
     BufReader::new(stream).lines()
 }
 
-async fn send(tx: &mpsc::Sender<Record>, ids: std::ops::RangeInclusive<u64>) {
+/// Sends the records' lines, serialised once as the agent does it.
+async fn send(tx: &mpsc::Sender<bytes::Bytes>, ids: std::ops::RangeInclusive<u64>) {
+    let mut maker = sink::LineMaker::new(Clock::fixed(0));
     for id in ids {
-        tx.send(record(id)).await.expect("the sink stopped");
+        tx.send(maker.line(&record(id))).await.expect("the sink stopped");
     }
 }
 
