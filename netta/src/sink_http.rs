@@ -57,7 +57,9 @@ impl FromStr for HttpSpec {
     fn from_str(s: &str) -> Result<HttpSpec, String> {
         let bad = |why: &str| format!("invalid sink {s:?}: {why}");
         if s.starts_with("https://") {
-            return Err(bad("https is not supported yet; use http:// (or a local TLS proxy)"));
+            return Err(bad(
+                "https is not supported yet; use http:// (or a local TLS proxy)",
+            ));
         }
         let rest = s
             .strip_prefix("http://")
@@ -201,8 +203,7 @@ impl Queue {
         }
         let mut dropped = 0;
         while !self.lines.is_empty()
-            && (self.lines.len() >= self.max_lines
-                || self.bytes + line.len() > self.max_bytes)
+            && (self.lines.len() >= self.max_lines || self.bytes + line.len() > self.max_bytes)
         {
             if let Some(old) = self.lines.pop_front() {
                 self.bytes -= old.len();
@@ -382,7 +383,11 @@ impl State<'_> {
             let mut body = Vec::with_capacity(self.opts.batch_bytes.min(self.queue.bytes) + 512);
             let reported = self.queue.unreported;
             if reported > 0 {
-                json::write_line(&mut body, &ConnEvent::lost(mono_now(), reported), &self.clock);
+                json::write_line(
+                    &mut body,
+                    &ConnEvent::lost(mono_now(), reported),
+                    &self.clock,
+                );
             }
             let mut lines = 0;
             while let Some(l) = self.queue.lines.front() {
@@ -401,8 +406,7 @@ impl State<'_> {
                 self.queue.since = Some(Instant::now());
             }
             let body = if self.opts.gzip {
-                let mut gz =
-                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
                 gz.write_all(&body)?;
                 gz.finish()?
             } else {
@@ -589,9 +593,16 @@ mod tests {
         }
         let (_, o) = parse_sink("http://h:1/p#gzip,batch=1000,age=200ms").unwrap();
         assert!(o.gzip);
-        assert_eq!((o.batch_bytes, o.max_age), (1000, Duration::from_millis(200)));
+        assert_eq!(
+            (o.batch_bytes, o.max_age),
+            (1000, Duration::from_millis(200))
+        );
         assert_eq!(o.fragment(), "#gzip,batch=1000,age=200ms");
-        for bad in ["http://h:1/#zip", "http://h:1/#batch=0", "http://h:1/#age=0s"] {
+        for bad in [
+            "http://h:1/#zip",
+            "http://h:1/#batch=0",
+            "http://h:1/#age=0s",
+        ] {
             let e = parse_sink(bad).unwrap_err();
             assert!(e.contains(bad), "{bad}: {e}");
         }
@@ -612,8 +623,16 @@ mod tests {
         }
         assert_eq!(q.unreported, 2);
         assert_eq!(q.lines.front().unwrap()[0], b'c');
-        assert_eq!(q.push(Bytes::from(vec![b'x'; 101])), 1, "too long for any buffer");
-        assert_eq!(q.push(Bytes::from(vec![b'y'; 100])), 3, "room made by dropping all");
+        assert_eq!(
+            q.push(Bytes::from(vec![b'x'; 101])),
+            1,
+            "too long for any buffer"
+        );
+        assert_eq!(
+            q.push(Bytes::from(vec![b'y'; 100])),
+            3,
+            "room made by dropping all"
+        );
         assert_eq!(q.unreported, 6);
         assert_eq!(q.bytes, 100);
     }

@@ -89,7 +89,9 @@ async fn accept(listener: &TcpListener) -> Lines<BufReader<TcpStream>> {
 async fn send(tx: &mpsc::Sender<bytes::Bytes>, ids: std::ops::RangeInclusive<u64>) {
     let mut maker = sink::LineMaker::new(Clock::fixed(0));
     for id in ids {
-        tx.send(maker.line(&record(id))).await.expect("the sink stopped");
+        tx.send(maker.line(&record(id)))
+            .await
+            .expect("the sink stopped");
     }
 }
 
