@@ -127,6 +127,10 @@ impl Format {
 pub struct Process {
     pub cpu_seconds: f64,
     pub resident_bytes: u64,
+    /// Since the epoch.
+    pub start_time_seconds: f64,
+    pub open_fds: u64,
+    pub max_fds: u64,
 }
 
 impl Process {
@@ -135,17 +139,43 @@ impl Process {
         let status = std::fs::read_to_string("/proc/self/status").ok()?;
         // SAFETY: sysconf has no memory-safety preconditions.
         let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-        Process::parse(&stat, &status, if tck > 0 { tck as f64 } else { 100.0 })
+        let btime = std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("btime "))
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+            })
+            .unwrap_or(0);
+        let mut p = Process::parse(
+            &stat,
+            &status,
+            if tck > 0 { tck as f64 } else { 100.0 },
+            btime,
+        )?;
+        p.open_fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64);
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: valid out-pointer.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+            p.max_fds = lim.rlim_cur;
+        }
+        Some(p)
     }
 
-    /// `stat`: `/proc/self/stat`; `status`: `/proc/self/status`; `clk_tck`: ticks/s.
-    pub fn parse(stat: &str, status: &str, clk_tck: f64) -> Option<Process> {
+    /// `stat`: `/proc/self/stat`; `status`: `/proc/self/status`; `clk_tck`: ticks/s;
+    /// `btime`: boot time, seconds since the epoch (`/proc/stat`).
+    pub fn parse(stat: &str, status: &str, clk_tck: f64, btime: u64) -> Option<Process> {
         // The command name may contain spaces and parentheses: fields follow the last ')'.
         let rest = &stat[stat.rfind(')')? + 1..];
         let f: Vec<&str> = rest.split_whitespace().collect();
         // f[0] is field 3 (state); utime and stime are fields 14 and 15.
         let utime: u64 = f.get(11)?.parse().ok()?;
         let stime: u64 = f.get(12)?.parse().ok()?;
+        // Field 22: start time in ticks after boot.
+        let start: u64 = f.get(19)?.parse().ok()?;
         let rss_kb: u64 = status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -155,6 +185,9 @@ impl Process {
         Some(Process {
             cpu_seconds: (utime + stime) as f64 / clk_tck,
             resident_bytes: rss_kb * 1024,
+            start_time_seconds: btime as f64 + start as f64 / clk_tck,
+            open_fds: 0,
+            max_fds: 0,
         })
     }
 }
@@ -217,13 +250,6 @@ impl Sample {
 
     fn encode(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
         let c = &self.counters;
-        gauge(
-            enc,
-            "netta_up",
-            "1 while the agent is serving metrics.",
-            None,
-            1i64,
-        )?;
         let mode = match self.mode {
             Mode::Ebpf(_) => "ebpf",
             Mode::Polling(_) => "polling",
@@ -309,19 +335,41 @@ impl Sample {
             ],
         )?;
         if let Some(p) = self.process {
+            // The standard process series (as every Prometheus client library names them).
             counter(
                 enc,
-                "netta_process_cpu",
-                "User and system CPU time used by the agent process.",
+                "process_cpu",
+                "Total user and system CPU time spent in seconds.",
                 Some(&Unit::Seconds),
                 p.cpu_seconds,
             )?;
             gauge(
                 enc,
-                "netta_process_resident_memory",
-                "Resident memory of the agent process (VmRSS).",
+                "process_resident_memory",
+                "Resident memory size in bytes.",
                 Some(&Unit::Bytes),
                 p.resident_bytes,
+            )?;
+            gauge(
+                enc,
+                "process_start_time",
+                "Start time of the process since unix epoch in seconds.",
+                Some(&Unit::Seconds),
+                p.start_time_seconds,
+            )?;
+            gauge(
+                enc,
+                "process_open_fds",
+                "Number of open file descriptors.",
+                None,
+                p.open_fds as i64,
+            )?;
+            gauge(
+                enc,
+                "process_max_fds",
+                "Maximum number of open file descriptors.",
+                None,
+                p.max_fds as i64,
             )?;
         }
         Ok(())
@@ -839,6 +887,9 @@ mod tests {
         s.process = Some(Process {
             cpu_seconds: 1.5,
             resident_bytes: 4096,
+            start_time_seconds: 1_700_000_000.5,
+            open_fds: 9,
+            max_fds: 1024,
         });
         s
     }
@@ -908,7 +959,6 @@ mod tests {
             r#"netta_alerts_total{rule="port-scan"} 1"#,
             r#"netta_alerts_total{rule="syn-flood"} 0"#,
             "netta_metrics_tap_lost_total 7",
-            "netta_up 1",
             &format!(
                 r#"netta_info{{mode="polling",version="{}"}} 1"#,
                 env!("CARGO_PKG_VERSION")
@@ -925,9 +975,12 @@ mod tests {
             "netta_history_evicted_total 5",
             "netta_decode_errors_total 2",
             r#"netta_reconcile_healed_total{change="added"} 0"#,
-            "# TYPE netta_process_cpu_seconds_total counter",
-            "netta_process_cpu_seconds_total 1.5",
-            "netta_process_resident_memory_bytes 4096",
+            "# TYPE process_cpu_seconds_total counter",
+            "process_cpu_seconds_total 1.5",
+            "process_resident_memory_bytes 4096",
+            "process_start_time_seconds 1700000000.5",
+            "process_open_fds 9",
+            "process_max_fds 1024",
         ] {
             assert!(
                 text.lines().any(|l| l == line),
@@ -948,11 +1001,10 @@ mod tests {
         for line in [
             "# TYPE netta_connections counter",
             r#"netta_connections_total{event="closed",direction="egress",transport="tcp"} 1"#,
-            "# TYPE netta_process_cpu_seconds counter",
-            "# UNIT netta_process_cpu_seconds seconds",
-            "netta_process_cpu_seconds_total 1.5",
+            "# TYPE process_cpu_seconds counter",
+            "# UNIT process_cpu_seconds seconds",
+            "process_cpu_seconds_total 1.5",
             "# TYPE netta_live_connections gauge",
-            "netta_up 1",
         ] {
             assert!(
                 text.lines().any(|l| l == line),
@@ -1089,12 +1141,21 @@ mod tests {
     fn process_stat_parses() {
         let stat = "1234 (net ta) S 1 1234 1234 0 -1 4194560 500 0 0 0 250 50 0 0 20 0 4 0 100 1000000 300";
         let status = "Name:\tnetta\nVmPeak:\t 9000 kB\nVmRSS:\t    2048 kB\nThreads:\t4\n";
-        let p = Process::parse(stat, status, 100.0).unwrap();
+        let p = Process::parse(stat, status, 100.0, 1_000).unwrap();
         assert_eq!(p.cpu_seconds, 3.0);
+        assert_eq!(p.start_time_seconds, 1_001.0, "100 ticks after boot");
         assert_eq!(p.resident_bytes, 2048 * 1024);
         let own = Process::read().expect("/proc/self is readable");
         assert!(own.resident_bytes > 0);
-        assert!(Process::parse("garbage", status, 100.0).is_none());
+        assert!(own.open_fds >= 3 && own.max_fds >= own.open_fds, "{own:?}");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        assert!(
+            own.start_time_seconds <= now + 1.0 && own.start_time_seconds > now - 86_400.0 * 365.0
+        );
+        assert!(Process::parse("garbage", status, 100.0, 0).is_none());
     }
 
     #[test]

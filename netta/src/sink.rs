@@ -542,11 +542,9 @@ pub async fn fan_out(
                     o.missed = 0;
                 }
             }
-            if o.missed > 0 || o.tx.try_send(line.clone()).is_err() {
-                if !o.tx.is_closed() {
-                    o.missed += 1;
-                    o.stats.add_dropped(1);
-                }
+            if (o.missed > 0 || o.tx.try_send(line.clone()).is_err()) && !o.tx.is_closed() {
+                o.missed += 1;
+                o.stats.add_dropped(1);
             }
         }
     }
