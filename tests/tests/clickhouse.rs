@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use netta::agent::Record;
-use netta::clock::Clock;
-use netta::event::{Action, ConnEvent, Direction};
+use netta::core::clock::Clock;
+use netta::core::event::{Action, ConnEvent, Direction};
 use netta::sink::{self, SinkSpec, SinkStats};
 use netta_tests::servers::{server_available, ClickHouse};
 use tokio::sync::{mpsc, watch};
@@ -123,7 +123,7 @@ async fn beyond_its_buffer_the_reported_losses_equal_what_is_missing() {
         return;
     }
     let mut ch = ClickHouse::start("overflow");
-    let (spec, mut opts) = netta::sink_http::parse_sink(&ch.sink_url()).unwrap();
+    let (spec, mut opts) = netta::settings::http_spec::parse_sink(&ch.sink_url()).unwrap();
     opts.buffer_lines = 100;
     opts.max_age = Duration::from_millis(50);
     let (tx, rx) = mpsc::channel(64);

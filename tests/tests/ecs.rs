@@ -1,10 +1,10 @@
 //! Every kind of line netta's encoder makes (each action, both families, each
 //! rule's alert) conforms to the vendored ECS, without eBPF: the integration
 //! tests check the live lines the same way through the harness.
-use netta::clock::Clock;
+use netta::core::clock::Clock;
 use netta::detect::{Alert, RuleId, Severity};
-use netta::event::{Action, ConnEvent, Direction, Proto, State};
-use netta::export::json;
+use netta::core::event::{Action, ConnEvent, Direction, Proto, State};
+use netta::render::ecs as json;
 use netta_tests::ecs::assert_conforms;
 use netta_tests::parse_event_line;
 
@@ -111,7 +111,7 @@ fn every_rule_alert_conforms_with_its_attack_technique() {
             let v = json::alert_value(&a, &clock);
             assert_conforms(&v);
             // The same document through `detect --json` and `monitor --json`.
-            assert_eq!(netta::detect::to_json(&a, &clock)["rule"], v["rule"]);
+            assert_eq!(netta::render::alert::to_json(&a, &clock)["rule"], v["rule"]);
             let t = v["threat"]["technique"]["id"][0].as_str().unwrap();
             assert!(t.starts_with('T') && t.len() == 5, "{rule:?}: {t}");
             assert_eq!(v["threat"]["framework"], "MITRE ATT&CK");

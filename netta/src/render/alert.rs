@@ -1,0 +1,29 @@
+//! Alerts as text: the original's "SUSPICIOUS ACTIVITY DETECTION" block; their
+//! JSON is the one ECS alert document.
+use std::fmt::Write as _;
+
+use crate::core::clock::Clock;
+use crate::detect::Alert;
+use crate::render::list::{header, heavy_rule};
+
+/// The original's "SUSPICIOUS ACTIVITY DETECTION" block.
+pub fn render(alerts: &[Alert]) -> String {
+    let mut out = String::new();
+    header(&mut out, "SUSPICIOUS ACTIVITY DETECTION");
+    if alerts.is_empty() {
+        let _ = writeln!(out, "No suspicious activity detected");
+    } else {
+        let _ = writeln!(out, "Potential Issues Found:");
+        for a in alerts {
+            let _ = writeln!(out, "  ⚠  {}", a.message);
+        }
+    }
+    let _ = writeln!(out, "{}", heavy_rule());
+    out
+}
+
+/// The one alert schema (ECS, [`crate::render::ecs::alert_value`]), as `events`,
+/// `agent`, `detect --json` and `monitor --json` all write it.
+pub fn to_json(a: &Alert, clock: &Clock) -> serde_json::Value {
+    crate::render::ecs::alert_value(a, clock)
+}
