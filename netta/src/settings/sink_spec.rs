@@ -171,7 +171,8 @@ mod tests {
         let cases = [
             ("", "empty sink"),
             ("netta.json", "unknown sink"),
-            ("http://x:80", "unknown sink"),
+            ("http://x", "expected HOST:PORT"),
+            ("https://x:443/", "https is not supported yet"),
             ("udp://127.0.0.1:9000", "unknown sink"),
             ("file:", "missing path"),
             ("unix:", "missing path"),
