@@ -2,8 +2,8 @@
 //! rule's alert) conforms to the vendored ECS, without eBPF: the integration
 //! tests check the live lines the same way through the harness.
 use netta::core::clock::Clock;
-use netta::detect::{Alert, RuleId, Severity};
 use netta::core::event::{Action, ConnEvent, Direction, Proto, State};
+use netta::detect::{Alert, RuleId, Severity};
 use netta::render::ecs as json;
 use netta_tests::ecs::assert_conforms;
 use netta_tests::parse_event_line;

@@ -42,6 +42,7 @@ const TEST_PEER_PACKAGES: &[&str] = &[
     "libcap2-bin",
     "util-linux",
     "prometheus",
+    "clickhouse-server",
     "python3",
 ];
 

@@ -309,14 +309,22 @@ pub async fn agent(
         names.join(", "),
         metrics_addr.map_or("off".to_string(), |a| format!("http://{a}/metrics"))
     );
+    // Programs attached, table seeded, sinks subscribed: systemd may order
+    // dependent units after us now.
+    crate::host::notify::notify(&format!("READY=1\nSTATUS={}", agent.mode().describe()));
+    let mut watchdog = crate::host::notify::watchdog_interval().map(tokio::time::interval);
     let stop = stop_signal();
     tokio::pin!(stop);
     loop {
         tokio::select! {
             _ = &mut stop => break,
             _ = hup.recv() => log::info!("SIGHUP: file sinks reopen"),
+            _ = async { watchdog.as_mut().expect("guarded").tick().await }, if watchdog.is_some() => {
+                crate::host::notify::notify("WATCHDOG=1");
+            }
         }
     }
+    crate::host::notify::notify("STOPPING=1");
     // Stopping reports the flows still open; then the sinks drain and flush.
     agent.shutdown().await;
     // The last records reach the sinks before they are told to stop.

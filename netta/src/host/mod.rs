@@ -4,6 +4,7 @@ pub mod btf;
 pub mod containers;
 pub mod ebpf;
 pub mod identity;
+pub mod notify;
 pub mod proc;
 pub mod self_stats;
 pub mod tracefs;
