@@ -199,3 +199,71 @@ pub fn which(prog: &str) -> Option<PathBuf> {
         .map(|d| d.join(prog))
         .find(|p| p.is_file())
 }
+
+/// A private rsyslogd receiving TCP (imtcp) into a file (omfile), from
+/// packaging/rsyslog/netta.conf.
+pub struct Rsyslog {
+    dir: PathBuf,
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl Rsyslog {
+    pub fn start(name: &str) -> Rsyslog {
+        let dir = private_dir(&format!("rsyslog-{name}"));
+        let port = free_tcp_port("127.0.0.1");
+        let conf = repo_file("packaging/rsyslog/netta.conf")
+            .replace("@PORT@", &port.to_string())
+            .replace("@DIR@", &dir.display().to_string());
+        std::fs::write(dir.join("rsyslog.conf"), conf).unwrap();
+        let mut r = Rsyslog {
+            dir,
+            port,
+            child: None,
+        };
+        r.run();
+        r
+    }
+
+    pub fn run(&mut self) {
+        let log = std::fs::File::create(self.dir.join("rsyslogd.log")).unwrap();
+        let child = Command::new(which("rsyslogd").unwrap_or("/usr/sbin/rsyslogd".into()))
+            .arg("-n")
+            .arg("-f")
+            .arg(self.dir.join("rsyslog.conf"))
+            .arg("-i")
+            .arg(self.dir.join("rsyslogd.pid"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start rsyslogd");
+        self.child = Some(child);
+        let addr = format!("127.0.0.1:{}", self.port);
+        wait_for("rsyslogd", Duration::from_secs(30), || {
+            TcpStream::connect(&addr).is_ok()
+        });
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            stop_child(&mut c);
+        }
+    }
+
+    /// The lines rsyslog wrote so far.
+    pub fn lines(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.join("netta-events.json"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for Rsyslog {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

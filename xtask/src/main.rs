@@ -43,6 +43,7 @@ const TEST_PEER_PACKAGES: &[&str] = &[
     "util-linux",
     "prometheus",
     "clickhouse-server",
+    "rsyslog",
     "python3",
 ];
 

@@ -325,6 +325,8 @@ fn doc<'a>(ev: &'a ConnEvent, clock: &Clock) -> Doc<'a> {
     };
     let udp = ev.action == Action::UdpFlow;
     let closed = ev.action == Action::Closed;
+    // A listener (or a socket not connected yet) has no peer: no flow to hash.
+    let peer = !listen && !(ev.remote.ip().is_unspecified() && ev.remote.port() == 0);
     let iana = match ev.proto {
         crate::core::event::Proto::Tcp => crate::core::community_id::TCP,
         crate::core::event::Proto::Udp => crate::core::community_id::UDP,
@@ -336,7 +338,7 @@ fn doc<'a>(ev: &'a ConnEvent, clock: &Clock) -> Doc<'a> {
         } else {
             "17"
         },
-        community_id: (!listen)
+        community_id: peer
             .then(|| community_id(0, iana, ev.local, ev.remote))
             .flatten(),
         net_type: if ev.local.is_ipv4() { "ipv4" } else { "ipv6" },
@@ -373,7 +375,7 @@ fn doc<'a>(ev: &'a ConnEvent, clock: &Clock) -> Doc<'a> {
     let raw = ev.action == Action::StateChanged;
     // Roles are known for TCP (the side that connected is the client); a UDP
     // flow has no roles, only directions.
-    let roles = !listen && !udp;
+    let roles = peer && !udp && direction != Direction::Unknown;
     Doc {
         timestamp,
         ecs: Ecs {
@@ -385,10 +387,7 @@ fn doc<'a>(ev: &'a ConnEvent, clock: &Clock) -> Doc<'a> {
         network: Some(network),
         client: if roles { source } else { None },
         server: roles.then_some(destination),
-        related: Some(Related(
-            destination.ip,
-            source.map(|s| s.ip).filter(|_| !listen),
-        )),
+        related: Some(Related(ev.local.ip(), peer.then(|| ev.remote.ip()))),
         source,
         destination: Some(destination),
         process: (ev.pid != 0).then(|| Process {
