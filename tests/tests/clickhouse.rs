@@ -6,10 +6,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use netta::agent::Record;
-use netta::core::clock::Clock;
-use netta::core::event::{Action, ConnEvent, Direction};
-use netta::sink::{self, SinkSpec, SinkStats};
+use netta::api::sink::{self, SinkSpec, SinkStats};
+use netta::api::{Action, Clock, ConnEvent, Containers, Direction, Record};
 use netta_tests::servers::{server_available, ClickHouse};
 use tokio::sync::{mpsc, watch};
 
@@ -84,7 +82,7 @@ async fn http_sink_delivers_exactly_once_across_a_clickhouse_restart() {
         stats.clone(),
         shutdown,
     ));
-    let mut maker = sink::LineMaker::new(Clock::fixed(0));
+    let mut maker = sink::LineMaker::new(Clock::fixed(0), Containers::none());
     send(&mut maker, &tx, 1..=1000).await;
     wait_written(&stats, 1000).await;
     // Restart mid-stream: lines sent while it is down wait and go out after.
@@ -123,7 +121,7 @@ async fn beyond_its_buffer_the_reported_losses_equal_what_is_missing() {
         return;
     }
     let mut ch = ClickHouse::start("overflow");
-    let (spec, mut opts) = netta::settings::http_spec::parse_sink(&ch.sink_url()).unwrap();
+    let (spec, mut opts) = sink::parse_sink(&ch.sink_url()).unwrap();
     opts.buffer_lines = 100;
     opts.max_age = Duration::from_millis(50);
     let (tx, rx) = mpsc::channel(64);
@@ -136,7 +134,7 @@ async fn beyond_its_buffer_the_reported_losses_equal_what_is_missing() {
         stats.clone(),
         shutdown,
     ));
-    let mut maker = sink::LineMaker::new(Clock::fixed(0));
+    let mut maker = sink::LineMaker::new(Clock::fixed(0), Containers::none());
     send(&mut maker, &tx, 1..=50).await;
     wait_written(&stats, 50).await;
     ch = tokio::task::spawn_blocking(move || {

@@ -11,10 +11,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use netta::agent::Record;
-use netta::core::clock::Clock;
-use netta::core::event::{Action, ConnEvent, Direction};
-use netta::sink::{self, SinkSpec, SinkStats};
+use netta::api::sink::{self, SinkSpec, SinkStats};
+use netta::api::{Action, Clock, ConnEvent, Containers, Direction, Record};
 use netta_tests::servers::{server_available, Rsyslog};
 use tokio::sync::{mpsc, watch};
 
@@ -58,8 +56,14 @@ async fn tcp_sink_feeds_rsyslog_across_a_restart() {
     let (tx, rx) = mpsc::channel(4096);
     let stats = Arc::new(SinkStats::default());
     let (stop, shutdown) = watch::channel(false);
-    let task = tokio::spawn(sink::run(spec, rx, Clock::fixed(0), stats.clone(), shutdown));
-    let mut maker = sink::LineMaker::new(Clock::fixed(0));
+    let task = tokio::spawn(sink::run(
+        spec,
+        rx,
+        Clock::fixed(0),
+        stats.clone(),
+        shutdown,
+    ));
+    let mut maker = sink::LineMaker::new(Clock::fixed(0), Containers::none());
     for id in 1..=500 {
         tx.send(maker.line(&record(id))).await.unwrap();
     }

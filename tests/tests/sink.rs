@@ -7,10 +7,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use netta::agent::Record;
-use netta::core::clock::Clock;
-use netta::core::event::{Action, ConnEvent};
-use netta::sink::{self, SinkSpec, SinkStats};
+use netta::api::sink::{self, SinkSpec, SinkStats};
+use netta::api::{Action, Clock, ConnEvent, Record};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::net::{TcpListener, TcpStream};
@@ -87,7 +85,7 @@ async fn accept(listener: &TcpListener) -> Lines<BufReader<TcpStream>> {
 
 /// Sends the records' lines, serialised once as the agent does it.
 async fn send(tx: &mpsc::Sender<bytes::Bytes>, ids: std::ops::RangeInclusive<u64>) {
-    let mut maker = sink::LineMaker::new(Clock::fixed(0));
+    let mut maker = sink::LineMaker::new(Clock::fixed(0), netta::api::Containers::none());
     for id in ids {
         tx.send(maker.line(&record(id)))
             .await

@@ -6,6 +6,7 @@ pub mod community_id;
 pub mod event;
 pub mod filter;
 pub mod format;
+pub mod pipeline;
 pub mod proc_net;
 pub mod sanitize;
 pub mod services;

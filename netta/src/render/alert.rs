@@ -1,8 +1,7 @@
-//! Alerts as text: the original's "SUSPICIOUS ACTIVITY DETECTION" block; their
-//! JSON is the one ECS alert document.
+//! Alerts as text: the original's "SUSPICIOUS ACTIVITY DETECTION" block. Their
+//! JSON is the one ECS alert document, [`crate::render::ecs::alert_value`].
 use std::fmt::Write as _;
 
-use crate::core::clock::Clock;
 use crate::detect::Alert;
 use crate::render::list::{header, heavy_rule};
 
@@ -20,10 +19,4 @@ pub fn render(alerts: &[Alert]) -> String {
     }
     let _ = writeln!(out, "{}", heavy_rule());
     out
-}
-
-/// The one alert schema (ECS, [`crate::render::ecs::alert_value`]), as `events`,
-/// `agent`, `detect --json` and `monitor --json` all write it.
-pub fn to_json(a: &Alert, clock: &Clock) -> serde_json::Value {
-    crate::render::ecs::alert_value(a, clock)
 }

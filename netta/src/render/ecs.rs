@@ -165,15 +165,15 @@ fn endpoint(addr: std::net::SocketAddr, bytes: Option<u64>, packets: Option<u64>
     }
 }
 
-struct Container {
-    id: std::sync::Arc<str>,
+struct Container<'a> {
+    id: &'a str,
 }
 
-impl Serialize for Container {
+impl Serialize for Container<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let mut m = s.serialize_map(Some(1))?;
-        m.serialize_entry("id", &*self.id)?;
+        m.serialize_entry("id", self.id)?;
         m.end()
     }
 }
@@ -228,7 +228,7 @@ struct Doc<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     process: Option<Process<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    container: Option<Container>,
+    container: Option<Container<'a>>,
     netta: Netta,
 }
 
@@ -265,7 +265,7 @@ fn outcome(action: Action) -> Option<&'static str> {
     }
 }
 
-fn doc<'a>(ev: &'a ConnEvent, clock: &Clock) -> Doc<'a> {
+fn doc<'a>(ev: &'a ConnEvent, clock: &Clock, container: Option<&'a str>) -> Doc<'a> {
     let idn = identity::get();
     let lost = matches!(ev.action, Action::EventsLost | Action::TableEvicted);
     let event = EventField {
@@ -326,7 +326,8 @@ fn doc<'a>(ev: &'a ConnEvent, clock: &Clock) -> Doc<'a> {
     let udp = ev.action == Action::UdpFlow;
     let closed = ev.action == Action::Closed;
     // A listener (or a socket not connected yet) has no peer: no flow to hash.
-    let peer = !listen && !(ev.remote.ip().is_unspecified() && ev.remote.port() == 0);
+    let unconnected = ev.remote.ip().is_unspecified() && ev.remote.port() == 0;
+    let peer = !listen && !unconnected;
     let iana = match ev.proto {
         crate::core::event::Proto::Tcp => crate::core::community_id::TCP,
         crate::core::event::Proto::Udp => crate::core::community_id::UDP,
@@ -394,7 +395,7 @@ fn doc<'a>(ev: &'a ConnEvent, clock: &Clock) -> Doc<'a> {
             pid: ev.pid,
             name: String::from_utf8_lossy(ev.comm.as_bytes()),
         }),
-        container: crate::host::containers::container_of(ev.pid).map(|id| Container { id }),
+        container: container.map(|id| Container { id }),
         netta: Netta {
             sock_id: idn.sock_ids.id(ev.sock),
             state: ev.new_state.map(|s| s.name()),
@@ -410,11 +411,6 @@ fn doc<'a>(ev: &'a ConnEvent, clock: &Clock) -> Doc<'a> {
             evicted: None,
         },
     }
-}
-
-/// The ECS document for one event.
-pub fn event_value(ev: &ConnEvent, clock: &Clock) -> Value {
-    serde_json::to_value(doc(ev, clock)).unwrap_or(Value::Null)
 }
 
 /// The ECS document for one alert: `event.kind: "alert"`, `rule.*`, `threat.*`
@@ -483,9 +479,9 @@ pub fn write_alert_line(out: &mut Vec<u8>, a: &Alert, clock: &Clock) {
 
 /// Appends one event as a single line (serde_json escapes every control character,
 /// so hostile process names cannot break the line).
-pub fn write_line(out: &mut Vec<u8>, ev: &ConnEvent, clock: &Clock) {
+pub fn write_line(out: &mut Vec<u8>, ev: &ConnEvent, clock: &Clock, container: Option<&str>) {
     // Serialising into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, &doc(ev, clock));
+    let _ = serde_json::to_writer(&mut *out, &doc(ev, clock, container));
     out.push(b'\n');
 }
 
@@ -535,6 +531,11 @@ pub fn closed_value(h: &Closed, clock: &Clock) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The ECS document for one event.
+    fn event_value(ev: &ConnEvent, clock: &Clock) -> Value {
+        serde_json::to_value(doc(ev, clock, None)).unwrap_or(Value::Null)
+    }
     use crate::core::event::{OwnerSource, Proto};
     use crate::core::sanitize::Comm;
 
@@ -608,7 +609,7 @@ mod tests {
         let mut e = base(Action::Opened);
         e.comm = Comm::from_bytes(b"a\n\"}\x1b[31m\xff");
         let mut out = Vec::new();
-        write_line(&mut out, &e, &Clock::fixed(0));
+        write_line(&mut out, &e, &Clock::fixed(0), None);
         assert_eq!(out.iter().filter(|b| **b == b'\n').count(), 1);
         assert!(!out.contains(&0x1b));
         let back: Value = serde_json::from_slice(&out).unwrap();

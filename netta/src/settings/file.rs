@@ -8,9 +8,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::host::ebpf::Transport;
+use crate::settings::line_of;
 use crate::settings::sink_spec::SinkSpec;
-
-pub const DEFAULT_PATH: &str = "/etc/netta/netta.toml";
 
 #[derive(Debug, thiserror::Error)]
 #[error("config file {path}{}: {reason}", line.map(|l| format!(" line {l}")).unwrap_or_default())]
@@ -58,10 +57,6 @@ pub struct Config {
     pub no_ebpf: Option<bool>,
     pub sinks: Vec<SinkSpec>,
     pub metrics: Option<std::net::SocketAddr>,
-}
-
-fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].matches('\n').count() + 1
 }
 
 impl Config {

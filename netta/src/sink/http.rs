@@ -238,6 +238,7 @@ impl State<'_> {
                     &mut body,
                     &ConnEvent::lost(mono_now(), reported),
                     &self.clock,
+                    None,
                 );
             }
             let mut lines = 0;
