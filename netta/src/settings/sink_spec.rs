@@ -112,37 +112,38 @@ mod tests {
 
     #[test]
     fn parses_every_form() {
-        assert_eq!(parse("-"), SinkSpec::Stdout);
-        assert_eq!(parse("stdout"), SinkSpec::Stdout);
-        assert_eq!(
-            parse("file:/var/log/netta.json"),
-            SinkSpec::File("/var/log/netta.json".into())
-        );
-        assert_eq!(parse("file:rel.json"), SinkSpec::File("rel.json".into()));
-        assert_eq!(parse("/tmp/x.json"), SinkSpec::File("/tmp/x.json".into()));
-        assert_eq!(parse("./x.json"), SinkSpec::File("./x.json".into()));
-        assert_eq!(parse("../x.json"), SinkSpec::File("../x.json".into()));
-        assert_eq!(
-            parse("tcp://127.0.0.1:9000"),
-            SinkSpec::Tcp("127.0.0.1:9000".into())
-        );
-        assert_eq!(
-            parse("tcp:vector.local:5170"),
-            SinkSpec::Tcp("vector.local:5170".into())
-        );
-        assert_eq!(
-            parse("tcp://[::1]:9000"),
-            SinkSpec::Tcp("[::1]:9000".into())
-        );
-        assert_eq!(
-            parse("unix:/run/vector.sock"),
-            SinkSpec::Unix("/run/vector.sock".into())
-        );
-        assert_eq!(
-            parse("unix:///run/vector.sock"),
-            SinkSpec::Unix("/run/vector.sock".into())
-        );
-        assert_eq!(parse("unix:rel.sock"), SinkSpec::Unix("rel.sock".into()));
+        for (text, want) in [
+            ("-", SinkSpec::Stdout),
+            ("stdout", SinkSpec::Stdout),
+            (
+                "file:/var/log/netta.json",
+                SinkSpec::File("/var/log/netta.json".into()),
+            ),
+            ("file:rel.json", SinkSpec::File("rel.json".into())),
+            ("/tmp/x.json", SinkSpec::File("/tmp/x.json".into())),
+            ("./x.json", SinkSpec::File("./x.json".into())),
+            ("../x.json", SinkSpec::File("../x.json".into())),
+            (
+                "tcp://127.0.0.1:9000",
+                SinkSpec::Tcp("127.0.0.1:9000".into()),
+            ),
+            (
+                "tcp:vector.local:5170",
+                SinkSpec::Tcp("vector.local:5170".into()),
+            ),
+            ("tcp://[::1]:9000", SinkSpec::Tcp("[::1]:9000".into())),
+            (
+                "unix:/run/vector.sock",
+                SinkSpec::Unix("/run/vector.sock".into()),
+            ),
+            (
+                "unix:///run/vector.sock",
+                SinkSpec::Unix("/run/vector.sock".into()),
+            ),
+            ("unix:rel.sock", SinkSpec::Unix("rel.sock".into())),
+        ] {
+            assert_eq!(parse(text), want, "{text}");
+        }
     }
 
     #[test]
