@@ -357,9 +357,12 @@ pub async fn agent(s: &Settings, args: &crate::settings::cli::AgentArgs) -> anyh
     let agent = Agent::start(opts).await;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
+    // One tap, serialised once, shared by every sink.
+    let mut outs = Vec::new();
     for spec in &sinks {
-        let rx = agent.shared.subscribe(1 << 14);
+        let (tx, rx) = tokio::sync::mpsc::channel(1 << 14);
         let stats = Arc::new(SinkStats::default());
+        outs.push((tx, stats.clone()));
         tasks.push(tokio::spawn(crate::sink::run(
             spec.clone(),
             rx,
@@ -368,6 +371,11 @@ pub async fn agent(s: &Settings, args: &crate::settings::cli::AgentArgs) -> anyh
             stop_rx.clone(),
         )));
     }
+    let (fan_stop, fan_rx) = tokio::sync::watch::channel(false);
+    let fan = (!outs.is_empty()).then(|| {
+        let tap = agent.shared.subscribe(1 << 14);
+        tokio::spawn(crate::sink::fan_out(tap, agent.shared.clock, outs, fan_rx))
+    });
     if let Some(l) = listener {
         let shared = agent.shared.clone();
         let rx = stop_rx.clone();
@@ -384,16 +392,29 @@ pub async fn agent(s: &Settings, args: &crate::settings::cli::AgentArgs) -> anyh
         names.join(", "),
         metrics_addr.map_or("off".to_string(), |a| format!("http://{a}/metrics"))
     );
+    // Programs attached, table seeded, sinks subscribed: systemd may order
+    // dependent units after us now.
+    crate::host::notify::notify(&format!("READY=1\nSTATUS={}", agent.mode().describe()));
+    let mut watchdog = crate::host::notify::watchdog_interval().map(tokio::time::interval);
     let stop = stop_signal();
     tokio::pin!(stop);
     loop {
         tokio::select! {
             _ = &mut stop => break,
             _ = hup.recv() => log::info!("SIGHUP: file sinks reopen"),
+            _ = async { watchdog.as_mut().expect("guarded").tick().await }, if watchdog.is_some() => {
+                crate::host::notify::notify("WATCHDOG=1");
+            }
         }
     }
+    crate::host::notify::notify("STOPPING=1");
     // Stopping reports the flows still open; then the sinks drain and flush.
     agent.shutdown().await;
+    // The last records reach the sinks before they are told to stop.
+    let _ = fan_stop.send(true);
+    if let Some(f) = fan {
+        let _ = f.await;
+    }
     let _ = stop_tx.send(true);
     let mut failed = None;
     for t in tasks {

@@ -8,6 +8,8 @@
 pub mod btf;
 pub mod containers;
 pub mod ebpf;
+pub mod identity;
+pub mod notify;
 pub mod probe;
 pub mod proc;
 pub mod self_stats;
