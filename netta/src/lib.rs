@@ -19,6 +19,7 @@ pub mod services;
 pub mod sink;
 pub mod source;
 pub mod stats;
+pub mod store;
 pub mod style;
 pub mod table;
 pub mod view;
