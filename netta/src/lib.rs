@@ -1,6 +1,7 @@
 //! netta: a Linux network connection tracer. The binary (`main.rs`) is a thin shell
 //! over this library, so tests and benchmarks drive the same code.
 pub mod agent;
+pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod commands;

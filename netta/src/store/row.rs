@@ -87,6 +87,48 @@ impl ConnRow {
             .map(|s| self.ts_us - s)
     }
 
+    /// Back to an event whose times are wall-clock nanoseconds (render it with
+    /// `Clock::fixed(0)`): replayed history then looks like the live stream.
+    pub fn to_event(&self) -> ConnEvent {
+        let mut e = ConnEvent::lost((self.ts_us.max(0) as u64).saturating_mul(1000), 0);
+        e.action = ACTIONS
+            .iter()
+            .find(|(_, n)| *n == self.action)
+            .map_or(Action::Closed, |(a, _)| *a);
+        e.proto = if self.proto == "udp" {
+            Proto::Udp
+        } else {
+            Proto::Tcp
+        };
+        e.direction = match self.direction.as_str() {
+            "egress" => Direction::Egress,
+            "ingress" => Direction::Ingress,
+            _ => Direction::Unknown,
+        };
+        e.local = self.local();
+        e.remote = if e.direction == Direction::Ingress {
+            self.src
+        } else {
+            self.dst
+        };
+        e.pid = self.pid;
+        e.comm = self.comm;
+        e.owner = match self.owner.as_str() {
+            "hook" => OwnerSource::Hook,
+            "listener" => OwnerSource::Listener,
+            "proc" => OwnerSource::Proc,
+            _ => OwnerSource::Unknown,
+        };
+        e.start_ns = self
+            .start_us
+            .map_or(0, |s| (s.max(0) as u64).saturating_mul(1000));
+        e.bytes_sent = self.bytes_sent;
+        e.bytes_recv = self.bytes_recv;
+        e.count = self.packets;
+        e.partial = self.partial;
+        e
+    }
+
     /// A row for a stored kind of event; `None` for the others (opened, state changes, losses).
     pub fn from_event(ev: &ConnEvent, clock: &Clock, uid: Option<u32>) -> Option<ConnRow> {
         let action = action_name(ev.action)?;
@@ -186,15 +228,6 @@ pub fn now_us() -> i64 {
         .map_or(0, |d| d.as_micros() as i64)
 }
 
-/// Names used in rows, kept in step with the event types they come from.
-pub fn owner_name(o: OwnerSource) -> &'static str {
-    o.name()
-}
-
-pub fn proto_name(p: Proto) -> &'static str {
-    p.name()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,5 +288,9 @@ mod tests {
         let r = ConnRow::from_event(&e, &Clock::fixed(0), None).unwrap();
         let back: ConnRow = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
         assert_eq!(back, r);
+        // And back to an event: the same socket, seen from the same side.
+        let ev = r.to_event();
+        assert_eq!((ev.local, ev.remote, ev.comm), (e.local, e.remote, e.comm));
+        assert_eq!(ev.action, Action::Closed);
     }
 }
