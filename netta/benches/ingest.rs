@@ -2,10 +2,10 @@
 //! applying them to the live table (and the detector), on one core, with no kernel.
 //! Run with `cargo bench -p netta --bench ingest` (or `cargo xtask bench`).
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use netta::core::event::ConnEvent;
+use netta::core::services::Services;
+use netta::core::table::{Limits, Table};
 use netta::detect::{Detector, Rules};
-use netta::event::ConnEvent;
-use netta::services::Services;
-use netta::table::{Limits, Table};
 use netta_abi::{flag, kind, Event, AF_INET, IPPROTO_TCP};
 
 /// A loopback workload like `ab` against a local server: for each connection, the
@@ -103,13 +103,13 @@ fn ingest(c: &mut Criterion) {
         )
     });
     g.bench_function("decode+json-line", |b| {
-        let clock = netta::clock::Clock::new();
+        let clock = netta::core::clock::Clock::new();
         let mut out = Vec::with_capacity(1 << 20);
         b.iter(|| {
             let mut bytes = 0;
             for rec in raw.chunks_exact(netta_abi::EVENT_SIZE) {
                 if let Ok(ev) = ConnEvent::decode(rec) {
-                    netta::export::json::write_line(&mut out, &ev, &clock);
+                    netta::render::ecs::write_line(&mut out, &ev, &clock);
                 }
                 if out.len() > (1 << 20) {
                     bytes += out.len();

@@ -1,14 +1,14 @@
 //! A fixed table for snapshot tests of every view: IPv4 and IPv6, TCP and UDP,
 //! listeners, closed and failed connections, an unknown owner and a hostile name.
-use crate::event::{Direction, OwnerSource, Proto, State};
-use crate::sanitize::Comm;
-use crate::table::{Closed, Conn, Counters, Key, Origin, Snapshot};
+use crate::core::event::{Direction, OwnerSource, Proto, State};
+use crate::core::sanitize::Comm;
+use crate::core::table::{Closed, Conn, Counters, Key, Origin, Snapshot};
 
 pub const SEC: u64 = 1_000_000_000;
 
 /// Wall clock for the fixture: monotonic 0 is 2024-10-15T14:30:00Z.
-pub fn clock() -> crate::clock::Clock {
-    crate::clock::Clock::fixed(1_729_002_600 * SEC as i128)
+pub fn clock() -> crate::core::clock::Clock {
+    crate::core::clock::Clock::fixed(1_729_002_600 * SEC as i128)
 }
 
 #[allow(clippy::too_many_arguments)]

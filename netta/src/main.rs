@@ -1,6 +1,6 @@
 use clap::{CommandFactory, FromArgMatches};
-use netta::cli::{Cli, Command};
-use netta::commands;
+use netta::app;
+use netta::settings::cli::{Cli, Command};
 
 fn main() {
     // One malloc arena per thread would keep freed /proc snapshots as resident
@@ -31,8 +31,8 @@ fn main() {
         .global
         .config
         .clone()
-        .unwrap_or_else(|| netta::config::DEFAULT_PATH.into());
-    let file_config = match netta::config::Config::load(&path, explicit) {
+        .unwrap_or_else(|| netta::settings::file::DEFAULT_PATH.into());
+    let file_config = match netta::settings::file::Config::load(&path, explicit) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("netta: {e}");
@@ -70,16 +70,16 @@ fn main() {
     };
     let result = rt.block_on(async {
         match &cli.command {
-            Some(Command::Events(a)) => commands::events(&cli.global, a).await,
-            Some(Command::List(a)) => commands::list(&cli.global, a).await,
-            Some(Command::Stats(a)) => commands::stats(&cli.global, a).await,
-            Some(Command::Monitor(a)) => commands::monitor(&cli.global, a).await,
-            Some(Command::Detect(a)) => commands::detect(&cli.global, a).await,
-            Some(Command::Export(a)) => commands::export(&cli.global, a).await,
-            Some(Command::SeedBench) => commands::seed_bench(&cli.global),
-            Some(Command::Agent(a)) => commands::agent(&cli.global, a, file_config.as_ref()).await,
+            Some(Command::Events(a)) => app::events(&cli.global, a).await,
+            Some(Command::List(a)) => app::list(&cli.global, a).await,
+            Some(Command::Stats(a)) => app::stats(&cli.global, a).await,
+            Some(Command::Monitor(a)) => app::monitor(&cli.global, a).await,
+            Some(Command::Detect(a)) => app::detect(&cli.global, a).await,
+            Some(Command::Export(a)) => app::export(&cli.global, a).await,
+            Some(Command::SeedBench) => app::seed_bench(&cli.global),
+            Some(Command::Agent(a)) => app::agent(&cli.global, a, file_config.as_ref()).await,
             Some(Command::Completions { .. } | Command::Manpage) => Ok(()),
-            None => commands::menu(&cli.global).await,
+            None => app::menu(&cli.global).await,
         }
     });
     // Reader tasks may still be parked on a blocking read of stdin; do not wait.

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use netta::agent::Record;
-use netta::clock::Clock;
-use netta::event::{Action, ConnEvent};
+use netta::core::clock::Clock;
+use netta::core::event::{Action, ConnEvent};
 use netta::sink::{self, SinkSpec, SinkStats};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};

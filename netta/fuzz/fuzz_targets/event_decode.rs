@@ -3,9 +3,9 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use netta::detect::{Detector, Rules};
-use netta::event::ConnEvent;
-use netta::services::Services;
-use netta::table::{Limits, Table};
+use netta::core::event::ConnEvent;
+use netta::core::services::Services;
+use netta::core::table::{Limits, Table};
 
 fuzz_target!(|data: &[u8]| {
     let mut table = Table::new(Limits {

@@ -1,8 +1,8 @@
 //! /proc/net/{tcp,udp}[6] parsing: bad lines are errors, good ones are kept, no panics.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use netta::event::Proto;
-use netta::source::procfs::parse_net;
+use netta::core::event::Proto;
+use netta::core::proc_net::parse_net;
 
 fuzz_target!(|data: &[u8]| {
     for proto in [Proto::Tcp, Proto::Udp] {

@@ -36,7 +36,7 @@ type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
 
 fn one_line(b: &[u8]) -> String {
     let s = String::from_utf8_lossy(b);
-    crate::sanitize::escape(s.lines().next().unwrap_or("").trim().as_bytes())
+    crate::core::sanitize::escape(s.lines().next().unwrap_or("").trim().as_bytes())
 }
 
 impl Client {
@@ -169,7 +169,7 @@ mod tests {
     use super::super::{server, Backend, Hello};
     use super::*;
     use crate::agent::Record;
-    use crate::clock::Clock;
+    use crate::core::clock::Clock;
     use crate::store::query::Query;
     use crate::store::tests::conn_row;
     use crate::store::{Row, Store};
@@ -340,7 +340,7 @@ mod tests {
                     if let Some(tx) = taps.first() {
                         let mut ev = crate::store::tests::conn_row(5_000_000, 40_001, 8080, "new")
                             .to_event();
-                        ev.action = crate::event::Action::Closed;
+                        ev.action = crate::core::event::Action::Closed;
                         let _ = tx.send(Record::Event(ev)).await;
                         break;
                     }

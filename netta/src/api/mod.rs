@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use tokio::sync::mpsc;
 
 use crate::agent::Record;
-use crate::clock::Clock;
+use crate::core::clock::Clock;
 
 /// Where the API listens unless told otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/netta/netta.sock";

@@ -298,10 +298,10 @@ async fn events(_: Allowed, State(st): State<AppState>, Query(p): Query<EventsPa
                         }
                     }
                     let mut buf = Vec::with_capacity(512);
-                    crate::export::json::write_record(&mut buf, &r, &clock);
+                    r.write_json(&mut buf, &clock);
                     while buf.len() < 1 << 16 {
                         match live.try_recv() {
-                            Ok(r) => crate::export::json::write_record(&mut buf, &r, &clock),
+                            Ok(r) => r.write_json(&mut buf, &clock),
                             Err(_) => break,
                         }
                     }
@@ -318,7 +318,7 @@ async fn events(_: Allowed, State(st): State<AppState>, Query(p): Query<EventsPa
 
 /// A stored row as the same ECS line the live stream writes.
 fn write_row(buf: &mut Vec<u8>, row: &ConnRow) {
-    crate::export::json::write_line(buf, &row.to_event(), &crate::clock::Clock::fixed(0));
+    crate::render::ecs::write_line(buf, &row.to_event(), &crate::core::clock::Clock::fixed(0));
 }
 
 /// Serves until `stop` turns true, then removes the socket.

@@ -1,7 +1,9 @@
 //! Rule logic on synthetic event sequences, including the edges of every window.
 use super::*;
-use crate::event::OwnerSource;
+use crate::core::event::{OwnerSource, Proto, State};
+use crate::core::sanitize::Comm;
 use crate::fixture::{conn, snapshot};
+use crate::render::alert::render;
 
 fn det() -> Detector {
     Detector::new(Rules::default(), Services::builtin(), 0)

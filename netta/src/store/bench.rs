@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use super::query::Query;
 use super::row::{now_us, ConnRow, Row};
 use super::{Reader, Store, StoreError};
-use crate::sanitize::Comm;
+use crate::core::sanitize::Comm;
 
 /// xorshift64*: deterministic, no dependency, good enough for test data.
 struct Rng(u64);

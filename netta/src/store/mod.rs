@@ -283,7 +283,7 @@ impl rusqlite::ToSql for RawText<'_> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::sanitize::Comm;
+    use crate::core::sanitize::Comm;
 
     pub fn conn_row(ts_us: i64, sport: u16, dport: u16, comm: &str) -> ConnRow {
         ConnRow {

@@ -10,7 +10,7 @@ use rusqlite::{Connection, ToSql};
 
 use super::row::{parse_action, AlertRow, ConnRow};
 use super::Reader;
-use crate::sanitize::Comm;
+use crate::core::sanitize::Comm;
 
 pub const DEFAULT_LIMIT: u64 = 10_000;
 
@@ -53,12 +53,12 @@ pub enum QueryError {
 /// An address or network; a bare address is its own /32 or /128.
 pub fn parse_net(s: &str) -> Result<IpNet, QueryError> {
     let t = s.trim();
-    let bad = || QueryError::Net(crate::sanitize::escape(t.as_bytes()));
+    let bad = || QueryError::Net(crate::core::sanitize::escape(t.as_bytes()));
     if let Ok(n) = t.parse::<IpNet>() {
         return Ok(n.trunc());
     }
     let ip: IpAddr = t.parse().map_err(|_| bad())?;
-    Ok(IpNet::from(crate::event::normalize(ip)))
+    Ok(IpNet::from(crate::core::event::normalize(ip)))
 }
 
 impl Query {
@@ -135,17 +135,18 @@ impl Query {
         if let Some(s) = &self.proto {
             let v = s.to_ascii_lowercase();
             if v != "tcp" && v != "udp" {
-                return Err(QueryError::Proto(crate::sanitize::escape(s.as_bytes())));
+                return Err(QueryError::Proto(crate::core::sanitize::escape(
+                    s.as_bytes(),
+                )));
             }
             add(&mut w, &mut p, "proto = ?", Box::new(v));
         }
         if let Some(s) = &self.action {
             let mut names = Vec::new();
             for a in s.split(',').map(str::trim).filter(|a| !a.is_empty()) {
-                names
-                    .push(parse_action(a).ok_or_else(|| {
-                        QueryError::Action(crate::sanitize::escape(a.as_bytes()))
-                    })?);
+                names.push(parse_action(a).ok_or_else(|| {
+                    QueryError::Action(crate::core::sanitize::escape(a.as_bytes()))
+                })?);
             }
             if !names.is_empty() {
                 let list = names.iter().map(|n| format!("'{n}'")).collect::<Vec<_>>();
@@ -209,7 +210,7 @@ fn addr(ip: &str, port: u16) -> rusqlite::Result<SocketAddr> {
             rusqlite::types::Type::Text,
             format!(
                 "stored address `{}` is not an IP",
-                crate::sanitize::escape(ip.as_bytes())
+                crate::core::sanitize::escape(ip.as_bytes())
             )
             .into(),
         )

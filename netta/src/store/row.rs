@@ -4,10 +4,10 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use crate::agent::Record;
-use crate::clock::Clock;
+use crate::core::clock::Clock;
+use crate::core::event::{Action, ConnEvent, Direction, OwnerSource, Proto};
+use crate::core::sanitize::Comm;
 use crate::detect::Alert;
-use crate::event::{Action, ConnEvent, Direction, OwnerSource, Proto};
-use crate::sanitize::Comm;
 
 /// Which kinds of connection event the history keeps, with their stored names.
 pub const ACTIONS: [(Action, &str); 5] = [
@@ -61,7 +61,7 @@ pub struct ConnRow {
 
 /// Comm bytes travel over the API as an array of numbers: names need not be UTF-8.
 mod comm_bytes {
-    use crate::sanitize::Comm;
+    use crate::core::sanitize::Comm;
     pub fn serialize<S: serde::Serializer>(c: &Comm, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_bytes(c.as_bytes())
     }

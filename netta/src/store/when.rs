@@ -32,7 +32,7 @@ pub fn parse_time(s: &str, now_us: i64) -> Result<i64, String> {
 }
 
 fn escape(s: &str) -> String {
-    crate::sanitize::escape(s.as_bytes())
+    crate::core::sanitize::escape(s.as_bytes())
 }
 
 #[cfg(test)]

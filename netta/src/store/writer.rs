@@ -14,7 +14,7 @@ use super::retention::{self, Retention};
 use super::row::{now_us, Row};
 use super::Store;
 use crate::agent::Record;
-use crate::clock::Clock;
+use crate::core::clock::Clock;
 
 #[derive(Clone, Copy, Debug)]
 pub struct WriterOptions {
@@ -250,8 +250,8 @@ fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Action, ConnEvent, Direction};
-    use crate::sanitize::Comm;
+    use crate::core::event::{Action, ConnEvent, Direction};
+    use crate::core::sanitize::Comm;
     use crate::store::query::Query;
 
     fn closed(port: u16) -> Record {

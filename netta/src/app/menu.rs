@@ -1,0 +1,213 @@
+//! The original tool's interactive menu, on the live agent: it runs for the whole
+//! session, so every view sees what came and went since the menu opened. Works on
+//! a terminal and from a pipe (`printf '4\n8\n' | netta`).
+use std::io::{BufRead, IsTerminal};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::agent::Agent;
+use crate::app::{output, views};
+use crate::render::report;
+
+pub const BANNER: &str = "\
+╔═══════════════════════════════════════╗
+║   Network Traffic Analyzer v1.0      ║
+║   Cybersecurity Lab Tool              ║
+╚═══════════════════════════════════════╝
+
+Network Traffic Analyzer
+Monitor and analyze network connections on your system
+";
+
+pub fn menu_text() -> String {
+    let h = crate::render::list::heavy_rule();
+    format!(
+        "\n{h}\nMAIN MENU\n{h}\n\
+         1. View All Connections\n\
+         2. View Established Connections\n\
+         3. View Listening Ports\n\
+         4. View Statistics\n\
+         5. Detect Suspicious Activity\n\
+         6. Monitor Traffic (Real-time)\n\
+         7. Export Report\n\
+         8. Exit\n\
+         {h}\n"
+    )
+}
+
+/// Lines of standard input, read on a thread of their own (stdin blocks).
+fn stdin_lines() -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel(16);
+    std::thread::spawn(move || {
+        let stdin = std::io::stdin();
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match stdin.lock().read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let line = String::from_utf8_lossy(&buf).trim().to_string();
+                    if tx.blocking_send(line).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    rx
+}
+
+enum Input {
+    Line(String),
+    /// End of input or Ctrl+C.
+    Quit,
+}
+
+async fn read(rx: &mut mpsc::Receiver<String>, prompt: &str) -> Input {
+    output::print_raw(prompt);
+    tokio::select! {
+        l = rx.recv() => match l {
+            Some(l) => {
+                // A terminal echoes what was typed; from a pipe, show it so the
+                // transcript reads the same.
+                if !std::io::stdin().is_terminal() {
+                    output::print_raw(&format!("{}\n", crate::core::sanitize::escape(l.as_bytes())));
+                }
+                Input::Line(l)
+            }
+            None => { output::print_raw("\n"); Input::Quit }
+        },
+        _ = output::stop_signal() => { output::print_raw("\n"); Input::Quit }
+    }
+}
+
+/// Asks with a default; an empty answer takes it.
+async fn ask(rx: &mut mpsc::Receiver<String>, question: &str, default: &str) -> Option<String> {
+    match read(rx, &format!("{question} [{default}]: ")).await {
+        Input::Line(l) if l.is_empty() => Some(default.to_string()),
+        Input::Line(l) => Some(l),
+        Input::Quit => None,
+    }
+}
+
+async fn ask_duration(rx: &mut mpsc::Receiver<String>, q: &str, default: &str) -> Option<Duration> {
+    loop {
+        let answer = ask(rx, q, default).await?;
+        match humantime::parse_duration(&answer) {
+            Ok(d) if !d.is_zero() => return Some(d),
+            _ => output::print_raw(&format!("Not a duration: {answer:?} (try 30s, 2m)\n")),
+        }
+    }
+}
+
+pub async fn run(agent: Agent) -> anyhow::Result<()> {
+    let mut rx = stdin_lines();
+    output::print_styled(BANNER);
+    output::print_raw(&format!(
+        "netta {} — {}\n",
+        env!("CARGO_PKG_VERSION"),
+        agent.mode().describe()
+    ));
+    loop {
+        output::print_styled(&menu_text());
+        let choice = match read(&mut rx, "Select option: ").await {
+            Input::Line(l) => l,
+            Input::Quit => break,
+        };
+        let shared = &agent.shared;
+        match choice.as_str() {
+            "1" | "2" | "3" => {
+                agent.reconcile_once(false).await;
+                let view = match choice.as_str() {
+                    "1" => views::View::All,
+                    "2" => views::View::Established,
+                    _ => views::View::Listening,
+                };
+                output::print_styled(&views::render_view(shared, view));
+            }
+            "4" => {
+                agent.reconcile_once(false).await;
+                output::print_styled(&views::render_stats(shared));
+            }
+            "5" => {
+                agent.reconcile_once(false).await;
+                output::print_styled(&views::render_detect(shared));
+            }
+            "6" => {
+                let Some(duration) = ask_duration(&mut rx, "Duration", "60s").await else {
+                    break;
+                };
+                let Some(interval) = ask_duration(&mut rx, "Update interval", "2s").await else {
+                    break;
+                };
+                let opts = crate::render::monitor::Options {
+                    duration,
+                    interval,
+                    json: false,
+                };
+                // Ctrl+C ends the monitor early and comes back to the menu.
+                crate::app::monitor::run(shared, opts, output::stop_signal(), &mut |s| {
+                    output::print_styled(s)
+                })
+                .await;
+            }
+            "7" => {
+                let Some(fmt) = ask(&mut rx, "Format (csv/json)", "csv").await else {
+                    break;
+                };
+                let format = match fmt.to_ascii_lowercase().as_str() {
+                    "csv" => crate::settings::cli::ReportFormat::Csv,
+                    "json" => crate::settings::cli::ReportFormat::Json,
+                    other => {
+                        output::print_raw(&format!("Unknown format {other:?} (csv or json)\n"));
+                        continue;
+                    }
+                };
+                let name = report::default_file_name(std::time::SystemTime::now(), format);
+                let Some(path) = ask(&mut rx, "File", &name).await else {
+                    break;
+                };
+                agent.reconcile_once(false).await;
+                match views::export_to(shared, std::path::Path::new(&path), false, format, false) {
+                    Ok(msg) => output::print_styled(&msg),
+                    Err(e) => output::print_raw(&format!("Export failed: {e:#}\n")),
+                }
+            }
+            "8" | "q" | "quit" | "exit" => break,
+            "" => {}
+            other => output::print_raw(&format!(
+                "Invalid option: {}. Choose 1-8.\n",
+                crate::core::sanitize::escape(other.as_bytes())
+            )),
+        }
+    }
+    agent.shutdown().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn menu_has_the_originals_entries() {
+        let m = menu_text();
+        for (i, entry) in [
+            "View All Connections",
+            "View Established Connections",
+            "View Listening Ports",
+            "View Statistics",
+            "Detect Suspicious Activity",
+            "Monitor Traffic (Real-time)",
+            "Export Report",
+            "Exit",
+        ]
+        .iter()
+        .enumerate()
+        {
+            assert!(m.contains(&format!("\n{}. {entry}\n", i + 1)), "{m}");
+        }
+        assert!(BANNER.contains("Network Traffic Analyzer v1.0"));
+    }
+}

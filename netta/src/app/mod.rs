@@ -1,0 +1,352 @@
+//! The subcommands: each starts the agent, does its job on the live table, and
+//! stops the agent cleanly.
+pub mod menu;
+pub mod monitor;
+pub mod output;
+pub mod views;
+
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::agent::{Agent, Shared};
+use crate::core::services::Services;
+use crate::render::{alert, ecs as json, list as view, report, stats, style};
+use crate::settings::cli::{
+    DetectArgs, EventsArgs, ExportArgs, Global, ListArgs, MonitorArgs, StatsArgs,
+};
+use output::{is_broken_pipe, print_out, stdout_closed, stop_signal};
+use views::{alerts, export_to};
+
+/// Sleeps for `d`, or forever when `None`.
+async fn sleep_or_forever(d: Option<Duration>) {
+    match d {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+pub async fn events(global: &Global, args: &EventsArgs) -> anyhow::Result<()> {
+    let mut opts = agent_options(global)?;
+    opts.ebpf.all_states = args.all_states;
+    let agent = Agent::start(opts).await;
+    let mut rx = agent.shared.subscribe(1 << 14);
+    eprintln!("netta: ready ({})", agent.mode().describe());
+    let clock = agent.shared.clock;
+    let mut buf = Vec::with_capacity(1 << 16);
+    let stdout = std::io::stdout();
+    let stop = stop_signal();
+    tokio::pin!(stop);
+    let until = sleep_or_forever(args.duration);
+    tokio::pin!(until);
+    let write = |buf: &mut Vec<u8>| -> std::io::Result<()> {
+        let mut out = stdout.lock();
+        out.write_all(buf)?;
+        out.flush()?;
+        buf.clear();
+        Ok(())
+    };
+    let mut reader_gone = false;
+    let mut check = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            _ = check.tick() => {
+                if stdout_closed() {
+                    reader_gone = true;
+                    break;
+                }
+            }
+            ev = rx.recv() => {
+                let Some(ev) = ev else { break };
+                ev.write_json(&mut buf, &clock);
+                while buf.len() < (1 << 16) {
+                    match rx.try_recv() {
+                        Ok(ev) => ev.write_json(&mut buf, &clock),
+                        Err(_) => break,
+                    }
+                }
+                if let Err(e) = write(&mut buf) {
+                    if is_broken_pipe(&e) {
+                        reader_gone = true;
+                        break;
+                    }
+                    agent.shutdown().await;
+                    return Err(e).context("writing events to stdout");
+                }
+            }
+            _ = &mut stop => break,
+            _ = &mut until => break,
+        }
+    }
+    // Stopping reports the UDP flows still open; pass those on too.
+    agent.shutdown().await;
+    if !reader_gone {
+        while let Ok(ev) = rx.try_recv() {
+            ev.write_json(&mut buf, &clock);
+        }
+        if let Err(e) = write(&mut buf) {
+            if !is_broken_pipe(&e) {
+                return Err(e).context("writing events to stdout");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Starts the agent and, with `--watch`, lets it collect events for that long.
+async fn start_and_watch(global: &Global, watch: Option<Duration>) -> anyhow::Result<Agent> {
+    let agent = Agent::start(agent_options(global)?).await;
+    if let Some(w) = watch {
+        tokio::select! {
+            _ = tokio::time::sleep(w) => {}
+            _ = stop_signal() => {}
+        }
+        agent.reconcile_once(false).await;
+    }
+    Ok(agent)
+}
+
+pub async fn list(global: &Global, args: &ListArgs) -> anyhow::Result<()> {
+    let agent = start_and_watch(global, args.watch).await?;
+    let snap = agent.shared.snapshot();
+    let clock = agent.shared.clock;
+    agent.shutdown().await;
+    let filter = args.filter.filter();
+    let text = if args.history {
+        let rows = crate::core::filter::select_history(&snap, &filter);
+        if args.json {
+            let v: Vec<_> = rows.iter().map(|h| json::closed_value(h, &clock)).collect();
+            serde_json::to_string_pretty(&v)? + "\n"
+        } else {
+            view::render_history(&rows, &clock)
+        }
+    } else {
+        let rows = crate::core::filter::select(&snap, &filter);
+        if args.json {
+            let v: Vec<_> = rows.iter().map(|c| json::conn_value(c, &clock)).collect();
+            serde_json::to_string_pretty(&v)? + "\n"
+        } else {
+            view::render_list("ACTIVE NETWORK CONNECTIONS", &rows)
+        }
+    };
+    print_out(&text)
+}
+
+pub async fn stats(global: &Global, args: &StatsArgs) -> anyhow::Result<()> {
+    let agent = start_and_watch(global, args.watch).await?;
+    let st = stats::compute(&agent.shared.snapshot(), &Services::load());
+    agent.shutdown().await;
+    if args.json {
+        print_out(&(serde_json::to_string_pretty(&stats::to_json(&st))? + "\n"))
+    } else {
+        print_out(&style::for_stdout(&stats::render(&st)))
+    }
+}
+
+pub async fn detect(global: &Global, args: &DetectArgs) -> anyhow::Result<()> {
+    let agent = start_and_watch(global, args.watch).await?;
+    let found = alerts(&agent.shared);
+    let clock = agent.shared.clock;
+    agent.shutdown().await;
+    if args.json {
+        let v: Vec<_> = found.iter().map(|a| alert::to_json(a, &clock)).collect();
+        print_out(&(serde_json::to_string_pretty(&v)? + "\n"))
+    } else {
+        print_out(&style::for_stdout(&alert::render(&found)))
+    }
+}
+
+pub async fn monitor(global: &Global, args: &MonitorArgs) -> anyhow::Result<()> {
+    let agent = Agent::start(agent_options(global)?).await;
+    let shared: Arc<Shared> = agent.shared.clone();
+    let opts = crate::render::monitor::Options {
+        duration: args.duration,
+        interval: args.interval,
+        json: args.json,
+    };
+    let mut failed = None;
+    monitor::run(&shared, opts, stop_signal(), &mut |s| {
+        if failed.is_none() {
+            let text = if args.json {
+                s.into()
+            } else {
+                style::for_stdout(s)
+            };
+            if let Err(e) = print_out(&text) {
+                failed = Some(e);
+            }
+        }
+    })
+    .await;
+    agent.shutdown().await;
+    failed.map_or(Ok(()), Err)
+}
+
+pub async fn export(global: &Global, args: &ExportArgs) -> anyhow::Result<()> {
+    let agent = start_and_watch(global, args.watch).await?;
+    let path = args.output.clone().unwrap_or_else(|| {
+        report::default_file_name(std::time::SystemTime::now(), args.format).into()
+    });
+    let result = export_to(&agent.shared, &path, args.force, args.format, args.history);
+    agent.shutdown().await;
+    print_out(&result?)
+}
+
+pub async fn menu(global: &Global) -> anyhow::Result<()> {
+    let agent = Agent::start(agent_options(global)?).await;
+    menu::run(agent).await
+}
+
+/// Seeds a table from /proc once, as the agent does at start, and prints the
+/// timings as JSON: what `cargo xtask bench` compares with `ss -tanp`.
+pub fn seed_bench(global: &Global) -> anyhow::Result<()> {
+    let root = Path::new("/proc");
+    let t0 = std::time::Instant::now();
+    let started = crate::core::clock::mono_now();
+    let snap = crate::host::proc::read_sockets(root).context("reading /proc/net")?;
+    let read = t0.elapsed();
+    let mut owners = None;
+    let mut table = crate::core::table::Table::new(crate::core::table::Limits {
+        max_live: global.max_connections,
+        max_history: global.history_size,
+    });
+    table.reconcile(&snap.sockets, started, &mut |inode| {
+        owners
+            .get_or_insert_with(|| crate::host::proc::socket_owners(root))
+            .get(&inode)
+            .copied()
+    });
+    let total = t0.elapsed();
+    let owned = table.conns().filter(|c| c.pid != 0).count();
+    print_out(
+        &(serde_json::json!({
+            "sockets": snap.sockets.len(),
+            "rows": table.len(),
+            "owned": owned,
+            "read_ms": read.as_secs_f64() * 1e3,
+            "total_ms": total.as_secs_f64() * 1e3,
+        })
+        .to_string()
+            + "\n"),
+    )
+}
+
+/// `netta agent`: headless, until SIGINT/SIGTERM. SIGHUP reopens file sinks.
+pub async fn agent(
+    global: &Global,
+    args: &crate::settings::cli::AgentArgs,
+    file: Option<&crate::settings::file::Config>,
+) -> anyhow::Result<()> {
+    use crate::sink::{SinkSpec, SinkStats};
+    let mut opts = agent_options(global)?;
+    opts.ebpf.all_states = args.all_states;
+    let mut sinks = args.sinks.clone();
+    if sinks.is_empty() {
+        sinks = file.map(|c| c.sinks.clone()).unwrap_or_default();
+    }
+    if sinks.is_empty() {
+        sinks.push(SinkSpec::Stdout);
+    }
+    let metrics_addr = args.metrics.or(file.and_then(|c| c.metrics));
+    // Bind before starting anything, so a taken port is a clear, early error.
+    let listener = match metrics_addr {
+        Some(a) => Some(
+            crate::metrics::bind(a)
+                .await
+                .with_context(|| format!("cannot listen on {a}"))?,
+        ),
+        None => None,
+    };
+    // A file sink that cannot be written is a startup error, not a silent gap.
+    for spec in &sinks {
+        if let SinkSpec::File(path) = spec {
+            std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(path)
+                .with_context(|| format!("cannot open sink {spec}"))?;
+        }
+    }
+    let agent = Agent::start(opts).await;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = Vec::new();
+    for spec in &sinks {
+        let rx = agent.shared.subscribe(1 << 14);
+        let stats = Arc::new(SinkStats::default());
+        tasks.push(tokio::spawn(crate::sink::run(
+            spec.clone(),
+            rx,
+            agent.shared.clock,
+            stats,
+            stop_rx.clone(),
+        )));
+    }
+    if let Some(l) = listener {
+        let shared = agent.shared.clone();
+        let rx = stop_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            crate::metrics::serve_on(l, shared, rx).await
+        }));
+    }
+    // A reload signal must never kill the agent, whatever sinks it has.
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let names: Vec<String> = sinks.iter().map(|s| s.to_string()).collect();
+    eprintln!(
+        "netta: agent ready ({}); sinks: {}; metrics: {}",
+        agent.mode().describe(),
+        names.join(", "),
+        metrics_addr.map_or("off".to_string(), |a| format!("http://{a}/metrics"))
+    );
+    let stop = stop_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = hup.recv() => log::info!("SIGHUP: file sinks reopen"),
+        }
+    }
+    // Stopping reports the flows still open; then the sinks drain and flush.
+    agent.shutdown().await;
+    let _ = stop_tx.send(true);
+    let mut failed = None;
+    for t in tasks {
+        if let Ok(Err(e)) = t.await {
+            failed.get_or_insert(e);
+        }
+    }
+    match failed {
+        Some(e) => Err(e).context("a sink failed"),
+        None => Ok(()),
+    }
+}
+
+/// Options for the agent; fails on a rules file with errors (nothing half-applied).
+fn agent_options(
+    global: &Global,
+) -> Result<crate::agent::AgentOptions, crate::settings::rules_file::RulesError> {
+    let rules = match &global.rules {
+        Some(path) => crate::detect::Rules::load(path)?,
+        None => crate::detect::Rules::default(),
+    };
+    Ok(crate::agent::AgentOptions {
+        force_polling: global.no_ebpf,
+        ebpf: crate::host::ebpf::Options {
+            transport: global.transport,
+            ring_bytes: global.ring_size,
+            ..Default::default()
+        },
+        reconcile_every: global.reconcile_interval,
+        poll_every: global.poll_interval,
+        udp_idle: global.udp_idle,
+        limits: crate::core::table::Limits {
+            max_live: global.max_connections,
+            max_history: global.history_size,
+        },
+        rules,
+        ..Default::default()
+    })
+}

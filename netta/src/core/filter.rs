@@ -1,0 +1,64 @@
+//! Which live rows a view shows, and in what order.
+use crate::core::event::{Proto, State};
+use crate::core::table::{Closed, Conn, Snapshot};
+
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    pub states: Vec<State>,
+    pub proto: Option<Proto>,
+    /// Matches the local or the remote port.
+    pub port: Option<u16>,
+    pub pid: Option<u32>,
+    /// Substring of the (raw) process name.
+    pub process: Option<String>,
+}
+
+impl Filter {
+    pub fn matches(&self, c: &Conn) -> bool {
+        (self.states.is_empty() || self.states.contains(&c.state))
+            && self.proto.is_none_or(|p| p == c.proto)
+            && self
+                .port
+                .is_none_or(|p| c.local.port() == p || (c.has_peer() && c.remote.port() == p))
+            && self.pid.is_none_or(|p| p == c.pid)
+            && self.process.as_ref().is_none_or(|name| {
+                String::from_utf8_lossy(c.comm.as_bytes()).contains(name.as_str())
+            })
+    }
+}
+
+/// Rows in display order: protocol, state (listeners first), local, remote.
+pub fn select(snap: &Snapshot, filter: &Filter) -> Vec<Conn> {
+    let mut rows: Vec<Conn> = snap
+        .conns
+        .iter()
+        .filter(|c| filter.matches(c))
+        .copied()
+        .collect();
+    rows.sort_by(|a, b| {
+        let rank = |c: &Conn| (c.state != State::Listen && c.state != State::Unconn) as u8;
+        (a.proto, rank(a), a.local, a.remote, a.pid).cmp(&(
+            b.proto,
+            rank(b),
+            b.local,
+            b.remote,
+            b.pid,
+        ))
+    });
+    rows
+}
+
+pub fn select_history(snap: &Snapshot, filter: &Filter) -> Vec<Closed> {
+    snap.history
+        .iter()
+        .filter(|h| {
+            let mut c = h.conn;
+            // History rows match on their last live state.
+            if filter.states.contains(&State::Established) && !h.failed {
+                c.state = State::Established;
+            }
+            filter.matches(&c)
+        })
+        .copied()
+        .collect()
+}

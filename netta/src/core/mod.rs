@@ -1,0 +1,11 @@
+//! The pure core: no tokio, no I/O, time passed in. Kernel records and their
+//! decoding, addresses, the live table and its history, /proc/net parsing,
+//! clock conversion, sanitising, service names and the text of numbers.
+pub mod clock;
+pub mod event;
+pub mod filter;
+pub mod format;
+pub mod proc_net;
+pub mod sanitize;
+pub mod services;
+pub mod table;

@@ -1,0 +1,888 @@
+//! The live connection table and its bounded history. Events keep it current;
+//! /proc snapshots seed it and heal what events missed (`reconcile`).
+//!
+//! Rows learned from the kernel are keyed by socket address, which is stable for
+//! the socket's life. Rows only /proc knows of (netta started later, TIME_WAIT
+//! remnants) are keyed by inode or 4-tuple and indexed by 4-tuple, so an event for
+//! the same socket finds and replaces them.
+use std::collections::VecDeque;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use rustc_hash::FxHashMap;
+
+use crate::core::event::{Action, ConnEvent, Direction, OwnerSource, Proto, State};
+use crate::core::proc_net::{Owner, ProcSocket};
+use crate::core::sanitize::Comm;
+
+/// Connections that lived shorter than this are "short-lived" in statistics.
+pub const SHORT_LIVED_NS: u64 = 2_000_000_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Key {
+    /// Kernel socket address (from events).
+    Sock(u64),
+    /// A UDP flow: one socket sending to one remote address.
+    Flow { sock: u64, remote: SocketAddr },
+    /// Socket inode (from /proc).
+    Inode(u64),
+    /// Inode-less /proc rows (TIME_WAIT, orphans).
+    Tuple(Tuple),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Tuple {
+    pub proto: Proto,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    Event,
+    /// An accepted connection listed before its owner was known (not yet reported).
+    Pending,
+    Proc,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conn {
+    pub key: Key,
+    pub proto: Proto,
+    pub local: SocketAddr,
+    /// Unspecified address and port 0 for listeners and unconnected UDP sockets.
+    pub remote: SocketAddr,
+    pub state: State,
+    pub direction: Direction,
+    /// 0 when the owner is unknown.
+    pub pid: u32,
+    pub comm: Comm,
+    pub owner: OwnerSource,
+    /// CLOCK_MONOTONIC ns; 0 when the start predates netta.
+    pub start_ns: u64,
+    pub bytes_sent: u64,
+    pub bytes_recv: u64,
+    pub packets: u64,
+    /// Last activity (UDP flows), CLOCK_MONOTONIC ns.
+    pub last_ns: u64,
+    pub inode: u64,
+    pub uid: Option<u32>,
+    /// When this table learned of the row; guards reconcile against fresh rows.
+    pub seen_ns: u64,
+    pub origin: Origin,
+}
+
+impl Conn {
+    pub fn tuple(&self) -> Tuple {
+        Tuple {
+            proto: self.proto,
+            local: self.local,
+            remote: self.remote,
+        }
+    }
+
+    /// The remote side carries no peer (listener, unconnected UDP socket).
+    pub fn has_peer(&self) -> bool {
+        !(self.remote.ip().is_unspecified() && self.remote.port() == 0)
+    }
+}
+
+/// A connection that ended, kept in the bounded history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Closed {
+    pub conn: Conn,
+    pub end_ns: u64,
+    /// A connect that never got established (refused, timed out, reset).
+    pub failed: bool,
+}
+
+impl Closed {
+    pub fn duration_ns(&self) -> Option<u64> {
+        let s = self.conn.start_ns;
+        (s != 0 && self.end_ns >= s).then(|| self.end_ns - s)
+    }
+}
+
+/// Totals since the table was created. Monotonic, so views can diff two copies.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counters {
+    pub events: u64,
+    pub opened: u64,
+    pub closed: u64,
+    pub failed: u64,
+    /// Closed connections that lived shorter than [`SHORT_LIVED_NS`].
+    pub short_lived: u64,
+    pub listen_started: u64,
+    pub listen_stopped: u64,
+    pub udp_flows: u64,
+    pub resets_sent: u64,
+    pub bytes_sent: u64,
+    pub bytes_recv: u64,
+    /// Kernel records lost (ring full) or dropped by a slow consumer.
+    pub lost: u64,
+    /// Records the decoder refused.
+    pub decode_errors: u64,
+    /// Rows refused because the live table was at its cap.
+    pub table_evicted: u64,
+    /// Closed connections pushed out of the bounded history.
+    pub history_evicted: u64,
+    /// Rows /proc showed that no event had reported.
+    pub healed_added: u64,
+    /// Rows events left open that /proc no longer shows (their close was missed).
+    pub healed_removed: u64,
+    /// Every row ever inserted: "unique connections observed".
+    pub observed: u64,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_live: usize,
+    pub max_history: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_live: 262_144,
+            max_history: 20_000,
+        }
+    }
+}
+
+/// What applying one event did, so callers know whether to pass it on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// New information: forward the event.
+    Changed,
+    /// Already known (a duplicate), or nothing to show yet.
+    Quiet,
+}
+
+#[derive(Debug, Default)]
+pub struct ReconcileReport {
+    pub added: Vec<Conn>,
+    pub removed: Vec<Conn>,
+    pub updated: usize,
+}
+
+pub struct Table {
+    live: FxHashMap<Key, Conn>,
+    /// 4-tuple index of the rows not keyed by socket address.
+    seeded: FxHashMap<Tuple, Key>,
+    history: VecDeque<Closed>,
+    /// Tuples closed by events recently: a /proc read that raced the close must not
+    /// bring them back.
+    recent_closed: FxHashMap<Tuple, u64>,
+    limits: Limits,
+    counters: Counters,
+}
+
+fn unspecified_like(addr: SocketAddr) -> SocketAddr {
+    let ip = match addr.ip() {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    };
+    SocketAddr::new(ip, 0)
+}
+
+impl Default for Table {
+    fn default() -> Self {
+        Table::new(Limits::default())
+    }
+}
+
+impl Table {
+    pub fn new(limits: Limits) -> Table {
+        Table {
+            live: FxHashMap::default(),
+            seeded: FxHashMap::default(),
+            history: VecDeque::new(),
+            recent_closed: FxHashMap::default(),
+            limits,
+            counters: Counters::default(),
+        }
+    }
+
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    pub fn len(&self) -> usize {
+        self.live.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.live.is_empty()
+    }
+
+    pub fn get(&self, key: &Key) -> Option<&Conn> {
+        self.live.get(key)
+    }
+
+    pub fn conns(&self) -> impl Iterator<Item = &Conn> {
+        self.live.values()
+    }
+
+    pub fn history(&self) -> impl DoubleEndedIterator<Item = &Closed> + ExactSizeIterator {
+        self.history.iter()
+    }
+
+    pub fn add_lost(&mut self, n: u64) {
+        self.counters.lost = self.counters.lost.saturating_add(n);
+    }
+
+    pub fn add_decode_error(&mut self) {
+        self.counters.decode_errors += 1;
+    }
+
+    fn insert(&mut self, conn: Conn) -> bool {
+        if self.live.len() >= self.limits.max_live && !self.live.contains_key(&conn.key) {
+            self.counters.table_evicted += 1;
+            return false;
+        }
+        // TIME_WAIT remnants end silently (no event closes them; reconcile does),
+        // so they need no 4-tuple index: that keeps a host with many of them cheap.
+        if !matches!(conn.key, Key::Sock(_) | Key::Flow { .. }) && conn.state != State::TimeWait {
+            self.seeded.insert(conn.tuple(), conn.key);
+        }
+        self.counters.observed += 1;
+        self.live.insert(conn.key, conn);
+        true
+    }
+
+    fn remove(&mut self, key: &Key) -> Option<Conn> {
+        let c = self.live.remove(key)?;
+        if !matches!(key, Key::Sock(_) | Key::Flow { .. }) {
+            let t = c.tuple();
+            if self.seeded.get(&t) == Some(key) {
+                self.seeded.remove(&t);
+            }
+        }
+        Some(c)
+    }
+
+    /// Removes the row for an event's socket: by socket address, else the seeded
+    /// row with the same 4-tuple.
+    fn take(&mut self, sock: u64, tuple: &Tuple) -> Option<Conn> {
+        if let Some(c) = self.remove(&Key::Sock(sock)) {
+            return Some(c);
+        }
+        let key = *self.seeded.get(tuple)?;
+        self.remove(&key)
+    }
+
+    fn push_history(&mut self, closed: Closed) {
+        if self.limits.max_history == 0 {
+            self.counters.history_evicted += 1;
+            return;
+        }
+        if self.history.len() >= self.limits.max_history {
+            self.history.pop_front();
+            self.counters.history_evicted += 1;
+        }
+        self.history.push_back(closed);
+    }
+
+    fn row_from_event(ev: &ConnEvent, key: Key, state: State) -> Conn {
+        Conn {
+            key,
+            proto: ev.proto,
+            local: ev.local,
+            remote: ev.remote,
+            state,
+            direction: ev.direction,
+            pid: ev.pid,
+            comm: ev.comm,
+            owner: ev.owner,
+            start_ns: ev.start_ns,
+            bytes_sent: ev.bytes_sent,
+            bytes_recv: ev.bytes_recv,
+            packets: ev.count,
+            last_ns: ev.ts_ns,
+            inode: 0,
+            uid: None,
+            seen_ns: ev.ts_ns,
+            origin: Origin::Event,
+        }
+    }
+
+    /// Applies one event. Never fails: unknown sockets and duplicates are expected
+    /// (netta may start mid-connection, and records can be lost).
+    pub fn apply(&mut self, ev: &ConnEvent) -> Applied {
+        self.counters.events += 1;
+        let tuple = Tuple {
+            proto: ev.proto,
+            local: ev.local,
+            remote: ev.remote,
+        };
+        match ev.action {
+            Action::Opened | Action::Pending => {
+                let pending = ev.action == Action::Pending;
+                if let Some(row) = self.live.get_mut(&Key::Sock(ev.sock)) {
+                    if pending {
+                        return Applied::Quiet;
+                    }
+                    // The owner of a pending row is known now: this is its opening.
+                    let first = row.origin == Origin::Pending;
+                    if first
+                        || (row.owner == OwnerSource::Unknown && ev.owner != OwnerSource::Unknown)
+                    {
+                        row.pid = ev.pid;
+                        row.comm = ev.comm;
+                        row.owner = ev.owner;
+                    }
+                    if !first {
+                        return Applied::Quiet;
+                    }
+                    row.origin = Origin::Event;
+                    self.counters.opened += 1;
+                    return Applied::Changed;
+                }
+                let mut row = Self::row_from_event(ev, Key::Sock(ev.sock), State::Established);
+                if pending {
+                    row.origin = Origin::Pending;
+                }
+                if let Some(key) = self.seeded.get(&tuple).copied() {
+                    if let Some(old) = self.remove(&key) {
+                        row.inode = old.inode;
+                        row.uid = old.uid;
+                        if row.owner == OwnerSource::Unknown {
+                            row.pid = old.pid;
+                            row.comm = old.comm;
+                            row.owner = old.owner;
+                        }
+                    }
+                }
+                if pending {
+                    self.insert(row);
+                    return Applied::Quiet;
+                }
+                self.counters.opened += 1;
+                self.insert(row);
+                Applied::Changed
+            }
+            Action::Closed | Action::Failed => {
+                let failed = ev.action == Action::Failed;
+                let old = self.take(ev.sock, &tuple);
+                let mut conn = Self::row_from_event(ev, Key::Sock(ev.sock), State::Close);
+                if let Some(old) = old {
+                    if conn.owner == OwnerSource::Unknown {
+                        conn.pid = old.pid;
+                        conn.comm = old.comm;
+                        conn.owner = old.owner;
+                    }
+                    if conn.start_ns == 0 {
+                        conn.start_ns = old.start_ns;
+                    }
+                    if conn.direction == Direction::Unknown {
+                        conn.direction = old.direction;
+                    }
+                    conn.inode = old.inode;
+                    conn.uid = old.uid;
+                }
+                if failed {
+                    conn.state = State::SynSent;
+                    self.counters.failed += 1;
+                } else {
+                    self.counters.closed += 1;
+                    self.counters.bytes_sent =
+                        self.counters.bytes_sent.saturating_add(ev.bytes_sent);
+                    self.counters.bytes_recv =
+                        self.counters.bytes_recv.saturating_add(ev.bytes_recv);
+                }
+                let closed = Closed {
+                    conn,
+                    end_ns: ev.ts_ns,
+                    failed,
+                };
+                if !failed && closed.duration_ns().is_some_and(|d| d < SHORT_LIVED_NS) {
+                    self.counters.short_lived += 1;
+                }
+                self.recent_closed.insert(tuple, ev.ts_ns);
+                self.push_history(closed);
+                Applied::Changed
+            }
+            Action::ListenStarted => {
+                self.counters.listen_started += 1;
+                let mut row = Self::row_from_event(ev, Key::Sock(ev.sock), State::Listen);
+                row.remote = unspecified_like(ev.local);
+                row.direction = Direction::Unknown;
+                if let Some(key) = self.seeded.get(&row.tuple()).copied() {
+                    self.remove(&key);
+                }
+                self.insert(row);
+                Applied::Changed
+            }
+            Action::ListenStopped => {
+                self.counters.listen_stopped += 1;
+                let t = Tuple {
+                    remote: unspecified_like(ev.local),
+                    ..tuple
+                };
+                self.take(ev.sock, &t);
+                Applied::Changed
+            }
+            Action::UdpFlow => {
+                let key = Key::Flow {
+                    sock: ev.sock,
+                    remote: ev.remote,
+                };
+                if let Some(row) = self.live.get_mut(&key) {
+                    row.packets = row.packets.max(ev.count);
+                    row.bytes_sent = row.bytes_sent.max(ev.bytes_sent);
+                    row.last_ns = row.last_ns.max(ev.ts_ns);
+                    return Applied::Quiet;
+                }
+                self.counters.udp_flows += 1;
+                self.insert(Self::row_from_event(ev, key, State::Flow));
+                // The flow is reported when it ends (see `expire_flows`), with totals.
+                Applied::Quiet
+            }
+            Action::StateChanged => {
+                if let (Some(row), Some(st)) =
+                    (self.live.get_mut(&Key::Sock(ev.sock)), ev.new_state)
+                {
+                    row.state = st;
+                }
+                Applied::Changed
+            }
+            Action::ResetSent => {
+                // Evidence for detection; too noisy for the event stream.
+                self.counters.resets_sent += 1;
+                Applied::Quiet
+            }
+            Action::EventsLost => {
+                self.counters.lost = self.counters.lost.saturating_add(ev.count);
+                Applied::Changed
+            }
+            // Made from this table's own counter: nothing to apply.
+            Action::TableEvicted => Applied::Changed,
+        }
+    }
+
+    /// Updates a UDP flow's counters from the kernel map.
+    pub fn update_flow(
+        &mut self,
+        sock: u64,
+        remote: SocketAddr,
+        packets: u64,
+        bytes: u64,
+        last_ns: u64,
+    ) {
+        if let Some(row) = self.live.get_mut(&Key::Flow { sock, remote }) {
+            row.packets = row.packets.max(packets);
+            row.bytes_sent = row.bytes_sent.max(bytes);
+            row.last_ns = row.last_ns.max(last_ns);
+        }
+    }
+
+    /// Ends the UDP flows idle since before `idle_before` (all of them with
+    /// `u64::MAX`), moves them to history and returns them.
+    pub fn expire_flows(&mut self, idle_before: u64) -> Vec<Closed> {
+        let keys: Vec<Key> = self
+            .live
+            .values()
+            .filter(|c| matches!(c.key, Key::Flow { .. }) && c.last_ns < idle_before)
+            .map(|c| c.key)
+            .collect();
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            if let Some(conn) = self.remove(&k) {
+                self.counters.bytes_sent = self.counters.bytes_sent.saturating_add(conn.bytes_sent);
+                let closed = Closed {
+                    conn,
+                    end_ns: conn.last_ns,
+                    failed: false,
+                };
+                self.push_history(closed);
+                out.push(closed);
+            }
+        }
+        out
+    }
+
+    /// Brings the table in line with a /proc snapshot read between `started_ns` and
+    /// now. Rows /proc lacks are removed only if the table knew them before the read
+    /// began; rows it adds get owners from `owner_of` (socket inode to process).
+    pub fn reconcile(
+        &mut self,
+        snap: &[ProcSocket],
+        started_ns: u64,
+        owner_of: &mut dyn FnMut(u64) -> Option<Owner>,
+    ) -> ReconcileReport {
+        let mut report = ReconcileReport::default();
+        let tuple_of = |s: &ProcSocket| Tuple {
+            proto: s.proto,
+            local: s.local,
+            remote: s.remote,
+        };
+        // Snapshot indexes sorted by 4-tuple: one allocation, however big /proc is.
+        let mut order: Vec<u32> = (0..snap.len() as u32).collect();
+        order.sort_unstable_by_key(|i| tuple_of(&snap[*i as usize]));
+        let mut matched = vec![false; snap.len()];
+        let mut gone = Vec::new();
+        for row in self.live.values_mut() {
+            if matches!(row.key, Key::Flow { .. }) {
+                continue;
+            }
+            let t = row.tuple();
+            let lo = order.partition_point(|i| tuple_of(&snap[*i as usize]) < t);
+            let hi = lo + order[lo..].partition_point(|i| tuple_of(&snap[*i as usize]) == t);
+            let group = &order[lo..hi];
+            let pick = {
+                let free = || group.iter().map(|i| *i as usize).filter(|i| !matched[*i]);
+                free()
+                    .find(|i| row.inode != 0 && snap[*i].inode == row.inode)
+                    .or_else(|| free().next())
+            };
+            match pick {
+                Some(i) => {
+                    matched[i] = true;
+                    let s = &snap[i];
+                    if row.state != s.state {
+                        row.state = s.state;
+                        report.updated += 1;
+                    }
+                    row.inode = s.inode;
+                    row.uid = Some(s.uid);
+                    if row.owner == OwnerSource::Unknown && s.inode != 0 {
+                        if let Some(o) = owner_of(s.inode) {
+                            row.pid = o.pid;
+                            row.comm = o.comm;
+                            row.owner = OwnerSource::Proc;
+                        }
+                    }
+                }
+                None if row.seen_ns < started_ns => gone.push(row.key),
+                None => {}
+            }
+        }
+        for key in gone {
+            if let Some(c) = self.remove(&key) {
+                self.counters.healed_removed += 1;
+                report.removed.push(c);
+            }
+        }
+        self.recent_closed.retain(|_, t| *t >= started_ns);
+        for (i, s) in snap.iter().enumerate() {
+            if matched[i] {
+                continue;
+            }
+            let t = Tuple {
+                proto: s.proto,
+                local: s.local,
+                remote: s.remote,
+            };
+            if s.state != State::TimeWait && self.recent_closed.contains_key(&t) {
+                continue;
+            }
+            let key = if s.inode != 0 {
+                Key::Inode(s.inode)
+            } else {
+                Key::Tuple(t)
+            };
+            if self.live.contains_key(&key) {
+                continue;
+            }
+            let owner = if s.inode != 0 {
+                owner_of(s.inode)
+            } else {
+                None
+            };
+            let conn = Conn {
+                key,
+                proto: s.proto,
+                local: s.local,
+                remote: s.remote,
+                state: s.state,
+                direction: Direction::Unknown,
+                pid: owner.map_or(0, |o| o.pid),
+                comm: owner.map_or(Comm::EMPTY, |o| o.comm),
+                owner: if owner.is_some() {
+                    OwnerSource::Proc
+                } else {
+                    OwnerSource::Unknown
+                },
+                start_ns: 0,
+                bytes_sent: 0,
+                bytes_recv: 0,
+                packets: 0,
+                last_ns: started_ns,
+                inode: s.inode,
+                uid: Some(s.uid),
+                seen_ns: started_ns,
+                origin: Origin::Proc,
+            };
+            if self.insert(conn) {
+                self.counters.healed_added += 1;
+                report.added.push(conn);
+            }
+        }
+        report
+    }
+
+    /// Counts the differences a /proc poll found as opens and closes (polling mode,
+    /// where no events exist). Rows that appeared started within the last poll.
+    pub fn count_polled(&mut self, report: &ReconcileReport, now: u64) {
+        for c in &report.added {
+            if matches!(c.state, State::Listen | State::Unconn) {
+                self.counters.listen_started += 1;
+            } else {
+                self.counters.opened += 1;
+            }
+            if let Some(row) = self.live.get_mut(&c.key) {
+                row.start_ns = c.seen_ns;
+            }
+        }
+        for c in &report.removed {
+            if matches!(c.state, State::Listen | State::Unconn) {
+                self.counters.listen_stopped += 1;
+                continue;
+            }
+            self.counters.closed += 1;
+            let closed = Closed {
+                conn: *c,
+                end_ns: now,
+                failed: false,
+            };
+            if closed.duration_ns().is_some_and(|d| d < SHORT_LIVED_NS) {
+                self.counters.short_lived += 1;
+            }
+            self.push_history(closed);
+        }
+    }
+
+    /// A copy for rendering and statistics, taken under the lock and used outside it.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            conns: self.live.values().copied().collect(),
+            history: self.history.iter().copied().collect(),
+            counters: self.counters,
+        }
+    }
+}
+
+/// A point-in-time copy of the table.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub conns: Vec<Conn>,
+    pub history: Vec<Closed>,
+    pub counters: Counters,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::event::ConnEvent;
+
+    fn ev(action: Action, sock: u64, local: &str, remote: &str, ts: u64) -> ConnEvent {
+        let mut e = ConnEvent::lost(ts, 0);
+        e.action = action;
+        e.sock = sock;
+        e.local = local.parse().unwrap();
+        e.remote = remote.parse().unwrap();
+        e.start_ns = 100;
+        e.pid = 7;
+        e.comm = Comm::from_bytes(b"curl");
+        e.owner = OwnerSource::Hook;
+        e.direction = Direction::Egress;
+        e
+    }
+
+    fn proc_row(local: &str, remote: &str, state: State, inode: u64) -> ProcSocket {
+        ProcSocket {
+            proto: Proto::Tcp,
+            local: local.parse().unwrap(),
+            remote: remote.parse().unwrap(),
+            state,
+            inode,
+            uid: 1000,
+        }
+    }
+
+    #[test]
+    fn open_then_close_moves_to_history_with_duration() {
+        let mut t = Table::default();
+        assert_eq!(
+            t.apply(&ev(
+                Action::Opened,
+                1,
+                "127.0.0.1:5000",
+                "127.0.0.1:80",
+                200
+            )),
+            Applied::Changed
+        );
+        assert_eq!(t.len(), 1);
+        // A duplicate OPENED (two CPUs racing) changes nothing.
+        assert_eq!(
+            t.apply(&ev(
+                Action::Opened,
+                1,
+                "127.0.0.1:5000",
+                "127.0.0.1:80",
+                201
+            )),
+            Applied::Quiet
+        );
+        let mut close = ev(Action::Closed, 1, "127.0.0.1:5000", "127.0.0.1:80", 1_100);
+        close.bytes_sent = 10;
+        close.bytes_recv = 30;
+        t.apply(&close);
+        assert!(t.is_empty());
+        let h: Vec<_> = t.history().collect();
+        assert_eq!(h.len(), 1);
+        assert_eq!(h[0].duration_ns(), Some(1_000));
+        let c = t.counters();
+        assert_eq!((c.opened, c.closed, c.short_lived), (1, 1, 1));
+        assert_eq!((c.bytes_sent, c.bytes_recv), (10, 30));
+    }
+
+    #[test]
+    fn pending_accepts_are_listed_at_once_and_reported_when_opened() {
+        let mut t = Table::default();
+        let mut p = ev(Action::Pending, 5, "127.0.0.1:80", "127.0.0.1:5000", 100);
+        p.direction = Direction::Ingress;
+        p.owner = OwnerSource::Listener;
+        p.pid = 1;
+        assert_eq!(t.apply(&p), Applied::Quiet);
+        assert_eq!(t.len(), 1, "listed before its owner is known");
+        assert_eq!(t.counters().opened, 0);
+        let mut o = p;
+        o.action = Action::Opened;
+        o.owner = OwnerSource::Hook;
+        o.pid = 77;
+        assert_eq!(
+            t.apply(&o),
+            Applied::Changed,
+            "reported once, with the owner"
+        );
+        assert_eq!(t.get(&Key::Sock(5)).unwrap().pid, 77);
+        assert_eq!(t.apply(&o), Applied::Quiet);
+        assert_eq!(t.counters().opened, 1);
+    }
+
+    #[test]
+    fn close_of_a_seeded_socket_removes_it_by_tuple() {
+        let mut t = Table::default();
+        let snap = [proc_row(
+            "10.0.0.1:22",
+            "10.0.0.2:5555",
+            State::Established,
+            99,
+        )];
+        let r = t.reconcile(&snap, 50, &mut |ino| {
+            (ino == 99).then_some(Owner {
+                pid: 1,
+                comm: Comm::from_bytes(b"sshd"),
+            })
+        });
+        assert_eq!(r.added.len(), 1);
+        assert_eq!(t.get(&Key::Inode(99)).unwrap().comm.to_string(), "sshd");
+        let mut close = ev(Action::Closed, 0xdead, "10.0.0.1:22", "10.0.0.2:5555", 500);
+        close.owner = OwnerSource::Unknown;
+        close.start_ns = 0;
+        t.apply(&close);
+        assert!(t.is_empty());
+        let h = t.history().next().unwrap();
+        assert_eq!(h.conn.comm.to_string(), "sshd", "owner kept from /proc");
+        assert_eq!(h.duration_ns(), None);
+    }
+
+    #[test]
+    fn reconcile_heals_missed_events_but_spares_fresh_rows() {
+        let mut t = Table::default();
+        t.apply(&ev(Action::Opened, 1, "127.0.0.1:1", "127.0.0.1:2", 10));
+        t.apply(&ev(Action::Opened, 2, "127.0.0.1:3", "127.0.0.1:4", 1_000));
+        // The snapshot began at 500: socket 1 (known at 10) is gone, socket 2 is newer.
+        let snap = [proc_row("127.0.0.1:9", "127.0.0.1:10", State::CloseWait, 5)];
+        let r = t.reconcile(&snap, 500, &mut |_| None);
+        assert_eq!(r.removed.len(), 1);
+        assert_eq!(r.removed[0].key, Key::Sock(1));
+        assert!(t.get(&Key::Sock(2)).is_some());
+        assert_eq!(t.get(&Key::Inode(5)).unwrap().state, State::CloseWait);
+        assert_eq!(t.counters().healed_removed, 1);
+        assert_eq!(t.counters().healed_added, 1);
+    }
+
+    #[test]
+    fn reconcile_updates_states_and_does_not_resurrect_closed() {
+        let mut t = Table::default();
+        t.apply(&ev(Action::Opened, 1, "127.0.0.1:1", "127.0.0.1:2", 10));
+        t.apply(&ev(Action::Opened, 3, "127.0.0.1:7", "127.0.0.1:8", 10));
+        t.apply(&ev(Action::Closed, 3, "127.0.0.1:7", "127.0.0.1:8", 600));
+        let snap = [
+            proc_row("127.0.0.1:1", "127.0.0.1:2", State::FinWait2, 11),
+            // Read before the close landed:
+            proc_row("127.0.0.1:7", "127.0.0.1:8", State::Established, 12),
+        ];
+        let r = t.reconcile(&snap, 500, &mut |_| None);
+        assert_eq!(t.get(&Key::Sock(1)).unwrap().state, State::FinWait2);
+        assert_eq!(r.updated, 1);
+        assert!(r.added.is_empty(), "{:?}", r.added);
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn reuseport_listeners_with_one_tuple_are_all_kept() {
+        let mut t = Table::default();
+        let snap = [
+            proc_row("0.0.0.0:80", "0.0.0.0:0", State::Listen, 1),
+            proc_row("0.0.0.0:80", "0.0.0.0:0", State::Listen, 2),
+        ];
+        t.reconcile(&snap, 10, &mut |_| None);
+        assert_eq!(t.len(), 2);
+        let r = t.reconcile(&snap, 20, &mut |_| None);
+        assert!(r.added.is_empty() && r.removed.is_empty());
+        assert_eq!(t.len(), 2);
+    }
+
+    #[test]
+    fn limits_bound_table_and_history() {
+        let mut t = Table::new(Limits {
+            max_live: 2,
+            max_history: 1,
+        });
+        for s in 1..=3u64 {
+            let l = format!("127.0.0.1:{s}");
+            t.apply(&ev(Action::Opened, s, &l, "127.0.0.1:80", 10));
+        }
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.counters().table_evicted, 1);
+        for s in 1..=2u64 {
+            let l = format!("127.0.0.1:{s}");
+            t.apply(&ev(Action::Closed, s, &l, "127.0.0.1:80", 20));
+        }
+        assert_eq!(t.history().len(), 1);
+        assert_eq!(t.counters().history_evicted, 1);
+    }
+
+    #[test]
+    fn udp_flows_aggregate_and_expire_into_history() {
+        let mut t = Table::default();
+        let mut f = ev(Action::UdpFlow, 9, "0.0.0.0:4000", "127.0.0.53:53", 100);
+        f.proto = Proto::Udp;
+        f.count = 1;
+        f.bytes_sent = 40;
+        assert_eq!(t.apply(&f), Applied::Quiet);
+        let remote = f.remote;
+        t.update_flow(9, remote, 1_000, 40_000, 900);
+        assert!(t.expire_flows(500).is_empty(), "still active at 900");
+        let done = t.expire_flows(1_000);
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0].conn.packets, 1_000);
+        assert_eq!(done[0].conn.bytes_sent, 40_000);
+        assert!(t.is_empty());
+        assert_eq!(t.counters().udp_flows, 1);
+    }
+
+    #[test]
+    fn listeners_show_an_unspecified_remote() {
+        let mut t = Table::default();
+        t.apply(&ev(Action::ListenStarted, 4, "[::]:8080", "[::]:0", 10));
+        let row = t.get(&Key::Sock(4)).unwrap();
+        assert_eq!(row.state, State::Listen);
+        assert!(!row.has_peer());
+        t.apply(&ev(Action::ListenStopped, 4, "[::]:8080", "[::]:0", 20));
+        assert!(t.is_empty());
+    }
+}

@@ -1,0 +1,113 @@
+//! What detection reports: a rule, a severity and structured evidence.
+use std::net::IpAddr;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RuleId {
+    UnusualHighPort,
+    HighConnectionCount,
+    PortScan,
+    SynFlood,
+    ConnectionBurst,
+    FanOut,
+    NewListener,
+    LargeOutbound,
+    AbnormalState,
+}
+
+impl RuleId {
+    /// Every rule, in the order above.
+    pub const ALL: [RuleId; 9] = [
+        RuleId::UnusualHighPort,
+        RuleId::HighConnectionCount,
+        RuleId::PortScan,
+        RuleId::SynFlood,
+        RuleId::ConnectionBurst,
+        RuleId::FanOut,
+        RuleId::NewListener,
+        RuleId::LargeOutbound,
+        RuleId::AbnormalState,
+    ];
+
+    pub fn id(self) -> &'static str {
+        match self {
+            RuleId::UnusualHighPort => "unusual-high-port",
+            RuleId::HighConnectionCount => "high-connection-count",
+            RuleId::PortScan => "port-scan",
+            RuleId::SynFlood => "syn-flood",
+            RuleId::ConnectionBurst => "connection-burst",
+            RuleId::FanOut => "fan-out",
+            RuleId::NewListener => "new-listener",
+            RuleId::LargeOutbound => "large-outbound",
+            RuleId::AbnormalState => "abnormal-state",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            RuleId::UnusualHighPort => "Unusual high port",
+            RuleId::HighConnectionCount => "High connection count",
+            RuleId::PortScan => "Port scan",
+            RuleId::SynFlood => "SYN flood",
+            RuleId::ConnectionBurst => "Connection burst",
+            RuleId::FanOut => "Fan-out to many hosts",
+            RuleId::NewListener => "New listener",
+            RuleId::LargeOutbound => "Large outbound transfer",
+            RuleId::AbnormalState => "Abnormal connection states",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+}
+
+impl Severity {
+    pub fn name(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+        }
+    }
+
+    /// ECS `event.severity` (0-100, Elastic's low/medium/high risk scores).
+    pub fn score(self) -> u8 {
+        match self {
+            Severity::Low => 21,
+            Severity::Medium => 47,
+            Severity::High => 73,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Alert {
+    pub rule: RuleId,
+    pub severity: Severity,
+    /// What the incident is about (a source IP, a port, a pid): one alert per key.
+    pub key: String,
+    /// One line for the text view, hostile strings already escaped.
+    pub message: String,
+    pub source_ip: Option<IpAddr>,
+    pub first_ns: u64,
+    pub last_ns: u64,
+    /// Times evidence arrived for this incident.
+    pub updates: u64,
+    /// The incident ended (quiet for `rearm_after`): this is its final state.
+    pub ended: bool,
+    pub evidence: serde_json::Value,
+}
+
+/// A finding before incident bookkeeping: what one rule saw.
+pub(super) struct Finding {
+    pub rule: RuleId,
+    pub severity: Severity,
+    pub key: String,
+    pub message: String,
+    pub source_ip: Option<IpAddr>,
+    pub first_ns: u64,
+    pub evidence: serde_json::Value,
+}

@@ -1,0 +1,234 @@
+//! What a scrape reads from the agent, and how it is encoded.
+use super::*;
+
+/// What a scrape reads from the agent at that moment.
+#[derive(Clone, Debug)]
+pub struct Sample {
+    pub mode: Mode,
+    pub counters: Counters,
+    /// Live rows by (transport, state) name.
+    pub live: BTreeMap<(&'static str, &'static str), u64>,
+    /// Open (not yet ended) incidents by rule id.
+    pub open_incidents: BTreeMap<&'static str, u64>,
+    pub process: Option<Process>,
+}
+
+impl Sample {
+    /// An empty sample: every fixed series at zero.
+    pub fn new(mode: Mode) -> Sample {
+        let mut live = BTreeMap::new();
+        for st in State::ALL {
+            if st != State::Unconn && st != State::Flow {
+                live.insert((Proto::Tcp.name(), st.name()), 0);
+            }
+        }
+        for st in UDP_STATES {
+            live.insert((Proto::Udp.name(), st.name()), 0);
+        }
+        Sample {
+            mode,
+            counters: Counters::default(),
+            live,
+            open_incidents: RULES.iter().map(|r| (r.id(), 0)).collect(),
+            process: None,
+        }
+    }
+
+    pub fn count_live(&mut self, proto: Proto, state: State) {
+        *self.live.entry((proto.name(), state.name())).or_default() += 1;
+    }
+
+    /// Reads the agent's table, detector, mode and process figures.
+    pub fn read(shared: &Shared) -> Sample {
+        let mut s = Sample::new(shared.mode());
+        {
+            let t = shared.table();
+            s.counters = t.counters();
+            for c in t.conns() {
+                s.count_live(c.proto, c.state);
+            }
+        }
+        for a in shared.detector().incidents() {
+            if !a.ended {
+                *s.open_incidents.entry(a.rule.id()).or_default() += 1;
+            }
+        }
+        s.process = Process::read();
+        s
+    }
+
+    pub(super) fn encode(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
+        let c = &self.counters;
+        gauge(
+            enc,
+            "netta_up",
+            "1 while the agent is serving metrics.",
+            None,
+            1i64,
+        )?;
+        let mode = match self.mode {
+            Mode::Ebpf(_) => "ebpf",
+            Mode::Polling(_) => "polling",
+        };
+        gauge_family(
+            enc,
+            "netta_info",
+            "Agent build and mode (ebpf: kernel events, polling: /proc); always 1.",
+            None,
+            [(
+                [("mode", mode), ("version", env!("CARGO_PKG_VERSION"))],
+                1i64,
+            )],
+        )?;
+        gauge_family(
+            enc,
+            "netta_live_connections",
+            "Rows in the live connection table by state (listeners, sockets and UDP flows included).",
+            None,
+            self.live
+                .iter()
+                .map(|(&(transport, state), &n)| ([("state", state), ("transport", transport)], n)),
+        )?;
+        gauge_family(
+            enc,
+            "netta_open_incidents",
+            "Detection incidents currently open, by rule.",
+            None,
+            self.open_incidents
+                .iter()
+                .map(|(&rule, &n)| ([("rule", rule)], n)),
+        )?;
+        counter(
+            enc,
+            "netta_events_processed",
+            "Connection events applied to the table since agent start.",
+            None,
+            c.events,
+        )?;
+        counter(
+            enc,
+            "netta_connections_observed",
+            "Rows ever inserted into the table (unique connections observed) since agent start.",
+            None,
+            c.observed,
+        )?;
+        counter(
+            enc,
+            "netta_table_evicted",
+            "Rows refused because the live table was at its cap.",
+            None,
+            c.table_evicted,
+        )?;
+        counter(
+            enc,
+            "netta_history_evicted",
+            "Closed connections pushed out of the bounded history.",
+            None,
+            c.history_evicted,
+        )?;
+        counter(
+            enc,
+            "netta_lost_events",
+            "Records lost agent-wide: kernel buffer overruns plus records dropped by slow taps.",
+            None,
+            c.lost,
+        )?;
+        counter(
+            enc,
+            "netta_decode_errors",
+            "Kernel records the decoder refused.",
+            None,
+            c.decode_errors,
+        )?;
+        counter_family(
+            enc,
+            "netta_reconcile_healed",
+            "Table rows corrected by /proc reconciliation (added: missed open, removed: missed close).",
+            None,
+            [
+                ([("change", "added")], c.healed_added),
+                ([("change", "removed")], c.healed_removed),
+            ],
+        )?;
+        if let Some(p) = self.process {
+            counter(
+                enc,
+                "netta_process_cpu",
+                "User and system CPU time used by the agent process.",
+                Some(&Unit::Seconds),
+                p.cpu_seconds,
+            )?;
+            gauge(
+                enc,
+                "netta_process_resident_memory",
+                "Resident memory of the agent process (VmRSS).",
+                Some(&Unit::Bytes),
+                p.resident_bytes,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+pub(super) fn gauge(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    v: impl EncodeGaugeValue,
+) -> fmt::Result {
+    ConstGauge::new(v).encode(enc.encode_descriptor(name, help, unit, MetricType::Gauge)?)
+}
+
+pub(super) fn counter(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    v: impl EncodeCounterValue,
+) -> fmt::Result {
+    ConstCounter::new(v).encode(enc.encode_descriptor(name, help, unit, MetricType::Counter)?)
+}
+
+pub(super) fn gauge_family<L: EncodeLabelSet, V: EncodeGaugeValue>(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    rows: impl IntoIterator<Item = (L, V)>,
+) -> fmt::Result {
+    let mut m = enc.encode_descriptor(name, help, unit, MetricType::Gauge)?;
+    for (labels, v) in rows {
+        ConstGauge::new(v).encode(m.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+pub(super) fn counter_family<L: EncodeLabelSet, V: EncodeCounterValue>(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    rows: impl IntoIterator<Item = (L, V)>,
+) -> fmt::Result {
+    let mut m = enc.encode_descriptor(name, help, unit, MetricType::Counter)?;
+    for (labels, v) in rows {
+        ConstCounter::new(v).encode(m.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+/// Reads a [`Sample`] on every scrape.
+pub(super) struct Sampler(pub(super) Box<dyn Fn() -> Sample + Send + Sync>);
+
+impl fmt::Debug for Sampler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Sampler")
+    }
+}
+
+impl Collector for Sampler {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        (self.0)().encode(&mut encoder)
+    }
+}

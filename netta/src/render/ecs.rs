@@ -1,0 +1,412 @@
+//! JSON lines for log pipelines, one event per line, with Elastic Common Schema
+//! field names. `source` is the side that started the connection, so a server's
+//! accepted socket has the remote client as `source`.
+use serde::{Serialize, Serializer};
+use serde_json::{json, Value};
+
+use crate::core::clock::Clock;
+use crate::core::event::{Action, ConnEvent, Direction};
+use crate::core::table::{Closed, Conn};
+use crate::detect::Alert;
+
+/// Formats lazily (RFC 3339 with ns) so a line costs no timestamp allocation.
+struct Ts(std::time::SystemTime);
+
+impl Serialize for Ts {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_rfc3339_nanos(self.0))
+    }
+}
+
+struct Hex(u64);
+
+impl Serialize for Hex {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!("{:#x}", self.0))
+    }
+}
+
+#[derive(Serialize)]
+struct EventField {
+    kind: &'static str,
+    category: [&'static str; 1],
+    #[serde(rename = "type")]
+    kind_type: &'static [&'static str],
+    action: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duration: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    start: Option<Ts>,
+}
+
+#[derive(Serialize)]
+struct Network {
+    transport: &'static str,
+    #[serde(rename = "type")]
+    net_type: &'static str,
+    direction: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    packets: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct Endpoint {
+    ip: std::net::IpAddr,
+    port: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    packets: Option<u64>,
+}
+
+fn endpoint(addr: std::net::SocketAddr, bytes: Option<u64>, packets: Option<u64>) -> Endpoint {
+    Endpoint {
+        ip: addr.ip(),
+        port: addr.port(),
+        bytes,
+        packets,
+    }
+}
+
+struct Container {
+    id: std::sync::Arc<str>,
+}
+
+impl Serialize for Container {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(1))?;
+        m.serialize_entry("id", &*self.id)?;
+        m.end()
+    }
+}
+
+#[derive(Serialize)]
+struct Process<'a> {
+    pid: u32,
+    name: std::borrow::Cow<'a, str>,
+}
+
+#[derive(Serialize)]
+struct Netta {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sock: Option<Hex>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    old_state: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    raw_states: Option<[u8; 2]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    owner: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    partial: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lost: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    evicted: Option<u64>,
+}
+
+/// One event line; field order is the order people read them in.
+#[derive(Serialize)]
+struct Doc<'a> {
+    #[serde(rename = "@timestamp")]
+    timestamp: Ts,
+    event: EventField,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    network: Option<Network>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<Endpoint>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    destination: Option<Endpoint>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    process: Option<Process<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    container: Option<Container>,
+    netta: Netta,
+}
+
+fn event_type(action: Action) -> &'static [&'static str] {
+    match action {
+        Action::Opened => &["connection", "start"],
+        Action::Closed => &["connection", "end"],
+        Action::Failed => &["connection", "error"],
+        Action::ListenStarted => &["start"],
+        Action::ListenStopped => &["end"],
+        Action::UdpFlow => &["connection", "info"],
+        Action::StateChanged
+        | Action::ResetSent
+        | Action::EventsLost
+        | Action::TableEvicted
+        | Action::Pending => &["info"],
+    }
+}
+
+fn doc<'a>(ev: &'a ConnEvent, clock: &Clock) -> Doc<'a> {
+    let lost = matches!(ev.action, Action::EventsLost | Action::TableEvicted);
+    let event = EventField {
+        kind: if lost { "metric" } else { "event" },
+        category: ["network"],
+        kind_type: event_type(ev.action),
+        action: ev.action.name(),
+        duration: match ev.action {
+            Action::Closed | Action::Failed | Action::UdpFlow => ev.duration_ns(),
+            _ => None,
+        },
+        start: (ev.start_ns != 0 && !lost).then(|| Ts(clock.to_system(ev.start_ns))),
+    };
+    let timestamp = Ts(clock.to_system(ev.ts_ns));
+    if lost {
+        return Doc {
+            timestamp,
+            event,
+            network: None,
+            source: None,
+            destination: None,
+            process: None,
+            container: None,
+            netta: Netta {
+                sock: None,
+                state: None,
+                old_state: None,
+                raw_states: None,
+                owner: None,
+                partial: None,
+                lost: (ev.action == Action::EventsLost).then_some(ev.count),
+                evicted: (ev.action == Action::TableEvicted).then_some(ev.count),
+            },
+        };
+    }
+    let listen = matches!(ev.action, Action::ListenStarted | Action::ListenStopped);
+    let direction = if listen {
+        Direction::Ingress
+    } else {
+        ev.direction
+    };
+    let udp = ev.action == Action::UdpFlow;
+    let closed = ev.action == Action::Closed;
+    let network = Network {
+        transport: ev.proto.name(),
+        net_type: if ev.local.is_ipv4() { "ipv4" } else { "ipv6" },
+        direction: direction.name(),
+        bytes: if udp {
+            Some(ev.bytes_sent)
+        } else {
+            closed.then_some(ev.bytes_sent.saturating_add(ev.bytes_recv))
+        },
+        packets: udp.then_some(ev.count),
+    };
+    let (sent, recv) = (
+        closed.then_some(ev.bytes_sent),
+        closed.then_some(ev.bytes_recv),
+    );
+    let (source, destination) = if listen {
+        (None, endpoint(ev.local, None, None))
+    } else if direction == Direction::Ingress {
+        (
+            Some(endpoint(ev.remote, recv, None)),
+            endpoint(ev.local, sent, None),
+        )
+    } else if udp {
+        (
+            Some(endpoint(ev.local, Some(ev.bytes_sent), Some(ev.count))),
+            endpoint(ev.remote, None, None),
+        )
+    } else {
+        (
+            Some(endpoint(ev.local, sent, None)),
+            endpoint(ev.remote, recv, None),
+        )
+    };
+    let raw = ev.action == Action::StateChanged;
+    Doc {
+        timestamp,
+        event,
+        network: Some(network),
+        source,
+        destination: Some(destination),
+        process: (ev.pid != 0).then(|| Process {
+            pid: ev.pid,
+            name: String::from_utf8_lossy(ev.comm.as_bytes()),
+        }),
+        container: crate::host::containers::container_of(ev.pid).map(|id| Container { id }),
+        netta: Netta {
+            sock: (ev.sock != 0).then_some(Hex(ev.sock)),
+            state: ev.new_state.map(|s| s.name()),
+            old_state: if raw {
+                ev.old_state.map(|s| s.name())
+            } else {
+                None
+            },
+            raw_states: raw.then_some([ev.raw_states.0, ev.raw_states.1]),
+            owner: Some(ev.owner.name()),
+            partial: ev.partial.then_some(true),
+            lost: None,
+            evicted: None,
+        },
+    }
+}
+
+/// The ECS document for one event.
+pub fn event_value(ev: &ConnEvent, clock: &Clock) -> Value {
+    serde_json::to_value(doc(ev, clock)).unwrap_or(Value::Null)
+}
+
+/// The ECS document for one alert: `event.kind: "alert"`, `rule.*`, the evidence.
+pub fn alert_value(a: &Alert, clock: &Clock) -> Value {
+    let mut doc = json!({
+        "@timestamp": clock.rfc3339(a.last_ns),
+        "event": {
+            "kind": "alert",
+            "category": ["network", "intrusion_detection"],
+            "type": if a.ended { json!(["info", "end"]) } else { json!(["info"]) },
+            "action": a.rule.id(),
+            "severity": a.severity.score(),
+            "start": clock.rfc3339(a.first_ns),
+        },
+        "rule": { "id": a.rule.id(), "name": a.rule.name() },
+        "message": a.message,
+        "netta": {
+            "severity": a.severity.name(),
+            "evidence": a.evidence,
+            "incident": a.key,
+            "updates": a.updates,
+            "final": a.ended,
+        },
+    });
+    if let Some(ip) = a.source_ip {
+        doc["source"] = json!({ "ip": ip.to_string() });
+    }
+    doc
+}
+
+/// Appends one alert as a single line.
+pub fn write_alert_line(out: &mut Vec<u8>, a: &Alert, clock: &Clock) {
+    let _ = serde_json::to_writer(&mut *out, &alert_value(a, clock));
+    out.push(b'\n');
+}
+
+/// Appends one event as a single line (serde_json escapes every control character,
+/// so hostile process names cannot break the line).
+pub fn write_line(out: &mut Vec<u8>, ev: &ConnEvent, clock: &Clock) {
+    // Serialising into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, &doc(ev, clock));
+    out.push(b'\n');
+}
+
+/// A live-table row for `list --json`.
+pub fn conn_value(c: &Conn, clock: &Clock) -> Value {
+    let mut v = json!({
+        "protocol": c.proto.name(),
+        "local": { "ip": c.local.ip().to_string(), "port": c.local.port() },
+        "state": c.state.name(),
+        "direction": c.direction.name(),
+        "bytes_sent": c.bytes_sent,
+        "bytes_received": c.bytes_recv,
+        "owner": c.owner.name(),
+    });
+    if c.has_peer() {
+        v["remote"] = json!({ "ip": c.remote.ip().to_string(), "port": c.remote.port() });
+    } else {
+        v["remote"] = Value::Null;
+    }
+    if c.pid != 0 {
+        v["pid"] = json!(c.pid);
+        v["process"] = json!(String::from_utf8_lossy(c.comm.as_bytes()));
+    }
+    if c.start_ns != 0 {
+        v["start"] = json!(clock.rfc3339(c.start_ns));
+    }
+    if c.inode != 0 {
+        v["inode"] = json!(c.inode);
+    }
+    if c.packets != 0 {
+        v["packets"] = json!(c.packets);
+    }
+    v
+}
+
+/// A history row for `list --history --json`.
+pub fn closed_value(h: &Closed, clock: &Clock) -> Value {
+    let mut v = conn_value(&h.conn, clock);
+    v["state"] = json!(if h.failed { "FAILED" } else { "CLOSED" });
+    v["end"] = json!(clock.rfc3339(h.end_ns));
+    if let Some(d) = h.duration_ns() {
+        v["duration_ns"] = json!(d);
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::event::{OwnerSource, Proto};
+    use crate::core::sanitize::Comm;
+
+    fn base(action: Action) -> ConnEvent {
+        let mut e = ConnEvent::lost(2_000_000_500, 0);
+        e.action = action;
+        e.sock = 0xffff_8880_0000_1000;
+        e.local = "127.0.0.1:8080".parse().unwrap();
+        e.remote = "127.0.0.1:45000".parse().unwrap();
+        e.direction = Direction::Ingress;
+        e.pid = 321;
+        e.comm = Comm::from_bytes(b"nginx");
+        e.owner = OwnerSource::Hook;
+        e.start_ns = 1_000_000_000;
+        e.new_state = crate::core::event::State::from_tcp(7);
+        e
+    }
+
+    #[test]
+    fn ingress_close_puts_the_client_in_source() {
+        let mut e = base(Action::Closed);
+        e.bytes_sent = 500;
+        e.bytes_recv = 80;
+        let v = event_value(&e, &Clock::fixed(0));
+        assert_eq!(v["@timestamp"], "1970-01-01T00:00:02.000000500Z");
+        assert_eq!(v["event"]["action"], "connection-closed");
+        assert_eq!(v["event"]["category"], json!(["network"]));
+        assert_eq!(v["event"]["duration"], 1_000_000_500u64);
+        assert_eq!(v["network"]["direction"], "ingress");
+        assert_eq!(v["network"]["transport"], "tcp");
+        assert_eq!(v["network"]["type"], "ipv4");
+        assert_eq!(v["source"]["port"], 45000);
+        assert_eq!(v["source"]["bytes"], 80, "the client sent what we received");
+        assert_eq!(v["destination"]["port"], 8080);
+        assert_eq!(v["destination"]["bytes"], 500);
+        assert_eq!(v["process"]["pid"], 321);
+        assert_eq!(v["process"]["name"], "nginx");
+        assert_eq!(v["netta"]["sock"], "0xffff888000001000");
+    }
+
+    #[test]
+    fn udp_flow_carries_counters_and_lost_is_a_metric() {
+        let mut e = base(Action::UdpFlow);
+        e.proto = Proto::Udp;
+        e.direction = Direction::Egress;
+        e.count = 1000;
+        e.bytes_sent = 64_000;
+        let v = event_value(&e, &Clock::fixed(0));
+        assert_eq!(v["network"]["packets"], 1000);
+        assert_eq!(v["source"]["packets"], 1000);
+        assert_eq!(v["source"]["port"], 8080);
+        let lost = event_value(&ConnEvent::lost(5, 17), &Clock::fixed(0));
+        assert_eq!(lost["event"]["action"], "events-lost");
+        assert_eq!(lost["netta"]["lost"], 17);
+    }
+
+    #[test]
+    fn hostile_names_stay_on_one_line() {
+        let mut e = base(Action::Opened);
+        e.comm = Comm::from_bytes(b"a\n\"}\x1b[31m\xff");
+        let mut out = Vec::new();
+        write_line(&mut out, &e, &Clock::fixed(0));
+        assert_eq!(out.iter().filter(|b| **b == b'\n').count(), 1);
+        assert!(!out.contains(&0x1b));
+        let back: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(back["process"]["name"], "a\n\"}\u{1b}[31m\u{fffd}");
+    }
+}

@@ -1,0 +1,138 @@
+//! Connection lists in the original tool's layout (rows chosen by
+//! `core::filter`). Rendering takes plain data, so it is snapshot-tested.
+use std::fmt::Write as _;
+
+use crate::core::format::{addr, duration, owner, remote};
+use crate::core::table::{Closed, Conn};
+
+pub const RULE_WIDTH: usize = 60;
+
+pub fn heavy_rule() -> String {
+    "═".repeat(RULE_WIDTH)
+}
+
+pub fn light_rule() -> String {
+    "─".repeat(RULE_WIDTH)
+}
+
+/// The original tool's section header: a heavy rule, the title, a heavy rule.
+pub fn header(out: &mut String, title: &str) {
+    let _ = writeln!(out, "{}\n{title}\n{}", heavy_rule(), heavy_rule());
+}
+
+fn widths<const N: usize>(head: [&str; N], rows: &[[String; N]]) -> [usize; N] {
+    let mut w = head.map(|h| h.chars().count());
+    for r in rows {
+        for (i, cell) in r.iter().enumerate() {
+            w[i] = w[i].max(cell.chars().count());
+        }
+    }
+    w
+}
+
+fn push_row<const N: usize>(out: &mut String, cells: &[String; N], w: &[usize; N]) {
+    let mut line = String::new();
+    for (i, cell) in cells.iter().enumerate() {
+        if i + 1 == N {
+            line.push_str(cell);
+        } else {
+            let pad = w[i] + 2 - cell.chars().count();
+            line.push_str(cell);
+            line.extend(std::iter::repeat_n(' ', pad));
+        }
+    }
+    out.push_str(line.trim_end());
+    out.push('\n');
+}
+
+/// The original's "ACTIVE NETWORK CONNECTIONS" table; columns widen to fit
+/// (IPv6 addresses) instead of breaking the layout.
+pub fn render_list(title: &str, rows: &[Conn]) -> String {
+    const HEAD: [&str; 5] = [
+        "PROTO",
+        "LOCAL ADDRESS",
+        "REMOTE ADDRESS",
+        "STATE",
+        "PID/PROCESS",
+    ];
+    let cells: Vec<[String; 5]> = rows
+        .iter()
+        .map(|c| {
+            [
+                c.proto.upper().to_string(),
+                addr(c.local),
+                remote(c),
+                c.state.name().to_string(),
+                owner(c.pid, &c.comm),
+            ]
+        })
+        .collect();
+    let mut w = widths(HEAD, &cells);
+    // The original's minimum widths, so short tables look like it.
+    for (i, min) in [5, 21, 21, 11, 11].into_iter().enumerate() {
+        w[i] = w[i].max(min);
+    }
+    let mut out = String::new();
+    header(&mut out, title);
+    push_row(&mut out, &HEAD.map(String::from), &w);
+    let _ = writeln!(out, "{}", light_rule());
+    for r in &cells {
+        push_row(&mut out, r, &w);
+    }
+    let _ = writeln!(out, "{}", light_rule());
+    let _ = writeln!(out, "Total: {} connections displayed", rows.len());
+    let _ = writeln!(out, "{}", heavy_rule());
+    out
+}
+
+/// Closed connections: start, duration, bytes and process.
+pub fn render_history(rows: &[Closed], clock: &crate::core::clock::Clock) -> String {
+    const HEAD: [&str; 8] = [
+        "PROTO",
+        "LOCAL ADDRESS",
+        "REMOTE ADDRESS",
+        "START (UTC)",
+        "DURATION",
+        "SENT",
+        "RECEIVED",
+        "PID/PROCESS",
+    ];
+    let cells: Vec<[String; 8]> = rows
+        .iter()
+        .map(|h| {
+            let c = &h.conn;
+            let start = if c.start_ns == 0 {
+                "-".to_string()
+            } else {
+                clock.rfc3339(c.start_ns)[..23].replace('T', " ")
+            };
+            let dur = match (h.failed, h.duration_ns()) {
+                (true, _) => "FAILED".to_string(),
+                (false, Some(d)) => duration(d),
+                (false, None) => "-".to_string(),
+            };
+            [
+                c.proto.upper().to_string(),
+                addr(c.local),
+                remote(c),
+                start,
+                dur,
+                c.bytes_sent.to_string(),
+                c.bytes_recv.to_string(),
+                owner(c.pid, &c.comm),
+            ]
+        })
+        .collect();
+    let w = widths(HEAD, &cells);
+    let mut out = String::new();
+    header(&mut out, "CONNECTION HISTORY");
+    push_row(&mut out, &HEAD.map(String::from), &w);
+    let _ = writeln!(out, "{}", light_rule());
+    for r in &cells {
+        push_row(&mut out, r, &w);
+    }
+    let _ = writeln!(out, "{}", light_rule());
+    let _ = writeln!(out, "Total: {} closed connections displayed", rows.len());
+    let _ = writeln!(out, "{}", heavy_rule());
+    out
+}

@@ -1,0 +1,10 @@
+//! Pure functions from plain data to text: connection lists, statistics, alerts,
+//! the monitor's lines, ECS JSON, CSV and report files.
+pub mod alert;
+pub mod csv;
+pub mod ecs;
+pub mod list;
+pub mod monitor;
+pub mod report;
+pub mod stats;
+pub mod style;

@@ -1,0 +1,294 @@
+//! Command-line interface (clap). Parsing only: commands live in `commands`.
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::core::event::{Proto, State};
+use crate::host::ebpf::Transport;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "netta",
+    version = version(),
+    about = "Linux network connection tracer: every connection, both ends, the right process",
+    long_about = "netta traces TCP and UDP connections with eBPF (falling back to polling /proc \
+                  when eBPF cannot load) and keeps a live connection table. Without a command it \
+                  opens the interactive menu."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+fn version() -> &'static str {
+    if crate::host::ebpf::object().is_some() {
+        concat!(env!("CARGO_PKG_VERSION"), " (eBPF object embedded)")
+    } else {
+        concat!(
+            env!("CARGO_PKG_VERSION"),
+            " (no eBPF object: /proc polling only)"
+        )
+    }
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (try 500ms, 2s, 1m)"))?;
+    if d.is_zero() {
+        return Err("must be greater than zero".into());
+    }
+    Ok(d)
+}
+
+fn parse_state(s: &str) -> Result<State, String> {
+    State::parse(s).ok_or_else(|| {
+        let names: Vec<_> = State::ALL.iter().map(|s| s.name().to_lowercase()).collect();
+        format!("unknown state `{s}` (one of: {})", names.join(", "))
+    })
+}
+
+fn parse_proto(s: &str) -> Result<Proto, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "tcp" => Ok(Proto::Tcp),
+        "udp" => Ok(Proto::Udp),
+        _ => Err(format!("unknown protocol `{s}` (tcp or udp)")),
+    }
+}
+
+fn parse_ring_size(s: &str) -> Result<u32, String> {
+    let n: u32 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of bytes"))?;
+    if !n.is_power_of_two() || n < 4096 {
+        return Err("must be a power of two of at least 4096".into());
+    }
+    Ok(n)
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// Do not load eBPF; poll /proc instead.
+    #[arg(long, global = true)]
+    pub no_ebpf: bool,
+    /// How kernel records reach user space.
+    #[arg(long, global = true, value_enum, default_value_t = Transport::Ring)]
+    pub transport: Transport,
+    /// Ring buffer size in bytes (power of two).
+    #[arg(long, global = true, default_value = "2097152", value_parser = parse_ring_size)]
+    pub ring_size: u32,
+    /// How often /proc is re-read to heal anything events missed (eBPF mode).
+    #[arg(long, global = true, default_value = "5s", value_parser = parse_duration)]
+    pub reconcile_interval: Duration,
+    /// How often /proc is polled when eBPF is unavailable.
+    #[arg(long, global = true, default_value = "1s", value_parser = parse_duration)]
+    pub poll_interval: Duration,
+    /// A UDP flow idle this long is reported and forgotten.
+    #[arg(long, global = true, default_value = "5s", value_parser = parse_duration)]
+    pub udp_idle: Duration,
+    /// Most live connections kept; more are counted as evicted.
+    #[arg(long, global = true, default_value_t = 262_144)]
+    pub max_connections: usize,
+    /// Most closed connections kept in history.
+    #[arg(long, global = true, default_value_t = 20_000)]
+    pub history_size: usize,
+    /// Configuration file (TOML); flags override it. Default: /etc/netta/netta.toml if present.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+    /// Detection rules file (TOML): thresholds, windows and allowlists.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub rules: Option<std::path::PathBuf>,
+    /// More log output on stderr (-v info, -vv debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Stream connection events as JSON lines (Elastic Common Schema) on stdout.
+    Events(EventsArgs),
+    /// List live connections (or closed ones with --history).
+    List(ListArgs),
+    /// Traffic statistics: totals, protocols, states, top ports, IPs and processes.
+    Stats(StatsArgs),
+    /// Print a line of live counts every interval, then a summary.
+    Monitor(MonitorArgs),
+    /// Look for suspicious activity.
+    Detect(DetectArgs),
+    /// Write a report of the connection table (CSV or JSON).
+    Export(ExportArgs),
+    /// Run headless as a service: stream events and alerts to sinks, serve metrics.
+    Agent(AgentArgs),
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Manpage,
+    /// Time one seeding of the table from /proc (for `cargo xtask bench`).
+    #[command(hide = true)]
+    SeedBench,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct AgentArgs {
+    /// Where JSON lines go (repeatable): stdout, file:PATH, tcp://HOST:PORT, unix:PATH.
+    #[arg(long = "sink", value_name = "SPEC")]
+    pub sinks: Vec<crate::settings::sink_spec::SinkSpec>,
+    /// Serve Prometheus metrics on this address (for example 127.0.0.1:9750).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
+    /// Also stream every raw TCP state transition.
+    #[arg(long)]
+    pub all_states: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct StatsArgs {
+    /// Watch events for this long first, so "since start" figures cover it.
+    #[arg(long, value_parser = parse_duration)]
+    pub watch: Option<Duration>,
+    /// JSON output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct MonitorArgs {
+    /// How long to monitor.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// How often to print a line.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// JSON lines output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DetectArgs {
+    /// Observe live events for this long before reporting.
+    #[arg(long, value_parser = parse_duration)]
+    pub watch: Option<Duration>,
+    /// JSON output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// Output file (default: network_analysis_YYYYMMDD_HHMMSS.csv).
+    #[arg(long, short)]
+    pub output: Option<std::path::PathBuf>,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Csv)]
+    pub format: ReportFormat,
+    /// Export closed connections instead of live ones.
+    #[arg(long)]
+    pub history: bool,
+    /// Watch events for this long first (useful with --history).
+    #[arg(long, value_parser = parse_duration)]
+    pub watch: Option<Duration>,
+    /// Replace an existing file.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct EventsArgs {
+    /// Also emit every raw TCP state transition (`state-changed`).
+    #[arg(long)]
+    pub all_states: bool,
+    /// Stop after this long (default: until Ctrl+C or SIGTERM).
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+}
+
+#[derive(Args, Debug, Default, Clone)]
+pub struct FilterArgs {
+    /// Only this state (repeatable): established, listening, time_wait, ...
+    #[arg(long, value_parser = parse_state)]
+    pub state: Vec<State>,
+    /// Only this protocol.
+    #[arg(long, value_parser = parse_proto)]
+    pub proto: Option<Proto>,
+    /// Only connections with this local or remote port.
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Only this process id.
+    #[arg(long)]
+    pub pid: Option<u32>,
+    /// Only processes whose name contains this.
+    #[arg(long)]
+    pub process: Option<String>,
+}
+
+impl FilterArgs {
+    pub fn filter(&self) -> crate::core::filter::Filter {
+        crate::core::filter::Filter {
+            states: self.state.clone(),
+            proto: self.proto,
+            port: self.port,
+            pid: self.pid,
+            process: self.process.clone(),
+        }
+    }
+}
+
+#[derive(Args, Debug, Default)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Closed connections (start, duration, bytes, process) instead of live ones.
+    #[arg(long)]
+    pub history: bool,
+    /// Watch events for this long first, so short-lived connections appear in --history.
+    #[arg(long, value_parser = parse_duration)]
+    pub watch: Option<Duration>,
+    /// JSON output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The file format of `netta export`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    Csv,
+    Json,
+}
+
+impl ReportFormat {
+    pub fn extension(self) -> &'static str {
+        match self {
+            ReportFormat::Csv => "csv",
+            ReportFormat::Json => "json",
+        }
+    }
+}
+
+impl Global {
+    /// Takes from the config file every setting not given on the command line.
+    pub fn apply_config(&mut self, c: &crate::settings::file::Config, matches: &clap::ArgMatches) {
+        let from_cli =
+            |id: &str| matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
+        macro_rules! take {
+            ($field:ident) => {
+                if let (false, Some(v)) = (from_cli(stringify!($field)), c.$field.clone()) {
+                    self.$field = v;
+                }
+            };
+        }
+        take!(transport);
+        take!(ring_size);
+        take!(reconcile_interval);
+        take!(poll_interval);
+        take!(udp_idle);
+        take!(max_connections);
+        take!(history_size);
+        take!(no_ebpf);
+        if !from_cli("rules") && c.rules.is_some() {
+            self.rules = c.rules.clone();
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! The agent's configuration file (`--config`, /etc/netta/netta.toml by default).
+//! Keys mirror the command-line flags, which override them. A file with any error
+//! is rejected whole, with its line and the reason.
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::host::ebpf::Transport;
+use crate::settings::sink_spec::SinkSpec;
+
+pub const DEFAULT_PATH: &str = "/etc/netta/netta.toml";
+
+#[derive(Debug, thiserror::Error)]
+#[error("config file {path}{}: {reason}", line.map(|l| format!(" line {l}")).unwrap_or_default())]
+pub struct ConfigError {
+    pub path: String,
+    pub line: Option<usize>,
+    pub reason: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    transport: Option<Spanned<String>>,
+    ring_size: Option<Spanned<u32>>,
+    reconcile_interval: Option<Spanned<String>>,
+    poll_interval: Option<Spanned<String>>,
+    udp_idle: Option<Spanned<String>>,
+    max_connections: Option<usize>,
+    history_size: Option<usize>,
+    rules: Option<PathBuf>,
+    no_ebpf: Option<bool>,
+    #[serde(default)]
+    agent: RawAgent,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAgent {
+    #[serde(default)]
+    sinks: Vec<Spanned<String>>,
+    metrics: Option<Spanned<String>>,
+}
+
+/// Values the file sets; `None` leaves the flag's default.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Config {
+    pub transport: Option<Transport>,
+    pub ring_size: Option<u32>,
+    pub reconcile_interval: Option<Duration>,
+    pub poll_interval: Option<Duration>,
+    pub udp_idle: Option<Duration>,
+    pub max_connections: Option<usize>,
+    pub history_size: Option<usize>,
+    pub rules: Option<PathBuf>,
+    pub no_ebpf: Option<bool>,
+    pub sinks: Vec<SinkSpec>,
+    pub metrics: Option<std::net::SocketAddr>,
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+impl Config {
+    pub fn parse(text: &str, path: &str) -> Result<Config, ConfigError> {
+        let err = |span: Option<std::ops::Range<usize>>, reason: String| ConfigError {
+            path: path.to_string(),
+            line: span.map(|s| line_of(text, s.start)),
+            reason: crate::core::sanitize::escape(reason.as_bytes()),
+        };
+        let raw: Raw = toml::from_str(text).map_err(|e| err(e.span(), e.message().to_string()))?;
+        let dur =
+            |v: &Option<Spanned<String>>, key: &str| -> Result<Option<Duration>, ConfigError> {
+                let Some(v) = v else { return Ok(None) };
+                match humantime::parse_duration(v.get_ref()) {
+                    Ok(d) if !d.is_zero() => Ok(Some(d)),
+                    Ok(_) => Err(err(
+                        Some(v.span()),
+                        format!("{key}: must be greater than zero"),
+                    )),
+                    Err(e) => Err(err(
+                        Some(v.span()),
+                        format!("{key}: invalid duration {:?}: {e}", v.get_ref()),
+                    )),
+                }
+            };
+        let transport = match &raw.transport {
+            None => None,
+            Some(v) => Some(match v.get_ref().as_str() {
+                "ring" => Transport::Ring,
+                "perf" => Transport::Perf,
+                other => {
+                    return Err(err(
+                        Some(v.span()),
+                        format!("transport: {other:?} is not \"ring\" or \"perf\""),
+                    ))
+                }
+            }),
+        };
+        if let Some(v) = &raw.ring_size {
+            if !v.get_ref().is_power_of_two() || *v.get_ref() < 4096 {
+                return Err(err(
+                    Some(v.span()),
+                    "ring_size: must be a power of two of at least 4096".into(),
+                ));
+            }
+        }
+        let mut sinks = Vec::new();
+        for s in &raw.agent.sinks {
+            sinks.push(
+                s.get_ref()
+                    .parse::<SinkSpec>()
+                    .map_err(|e| err(Some(s.span()), format!("agent.sinks: {e}")))?,
+            );
+        }
+        let metrics = match &raw.agent.metrics {
+            None => None,
+            Some(m) => Some(m.get_ref().parse().map_err(|_| {
+                err(
+                    Some(m.span()),
+                    format!(
+                        "agent.metrics: {:?} is not an address like 127.0.0.1:9750",
+                        m.get_ref()
+                    ),
+                )
+            })?),
+        };
+        Ok(Config {
+            transport,
+            ring_size: raw.ring_size.map(|v| v.into_inner()),
+            reconcile_interval: dur(&raw.reconcile_interval, "reconcile_interval")?,
+            poll_interval: dur(&raw.poll_interval, "poll_interval")?,
+            udp_idle: dur(&raw.udp_idle, "udp_idle")?,
+            max_connections: raw.max_connections,
+            history_size: raw.history_size,
+            rules: raw.rules,
+            no_ebpf: raw.no_ebpf,
+            sinks,
+            metrics,
+        })
+    }
+
+    /// Reads `path`; `Ok(None)` when the default file does not exist.
+    pub fn load(path: &Path, explicit: bool) -> Result<Option<Config>, ConfigError> {
+        let shown = crate::core::sanitize::escape(path.as_os_str().as_encoded_bytes());
+        match std::fs::read(path) {
+            Ok(bytes) => {
+                let text = String::from_utf8(bytes).map_err(|_| ConfigError {
+                    path: shown.clone(),
+                    line: None,
+                    reason: "not UTF-8 text".into(),
+                })?;
+                Config::parse(&text, &shown).map(Some)
+            }
+            Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(ConfigError {
+                path: shown,
+                line: None,
+                reason: format!("cannot read: {e}"),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_file_sets_everything() {
+        let c = Config::parse(
+            r#"
+transport = "perf"
+ring_size = 4194304
+reconcile_interval = "10s"
+poll_interval = "2s"
+udp_idle = "30s"
+max_connections = 1000
+history_size = 10
+rules = "/etc/netta/rules.toml"
+no_ebpf = false
+
+[agent]
+sinks = ["stdout", "tcp://127.0.0.1:9000", "file:/var/log/netta/events.json"]
+metrics = "127.0.0.1:9750"
+"#,
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.transport, Some(Transport::Perf));
+        assert_eq!(c.udp_idle, Some(Duration::from_secs(30)));
+        assert_eq!(c.sinks.len(), 3);
+        assert_eq!(c.metrics, Some("127.0.0.1:9750".parse().unwrap()));
+        assert_eq!(Config::parse("", "t").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn errors_name_the_line_and_the_reason() {
+        let cases = [
+            (
+                "udp_idle = \"5s\"\nudp_idel = \"5s\"\n",
+                2,
+                "unknown field `udp_idel`",
+            ),
+            (
+                "\n\nreconcile_interval = \"soon\"\n",
+                3,
+                "reconcile_interval: invalid duration",
+            ),
+            ("transport = \"carrier-pigeon\"\n", 1, "transport:"),
+            ("ring_size = 1000\n", 1, "power of two"),
+            (
+                "[agent]\nsinks = [\"stdout\",\n  \"ftp://x\"]\n",
+                3,
+                "agent.sinks",
+            ),
+            ("[agent]\nmetrics = \"everywhere\"\n", 2, "agent.metrics"),
+            ("max_connections = \"many\"\n", 1, "invalid type"),
+            ("poll_interval = \"0s\"\n", 1, "greater than zero"),
+            ("[agent\n", 1, ""),
+        ];
+        for (text, line, reason) in cases {
+            let e = Config::parse(text, "f.toml").unwrap_err();
+            assert_eq!(e.line, Some(line), "{text:?}: {e}");
+            assert!(e.to_string().contains(reason), "{text:?}: {e}");
+            assert!(
+                e.to_string()
+                    .starts_with(&format!("config file f.toml line {line}: ")),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn missing_default_file_is_fine_but_missing_explicit_file_is_not() {
+        let p = Path::new("/nonexistent/netta.toml");
+        assert!(Config::load(p, false).unwrap().is_none());
+        assert!(Config::load(p, true)
+            .unwrap_err()
+            .to_string()
+            .contains("cannot read"));
+    }
+}

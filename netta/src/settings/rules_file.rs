@@ -1,0 +1,1076 @@
+//! The TOML rules file (`--rules FILE`) that overrides the detection defaults
+//! ([`Rules`]). A file with any error is rejected whole, with the line and the
+//! reason; nothing is half-applied.
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::detect::rules::*;
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::core::sanitize::escape;
+
+/// A rules file that could not be read or is not valid. Its text names the line
+/// (1-based; left out where unknown) and the reason, e.g.
+/// `rules file line 7: port_scan.window: invalid duration "ten seconds"`.
+#[derive(Debug, thiserror::Error)]
+pub enum RulesError {
+    #[error("cannot read rules file {}: {source}", escape(path.as_os_str().as_encoded_bytes()))]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}", located(path.as_deref(), *line, reason))]
+    Invalid {
+        /// The file, when the text came from [`Rules::load`].
+        path: Option<PathBuf>,
+        /// 1-based line of the offending key or value; 0 when unknown.
+        line: usize,
+        reason: String,
+    },
+}
+
+impl RulesError {
+    /// The 1-based line the error points at, if known.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            RulesError::Invalid { line, .. } if *line > 0 => Some(*line),
+            _ => None,
+        }
+    }
+
+    fn with_path(self, p: &Path) -> RulesError {
+        match self {
+            RulesError::Invalid { line, reason, .. } => RulesError::Invalid {
+                path: Some(p.to_path_buf()),
+                line,
+                reason,
+            },
+            other => other,
+        }
+    }
+}
+
+fn located(path: Option<&Path>, line: usize, reason: &str) -> String {
+    let mut s = String::from("rules file");
+    if let Some(p) = path {
+        s.push(' ');
+        s.push_str(&escape(p.as_os_str().as_encoded_bytes()));
+    }
+    if line > 0 {
+        s.push_str(&format!(" line {line}"));
+    }
+    s.push_str(": ");
+    s.push_str(reason);
+    s
+}
+
+/// 1-based line of byte offset `at` in `text` (clamped to the text).
+fn line_of(text: &str, at: usize) -> usize {
+    let at = at.min(text.len());
+    text.as_bytes()[..at]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
+}
+
+/// A user-supplied string, quoted and escaped so that it cannot drive a terminal.
+fn quote(s: &str) -> String {
+    format!("\"{}\"", escape(s.as_bytes()))
+}
+
+// Raw shapes of the file: every table and key optional, unknown ones rejected.
+// Values keep their spans so later checks can point at the offending line.
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct RawRules {
+    port_scan: Option<RawPortScan>,
+    syn_flood: Option<RawSynFlood>,
+    connection_burst: Option<RawConnectionBurst>,
+    fan_out: Option<RawFanOut>,
+    new_listener: Option<RawNewListener>,
+    large_outbound: Option<RawLargeOutbound>,
+    abnormal_state: Option<RawAbnormalState>,
+    high_connection_count: Option<RawHighConnectionCount>,
+    unusual_high_port: Option<RawUnusualHighPort>,
+    alerts: Option<RawAlerts>,
+    allow: Option<RawAllow>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct RawPortScan {
+    window: Option<Spanned<String>>,
+    min_ports: Option<Spanned<Int>>,
+    slow_window: Option<Spanned<String>>,
+    slow_min_ports: Option<Spanned<Int>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct RawSynFlood {
+    min_half_open_per_sec: Option<Spanned<Int>>,
+    min_syn_recv: Option<Spanned<Int>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct RawConnectionBurst {
+    min_per_sec: Option<Spanned<Int>>,
+    factor: Option<Spanned<Float>>,
+    sustain: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct RawFanOut {
+    window: Option<Spanned<String>>,
+    min_hosts: Option<Spanned<Int>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct RawNewListener {
+    enabled: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct RawLargeOutbound {
+    min_bytes: Option<Spanned<ByteSize>>,
+    ratio: Option<Spanned<Float>>,
+    window: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct RawAbnormalState {
+    close_wait: Option<Spanned<Int>>,
+    syn_sent: Option<Spanned<Int>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct RawHighConnectionCount {
+    max: Option<Spanned<Int>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct RawUnusualHighPort {
+    above: Option<Spanned<Int>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct RawAlerts {
+    rearm_after: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct RawAllow {
+    ips: Vec<Spanned<String>>,
+    ports: Vec<Spanned<Int>>,
+    processes: Vec<Spanned<String>>,
+}
+
+/// A TOML integer (serde's own `i64` says "expected i64" on a wrong type).
+struct Int(i64);
+
+impl<'de> Deserialize<'de> for Int {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Int;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an integer")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Int, E> {
+                Ok(Int(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Int, E> {
+                i64::try_from(v)
+                    .map(Int)
+                    .map_err(|_| E::custom("integer too large"))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A TOML float or integer (`factor = 10` means 10.0).
+struct Float(f64);
+
+impl<'de> Deserialize<'de> for Float {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Float;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a number")
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Float, E> {
+                Ok(Float(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Float, E> {
+                Ok(Float(v as f64))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Float, E> {
+                Ok(Float(v as f64))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `min_bytes`: an integer, or a string such as `"100MiB"`.
+enum ByteSize {
+    Int(i64),
+    Text(String),
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = ByteSize;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a byte count: an integer or a string like \"100MiB\"")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<ByteSize, E> {
+                Ok(ByteSize::Int(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<ByteSize, E> {
+                i64::try_from(v)
+                    .map(ByteSize::Int)
+                    .map_err(|_| E::custom("byte count too large"))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ByteSize, E> {
+                Ok(ByteSize::Text(v.to_owned()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Parses `"100MiB"`, `"64 KB"`, `"512B"` or `"4096"` into bytes.
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    if num.is_empty() {
+        return Err("expected a number of bytes, e.g. \"100MiB\"".into());
+    }
+    let n: u64 = num.parse().map_err(|_| "number too large".to_string())?;
+    let unit = unit.trim_start();
+    const UNITS: &[(&str, u64)] = &[
+        ("", 1),
+        ("B", 1),
+        ("KiB", 1 << 10),
+        ("MiB", 1 << 20),
+        ("GiB", 1 << 30),
+        ("TiB", 1 << 40),
+        ("KB", 1_000),
+        ("MB", 1_000_000),
+        ("GB", 1_000_000_000),
+        ("TB", 1_000_000_000_000),
+    ];
+    let mult = UNITS
+        .iter()
+        .find(|(u, _)| u.eq_ignore_ascii_case(unit))
+        .map(|(_, m)| *m)
+        .ok_or_else(|| {
+            format!(
+                "unknown unit {} (use B, KiB, MiB, GiB, TiB, KB, MB, GB or TB)",
+                quote(unit)
+            )
+        })?;
+    n.checked_mul(mult).ok_or_else(|| "too large".to_string())
+}
+
+/// Turns raw values into checked ones; every error names `table.key` and its line.
+struct Checker<'a> {
+    text: &'a str,
+}
+
+impl Checker<'_> {
+    fn err(&self, span: Range<usize>, reason: String) -> RulesError {
+        RulesError::Invalid {
+            path: None,
+            line: line_of(self.text, span.start),
+            reason,
+        }
+    }
+
+    /// A duration > 0.
+    fn duration(&self, name: &str, v: &Spanned<String>) -> Result<Duration, RulesError> {
+        let d = humantime::parse_duration(v.get_ref().trim()).map_err(|e| {
+            self.err(
+                v.span(),
+                format!("{name}: invalid duration {}: {e}", quote(v.get_ref())),
+            )
+        })?;
+        if d.is_zero() {
+            return Err(self.err(v.span(), format!("{name}: must be greater than 0")));
+        }
+        Ok(d)
+    }
+
+    /// An integer ≥ `min`.
+    fn int(&self, name: &str, v: &Spanned<Int>, min: i64) -> Result<i64, RulesError> {
+        let n = v.get_ref().0;
+        if n < min {
+            let want = if min == 0 {
+                "must not be negative".to_string()
+            } else {
+                format!("must be at least {min}")
+            };
+            return Err(self.err(v.span(), format!("{name}: {want} (got {n})")));
+        }
+        Ok(n)
+    }
+
+    fn count(&self, name: &str, v: &Spanned<Int>, min: i64) -> Result<usize, RulesError> {
+        let n = self.int(name, v, min)?;
+        usize::try_from(n).map_err(|_| self.err(v.span(), format!("{name}: too large")))
+    }
+
+    fn uint(&self, name: &str, v: &Spanned<Int>) -> Result<u64, RulesError> {
+        // `int` with min 0 guarantees the cast is lossless.
+        Ok(self.int(name, v, 0)? as u64)
+    }
+
+    fn port(&self, name: &str, v: &Spanned<Int>) -> Result<u16, RulesError> {
+        let n = v.get_ref().0;
+        u16::try_from(n)
+            .ok()
+            .filter(|p| *p >= 1)
+            .ok_or_else(|| self.err(v.span(), format!("{name}: {n} is not a port (1..=65535)")))
+    }
+
+    /// A finite float ≥ `min` (or > `min` when `strict`).
+    fn float(
+        &self,
+        name: &str,
+        v: &Spanned<Float>,
+        min: f64,
+        strict: bool,
+    ) -> Result<f64, RulesError> {
+        let x = v.get_ref().0;
+        let ok = x.is_finite() && if strict { x > min } else { x >= min };
+        if !ok {
+            let rel = if strict { "greater than" } else { "at least" };
+            return Err(self.err(
+                v.span(),
+                format!("{name}: must be a finite number {rel} {min:?} (got {x})"),
+            ));
+        }
+        Ok(x)
+    }
+
+    fn check(&self, raw: RawRules) -> Result<Rules, RulesError> {
+        let mut r = Rules::default();
+
+        if let Some(t) = raw.port_scan {
+            if let Some(v) = &t.window {
+                r.port_scan.window = self.duration("port_scan.window", v)?;
+            }
+            if let Some(v) = &t.min_ports {
+                r.port_scan.min_ports = self.count("port_scan.min_ports", v, 1)?;
+            }
+            if let Some(v) = &t.slow_window {
+                r.port_scan.slow_window = self.duration("port_scan.slow_window", v)?;
+            }
+            if let Some(v) = &t.slow_min_ports {
+                r.port_scan.slow_min_ports = self.count("port_scan.slow_min_ports", v, 1)?;
+            }
+            if r.port_scan.slow_window < r.port_scan.window {
+                // One of the two was set here (the defaults are consistent).
+                let span = t
+                    .slow_window
+                    .as_ref()
+                    .or(t.window.as_ref())
+                    .map_or(0..0, |v| v.span());
+                return Err(self.err(
+                    span,
+                    format!(
+                        "port_scan.slow_window ({}) must not be shorter than port_scan.window ({})",
+                        humantime::format_duration(r.port_scan.slow_window),
+                        humantime::format_duration(r.port_scan.window),
+                    ),
+                ));
+            }
+        }
+
+        if let Some(t) = raw.syn_flood {
+            if let Some(v) = &t.min_half_open_per_sec {
+                r.syn_flood.min_half_open_per_sec =
+                    self.uint("syn_flood.min_half_open_per_sec", v)?;
+            }
+            if let Some(v) = &t.min_syn_recv {
+                r.syn_flood.min_syn_recv = self.count("syn_flood.min_syn_recv", v, 0)?;
+            }
+        }
+
+        if let Some(t) = raw.connection_burst {
+            if let Some(v) = &t.min_per_sec {
+                r.connection_burst.min_per_sec = self.uint("connection_burst.min_per_sec", v)?;
+            }
+            if let Some(v) = &t.factor {
+                r.connection_burst.factor = self.float("connection_burst.factor", v, 1.0, false)?;
+            }
+            if let Some(v) = &t.sustain {
+                let name = "connection_burst.sustain";
+                let d = self.duration(name, v)?;
+                if d < Duration::from_secs(1) || d.subsec_nanos() != 0 {
+                    return Err(self.err(
+                        v.span(),
+                        format!("{name}: must be a whole number of seconds, at least 1s"),
+                    ));
+                }
+                r.connection_burst.sustain_secs = u32::try_from(d.as_secs())
+                    .map_err(|_| self.err(v.span(), format!("{name}: too long")))?;
+            }
+        }
+
+        if let Some(t) = raw.fan_out {
+            if let Some(v) = &t.window {
+                r.fan_out.window = self.duration("fan_out.window", v)?;
+            }
+            if let Some(v) = &t.min_hosts {
+                r.fan_out.min_hosts = self.count("fan_out.min_hosts", v, 1)?;
+            }
+        }
+
+        if let Some(enabled) = raw.new_listener.and_then(|t| t.enabled) {
+            r.new_listener = enabled;
+        }
+
+        if let Some(t) = raw.large_outbound {
+            if let Some(v) = &t.min_bytes {
+                let name = "large_outbound.min_bytes";
+                r.large_outbound.min_bytes = match v.get_ref() {
+                    ByteSize::Int(n) => u64::try_from(*n).map_err(|_| {
+                        self.err(v.span(), format!("{name}: must not be negative (got {n})"))
+                    })?,
+                    ByteSize::Text(s) => parse_bytes(s).map_err(|e| {
+                        self.err(v.span(), format!("{name}: invalid size {}: {e}", quote(s)))
+                    })?,
+                };
+            }
+            if let Some(v) = &t.ratio {
+                r.large_outbound.ratio = self.float("large_outbound.ratio", v, 0.0, true)?;
+            }
+            if let Some(v) = &t.window {
+                r.large_outbound.window = self.duration("large_outbound.window", v)?;
+            }
+        }
+
+        if let Some(t) = raw.abnormal_state {
+            if let Some(v) = &t.close_wait {
+                r.abnormal_state.close_wait = self.count("abnormal_state.close_wait", v, 1)?;
+            }
+            if let Some(v) = &t.syn_sent {
+                r.abnormal_state.syn_sent = self.count("abnormal_state.syn_sent", v, 1)?;
+            }
+        }
+
+        if let Some(v) = raw.high_connection_count.and_then(|t| t.max) {
+            r.max_conns_per_ip = self.count("high_connection_count.max", &v, 1)?;
+        }
+
+        if let Some(v) = raw.unusual_high_port.and_then(|t| t.above) {
+            r.high_port_above = self.port("unusual_high_port.above", &v)?;
+        }
+
+        if let Some(v) = raw.alerts.and_then(|t| t.rearm_after) {
+            r.rearm_after = self.duration("alerts.rearm_after", &v)?;
+        }
+
+        if let Some(t) = raw.allow {
+            for v in &t.ips {
+                let s = v.get_ref().trim();
+                let net = s
+                    .parse::<ipnet::IpNet>()
+                    .map(|n| n.trunc())
+                    .or_else(|_| s.parse::<IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        self.err(
+                            v.span(),
+                            format!(
+                                "allow.ips: {} is not an IP address or CIDR network",
+                                quote(v.get_ref())
+                            ),
+                        )
+                    })?;
+                r.allow.nets.push(net);
+            }
+            for v in &t.ports {
+                r.allow.ports.push(self.port("allow.ports", v)?);
+            }
+            for v in &t.processes {
+                let name = v.get_ref().as_bytes();
+                if name.is_empty() || name.len() > 16 {
+                    return Err(self.err(
+                        v.span(),
+                        format!(
+                            "allow.processes: {} must be 1 to 16 bytes (a process `comm` name)",
+                            quote(v.get_ref())
+                        ),
+                    ));
+                }
+                r.allow.processes.push(name.to_vec());
+            }
+        }
+
+        Ok(r)
+    }
+}
+
+/// The dotted key path a deserialize error applies to (`port_scan.min_ports`).
+/// toml keeps it private and prints it only without the source text, as a
+/// last line "in `a.b`"; when that shape is not found there is no key path.
+fn de_error_keys(e: &toml::de::Error) -> Option<String> {
+    let mut bare = e.clone();
+    bare.set_input(None);
+    let shown = bare.to_string();
+    let keys = shown
+        .strip_prefix(e.message())?
+        .trim()
+        .strip_prefix("in `")?
+        .strip_suffix('`')?;
+    (!keys.is_empty() && !keys.contains('\n')).then(|| keys.to_string())
+}
+
+impl Rules {
+    /// The defaults overridden by a TOML rules file's text. Any error rejects the
+    /// whole text.
+    pub fn from_toml(text: &str) -> Result<Rules, RulesError> {
+        let raw: RawRules = toml::from_str(text).map_err(|e| {
+            let message = e.message().trim();
+            let reason = match de_error_keys(&e) {
+                Some(keys) => format!("{keys}: {message}"),
+                None => message.to_string(),
+            };
+            RulesError::Invalid {
+                path: None,
+                line: e.span().map_or(0, |s| line_of(text, s.start)),
+                reason: escape(reason.as_bytes()),
+            }
+        })?;
+        Checker { text }.check(raw)
+    }
+
+    /// Reads and parses the rules file at `path` (see [`Rules::from_toml`]).
+    pub fn load(path: &Path) -> Result<Rules, RulesError> {
+        let text = std::fs::read_to_string(path).map_err(|source| RulesError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Rules::from_toml(&text).map_err(|e| e.with_path(path))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::sanitize::Comm;
+    use std::net::Ipv4Addr;
+
+    const FULL: &str = r#"
+[port_scan]
+window = "5s"
+min_ports = 30
+slow_window = "20m"
+slow_min_ports = 8
+
+[syn_flood]
+min_half_open_per_sec = 70
+min_syn_recv = 300
+
+[connection_burst]
+min_per_sec = 1500
+factor = 4
+sustain = "7s"
+
+[fan_out]
+window = "2m"
+min_hosts = 40
+
+[new_listener]
+enabled = false
+
+[large_outbound]
+min_bytes = "200MiB"
+ratio = 2.5
+window = "30m"
+
+[abnormal_state]
+close_wait = 10
+syn_sent = 5
+
+[high_connection_count]
+max = 25
+
+[unusual_high_port]
+above = 40000
+
+[alerts]
+rearm_after = "90s"
+
+[allow]
+ips = ["10.0.0.0/8", "192.0.2.7", "2001:db8::/32"]
+ports = [22, 443]
+processes = ["backup-agent"]
+"#;
+
+    fn err(text: &str) -> (Option<usize>, String) {
+        let e = Rules::from_toml(text).expect_err("should be rejected");
+        (e.line(), e.to_string())
+    }
+
+    #[test]
+    fn empty_file_keeps_defaults() {
+        assert_eq!(Rules::from_toml("").unwrap(), Rules::default());
+        assert_eq!(
+            Rules::from_toml("# nothing\n\n[port_scan]\n").unwrap(),
+            Rules::default()
+        );
+    }
+
+    #[test]
+    fn partial_file_keeps_other_defaults() {
+        let r = Rules::from_toml("[fan_out]\nmin_hosts = 7\n").unwrap();
+        let mut want = Rules::default();
+        want.fan_out.min_hosts = 7;
+        assert_eq!(r, want);
+    }
+
+    #[test]
+    fn full_file_sets_every_field() {
+        let r = Rules::from_toml(FULL).unwrap();
+        let want = Rules {
+            port_scan: PortScan {
+                window: Duration::from_secs(5),
+                min_ports: 30,
+                slow_window: Duration::from_secs(1200),
+                slow_min_ports: 8,
+            },
+            syn_flood: SynFlood {
+                min_half_open_per_sec: 70,
+                min_syn_recv: 300,
+            },
+            connection_burst: ConnectionBurst {
+                min_per_sec: 1500,
+                factor: 4.0,
+                sustain_secs: 7,
+            },
+            fan_out: FanOut {
+                window: Duration::from_secs(120),
+                min_hosts: 40,
+            },
+            new_listener: false,
+            large_outbound: LargeOutbound {
+                min_bytes: 200 << 20,
+                ratio: 2.5,
+                window: Duration::from_secs(1800),
+            },
+            abnormal_state: AbnormalState {
+                close_wait: 10,
+                syn_sent: 5,
+            },
+            max_conns_per_ip: 25,
+            high_port_above: 40000,
+            rearm_after: Duration::from_secs(90),
+            allow: Allow {
+                nets: vec![
+                    "10.0.0.0/8".parse().unwrap(),
+                    "192.0.2.7/32".parse().unwrap(),
+                    "2001:db8::/32".parse().unwrap(),
+                ],
+                ports: vec![22, 443],
+                processes: vec![b"backup-agent".to_vec()],
+            },
+        };
+        assert_eq!(r, want);
+        // Every field differs from its default, so none was silently skipped.
+        let d = Rules::default();
+        assert_ne!(r.port_scan.window, d.port_scan.window);
+        assert_ne!(r.port_scan.min_ports, d.port_scan.min_ports);
+        assert_ne!(r.port_scan.slow_window, d.port_scan.slow_window);
+        assert_ne!(r.port_scan.slow_min_ports, d.port_scan.slow_min_ports);
+        assert_ne!(r.syn_flood, d.syn_flood);
+        assert_ne!(r.connection_burst.factor, d.connection_burst.factor);
+        assert_ne!(
+            r.connection_burst.sustain_secs,
+            d.connection_burst.sustain_secs
+        );
+        assert_ne!(
+            r.connection_burst.min_per_sec,
+            d.connection_burst.min_per_sec
+        );
+        assert_ne!(r.fan_out.window, d.fan_out.window);
+        assert_ne!(r.fan_out.min_hosts, d.fan_out.min_hosts);
+        assert_ne!(r.large_outbound.min_bytes, d.large_outbound.min_bytes);
+        assert_ne!(r.large_outbound.ratio, d.large_outbound.ratio);
+        assert_ne!(r.large_outbound.window, d.large_outbound.window);
+        assert_ne!(r.abnormal_state.close_wait, d.abnormal_state.close_wait);
+        assert_ne!(r.abnormal_state.syn_sent, d.abnormal_state.syn_sent);
+    }
+
+    #[test]
+    fn float_fields_take_integers_and_floats() {
+        let r = Rules::from_toml("[connection_burst]\nfactor = 10\n[large_outbound]\nratio = 3\n")
+            .unwrap();
+        assert_eq!(r.connection_burst.factor, 10.0);
+        assert_eq!(r.large_outbound.ratio, 3.0);
+        let r = Rules::from_toml("[connection_burst]\nfactor = 1.5\n").unwrap();
+        assert_eq!(r.connection_burst.factor, 1.5);
+    }
+
+    #[test]
+    fn typo_key_is_an_error_with_its_line() {
+        let (line, msg) = err("[port_scan]\nwindow = \"10s\"\nmin_port = 3\n");
+        assert_eq!(line, Some(3), "{msg}");
+        assert!(msg.starts_with("rules file line 3: "), "{msg}");
+        assert!(msg.contains("unknown field `min_port`"), "{msg}");
+        assert!(msg.contains("min_ports"), "lists the expected keys: {msg}");
+    }
+
+    #[test]
+    fn typo_table_is_an_error_with_its_line() {
+        let (line, msg) = err("# rules\n\n[portscan]\nmin_ports = 3\n");
+        assert_eq!(line, Some(3), "{msg}");
+        assert!(msg.contains("unknown field `portscan`"), "{msg}");
+    }
+
+    #[test]
+    fn bad_duration_names_key_and_line() {
+        let text = "[port_scan]\nmin_ports = 5\n\n\n\n\nwindow = \"ten seconds\"\n";
+        let (line, msg) = err(text);
+        assert_eq!(line, Some(7), "{msg}");
+        assert!(
+            msg.starts_with(
+                "rules file line 7: port_scan.window: invalid duration \"ten seconds\""
+            ),
+            "{msg}"
+        );
+        let (line, msg) = err("[alerts]\nrearm_after = \"0s\"\n");
+        assert_eq!(line, Some(2));
+        assert!(
+            msg.contains("alerts.rearm_after: must be greater than 0"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn wrong_type_is_an_error_with_its_line() {
+        let (line, msg) = err("[port_scan]\n\nmin_ports = \"x\"\n");
+        assert_eq!(line, Some(3), "{msg}");
+        assert!(msg.contains("invalid type"), "{msg}");
+        assert!(msg.contains("port_scan.min_ports"), "{msg}");
+        assert!(msg.contains("expected an integer"), "{msg}");
+        let (line, _) = err("[new_listener]\nenabled = \"yes\"\n");
+        assert_eq!(line, Some(2));
+        let (line, _) = err("[port_scan]\nwindow = 10\n");
+        assert_eq!(line, Some(2));
+    }
+
+    #[test]
+    fn syntax_error_has_a_line() {
+        let (line, msg) = err("[port_scan]\nwindow = \"10s\"\nmin_ports = = 3\n");
+        assert_eq!(line, Some(3), "{msg}");
+    }
+
+    #[test]
+    fn semantic_errors_name_key_and_line() {
+        let text = "[fan_out]\nmin_hosts = 0\n[port_scan]\nwindow = \"10s\"\nmin_ports = 0\n";
+        // The first offending key in check order is port_scan.min_ports.
+        let (line, msg) = err(text);
+        assert_eq!(line, Some(5), "{msg}");
+        assert!(
+            msg.starts_with("rules file line 5: port_scan.min_ports:"),
+            "{msg}"
+        );
+
+        for (text, line, key) in [
+            (
+                "[port_scan]\nwindow = \"1m\"\nslow_window = \"30s\"\n",
+                3,
+                "port_scan.slow_window",
+            ),
+            ("[port_scan]\nwindow = \"1h\"\n", 2, "port_scan.slow_window"),
+            (
+                "[connection_burst]\nfactor = 0.5\n",
+                2,
+                "connection_burst.factor",
+            ),
+            (
+                "[connection_burst]\nfactor = nan\n",
+                2,
+                "connection_burst.factor",
+            ),
+            (
+                "[connection_burst]\nfactor = inf\n",
+                2,
+                "connection_burst.factor",
+            ),
+            (
+                "[connection_burst]\nsustain = \"500ms\"\n",
+                2,
+                "connection_burst.sustain",
+            ),
+            (
+                "[connection_burst]\nsustain = \"1500ms\"\n",
+                2,
+                "connection_burst.sustain",
+            ),
+            (
+                "[connection_burst]\nmin_per_sec = -1\n",
+                2,
+                "connection_burst.min_per_sec",
+            ),
+            ("[large_outbound]\nratio = 0\n", 2, "large_outbound.ratio"),
+            (
+                "[large_outbound]\nratio = -inf\n",
+                2,
+                "large_outbound.ratio",
+            ),
+            (
+                "[large_outbound]\nmin_bytes = -5\n",
+                2,
+                "large_outbound.min_bytes",
+            ),
+            (
+                "[large_outbound]\nmin_bytes = \"5 parsecs\"\n",
+                2,
+                "large_outbound.min_bytes",
+            ),
+            (
+                "[large_outbound]\nmin_bytes = \"99999999999GiB\"\n",
+                2,
+                "large_outbound.min_bytes",
+            ),
+            (
+                "[abnormal_state]\nclose_wait = 0\n",
+                2,
+                "abnormal_state.close_wait",
+            ),
+            (
+                "[abnormal_state]\nsyn_sent = -3\n",
+                2,
+                "abnormal_state.syn_sent",
+            ),
+            (
+                "[high_connection_count]\nmax = 0\n",
+                2,
+                "high_connection_count.max",
+            ),
+            (
+                "[unusual_high_port]\nabove = 0\n",
+                2,
+                "unusual_high_port.above",
+            ),
+            (
+                "[unusual_high_port]\nabove = 65536\n",
+                2,
+                "unusual_high_port.above",
+            ),
+            ("[fan_out]\nwindow = \"0ms\"\n", 2, "fan_out.window"),
+            ("[allow]\nports = [22,\n  0]\n", 3, "allow.ports"),
+            ("[allow]\nports = [70000]\n", 2, "allow.ports"),
+            ("[allow]\nprocesses = [\"\"]\n", 2, "allow.processes"),
+            (
+                "[allow]\nprocesses = [\"a-very-long-process-name\"]\n",
+                2,
+                "allow.processes",
+            ),
+        ] {
+            let (got, msg) = err(text);
+            assert_eq!(got, Some(line), "{text:?}: {msg}");
+            assert!(msg.contains(&format!(": {key}")), "{text:?}: {msg}");
+        }
+    }
+
+    #[test]
+    fn inline_tables_and_dotted_keys_point_at_the_value() {
+        let (line, msg) = err("\nport_scan = { min_ports = 0 }\n");
+        assert_eq!(line, Some(2), "{msg}");
+        assert!(msg.contains("port_scan.min_ports"), "{msg}");
+        let r = Rules::from_toml("fan_out.min_hosts = 3\n").unwrap();
+        assert_eq!(r.fan_out.min_hosts, 3);
+    }
+
+    #[test]
+    fn bad_cidr_is_rejected() {
+        for bad in [
+            "10.0.0.0/33",
+            "300.1.1.1",
+            "example.com",
+            "2001:db8::/129",
+            "",
+        ] {
+            let text = format!("[allow]\nips = [\n  \"10.0.0.1\",\n  \"{bad}\",\n]\n");
+            let (line, msg) = err(&text);
+            assert_eq!(line, Some(4), "{bad}: {msg}");
+            assert!(msg.contains("allow.ips:"), "{msg}");
+        }
+    }
+
+    #[test]
+    fn allowlist_matches() {
+        let r = Rules::from_toml(FULL).unwrap();
+        let a = &r.allow;
+        assert!(a.ip(IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3))));
+        assert!(a.ip("192.0.2.7".parse().unwrap()));
+        assert!(!a.ip("192.0.2.8".parse().unwrap()));
+        assert!(a.ip("2001:db8:1::5".parse().unwrap()));
+        assert!(!a.ip("2001:db9::1".parse().unwrap()));
+        assert!(!a.ip("11.0.0.1".parse().unwrap()));
+        assert!(a.port(22) && a.port(443) && !a.port(80));
+        assert!(a.process(&Comm::from_bytes(b"backup-agent")));
+        assert!(!a.process(&Comm::from_bytes(b"backup-agent2")));
+        assert!(!a.process(&Comm::from_bytes(b"backup")));
+        // The defaults allow nothing.
+        let d = Allow::default();
+        assert!(!d.ip("10.0.0.1".parse().unwrap()) && !d.port(22));
+        assert!(!d.process(&Comm::from_bytes(b"sshd")));
+        // A 16-byte name is allowed and matches the kernel's full-length comm.
+        let r = Rules::from_toml("[allow]\nprocesses = [\"0123456789abcdef\"]\n").unwrap();
+        assert!(r.allow.process(&Comm::from_bytes(b"0123456789abcdef")));
+        // Host bits in a CIDR are dropped.
+        let r = Rules::from_toml("[allow]\nips = [\"10.1.2.3/8\"]\n").unwrap();
+        assert_eq!(r.allow.nets, vec!["10.0.0.0/8".parse().unwrap()]);
+    }
+
+    #[test]
+    fn byte_sizes() {
+        let get = |v: &str| {
+            Rules::from_toml(&format!("[large_outbound]\nmin_bytes = {v}\n"))
+                .unwrap()
+                .large_outbound
+                .min_bytes
+        };
+        assert_eq!(get("\"100MiB\""), 100 << 20);
+        assert_eq!(get("1048576"), 1 << 20);
+        assert_eq!(get("\"1MiB\""), get("1048576"));
+        assert_eq!(get("\"512B\""), 512);
+        assert_eq!(get("\"4096\""), 4096);
+        assert_eq!(get("\"2 KiB\""), 2048);
+        assert_eq!(get("\"3KB\""), 3000);
+        assert_eq!(get("\"5MB\""), 5_000_000);
+        assert_eq!(get("\"1GiB\""), 1 << 30);
+        assert_eq!(get("\"2GB\""), 2_000_000_000);
+        assert_eq!(get("0"), 0);
+        let (_, msg) = err("[large_outbound]\nmin_bytes = true\n");
+        assert!(msg.contains("byte count"), "{msg}");
+        let (_, msg) = err("[large_outbound]\nmin_bytes = \"MiB\"\n");
+        assert!(msg.contains("large_outbound.min_bytes"), "{msg}");
+    }
+
+    #[test]
+    fn messages_do_not_carry_terminal_controls() {
+        let (_, msg) = err("[port_scan]\nwindow = \"\\u001b[31mred\"\n");
+        assert!(!msg.contains('\x1b'), "{msg:?}");
+        let (_, msg) = err("[port_scan]\n\"\\u001b[2J\" = 1\n");
+        assert!(!msg.contains('\x1b'), "{msg:?}");
+        assert_eq!(err("[port_scan]\n\"\\u001b[2J\" = 1\n").0, Some(2));
+    }
+
+    #[test]
+    fn load_reads_a_file_and_names_it_on_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("rules.toml");
+        std::fs::write(&good, FULL).unwrap();
+        assert_eq!(Rules::load(&good).unwrap(), Rules::from_toml(FULL).unwrap());
+
+        let bad = dir.path().join("bad.toml");
+        std::fs::write(
+            &bad,
+            "[fan_out]\nmin_hosts = 9\n[port_scan]\nmin_ports = 0\n",
+        )
+        .unwrap();
+        let e = Rules::load(&bad).unwrap_err();
+        assert_eq!(e.line(), Some(4));
+        let msg = e.to_string();
+        assert!(msg.contains("bad.toml") && msg.contains("line 4"), "{msg}");
+        assert!(msg.contains("port_scan.min_ports"), "{msg}");
+
+        let missing = dir.path().join("missing.toml");
+        let e = Rules::load(&missing).unwrap_err();
+        assert!(matches!(e, RulesError::Read { .. }));
+        assert_eq!(e.line(), None);
+        assert!(e.to_string().contains("missing.toml"), "{e}");
+
+        // Not UTF-8: a read error, not a panic.
+        let bin = dir.path().join("bin.toml");
+        std::fs::write(&bin, b"[port_scan]\nwindow = \"\xff\"\n").unwrap();
+        assert!(Rules::load(&bin).is_err());
+    }
+
+    /// Prefixes, byte flips, insertions and deletions of a valid file never panic.
+    #[test]
+    fn never_panics_on_mangled_input() {
+        let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut rand = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let base = FULL.as_bytes();
+        let mut inputs: Vec<Vec<u8>> = (0..=base.len()).map(|n| base[..n].to_vec()).collect();
+        const NOISE: &[u8] = b"[]{}=\"',.-+0123456789 \n\t#\\eE_:xTZinfa\xff\x00";
+        for _ in 0..1500 {
+            let mut v = base.to_vec();
+            for _ in 0..1 + rand() % 4 {
+                let i = (rand() as usize) % v.len().max(1);
+                match rand() % 4 {
+                    0 => v[i] ^= 1 << (rand() % 8),
+                    1 => v[i] = NOISE[(rand() as usize) % NOISE.len()],
+                    2 => v.insert(i, NOISE[(rand() as usize) % NOISE.len()]),
+                    _ => {
+                        v.remove(i);
+                    }
+                }
+            }
+            inputs.push(v);
+        }
+        for line in [
+            "[port_scan]\nwindow = \"99999999999999999999999s\"\n",
+            "[connection_burst]\nsustain = \"9999999999999s\"\n",
+            "[large_outbound]\nmin_bytes = 9223372036854775807\n",
+            "[large_outbound]\nmin_bytes = \"18446744073709551616\"\n",
+            "[unusual_high_port]\nabove = -9223372036854775808\n",
+            "[allow]\nips = [\"::ffff:1.2.3.4/200\"]\n",
+            "[allow]\nprocesses = [\"\u{1F600}\u{1F600}\u{1F600}\u{1F600}\u{1F600}\"]\n",
+            "[[port_scan]]\n",
+            "port_scan = 1\n",
+            "[allow]\nports = \"22\"\n",
+        ] {
+            inputs.push(line.as_bytes().to_vec());
+        }
+        let mut accepted = 0;
+        for v in &inputs {
+            let text = String::from_utf8_lossy(v);
+            match Rules::from_toml(&text) {
+                Ok(_) => accepted += 1,
+                Err(e) => {
+                    let _ = e.to_string();
+                    if let Some(l) = e.line() {
+                        assert!(l <= text.lines().count() + 1, "{e}");
+                    }
+                }
+            }
+        }
+        assert!(inputs.len() > 1500 && accepted > 0);
+    }
+}

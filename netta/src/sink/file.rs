@@ -1,0 +1,175 @@
+//! The file sink: append-only, reopened on SIGHUP.
+use super::lines::{stop_requested, Lines};
+use super::*;
+use crate::agent::Record;
+use std::io::{self, Write};
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+pub(super) fn open_append(path: &Path) -> io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)
+}
+
+/// Writes all of `data`, or as much as it can before an error: (bytes written, error).
+pub(super) fn write_counting(mut f: &std::fs::File, data: &[u8]) -> (usize, Option<io::Error>) {
+    let mut done = 0;
+    while done < data.len() {
+        match f.write(&data[done..]) {
+            Ok(0) => return (done, Some(io::ErrorKind::WriteZero.into())),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return (done, Some(e)),
+        }
+    }
+    (done, None)
+}
+
+/// The open file, or why it is not open.
+pub(super) struct FileOut<'a> {
+    pub(super) path: &'a Path,
+    pub(super) file: Option<Arc<std::fs::File>>,
+    /// An open error was already logged in this episode.
+    pub(super) failing: bool,
+    pub(super) backoff: Backoff,
+    pub(super) retry_at: Instant,
+}
+
+impl FileOut<'_> {
+    pub(super) fn open(&mut self, stats: &SinkStats, reopen: bool) -> bool {
+        match open_append(self.path) {
+            Ok(f) => {
+                self.file = Some(Arc::new(f));
+                stats.set_connected(true);
+                if reopen {
+                    stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                }
+                if self.failing {
+                    log::info!("sink {}: reopened", self.path.display());
+                }
+                self.failing = false;
+                self.backoff.reset();
+                true
+            }
+            Err(e) => {
+                self.fail(stats, &format!("cannot reopen: {e}"));
+                false
+            }
+        }
+    }
+
+    pub(super) fn fail(&mut self, stats: &SinkStats, why: &str) {
+        self.file = None;
+        stats.set_connected(false);
+        if !self.failing {
+            log::warn!(
+                "sink {}: {why}; buffering and retrying",
+                self.path.display()
+            );
+            self.failing = true;
+        } else {
+            log::debug!("sink {}: {why}", self.path.display());
+        }
+        self.retry_at = Instant::now() + self.backoff.delay();
+    }
+
+    /// Writes what is queued; on trouble keeps it queued and schedules a retry.
+    pub(super) async fn flush(&mut self, lines: &mut Lines<'_>) {
+        if self.file.is_none() && !self.open(lines.stats, true) {
+            return;
+        }
+        while !lines.backlog.is_idle() {
+            let Some(f) = self.file.clone() else { return };
+            let data = lines.chunk(CHUNK_BYTES).to_vec();
+            let (n, err) = tokio::task::spawn_blocking(move || write_counting(&f, &data))
+                .await
+                .unwrap_or_else(|e| (0, Some(io::Error::other(e))));
+            lines.consume(n);
+            if let Some(e) = err {
+                lines.rewind();
+                self.fail(lines.stats, &format!("write failed: {e}"));
+                return;
+            }
+        }
+    }
+}
+
+pub(super) async fn hangup(sig: &mut Option<Signal>) {
+    match sig {
+        Some(s) => {
+            if s.recv().await.is_none() {
+                *sig = None;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
+pub(super) async fn run_file(
+    path: &Path,
+    mut rx: mpsc::Receiver<Record>,
+    mut lines: Lines<'_>,
+    mut shutdown: watch::Receiver<bool>,
+) -> io::Result<()> {
+    // The handler goes in before anything else: once the file is open, a HUP means
+    // "reopen", never the default "terminate".
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            log::warn!(
+                "sink {}: cannot watch SIGHUP ({e}); it will not be reopened after rotation",
+                path.display()
+            );
+            None
+        }
+    };
+    let file = open_append(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("opening {}: {e}", path.display())))?;
+    lines.stats.set_connected(true);
+    let mut out = FileOut {
+        path,
+        file: Some(Arc::new(file)),
+        failing: false,
+        backoff: Backoff::new(),
+        retry_at: Instant::now(),
+    };
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop_requested(&mut shutdown) => break,
+            _ = hangup(&mut hup) => {
+                log::info!("sink {}: SIGHUP, reopening", path.display());
+                out.file = None;
+                if out.open(lines.stats, true) {
+                    lines.warned_full = false;
+                }
+                out.flush(&mut lines).await;
+            }
+            r = rx.recv() => {
+                let Some(r) = r else { break };
+                lines.ingest(r, &mut rx);
+                out.flush(&mut lines).await;
+                if out.file.is_some() {
+                    lines.warned_full = false;
+                }
+            }
+            _ = tokio::time::sleep_until(out.retry_at), if !lines.backlog.is_idle() => {
+                out.flush(&mut lines).await;
+            }
+        }
+    }
+    lines.drain(&mut rx);
+    if !lines.backlog.is_idle() {
+        let _ = tokio::time::timeout(FINAL_FLUSH, out.flush(&mut lines)).await;
+    }
+    lines.give_up();
+    Ok(())
+}

@@ -1,0 +1,100 @@
+//! Serialising records into a sink's backlog.
+use super::backlog::Backlog;
+use super::stats::SinkStats;
+use super::*;
+use crate::agent::Record;
+use crate::core::clock::{mono_now, Clock};
+use crate::core::event::ConnEvent;
+use tokio::sync::{mpsc, watch};
+
+/// The `events-lost` line telling a reader `n` lines were dropped here.
+pub(super) fn notice_line(clock: &Clock, n: u64) -> Vec<u8> {
+    let mut line = Vec::with_capacity(256);
+    crate::render::ecs::write_line(&mut line, &ConnEvent::lost(mono_now(), n), clock);
+    line
+}
+
+/// Resolves when shutdown is requested; never when the sender is gone without asking.
+pub(super) async fn stop_requested(rx: &mut watch::Receiver<bool>) {
+    if rx.wait_for(|&stop| stop).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Serialises records into the backlog.
+pub(super) struct Lines<'a> {
+    pub(super) backlog: Backlog,
+    pub(super) scratch: Vec<u8>,
+    pub(super) clock: Clock,
+    pub(super) stats: &'a SinkStats,
+    pub(super) label: &'a str,
+    /// The "buffer full" warning was given for the current episode.
+    pub(super) warned_full: bool,
+}
+
+impl Lines<'_> {
+    pub(super) fn push(&mut self, r: &Record) -> usize {
+        self.scratch.clear();
+        r.write_json(&mut self.scratch, &self.clock);
+        let dropped = self.backlog.push(&self.scratch);
+        if dropped > 0 {
+            self.stats.add_dropped(dropped);
+            if !self.warned_full {
+                self.warned_full = true;
+                log::warn!(
+                    "sink {}: buffer full ({} lines / {} bytes); dropping the oldest lines",
+                    self.label,
+                    BUFFER_LINES,
+                    BUFFER_BYTES
+                );
+            }
+        }
+        self.scratch.len()
+    }
+
+    /// Queues `first` and whatever else is already in the channel, up to a batch.
+    pub(super) fn ingest(&mut self, first: Record, rx: &mut mpsc::Receiver<Record>) {
+        let mut bytes = self.push(&first);
+        while bytes < BATCH_BYTES {
+            match rx.try_recv() {
+                Ok(r) => bytes += self.push(&r),
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// Queues everything left in the channel (at shutdown).
+    pub(super) fn drain(&mut self, rx: &mut mpsc::Receiver<Record>) {
+        while let Ok(r) = rx.try_recv() {
+            self.push(&r);
+        }
+    }
+
+    /// Takes the next chunk to write (see [`Backlog::chunk`]).
+    pub(super) fn chunk(&mut self, max: usize) -> &[u8] {
+        let clock = self.clock;
+        self.backlog.chunk(max, move |n| notice_line(&clock, n))
+    }
+
+    pub(super) fn consume(&mut self, n: usize) {
+        let done = self.backlog.consume(n);
+        self.stats.add_written(done);
+    }
+
+    pub(super) fn rewind(&mut self) {
+        let dropped = self.backlog.rewind();
+        self.stats.add_dropped(dropped);
+    }
+
+    /// Shutdown with lines still undelivered: count them as dropped.
+    pub(super) fn give_up(&mut self) {
+        let left = self.backlog.discard();
+        if left > 0 {
+            self.stats.add_dropped(left);
+            log::warn!(
+                "sink {}: {left} lines not delivered at shutdown",
+                self.label
+            );
+        }
+    }
+}

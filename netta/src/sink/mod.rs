@@ -1,0 +1,87 @@
+//! Where JSON lines go: stdout, an append-only file, or a stream socket for a log
+//! pipeline (Vector's `socket` source, Fluent Bit's `tcp` input and Logstash's
+//! `json_lines` codec all read newline-delimited JSON over TCP or a Unix socket).
+//!
+//! The sink only consumes its own tap ([`crate::agent::Shared::subscribe`]): the
+//! producer drops (and later reports) what does not fit, so a slow or absent
+//! destination never blocks the kernel reader. Sockets reconnect with exponential
+//! backoff; while disconnected the newest lines wait in a bounded buffer
+//! ([`BUFFER_LINES`], [`BUFFER_BYTES`]), the oldest are dropped, and the first line
+//! on the new connection is an `events-lost` record saying how many.
+//! A file is opened append-only (mode 0600 when created) and reopened by path on
+//! SIGHUP, as logrotate expects after it renames the file.
+use std::io::{self};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+
+use crate::agent::Record;
+use crate::core::clock::Clock;
+
+/// Most lines kept while a socket or file is unavailable; beyond it the oldest go.
+pub const BUFFER_LINES: usize = 65_536;
+/// Most bytes kept while a socket or file is unavailable; beyond it the oldest go.
+pub const BUFFER_BYTES: usize = 8 << 20;
+/// Lines are serialised in batches of about this size per wake-up.
+const BATCH_BYTES: usize = 64 << 10;
+/// Largest single write.
+const CHUNK_BYTES: usize = 256 << 10;
+/// Bytes written to a socket per wake-up before the channel gets a turn.
+const WRITE_BUDGET: usize = 1 << 20;
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the final flush may take at shutdown (connect included).
+const FINAL_FLUSH: Duration = Duration::from_secs(1);
+
+mod backlog;
+mod backoff;
+mod file;
+mod lines;
+mod stats;
+mod stdout;
+mod stream;
+
+pub use crate::settings::sink_spec::SinkSpec;
+pub use stats::SinkStats;
+
+use backlog::Backlog;
+use backoff::Backoff;
+use file::run_file;
+use lines::Lines;
+use stdout::run_stdout;
+use stream::run_stream;
+use stream::Target;
+
+/// Writes JSON lines for every record from `rx` to `spec` until `shutdown` becomes
+/// true or the channel closes; then drains the channel, flushes (for a socket: one
+/// connection attempt, within about a second), and returns.
+///
+/// Errors: opening the file at start, or writing to stdout (a closed pipe is a
+/// normal end, `Ok`). Socket and rotation trouble is logged and retried.
+pub async fn run(
+    spec: SinkSpec,
+    rx: mpsc::Receiver<Record>,
+    clock: Clock,
+    stats: Arc<SinkStats>,
+    shutdown: watch::Receiver<bool>,
+) -> io::Result<()> {
+    let label = spec.to_string();
+    let lines = Lines {
+        backlog: Backlog::new(BUFFER_LINES, BUFFER_BYTES),
+        scratch: Vec::with_capacity(4096),
+        clock,
+        stats: &stats,
+        label: &label,
+        warned_full: false,
+    };
+    let result = match spec {
+        SinkSpec::Stdout => run_stdout(rx, lines, shutdown).await,
+        SinkSpec::File(path) => run_file(&path, rx, lines, shutdown).await,
+        SinkSpec::Tcp(addr) => run_stream(Target::Tcp(addr), rx, lines, shutdown).await,
+        SinkSpec::Unix(path) => run_stream(Target::Unix(path), rx, lines, shutdown).await,
+    };
+    stats.set_connected(false);
+    result
+}

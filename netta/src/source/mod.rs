@@ -1,6 +1,0 @@
-//! Everything netta reads from the OS sits behind this module: the kernel program
-//! (`ebpf`), /proc (`procfs`) and tracefs (`tracefs`).
-pub mod btf;
-pub mod ebpf;
-pub mod procfs;
-pub mod tracefs;
