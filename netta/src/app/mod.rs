@@ -3,6 +3,7 @@
 pub mod menu;
 pub mod monitor;
 pub mod output;
+pub mod service;
 pub mod views;
 
 use std::io::Write;
@@ -271,8 +272,32 @@ pub async fn agent(
                 .with_context(|| format!("cannot open sink {spec}"))?;
         }
     }
+    let api_listener = service::bind_api(global)?;
+    let store_settings = service::store_settings(args, file);
+    let store = store_settings.as_ref().and_then(service::open_store);
+    let store_path = store.as_ref().map(|s| s.path().to_path_buf());
+    let started = std::time::Instant::now();
     let agent = Agent::start(opts).await;
+    // The store subscribes first, so it sees every record from the start.
+    let writer = match (store, &store_settings) {
+        (Some(st), Some(set)) => service::start_writer(&agent, st, set),
+        _ => None,
+    };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (api_stop_tx, api_stop_rx) = tokio::sync::watch::channel(false);
+    let api_path = api_listener.1.clone();
+    let api_task = service::serve_api(
+        api_listener.0,
+        &api_path,
+        service::AgentBackend {
+            shared: agent.shared.clone(),
+            store: writer.as_ref().and(store_path.clone()),
+            store_stats: writer.as_ref().map(|w| w.stats()),
+            started,
+            metrics: Arc::new(crate::metrics::Metrics::for_agent(agent.shared.clone())),
+        },
+        api_stop_rx,
+    );
     let mut tasks = Vec::new();
     for spec in &sinks {
         let rx = agent.shared.subscribe(1 << 14);
@@ -296,10 +321,15 @@ pub async fn agent(
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let names: Vec<String> = sinks.iter().map(|s| s.to_string()).collect();
     eprintln!(
-        "netta: agent ready ({}); sinks: {}; metrics: {}",
+        "netta: agent ready ({}); sinks: {}; metrics: {}; api: {}; history: {}",
         agent.mode().describe(),
         names.join(", "),
-        metrics_addr.map_or("off".to_string(), |a| format!("http://{a}/metrics"))
+        metrics_addr.map_or("off".to_string(), |a| format!("http://{a}/metrics")),
+        api_path.display(),
+        match (&writer, &store_path) {
+            (Some(_), Some(p)) => p.display().to_string(),
+            _ => "off".into(),
+        }
     );
     let stop = stop_signal();
     tokio::pin!(stop);
@@ -309,8 +339,13 @@ pub async fn agent(
             _ = hup.recv() => log::info!("SIGHUP: file sinks reopen"),
         }
     }
-    // Stopping reports the flows still open; then the sinks drain and flush.
+    // Stopping reports the flows still open; then the store and the sinks drain and flush.
+    let _ = api_stop_tx.send(true);
     agent.shutdown().await;
+    if let Some(w) = writer {
+        let _ = tokio::task::spawn_blocking(move || w.stop()).await;
+    }
+    let _ = api_task.await;
     let _ = stop_tx.send(true);
     let mut failed = None;
     for t in tasks {
@@ -349,4 +384,43 @@ fn agent_options(
         rules,
         ..Default::default()
     })
+}
+
+/// `netta history`: from the agent's API, or straight from a store file with `--store`.
+pub async fn history(
+    global: &Global,
+    args: &crate::settings::cli::HistoryArgs,
+) -> anyhow::Result<()> {
+    let q = args.query();
+    let rows = match &args.store {
+        Some(file) => {
+            let file = file.clone();
+            tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+                let r = crate::store::Reader::open(&file)?;
+                Ok(q.run(&r)?)
+            })
+            .await??
+        }
+        None => {
+            let path = crate::api::socket_path(global.api.as_deref());
+            let c = crate::api::client::Client::new(&path);
+            match c.history(&q).await {
+                Ok(rows) => rows,
+                Err(e) if e.not_running() => {
+                    anyhow::bail!(
+                        "{e}; start `netta agent`, or read a store file with --store FILE"
+                    )
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
+    let text = if args.json {
+        crate::render::history::render_json(&rows)
+    } else if args.csv {
+        crate::render::history::render_csv(&rows)
+    } else {
+        style::for_stdout(&crate::render::history::render_text(&rows)).to_string()
+    };
+    print_out(&text)
 }

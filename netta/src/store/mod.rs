@@ -7,7 +7,6 @@ pub mod query;
 pub mod retention;
 pub mod row;
 pub mod schema;
-pub mod when;
 pub mod writer;
 
 use std::path::{Path, PathBuf};

@@ -8,58 +8,10 @@ use rusqlite::functions::FunctionFlags;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, ToSql};
 
-use super::row::{parse_action, AlertRow, ConnRow};
+use super::row::{AlertRow, ConnRow};
 use super::Reader;
+pub use crate::core::history_query::{parse_action, parse_net, Query, QueryError, DEFAULT_LIMIT};
 use crate::core::sanitize::Comm;
-
-pub const DEFAULT_LIMIT: u64 = 10_000;
-
-/// Filters of a history query. Every field is optional; times are wall-clock
-/// microseconds since the epoch (resolved by the client, see `when`).
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(default)]
-pub struct Query {
-    pub since_us: Option<i64>,
-    pub until_us: Option<i64>,
-    /// Substring of the raw process name.
-    pub process: Option<String>,
-    pub pid: Option<u32>,
-    pub uid: Option<u32>,
-    /// Source or destination port.
-    pub port: Option<u16>,
-    pub sport: Option<u16>,
-    pub dport: Option<u16>,
-    /// CIDR (or a single address).
-    pub src: Option<String>,
-    pub dst: Option<String>,
-    pub proto: Option<String>,
-    /// Stored action names, comma-separated (`closed,failed`).
-    pub action: Option<String>,
-    pub limit: Option<u64>,
-}
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum QueryError {
-    #[error("`{0}` is not an address or CIDR network (try 10.0.0.0/8 or 203.0.113.7)")]
-    Net(String),
-    #[error("unknown protocol `{0}` (tcp or udp)")]
-    Proto(String),
-    #[error("unknown action `{0}` (closed, failed, udp-flow, listen-start, listen-stop)")]
-    Action(String),
-    #[error("--since is after --until")]
-    Order,
-}
-
-/// An address or network; a bare address is its own /32 or /128.
-pub fn parse_net(s: &str) -> Result<IpNet, QueryError> {
-    let t = s.trim();
-    let bad = || QueryError::Net(crate::core::sanitize::escape(t.as_bytes()));
-    if let Ok(n) = t.parse::<IpNet>() {
-        return Ok(n.trunc());
-    }
-    let ip: IpAddr = t.parse().map_err(|_| bad())?;
-    Ok(IpNet::from(crate::core::event::normalize(ip)))
-}
 
 impl Query {
     /// Checks every field; the error is one line naming the bad value.

@@ -31,6 +31,13 @@ pub fn parse_time(s: &str, now_us: i64) -> Result<i64, String> {
     Ok(now_us.saturating_sub(us))
 }
 
+/// Wall-clock microseconds since the epoch, now (the one clock read here, for callers at the edge).
+pub fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
 fn escape(s: &str) -> String {
     crate::core::sanitize::escape(s.as_bytes())
 }
