@@ -77,6 +77,7 @@ fn main() {
             Some(Command::Detect(a)) => app::detect(&cli.global, a).await,
             Some(Command::Export(a)) => app::export(&cli.global, a).await,
             Some(Command::History(a)) => app::history(&cli.global, a).await,
+            Some(Command::StoreBench { rows, dir }) => app::store_bench(*rows, dir),
             Some(Command::SeedBench) => app::seed_bench(&cli.global),
             Some(Command::Agent(a)) => app::agent(&cli.global, a, file_config.as_ref()).await,
             Some(Command::Completions { .. } | Command::Manpage) => Ok(()),

@@ -424,3 +424,28 @@ pub async fn history(
     };
     print_out(&text)
 }
+
+/// Generates a week of history (unless `dir` has a store) and prints, as JSON, the
+/// generation rate, the bytes per million rows, and the median query times.
+pub fn store_bench(rows: u64, dir: &Path) -> anyhow::Result<()> {
+    let path = crate::store::Store::path_in(dir);
+    let mut generated = None;
+    if !path.exists() {
+        let t = std::time::Instant::now();
+        crate::store::bench::generate(dir, rows, Duration::from_secs(7 * 86_400))?;
+        generated = Some(t.elapsed().as_secs_f64());
+    }
+    let r = crate::store::Reader::open(&path)?;
+    let n = crate::store::query::Query::default().count(&r)?;
+    let bytes = std::fs::metadata(&path)?.len();
+    let q = crate::store::bench::time_queries(&r, 5)?;
+    let v = serde_json::json!({
+        "rows": n,
+        "generate_s": generated,
+        "rows_per_s": generated.map(|s| n as f64 / s),
+        "file_bytes": bytes,
+        "bytes_per_million": bytes as f64 / (n.max(1) as f64 / 1e6),
+        "queries": q.iter().map(|(name, ms, rows)| serde_json::json!({"query": name, "median_ms": ms, "rows": rows})).collect::<Vec<_>>(),
+    });
+    print_out(&(v.to_string() + "\n"))
+}

@@ -134,6 +134,15 @@ pub enum Command {
     },
     /// Print the man page (roff).
     Manpage,
+    /// Generate a history store and time queries on it (for `cargo xtask bench`).
+    #[command(hide = true)]
+    StoreBench {
+        /// Rows to generate (when DIR has no store yet).
+        #[arg(long, default_value_t = 10_000_000)]
+        rows: u64,
+        #[arg(long)]
+        dir: std::path::PathBuf,
+    },
     /// Time one seeding of the table from /proc (for `cargo xtask bench`).
     #[command(hide = true)]
     SeedBench,
