@@ -2,16 +2,14 @@
 //! applying them to the live table (and the detector), on one core, with no kernel.
 //! Run with `cargo bench -p netta --bench ingest` (or `cargo xtask bench`).
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use netta::core::event::ConnEvent;
-use netta::core::services::Services;
-use netta::core::table::{Limits, Table};
-use netta::detect::{Detector, Rules};
-use netta_abi::{flag, kind, Event, AF_INET, IPPROTO_TCP};
+use netta::api::pipeline::{self, BATCH};
+use netta::api::{ConnEvent, Containers, Detector, Limits, Rules, Services, Table};
+use netta_abi::{flag, kind, Event, AF_INET, EVENT_SIZE, IPPROTO_TCP};
 
 /// A loopback workload like `ab` against a local server: for each connection, the
 /// client and server sockets each open and close (4 records per connection).
 fn records(conns: u32) -> Vec<u8> {
-    let mut out = Vec::with_capacity(conns as usize * 4 * netta_abi::EVENT_SIZE);
+    let mut out = Vec::with_capacity(conns as usize * 4 * EVENT_SIZE);
     for i in 0..conns {
         let cport = 32768 + (i % 28000) as u16;
         for (side, flags, sock) in [
@@ -44,13 +42,13 @@ fn records(conns: u32) -> Vec<u8> {
 fn ingest(c: &mut Criterion) {
     const CONNS: u32 = 50_000;
     let raw = records(CONNS);
-    let n = raw.len() / netta_abi::EVENT_SIZE;
+    let n = raw.len() / EVENT_SIZE;
     let mut g = c.benchmark_group("ingest");
     g.throughput(Throughput::Elements(n as u64));
     g.bench_function("decode", |b| {
         b.iter(|| {
             let mut ok = 0usize;
-            for rec in raw.chunks_exact(netta_abi::EVENT_SIZE) {
+            for rec in raw.chunks_exact(EVENT_SIZE) {
                 ok += ConnEvent::decode(rec).is_ok() as usize;
             }
             ok
@@ -58,19 +56,9 @@ fn ingest(c: &mut Criterion) {
     });
     g.bench_function("decode+table", |b| {
         b.iter_batched_ref(
-            || (Table::new(Limits::default()), Vec::with_capacity(4096)),
+            || (Table::new(Limits::default()), Vec::with_capacity(BATCH)),
             |(table, batch)| {
-                for chunk in raw.chunks(4096 * netta_abi::EVENT_SIZE) {
-                    batch.clear();
-                    for rec in chunk.chunks_exact(netta_abi::EVENT_SIZE) {
-                        if let Ok(ev) = ConnEvent::decode(rec) {
-                            batch.push(ev);
-                        }
-                    }
-                    for ev in batch.iter() {
-                        table.apply(ev);
-                    }
-                }
+                pipeline::ingest(&raw, EVENT_SIZE, batch, &mut (), table, &mut Vec::new())
             },
             BatchSize::LargeInput,
         )
@@ -81,35 +69,27 @@ fn ingest(c: &mut Criterion) {
                 (
                     Table::new(Limits::default()),
                     Detector::new(Rules::default(), Services::builtin(), 0),
-                    Vec::with_capacity(4096),
+                    Vec::with_capacity(BATCH),
                     Vec::new(),
                 )
             },
             |(table, det, batch, alerts)| {
-                for chunk in raw.chunks(4096 * netta_abi::EVENT_SIZE) {
-                    batch.clear();
-                    for rec in chunk.chunks_exact(netta_abi::EVENT_SIZE) {
-                        if let Ok(ev) = ConnEvent::decode(rec) {
-                            batch.push(ev);
-                        }
-                    }
-                    for ev in batch.iter() {
-                        det.observe(ev, alerts);
-                        table.apply(ev);
-                    }
-                }
+                pipeline::ingest(&raw, EVENT_SIZE, batch, det, table, alerts)
             },
             BatchSize::LargeInput,
         )
     });
     g.bench_function("decode+json-line", |b| {
-        let clock = netta::core::clock::Clock::new();
+        let clock = netta::api::Clock::new();
+        // As a sink does: one container lookup per line, from its own cache.
+        let mut containers = Containers::new();
         let mut out = Vec::with_capacity(1 << 20);
         b.iter(|| {
             let mut bytes = 0;
-            for rec in raw.chunks_exact(netta_abi::EVENT_SIZE) {
+            for rec in raw.chunks_exact(EVENT_SIZE) {
                 if let Ok(ev) = ConnEvent::decode(rec) {
-                    netta::render::ecs::write_line(&mut out, &ev, &clock);
+                    let id = containers.of(ev.pid);
+                    netta::api::write_line(&mut out, &ev, &clock, id.as_deref());
                 }
                 if out.len() > (1 << 20) {
                     bytes += out.len();

@@ -2,24 +2,62 @@
 //! over this library, so tests and benchmarks drive the same code.
 //!
 //! Layers, lower first; a module imports only from its own layer or lower ones
-//! (see `docs/architecture.md`): `core` (pure), `host` (the OS), `detect`,
-//! `settings`, `render`, `agent`, `sink` and `metrics`, `app`.
-pub mod core;
-pub mod host;
+//! (`docs/architecture.md`): `core` (pure), `host` (the OS), `detect`,
+//! `settings`, `render`, `agent`, `sink` and `metrics`, `app`. Everything is
+//! crate-private except [`api`], what the tests crate, the benchmark and the
+//! fuzz targets use, and [`main`].
+#![warn(unused_crate_dependencies)]
 
-pub mod detect;
-pub mod settings;
+// Used by the benchmark only; named so the lint above holds for unit tests too.
+#[cfg(test)]
+use criterion as _;
 
-pub mod render;
+pub(crate) mod core;
+pub(crate) mod host;
 
-pub mod agent;
+pub(crate) mod detect;
+pub(crate) mod settings;
 
-pub mod api;
-pub mod metrics;
-pub mod sink;
-pub mod store;
+pub(crate) mod render;
 
-pub mod app;
+pub(crate) mod agent;
+
+pub(crate) mod local_api;
+pub(crate) mod metrics;
+pub(crate) mod sink;
+pub(crate) mod store;
+
+pub(crate) mod app;
 
 #[cfg(test)]
 mod fixture;
+
+pub use app::main;
+
+/// The public surface, for the tests crate, the benchmark and the fuzz targets.
+pub mod api {
+    /// The running agent and its record bus.
+    pub use crate::agent::{Agent, AgentOptions, Mode, Record, Shared};
+    pub use crate::core::table::{Limits, Table};
+    /// The pure core: kernel records, the table and the one ingest pipeline.
+    pub use crate::core::{clock::Clock, event::Action, event::ConnEvent, event::Proto};
+    /// History filters (parsed from flags and the API's query string).
+    pub use crate::core::{history_query, when};
+    pub use crate::core::{pipeline, proc_net::parse_net, services::Services};
+    pub use crate::detect::{Detector, Rules};
+    /// What netta reads about the kernel before loading.
+    pub use crate::host::{btf::Btf, containers::Containers, tracefs};
+    /// ECS JSON lines.
+    pub use crate::render::ecs::write_line;
+
+    /// The Prometheus endpoint.
+    pub mod metrics {
+        pub use crate::metrics::{bind, serve_on, MAX_HEAD};
+    }
+
+    /// Where JSON lines go.
+    pub mod sink {
+        pub use crate::settings::sink_spec::SinkSpec;
+        pub use crate::sink::{run, SinkStats, BUFFER_LINES};
+    }
+}

@@ -222,6 +222,33 @@ impl Traffic {
     }
 }
 
+/// Runs `cmd` with `input` on its stdin and collects its exit status and output.
+pub fn run_with_stdin(cmd: &mut Command, input: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).expect("write stdin");
+    drop(stdin);
+    child.wait_with_output().expect("wait for the child")
+}
+
+/// Runs `conns` loopback TCP connections to completion, through a server and a
+/// client named `names` (each with its per-connection argument from `args`);
+/// returns the server's port.
+pub fn tcp_round_trips(conns: &str, args: [&str; 2], names: [&str; 2]) -> u16 {
+    let mut server = Traffic::spawn(&["tcp-server", "127.0.0.1:0", conns, args[0], names[0]]);
+    let port: u16 = server.expect_line("port ").parse().unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    Traffic::spawn(&["tcp-client", &addr, conns, args[1], names[1]]).finish();
+    server.finish();
+    port
+}
+
 impl Drop for Traffic {
     fn drop(&mut self) {
         drop(self.stdin.take());

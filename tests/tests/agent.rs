@@ -64,17 +64,7 @@ fn agent_feeds_a_tcp_sink_serves_metrics_and_stops_on_sigterm() {
         "netta_connections_total{event=\"closed\"",
     );
 
-    let mut server = Traffic::spawn(&["tcp-server", "127.0.0.1:0", "5", "10", "nt-asrv"]);
-    let port: u16 = server.expect_line("port ").parse().unwrap();
-    Traffic::spawn(&[
-        "tcp-client",
-        &format!("127.0.0.1:{port}"),
-        "5",
-        "10",
-        "nt-acli",
-    ])
-    .finish();
-    server.finish();
+    let port = tcp_round_trips("5", ["10", "10"], ["nt-asrv", "nt-acli"]);
 
     let deadline = Instant::now() + Duration::from_secs(10);
     let text = loop {

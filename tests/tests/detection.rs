@@ -65,6 +65,13 @@ impl Netta {
         self.events().wait_for(ALERT_WAIT, pred)
     }
 
+    /// The first `rule` alert that `pred` accepts; fails the test, listing the
+    /// alerts seen, when none comes.
+    fn expect_alert(&mut self, rule: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        self.wait_for(|v| rule_is(v, rule) && pred(v))
+            .unwrap_or_else(|| panic!("no {rule} alert: {}", show_alerts(&self.events().collected)))
+    }
+
     fn wait_until(&mut self, cond: impl Fn(&[Value]) -> bool) -> bool {
         self.events().wait_until(ALERT_WAIT, cond)
     }
@@ -167,14 +174,7 @@ fn connect_scan_raises_one_port_scan_alert() {
     ]);
     assert_eq!(scan.expect_line("done "), "300");
     scan.finish();
-    let alert = events
-        .wait_for(|v| rule_is(v, "port-scan"))
-        .unwrap_or_else(|| {
-            panic!(
-                "no port-scan alert: {}",
-                show_alerts(&events.events().collected)
-            )
-        });
+    let alert = events.expect_alert("port-scan", |_| true);
     report_time("port-scan (connect)", start, &alert);
     // Let the scan's last events through before counting alerts.
     let last_seen = events.wait_until(|all| {
@@ -272,14 +272,9 @@ fn syn_scan_raises_a_syn_port_scan_alert() {
     );
     let st = wait_bounded(&mut scanner.0, Duration::from_secs(30));
     assert!(st.is_some_and(|s| s.success()), "{prog} failed: {st:?}");
-    let alert = events
-        .wait_for(|v| rule_is(v, "port-scan") && str_at(v, &["source", "ip"]) == Some("127.0.0.1"))
-        .unwrap_or_else(|| {
-            panic!(
-                "no port-scan alert: {}",
-                show_alerts(&events.events().collected)
-            )
-        });
+    let alert = events.expect_alert("port-scan", |v| {
+        str_at(v, &["source", "ip"]) == Some("127.0.0.1")
+    });
     report_time("port-scan (syn)", start, &alert);
     let all = events.stop();
     let scans: Vec<_> = alerts(&all, "port-scan")
@@ -527,16 +522,9 @@ fn many_connections_to_one_ip_raise_high_connection_count() {
     let start = SystemTime::now();
     let mut hold = Traffic::spawn(&["hold", &format!("127.0.0.1:{port}"), "15", "nt-hold"]);
     hold.expect_line("held");
-    let alert = events
-        .wait_for(|v| {
-            rule_is(v, "high-connection-count") && str_at(v, &["source", "ip"]) == Some("127.0.0.1")
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "no high-connection-count alert: {}",
-                show_alerts(&events.events().collected)
-            )
-        });
+    let alert = events.expect_alert("high-connection-count", |v| {
+        str_at(v, &["source", "ip"]) == Some("127.0.0.1")
+    });
     let ms = report_time("high-connection-count", start, &alert);
     eprintln!("high-connection-count: {}", alert["message"]);
     hold.finish();
@@ -611,16 +599,9 @@ fn listener_started_after_netta_raises_new_listener() {
     let mut server = Traffic::spawn(&["tcp-server", "127.0.0.1:0", "1", "0", "nt-new-srv"]);
     let port = server.expect_line("port ");
     let pid = u64::from(server.pid());
-    let alert = events
-        .wait_for(|v| {
-            rule_is(v, "new-listener") && u64_at(&v["netta"]["evidence"], &["pid"]) == Some(pid)
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "no new-listener alert: {}",
-                show_alerts(&events.events().collected)
-            )
-        });
+    let alert = events.expect_alert("new-listener", |v| {
+        u64_at(&v["netta"]["evidence"], &["pid"]) == Some(pid)
+    });
     report_time("new-listener", start, &alert);
     drop(server);
     events.stop();

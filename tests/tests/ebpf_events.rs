@@ -201,17 +201,7 @@ fn perf_transport_delivers_the_same_events() {
         "{:?}",
         events.stderr_lines
     );
-    let mut server = Traffic::spawn(&["tcp-server", "127.0.0.1:0", "20", "10", "nt-psrv"]);
-    let port: u16 = server.expect_line("port ").parse().unwrap();
-    let client = Traffic::spawn(&[
-        "tcp-client",
-        &format!("127.0.0.1:{port}"),
-        "20",
-        "10",
-        "nt-pcli",
-    ]);
-    client.finish();
-    server.finish();
+    let port = tcp_round_trips("20", ["10", "10"], ["nt-psrv", "nt-pcli"]);
     let all = events.stop();
     let closed = touching(&all, "tcp", port as u64)
         .into_iter()

@@ -137,17 +137,7 @@ fn runs_unprivileged_with_only_the_documented_capabilities() {
     let mut err = BufReader::new(child.stderr.take().unwrap()).lines();
     let ready = err.next().unwrap().unwrap();
     assert_eq!(ready, "netta: ready (eBPF, ring buffer)", "with {caps}");
-    let mut server = Traffic::spawn(&["tcp-server", "127.0.0.1:0", "1", "3", "nt-capsrv"]);
-    let port: u16 = server.expect_line("port ").parse().unwrap();
-    Traffic::spawn(&[
-        "tcp-client",
-        &format!("127.0.0.1:{port}"),
-        "1",
-        "3",
-        "nt-capcli",
-    ])
-    .finish();
-    server.finish();
+    tcp_round_trips("1", ["3", "3"], ["nt-capsrv", "nt-capcli"]);
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
@@ -243,17 +233,7 @@ fn closed_pipe_ends_events_promptly_and_quietly() {
         .unwrap();
     // Make one event for head to read.
     std::thread::sleep(Duration::from_secs(2));
-    let mut server = Traffic::spawn(&["tcp-server", "127.0.0.1:0", "1", "0", "nt-psrv"]);
-    let port: u16 = server.expect_line("port ").parse().unwrap();
-    Traffic::spawn(&[
-        "tcp-client",
-        &format!("127.0.0.1:{port}"),
-        "1",
-        "1",
-        "nt-pcli",
-    ])
-    .finish();
-    server.finish();
+    tcp_round_trips("1", ["0", "1"], ["nt-psrv", "nt-pcli"]);
     let start = Instant::now();
     loop {
         if let Some(st) = child.try_wait().unwrap() {

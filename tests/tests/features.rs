@@ -7,20 +7,7 @@ use netta_tests::*;
 
 /// Runs `netta [args]` with `input` on stdin; returns (status, stdout, stderr).
 fn run_with_input(args: &[&str], input: &str) -> (std::process::ExitStatus, String, String) {
-    let mut child = Command::new(netta_bin())
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn netta");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .expect("write menu input");
-    let out = child.wait_with_output().expect("wait for netta");
+    let out = run_with_stdin(Command::new(netta_bin()).args(args), input);
     (
         out.status,
         String::from_utf8_lossy(&out.stdout).into(),
@@ -139,17 +126,7 @@ fn monitor_counts_short_lived_connections_a_poll_misses() {
         intro,
         "Monitoring network traffic for 6s (updating every 2s)"
     );
-    let mut server = Traffic::spawn(&["tcp-server", "127.0.0.1:0", "200", "1", "nt-msrv"]);
-    let port: u16 = server.expect_line("port ").parse().unwrap();
-    let client = Traffic::spawn(&[
-        "tcp-client",
-        &format!("127.0.0.1:{port}"),
-        "200",
-        "1",
-        "nt-mcli",
-    ]);
-    client.finish();
-    server.finish();
+    tcp_round_trips("200", ["1", "1"], ["nt-msrv", "nt-mcli"]);
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     assert!(child.wait().unwrap().success());
     let ticks = rest.iter().filter(|l| l.starts_with('[')).count();

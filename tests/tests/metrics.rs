@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use netta::agent::{Agent, AgentOptions, Mode, Shared};
-use netta::metrics;
-use netta_tests::{ebpf_available, have_tool};
+use netta::api::metrics;
+use netta::api::{Agent, AgentOptions, Mode, Shared};
+use netta_tests::{ebpf_available, have_tool, run_with_stdin};
 
 const CONNS: usize = 20;
 const PAYLOAD: usize = 1000;
@@ -224,20 +224,7 @@ fn promtool(text: &str, what: &str) {
         );
         return;
     }
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run promtool");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .expect("feed promtool");
-    let out = child.wait_with_output().expect("promtool output");
+    let out = run_with_stdin(Command::new("promtool").args(["check", "metrics"]), text);
     assert!(
         out.status.success(),
         "{what}: promtool check metrics failed ({}):\n{}{}\n--- input ---\n{text}",
@@ -306,34 +293,12 @@ fn exercise(what: &str, opts: AgentOptions, want_ebpf: bool) {
     );
     assert!(total(&before, "netta_process_resident_memory_bytes", &[]) > 0.0);
     assert!(before.contains("\nnetta_process_cpu_seconds_total "));
-    let closed = |t: &str| {
-        total(
-            t,
-            "netta_connections_total",
-            &[("event", "closed"), ("transport", "tcp")],
-        )
-    };
-    let opened = |t: &str| {
-        total(
-            t,
-            "netta_connections_total",
-            &[("event", "opened"), ("transport", "tcp")],
-        )
-    };
-    let sent = |t: &str| {
-        total(
-            t,
-            "netta_bytes_total",
-            &[("direction", "sent"), ("transport", "tcp")],
-        )
-    };
-    let established = |t: &str| {
-        total(
-            t,
-            "netta_live_connections",
-            &[("state", "ESTABLISHED"), ("transport", "tcp")],
-        )
-    };
+    let tcp =
+        |t: &str, name: &str, label: (&str, &str)| total(t, name, &[label, ("transport", "tcp")]);
+    let closed = |t: &str| tcp(t, "netta_connections_total", ("event", "closed"));
+    let opened = |t: &str| tcp(t, "netta_connections_total", ("event", "opened"));
+    let sent = |t: &str| tcp(t, "netta_bytes_total", ("direction", "sent"));
+    let established = |t: &str| tcp(t, "netta_live_connections", ("state", "ESTABLISHED"));
     let (closed0, opened0, sent0) = (closed(&before), opened(&before), sent(&before));
 
     let started = Instant::now();

@@ -7,10 +7,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use netta::agent::Record;
-use netta::core::clock::Clock;
-use netta::core::event::{Action, ConnEvent};
-use netta::sink::{self, SinkSpec, SinkStats};
+use netta::api::sink::{self, SinkSpec, SinkStats};
+use netta::api::{Action, Clock, ConnEvent, Record};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::net::{TcpListener, TcpStream};

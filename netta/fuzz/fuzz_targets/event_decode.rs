@@ -2,10 +2,7 @@
 //! decoded events keeps the table and the detector consistent (no panics).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use netta::detect::{Detector, Rules};
-use netta::core::event::ConnEvent;
-use netta::core::services::Services;
-use netta::core::table::{Limits, Table};
+use netta::api::{pipeline, ConnEvent, Detector, Limits, Rules, Services, Table};
 
 fuzz_target!(|data: &[u8]| {
     let mut table = Table::new(Limits {
@@ -15,12 +12,8 @@ fuzz_target!(|data: &[u8]| {
     let mut det = Detector::new(Rules::default(), Services::builtin(), 0);
     let mut alerts = Vec::new();
     let _ = ConnEvent::decode(data);
-    for rec in data.chunks(netta_abi::EVENT_SIZE) {
-        if let Ok(ev) = ConnEvent::decode(rec) {
-            det.observe(&ev, &mut alerts);
-            table.apply(&ev);
-        }
-    }
+    let mut batch = Vec::new();
+    pipeline::ingest(data, netta_abi::EVENT_SIZE, &mut batch, &mut det, &mut table, &mut alerts);
     let snap = table.snapshot();
     det.scan_table(&snap, u64::MAX / 2, &mut alerts);
     assert!(table.len() <= 64);

@@ -2,8 +2,8 @@
 //! whole API query strings. Errors are one line; nothing panics.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use netta::core::history_query::{parse_action, parse_net, Query};
-use netta::core::when::parse_time;
+use netta::api::history_query::{parse_action, parse_net, Query};
+use netta::api::when::parse_time;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };

@@ -1,7 +1,7 @@
 //! What netta reads about the kernel before loading: tracefs `format` files and BTF.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use netta::host::{btf::Btf, tracefs};
+use netta::api::{tracefs, Btf};
 
 fuzz_target!(|data: &[u8]| {
     let _ = tracefs::parse_format(data);

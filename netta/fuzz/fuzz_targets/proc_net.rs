@@ -1,8 +1,7 @@
 //! /proc/net/{tcp,udp}[6] parsing: bad lines are errors, good ones are kept, no panics.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use netta::core::event::Proto;
-use netta::core::proc_net::parse_net;
+use netta::api::{parse_net, Proto};
 
 fuzz_target!(|data: &[u8]| {
     for proto in [Proto::Tcp, Proto::Udp] {

@@ -1,7 +1,7 @@
 //! Rules files: accepted whole or rejected with a reason, never a panic.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use netta::detect::Rules;
+use netta::api::Rules;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {

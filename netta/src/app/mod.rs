@@ -9,19 +9,102 @@ pub mod views;
 use std::io::Write;
 use std::time::Duration;
 
+use clap::{CommandFactory, FromArgMatches};
+
 use anyhow::Context as _;
 
 use std::path::Path;
 use std::sync::Arc;
 
 use crate::agent::{Agent, Shared};
-use crate::core::services::Services;
+use crate::host::containers::Containers;
 use crate::render::{alert, ecs as json, list as view, report, stats, style};
 use crate::settings::cli::{
-    DetectArgs, EventsArgs, ExportArgs, Global, ListArgs, MonitorArgs, StatsArgs,
+    Cli, Command, DetectArgs, EventsArgs, ExportArgs, ListArgs, MonitorArgs, StatsArgs,
 };
+use crate::settings::{self, Settings};
 use output::{is_broken_pipe, print_out, stdout_closed, stop_signal};
 use views::{alerts, export_to};
+
+/// The whole program: settings, logging, the runtime, the command. Returns the
+/// exit status: 0 ok, 1 runtime error, 2 usage or configuration error.
+pub fn main() -> i32 {
+    // One malloc arena per thread would keep freed /proc snapshots as resident
+    // memory in each of them; two arenas keep the agent's RSS close to its live data.
+    // SAFETY: called before any other thread exists.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    match &cli.command {
+        Some(Command::Completions { shell }) => {
+            clap_complete::generate(*shell, &mut Cli::command(), "netta", &mut std::io::stdout());
+            return 0;
+        }
+        Some(Command::Manpage) => {
+            if let Err(e) = clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                eprintln!("netta: {e}");
+                return 1;
+            }
+            return 0;
+        }
+        _ => {}
+    }
+    // Checked before anything starts, so a bad file is a usage error.
+    let s = match settings::resolve(cli, &matches) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("netta: {e}");
+            return 2;
+        }
+    };
+    let level = match s.global.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
+        .target(env_logger::Target::Stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("netta: cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    let result = rt.block_on(async {
+        match &s.command {
+            Some(Command::Events(a)) => events(&s, a).await,
+            Some(Command::List(a)) => list(&s, a).await,
+            Some(Command::Stats(a)) => stats(&s, a).await,
+            Some(Command::Monitor(a)) => monitor(&s, a).await,
+            Some(Command::Detect(a)) => detect(&s, a).await,
+            Some(Command::Export(a)) => export(&s, a).await,
+            Some(Command::History(a)) => history(&s, a).await,
+            Some(Command::StoreBench { rows, dir }) => store_bench(*rows, dir),
+            Some(Command::SeedBench) => seed_bench(&s),
+            Some(Command::Agent(a)) => agent(&s, a).await,
+            Some(Command::Completions { .. } | Command::Manpage) => Ok(()),
+            None => menu(&s).await,
+        }
+    });
+    // Reader tasks may still be parked on a blocking read of stdin; do not wait.
+    rt.shutdown_timeout(std::time::Duration::from_millis(100));
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("netta: {e:#}");
+            1
+        }
+    }
+}
 
 /// Sleeps for `d`, or forever when `None`.
 async fn sleep_or_forever(d: Option<Duration>) {
@@ -31,13 +114,14 @@ async fn sleep_or_forever(d: Option<Duration>) {
     }
 }
 
-pub async fn events(global: &Global, args: &EventsArgs) -> anyhow::Result<()> {
-    let mut opts = agent_options(global)?;
+pub async fn events(s: &Settings, args: &EventsArgs) -> anyhow::Result<()> {
+    let mut opts = agent_options(s);
     opts.ebpf.all_states = args.all_states;
     let agent = Agent::start(opts).await;
     let mut rx = agent.shared.subscribe(1 << 14);
     eprintln!("netta: ready ({})", agent.mode().describe());
     let clock = agent.shared.clock;
+    let mut containers = Containers::new();
     let mut buf = Vec::with_capacity(1 << 16);
     let stdout = std::io::stdout();
     let stop = stop_signal();
@@ -63,10 +147,10 @@ pub async fn events(global: &Global, args: &EventsArgs) -> anyhow::Result<()> {
             }
             ev = rx.recv() => {
                 let Some(ev) = ev else { break };
-                ev.write_json(&mut buf, &clock);
+                ev.write_json(&mut buf, &clock, &mut containers);
                 while buf.len() < (1 << 16) {
                     match rx.try_recv() {
-                        Ok(ev) => ev.write_json(&mut buf, &clock),
+                        Ok(ev) => ev.write_json(&mut buf, &clock, &mut containers),
                         Err(_) => break,
                     }
                 }
@@ -87,7 +171,7 @@ pub async fn events(global: &Global, args: &EventsArgs) -> anyhow::Result<()> {
     agent.shutdown().await;
     if !reader_gone {
         while let Ok(ev) = rx.try_recv() {
-            ev.write_json(&mut buf, &clock);
+            ev.write_json(&mut buf, &clock, &mut containers);
         }
         if let Err(e) = write(&mut buf) {
             if !is_broken_pipe(&e) {
@@ -99,8 +183,8 @@ pub async fn events(global: &Global, args: &EventsArgs) -> anyhow::Result<()> {
 }
 
 /// Starts the agent and, with `--watch`, lets it collect events for that long.
-async fn start_and_watch(global: &Global, watch: Option<Duration>) -> anyhow::Result<Agent> {
-    let agent = Agent::start(agent_options(global)?).await;
+async fn start_and_watch(s: &Settings, watch: Option<Duration>) -> anyhow::Result<Agent> {
+    let agent = Agent::start(agent_options(s)).await;
     if let Some(w) = watch {
         tokio::select! {
             _ = tokio::time::sleep(w) => {}
@@ -111,8 +195,8 @@ async fn start_and_watch(global: &Global, watch: Option<Duration>) -> anyhow::Re
     Ok(agent)
 }
 
-pub async fn list(global: &Global, args: &ListArgs) -> anyhow::Result<()> {
-    let agent = start_and_watch(global, args.watch).await?;
+pub async fn list(s: &Settings, args: &ListArgs) -> anyhow::Result<()> {
+    let agent = start_and_watch(s, args.watch).await?;
     let snap = agent.shared.snapshot();
     let clock = agent.shared.clock;
     agent.shutdown().await;
@@ -137,9 +221,9 @@ pub async fn list(global: &Global, args: &ListArgs) -> anyhow::Result<()> {
     print_out(&text)
 }
 
-pub async fn stats(global: &Global, args: &StatsArgs) -> anyhow::Result<()> {
-    let agent = start_and_watch(global, args.watch).await?;
-    let st = stats::compute(&agent.shared.snapshot(), &Services::load());
+pub async fn stats(s: &Settings, args: &StatsArgs) -> anyhow::Result<()> {
+    let agent = start_and_watch(s, args.watch).await?;
+    let st = stats::compute(&agent.shared.snapshot(), agent.shared.services());
     agent.shutdown().await;
     if args.json {
         print_out(&(serde_json::to_string_pretty(&stats::to_json(&st))? + "\n"))
@@ -148,21 +232,21 @@ pub async fn stats(global: &Global, args: &StatsArgs) -> anyhow::Result<()> {
     }
 }
 
-pub async fn detect(global: &Global, args: &DetectArgs) -> anyhow::Result<()> {
-    let agent = start_and_watch(global, args.watch).await?;
+pub async fn detect(s: &Settings, args: &DetectArgs) -> anyhow::Result<()> {
+    let agent = start_and_watch(s, args.watch).await?;
     let found = alerts(&agent.shared);
     let clock = agent.shared.clock;
     agent.shutdown().await;
     if args.json {
-        let v: Vec<_> = found.iter().map(|a| alert::to_json(a, &clock)).collect();
+        let v: Vec<_> = found.iter().map(|a| json::alert_value(a, &clock)).collect();
         print_out(&(serde_json::to_string_pretty(&v)? + "\n"))
     } else {
         print_out(&style::for_stdout(&alert::render(&found)))
     }
 }
 
-pub async fn monitor(global: &Global, args: &MonitorArgs) -> anyhow::Result<()> {
-    let agent = Agent::start(agent_options(global)?).await;
+pub async fn monitor(s: &Settings, args: &MonitorArgs) -> anyhow::Result<()> {
+    let agent = Agent::start(agent_options(s)).await;
     let shared: Arc<Shared> = agent.shared.clone();
     let opts = crate::render::monitor::Options {
         duration: args.duration,
@@ -187,8 +271,8 @@ pub async fn monitor(global: &Global, args: &MonitorArgs) -> anyhow::Result<()> 
     failed.map_or(Ok(()), Err)
 }
 
-pub async fn export(global: &Global, args: &ExportArgs) -> anyhow::Result<()> {
-    let agent = start_and_watch(global, args.watch).await?;
+pub async fn export(s: &Settings, args: &ExportArgs) -> anyhow::Result<()> {
+    let agent = start_and_watch(s, args.watch).await?;
     let path = args.output.clone().unwrap_or_else(|| {
         report::default_file_name(std::time::SystemTime::now(), args.format).into()
     });
@@ -197,14 +281,14 @@ pub async fn export(global: &Global, args: &ExportArgs) -> anyhow::Result<()> {
     print_out(&result?)
 }
 
-pub async fn menu(global: &Global) -> anyhow::Result<()> {
-    let agent = Agent::start(agent_options(global)?).await;
+pub async fn menu(s: &Settings) -> anyhow::Result<()> {
+    let agent = Agent::start(agent_options(s)).await;
     menu::run(agent).await
 }
 
 /// Seeds a table from /proc once, as the agent does at start, and prints the
 /// timings as JSON: what `cargo xtask bench` compares with `ss -tanp`.
-pub fn seed_bench(global: &Global) -> anyhow::Result<()> {
+pub fn seed_bench(s: &Settings) -> anyhow::Result<()> {
     let root = Path::new("/proc");
     let t0 = std::time::Instant::now();
     let started = crate::core::clock::mono_now();
@@ -212,8 +296,8 @@ pub fn seed_bench(global: &Global) -> anyhow::Result<()> {
     let read = t0.elapsed();
     let mut owners = None;
     let mut table = crate::core::table::Table::new(crate::core::table::Limits {
-        max_live: global.max_connections,
-        max_history: global.history_size,
+        max_live: s.global.max_connections,
+        max_history: s.global.history_size,
     });
     table.reconcile(&snap.sockets, started, &mut |inode| {
         owners
@@ -237,13 +321,10 @@ pub fn seed_bench(global: &Global) -> anyhow::Result<()> {
 }
 
 /// `netta agent`: headless, until SIGINT/SIGTERM. SIGHUP reopens file sinks.
-pub async fn agent(
-    global: &Global,
-    args: &crate::settings::cli::AgentArgs,
-    file: Option<&crate::settings::file::Config>,
-) -> anyhow::Result<()> {
+pub async fn agent(s: &Settings, args: &crate::settings::cli::AgentArgs) -> anyhow::Result<()> {
+    let file = s.file.as_ref();
     use crate::sink::{SinkSpec, SinkStats};
-    let mut opts = agent_options(global)?;
+    let mut opts = agent_options(s);
     opts.ebpf.all_states = args.all_states;
     let mut sinks = args.sinks.clone();
     if sinks.is_empty() {
@@ -272,7 +353,7 @@ pub async fn agent(
                 .with_context(|| format!("cannot open sink {spec}"))?;
         }
     }
-    let api_listener = service::bind_api(global)?;
+    let api_listener = service::bind_api(&s.global)?;
     let store_settings = service::store_settings(args, file);
     let store = store_settings.as_ref().and_then(service::open_store);
     let store_path = store.as_ref().map(|s| s.path().to_path_buf());
@@ -359,38 +440,28 @@ pub async fn agent(
     }
 }
 
-/// Options for the agent; fails on a rules file with errors (nothing half-applied).
-fn agent_options(
-    global: &Global,
-) -> Result<crate::agent::AgentOptions, crate::settings::rules_file::RulesError> {
-    let rules = match &global.rules {
-        Some(path) => crate::detect::Rules::load(path)?,
-        None => crate::detect::Rules::default(),
-    };
-    Ok(crate::agent::AgentOptions {
-        force_polling: global.no_ebpf,
+/// Options for the agent, from the resolved settings.
+fn agent_options(s: &Settings) -> crate::agent::AgentOptions {
+    crate::agent::AgentOptions {
+        force_polling: s.global.no_ebpf,
         ebpf: crate::host::ebpf::Options {
-            transport: global.transport,
-            ring_bytes: global.ring_size,
+            transport: s.global.transport,
+            ring_bytes: s.global.ring_size,
             ..Default::default()
         },
-        reconcile_every: global.reconcile_interval,
-        poll_every: global.poll_interval,
-        udp_idle: global.udp_idle,
+        reconcile_every: s.global.reconcile_interval.0,
+        poll_every: s.global.poll_interval.0,
+        udp_idle: s.global.udp_idle.0,
         limits: crate::core::table::Limits {
-            max_live: global.max_connections,
-            max_history: global.history_size,
+            max_live: s.global.max_connections,
+            max_history: s.global.history_size,
         },
-        rules,
-        ..Default::default()
-    })
+        rules: s.rules.clone(),
+    }
 }
 
 /// `netta history`: from the agent's API, or straight from a store file with `--store`.
-pub async fn history(
-    global: &Global,
-    args: &crate::settings::cli::HistoryArgs,
-) -> anyhow::Result<()> {
+pub async fn history(s: &Settings, args: &crate::settings::cli::HistoryArgs) -> anyhow::Result<()> {
     let q = args.query();
     let rows = match &args.store {
         Some(file) => {
@@ -402,8 +473,15 @@ pub async fn history(
             .await??
         }
         None => {
-            let path = crate::api::socket_path(global.api.as_deref());
-            let c = crate::api::client::Client::new(&path);
+            let path = crate::local_api::socket_path(s.global.api.as_deref());
+            let c = crate::local_api::client::Client::new(&path);
+            if let Ok(h) = c.hello().await {
+                eprintln!(
+                    "netta: attached to agent (pid {}, up {})",
+                    h.pid,
+                    crate::local_api::short_duration(h.uptime_s)
+                );
+            }
             match c.history(&q).await {
                 Ok(rows) => rows,
                 Err(e) if e.not_running() => {

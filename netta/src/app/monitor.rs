@@ -8,7 +8,6 @@ use std::time::Instant;
 
 use crate::agent::{Record, Shared};
 use crate::core::event::{Action, Proto};
-use crate::core::services::Services;
 use crate::render::monitor::{intro, local_hms, render_summary, Options, Summary};
 use crate::render::stats;
 
@@ -19,7 +18,7 @@ pub async fn run(
     stop: impl Future<Output = ()>,
     out: &mut dyn FnMut(&str),
 ) -> Summary {
-    let services = Services::load();
+    let services = shared.services();
     let mut rx = shared.subscribe(1 << 16);
     let started = Instant::now();
     let interval_ns = opts.interval.as_nanos() as u64;
@@ -49,7 +48,7 @@ pub async fn run(
                     Some(Record::Alert(a)) => {
                         summary.alerts += 1;
                         if opts.json {
-                            out(&(serde_json::json!({ "alert": crate::render::alert::to_json(&a, &shared.clock) }).to_string() + "\n"));
+                            out(&(serde_json::json!({ "alert": crate::render::ecs::alert_value(&a, &shared.clock) }).to_string() + "\n"));
                         } else {
                             out(&format!("  ⚠  {}\n", a.message));
                         }
@@ -81,7 +80,7 @@ pub async fn run(
             }
             _ = tick.tick() => {
                 let snap = shared.snapshot();
-                let s = stats::compute(&snap, &services);
+                let s = stats::compute(&snap, services);
                 let now = std::time::SystemTime::now();
                 let line = if opts.json {
                     serde_json::json!({

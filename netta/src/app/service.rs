@@ -7,11 +7,10 @@ use std::time::Instant;
 use tokio::sync::{mpsc, watch};
 
 use crate::agent::{Agent, Record, Shared};
-use crate::api::{self, Backend, Hello};
 use crate::core::clock::Clock;
-use crate::core::services::Services;
+use crate::local_api::{self as api, Backend, Hello};
 use crate::metrics::Metrics;
-use crate::render::{alert, ecs, stats};
+use crate::render::{ecs, stats};
 use crate::settings::cli::{AgentArgs, Global};
 use crate::settings::file::Config;
 use crate::store::retention::{self, Retention};
@@ -111,7 +110,10 @@ impl Backend for AgentBackend {
         )
     }
     fn stats(&self) -> serde_json::Value {
-        let mut v = stats::to_json(&stats::compute(&self.shared.snapshot(), &Services::load()));
+        let mut v = stats::to_json(&stats::compute(
+            &self.shared.snapshot(),
+            self.shared.services(),
+        ));
         if let Some(s) = &self.store_stats {
             v["store"] = serde_json::to_value(s.value()).unwrap_or_default();
         }
@@ -125,7 +127,7 @@ impl Backend for AgentBackend {
                 .detector()
                 .incidents()
                 .iter()
-                .map(|a| alert::to_json(a, &clock))
+                .map(|a| ecs::alert_value(a, &clock))
                 .collect(),
         )
     }

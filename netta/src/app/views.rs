@@ -3,7 +3,7 @@ use std::path::Path;
 
 use crate::agent::Shared;
 use crate::core::event::State;
-use crate::core::services::Services;
+use crate::core::filter::Filter;
 use crate::detect;
 use crate::render::{alert, list, report, stats};
 
@@ -16,20 +16,22 @@ pub enum View {
 
 pub fn render_view(shared: &Shared, v: View) -> String {
     let snap = shared.snapshot();
-    let (title, states) = match v {
-        View::All => ("ACTIVE NETWORK CONNECTIONS", vec![]),
-        View::Established => ("ESTABLISHED CONNECTIONS", vec![State::Established]),
-        View::Listening => ("LISTENING PORTS", vec![State::Listen, State::Unconn]),
-    };
-    let filter = crate::core::filter::Filter {
-        states,
-        ..Default::default()
+    let (title, filter) = match v {
+        View::All => ("ACTIVE NETWORK CONNECTIONS", Filter::default()),
+        View::Established => (
+            "ESTABLISHED CONNECTIONS",
+            Filter {
+                states: vec![State::Established],
+                ..Filter::default()
+            },
+        ),
+        View::Listening => ("LISTENING PORTS", Filter::listening()),
     };
     list::render_list(title, &crate::core::filter::select(&snap, &filter))
 }
 
 pub fn render_stats(shared: &Shared) -> String {
-    stats::render(&stats::compute(&shared.snapshot(), &Services::load()))
+    stats::render(&stats::compute(&shared.snapshot(), shared.services()))
 }
 
 /// Every incident since the agent started, after a fresh look at the table.

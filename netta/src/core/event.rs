@@ -127,8 +127,17 @@ impl State {
     }
 
     /// A socket that is (still) a connection with a peer, for "Active" counts.
+    /// Waiting for peers rather than connected to one: a TCP listener or an
+    /// unconnected UDP socket. The one definition every view and count uses.
+    pub fn is_listener(self) -> bool {
+        State::LISTENERS.contains(&self)
+    }
+
+    /// The states [`State::is_listener`] accepts.
+    pub const LISTENERS: [State; 2] = [State::Listen, State::Unconn];
+
     pub fn is_active(self) -> bool {
-        !matches!(self, State::Listen | State::Unconn | State::Close)
+        !self.is_listener() && self != State::Close
     }
 }
 
@@ -200,6 +209,17 @@ pub enum OwnerSource {
     Unknown,
 }
 
+impl OwnerSource {
+    pub fn name(self) -> &'static str {
+        match self {
+            OwnerSource::Hook => "hook",
+            OwnerSource::Listener => "listener",
+            OwnerSource::Proc => "proc",
+            OwnerSource::Unknown => "unknown",
+        }
+    }
+}
+
 /// One connection lifecycle event. Times are CLOCK_MONOTONIC nanoseconds
 /// (the clock of `bpf_ktime_get_ns`); see [`crate::core::clock::Clock`] for wall time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -252,7 +272,8 @@ pub fn normalize(ip: IpAddr) -> IpAddr {
     }
 }
 
-fn addr(family: u16, raw: &[u8; 16], port: u16) -> SocketAddr {
+/// A kernel address (`AF_INET` in the first 4 bytes, else IPv6) and port.
+pub fn socket_addr(family: u16, raw: &[u8; 16], port: u16) -> SocketAddr {
     let ip = if family == AF_INET {
         IpAddr::V4(Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3]))
     } else {
@@ -308,8 +329,8 @@ impl ConnEvent {
             ts_ns: raw.ts_ns,
             sock: raw.sock,
             proto,
-            local: addr(raw.family, &raw.local_addr, raw.local_port),
-            remote: addr(raw.family, &raw.remote_addr, raw.remote_port),
+            local: socket_addr(raw.family, &raw.local_addr, raw.local_port),
+            remote: socket_addr(raw.family, &raw.remote_addr, raw.remote_port),
             direction,
             pid: raw.pid,
             comm: Comm::from_kernel(&raw.comm),
@@ -325,11 +346,12 @@ impl ConnEvent {
         })
     }
 
-    /// A record that says `n` events were lost (ring full, or a slow consumer).
-    pub fn lost(ts_ns: u64, n: u64) -> ConnEvent {
+    /// An event with nothing known but its action and time: the base that
+    /// synthesised events (losses, /proc differences, UDP flows) fill in.
+    pub fn blank(action: Action, ts_ns: u64) -> ConnEvent {
         let any = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
         ConnEvent {
-            action: Action::EventsLost,
+            action,
             ts_ns,
             sock: 0,
             proto: Proto::Tcp,
@@ -342,7 +364,7 @@ impl ConnEvent {
             start_ns: 0,
             bytes_sent: 0,
             bytes_recv: 0,
-            count: n,
+            count: 0,
             old_state: None,
             new_state: None,
             raw_states: (0, 0),
@@ -350,9 +372,22 @@ impl ConnEvent {
         }
     }
 
-    pub fn duration_ns(&self) -> Option<u64> {
-        (self.start_ns != 0 && self.ts_ns >= self.start_ns).then(|| self.ts_ns - self.start_ns)
+    /// A record that says `n` events were lost (ring full, or a slow consumer).
+    pub fn lost(ts_ns: u64, n: u64) -> ConnEvent {
+        ConnEvent {
+            count: n,
+            ..ConnEvent::blank(Action::EventsLost, ts_ns)
+        }
     }
+
+    pub fn duration_ns(&self) -> Option<u64> {
+        span_ns(self.start_ns, self.ts_ns)
+    }
+}
+
+/// `end - start`, when the start is known (not 0) and not after the end.
+pub fn span_ns(start: u64, end: u64) -> Option<u64> {
+    (start != 0 && end >= start).then(|| end - start)
 }
 
 #[cfg(test)]

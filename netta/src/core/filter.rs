@@ -14,6 +14,14 @@ pub struct Filter {
 }
 
 impl Filter {
+    /// Listeners only (the menu's "listening ports").
+    pub fn listening() -> Filter {
+        Filter {
+            states: State::LISTENERS.to_vec(),
+            ..Filter::default()
+        }
+    }
+
     pub fn matches(&self, c: &Conn) -> bool {
         (self.states.is_empty() || self.states.contains(&c.state))
             && self.proto.is_none_or(|p| p == c.proto)
@@ -36,7 +44,7 @@ pub fn select(snap: &Snapshot, filter: &Filter) -> Vec<Conn> {
         .copied()
         .collect();
     rows.sort_by(|a, b| {
-        let rank = |c: &Conn| (c.state != State::Listen && c.state != State::Unconn) as u8;
+        let rank = |c: &Conn| !c.state.is_listener() as u8;
         (a.proto, rank(a), a.local, a.remote, a.pid).cmp(&(
             b.proto,
             rank(b),

@@ -6,6 +6,7 @@ pub mod event;
 pub mod filter;
 pub mod format;
 pub mod history_query;
+pub mod pipeline;
 pub mod proc_net;
 pub mod sanitize;
 pub mod services;

@@ -94,8 +94,6 @@ const BUILTIN: &[(u16, &str)] = &[
 /// Longest service name accepted from `/etc/services`; longer tokens are not names.
 const MAX_NAME: usize = 64;
 
-const SERVICES_PATH: &str = "/etc/services";
-
 #[derive(Clone, Debug, Default)]
 pub struct Services {
     /// Entries from `/etc/services` (or any reader), first entry per port/protocol.
@@ -103,14 +101,6 @@ pub struct Services {
 }
 
 impl Services {
-    /// The built-in table plus `/etc/services` when it can be read.
-    pub fn load() -> Services {
-        match std::fs::File::open(SERVICES_PATH) {
-            Ok(f) => Services::from_reader(std::io::BufReader::new(f)),
-            Err(_) => Services::builtin(),
-        }
-    }
-
     /// The built-in table only.
     pub fn builtin() -> Services {
         Services::default()
@@ -253,12 +243,5 @@ tail 4003/udp";
         let s = Services::from_reader(std::io::BufReader::new(Failing(false)));
         assert_eq!(s.name(4100, Proto::Tcp), Some("one"));
         assert_eq!(s.name(443, Proto::Tcp), Some("HTTPS"));
-    }
-
-    #[test]
-    fn load_always_has_the_builtin_names() {
-        let s = Services::load();
-        assert_eq!(s.name(8080, Proto::Tcp), Some("HTTP-Alt"));
-        assert_eq!(s.name(22, Proto::Tcp), Some("SSH"));
     }
 }

@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use rustc_hash::FxHashMap;
 
-use crate::core::event::{Action, ConnEvent, Direction, OwnerSource, Proto, State};
+use crate::core::event::{span_ns, Action, ConnEvent, Direction, OwnerSource, Proto, State};
 use crate::core::proc_net::{Owner, ProcSocket};
 use crate::core::sanitize::Comm;
 
@@ -80,6 +80,21 @@ impl Conn {
         }
     }
 
+    /// An event about this row: who and where, no counters.
+    pub fn event(&self, action: Action, ts_ns: u64) -> ConnEvent {
+        ConnEvent {
+            proto: self.proto,
+            local: self.local,
+            remote: self.remote,
+            direction: self.direction,
+            pid: self.pid,
+            comm: self.comm,
+            owner: self.owner,
+            start_ns: self.start_ns,
+            ..ConnEvent::blank(action, ts_ns)
+        }
+    }
+
     /// The remote side carries no peer (listener, unconnected UDP socket).
     pub fn has_peer(&self) -> bool {
         !(self.remote.ip().is_unspecified() && self.remote.port() == 0)
@@ -97,8 +112,7 @@ pub struct Closed {
 
 impl Closed {
     pub fn duration_ns(&self) -> Option<u64> {
-        let s = self.conn.start_ns;
-        (s != 0 && self.end_ns >= s).then(|| self.end_ns - s)
+        span_ns(self.conn.start_ns, self.end_ns)
     }
 }
 
@@ -139,12 +153,16 @@ pub struct Limits {
     pub max_history: usize,
 }
 
+impl Limits {
+    pub const DEFAULT: Limits = Limits {
+        max_live: 262_144,
+        max_history: 20_000,
+    };
+}
+
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            max_live: 262_144,
-            max_history: 20_000,
-        }
+        Limits::DEFAULT
     }
 }
 
@@ -624,7 +642,7 @@ impl Table {
     /// where no events exist). Rows that appeared started within the last poll.
     pub fn count_polled(&mut self, report: &ReconcileReport, now: u64) {
         for c in &report.added {
-            if matches!(c.state, State::Listen | State::Unconn) {
+            if c.state.is_listener() {
                 self.counters.listen_started += 1;
             } else {
                 self.counters.opened += 1;
@@ -634,7 +652,7 @@ impl Table {
             }
         }
         for c in &report.removed {
-            if matches!(c.state, State::Listen | State::Unconn) {
+            if c.state.is_listener() {
                 self.counters.listen_stopped += 1;
                 continue;
             }

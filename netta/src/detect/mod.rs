@@ -4,7 +4,7 @@
 //! incidents ([`incident`]): one alert per incident, evidence that keeps coming
 //! updates the open incident, which re-arms after a quiet period. The text and
 //! JSON of alerts are rendered in `render::alert`.
-mod alert;
+pub(crate) mod alert;
 mod incident;
 pub mod rules;
 mod window;
@@ -19,10 +19,11 @@ mod port_scan;
 mod syn_flood;
 mod unusual_high_port;
 
-pub use alert::{Alert, RuleId, Severity};
+pub use alert::{Alert, RuleId};
 pub use rules::Rules;
 
 use crate::core::event::{Action, ConnEvent, Direction};
+use crate::core::pipeline::Observe;
 use crate::core::services::Services;
 use crate::core::table::Snapshot;
 use alert::Finding;
@@ -94,33 +95,19 @@ impl Detector {
         match ev.action {
             Action::ResetSent if ev.raw_states.0 == 0 => {
                 // A RST with no socket: a SYN (or stray segment) to a closed port.
-                let f = self.port_scan.touch(
-                    rules,
-                    &self.incidents,
-                    ev.remote.ip(),
-                    ev.local.port(),
-                    false,
-                    now,
-                );
-                self.fire(f, now, out);
+                self.scan_touch(ev, false, out);
             }
             Action::Opened => {
                 let f = self.burst.count_new(rules, now);
                 self.fire(f, now, out);
-                let rules = &self.rules;
-                let f = match ev.direction {
-                    Direction::Ingress => self.port_scan.touch(
-                        rules,
-                        &self.incidents,
-                        ev.remote.ip(),
-                        ev.local.port(),
-                        true,
-                        now,
-                    ),
-                    Direction::Egress => self.fan_out.observe(rules, ev, now),
-                    Direction::Unknown => None,
-                };
-                self.fire(f, now, out);
+                match ev.direction {
+                    Direction::Ingress => self.scan_touch(ev, true, out),
+                    Direction::Egress => {
+                        let f = self.fan_out.observe(&self.rules, ev, now);
+                        self.fire(f, now, out);
+                    }
+                    Direction::Unknown => {}
+                }
             }
             Action::Failed => {
                 let f = self.burst.count_new(rules, now);
@@ -141,6 +128,20 @@ impl Detector {
             }
             _ => {}
         }
+    }
+
+    /// The remote touched a local port: a completed handshake (`connect`) or a reset.
+    fn scan_touch(&mut self, ev: &ConnEvent, connect: bool, out: &mut Vec<Alert>) {
+        let now = ev.ts_ns;
+        let f = self.port_scan.touch(
+            &self.rules,
+            &self.incidents,
+            ev.remote.ip(),
+            ev.local.port(),
+            connect,
+            now,
+        );
+        self.fire(f, now, out);
     }
 
     /// SYN-ACK retransmission totals per listening port, from the kernel map.
@@ -170,12 +171,11 @@ impl Detector {
     }
 }
 
-/// The original tool's rules on one snapshot, without incident state (one-shot use).
-pub fn scan(snap: &Snapshot, services: &Services, rules: &Rules, now_ns: u64) -> Vec<Alert> {
-    let mut d = Detector::new(rules.clone(), services.clone(), 0);
-    let mut out = Vec::new();
-    d.scan_table(snap, now_ns, &mut out);
-    out
+impl Observe for Detector {
+    type Alert = Alert;
+    fn observe(&mut self, ev: &ConnEvent, out: &mut Vec<Alert>) {
+        Detector::observe(self, ev, out)
+    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,14 @@ use crate::core::sanitize::Comm;
 use crate::fixture::{conn, snapshot};
 use crate::render::alert::render;
 
+/// The original tool's rules on one snapshot, without incident state (one-shot use).
+fn scan(snap: &Snapshot, services: &Services, rules: &Rules, now_ns: u64) -> Vec<Alert> {
+    let mut d = Detector::new(rules.clone(), services.clone(), 0);
+    let mut out = Vec::new();
+    d.scan_table(snap, now_ns, &mut out);
+    out
+}
+
 fn det() -> Detector {
     Detector::new(Rules::default(), Services::builtin(), 0)
 }

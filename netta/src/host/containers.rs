@@ -1,7 +1,8 @@
 //! Container ids for processes: read from /proc/<pid>/cgroup, where docker,
 //! containerd (Kubernetes), CRI-O and podman put a 64-hex id in the cgroup path.
 use std::io::BufRead;
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashMap;
@@ -37,33 +38,62 @@ pub fn parse_cgroup<R: BufRead>(reader: R) -> Option<String> {
 
 type Entry = (Instant, Option<Arc<str>>);
 
-/// Recently looked-up pids (pids are reused, so entries expire).
-static CACHE: Mutex<Option<FxHashMap<u32, Entry>>> = Mutex::new(None);
 const TTL: Duration = Duration::from_secs(30);
 const MAX: usize = 4096;
 
-/// The container id of `pid`, cached; `None` for host processes and gone pids.
-pub fn container_of(pid: u32) -> Option<Arc<str>> {
-    if pid == 0 {
-        return None;
-    }
-    let now = Instant::now();
-    let mut guard = CACHE.lock().unwrap_or_else(|p| p.into_inner());
-    let cache = guard.get_or_insert_with(FxHashMap::default);
-    if let Some((t, id)) = cache.get(&pid) {
-        if now.duration_since(*t) < TTL {
-            return id.clone();
+/// Container ids by pid, for one consumer (a sink, the events stream): recently
+/// looked-up pids are cached, and expire because pids are reused.
+pub struct Containers {
+    cache: FxHashMap<u32, Entry>,
+    /// `None`: never look (tests, and hosts without cgroups).
+    proc_root: Option<PathBuf>,
+}
+
+impl Containers {
+    /// Reads `/proc/<pid>/cgroup`.
+    pub fn new() -> Containers {
+        Containers {
+            cache: FxHashMap::default(),
+            proc_root: Some(PathBuf::from("/proc")),
         }
     }
-    let id: Option<Arc<str>> = std::fs::File::open(format!("/proc/{pid}/cgroup"))
-        .ok()
-        .and_then(|f| parse_cgroup(std::io::BufReader::new(f)))
-        .map(Arc::from);
-    if cache.len() >= MAX {
-        cache.clear();
+
+    /// Knows no containers.
+    pub fn none() -> Containers {
+        Containers {
+            cache: FxHashMap::default(),
+            proc_root: None,
+        }
     }
-    cache.insert(pid, (now, id.clone()));
-    id
+
+    /// The container id of `pid`, cached; `None` for host processes and gone pids.
+    pub fn of(&mut self, pid: u32) -> Option<Arc<str>> {
+        let root = self.proc_root.as_ref()?;
+        if pid == 0 {
+            return None;
+        }
+        let now = Instant::now();
+        if let Some((t, id)) = self.cache.get(&pid) {
+            if now.duration_since(*t) < TTL {
+                return id.clone();
+            }
+        }
+        let id: Option<Arc<str>> = std::fs::File::open(root.join(pid.to_string()).join("cgroup"))
+            .ok()
+            .and_then(|f| parse_cgroup(std::io::BufReader::new(f)))
+            .map(Arc::from);
+        if self.cache.len() >= MAX {
+            self.cache.clear();
+        }
+        self.cache.insert(pid, (now, id.clone()));
+        id
+    }
+}
+
+impl Default for Containers {
+    fn default() -> Self {
+        Containers::new()
+    }
 }
 
 #[cfg(test)]
@@ -97,6 +127,7 @@ mod tests {
             assert_eq!(parse_cgroup(text.as_bytes()), None, "{text}");
         }
         assert!(parse_cgroup(&b"\xff\xfe:x:/\n"[..]).is_none());
-        assert_eq!(container_of(std::process::id()), None);
+        assert_eq!(Containers::new().of(std::process::id()), None);
+        assert_eq!(Containers::none().of(1), None);
     }
 }

@@ -1,8 +1,149 @@
-//! Everything netta reads from the OS: the kernel program (`ebpf`, with `btf`
-//! and `tracefs` to place it), /proc (`proc`) and containers (`containers`).
+//! The one seam between netta and the OS (bandwhich's `OsInputOutput` idea):
+//! everything the agent reads from the machine goes through a [`Host`]. The agent
+//! takes one as a value, so tests run the whole agent on a fake host. [`Os`] is
+//! the real one: the kernel program (`ebpf`, placed with `btf` and `tracefs`),
+//! /proc (`proc`), /etc/services (`services`), cgroups (`containers`) and the
+//! agent's own usage (`self_stats`).
 pub mod btf;
 pub mod containers;
 pub mod ebpf;
 pub mod proc;
 pub mod self_stats;
+pub mod services;
 pub mod tracefs;
+
+use std::future::Future;
+use std::io;
+use std::path::PathBuf;
+use std::pin::Pin;
+
+use netta_abi::{UdpFlowKey, UdpFlowStats};
+use rustc_hash::FxHashMap;
+use tokio::sync::watch;
+
+use crate::core::clock::{mono_now, Clock};
+use crate::core::proc_net::Owner;
+use crate::core::services::Services;
+pub use ebpf::{RecordSink, Transport};
+pub use proc::Sockets;
+
+/// What stays in the kernel's maps: loss counters, UDP flows, SYN-ACK retransmits.
+pub trait KernelMaps: Send {
+    /// Sum of a counter (`netta_abi::counter::*`) over all CPUs.
+    fn counter(&self, idx: u32) -> u64;
+    fn udp_flows(&self) -> Vec<(UdpFlowKey, UdpFlowStats)>;
+    fn forget_udp_flow(&mut self, key: &UdpFlowKey);
+    /// SYN-ACK retransmission totals per listening port: (family, port, count).
+    fn synack_retransmits(&self) -> Vec<(u16, u16, u64)>;
+}
+
+impl KernelMaps for ebpf::Maps {
+    fn counter(&self, idx: u32) -> u64 {
+        ebpf::Maps::counter(self, idx)
+    }
+    fn udp_flows(&self) -> Vec<(UdpFlowKey, UdpFlowStats)> {
+        ebpf::Maps::udp_flows(self)
+    }
+    fn forget_udp_flow(&mut self, key: &UdpFlowKey) {
+        ebpf::Maps::forget_udp_flow(self, key)
+    }
+    fn synack_retransmits(&self) -> Vec<(u16, u16, u64)> {
+        ebpf::Maps::synack_retransmits(self)
+    }
+}
+
+/// A running kernel event stream: its transport, its maps, and a future that
+/// resolves once the readers drained after shutdown (dropping it detaches).
+pub struct Kernel {
+    pub transport: Transport,
+    pub maps: Box<dyn KernelMaps>,
+    pub readers: Pin<Box<dyn Future<Output = ()> + Send>>,
+}
+
+/// Makes one record consumer per reader (one per CPU with the perf transport).
+pub type MakeSink<'a> = &'a dyn Fn() -> Box<dyn RecordSink>;
+
+impl RecordSink for Box<dyn RecordSink> {
+    fn record(&mut self, bytes: &[u8]) {
+        (**self).record(bytes)
+    }
+    fn lost(&mut self, n: u64) {
+        (**self).lost(n)
+    }
+    fn flush(&mut self) {
+        (**self).flush()
+    }
+}
+
+/// Everything the agent reads from the machine.
+pub trait Host: Send + Sync + 'static {
+    /// Loads the kernel program and starts its readers, or says in one line why not.
+    fn start_kernel(
+        &self,
+        opts: &ebpf::Options,
+        make_sink: MakeSink<'_>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<Kernel, String>;
+    /// The /proc/net socket tables.
+    fn read_sockets(&self) -> io::Result<Sockets>;
+    /// Socket inode -> owning process.
+    fn socket_owners(&self) -> FxHashMap<u64, Owner>;
+    /// Port names.
+    fn services(&self) -> Services;
+    /// The clock of kernel timestamps (`CLOCK_MONOTONIC`), in ns.
+    fn now_ns(&self) -> u64;
+    /// Converts kernel timestamps to wall time.
+    fn clock(&self) -> Clock;
+}
+
+/// The real machine.
+#[derive(Clone, Debug)]
+pub struct Os {
+    pub proc_root: PathBuf,
+}
+
+impl Default for Os {
+    fn default() -> Self {
+        Os {
+            proc_root: PathBuf::from("/proc"),
+        }
+    }
+}
+
+impl Host for Os {
+    fn start_kernel(
+        &self,
+        opts: &ebpf::Options,
+        make_sink: MakeSink<'_>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<Kernel, String> {
+        let loaded = ebpf::load(opts)?;
+        let transport = loaded.transport;
+        let (attached, maps) = loaded.start(make_sink, shutdown)?;
+        Ok(Kernel {
+            transport,
+            maps: Box::new(maps),
+            readers: Box::pin(attached.join()),
+        })
+    }
+
+    fn read_sockets(&self) -> io::Result<Sockets> {
+        proc::read_sockets(&self.proc_root)
+    }
+
+    fn socket_owners(&self) -> FxHashMap<u64, Owner> {
+        proc::socket_owners(&self.proc_root)
+    }
+
+    fn services(&self) -> Services {
+        services::load()
+    }
+
+    fn now_ns(&self) -> u64 {
+        mono_now()
+    }
+
+    fn clock(&self) -> Clock {
+        Clock::new()
+    }
+}

@@ -86,17 +86,7 @@ const TRANSPORTS: [Proto; 2] = [Proto::Tcp, Proto::Udp];
 const DIRECTIONS: [Direction; 3] = [Direction::Egress, Direction::Ingress, Direction::Unknown];
 const CONN_EVENTS: [&str; 3] = ["opened", "closed", "failed"];
 /// Every rule, so each `netta_alerts_total` series exists from the start.
-const RULES: [RuleId; 9] = [
-    RuleId::UnusualHighPort,
-    RuleId::HighConnectionCount,
-    RuleId::PortScan,
-    RuleId::SynFlood,
-    RuleId::ConnectionBurst,
-    RuleId::FanOut,
-    RuleId::NewListener,
-    RuleId::LargeOutbound,
-    RuleId::AbnormalState,
-];
+const RULES: [RuleId; 9] = RuleId::ALL;
 /// States each transport's live-row gauge always reports (other combinations
 /// appear only while nonzero).
 const UDP_STATES: [State; 3] = [State::Unconn, State::Established, State::Flow];
@@ -288,7 +278,8 @@ fn conn_labels(event: &'static str, d: Direction, t: Proto) -> Labels<3> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::{Alert, Severity};
+    use crate::detect::alert::Severity;
+    use crate::detect::Alert;
     use std::collections::HashSet;
 
     fn fake_sample() -> Sample {

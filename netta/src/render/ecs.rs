@@ -70,15 +70,15 @@ fn endpoint(addr: std::net::SocketAddr, bytes: Option<u64>, packets: Option<u64>
     }
 }
 
-struct Container {
-    id: std::sync::Arc<str>,
+struct Container<'a> {
+    id: &'a str,
 }
 
-impl Serialize for Container {
+impl Serialize for Container<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let mut m = s.serialize_map(Some(1))?;
-        m.serialize_entry("id", &*self.id)?;
+        m.serialize_entry("id", self.id)?;
         m.end()
     }
 }
@@ -124,7 +124,7 @@ struct Doc<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     process: Option<Process<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    container: Option<Container>,
+    container: Option<Container<'a>>,
     netta: Netta,
 }
 
@@ -144,7 +144,7 @@ fn event_type(action: Action) -> &'static [&'static str] {
     }
 }
 
-fn doc<'a>(ev: &'a ConnEvent, clock: &Clock) -> Doc<'a> {
+fn doc<'a>(ev: &'a ConnEvent, clock: &Clock, container: Option<&'a str>) -> Doc<'a> {
     let lost = matches!(ev.action, Action::EventsLost | Action::TableEvicted);
     let event = EventField {
         kind: if lost { "metric" } else { "event" },
@@ -231,7 +231,7 @@ fn doc<'a>(ev: &'a ConnEvent, clock: &Clock) -> Doc<'a> {
             pid: ev.pid,
             name: String::from_utf8_lossy(ev.comm.as_bytes()),
         }),
-        container: crate::host::containers::container_of(ev.pid).map(|id| Container { id }),
+        container: container.map(|id| Container { id }),
         netta: Netta {
             sock: (ev.sock != 0).then_some(Hex(ev.sock)),
             state: ev.new_state.map(|s| s.name()),
@@ -247,11 +247,6 @@ fn doc<'a>(ev: &'a ConnEvent, clock: &Clock) -> Doc<'a> {
             evicted: None,
         },
     }
-}
-
-/// The ECS document for one event.
-pub fn event_value(ev: &ConnEvent, clock: &Clock) -> Value {
-    serde_json::to_value(doc(ev, clock)).unwrap_or(Value::Null)
 }
 
 /// The ECS document for one alert: `event.kind: "alert"`, `rule.*`, the evidence.
@@ -290,9 +285,9 @@ pub fn write_alert_line(out: &mut Vec<u8>, a: &Alert, clock: &Clock) {
 
 /// Appends one event as a single line (serde_json escapes every control character,
 /// so hostile process names cannot break the line).
-pub fn write_line(out: &mut Vec<u8>, ev: &ConnEvent, clock: &Clock) {
+pub fn write_line(out: &mut Vec<u8>, ev: &ConnEvent, clock: &Clock, container: Option<&str>) {
     // Serialising into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, &doc(ev, clock));
+    let _ = serde_json::to_writer(&mut *out, &doc(ev, clock, container));
     out.push(b'\n');
 }
 
@@ -342,6 +337,11 @@ pub fn closed_value(h: &Closed, clock: &Clock) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The ECS document for one event.
+    fn event_value(ev: &ConnEvent, clock: &Clock) -> Value {
+        serde_json::to_value(doc(ev, clock, None)).unwrap_or(Value::Null)
+    }
     use crate::core::event::{OwnerSource, Proto};
     use crate::core::sanitize::Comm;
 
@@ -403,7 +403,7 @@ mod tests {
         let mut e = base(Action::Opened);
         e.comm = Comm::from_bytes(b"a\n\"}\x1b[31m\xff");
         let mut out = Vec::new();
-        write_line(&mut out, &e, &Clock::fixed(0));
+        write_line(&mut out, &e, &Clock::fixed(0), None);
         assert_eq!(out.iter().filter(|b| **b == b'\n').count(), 1);
         assert!(!out.contains(&0x1b));
         let back: Value = serde_json::from_slice(&out).unwrap();

@@ -72,17 +72,8 @@ pub fn render_list(title: &str, rows: &[Conn]) -> String {
     for (i, min) in [5, 21, 21, 11, 11].into_iter().enumerate() {
         w[i] = w[i].max(min);
     }
-    let mut out = String::new();
-    header(&mut out, title);
-    push_row(&mut out, &HEAD.map(String::from), &w);
-    let _ = writeln!(out, "{}", light_rule());
-    for r in &cells {
-        push_row(&mut out, r, &w);
-    }
-    let _ = writeln!(out, "{}", light_rule());
-    let _ = writeln!(out, "Total: {} connections displayed", rows.len());
-    let _ = writeln!(out, "{}", heavy_rule());
-    out
+    let total = format!("Total: {} connections displayed", rows.len());
+    table(title, HEAD, &cells, &w, &total)
 }
 
 /// Closed connections: start, duration, bytes and process.
@@ -124,15 +115,27 @@ pub fn render_history(rows: &[Closed], clock: &crate::core::clock::Clock) -> Str
         })
         .collect();
     let w = widths(HEAD, &cells);
+    let total = format!("Total: {} closed connections displayed", rows.len());
+    table("CONNECTION HISTORY", HEAD, &cells, &w, &total)
+}
+
+/// A titled table: column heads, rows between light rules, and a total line.
+fn table<const N: usize>(
+    title: &str,
+    head: [&str; N],
+    cells: &[[String; N]],
+    w: &[usize; N],
+    total: &str,
+) -> String {
     let mut out = String::new();
-    header(&mut out, "CONNECTION HISTORY");
-    push_row(&mut out, &HEAD.map(String::from), &w);
+    header(&mut out, title);
+    push_row(&mut out, &head.map(String::from), w);
     let _ = writeln!(out, "{}", light_rule());
-    for r in &cells {
-        push_row(&mut out, r, &w);
+    for r in cells {
+        push_row(&mut out, r, w);
     }
     let _ = writeln!(out, "{}", light_rule());
-    let _ = writeln!(out, "Total: {} closed connections displayed", rows.len());
+    let _ = writeln!(out, "{total}");
     let _ = writeln!(out, "{}", heavy_rule());
     out
 }

@@ -129,16 +129,13 @@ impl Stats {
     }
 
     /// Live rows of `proto`.
+    #[cfg(test)]
     pub fn proto_count(&self, proto: Proto) -> u64 {
         self.protocols
             .iter()
             .find(|p| p.protocol == proto)
             .map_or(0, |p| p.connections)
     }
-}
-
-fn is_listener(c: &Conn) -> bool {
-    c.state == State::Listen || (c.proto == Proto::Udp && c.state == State::Unconn)
 }
 
 /// The port a row counts for in "Top Active Ports": the remote port when it is a
@@ -202,7 +199,7 @@ pub fn compute(snap: &Snapshot, services: &Services) -> Stats {
         if c.has_peer() && c.state.is_active() {
             active += 1;
         }
-        if is_listener(c) {
+        if c.state.is_listener() {
             listening.insert((c.proto, c.local.port()));
         }
         if c.has_peer() {
@@ -842,37 +839,31 @@ Since Start:
 #[cfg(test)]
 mod view_snapshots {
     use crate::core::event::State;
-    use crate::core::filter::Filter;
+    use crate::core::filter::{select, Filter};
     use crate::fixture;
     use crate::render::list as view;
 
-    fn list(title: &str, states: Vec<State>) -> String {
-        let filter = Filter {
-            states,
-            ..Default::default()
-        };
-        view::render_list(
-            title,
-            &crate::core::filter::select(&fixture::snapshot(), &filter),
-        )
+    fn list(title: &str, filter: Filter) -> String {
+        view::render_list(title, &select(&fixture::snapshot(), &filter))
     }
 
     #[test]
     fn list_all() {
-        insta::assert_snapshot!(view::render_list(
-            "ACTIVE NETWORK CONNECTIONS",
-            &crate::core::filter::select(&fixture::snapshot(), &Default::default())
-        ));
+        insta::assert_snapshot!(list("ACTIVE NETWORK CONNECTIONS", Filter::default()));
     }
 
     #[test]
     fn list_established() {
-        insta::assert_snapshot!(list("ESTABLISHED CONNECTIONS", vec![State::Established]));
+        let established = Filter {
+            states: vec![State::Established],
+            ..Filter::default()
+        };
+        insta::assert_snapshot!(list("ESTABLISHED CONNECTIONS", established));
     }
 
     #[test]
     fn list_listening() {
-        insta::assert_snapshot!(list("LISTENING PORTS", vec![State::Listen]));
+        insta::assert_snapshot!(list("LISTENING PORTS", Filter::listening()));
     }
 
     #[test]

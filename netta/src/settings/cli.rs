@@ -1,10 +1,11 @@
-//! Command-line interface (clap). Parsing only: commands live in `commands`.
+//! Command-line interface (clap). Parsing only: the commands live in `app`.
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
 use crate::core::event::{Proto, State};
 use crate::host::ebpf::Transport;
+use crate::settings::defaults::{defaults, Interval};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -31,6 +32,10 @@ fn version() -> &'static str {
             " (no eBPF object: /proc polling only)"
         )
     }
+}
+
+fn parse_interval(s: &str) -> Result<Interval, String> {
+    parse_duration(s).map(Interval)
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -72,25 +77,25 @@ pub struct Global {
     #[arg(long, global = true)]
     pub no_ebpf: bool,
     /// How kernel records reach user space.
-    #[arg(long, global = true, value_enum, default_value_t = Transport::Ring)]
+    #[arg(long, global = true, value_enum, default_value_t = defaults().transport)]
     pub transport: Transport,
     /// Ring buffer size in bytes (power of two).
-    #[arg(long, global = true, default_value = "2097152", value_parser = parse_ring_size)]
+    #[arg(long, global = true, default_value_t = defaults().ring_size, value_parser = parse_ring_size)]
     pub ring_size: u32,
     /// How often /proc is re-read to heal anything events missed (eBPF mode).
-    #[arg(long, global = true, default_value = "5s", value_parser = parse_duration)]
-    pub reconcile_interval: Duration,
+    #[arg(long, global = true, default_value_t = Interval(defaults().reconcile_interval), value_parser = parse_interval)]
+    pub reconcile_interval: Interval,
     /// How often /proc is polled when eBPF is unavailable.
-    #[arg(long, global = true, default_value = "1s", value_parser = parse_duration)]
-    pub poll_interval: Duration,
+    #[arg(long, global = true, default_value_t = Interval(defaults().poll_interval), value_parser = parse_interval)]
+    pub poll_interval: Interval,
     /// A UDP flow idle this long is reported and forgotten.
-    #[arg(long, global = true, default_value = "5s", value_parser = parse_duration)]
-    pub udp_idle: Duration,
+    #[arg(long, global = true, default_value_t = Interval(defaults().udp_idle), value_parser = parse_interval)]
+    pub udp_idle: Interval,
     /// Most live connections kept; more are counted as evicted.
-    #[arg(long, global = true, default_value_t = 262_144)]
+    #[arg(long, global = true, default_value_t = defaults().max_connections)]
     pub max_connections: usize,
     /// Most closed connections kept in history.
-    #[arg(long, global = true, default_value_t = 20_000)]
+    #[arg(long, global = true, default_value_t = defaults().history_size)]
     pub history_size: usize,
     /// Configuration file (TOML); flags override it. Default: /etc/netta/netta.toml if present.
     #[arg(long, global = true, value_name = "FILE")]
@@ -415,16 +420,19 @@ impl Global {
             |id: &str| matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
         macro_rules! take {
             ($field:ident) => {
+                take!($field, std::convert::identity)
+            };
+            ($field:ident, $wrap:expr) => {
                 if let (false, Some(v)) = (from_cli(stringify!($field)), c.$field.clone()) {
-                    self.$field = v;
+                    self.$field = $wrap(v);
                 }
             };
         }
         take!(transport);
         take!(ring_size);
-        take!(reconcile_interval);
-        take!(poll_interval);
-        take!(udp_idle);
+        take!(reconcile_interval, Interval);
+        take!(poll_interval, Interval);
+        take!(udp_idle, Interval);
         take!(max_connections);
         take!(history_size);
         take!(no_ebpf);

@@ -8,9 +8,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::host::ebpf::Transport;
+use crate::settings::line_of;
 use crate::settings::sink_spec::SinkSpec;
-
-pub const DEFAULT_PATH: &str = "/etc/netta/netta.toml";
 
 #[derive(Debug, thiserror::Error)]
 #[error("config file {path}{}: {reason}", line.map(|l| format!(" line {l}")).unwrap_or_default())]
@@ -68,10 +67,6 @@ pub struct Config {
     pub state_dir: Option<PathBuf>,
     pub retention_age: Option<Duration>,
     pub retention_size: Option<u64>,
-}
-
-fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].matches('\n').count() + 1
 }
 
 impl Config {

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::core::sanitize::escape;
+use crate::settings::line_of;
 
 /// A rules file that could not be read or is not valid. Its text names the line
 /// (1-based; left out where unknown) and the reason, e.g.
@@ -68,16 +69,6 @@ fn located(path: Option<&Path>, line: usize, reason: &str) -> String {
     s.push_str(": ");
     s.push_str(reason);
     s
-}
-
-/// 1-based line of byte offset `at` in `text` (clamped to the text).
-fn line_of(text: &str, at: usize) -> usize {
-    let at = at.min(text.len());
-    text.as_bytes()[..at]
-        .iter()
-        .filter(|b| **b == b'\n')
-        .count()
-        + 1
 }
 
 /// A user-supplied string, quoted and escaped so that it cannot drive a terminal.

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, watch};
 /// The `events-lost` line telling a reader `n` lines were dropped here.
 pub(super) fn notice_line(clock: &Clock, n: u64) -> Vec<u8> {
     let mut line = Vec::with_capacity(256);
-    crate::render::ecs::write_line(&mut line, &ConnEvent::lost(mono_now(), n), clock);
+    crate::render::ecs::write_line(&mut line, &ConnEvent::lost(mono_now(), n), clock, None);
     line
 }
 
@@ -26,6 +26,7 @@ pub(super) struct Lines<'a> {
     pub(super) backlog: Backlog,
     pub(super) scratch: Vec<u8>,
     pub(super) clock: Clock,
+    pub(super) containers: crate::host::containers::Containers,
     pub(super) stats: &'a SinkStats,
     pub(super) label: &'a str,
     /// The "buffer full" warning was given for the current episode.
@@ -35,7 +36,7 @@ pub(super) struct Lines<'a> {
 impl Lines<'_> {
     pub(super) fn push(&mut self, r: &Record) -> usize {
         self.scratch.clear();
-        r.write_json(&mut self.scratch, &self.clock);
+        r.write_json(&mut self.scratch, &self.clock, &mut self.containers);
         let dropped = self.backlog.push(&self.scratch);
         if dropped > 0 {
             self.stats.add_dropped(dropped);

@@ -72,6 +72,7 @@ pub async fn run(
         backlog: Backlog::new(BUFFER_LINES, BUFFER_BYTES),
         scratch: Vec::with_capacity(4096),
         clock,
+        containers: crate::host::containers::Containers::new(),
         stats: &stats,
         label: &label,
         warned_full: false,

@@ -19,7 +19,7 @@ pub(super) async fn write_stdout(mut buf: Vec<u8>) -> (Vec<u8>, io::Result<()>) 
 
 pub(super) async fn run_stdout(
     mut rx: mpsc::Receiver<Record>,
-    lines: Lines<'_>,
+    mut lines: Lines<'_>,
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
     lines.stats.set_connected(true);
@@ -34,12 +34,12 @@ pub(super) async fn run_stdout(
         let mut n = 0u64;
         match first {
             Some(r) => {
-                r.write_json(&mut buf, &lines.clock);
+                r.write_json(&mut buf, &lines.clock, &mut lines.containers);
                 n += 1;
                 while buf.len() < BATCH_BYTES {
                     match rx.try_recv() {
                         Ok(r) => {
-                            r.write_json(&mut buf, &lines.clock);
+                            r.write_json(&mut buf, &lines.clock, &mut lines.containers);
                             n += 1;
                         }
                         Err(_) => break,
@@ -49,7 +49,7 @@ pub(super) async fn run_stdout(
             None => {
                 stopping = true;
                 while let Ok(r) = rx.try_recv() {
-                    r.write_json(&mut buf, &lines.clock);
+                    r.write_json(&mut buf, &lines.clock, &mut lines.containers);
                     n += 1;
                 }
                 if n == 0 {

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{params, Connection, OpenFlags};
 
-pub use row::{AlertRow, ConnRow, Row};
+pub use row::{ConnRow, Row};
 
 /// The history file's name inside the state directory.
 pub const FILE_NAME: &str = "history.db";
@@ -125,6 +125,7 @@ impl Store {
         &self.path
     }
 
+    #[cfg(test)]
     pub fn reader(&self) -> Result<Reader, StoreError> {
         Reader::open(&self.path)
     }

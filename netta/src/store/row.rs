@@ -1,7 +1,7 @@
 //! How agent records become stored rows (the row types are in `core::stored`).
 use crate::agent::Record;
 use crate::core::clock::Clock;
-pub use crate::core::history_query::{action_name, parse_action, ACTIONS};
+pub use crate::core::history_query::action_name;
 pub use crate::core::stored::{wall_us, AlertRow, ConnRow};
 pub use crate::core::when::now_us;
 use crate::detect::Alert;

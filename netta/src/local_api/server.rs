@@ -251,6 +251,7 @@ async fn events(_: Allowed, State(st): State<AppState>, Query(p): Query<EventsPa
     let mut stop = st.stop.clone();
     let st2 = st.clone();
     tokio::spawn(async move {
+        let mut containers = crate::host::containers::Containers::new();
         let mut replayed_until = i64::MIN;
         if let Some(since) = p.since_us {
             let rows = blocking(move || {
@@ -298,10 +299,10 @@ async fn events(_: Allowed, State(st): State<AppState>, Query(p): Query<EventsPa
                         }
                     }
                     let mut buf = Vec::with_capacity(512);
-                    r.write_json(&mut buf, &clock);
+                    r.write_json(&mut buf, &clock, &mut containers);
                     while buf.len() < 1 << 16 {
                         match live.try_recv() {
-                            Ok(r) => r.write_json(&mut buf, &clock),
+                            Ok(r) => r.write_json(&mut buf, &clock, &mut containers),
                             Err(_) => break,
                         }
                     }
@@ -318,7 +319,12 @@ async fn events(_: Allowed, State(st): State<AppState>, Query(p): Query<EventsPa
 
 /// A stored row as the same ECS line the live stream writes.
 fn write_row(buf: &mut Vec<u8>, row: &ConnRow) {
-    crate::render::ecs::write_line(buf, &row.to_event(), &crate::core::clock::Clock::fixed(0));
+    crate::render::ecs::write_line(
+        buf,
+        &row.to_event(),
+        &crate::core::clock::Clock::fixed(0),
+        None,
+    );
 }
 
 /// Serves until `stop` turns true, then removes the socket.

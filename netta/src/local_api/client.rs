@@ -44,10 +44,6 @@ impl Client {
         Client { path: path.into() }
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     async fn connect(&self) -> Result<Sender, ClientError> {
         let p = || self.path.clone();
         let stream =
@@ -127,7 +123,9 @@ impl Client {
             .map_err(|e| ClientError::Io(self.path.clone(), format!("bad reply: {e}")))
     }
 
-    /// Calls `chunk` with each piece of a streamed body until it returns false or the stream ends.
+    /// Calls `chunk` with each piece of a streamed body until it returns false or the stream ends
+    /// (for the events view to attach with; only tests use it yet).
+    #[cfg(test)]
     pub async fn stream(
         &self,
         path_and_query: &str,

@@ -1,0 +1,97 @@
+//! The record bus: connection events and alerts, in order, to every subscriber
+//! (views, sinks, metrics). A slow subscriber never blocks the reader: its
+//! records are dropped, counted, and announced once it has room again.
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use crate::core::clock::Clock;
+use crate::core::event::ConnEvent;
+use crate::detect::Alert;
+use crate::host::containers::Containers;
+use crate::render::ecs;
+
+/// What subscribers receive: connection events and detection alerts, in order.
+#[derive(Clone, Debug)]
+pub enum Record {
+    Event(ConnEvent),
+    Alert(Arc<Alert>),
+}
+
+impl Record {
+    /// Appends the record as one ECS JSON line.
+    pub fn write_json(&self, out: &mut Vec<u8>, clock: &Clock, containers: &mut Containers) {
+        match self {
+            Record::Event(ev) => {
+                let id = containers.of(ev.pid);
+                ecs::write_line(out, ev, clock, id.as_deref())
+            }
+            Record::Alert(a) => ecs::write_alert_line(out, a, clock),
+        }
+    }
+}
+
+struct Tap {
+    tx: mpsc::Sender<Record>,
+    dropped: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct Bus {
+    taps: Vec<Tap>,
+}
+
+impl Bus {
+    pub fn is_empty(&self) -> bool {
+        self.taps.is_empty()
+    }
+
+    pub fn subscribe(&mut self, capacity: usize) -> mpsc::Receiver<Record> {
+        let (tx, rx) = mpsc::channel(capacity);
+        self.taps.push(Tap { tx, dropped: 0 });
+        rx
+    }
+
+    /// Sends `len` records to every tap without blocking; returns how many
+    /// deliveries were dropped because a tap was full.
+    pub fn send(&mut self, now: u64, len: usize, record: impl Fn(usize) -> Record) -> u64 {
+        let mut dropped_now = 0;
+        self.taps.retain_mut(|tap| {
+            for i in 0..len {
+                if tap.dropped > 0 {
+                    let lost = Record::Event(ConnEvent::lost(now, tap.dropped));
+                    match tap.tx.try_send(lost) {
+                        Ok(()) => tap.dropped = 0,
+                        Err(mpsc::error::TrySendError::Full(_)) => {
+                            tap.dropped += 1;
+                            dropped_now += 1;
+                            continue;
+                        }
+                        Err(mpsc::error::TrySendError::Closed(_)) => return false,
+                    }
+                }
+                match tap.tx.try_send(record(i)) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        tap.dropped += 1;
+                        dropped_now += 1;
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => return false,
+                }
+            }
+            true
+        });
+        dropped_now
+    }
+
+    /// Tells taps that dropped records how many, even when no new record comes
+    /// along to carry the notice.
+    pub fn flush_drop_notices(&mut self, now: u64) {
+        for tap in self.taps.iter_mut().filter(|t| t.dropped > 0) {
+            let lost = Record::Event(ConnEvent::lost(now, tap.dropped));
+            if tap.tx.try_send(lost).is_ok() {
+                tap.dropped = 0;
+            }
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! The whole agent on a fake host: recorded kernel records and /proc text go in,
+//! the ECS lines of its record bus and its table views come out.
+use std::io;
+use std::sync::Mutex;
+
+use netta_abi::{Event, AF_INET, IPPROTO_TCP};
+use rustc_hash::FxHashMap;
+use tokio::sync::oneshot;
+
+use super::*;
+use crate::core::event::Proto;
+use crate::core::filter::{select, Filter};
+use crate::core::proc_net::{parse_net, Owner};
+use crate::core::sanitize::Comm;
+use crate::host::containers::Containers;
+use crate::host::{Kernel, MakeSink, Sockets};
+use crate::render::list::{render_history, render_list};
+
+const SEC: u64 = 1_000_000_000;
+/// The fake host's monotonic clock stands still here; records come after it.
+const NOW: u64 = 1_000 * SEC;
+
+/// /proc/net/tcp at start: nginx listening on 127.0.0.1:8080 (inode 555) and an
+/// inbound ssh session (inode 556).
+const PROC_TCP: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 555 1 0000000000000000 100 0 0 10 0
+   1: 0100000A:0016 0200000A:D431 01 00000000:00000000 00:00000000 00000000     0        0 556 1 0000000000000000 20 4 30 10 -1
+";
+
+struct FakeMaps;
+
+impl KernelMaps for FakeMaps {
+    fn counter(&self, _: u32) -> u64 {
+        0
+    }
+    fn udp_flows(&self) -> Vec<(netta_abi::UdpFlowKey, netta_abi::UdpFlowStats)> {
+        Vec::new()
+    }
+    fn forget_udp_flow(&mut self, _: &netta_abi::UdpFlowKey) {}
+    fn synack_retransmits(&self) -> Vec<(u16, u16, u64)> {
+        Vec::new()
+    }
+}
+
+struct FakeHost {
+    records: Vec<Vec<u8>>,
+    /// The kernel stream starts when the test has subscribed.
+    go: Mutex<Option<oneshot::Receiver<()>>>,
+}
+
+impl Host for FakeHost {
+    fn start_kernel(
+        &self,
+        _: &ebpf::Options,
+        make_sink: MakeSink<'_>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<Kernel, String> {
+        let mut sink = make_sink();
+        let records = self.records.clone();
+        let go = lock(&self.go).take();
+        let task = tokio::spawn(async move {
+            if let Some(go) = go {
+                let _ = go.await;
+            }
+            for r in &records {
+                sink.record(r);
+            }
+            sink.flush();
+            let _ = shutdown.changed().await;
+        });
+        Ok(Kernel {
+            transport: Transport::Ring,
+            maps: Box::new(FakeMaps),
+            readers: Box::pin(async move {
+                let _ = task.await;
+            }),
+        })
+    }
+
+    fn read_sockets(&self) -> io::Result<Sockets> {
+        let (sockets, errors) = parse_net(PROC_TCP.as_bytes(), Proto::Tcp);
+        assert!(errors.is_empty(), "{errors:?}");
+        Ok(Sockets {
+            sockets,
+            errors: Vec::new(),
+        })
+    }
+
+    fn socket_owners(&self) -> FxHashMap<u64, Owner> {
+        let owner = |pid, comm: &[u8]| Owner {
+            pid,
+            comm: Comm::from_bytes(comm),
+        };
+        [(555, owner(100, b"nginx")), (556, owner(200, b"sshd"))]
+            .into_iter()
+            .collect()
+    }
+
+    fn services(&self) -> Services {
+        Services::builtin()
+    }
+
+    fn now_ns(&self) -> u64 {
+        NOW
+    }
+
+    fn clock(&self) -> Clock {
+        // Monotonic 0 is 2024-10-15T14:30:00Z.
+        Clock::fixed(1_729_002_600 * SEC as i128)
+    }
+}
+
+/// One loopback TCP record: (kind, flags, sock, local port, remote port, pid,
+/// process name, ns after the first record).
+type Spec = (u8, u8, u64, u16, u16, u32, &'static [u8], u64);
+
+fn record(&(kind, flags, sock, local_port, remote_port, pid, name, dt): &Spec) -> Vec<u8> {
+    let loopback = [127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    let mut comm = [0u8; netta_abi::COMM_LEN];
+    comm[..name.len()].copy_from_slice(name);
+    let closed = kind == netta_abi::kind::CLOSED;
+    let e = Event {
+        kind,
+        flags,
+        sock,
+        family: AF_INET,
+        protocol: IPPROTO_TCP,
+        local_addr: loopback,
+        remote_addr: loopback,
+        local_port,
+        remote_port,
+        pid,
+        comm,
+        start_ns: NOW + SEC,
+        ts_ns: NOW + SEC + dt,
+        bytes_sent: if closed { 100 } else { 0 },
+        bytes_recv: if closed { 2000 } else { 0 },
+        ..Event::zeroed()
+    };
+    e.as_bytes().to_vec()
+}
+
+/// curl connects to nginx and closes (both ends seen, as on loopback), a new
+/// listener starts (an alert), and one record is garbage.
+fn records() -> Vec<Vec<u8>> {
+    use netta_abi::flag::{ACCEPTED, INITIATOR};
+    use netta_abi::kind::{CLOSED, LISTEN_STARTED, OPENED};
+    const SPECS: [Spec; 5] = [
+        (OPENED, INITIATOR, 0x10, 40000, 8080, 300, b"curl", 0),
+        (OPENED, ACCEPTED, 0x11, 8080, 40000, 100, b"nginx", 1000),
+        (
+            CLOSED, INITIATOR, 0x10, 40000, 8080, 300, b"curl", 2_000_000,
+        ),
+        (
+            CLOSED, ACCEPTED, 0x11, 8080, 40000, 100, b"nginx", 2_001_000,
+        ),
+        (LISTEN_STARTED, 0, 0x12, 9090, 0, 400, b"backdoor", 3 * SEC),
+    ];
+    let mut out: Vec<Vec<u8>> = SPECS.iter().map(record).collect();
+    out.insert(4, vec![0xff; 7]);
+    out
+}
+
+#[tokio::test]
+async fn whole_agent_on_a_fake_host() {
+    let (go, go_rx) = oneshot::channel();
+    let host = Arc::new(FakeHost {
+        records: records(),
+        go: Mutex::new(Some(go_rx)),
+    });
+    let agent = Agent::start_on(host, AgentOptions::default()).await;
+    assert_eq!(agent.mode(), Mode::Ebpf(Transport::Ring));
+    let mut rx = agent.shared.subscribe(1024);
+    let seeded = render_list(
+        "SEEDED FROM /proc",
+        &select(&agent.shared.snapshot(), &Filter::default()),
+    );
+    go.send(()).unwrap();
+
+    // Five events change the table (the garbage record does not decode), then the alert.
+    let mut lines = String::new();
+    let mut out = Vec::new();
+    for _ in 0..6 {
+        let rec = tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
+            .await
+            .expect("records arrive")
+            .expect("the bus stays open");
+        out.clear();
+        rec.write_json(&mut out, &agent.shared.clock, &mut Containers::none());
+        lines.push_str(std::str::from_utf8(&out).unwrap());
+    }
+    let snap = agent.shared.snapshot();
+    assert_eq!(snap.counters.decode_errors, 1);
+    insta::assert_snapshot!("fake_host_ecs_lines", lines);
+    insta::assert_snapshot!(
+        "fake_host_views",
+        format!(
+            "{seeded}\n{}\n{}",
+            render_list(
+                "ACTIVE NETWORK CONNECTIONS",
+                &select(&snap, &Filter::default())
+            ),
+            render_history(&snap.history, &agent.shared.clock)
+        )
+    );
+    agent.shutdown().await;
+}
