@@ -38,17 +38,22 @@ pub use app::main;
 pub mod api {
     /// The running agent and its record bus.
     pub use crate::agent::{Agent, AgentOptions, Mode, Record, Shared};
+    pub use crate::core::event::{Direction, State};
     pub use crate::core::table::{Limits, Table};
     /// The pure core: kernel records, the table and the one ingest pipeline.
     pub use crate::core::{clock::Clock, event::Action, event::ConnEvent, event::Proto};
+    /// Pure pieces with their own tests upstream (Community ID, opaque socket ids).
+    pub use crate::core::{community_id, sock_id};
     /// History filters (parsed from flags and the API's query string).
     pub use crate::core::{history_query, when};
     pub use crate::core::{pipeline, proc_net::parse_net, services::Services};
-    pub use crate::detect::{Detector, Rules};
+    pub use crate::detect::{Alert, Detector, RuleId, Rules, Severity};
+    /// systemd notification (sd_notify).
+    pub use crate::host::notify;
     /// What netta reads about the kernel before loading.
     pub use crate::host::{btf::Btf, containers::Containers, tracefs};
-    /// ECS JSON lines.
-    pub use crate::render::ecs::write_line;
+    /// ECS JSON lines: events and the one alert document.
+    pub use crate::render::ecs::{alert_value, write_line, ECS_VERSION};
 
     /// The Prometheus endpoint.
     pub mod metrics {
@@ -57,7 +62,8 @@ pub mod api {
 
     /// Where JSON lines go.
     pub mod sink {
+        pub use crate::settings::http_spec::{parse_sink, HttpOptions, HttpSpec};
         pub use crate::settings::sink_spec::SinkSpec;
-        pub use crate::sink::{run, SinkStats, BUFFER_LINES};
+        pub use crate::sink::{fan_out, run, LineMaker, SinkStats, BUFFER_LINES};
     }
 }

@@ -9,6 +9,9 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+pub mod ecs;
+pub mod servers;
+
 pub use serde_json::Value;
 
 fn target_dir() -> PathBuf {
@@ -76,6 +79,54 @@ fn lines_of(stream: impl std::io::Read + Send + 'static) -> mpsc::Receiver<Strin
         }
     });
     rx
+}
+
+/// The kernel-address-looking token in `text`, if any: 16 hex digits from
+/// `ffff8` up (x86-64 kernel space, with or without `0x`), or the same value in
+/// decimal (20 digits from 184466...).
+pub fn kernel_address(text: &str) -> Option<&str> {
+    let b = text.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if !b[i].is_ascii_alphanumeric() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len() && b[i].is_ascii_alphanumeric() {
+            i += 1;
+        }
+        let mut tok = &text[start..i];
+        if let Some(t) = tok.strip_prefix("0x") {
+            tok = t;
+        }
+        let hex = tok.len() == 16
+            && tok.bytes().all(|c| c.is_ascii_hexdigit())
+            && tok.to_ascii_lowercase().as_str() >= "ffff800000000000";
+        let dec = tok.len() == 20
+            && tok.bytes().all(|c| c.is_ascii_digit())
+            && tok >= "18446603336221196288";
+        if hex || dec {
+            return Some(&text[start..i]);
+        }
+    }
+    None
+}
+
+/// Panics if `text` (from `what`) carries a kernel address.
+pub fn assert_no_kernel_address(what: &str, text: &str) {
+    if let Some(a) = kernel_address(text) {
+        panic!("{what} leaks a kernel address {a}: {text}");
+    }
+}
+
+/// Parses one line netta wrote as an event or alert, and checks it: valid JSON,
+/// conforming to ECS, no kernel address.
+pub fn parse_event_line(l: &str) -> Value {
+    assert_no_kernel_address("an event line", l);
+    let v = serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}"));
+    ecs::assert_conforms(&v);
+    v
 }
 
 /// A running `netta events`, collecting its JSON lines.
@@ -152,11 +203,12 @@ impl Events {
         unsafe { libc::kill(self.child.id() as i32, signal) };
         let status = self.child.wait().expect("wait for netta");
         for l in self.lines.iter() {
-            self.collected.push(
-                serde_json::from_str(&l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")),
-            );
+            self.collected.push(parse_event_line(&l));
         }
         self.stderr_lines.extend(self.stderr.try_iter());
+        for l in &self.stderr_lines {
+            assert_no_kernel_address("netta's log", l);
+        }
         assert!(
             status.success(),
             "netta events failed: {status} {:?}",
@@ -284,9 +336,7 @@ impl Events {
         let deadline = Instant::now() + timeout;
         loop {
             while let Ok(l) = self.lines.try_recv() {
-                self.collected.push(
-                    serde_json::from_str(&l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")),
-                );
+                self.collected.push(parse_event_line(&l));
             }
             if cond(&self.collected) {
                 return true;
@@ -296,9 +346,7 @@ impl Events {
                 return false;
             }
             match self.lines.recv_timeout(left.min(Duration::from_millis(50))) {
-                Ok(l) => self.collected.push(
-                    serde_json::from_str(&l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")),
-                ),
+                Ok(l) => self.collected.push(parse_event_line(&l)),
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     self.stderr_lines.extend(self.stderr.try_iter());
@@ -379,5 +427,28 @@ impl Events {
     /// The pid of the running `netta events`.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kernel_address;
+
+    #[test]
+    fn finds_kernel_addresses_in_any_form() {
+        assert_eq!(
+            kernel_address(r#"{"sock":"0xffff88815f958940"}"#),
+            Some("0xffff88815f958940")
+        );
+        assert_eq!(
+            kernel_address("at ffff88815f958940 ok"),
+            Some("ffff88815f958940")
+        );
+        assert_eq!(
+            kernel_address("x 18446612687196408128 y"),
+            Some("18446612687196408128")
+        );
+        assert_eq!(kernel_address(r#"{"sock_id":"3f9a0c1d2e4b5a69"}"#), None);
+        assert_eq!(kernel_address("00007fffffffe000 1234567890"), None);
     }
 }

@@ -1,6 +1,6 @@
 //! The original tool's features, end to end: the menu driven through a pipe, the
 //! monitor counting short-lived connections a poll would miss, and export.
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use netta_tests::*;

@@ -16,7 +16,8 @@ use tokio::sync::{mpsc, watch};
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
-/// A synthetic event, identified by its socket field (`netta.sock`).
+/// A synthetic event, identified by its time (`@timestamp` is `id` ns after the
+/// epoch with the sinks' fixed clock).
 fn record(id: u64) -> Record {
     Record::Event(ConnEvent {
         action: Action::Opened,
@@ -39,8 +40,10 @@ fn classify(line: &str) -> Line {
         return Line::Lost(v["netta"]["lost"].as_u64().expect("netta.lost"));
     }
     assert_eq!(v["event"]["action"], "connection-opened", "{line}");
-    let sock = v["netta"]["sock"].as_str().expect("netta.sock");
-    let id = u64::from_str_radix(sock.trim_start_matches("0x"), 16).expect("hex sock");
+    assert!(v["netta"].get("sock").is_none(), "a kernel address: {line}");
+    let ts = v["@timestamp"].as_str().expect("@timestamp");
+    let at = humantime::parse_rfc3339(ts).expect("RFC 3339 @timestamp");
+    let id = at.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
     Line::Record(id)
 }
 
@@ -80,9 +83,13 @@ async fn accept(listener: &TcpListener) -> Lines<BufReader<TcpStream>> {
     BufReader::new(stream).lines()
 }
 
-async fn send(tx: &mpsc::Sender<Record>, ids: std::ops::RangeInclusive<u64>) {
+/// Sends the records' lines, serialised once as the agent does it.
+async fn send(tx: &mpsc::Sender<bytes::Bytes>, ids: std::ops::RangeInclusive<u64>) {
+    let mut maker = sink::LineMaker::new(Clock::fixed(0), netta::api::Containers::none());
     for id in ids {
-        tx.send(record(id)).await.expect("the sink stopped");
+        tx.send(maker.line(&record(id)))
+            .await
+            .expect("the sink stopped");
     }
 }
 
@@ -95,7 +102,13 @@ async fn tcp_sink_buffers_through_an_outage_and_reports_what_it_dropped() {
     let (stop, shutdown) = watch::channel(false);
     let spec: SinkSpec = format!("tcp://{addr}").parse().unwrap();
     assert_eq!(spec, SinkSpec::Tcp(addr.to_string()));
-    let task = tokio::spawn(sink::run(spec, rx, Clock::new(), stats.clone(), shutdown));
+    let task = tokio::spawn(sink::run(
+        spec,
+        rx,
+        Clock::fixed(0),
+        stats.clone(),
+        shutdown,
+    ));
 
     // Before the outage: everything, in order.
     const BEFORE: u64 = 1_000;
@@ -209,7 +222,7 @@ async fn file_sink_reopens_on_sighup_after_rotation() {
     let task = tokio::spawn(sink::run(
         SinkSpec::File(path.clone()),
         rx,
-        Clock::new(),
+        Clock::fixed(0),
         stats.clone(),
         shutdown,
     ));
@@ -254,7 +267,13 @@ async fn unix_sink_delivers_what_it_buffered_when_stopped() {
     let stats = Arc::new(SinkStats::default());
     let (stop, shutdown) = watch::channel(false);
     let spec: SinkSpec = format!("unix://{}", path.display()).parse().unwrap();
-    let task = tokio::spawn(sink::run(spec, rx, Clock::new(), stats.clone(), shutdown));
+    let task = tokio::spawn(sink::run(
+        spec,
+        rx,
+        Clock::fixed(0),
+        stats.clone(),
+        shutdown,
+    ));
     // Nobody listens yet: the lines wait in the sink.
     send(&tx, 1..=5).await;
     wait_until("the sink to take them", || {

@@ -42,6 +42,8 @@ const TEST_PEER_PACKAGES: &[&str] = &[
     "libcap2-bin",
     "util-linux",
     "prometheus",
+    "clickhouse-server",
+    "rsyslog",
     "python3",
 ];
 

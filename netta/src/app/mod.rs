@@ -380,9 +380,12 @@ pub async fn agent(s: &Settings, args: &crate::settings::cli::AgentArgs) -> anyh
         api_stop_rx,
     );
     let mut tasks = Vec::new();
+    // One tap, serialised once, shared by every sink.
+    let mut outs = Vec::new();
     for spec in &sinks {
-        let rx = agent.shared.subscribe(1 << 14);
+        let (tx, rx) = tokio::sync::mpsc::channel(1 << 14);
         let stats = Arc::new(SinkStats::default());
+        outs.push((tx, stats.clone()));
         tasks.push(tokio::spawn(crate::sink::run(
             spec.clone(),
             rx,
@@ -391,6 +394,11 @@ pub async fn agent(s: &Settings, args: &crate::settings::cli::AgentArgs) -> anyh
             stop_rx.clone(),
         )));
     }
+    let (fan_stop, fan_rx) = tokio::sync::watch::channel(false);
+    let fan = (!outs.is_empty()).then(|| {
+        let tap = agent.shared.subscribe(1 << 14);
+        tokio::spawn(crate::sink::fan_out(tap, agent.shared.clock, outs, fan_rx))
+    });
     if let Some(l) = listener {
         let shared = agent.shared.clone();
         let rx = stop_rx.clone();
@@ -412,14 +420,22 @@ pub async fn agent(s: &Settings, args: &crate::settings::cli::AgentArgs) -> anyh
             _ => "off".into(),
         }
     );
+    // Programs attached, table seeded, sinks subscribed: systemd may order
+    // dependent units after us now.
+    crate::host::notify::notify(&format!("READY=1\nSTATUS={}", agent.mode().describe()));
+    let mut watchdog = crate::host::notify::watchdog_interval().map(tokio::time::interval);
     let stop = stop_signal();
     tokio::pin!(stop);
     loop {
         tokio::select! {
             _ = &mut stop => break,
             _ = hup.recv() => log::info!("SIGHUP: file sinks reopen"),
+            _ = async { watchdog.as_mut().expect("guarded").tick().await }, if watchdog.is_some() => {
+                crate::host::notify::notify("WATCHDOG=1");
+            }
         }
     }
+    crate::host::notify::notify("STOPPING=1");
     // Stopping reports the flows still open; then the store and the sinks drain and flush.
     let _ = api_stop_tx.send(true);
     agent.shutdown().await;
@@ -427,6 +443,11 @@ pub async fn agent(s: &Settings, args: &crate::settings::cli::AgentArgs) -> anyh
         let _ = tokio::task::spawn_blocking(move || w.stop()).await;
     }
     let _ = api_task.await;
+    // The last records reach the sinks before they are told to stop.
+    let _ = fan_stop.send(true);
+    if let Some(f) = fan {
+        let _ = f.await;
+    }
     let _ = stop_tx.send(true);
     let mut failed = None;
     for t in tasks {

@@ -2,6 +2,7 @@
 //! decoding, addresses, the live table and its history, /proc/net parsing,
 //! clock conversion, sanitising, service names and the text of numbers.
 pub mod clock;
+pub mod community_id;
 pub mod event;
 pub mod filter;
 pub mod format;
@@ -10,6 +11,7 @@ pub mod pipeline;
 pub mod proc_net;
 pub mod sanitize;
 pub mod services;
+pub mod sock_id;
 pub mod stored;
 pub mod table;
 pub mod when;

@@ -55,6 +55,64 @@ impl RuleId {
             RuleId::AbnormalState => "Abnormal connection states",
         }
     }
+
+    /// One sentence on what the rule looks for (`rule.description`).
+    pub fn description(self) -> &'static str {
+        match self {
+            RuleId::UnusualHighPort => {
+                "A connection to or from a high port that no known service uses."
+            }
+            RuleId::HighConnectionCount => "One remote address holds many connections at once.",
+            RuleId::PortScan => "One source tries many distinct ports within a short window.",
+            RuleId::SynFlood => "Many half-open connections (SYN received, never established).",
+            RuleId::ConnectionBurst => "One source opens connections at a very high rate.",
+            RuleId::FanOut => "One process connects to many distinct hosts within a short window.",
+            RuleId::NewListener => "A port started listening after netta started.",
+            RuleId::LargeOutbound => "One connection sent an unusually large amount of data out.",
+            RuleId::AbnormalState => "Many connections stuck in unusual TCP states.",
+        }
+    }
+
+    /// The MITRE ATT&CK tactic and technique the rule watches for.
+    pub fn attack(self) -> Attack {
+        const DISCOVERY: (&str, &str) = ("TA0007", "Discovery");
+        const IMPACT: (&str, &str) = ("TA0040", "Impact");
+        const EXFILTRATION: (&str, &str) = ("TA0010", "Exfiltration");
+        const C2: (&str, &str) = ("TA0011", "Command and Control");
+        let (tactic, technique) = match self {
+            RuleId::UnusualHighPort | RuleId::NewListener => (C2, ("T1571", "Non-Standard Port")),
+            RuleId::PortScan | RuleId::AbnormalState => {
+                (DISCOVERY, ("T1046", "Network Service Discovery"))
+            }
+            RuleId::FanOut => (DISCOVERY, ("T1018", "Remote System Discovery")),
+            RuleId::SynFlood => (IMPACT, ("T1498", "Network Denial of Service")),
+            RuleId::HighConnectionCount | RuleId::ConnectionBurst => {
+                (IMPACT, ("T1499", "Endpoint Denial of Service"))
+            }
+            RuleId::LargeOutbound => (
+                EXFILTRATION,
+                ("T1048", "Exfiltration Over Alternative Protocol"),
+            ),
+        };
+        Attack { tactic, technique }
+    }
+}
+
+/// A rule's place in MITRE ATT&CK: (id, name) of its tactic and technique.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Attack {
+    pub tactic: (&'static str, &'static str),
+    pub technique: (&'static str, &'static str),
+}
+
+impl Attack {
+    pub fn technique_url(&self) -> String {
+        format!("https://attack.mitre.org/techniques/{}/", self.technique.0)
+    }
+
+    pub fn tactic_url(&self) -> String {
+        format!("https://attack.mitre.org/tactics/{}/", self.tactic.0)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

@@ -19,7 +19,7 @@ mod port_scan;
 mod syn_flood;
 mod unusual_high_port;
 
-pub use alert::{Alert, RuleId};
+pub use alert::{Alert, RuleId, Severity};
 pub use rules::Rules;
 
 use crate::core::event::{Action, ConnEvent, Direction};

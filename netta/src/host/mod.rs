@@ -7,6 +7,8 @@
 pub mod btf;
 pub mod containers;
 pub mod ebpf;
+pub mod identity;
+pub mod notify;
 pub mod proc;
 pub mod self_stats;
 pub mod services;

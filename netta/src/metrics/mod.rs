@@ -297,6 +297,9 @@ mod tests {
         s.process = Some(Process {
             cpu_seconds: 1.5,
             resident_bytes: 4096,
+            start_time_seconds: 1_700_000_000.5,
+            open_fds: 9,
+            max_fds: 1024,
         });
         s
     }
@@ -366,7 +369,6 @@ mod tests {
             r#"netta_alerts_total{rule="port-scan"} 1"#,
             r#"netta_alerts_total{rule="syn-flood"} 0"#,
             "netta_metrics_tap_lost_total 7",
-            "netta_up 1",
             &format!(
                 r#"netta_info{{mode="polling",version="{}"}} 1"#,
                 env!("CARGO_PKG_VERSION")
@@ -383,9 +385,12 @@ mod tests {
             "netta_history_evicted_total 5",
             "netta_decode_errors_total 2",
             r#"netta_reconcile_healed_total{change="added"} 0"#,
-            "# TYPE netta_process_cpu_seconds_total counter",
-            "netta_process_cpu_seconds_total 1.5",
-            "netta_process_resident_memory_bytes 4096",
+            "# TYPE process_cpu_seconds_total counter",
+            "process_cpu_seconds_total 1.5",
+            "process_resident_memory_bytes 4096",
+            "process_start_time_seconds 1700000000.5",
+            "process_open_fds 9",
+            "process_max_fds 1024",
         ] {
             assert!(
                 text.lines().any(|l| l == line),
@@ -406,11 +411,10 @@ mod tests {
         for line in [
             "# TYPE netta_connections counter",
             r#"netta_connections_total{event="closed",direction="egress",transport="tcp"} 1"#,
-            "# TYPE netta_process_cpu_seconds counter",
-            "# UNIT netta_process_cpu_seconds seconds",
-            "netta_process_cpu_seconds_total 1.5",
+            "# TYPE process_cpu_seconds counter",
+            "# UNIT process_cpu_seconds seconds",
+            "process_cpu_seconds_total 1.5",
             "# TYPE netta_live_connections gauge",
-            "netta_up 1",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

@@ -59,13 +59,6 @@ impl Sample {
 
     pub(super) fn encode(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
         let c = &self.counters;
-        gauge(
-            enc,
-            "netta_up",
-            "1 while the agent is serving metrics.",
-            None,
-            1i64,
-        )?;
         let mode = match self.mode {
             Mode::Ebpf(_) => "ebpf",
             Mode::Polling(_) => "polling",
@@ -151,19 +144,41 @@ impl Sample {
             ],
         )?;
         if let Some(p) = self.process {
+            // The standard process series, as Prometheus client libraries name them.
             counter(
                 enc,
-                "netta_process_cpu",
-                "User and system CPU time used by the agent process.",
+                "process_cpu",
+                "Total user and system CPU time spent in seconds.",
                 Some(&Unit::Seconds),
                 p.cpu_seconds,
             )?;
             gauge(
                 enc,
-                "netta_process_resident_memory",
-                "Resident memory of the agent process (VmRSS).",
+                "process_resident_memory",
+                "Resident memory size in bytes.",
                 Some(&Unit::Bytes),
                 p.resident_bytes,
+            )?;
+            gauge(
+                enc,
+                "process_start_time",
+                "Start time of the process since unix epoch in seconds.",
+                Some(&Unit::Seconds),
+                p.start_time_seconds,
+            )?;
+            gauge(
+                enc,
+                "process_open_fds",
+                "Number of open file descriptors.",
+                None,
+                p.open_fds as i64,
+            )?;
+            gauge(
+                enc,
+                "process_max_fds",
+                "Maximum number of open file descriptors.",
+                None,
+                p.max_fds as i64,
             )?;
         }
         Ok(())

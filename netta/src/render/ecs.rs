@@ -1,8 +1,103 @@
-//! JSON lines for log pipelines, one event per line, with Elastic Common Schema
-//! field names. `source` is the side that started the connection, so a server's
-//! accepted socket has the remote client as `source`.
+//! JSON lines for log pipelines, one event per line, in the Elastic Common Schema
+//! (checked field by field against the official ecs_flat.yml by the tests).
+//! `source` is the side that started the connection, so a server's accepted
+//! socket has the remote client as `source`; `client`/`server` name the roles.
+//! No kernel address is written: sockets appear as opaque keyed ids.
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use serde::{Serialize, Serializer};
 use serde_json::{json, Value};
+
+use crate::core::community_id::{community_id, CommunityId};
+use crate::core::sock_id::SockId;
+use crate::host::identity::{self, Identity};
+
+/// The ECS release the lines conform to.
+pub const ECS_VERSION: &str = "9.4.0";
+
+/// Numbers every line's `event.id` within this run.
+static SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// `event.id`: the run's ephemeral id and a sequence number, unique per line.
+struct EventId(&'static str, u64);
+
+impl Serialize for EventId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!("{}-{:x}", self.0, self.1))
+    }
+}
+
+fn next_id(idn: &'static Identity) -> EventId {
+    EventId(&idn.ephemeral_id, SEQ.fetch_add(1, Ordering::Relaxed))
+}
+
+#[derive(Serialize)]
+struct Ecs {
+    version: &'static str,
+}
+
+#[derive(Serialize)]
+struct Host<'a> {
+    name: &'a str,
+    hostname: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[IpAddr]>::is_empty")]
+    ip: &'a [IpAddr],
+}
+
+#[derive(Serialize)]
+struct Agent<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    version: &'static str,
+    id: &'a str,
+    ephemeral_id: &'a str,
+}
+
+fn host(i: &Identity) -> Host<'_> {
+    Host {
+        name: &i.hostname,
+        hostname: &i.hostname,
+        id: i.host_id.as_deref(),
+        ip: &i.host_ips,
+    }
+}
+
+fn agent(i: &Identity) -> Agent<'_> {
+    Agent {
+        kind: "netta",
+        version: env!("CARGO_PKG_VERSION"),
+        id: &i.agent_id,
+        ephemeral_id: &i.ephemeral_id,
+    }
+}
+
+/// `related.ip`: both ends, once each.
+struct Related(IpAddr, Option<IpAddr>);
+
+impl Serialize for Related {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        struct Ips<'a>(&'a Related);
+        impl Serialize for Ips<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeSeq;
+                let other = self.0 .1.filter(|o| *o != self.0 .0);
+                let mut q = s.serialize_seq(Some(1 + usize::from(other.is_some())))?;
+                q.serialize_element(&self.0 .0)?;
+                if let Some(o) = other {
+                    q.serialize_element(&o)?;
+                }
+                q.end()
+            }
+        }
+        let mut m = s.serialize_map(Some(1))?;
+        m.serialize_entry("ip", &Ips(self))?;
+        m.end()
+    }
+}
 
 use crate::core::clock::Clock;
 use crate::core::event::{Action, ConnEvent, Direction};
@@ -18,14 +113,6 @@ impl Serialize for Ts {
     }
 }
 
-struct Hex(u64);
-
-impl Serialize for Hex {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&format_args!("{:#x}", self.0))
-    }
-}
-
 #[derive(Serialize)]
 struct EventField {
     kind: &'static str,
@@ -33,6 +120,11 @@ struct EventField {
     #[serde(rename = "type")]
     kind_type: &'static [&'static str],
     action: &'static str,
+    id: EventId,
+    module: &'static str,
+    dataset: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outcome: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     duration: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -42,16 +134,19 @@ struct EventField {
 #[derive(Serialize)]
 struct Network {
     transport: &'static str,
+    iana_number: &'static str,
     #[serde(rename = "type")]
     net_type: &'static str,
     direction: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    community_id: Option<CommunityId>,
     #[serde(skip_serializing_if = "Option::is_none")]
     bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     packets: Option<u64>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Clone, Copy)]
 struct Endpoint {
     ip: std::net::IpAddr,
     port: u16,
@@ -92,7 +187,7 @@ struct Process<'a> {
 #[derive(Serialize)]
 struct Netta {
     #[serde(skip_serializing_if = "Option::is_none")]
-    sock: Option<Hex>,
+    sock_id: Option<SockId>,
     #[serde(skip_serializing_if = "Option::is_none")]
     state: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -114,13 +209,22 @@ struct Netta {
 struct Doc<'a> {
     #[serde(rename = "@timestamp")]
     timestamp: Ts,
+    ecs: Ecs,
     event: EventField,
+    host: Host<'a>,
+    agent: Agent<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     network: Option<Network>,
     #[serde(skip_serializing_if = "Option::is_none")]
     source: Option<Endpoint>,
     #[serde(skip_serializing_if = "Option::is_none")]
     destination: Option<Endpoint>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client: Option<Endpoint>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server: Option<Endpoint>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    related: Option<Related>,
     #[serde(skip_serializing_if = "Option::is_none")]
     process: Option<Process<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -132,7 +236,9 @@ fn event_type(action: Action) -> &'static [&'static str] {
     match action {
         Action::Opened => &["connection", "start"],
         Action::Closed => &["connection", "end"],
-        Action::Failed => &["connection", "error"],
+        // ECS expects no "error" type for the network category: the attempt
+        // ended, and `event.outcome: failure` says how.
+        Action::Failed => &["connection", "end"],
         Action::ListenStarted => &["start"],
         Action::ListenStopped => &["end"],
         Action::UdpFlow => &["connection", "info"],
@@ -144,13 +250,37 @@ fn event_type(action: Action) -> &'static [&'static str] {
     }
 }
 
+fn outcome(action: Action) -> Option<&'static str> {
+    match action {
+        Action::Failed => Some("failure"),
+        Action::Opened | Action::Closed | Action::ListenStarted | Action::ListenStopped => {
+            Some("success")
+        }
+        Action::UdpFlow
+        | Action::StateChanged
+        | Action::ResetSent
+        | Action::EventsLost
+        | Action::TableEvicted
+        | Action::Pending => None,
+    }
+}
+
 fn doc<'a>(ev: &'a ConnEvent, clock: &Clock, container: Option<&'a str>) -> Doc<'a> {
+    let idn = identity::get();
     let lost = matches!(ev.action, Action::EventsLost | Action::TableEvicted);
     let event = EventField {
         kind: if lost { "metric" } else { "event" },
         category: ["network"],
         kind_type: event_type(ev.action),
         action: ev.action.name(),
+        id: next_id(idn),
+        module: "netta",
+        dataset: if lost {
+            "netta.health"
+        } else {
+            "netta.connection"
+        },
+        outcome: outcome(ev.action),
         duration: match ev.action {
             Action::Closed | Action::Failed | Action::UdpFlow => ev.duration_ns(),
             _ => None,
@@ -161,14 +291,22 @@ fn doc<'a>(ev: &'a ConnEvent, clock: &Clock, container: Option<&'a str>) -> Doc<
     if lost {
         return Doc {
             timestamp,
+            ecs: Ecs {
+                version: ECS_VERSION,
+            },
             event,
+            host: host(idn),
+            agent: agent(idn),
             network: None,
             source: None,
             destination: None,
+            client: None,
+            server: None,
+            related: None,
             process: None,
             container: None,
             netta: Netta {
-                sock: None,
+                sock_id: None,
                 state: None,
                 old_state: None,
                 raw_states: None,
@@ -187,8 +325,23 @@ fn doc<'a>(ev: &'a ConnEvent, clock: &Clock, container: Option<&'a str>) -> Doc<
     };
     let udp = ev.action == Action::UdpFlow;
     let closed = ev.action == Action::Closed;
+    // A listener (or a socket not connected yet) has no peer: no flow to hash.
+    let unconnected = ev.remote.ip().is_unspecified() && ev.remote.port() == 0;
+    let peer = !listen && !unconnected;
+    let iana = match ev.proto {
+        crate::core::event::Proto::Tcp => crate::core::community_id::TCP,
+        crate::core::event::Proto::Udp => crate::core::community_id::UDP,
+    };
     let network = Network {
         transport: ev.proto.name(),
+        iana_number: if iana == crate::core::community_id::TCP {
+            "6"
+        } else {
+            "17"
+        },
+        community_id: peer
+            .then(|| community_id(0, iana, ev.local, ev.remote))
+            .flatten(),
         net_type: if ev.local.is_ipv4() { "ipv4" } else { "ipv6" },
         direction: direction.name(),
         bytes: if udp {
@@ -221,10 +374,21 @@ fn doc<'a>(ev: &'a ConnEvent, clock: &Clock, container: Option<&'a str>) -> Doc<
         )
     };
     let raw = ev.action == Action::StateChanged;
+    // Roles are known for TCP (the side that connected is the client); a UDP
+    // flow has no roles, only directions.
+    let roles = peer && !udp && direction != Direction::Unknown;
     Doc {
         timestamp,
+        ecs: Ecs {
+            version: ECS_VERSION,
+        },
         event,
+        host: host(idn),
+        agent: agent(idn),
         network: Some(network),
+        client: if roles { source } else { None },
+        server: roles.then_some(destination),
+        related: Some(Related(ev.local.ip(), peer.then(|| ev.remote.ip()))),
         source,
         destination: Some(destination),
         process: (ev.pid != 0).then(|| Process {
@@ -233,7 +397,7 @@ fn doc<'a>(ev: &'a ConnEvent, clock: &Clock, container: Option<&'a str>) -> Doc<
         }),
         container: container.map(|id| Container { id }),
         netta: Netta {
-            sock: (ev.sock != 0).then_some(Hex(ev.sock)),
+            sock_id: idn.sock_ids.id(ev.sock),
             state: ev.new_state.map(|s| s.name()),
             old_state: if raw {
                 ev.old_state.map(|s| s.name())
@@ -249,19 +413,48 @@ fn doc<'a>(ev: &'a ConnEvent, clock: &Clock, container: Option<&'a str>) -> Doc<
     }
 }
 
-/// The ECS document for one alert: `event.kind: "alert"`, `rule.*`, the evidence.
+/// The ECS document for one alert: `event.kind: "alert"`, `rule.*`, `threat.*`
+/// (MITRE ATT&CK), the evidence. The one alert schema of every command.
 pub fn alert_value(a: &Alert, clock: &Clock) -> Value {
+    let idn = identity::get();
+    let attack = a.rule.attack();
     let mut doc = json!({
         "@timestamp": clock.rfc3339(a.last_ns),
+        "ecs": { "version": ECS_VERSION },
         "event": {
             "kind": "alert",
             "category": ["network", "intrusion_detection"],
-            "type": if a.ended { json!(["info", "end"]) } else { json!(["info"]) },
+            "type": ["info"],
             "action": a.rule.id(),
+            "id": next_id(idn),
+            "module": "netta",
+            "dataset": "netta.alert",
             "severity": a.severity.score(),
             "start": clock.rfc3339(a.first_ns),
         },
-        "rule": { "id": a.rule.id(), "name": a.rule.name() },
+        "host": host(idn),
+        "agent": agent(idn),
+        "rule": {
+            "id": a.rule.id(),
+            "name": a.rule.name(),
+            "ruleset": "netta",
+            "category": attack.tactic.1,
+            "description": a.rule.description(),
+            "reference": attack.technique_url(),
+        },
+        "threat": {
+            "framework": "MITRE ATT&CK",
+            "tactic": {
+                "id": [attack.tactic.0],
+                "name": [attack.tactic.1],
+                "reference": [attack.tactic_url()],
+            },
+            "technique": {
+                "id": [attack.technique.0],
+                "name": [attack.technique.1],
+                "reference": [attack.technique_url()],
+            },
+        },
         "message": a.message,
         "netta": {
             "severity": a.severity.name(),
@@ -273,6 +466,7 @@ pub fn alert_value(a: &Alert, clock: &Clock) -> Value {
     });
     if let Some(ip) = a.source_ip {
         doc["source"] = json!({ "ip": ip.to_string() });
+        doc["related"] = json!({ "ip": [ip.to_string()] });
     }
     doc
 }
@@ -379,7 +573,19 @@ mod tests {
         assert_eq!(v["destination"]["bytes"], 500);
         assert_eq!(v["process"]["pid"], 321);
         assert_eq!(v["process"]["name"], "nginx");
-        assert_eq!(v["netta"]["sock"], "0xffff888000001000");
+        assert_eq!(v["netta"]["sock_id"].as_str().map(str::len), Some(16));
+        assert!(!v.to_string().contains("ffff8880"), "{v}");
+        assert_eq!(v["ecs"]["version"], ECS_VERSION);
+        assert_eq!(v["event"]["outcome"], "success");
+        assert_eq!(v["network"]["iana_number"], "6");
+        assert_eq!(v["client"]["port"], 45000);
+        assert_eq!(v["server"]["port"], 8080);
+        assert_eq!(v["related"]["ip"], json!(["127.0.0.1"]));
+        assert!(v["network"]["community_id"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("1:")));
+        assert_eq!(v["host"]["name"], "host1");
+        assert_eq!(v["agent"]["type"], "netta");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod defaults;
 pub mod file;
+pub mod http_spec;
 pub mod rules_file;
 pub mod sink_spec;
 

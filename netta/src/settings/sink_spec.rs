@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 /// A destination for JSON lines, as given on the command line.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum SinkSpec {
     /// `-` or `stdout`.
     Stdout,
@@ -14,6 +14,8 @@ pub enum SinkSpec {
     Tcp(String),
     /// `unix:PATH` or `unix://PATH`: a stream socket.
     Unix(PathBuf),
+    /// `http://HOST:PORT/PATH[#OPTIONS]`: NDJSON batches POSTed to a collector.
+    Http(super::http_spec::HttpSpec, super::http_spec::HttpOptions),
 }
 
 /// Why a sink specification was not understood.
@@ -22,7 +24,7 @@ pub enum SinkSpec {
 pub struct ParseSinkError(String);
 
 const SINK_FORMS: &str = "expected -, stdout, file:PATH, a path starting with / or ., \
-                          tcp://HOST:PORT or unix:PATH";
+                          tcp://HOST:PORT, unix:PATH or http://HOST:PORT/PATH";
 
 fn check_host_port(spec: &str, addr: &str) -> Result<(), ParseSinkError> {
     let bad = |why: &str| ParseSinkError(format!("invalid sink {spec:?}: {why}"));
@@ -71,6 +73,10 @@ impl FromStr for SinkSpec {
         } else if let Some(a) = s.strip_prefix("tcp://").or_else(|| s.strip_prefix("tcp:")) {
             check_host_port(s, a)?;
             Ok(SinkSpec::Tcp(a.to_string()))
+        } else if s.starts_with("http://") || s.starts_with("https://") {
+            super::http_spec::parse_sink(s)
+                .map(|(spec, opts)| SinkSpec::Http(spec, opts))
+                .map_err(ParseSinkError)
         } else if let Some(p) = s.strip_prefix("unix://") {
             path(p, "unix://").map(SinkSpec::Unix)
         } else if let Some(p) = s.strip_prefix("unix:") {
@@ -91,6 +97,7 @@ impl fmt::Display for SinkSpec {
             SinkSpec::File(p) => write!(f, "file:{}", p.display()),
             SinkSpec::Tcp(a) => write!(f, "tcp://{a}"),
             SinkSpec::Unix(p) => write!(f, "unix:{}", p.display()),
+            SinkSpec::Http(spec, opts) => write!(f, "{spec}{}", opts.fragment()),
         }
     }
 }
@@ -105,37 +112,38 @@ mod tests {
 
     #[test]
     fn parses_every_form() {
-        assert_eq!(parse("-"), SinkSpec::Stdout);
-        assert_eq!(parse("stdout"), SinkSpec::Stdout);
-        assert_eq!(
-            parse("file:/var/log/netta.json"),
-            SinkSpec::File("/var/log/netta.json".into())
-        );
-        assert_eq!(parse("file:rel.json"), SinkSpec::File("rel.json".into()));
-        assert_eq!(parse("/tmp/x.json"), SinkSpec::File("/tmp/x.json".into()));
-        assert_eq!(parse("./x.json"), SinkSpec::File("./x.json".into()));
-        assert_eq!(parse("../x.json"), SinkSpec::File("../x.json".into()));
-        assert_eq!(
-            parse("tcp://127.0.0.1:9000"),
-            SinkSpec::Tcp("127.0.0.1:9000".into())
-        );
-        assert_eq!(
-            parse("tcp:vector.local:5170"),
-            SinkSpec::Tcp("vector.local:5170".into())
-        );
-        assert_eq!(
-            parse("tcp://[::1]:9000"),
-            SinkSpec::Tcp("[::1]:9000".into())
-        );
-        assert_eq!(
-            parse("unix:/run/vector.sock"),
-            SinkSpec::Unix("/run/vector.sock".into())
-        );
-        assert_eq!(
-            parse("unix:///run/vector.sock"),
-            SinkSpec::Unix("/run/vector.sock".into())
-        );
-        assert_eq!(parse("unix:rel.sock"), SinkSpec::Unix("rel.sock".into()));
+        for (text, want) in [
+            ("-", SinkSpec::Stdout),
+            ("stdout", SinkSpec::Stdout),
+            (
+                "file:/var/log/netta.json",
+                SinkSpec::File("/var/log/netta.json".into()),
+            ),
+            ("file:rel.json", SinkSpec::File("rel.json".into())),
+            ("/tmp/x.json", SinkSpec::File("/tmp/x.json".into())),
+            ("./x.json", SinkSpec::File("./x.json".into())),
+            ("../x.json", SinkSpec::File("../x.json".into())),
+            (
+                "tcp://127.0.0.1:9000",
+                SinkSpec::Tcp("127.0.0.1:9000".into()),
+            ),
+            (
+                "tcp:vector.local:5170",
+                SinkSpec::Tcp("vector.local:5170".into()),
+            ),
+            ("tcp://[::1]:9000", SinkSpec::Tcp("[::1]:9000".into())),
+            (
+                "unix:/run/vector.sock",
+                SinkSpec::Unix("/run/vector.sock".into()),
+            ),
+            (
+                "unix:///run/vector.sock",
+                SinkSpec::Unix("/run/vector.sock".into()),
+            ),
+            ("unix:rel.sock", SinkSpec::Unix("rel.sock".into())),
+        ] {
+            assert_eq!(parse(text), want, "{text}");
+        }
     }
 
     #[test]
@@ -164,7 +172,8 @@ mod tests {
         let cases = [
             ("", "empty sink"),
             ("netta.json", "unknown sink"),
-            ("http://x:80", "unknown sink"),
+            ("http://x", "expected HOST:PORT"),
+            ("https://x:443/", "https is not supported yet"),
             ("udp://127.0.0.1:9000", "unknown sink"),
             ("file:", "missing path"),
             ("unix:", "missing path"),

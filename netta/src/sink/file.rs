@@ -1,7 +1,7 @@
 //! The file sink: append-only, reopened on SIGHUP.
 use super::lines::{stop_requested, Lines};
 use super::*;
-use crate::agent::Record;
+use bytes::Bytes;
 use std::io::{self, Write};
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -115,7 +115,7 @@ pub(super) async fn hangup(sig: &mut Option<Signal>) {
 
 pub(super) async fn run_file(
     path: &Path,
-    mut rx: mpsc::Receiver<Record>,
+    mut rx: mpsc::Receiver<Bytes>,
     mut lines: Lines<'_>,
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {

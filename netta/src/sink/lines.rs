@@ -1,10 +1,10 @@
-//! Serialising records into a sink's backlog.
+//! Queueing serialised lines in a sink's backlog.
 use super::backlog::Backlog;
 use super::stats::SinkStats;
 use super::*;
-use crate::agent::Record;
 use crate::core::clock::{mono_now, Clock};
 use crate::core::event::ConnEvent;
+use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 
 /// The `events-lost` line telling a reader `n` lines were dropped here.
@@ -21,12 +21,10 @@ pub(super) async fn stop_requested(rx: &mut watch::Receiver<bool>) {
     }
 }
 
-/// Serialises records into the backlog.
+/// Queues serialised lines in the backlog.
 pub(super) struct Lines<'a> {
     pub(super) backlog: Backlog,
-    pub(super) scratch: Vec<u8>,
     pub(super) clock: Clock,
-    pub(super) containers: crate::host::containers::Containers,
     pub(super) stats: &'a SinkStats,
     pub(super) label: &'a str,
     /// The "buffer full" warning was given for the current episode.
@@ -34,10 +32,8 @@ pub(super) struct Lines<'a> {
 }
 
 impl Lines<'_> {
-    pub(super) fn push(&mut self, r: &Record) -> usize {
-        self.scratch.clear();
-        r.write_json(&mut self.scratch, &self.clock, &mut self.containers);
-        let dropped = self.backlog.push(&self.scratch);
+    pub(super) fn push(&mut self, line: &[u8]) -> usize {
+        let dropped = self.backlog.push(line);
         if dropped > 0 {
             self.stats.add_dropped(dropped);
             if !self.warned_full {
@@ -50,11 +46,11 @@ impl Lines<'_> {
                 );
             }
         }
-        self.scratch.len()
+        line.len()
     }
 
     /// Queues `first` and whatever else is already in the channel, up to a batch.
-    pub(super) fn ingest(&mut self, first: Record, rx: &mut mpsc::Receiver<Record>) {
+    pub(super) fn ingest(&mut self, first: Bytes, rx: &mut mpsc::Receiver<Bytes>) {
         let mut bytes = self.push(&first);
         while bytes < BATCH_BYTES {
             match rx.try_recv() {
@@ -65,7 +61,7 @@ impl Lines<'_> {
     }
 
     /// Queues everything left in the channel (at shutdown).
-    pub(super) fn drain(&mut self, rx: &mut mpsc::Receiver<Record>) {
+    pub(super) fn drain(&mut self, rx: &mut mpsc::Receiver<Bytes>) {
         while let Ok(r) = rx.try_recv() {
             self.push(&r);
         }

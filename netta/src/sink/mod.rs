@@ -2,9 +2,10 @@
 //! pipeline (Vector's `socket` source, Fluent Bit's `tcp` input and Logstash's
 //! `json_lines` codec all read newline-delimited JSON over TCP or a Unix socket).
 //!
-//! The sink only consumes its own tap ([`crate::agent::Shared::subscribe`]): the
-//! producer drops (and later reports) what does not fit, so a slow or absent
-//! destination never blocks the kernel reader. Sockets reconnect with exponential
+//! Sinks consume lines serialised once for all of them ([`fan_out`], fed by one
+//! tap, [`crate::agent::Shared::subscribe`]): a sink whose channel is full misses
+//! lines (and is told how many), so a slow or absent destination never blocks
+//! the kernel reader or the other sinks. `http://` posts NDJSON batches ([`http`]). Sockets reconnect with exponential
 //! backoff; while disconnected the newest lines wait in a bounded buffer
 //! ([`BUFFER_LINES`], [`BUFFER_BYTES`]), the oldest are dropped, and the first line
 //! on the new connection is an `events-lost` record saying how many.
@@ -16,7 +17,8 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-use crate::agent::Record;
+use bytes::Bytes;
+
 use crate::core::clock::Clock;
 
 /// Most lines kept while a socket or file is unavailable; beyond it the oldest go.
@@ -37,13 +39,16 @@ const FINAL_FLUSH: Duration = Duration::from_secs(1);
 
 mod backlog;
 mod backoff;
+mod fanout;
 mod file;
+pub mod http;
 mod lines;
 mod stats;
 mod stdout;
 mod stream;
 
 pub use crate::settings::sink_spec::SinkSpec;
+pub use fanout::{fan_out, LineMaker};
 pub use stats::SinkStats;
 
 use backlog::Backlog;
@@ -54,7 +59,7 @@ use stdout::run_stdout;
 use stream::run_stream;
 use stream::Target;
 
-/// Writes JSON lines for every record from `rx` to `spec` until `shutdown` becomes
+/// Writes the JSON lines from `rx` to `spec` until `shutdown` becomes
 /// true or the channel closes; then drains the channel, flushes (for a socket: one
 /// connection attempt, within about a second), and returns.
 ///
@@ -62,7 +67,7 @@ use stream::Target;
 /// normal end, `Ok`). Socket and rotation trouble is logged and retried.
 pub async fn run(
     spec: SinkSpec,
-    rx: mpsc::Receiver<Record>,
+    rx: mpsc::Receiver<Bytes>,
     clock: Clock,
     stats: Arc<SinkStats>,
     shutdown: watch::Receiver<bool>,
@@ -70,9 +75,7 @@ pub async fn run(
     let label = spec.to_string();
     let lines = Lines {
         backlog: Backlog::new(BUFFER_LINES, BUFFER_BYTES),
-        scratch: Vec::with_capacity(4096),
         clock,
-        containers: crate::host::containers::Containers::new(),
         stats: &stats,
         label: &label,
         warned_full: false,
@@ -82,6 +85,9 @@ pub async fn run(
         SinkSpec::File(path) => run_file(&path, rx, lines, shutdown).await,
         SinkSpec::Tcp(addr) => run_stream(Target::Tcp(addr), rx, lines, shutdown).await,
         SinkSpec::Unix(path) => run_stream(Target::Unix(path), rx, lines, shutdown).await,
+        SinkSpec::Http(spec, opts) => {
+            http::run(spec, opts, rx, clock, stats.clone(), shutdown).await
+        }
     };
     stats.set_connected(false);
     result

@@ -1,7 +1,7 @@
 //! The stdout sink.
 use super::lines::{stop_requested, Lines};
 use super::*;
-use crate::agent::Record;
+use bytes::Bytes;
 use std::io::{self, Write};
 use tokio::sync::{mpsc, watch};
 
@@ -18,8 +18,8 @@ pub(super) async fn write_stdout(mut buf: Vec<u8>) -> (Vec<u8>, io::Result<()>) 
 }
 
 pub(super) async fn run_stdout(
-    mut rx: mpsc::Receiver<Record>,
-    mut lines: Lines<'_>,
+    mut rx: mpsc::Receiver<Bytes>,
+    lines: Lines<'_>,
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
     lines.stats.set_connected(true);
@@ -34,12 +34,12 @@ pub(super) async fn run_stdout(
         let mut n = 0u64;
         match first {
             Some(r) => {
-                r.write_json(&mut buf, &lines.clock, &mut lines.containers);
+                buf.extend_from_slice(&r);
                 n += 1;
                 while buf.len() < BATCH_BYTES {
                     match rx.try_recv() {
                         Ok(r) => {
-                            r.write_json(&mut buf, &lines.clock, &mut lines.containers);
+                            buf.extend_from_slice(&r);
                             n += 1;
                         }
                         Err(_) => break,
@@ -49,7 +49,7 @@ pub(super) async fn run_stdout(
             None => {
                 stopping = true;
                 while let Ok(r) = rx.try_recv() {
-                    r.write_json(&mut buf, &lines.clock, &mut lines.containers);
+                    buf.extend_from_slice(&r);
                     n += 1;
                 }
                 if n == 0 {

@@ -1,7 +1,7 @@
 //! TCP and Unix stream socket sinks, with reconnect and a bounded buffer.
 use super::lines::{stop_requested, Lines};
 use super::*;
-use crate::agent::Record;
+use bytes::Bytes;
 use std::future::Future;
 use std::io;
 use std::path::PathBuf;
@@ -175,7 +175,7 @@ pub(super) async fn final_flush(
 
 pub(super) async fn run_stream(
     target: Target,
-    mut rx: mpsc::Receiver<Record>,
+    mut rx: mpsc::Receiver<Bytes>,
     mut lines: Lines<'_>,
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {

@@ -1,0 +1,110 @@
+//! Serialising each record once and handing the line to every sink.
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::{mpsc, watch};
+
+use super::lines::{notice_line, stop_requested};
+use super::stats::SinkStats;
+use super::BATCH_BYTES;
+use crate::agent::Record;
+use crate::core::clock::Clock;
+use crate::host::containers::Containers;
+
+/// Serialises records into lines, without an allocation per line (they are cut
+/// from 64 KiB chunks).
+pub struct LineMaker {
+    buf: BytesMut,
+    scratch: Vec<u8>,
+    clock: Clock,
+    containers: Containers,
+}
+
+impl LineMaker {
+    pub fn new(clock: Clock, containers: Containers) -> LineMaker {
+        LineMaker {
+            buf: BytesMut::new(),
+            scratch: Vec::with_capacity(4096),
+            clock,
+            containers,
+        }
+    }
+
+    /// The record's line, with its newline.
+    pub fn line(&mut self, r: &Record) -> Bytes {
+        self.scratch.clear();
+        r.write_json(&mut self.scratch, &self.clock, &mut self.containers);
+        if self.buf.capacity() < self.scratch.len() {
+            self.buf.reserve(BATCH_BYTES.max(self.scratch.len()));
+        }
+        self.buf.extend_from_slice(&self.scratch);
+        self.buf.split().freeze()
+    }
+}
+
+/// One sink's input and what it missed because its channel was full.
+struct Out {
+    tx: mpsc::Sender<Bytes>,
+    missed: u64,
+    stats: Arc<SinkStats>,
+}
+
+/// Serialises each record from `rx` once and hands the line to every sink. A full
+/// sink channel misses the line, counts it as dropped, and gets an `events-lost`
+/// line with the count once it has room. Ends when `rx` closes, or on `stop`
+/// after forwarding what `rx` holds (then the sinks see their channels close).
+pub async fn fan_out(
+    mut rx: mpsc::Receiver<Record>,
+    clock: Clock,
+    outs: Vec<(mpsc::Sender<Bytes>, Arc<SinkStats>)>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut maker = LineMaker::new(clock, Containers::new());
+    let mut outs: Vec<Out> = outs
+        .into_iter()
+        .map(|(tx, stats)| Out {
+            tx,
+            missed: 0,
+            stats,
+        })
+        .collect();
+    let mut stopping = false;
+    loop {
+        let r = if stopping {
+            match rx.try_recv() {
+                Ok(r) => r,
+                Err(_) => break,
+            }
+        } else {
+            tokio::select! {
+                biased;
+                r = rx.recv() => match r {
+                    Some(r) => r,
+                    None => break,
+                },
+                _ = stop_requested(&mut stop) => {
+                    stopping = true;
+                    continue;
+                }
+            }
+        };
+        let line = maker.line(&r);
+        for o in &mut outs {
+            if o.missed > 0 {
+                let notice = Bytes::from(notice_line(&clock, o.missed));
+                if o.tx.try_send(notice).is_ok() {
+                    o.missed = 0;
+                }
+            }
+            if (o.missed > 0 || o.tx.try_send(line.clone()).is_err()) && !o.tx.is_closed() {
+                o.missed += 1;
+                o.stats.add_dropped(1);
+            }
+        }
+    }
+    for o in &outs {
+        if o.missed > 0 {
+            let _ = o.tx.try_send(Bytes::from(notice_line(&clock, o.missed)));
+        }
+    }
+}
