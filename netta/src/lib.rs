@@ -22,8 +22,10 @@ pub(crate) mod render;
 
 pub(crate) mod agent;
 
+pub(crate) mod local_api;
 pub(crate) mod metrics;
 pub(crate) mod sink;
+pub(crate) mod store;
 
 pub(crate) mod app;
 
@@ -42,6 +44,8 @@ pub mod api {
     pub use crate::core::{clock::Clock, event::Action, event::ConnEvent, event::Proto};
     /// Pure pieces with their own tests upstream (Community ID, opaque socket ids).
     pub use crate::core::{community_id, sock_id};
+    /// History filters (parsed from flags and the API's query string).
+    pub use crate::core::{history_query, when};
     pub use crate::core::{pipeline, proc_net::parse_net, services::Services};
     pub use crate::detect::{Alert, Detector, RuleId, Rules, Severity};
     /// systemd notification (sd_notify).

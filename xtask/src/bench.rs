@@ -623,8 +623,53 @@ pub fn run(root: &Path, netta: &Path, opts: &Opts) -> Result<String> {
     if let Err(e) = &seed {
         eprintln!("bench: seeding benchmark failed: {e:#}");
     }
+    let store = store_history(netta, &dir, if opts.smoke { 100_000 } else { 10_000_000 });
     let _ = std::fs::remove_dir_all(&dir);
-    Ok(report(&results, &ingest, seed, opts))
+    let mut out = report(&results, &ingest, seed, opts);
+    match store {
+        Ok(text) => out.push_str(&text),
+        Err(e) => eprintln!("bench: store benchmark failed: {e:#}"),
+    }
+    Ok(out)
+}
+
+/// The history store: a generated week of `rows` connections, its size, and
+/// the median time of indexed history queries (`netta store-bench`).
+pub fn store_history(netta: &Path, dir: &Path, rows: u64) -> Result<String> {
+    let sdir = dir.join("store");
+    let _ = std::fs::remove_dir_all(&sdir);
+    let out = Command::new(netta)
+        .args(["store-bench", "--rows", &rows.to_string(), "--dir"])
+        .arg(&sdir)
+        .output()
+        .context("netta store-bench")?;
+    if !out.status.success() {
+        bail!(
+            "netta store-bench: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("store-bench output")?;
+    let _ = std::fs::remove_dir_all(&sdir);
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "\nHistory store (`netta store-bench --rows {rows}`, a generated week): {} rows written at {:.0} rows/s through the store's insert path, {:.1} MB on disk ({:.0} MB per million connections).\n",
+        v["rows"], v["rows_per_s"].as_f64().unwrap_or(0.0),
+        v["file_bytes"].as_f64().unwrap_or(0.0) / 1e6,
+        v["bytes_per_million"].as_f64().unwrap_or(0.0) / 1e6
+    );
+    let _ = writeln!(o, "| history query | median ms | rows |\n|---|---|---|");
+    for q in v["queries"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            o,
+            "| `{}` | {:.2} | {} |",
+            q["query"].as_str().unwrap_or("?"),
+            q["median_ms"].as_f64().unwrap_or(0.0),
+            q["rows"]
+        );
+    }
+    Ok(o)
 }
 
 fn report(

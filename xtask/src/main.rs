@@ -324,7 +324,13 @@ impl Ctx {
     }
 
     fn fuzz(&self, seconds: u64, targets: Vec<String>) -> Result<()> {
-        const ALL: &[&str] = &["proc_net", "event_decode", "rules", "kernel_formats"];
+        const ALL: &[&str] = &[
+            "proc_net",
+            "event_decode",
+            "rules",
+            "kernel_formats",
+            "history_query",
+        ];
         self.ensure_bpf_toolchain()?;
         let have_fuzz = Command::new("cargo")
             .env("PATH", &self.path)

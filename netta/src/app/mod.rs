@@ -4,6 +4,7 @@ pub mod doctor;
 pub mod menu;
 pub mod monitor;
 pub mod output;
+pub mod service;
 pub mod views;
 
 use std::io::Write;
@@ -90,6 +91,8 @@ pub fn main() -> i32 {
             Some(Command::Monitor(a)) => monitor(&s, a).await,
             Some(Command::Detect(a)) => detect(&s, a).await,
             Some(Command::Export(a)) => export(&s, a).await,
+            Some(Command::History(a)) => history(&s, a).await,
+            Some(Command::StoreBench { rows, dir }) => store_bench(*rows, dir),
             Some(Command::SeedBench) => seed_bench(&s),
             Some(Command::Agent(a)) => agent(&s, a).await,
             Some(Command::Completions { .. } | Command::Manpage | Command::Doctor { .. }) => Ok(()),
@@ -354,8 +357,32 @@ pub async fn agent(s: &Settings, args: &crate::settings::cli::AgentArgs) -> anyh
                 .with_context(|| format!("cannot open sink {spec}"))?;
         }
     }
+    let api_listener = service::bind_api(&s.global)?;
+    let store_settings = service::store_settings(args, file);
+    let store = store_settings.as_ref().and_then(service::open_store);
+    let store_path = store.as_ref().map(|s| s.path().to_path_buf());
+    let started = std::time::Instant::now();
     let agent = Agent::start(opts).await;
+    // The store subscribes first, so it sees every record from the start.
+    let writer = match (store, &store_settings) {
+        (Some(st), Some(set)) => service::start_writer(&agent, st, set),
+        _ => None,
+    };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (api_stop_tx, api_stop_rx) = tokio::sync::watch::channel(false);
+    let api_path = api_listener.1.clone();
+    let api_task = service::serve_api(
+        api_listener.0,
+        &api_path,
+        service::AgentBackend {
+            shared: agent.shared.clone(),
+            store: writer.as_ref().and(store_path.clone()),
+            store_stats: writer.as_ref().map(|w| w.stats()),
+            started,
+            metrics: Arc::new(crate::metrics::Metrics::for_agent(agent.shared.clone())),
+        },
+        api_stop_rx,
+    );
     let mut tasks = Vec::new();
     // One tap, serialised once, shared by every sink.
     let mut outs = Vec::new();
@@ -387,10 +414,15 @@ pub async fn agent(s: &Settings, args: &crate::settings::cli::AgentArgs) -> anyh
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let names: Vec<String> = sinks.iter().map(|s| s.to_string()).collect();
     eprintln!(
-        "netta: agent ready ({}); sinks: {}; metrics: {}",
+        "netta: agent ready ({}); sinks: {}; metrics: {}; api: {}; history: {}",
         agent.mode().describe(),
         names.join(", "),
-        metrics_addr.map_or("off".to_string(), |a| format!("http://{a}/metrics"))
+        metrics_addr.map_or("off".to_string(), |a| format!("http://{a}/metrics")),
+        api_path.display(),
+        match (&writer, &store_path) {
+            (Some(_), Some(p)) => p.display().to_string(),
+            _ => "off".into(),
+        }
     );
     // Programs attached, table seeded, sinks subscribed: systemd may order
     // dependent units after us now.
@@ -408,8 +440,13 @@ pub async fn agent(s: &Settings, args: &crate::settings::cli::AgentArgs) -> anyh
         }
     }
     crate::host::notify::notify("STOPPING=1");
-    // Stopping reports the flows still open; then the sinks drain and flush.
+    // Stopping reports the flows still open; then the store and the sinks drain and flush.
+    let _ = api_stop_tx.send(true);
     agent.shutdown().await;
+    if let Some(w) = writer {
+        let _ = tokio::task::spawn_blocking(move || w.stop()).await;
+    }
+    let _ = api_task.await;
     // The last records reach the sinks before they are told to stop.
     let _ = fan_stop.send(true);
     if let Some(f) = fan {
@@ -446,4 +483,72 @@ fn agent_options(s: &Settings) -> crate::agent::AgentOptions {
         },
         rules: s.rules.clone(),
     }
+}
+
+/// `netta history`: from the agent's API, or straight from a store file with `--store`.
+pub async fn history(s: &Settings, args: &crate::settings::cli::HistoryArgs) -> anyhow::Result<()> {
+    let q = args.query();
+    let rows = match &args.store {
+        Some(file) => {
+            let file = file.clone();
+            tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+                let r = crate::store::Reader::open(&file)?;
+                Ok(q.run(&r)?)
+            })
+            .await??
+        }
+        None => {
+            let path = crate::local_api::socket_path(s.global.api.as_deref());
+            let c = crate::local_api::client::Client::new(&path);
+            if let Ok(h) = c.hello().await {
+                eprintln!(
+                    "netta: attached to agent (pid {}, up {})",
+                    h.pid,
+                    crate::local_api::short_duration(h.uptime_s)
+                );
+            }
+            match c.history(&q).await {
+                Ok(rows) => rows,
+                Err(e) if e.not_running() => {
+                    anyhow::bail!(
+                        "{e}; start `netta agent`, or read a store file with --store FILE"
+                    )
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
+    let text = if args.json {
+        crate::render::history::render_json(&rows)
+    } else if args.csv {
+        crate::render::history::render_csv(&rows)
+    } else {
+        style::for_stdout(&crate::render::history::render_text(&rows)).to_string()
+    };
+    print_out(&text)
+}
+
+/// Generates a week of history (unless `dir` has a store) and prints, as JSON, the
+/// generation rate, the bytes per million rows, and the median query times.
+pub fn store_bench(rows: u64, dir: &Path) -> anyhow::Result<()> {
+    let path = crate::store::Store::path_in(dir);
+    let mut generated = None;
+    if !path.exists() {
+        let t = std::time::Instant::now();
+        crate::store::bench::generate(dir, rows, Duration::from_secs(7 * 86_400))?;
+        generated = Some(t.elapsed().as_secs_f64());
+    }
+    let r = crate::store::Reader::open(&path)?;
+    let n = crate::store::query::Query::default().count(&r)?;
+    let bytes = std::fs::metadata(&path)?.len();
+    let q = crate::store::bench::time_queries(&r, 5)?;
+    let v = serde_json::json!({
+        "rows": n,
+        "generate_s": generated,
+        "rows_per_s": generated.map(|s| n as f64 / s),
+        "file_bytes": bytes,
+        "bytes_per_million": bytes as f64 / (n.max(1) as f64 / 1e6),
+        "queries": q.iter().map(|(name, ms, rows)| serde_json::json!({"query": name, "median_ms": ms, "rows": rows})).collect::<Vec<_>>(),
+    });
+    print_out(&(v.to_string() + "\n"))
 }

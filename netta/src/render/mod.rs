@@ -3,6 +3,7 @@
 pub mod alert;
 pub mod csv;
 pub mod ecs;
+pub mod history;
 pub mod list;
 pub mod monitor;
 pub mod report;

@@ -103,6 +103,12 @@ pub struct Global {
     /// Detection rules file (TOML): thresholds, windows and allowlists.
     #[arg(long, global = true, value_name = "FILE")]
     pub rules: Option<std::path::PathBuf>,
+    /// The agent's API socket (clients attach to it; `netta agent` serves it).
+    #[arg(long, global = true, value_name = "PATH", env = "NETTA_API")]
+    pub api: Option<std::path::PathBuf>,
+    /// Do not attach to a running agent: run one in this process.
+    #[arg(long, global = true)]
+    pub standalone: bool,
     /// More log output on stderr (-v info, -vv debug).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -131,6 +137,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Stored connection history: what connected where, when, and which process.
+    History(HistoryArgs),
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -138,6 +146,15 @@ pub enum Command {
     },
     /// Print the man page (roff).
     Manpage,
+    /// Generate a history store and time queries on it (for `cargo xtask bench`).
+    #[command(hide = true)]
+    StoreBench {
+        /// Rows to generate (when DIR has no store yet).
+        #[arg(long, default_value_t = 10_000_000)]
+        rows: u64,
+        #[arg(long)]
+        dir: std::path::PathBuf,
+    },
     /// Time one seeding of the table from /proc (for `cargo xtask bench`).
     #[command(hide = true)]
     SeedBench,
@@ -154,6 +171,130 @@ pub struct AgentArgs {
     /// Also stream every raw TCP state transition.
     #[arg(long)]
     pub all_states: bool,
+    /// Where the persistent history lives (default /var/lib/netta).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<std::path::PathBuf>,
+    /// Keep no persistent history.
+    #[arg(long)]
+    pub no_store: bool,
+    /// Drop stored history older than this (default 14d).
+    #[arg(long, value_parser = parse_duration)]
+    pub retention_age: Option<Duration>,
+    /// Keep the store under this many bytes (default 536870912).
+    #[arg(long, value_parser = parse_retention_size)]
+    pub retention_size: Option<u64>,
+}
+
+fn parse_retention_size(s: &str) -> Result<u64, String> {
+    let n: u64 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of bytes"))?;
+    if n < 1 << 20 {
+        return Err("must be at least 1048576 bytes".into());
+    }
+    Ok(n)
+}
+
+fn parse_time(s: &str) -> Result<i64, String> {
+    crate::core::when::parse_time(s, crate::core::when::now_us())
+}
+
+fn parse_net(s: &str) -> Result<String, String> {
+    crate::core::history_query::parse_net(s)
+        .map(|n| n.to_string())
+        .map_err(|e| e.to_string())
+}
+
+fn parse_history_action(s: &str) -> Result<String, String> {
+    crate::core::history_query::parse_action(s)
+        .map(str::to_string)
+        .ok_or_else(|| {
+            format!("unknown action `{s}` (closed, failed, udp-flow, listen-start, listen-stop)")
+        })
+}
+
+/// A user name or a numeric uid.
+fn parse_user(s: &str) -> Result<u32, String> {
+    if let Ok(n) = s.parse::<u32>() {
+        return Ok(n);
+    }
+    let shown = crate::core::sanitize::escape(s.as_bytes());
+    let c = std::ffi::CString::new(s).map_err(|_| format!("unknown user `{shown}`"))?;
+    // SAFETY: valid C string; the result is read at once.
+    let pw = unsafe { libc::getpwnam(c.as_ptr()) };
+    if pw.is_null() {
+        return Err(format!("unknown user `{shown}`"));
+    }
+    // SAFETY: non-null result of getpwnam.
+    Ok(unsafe { (*pw).pw_uid })
+}
+
+#[derive(Args, Debug, Default)]
+pub struct HistoryArgs {
+    /// From this time: a duration back from now (10m, 2h) or RFC 3339.
+    #[arg(long, value_parser = parse_time, value_name = "TIME")]
+    pub since: Option<i64>,
+    /// Up to this time: a duration back from now or RFC 3339.
+    #[arg(long, value_parser = parse_time, value_name = "TIME")]
+    pub until: Option<i64>,
+    /// Only processes whose name contains this.
+    #[arg(long)]
+    pub process: Option<String>,
+    #[arg(long)]
+    pub pid: Option<u32>,
+    /// Only this user (name or uid).
+    #[arg(long, value_parser = parse_user)]
+    pub user: Option<u32>,
+    /// Source or destination port.
+    #[arg(long)]
+    pub port: Option<u16>,
+    #[arg(long)]
+    pub sport: Option<u16>,
+    #[arg(long)]
+    pub dport: Option<u16>,
+    /// Source address or CIDR network.
+    #[arg(long, value_parser = parse_net)]
+    pub src: Option<String>,
+    /// Destination address or CIDR network.
+    #[arg(long, value_parser = parse_net)]
+    pub dst: Option<String>,
+    #[arg(long, value_parser = parse_proto)]
+    pub proto: Option<Proto>,
+    /// Only these actions (repeatable): closed, failed, udp-flow, listen-start, listen-stop.
+    #[arg(long, value_parser = parse_history_action)]
+    pub action: Vec<String>,
+    /// At most this many rows (the newest).
+    #[arg(long, default_value_t = crate::core::history_query::DEFAULT_LIMIT)]
+    pub limit: u64,
+    /// JSON output (one array).
+    #[arg(long, conflicts_with = "csv")]
+    pub json: bool,
+    /// CSV output.
+    #[arg(long)]
+    pub csv: bool,
+    /// Read this store file directly instead of asking the agent.
+    #[arg(long, value_name = "FILE")]
+    pub store: Option<std::path::PathBuf>,
+}
+
+impl HistoryArgs {
+    pub fn query(&self) -> crate::core::history_query::Query {
+        crate::core::history_query::Query {
+            since_us: self.since,
+            until_us: self.until,
+            process: self.process.clone(),
+            pid: self.pid,
+            uid: self.user,
+            port: self.port,
+            sport: self.sport,
+            dport: self.dport,
+            src: self.src.clone(),
+            dst: self.dst.clone(),
+            proto: self.proto.map(|p| p.name().to_string()),
+            action: (!self.action.is_empty()).then(|| self.action.join(",")),
+            limit: Some(self.limit),
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -302,6 +443,11 @@ impl Global {
         take!(max_connections);
         take!(history_size);
         take!(no_ebpf);
+        let from_env =
+            |id: &str| matches.value_source(id) == Some(clap::parser::ValueSource::EnvVariable);
+        if !from_cli("api") && !from_env("api") && c.api.is_some() {
+            self.api = c.api.clone();
+        }
         if !from_cli("rules") && c.rules.is_some() {
             self.rules = c.rules.clone();
         }

@@ -31,6 +31,8 @@ struct Raw {
     history_size: Option<usize>,
     rules: Option<PathBuf>,
     no_ebpf: Option<bool>,
+    api: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
     #[serde(default)]
     agent: RawAgent,
 }
@@ -41,6 +43,8 @@ struct RawAgent {
     #[serde(default)]
     sinks: Vec<Spanned<String>>,
     metrics: Option<Spanned<String>>,
+    retention_age: Option<Spanned<String>>,
+    retention_size: Option<Spanned<u64>>,
 }
 
 /// Values the file sets; `None` leaves the flag's default.
@@ -57,6 +61,12 @@ pub struct Config {
     pub no_ebpf: Option<bool>,
     pub sinks: Vec<SinkSpec>,
     pub metrics: Option<std::net::SocketAddr>,
+    /// The API socket (agent and clients).
+    pub api: Option<PathBuf>,
+    /// Where the agent keeps its history store.
+    pub state_dir: Option<PathBuf>,
+    pub retention_age: Option<Duration>,
+    pub retention_size: Option<u64>,
 }
 
 impl Config {
@@ -135,6 +145,18 @@ impl Config {
             no_ebpf: raw.no_ebpf,
             sinks,
             metrics,
+            api: raw.api,
+            state_dir: raw.state_dir,
+            retention_age: dur(&raw.agent.retention_age, "agent.retention_age")?,
+            retention_size: match &raw.agent.retention_size {
+                Some(v) if *v.get_ref() < 1 << 20 => {
+                    return Err(err(
+                        Some(v.span()),
+                        "agent.retention_size: must be at least 1048576 bytes".into(),
+                    ))
+                }
+                v => v.as_ref().map(|v| *v.get_ref()),
+            },
         })
     }
 
@@ -177,8 +199,12 @@ max_connections = 1000
 history_size = 10
 rules = "/etc/netta/rules.toml"
 no_ebpf = false
+api = "/run/netta/api.sock"
+state_dir = "/srv/netta"
 
 [agent]
+retention_age = "7d"
+retention_size = 104857600
 sinks = ["stdout", "tcp://127.0.0.1:9000", "file:/var/log/netta/events.json"]
 metrics = "127.0.0.1:9750"
 "#,
@@ -189,6 +215,12 @@ metrics = "127.0.0.1:9750"
         assert_eq!(c.udp_idle, Some(Duration::from_secs(30)));
         assert_eq!(c.sinks.len(), 3);
         assert_eq!(c.metrics, Some("127.0.0.1:9750".parse().unwrap()));
+        assert_eq!(c.api, Some("/run/netta/api.sock".into()));
+        assert_eq!(c.state_dir, Some("/srv/netta".into()));
+        assert_eq!(c.retention_age, Some(Duration::from_secs(7 * 86_400)));
+        assert_eq!(c.retention_size, Some(100 << 20));
+        let e = Config::parse("[agent]\nretention_size = 5", "t").unwrap_err();
+        assert!(e.to_string().contains("line 2"), "{e}");
         assert_eq!(Config::parse("", "t").unwrap(), Config::default());
     }
 

@@ -1,0 +1,184 @@
+//! `netta agent` as a service: the persistent history store and the local API,
+//! plugged onto a running agent.
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::{mpsc, watch};
+
+use crate::agent::{Agent, Record, Shared};
+use crate::core::clock::Clock;
+use crate::local_api::{self as api, Backend, Hello};
+use crate::metrics::Metrics;
+use crate::render::{ecs, stats};
+use crate::settings::cli::{AgentArgs, Global};
+use crate::settings::file::Config;
+use crate::store::retention::{self, Retention};
+use crate::store::writer::{StoreStats, Writer, WriterOptions};
+use crate::store::Store;
+
+/// Room for a few seconds of records at full loopback rate; a full tap drops and counts.
+const STORE_TAP: usize = 1 << 18;
+
+pub struct StoreSettings {
+    pub dir: PathBuf,
+    pub retention: Retention,
+}
+
+pub fn store_settings(args: &AgentArgs, file: Option<&Config>) -> Option<StoreSettings> {
+    if args.no_store {
+        return None;
+    }
+    let dir = args
+        .state_dir
+        .clone()
+        .or_else(|| file.and_then(|c| c.state_dir.clone()))
+        .unwrap_or_else(|| crate::store::DEFAULT_STATE_DIR.into());
+    Some(StoreSettings {
+        dir,
+        retention: Retention {
+            max_age: args
+                .retention_age
+                .or(file.and_then(|c| c.retention_age))
+                .unwrap_or(retention::DEFAULT_MAX_AGE),
+            max_bytes: args
+                .retention_size
+                .or(file.and_then(|c| c.retention_size))
+                .unwrap_or(retention::DEFAULT_MAX_BYTES),
+        },
+    })
+}
+
+/// Opens the store; a store that cannot open is one line and no history, not a stop.
+pub fn open_store(s: &StoreSettings) -> Option<Store> {
+    match Store::open(&s.dir) {
+        Ok((store, notice)) => {
+            if let Some(n) = notice {
+                eprintln!("netta: {n}");
+            }
+            Some(store)
+        }
+        Err(e) => {
+            eprintln!("netta: history store off: {e}");
+            None
+        }
+    }
+}
+
+pub fn start_writer(agent: &Agent, store: Store, s: &StoreSettings) -> Option<Writer> {
+    let rx = agent.shared.subscribe(STORE_TAP);
+    let opts = WriterOptions {
+        retention: s.retention,
+        ..Default::default()
+    };
+    match Writer::spawn(store, rx, agent.shared.clock, opts) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            eprintln!("netta: history store off: cannot start its writer: {e}");
+            None
+        }
+    }
+}
+
+/// The agent behind the API.
+pub struct AgentBackend {
+    pub shared: Arc<Shared>,
+    pub store: Option<PathBuf>,
+    pub store_stats: Option<Arc<StoreStats>>,
+    pub started: Instant,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Backend for AgentBackend {
+    fn hello(&self) -> Hello {
+        Hello {
+            pid: std::process::id(),
+            uptime_s: self.started.elapsed().as_secs(),
+            mode: self.shared.mode().describe(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            store: self.store.is_some(),
+        }
+    }
+    fn table(&self) -> serde_json::Value {
+        let snap = self.shared.snapshot();
+        let clock = self.shared.clock;
+        serde_json::Value::Array(
+            snap.conns
+                .iter()
+                .map(|c| ecs::conn_value(c, &clock))
+                .collect(),
+        )
+    }
+    fn stats(&self) -> serde_json::Value {
+        let mut v = stats::to_json(&stats::compute(
+            &self.shared.snapshot(),
+            self.shared.services(),
+        ));
+        if let Some(s) = &self.store_stats {
+            v["store"] = serde_json::to_value(s.value()).unwrap_or_default();
+        }
+        v
+    }
+    fn alerts(&self) -> serde_json::Value {
+        self.shared.detect_now();
+        let clock = self.shared.clock;
+        serde_json::Value::Array(
+            self.shared
+                .detector()
+                .incidents()
+                .iter()
+                .map(|a| ecs::alert_value(a, &clock))
+                .collect(),
+        )
+    }
+    fn subscribe(&self) -> mpsc::Receiver<Record> {
+        self.shared.subscribe(1 << 14)
+    }
+    fn clock(&self) -> Clock {
+        self.shared.clock
+    }
+    fn store_path(&self) -> Option<PathBuf> {
+        self.store.clone()
+    }
+    fn metrics(&self, accept: Option<&str>) -> (String, &'static str) {
+        let f = crate::metrics::Format::negotiate(accept);
+        (self.metrics.render(f), f.content_type())
+    }
+}
+
+/// Binds the API socket before the agent starts, so a taken socket is an early, clear error.
+pub fn bind_api(global: &Global) -> anyhow::Result<(tokio::net::UnixListener, PathBuf)> {
+    let path = api::socket_path(global.api.as_deref());
+    let l = api::server::bind(&path)?;
+    Ok((l, path))
+}
+
+pub fn serve_api(
+    listener: tokio::net::UnixListener,
+    path: &Path,
+    backend: AgentBackend,
+    stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    // The API's /metrics counts records like the TCP endpoint does.
+    let m = backend.metrics.clone();
+    let mut rx = backend.shared.subscribe(crate::metrics::TAP_CAPACITY);
+    let mut stop2 = stop.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop2.wait_for(|v| *v) => break,
+                r = rx.recv() => match r {
+                    Some(r) => m.observe(&r),
+                    None => break,
+                },
+            }
+        }
+    });
+    tokio::spawn(api::server::serve(
+        listener,
+        path.to_path_buf(),
+        Arc::new(backend),
+        api::access::Policy::standard(),
+        stop,
+    ))
+}

@@ -1,0 +1,98 @@
+//! A history query as plain data: the filters `netta history` flags, the API's
+//! query string and the store's SQL all share. Parsing of its values lives here
+//! too (pure, fuzzed).
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use crate::core::event::Action;
+
+/// Which kinds of connection event the history keeps, with their stored names.
+pub const ACTIONS: [(Action, &str); 5] = [
+    (Action::Closed, "closed"),
+    (Action::Failed, "failed"),
+    (Action::UdpFlow, "udp-flow"),
+    (Action::ListenStarted, "listen-start"),
+    (Action::ListenStopped, "listen-stop"),
+];
+
+pub fn action_name(a: Action) -> Option<&'static str> {
+    ACTIONS.iter().find(|(x, _)| *x == a).map(|(_, n)| *n)
+}
+
+/// Accepts the stored name or the event name (`closed` or `connection-closed`).
+pub fn parse_action(s: &str) -> Option<&'static str> {
+    let s = s.to_ascii_lowercase();
+    ACTIONS
+        .iter()
+        .find(|(a, n)| *n == s || a.name() == s)
+        .map(|(_, n)| *n)
+}
+
+pub const DEFAULT_LIMIT: u64 = 10_000;
+
+/// Filters of a history query. Every field is optional; times are wall-clock
+/// microseconds since the epoch (resolved by the client, see `when`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Query {
+    pub since_us: Option<i64>,
+    pub until_us: Option<i64>,
+    /// Substring of the raw process name.
+    pub process: Option<String>,
+    pub pid: Option<u32>,
+    pub uid: Option<u32>,
+    /// Source or destination port.
+    pub port: Option<u16>,
+    pub sport: Option<u16>,
+    pub dport: Option<u16>,
+    /// CIDR (or a single address).
+    pub src: Option<String>,
+    pub dst: Option<String>,
+    pub proto: Option<String>,
+    /// Stored action names, comma-separated (`closed,failed`).
+    pub action: Option<String>,
+    pub limit: Option<u64>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum QueryError {
+    #[error("`{0}` is not an address or CIDR network (try 10.0.0.0/8 or 203.0.113.7)")]
+    Net(String),
+    #[error("unknown protocol `{0}` (tcp or udp)")]
+    Proto(String),
+    #[error("unknown action `{0}` (closed, failed, udp-flow, listen-start, listen-stop)")]
+    Action(String),
+    #[error("--since is after --until")]
+    Order,
+}
+
+/// An address or network; a bare address is its own /32 or /128.
+pub fn parse_net(s: &str) -> Result<IpNet, QueryError> {
+    let t = s.trim();
+    let bad = || QueryError::Net(crate::core::sanitize::escape(t.as_bytes()));
+    if let Ok(n) = t.parse::<IpNet>() {
+        return Ok(n.trunc());
+    }
+    let ip: IpAddr = t.parse().map_err(|_| bad())?;
+    Ok(IpNet::from(crate::core::event::normalize(ip)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nets_and_actions_parse() {
+        assert_eq!(parse_net("10.1.2.3/8").unwrap().to_string(), "10.0.0.0/8");
+        assert_eq!(
+            parse_net("::ffff:1.2.3.4").unwrap().to_string(),
+            "1.2.3.4/32"
+        );
+        assert!(parse_net("10.0.0.0/33").is_err());
+        assert_eq!(parse_action("connection-failed"), Some("failed"));
+        assert_eq!(parse_action("LISTEN-START"), Some("listen-start"));
+        assert_eq!(parse_action("opened"), None);
+        assert_eq!(action_name(Action::UdpFlow), Some("udp-flow"));
+    }
+}

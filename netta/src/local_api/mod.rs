@@ -1,0 +1,81 @@
+//! The agent's local API: HTTP/1.1 over a Unix socket (never TCP by default),
+//! served by axum. Views attach through [`client::Client`]; the agent plugs its
+//! state in through [`Backend`], so the server runs on a fake backend in tests.
+pub mod access;
+pub mod client;
+pub mod server;
+
+use std::path::PathBuf;
+
+use tokio::sync::mpsc;
+
+use crate::agent::Record;
+use crate::core::clock::Clock;
+
+/// Where the API listens unless told otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/netta/netta.sock";
+/// Environment variable clients read for the socket path.
+pub const ENV: &str = "NETTA_API";
+
+/// What a client learns first: who it attached to.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Hello {
+    pub pid: u32,
+    /// Seconds the agent has been running.
+    pub uptime_s: u64,
+    /// How events reach it (`eBPF, ring buffer`, ...).
+    pub mode: String,
+    pub version: String,
+    /// Whether it keeps a persistent history.
+    pub store: bool,
+}
+
+/// The agent as the API sees it.
+pub trait Backend: Send + Sync + 'static {
+    fn hello(&self) -> Hello;
+    /// The live table (`list` reads it).
+    fn table(&self) -> serde_json::Value;
+    fn stats(&self) -> serde_json::Value;
+    /// Current incidents from the detectors.
+    fn alerts(&self) -> serde_json::Value;
+    /// A live tap of the record bus.
+    fn subscribe(&self) -> mpsc::Receiver<Record>;
+    fn clock(&self) -> Clock;
+    /// The store file, when the agent keeps one.
+    fn store_path(&self) -> Option<PathBuf>;
+    /// Prometheus text for `/metrics`.
+    fn metrics(&self, accept: Option<&str>) -> (String, &'static str);
+}
+
+/// The socket path clients use: `--api`, then `NETTA_API`, then the default.
+pub fn socket_path(flag: Option<&std::path::Path>) -> PathBuf {
+    if let Some(p) = flag {
+        return p.into();
+    }
+    match std::env::var_os(ENV) {
+        Some(v) if !v.is_empty() => v.into(),
+        _ => DEFAULT_SOCKET.into(),
+    }
+}
+
+/// `3h`, `12m`, `40s`, `2d`: the agent's uptime on the start-up line.
+pub fn short_duration(s: u64) -> String {
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m", s / 60),
+        3600..=86_399 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86_400),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uptime_is_short() {
+        assert_eq!(short_duration(5), "5s");
+        assert_eq!(short_duration(3 * 3600 + 59), "3h");
+        assert_eq!(short_duration(86_400 * 3), "3d");
+    }
+}

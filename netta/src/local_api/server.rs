@@ -1,0 +1,347 @@
+//! The API server: axum on a Unix socket. Every request is checked against the
+//! peer's credentials first; a refused client gets 403 and one line, no data.
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, FromRequestParts, Query, State};
+use axum::http::{header, request::Parts, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use bytes::Bytes;
+use tokio::net::UnixListener;
+use tokio::sync::{mpsc, watch};
+
+use super::access::{groups_of, secure_socket, Policy};
+use super::Backend;
+use crate::agent::Record;
+use crate::store::query::{AlertQuery, Query as HistoryQuery, RunError};
+use crate::store::{ConnRow, Reader};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error("another agent already serves {0}")]
+    InUse(PathBuf),
+    #[error("cannot create {0}: {1}")]
+    Dir(PathBuf, std::io::Error),
+    #[error("cannot listen on {0}: {1}")]
+    Bind(PathBuf, std::io::Error),
+}
+
+/// Binds the socket (a stale one from a killed agent is replaced) and secures it.
+pub fn bind(path: &Path) -> Result<UnixListener, BindError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| BindError::Dir(dir.into(), e))?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(BindError::InUse(path.into()));
+        }
+        let _ = std::fs::remove_file(path);
+    }
+    let l = UnixListener::bind(path).map_err(|e| BindError::Bind(path.into(), e))?;
+    secure_socket(path).map_err(|e| BindError::Bind(path.into(), e))?;
+    Ok(l)
+}
+
+/// The peer's credentials, taken when it connects.
+#[derive(Clone, Copy, Debug)]
+pub struct Peer {
+    uid: u32,
+    gid: u32,
+    pid: Option<u32>,
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, UnixListener>>
+    for Peer
+{
+    fn connect_info(s: axum::serve::IncomingStream<'_, UnixListener>) -> Self {
+        match s.io().peer_cred() {
+            Ok(c) => Peer {
+                uid: c.uid(),
+                gid: c.gid(),
+                pid: c.pid().and_then(|p| u32::try_from(p).ok()),
+            },
+            // Unknown credentials are nobody's.
+            Err(_) => Peer {
+                uid: u32::MAX,
+                gid: u32::MAX,
+                pid: None,
+            },
+        }
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    backend: Arc<dyn Backend>,
+    policy: Arc<Policy>,
+    stop: watch::Receiver<bool>,
+}
+
+/// Proof that the caller passed the access check.
+struct Allowed;
+
+impl FromRequestParts<AppState> for Allowed {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, Response> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<Peer>>()
+            .map(|c| c.0)
+            .unwrap_or(Peer {
+                uid: u32::MAX,
+                gid: u32::MAX,
+                pid: None,
+            });
+        let groups = peer.pid.map(groups_of).unwrap_or_default();
+        if st.policy.allows(peer.uid, peer.gid, &groups) {
+            Ok(Allowed)
+        } else {
+            Err(line(StatusCode::FORBIDDEN, Policy::refusal(peer.uid)))
+        }
+    }
+}
+
+fn line(code: StatusCode, msg: String) -> Response {
+    (code, [(header::CONTENT_TYPE, "text/plain")], msg + "\n").into_response()
+}
+
+/// A failed request: a status and its one line.
+struct Fail(StatusCode, String);
+
+impl IntoResponse for Fail {
+    fn into_response(self) -> Response {
+        line(self.0, self.1)
+    }
+}
+
+fn run_error(e: RunError) -> Fail {
+    match e {
+        RunError::Query(q) => Fail(StatusCode::BAD_REQUEST, q.to_string()),
+        RunError::Sqlite(s) => Fail(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("reading the store: {s}"),
+        ),
+    }
+}
+
+fn reader(st: &AppState) -> Result<Reader, Fail> {
+    let Some(path) = st.backend.store_path() else {
+        return Err(Fail(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the agent keeps no history (start it with --state-dir)".into(),
+        ));
+    };
+    Reader::open(&path).map_err(|e| Fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Fail> + Send + 'static,
+) -> Result<T, Fail> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|_| {
+        Err(Fail(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "query task failed".into(),
+        ))
+    })
+}
+
+pub fn router(backend: Arc<dyn Backend>, policy: Policy, stop: watch::Receiver<bool>) -> Router {
+    let st = AppState {
+        backend,
+        policy: Arc::new(policy),
+        stop,
+    };
+    Router::new()
+        .route(
+            "/v1/hello",
+            get(|_: Allowed, State(st): State<AppState>| async move { Json(st.backend.hello()) }),
+        )
+        .route(
+            "/v1/table",
+            get(|_: Allowed, State(st): State<AppState>| async move { Json(st.backend.table()) }),
+        )
+        .route(
+            "/v1/stats",
+            get(|_: Allowed, State(st): State<AppState>| async move { Json(st.backend.stats()) }),
+        )
+        .route(
+            "/v1/alerts",
+            get(|_: Allowed, State(st): State<AppState>| async move { Json(st.backend.alerts()) }),
+        )
+        .route("/v1/history", get(history))
+        .route(
+            "/v1/history/alerts",
+            get(|a: Allowed, s: State<AppState>, q: Query<AlertQuery>| {
+                stored_alerts(a, s, q, false)
+            }),
+        )
+        .route(
+            "/v1/history/incidents",
+            get(|a: Allowed, s: State<AppState>, q: Query<AlertQuery>| {
+                stored_alerts(a, s, q, true)
+            }),
+        )
+        .route("/v1/events", get(events))
+        .route("/metrics", get(metrics))
+        .with_state(st)
+}
+
+async fn history(
+    _: Allowed,
+    State(st): State<AppState>,
+    Query(q): Query<HistoryQuery>,
+) -> Response {
+    if let Err(e) = q.validate() {
+        return line(StatusCode::BAD_REQUEST, e.to_string());
+    }
+    match blocking(move || {
+        let r = reader(&st)?;
+        q.run(&r).map_err(run_error)
+    })
+    .await
+    {
+        Ok(rows) => Json(rows).into_response(),
+        Err(fail) => fail.into_response(),
+    }
+}
+
+async fn stored_alerts(
+    _: Allowed,
+    State(st): State<AppState>,
+    Query(q): Query<AlertQuery>,
+    incidents: bool,
+) -> Response {
+    match blocking(move || {
+        let r = reader(&st)?;
+        q.run(&r, incidents).map_err(|e| run_error(e.into()))
+    })
+    .await
+    {
+        Ok(rows) => Json(rows).into_response(),
+        Err(fail) => fail.into_response(),
+    }
+}
+
+async fn metrics(
+    _: Allowed,
+    State(st): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let (body, ctype) = st.backend.metrics(accept);
+    ([(header::CONTENT_TYPE, ctype)], body).into_response()
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct EventsParams {
+    /// Replay stored rows from this time (wall µs) before following live.
+    since_us: Option<i64>,
+}
+
+/// JSON lines: stored rows from `since_us` (as ECS events), then live records.
+async fn events(_: Allowed, State(st): State<AppState>, Query(p): Query<EventsParams>) -> Response {
+    // Subscribe before replaying, so nothing falls between the two.
+    let mut live = st.backend.subscribe();
+    let clock = st.backend.clock();
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(64);
+    let mut stop = st.stop.clone();
+    let st2 = st.clone();
+    tokio::spawn(async move {
+        let mut containers = crate::host::containers::Containers::new();
+        let mut replayed_until = i64::MIN;
+        if let Some(since) = p.since_us {
+            let rows = blocking(move || {
+                let r = reader(&st2)?;
+                HistoryQuery {
+                    since_us: Some(since),
+                    limit: Some(u64::MAX >> 1),
+                    ..Default::default()
+                }
+                .run(&r)
+                .map_err(run_error)
+            })
+            .await;
+            match rows {
+                Ok(rows) => {
+                    for chunk in rows.chunks(1024) {
+                        let mut buf = Vec::with_capacity(chunk.len() * 400);
+                        for row in chunk {
+                            replayed_until = replayed_until.max(row.ts_us);
+                            write_row(&mut buf, row);
+                        }
+                        if tx.send(Ok(buf.into())).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                Err(_) => {
+                    let _ = tx
+                        .send(Ok(Bytes::from_static(
+                            b"{\"error\":\"the agent keeps no history to replay\"}\n",
+                        )))
+                        .await;
+                }
+            }
+        }
+        loop {
+            tokio::select! {
+                _ = stop.changed() => break,
+                r = live.recv() => {
+                    let Some(r) = r else { break };
+                    if let Record::Event(ev) = &r {
+                        let ts = crate::store::row::wall_us(&clock, ev.ts_ns);
+                        if ts <= replayed_until && crate::store::row::action_name(ev.action).is_some() {
+                            continue; // already sent from the store
+                        }
+                    }
+                    let mut buf = Vec::with_capacity(512);
+                    r.write_json(&mut buf, &clock, &mut containers);
+                    while buf.len() < 1 << 16 {
+                        match live.try_recv() {
+                            Ok(r) => r.write_json(&mut buf, &clock, &mut containers),
+                            Err(_) => break,
+                        }
+                    }
+                    if tx.send(Ok(buf.into())).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    let body = axum::body::Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+    ([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response()
+}
+
+/// A stored row as the same ECS line the live stream writes.
+fn write_row(buf: &mut Vec<u8>, row: &ConnRow) {
+    crate::render::ecs::write_line(
+        buf,
+        &row.to_event(),
+        &crate::core::clock::Clock::fixed(0),
+        None,
+    );
+}
+
+/// Serves until `stop` turns true, then removes the socket.
+pub async fn serve(
+    listener: UnixListener,
+    path: PathBuf,
+    backend: Arc<dyn Backend>,
+    policy: Policy,
+    stop: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let app = router(backend, policy, stop.clone());
+    let mut s = stop.clone();
+    let r = axum::serve(listener, app.into_make_service_with_connect_info::<Peer>())
+        .with_graceful_shutdown(async move {
+            let _ = s.wait_for(|v| *v).await;
+        })
+        .await;
+    let _ = std::fs::remove_file(&path);
+    r
+}

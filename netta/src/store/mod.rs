@@ -1,0 +1,385 @@
+//! The persistent history: an embedded SQLite file (`history.db` in the state
+//! directory) holding ended connections, UDP flows, listener changes, alerts and
+//! incidents. The agent writes it from one thread off the hot path (`writer`);
+//! views and `netta history` read it (`query`), through the API or directly.
+pub mod bench;
+pub mod query;
+pub mod retention;
+pub mod row;
+pub mod schema;
+pub mod writer;
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{params, Connection, OpenFlags};
+
+pub use row::{ConnRow, Row};
+
+/// The history file's name inside the state directory.
+pub const FILE_NAME: &str = "history.db";
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/netta";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create the state directory {0}: {1}")]
+    Dir(PathBuf, std::io::Error),
+    #[error("cannot open the store {0}: {1}")]
+    Open(PathBuf, rusqlite::Error),
+    #[error("the store {0}: {1}")]
+    Schema(PathBuf, schema::SchemaError),
+    #[error("the store {path} is damaged and could not be moved aside: {err}")]
+    MoveAside { path: PathBuf, err: std::io::Error },
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+/// A writable store (the agent's).
+pub struct Store {
+    db: Connection,
+    path: PathBuf,
+}
+
+/// A connection that reads (views, the API, `--store FILE`).
+pub struct Reader {
+    pub(crate) db: Connection,
+}
+
+fn is_damage(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt)
+    )
+}
+
+/// Reading the schema touches the file header and the first pages: enough to
+/// tell a store from something else without a full integrity scan.
+fn check(db: &mut Connection) -> Result<(), schema::SchemaError> {
+    db.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+        r.get::<_, i64>(0)
+    })?;
+    schema::migrate(db)?;
+    Ok(())
+}
+
+fn configure(db: &Connection) -> rusqlite::Result<()> {
+    // auto_vacuum must be chosen before the first table; later it is a no-op.
+    db.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+    db.pragma_update(None, "journal_mode", "WAL")?;
+    // WAL + NORMAL: a crash of the agent loses nothing committed; a power cut
+    // can lose the last commits (at most a batch interval).
+    db.pragma_update(None, "synchronous", "NORMAL")?;
+    db.pragma_update(None, "journal_size_limit", 64i64 << 20)?;
+    db.busy_timeout(std::time::Duration::from_secs(2))?;
+    Ok(())
+}
+
+impl Store {
+    pub fn path_in(state_dir: &Path) -> PathBuf {
+        state_dir.join(FILE_NAME)
+    }
+
+    /// Opens (or creates) the store in `state_dir`. A damaged file is renamed to
+    /// `history.db.corrupt-<unix seconds>` and a fresh one starts; the returned
+    /// notice says so in one line.
+    pub fn open(state_dir: &Path) -> Result<(Store, Option<String>), StoreError> {
+        std::fs::create_dir_all(state_dir).map_err(|e| StoreError::Dir(state_dir.into(), e))?;
+        let path = Store::path_in(state_dir);
+        match Store::open_file(&path) {
+            Ok(s) => Ok((s, None)),
+            Err(e) if e.damaged() => {
+                let aside = path
+                    .with_file_name(format!("{FILE_NAME}.corrupt-{}", row::now_us() / 1_000_000));
+                std::fs::rename(&path, &aside).map_err(|err| StoreError::MoveAside {
+                    path: path.clone(),
+                    err,
+                })?;
+                for ext in ["-wal", "-shm"] {
+                    let side = PathBuf::from(format!("{}{ext}", path.display()));
+                    let _ = std::fs::rename(&side, format!("{}{ext}", aside.display()));
+                }
+                let store = Store::open_file(&path)?;
+                let notice = format!(
+                    "the store {} was unreadable ({}); moved it to {} and started a fresh one",
+                    path.display(),
+                    e.reason(),
+                    aside.display()
+                );
+                Ok((store, Some(notice)))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn open_file(path: &Path) -> Result<Store, StoreError> {
+        let mut db = Connection::open(path).map_err(|e| StoreError::Open(path.into(), e))?;
+        configure(&db).map_err(|e| StoreError::Open(path.into(), e))?;
+        check(&mut db).map_err(|e| StoreError::Schema(path.into(), e))?;
+        Ok(Store {
+            db,
+            path: path.into(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    #[cfg(test)]
+    pub fn reader(&self) -> Result<Reader, StoreError> {
+        Reader::open(&self.path)
+    }
+
+    /// Writes rows in one transaction: all or nothing.
+    pub fn insert(&mut self, rows: &[Row]) -> rusqlite::Result<()> {
+        let tx = self.db.transaction()?;
+        {
+            let mut conn = tx.prepare_cached(
+                "INSERT INTO conn (ts_us, start_us, action, proto, direction, src_ip, src_port,
+                 dst_ip, dst_port, pid, uid, comm, owner, bytes_sent, bytes_recv, packets, partial)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+            )?;
+            let mut alert = tx.prepare_cached(
+                "INSERT INTO alert (ts_us, first_us, rule, severity, key, message, src_ip, updates,
+                 ended, evidence) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )?;
+            let mut incident = tx.prepare_cached(
+                "INSERT INTO incident (rule, key, first_us, last_us, severity, message, src_ip,
+                 updates, ended, evidence) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                 ON CONFLICT (rule, key, first_us) DO UPDATE SET last_us = excluded.last_us,
+                 severity = excluded.severity, message = excluded.message,
+                 updates = excluded.updates, ended = excluded.ended, evidence = excluded.evidence",
+            )?;
+            for r in rows {
+                match r {
+                    Row::Conn(c) => {
+                        conn.execute(params![
+                            c.ts_us,
+                            c.start_us,
+                            c.action,
+                            c.proto,
+                            c.direction,
+                            c.src.ip().to_string(),
+                            c.src.port(),
+                            c.dst.ip().to_string(),
+                            c.dst.port(),
+                            c.pid,
+                            c.uid,
+                            RawText(c.comm.as_bytes()),
+                            c.owner,
+                            c.bytes_sent as i64,
+                            c.bytes_recv as i64,
+                            c.packets as i64,
+                            c.partial,
+                        ])?;
+                    }
+                    Row::Alert(a) => {
+                        let src = a.src_ip.map(|ip| ip.to_string());
+                        let ev = a.evidence.to_string();
+                        alert.execute(params![
+                            a.ts_us,
+                            a.first_us,
+                            a.rule,
+                            a.severity,
+                            a.key,
+                            a.message,
+                            src,
+                            a.updates as i64,
+                            a.ended,
+                            ev
+                        ])?;
+                        incident.execute(params![
+                            a.rule,
+                            a.key,
+                            a.first_us,
+                            a.ts_us,
+                            a.severity,
+                            a.message,
+                            src,
+                            a.updates as i64,
+                            a.ended,
+                            ev
+                        ])?;
+                    }
+                }
+            }
+        }
+        tx.commit()
+    }
+
+    pub(crate) fn db(&mut self) -> &mut Connection {
+        &mut self.db
+    }
+}
+
+impl StoreError {
+    fn damaged(&self) -> bool {
+        match self {
+            StoreError::Open(_, e) | StoreError::Sqlite(e) => is_damage(e),
+            StoreError::Schema(_, schema::SchemaError::Sqlite(e)) => is_damage(e),
+            _ => false,
+        }
+    }
+
+    fn reason(&self) -> String {
+        match self {
+            StoreError::Open(_, e) | StoreError::Sqlite(e) => e.to_string(),
+            StoreError::Schema(_, e) => e.to_string(),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl Reader {
+    /// Opens a store file read-only (a copy from another disk works too).
+    pub fn open(path: &Path) -> Result<Reader, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::Open(
+                path.into(),
+                rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                    Some("no such file".into()),
+                ),
+            ));
+        }
+        let db = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| StoreError::Open(path.into(), e))?;
+        db.busy_timeout(std::time::Duration::from_secs(2))
+            .map_err(|e| StoreError::Open(path.into(), e))?;
+        let v = schema::version(&db).map_err(|e| StoreError::Open(path.into(), e))?;
+        if v > schema::VERSION {
+            return Err(StoreError::Schema(
+                path.into(),
+                schema::SchemaError::Newer(v),
+            ));
+        }
+        if v == 0 {
+            return Err(StoreError::Open(
+                path.into(),
+                rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_NOTADB),
+                    Some("not a netta store (no schema)".into()),
+                ),
+            ));
+        }
+        query::register_functions(&db).map_err(|e| StoreError::Open(path.into(), e))?;
+        Ok(Reader { db })
+    }
+}
+
+/// Process names are raw bytes: stored as TEXT without UTF-8 conversion, so
+/// nothing is lost and `sqlite3` still shows them.
+struct RawText<'a>(&'a [u8]);
+
+impl rusqlite::ToSql for RawText<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(ValueRef::Text(self.0)))
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::core::sanitize::Comm;
+
+    pub fn conn_row(ts_us: i64, sport: u16, dport: u16, comm: &str) -> ConnRow {
+        ConnRow {
+            ts_us,
+            start_us: Some(ts_us - 1000),
+            action: "closed".into(),
+            proto: "tcp".into(),
+            direction: "egress".into(),
+            src: format!("127.0.0.1:{sport}").parse().unwrap(),
+            dst: format!("10.0.0.1:{dport}").parse().unwrap(),
+            pid: 42,
+            uid: Some(1000),
+            comm: Comm::from_bytes(comm.as_bytes()),
+            owner: "hook".into(),
+            bytes_sent: 10,
+            bytes_recv: 20,
+            packets: 0,
+            partial: false,
+        }
+    }
+
+    #[test]
+    fn rows_round_trip_with_raw_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, notice) = Store::open(dir.path()).unwrap();
+        assert!(notice.is_none());
+        let mut r = conn_row(5_000_000, 40000, 443, "x");
+        r.comm = Comm::from_bytes(b"bad\xff\x1b[0m");
+        s.insert(&[Row::Conn(r.clone())]).unwrap();
+        let rd = s.reader().unwrap();
+        let got = query::Query::default().run(&rd).unwrap();
+        assert_eq!(got, vec![r]);
+        let mode: String =
+            s.db.query_row("PRAGMA journal_mode", [], |r| r.get(0))
+                .unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn a_damaged_file_is_moved_aside_and_a_fresh_store_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Store::path_in(dir.path());
+        std::fs::write(&path, b"this is not sqlite at all, just some bytes ....................................................................").unwrap();
+        let (mut s, notice) = Store::open(dir.path()).unwrap();
+        let notice = notice.expect("a notice");
+        assert!(notice.contains("moved it to"), "{notice}");
+        assert!(!notice.contains('\n'));
+        s.insert(&[Row::Conn(conn_row(1, 1, 2, "a"))]).unwrap();
+        let aside: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("history.db.corrupt-"))
+            .collect();
+        assert_eq!(aside.len(), 1, "{aside:?}");
+        assert_eq!(
+            std::fs::read(dir.path().join(&aside[0])).unwrap()[..7],
+            *b"this is"
+        );
+    }
+
+    #[test]
+    fn a_store_with_a_damaged_page_is_moved_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (mut s, _) = Store::open(dir.path()).unwrap();
+            let rows: Vec<Row> = (0..2000)
+                .map(|i| Row::Conn(conn_row(i, 1000 + i as u16, 80, "c")))
+                .collect();
+            s.insert(&rows).unwrap();
+            s.db.pragma_update(None, "wal_checkpoint", "TRUNCATE")
+                .unwrap();
+        }
+        // Overwrite the schema page (page 1 after the 100-byte header).
+        let path = Store::path_in(dir.path());
+        let mut bytes = std::fs::read(&path).unwrap();
+        for b in &mut bytes[100..4096] {
+            *b = 0xa5;
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        let (_s, notice) = Store::open(dir.path()).unwrap();
+        assert!(notice.is_some());
+    }
+
+    #[test]
+    fn reading_a_missing_or_foreign_file_is_a_one_line_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Reader::open(&dir.path().join("nope.db")).err().unwrap();
+        assert!(e.to_string().contains("nope.db"));
+        let other = dir.path().join("other.db");
+        Connection::open(&other)
+            .unwrap()
+            .execute_batch("CREATE TABLE t(x)")
+            .unwrap();
+        let e = Reader::open(&other).err().unwrap().to_string();
+        assert!(e.contains("not a netta store"), "{e}");
+        assert!(!e.contains('\n'));
+    }
+}

@@ -1,0 +1,510 @@
+//! History queries: one filter value (what `netta history` flags and the API's
+//! query string both become) turned into indexed SQL.
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use ipnet::IpNet;
+use rusqlite::functions::FunctionFlags;
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, ToSql};
+
+use super::row::{AlertRow, ConnRow};
+use super::Reader;
+pub use crate::core::history_query::{parse_action, parse_net, Query, QueryError, DEFAULT_LIMIT};
+use crate::core::sanitize::Comm;
+
+impl Query {
+    /// Checks every field; the error is one line naming the bad value.
+    pub fn validate(&self) -> Result<(), QueryError> {
+        self.parts().map(|_| ())
+    }
+
+    fn parts(&self) -> Result<(String, Vec<Box<dyn ToSql>>), QueryError> {
+        let mut w: Vec<String> = Vec::new();
+        let mut p: Vec<Box<dyn ToSql>> = Vec::new();
+        // Every `?` of one clause is the same parameter.
+        let add =
+            |w: &mut Vec<String>, p: &mut Vec<Box<dyn ToSql>>, clause: &str, v: Box<dyn ToSql>| {
+                p.push(v);
+                w.push(clause.replace('?', &format!("?{}", p.len())));
+            };
+        if let (Some(a), Some(b)) = (self.since_us, self.until_us) {
+            if a > b {
+                return Err(QueryError::Order);
+            }
+        }
+        if let Some(t) = self.since_us {
+            add(&mut w, &mut p, "ts_us >= ?", Box::new(t));
+        }
+        if let Some(t) = self.until_us {
+            add(&mut w, &mut p, "ts_us <= ?", Box::new(t));
+        }
+        if let Some(s) = &self.process {
+            add(&mut w, &mut p, "instr(comm, ?) > 0", Box::new(s.clone()));
+        }
+        if let Some(v) = self.pid {
+            add(&mut w, &mut p, "pid = ?", Box::new(v));
+        }
+        if let Some(v) = self.uid {
+            add(&mut w, &mut p, "uid = ?", Box::new(v));
+        }
+        if let Some(v) = self.port {
+            // Two indexed lookups (SQLite's OR optimisation), not a scan.
+            add(
+                &mut w,
+                &mut p,
+                "(src_port = ? OR dst_port = ?)",
+                Box::new(v),
+            );
+        }
+        if let Some(v) = self.sport {
+            add(&mut w, &mut p, "src_port = ?", Box::new(v));
+        }
+        if let Some(v) = self.dport {
+            add(&mut w, &mut p, "dst_port = ?", Box::new(v));
+        }
+        for (col, val) in [("src_ip", &self.src), ("dst_ip", &self.dst)] {
+            if let Some(s) = val {
+                let net = parse_net(s)?;
+                if net.prefix_len() == net.max_prefix_len() {
+                    // One host: an indexed equality on the stored text form.
+                    add(
+                        &mut w,
+                        &mut p,
+                        &format!("{col} = ?"),
+                        Box::new(net.addr().to_string()),
+                    );
+                } else {
+                    add(
+                        &mut w,
+                        &mut p,
+                        &format!("netta_in_net({col}, ?)"),
+                        Box::new(net.to_string()),
+                    );
+                }
+            }
+        }
+        if let Some(s) = &self.proto {
+            let v = s.to_ascii_lowercase();
+            if v != "tcp" && v != "udp" {
+                return Err(QueryError::Proto(crate::core::sanitize::escape(
+                    s.as_bytes(),
+                )));
+            }
+            add(&mut w, &mut p, "proto = ?", Box::new(v));
+        }
+        if let Some(s) = &self.action {
+            let mut names = Vec::new();
+            for a in s.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+                names.push(parse_action(a).ok_or_else(|| {
+                    QueryError::Action(crate::core::sanitize::escape(a.as_bytes()))
+                })?);
+            }
+            if !names.is_empty() {
+                let list = names.iter().map(|n| format!("'{n}'")).collect::<Vec<_>>();
+                // The names come from a fixed table, never from the input.
+                w.push(format!("action IN ({})", list.join(", ")));
+            }
+        }
+        let clause = if w.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", w.join(" AND "))
+        };
+        Ok((clause, p))
+    }
+
+    /// Matching rows, oldest first; with more than `limit`, the newest `limit`.
+    pub fn run(&self, r: &Reader) -> Result<Vec<ConnRow>, RunError> {
+        let (clause, params) = self.parts()?;
+        let limit = self.limit.unwrap_or(DEFAULT_LIMIT).min(i64::MAX as u64) as i64;
+        let sql = format!(
+            "SELECT ts_us, start_us, action, proto, direction, src_ip, src_port, dst_ip, dst_port,
+             pid, uid, comm, owner, bytes_sent, bytes_recv, packets, partial
+             FROM conn{clause} ORDER BY ts_us DESC, id DESC LIMIT {limit}"
+        );
+        let mut stmt = r.db.prepare(&sql)?;
+        let refs: Vec<&dyn ToSql> = params.iter().map(|b| b.as_ref()).collect();
+        let mut rows = stmt.query(refs.as_slice())?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(conn_from_sql(row)?);
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    /// Number of matching rows (no limit).
+    pub fn count(&self, r: &Reader) -> Result<u64, RunError> {
+        let (clause, params) = self.parts()?;
+        let refs: Vec<&dyn ToSql> = params.iter().map(|b| b.as_ref()).collect();
+        let n: i64 = r.db.query_row(
+            &format!("SELECT count(*) FROM conn{clause}"),
+            refs.as_slice(),
+            |row| row.get(0),
+        )?;
+        Ok(n as u64)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    #[error("reading the store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+fn addr(ip: &str, port: u16) -> rusqlite::Result<SocketAddr> {
+    let ip: IpAddr = ip.parse().map_err(|_| {
+        rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Text,
+            format!(
+                "stored address `{}` is not an IP",
+                crate::core::sanitize::escape(ip.as_bytes())
+            )
+            .into(),
+        )
+    })?;
+    Ok(SocketAddr::new(ip, port))
+}
+
+fn conn_from_sql(row: &rusqlite::Row<'_>) -> rusqlite::Result<ConnRow> {
+    let comm = match row.get_ref(11)? {
+        ValueRef::Text(b) | ValueRef::Blob(b) => Comm::from_bytes(b),
+        _ => Comm::EMPTY,
+    };
+    let src_ip: String = row.get(5)?;
+    let dst_ip: String = row.get(7)?;
+    Ok(ConnRow {
+        ts_us: row.get(0)?,
+        start_us: row.get(1)?,
+        action: row.get(2)?,
+        proto: row.get(3)?,
+        direction: row.get(4)?,
+        src: addr(&src_ip, row.get(6)?)?,
+        dst: addr(&dst_ip, row.get(8)?)?,
+        pid: row.get(9)?,
+        uid: row.get(10)?,
+        comm,
+        owner: row.get(12)?,
+        bytes_sent: row.get::<_, i64>(13)? as u64,
+        bytes_recv: row.get::<_, i64>(14)? as u64,
+        packets: row.get::<_, i64>(15)? as u64,
+        partial: row.get(16)?,
+    })
+}
+
+/// Alerts (`incidents == false`) or incidents (their latest state), oldest first.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct AlertQuery {
+    pub since_us: Option<i64>,
+    pub until_us: Option<i64>,
+    pub rule: Option<String>,
+    pub limit: Option<u64>,
+}
+
+impl AlertQuery {
+    pub fn run(&self, r: &Reader, incidents: bool) -> rusqlite::Result<Vec<AlertRow>> {
+        let (table, ts) = if incidents {
+            ("incident", "last_us")
+        } else {
+            ("alert", "ts_us")
+        };
+        let limit = self.limit.unwrap_or(DEFAULT_LIMIT).min(i64::MAX as u64) as i64;
+        let sql = format!(
+            "SELECT {ts}, first_us, rule, severity, key, message, src_ip, updates, ended, evidence
+             FROM {table} WHERE ({ts} >= ?1 OR ?1 IS NULL) AND ({ts} <= ?2 OR ?2 IS NULL)
+             AND (rule = ?3 OR ?3 IS NULL) ORDER BY {ts} DESC LIMIT {limit}"
+        );
+        let mut stmt = r.db.prepare(&sql)?;
+        let mut out = stmt
+            .query_map(
+                rusqlite::params![self.since_us, self.until_us, self.rule],
+                |row| {
+                    let src: Option<String> = row.get(6)?;
+                    let ev: String = row.get(9)?;
+                    Ok(AlertRow {
+                        ts_us: row.get(0)?,
+                        first_us: row.get(1)?,
+                        rule: row.get(2)?,
+                        severity: row.get(3)?,
+                        key: row.get(4)?,
+                        message: row.get(5)?,
+                        src_ip: src.and_then(|s| s.parse().ok()),
+                        updates: row.get::<_, i64>(7)? as u64,
+                        ended: row.get(8)?,
+                        evidence: serde_json::from_str(&ev).unwrap_or(serde_json::Value::Null),
+                    })
+                },
+            )?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        out.reverse();
+        Ok(out)
+    }
+}
+
+/// `netta_in_net(ip_text, cidr_text)`: whether a stored address is in a network.
+/// The parsed network is cached per statement.
+pub fn register_functions(db: &Connection) -> rusqlite::Result<()> {
+    db.create_scalar_function(
+        "netta_in_net",
+        2,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            let net: Arc<Option<IpNet>> = ctx.get_or_create_aux(1, |v| -> rusqlite::Result<_> {
+                Ok(v.as_str().ok().and_then(|s| s.parse::<IpNet>().ok()))
+            })?;
+            let Some(net) = net.as_ref() else {
+                return Ok(false);
+            };
+            let ip = match ctx.get_raw(0) {
+                ValueRef::Text(b) => std::str::from_utf8(b)
+                    .ok()
+                    .and_then(|s| s.parse::<IpAddr>().ok()),
+                _ => None,
+            };
+            Ok(ip.is_some_and(|ip| net.contains(&ip)))
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::conn_row;
+    use super::super::{Row, Store};
+    use super::*;
+
+    fn store_with(rows: Vec<ConnRow>) -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, _) = Store::open(dir.path()).unwrap();
+        s.insert(&rows.into_iter().map(Row::Conn).collect::<Vec<_>>())
+            .unwrap();
+        (dir, s)
+    }
+
+    fn ports(rows: &[ConnRow]) -> Vec<u16> {
+        rows.iter().map(|r| r.src.port()).collect()
+    }
+
+    #[test]
+    fn filters_combine_and_results_are_oldest_first() {
+        let mut rows = Vec::new();
+        for i in 0..20u16 {
+            let mut r = conn_row(
+                1_000 + i as i64,
+                40_000 + i,
+                if i % 2 == 0 { 443 } else { 53 },
+                if i < 10 { "curl" } else { "wget" },
+            );
+            if i % 4 == 1 {
+                r.proto = "udp".into();
+                r.action = "udp-flow".into();
+            }
+            if i == 7 {
+                r.dst = "192.168.1.9:53".parse().unwrap();
+                r.pid = 99;
+                r.uid = Some(0);
+            }
+            rows.push(r);
+        }
+        let (_d, s) = store_with(rows);
+        let rd = s.reader().unwrap();
+        let q = |q: Query| ports(&q.run(&rd).unwrap());
+        assert_eq!(q(Query::default()).len(), 20);
+        assert_eq!(
+            q(Query {
+                dport: Some(443),
+                process: Some("url".into()),
+                ..Default::default()
+            }),
+            vec![40000, 40002, 40004, 40006, 40008]
+        );
+        assert_eq!(
+            q(Query {
+                port: Some(40003),
+                ..Default::default()
+            }),
+            vec![40003]
+        );
+        assert_eq!(
+            q(Query {
+                port: Some(53),
+                ..Default::default()
+            })
+            .len(),
+            10
+        );
+        assert_eq!(
+            q(Query {
+                sport: Some(53),
+                ..Default::default()
+            })
+            .len(),
+            0
+        );
+        assert_eq!(
+            q(Query {
+                since_us: Some(1_015),
+                until_us: Some(1_017),
+                ..Default::default()
+            }),
+            vec![40015, 40016, 40017]
+        );
+        assert_eq!(
+            q(Query {
+                dst: Some("192.168.0.0/16".into()),
+                ..Default::default()
+            }),
+            vec![40007]
+        );
+        assert_eq!(
+            q(Query {
+                dst: Some("192.168.1.9".into()),
+                ..Default::default()
+            }),
+            vec![40007]
+        );
+        assert_eq!(
+            q(Query {
+                src: Some("127.0.0.0/8".into()),
+                ..Default::default()
+            })
+            .len(),
+            20
+        );
+        assert_eq!(
+            q(Query {
+                dst: Some("::1/128".into()),
+                ..Default::default()
+            })
+            .len(),
+            0
+        );
+        assert_eq!(
+            q(Query {
+                pid: Some(99),
+                uid: Some(0),
+                ..Default::default()
+            }),
+            vec![40007]
+        );
+        assert_eq!(
+            q(Query {
+                proto: Some("UDP".into()),
+                ..Default::default()
+            }),
+            vec![40001, 40005, 40009, 40013, 40017]
+        );
+        assert_eq!(
+            q(Query {
+                action: Some("udp-flow, connection-closed".into()),
+                ..Default::default()
+            })
+            .len(),
+            20
+        );
+        assert_eq!(
+            q(Query {
+                action: Some("failed".into()),
+                ..Default::default()
+            })
+            .len(),
+            0
+        );
+        // The newest rows when the limit cuts, still oldest first.
+        assert_eq!(
+            q(Query {
+                limit: Some(2),
+                ..Default::default()
+            }),
+            vec![40018, 40019]
+        );
+        assert_eq!(
+            Query {
+                port: Some(53),
+                ..Default::default()
+            }
+            .count(&rd)
+            .unwrap(),
+            10
+        );
+    }
+
+    #[test]
+    fn bad_filters_are_one_line_errors() {
+        let (_d, s) = store_with(vec![]);
+        let rd = s.reader().unwrap();
+        for (q, want) in [
+            (
+                Query {
+                    src: Some("10.0.0.0/33".into()),
+                    ..Default::default()
+                },
+                "CIDR",
+            ),
+            (
+                Query {
+                    dst: Some("\x1b[2Jhost".into()),
+                    ..Default::default()
+                },
+                "CIDR",
+            ),
+            (
+                Query {
+                    proto: Some("sctp".into()),
+                    ..Default::default()
+                },
+                "protocol",
+            ),
+            (
+                Query {
+                    action: Some("opened".into()),
+                    ..Default::default()
+                },
+                "action",
+            ),
+            (
+                Query {
+                    since_us: Some(5),
+                    until_us: Some(1),
+                    ..Default::default()
+                },
+                "after",
+            ),
+        ] {
+            let e = q.run(&rd).unwrap_err().to_string();
+            assert!(e.contains(want), "{e}");
+            assert!(!e.contains('\n') && !e.contains('\x1b'), "{e:?}");
+        }
+    }
+
+    #[test]
+    fn the_port_query_uses_indexes_not_a_scan() {
+        let (_d, s) = store_with(vec![]);
+        let rd = s.reader().unwrap();
+        let (clause, _) = Query {
+            port: Some(80),
+            since_us: Some(1),
+            ..Default::default()
+        }
+        .parts()
+        .unwrap();
+        let plan: Vec<String> = rd
+            .db
+            .prepare(&format!("EXPLAIN QUERY PLAN SELECT * FROM conn{clause}"))
+            .unwrap()
+            .query_map(rusqlite::params![1i64, 80u16], |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        let plan = plan.join("; ");
+        assert!(!plan.contains("SCAN conn"), "{plan}");
+        assert!(
+            plan.contains("conn_dport") && plan.contains("conn_sport"),
+            "{plan}"
+        );
+    }
+}

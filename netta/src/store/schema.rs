@@ -1,0 +1,147 @@
+//! The store's schema, as numbered migrations. `PRAGMA user_version` holds the
+//! number applied; opening a store applies the missing ones in one transaction.
+//! docs/operations.md documents the tables for people reading the file with `sqlite3`.
+use rusqlite::Connection;
+
+/// Migration `i` takes the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: connections, alerts, incidents.
+    "CREATE TABLE conn (
+        id INTEGER PRIMARY KEY,
+        ts_us INTEGER NOT NULL,
+        start_us INTEGER,
+        action TEXT NOT NULL,
+        proto TEXT NOT NULL,
+        direction TEXT NOT NULL,
+        src_ip TEXT NOT NULL,
+        src_port INTEGER NOT NULL,
+        dst_ip TEXT NOT NULL,
+        dst_port INTEGER NOT NULL,
+        pid INTEGER NOT NULL,
+        uid INTEGER,
+        comm TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        bytes_sent INTEGER NOT NULL,
+        bytes_recv INTEGER NOT NULL,
+        packets INTEGER NOT NULL,
+        partial INTEGER NOT NULL
+    );
+    CREATE INDEX conn_ts ON conn(ts_us);
+    CREATE INDEX conn_dport ON conn(dst_port, ts_us);
+    CREATE INDEX conn_sport ON conn(src_port, ts_us);
+    CREATE INDEX conn_dst ON conn(dst_ip, ts_us);
+    CREATE TABLE alert (
+        id INTEGER PRIMARY KEY,
+        ts_us INTEGER NOT NULL,
+        first_us INTEGER NOT NULL,
+        rule TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        key TEXT NOT NULL,
+        message TEXT NOT NULL,
+        src_ip TEXT,
+        updates INTEGER NOT NULL,
+        ended INTEGER NOT NULL,
+        evidence TEXT NOT NULL
+    );
+    CREATE INDEX alert_ts ON alert(ts_us);
+    CREATE TABLE incident (
+        rule TEXT NOT NULL,
+        key TEXT NOT NULL,
+        first_us INTEGER NOT NULL,
+        last_us INTEGER NOT NULL,
+        severity TEXT NOT NULL,
+        message TEXT NOT NULL,
+        src_ip TEXT,
+        updates INTEGER NOT NULL,
+        ended INTEGER NOT NULL,
+        evidence TEXT NOT NULL,
+        PRIMARY KEY (rule, key, first_us)
+    );
+    CREATE INDEX incident_last ON incident(last_us);",
+    // 2: what the baseline rules have learned, and when learning started.
+    "CREATE TABLE baseline (
+        comm TEXT NOT NULL,
+        dst_net TEXT NOT NULL,
+        dst_port INTEGER NOT NULL,
+        proto TEXT NOT NULL,
+        first_us INTEGER NOT NULL,
+        last_us INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (comm, dst_net, dst_port, proto)
+    );
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+];
+
+/// The schema version this build writes.
+pub const VERSION: u32 = MIGRATIONS.len() as u32;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    #[error("the store's schema version {0} is newer than this netta ({VERSION}); upgrade netta")]
+    Newer(u32),
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+pub fn version(db: &Connection) -> rusqlite::Result<u32> {
+    db.query_row("PRAGMA user_version", [], |r| r.get(0))
+}
+
+/// Brings the schema up to [`VERSION`]; returns the version it found.
+pub fn migrate(db: &mut Connection) -> Result<u32, SchemaError> {
+    let found = version(db)?;
+    if found > VERSION {
+        return Err(SchemaError::Newer(found));
+    }
+    if found == VERSION {
+        return Ok(found);
+    }
+    let tx = db.transaction()?;
+    for m in &MIGRATIONS[found as usize..] {
+        tx.execute_batch(m)?;
+    }
+    tx.pragma_update(None, "user_version", VERSION)?;
+    tx.commit()?;
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrates_from_empty_and_from_each_older_version() {
+        for start in 0..VERSION {
+            let mut db = Connection::open_in_memory().unwrap();
+            let tx = db.transaction().unwrap();
+            for m in &MIGRATIONS[..start as usize] {
+                tx.execute_batch(m).unwrap();
+            }
+            tx.pragma_update(None, "user_version", start).unwrap();
+            tx.commit().unwrap();
+            assert_eq!(migrate(&mut db).unwrap(), start);
+            assert_eq!(version(&db).unwrap(), VERSION);
+            // Every table of the newest schema is there.
+            for t in ["conn", "alert", "incident", "baseline", "meta"] {
+                let n: i64 = db
+                    .query_row(
+                        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                        [t],
+                        |r| r.get(0),
+                    )
+                    .unwrap();
+                assert_eq!(n, 1, "table {t} from version {start}");
+            }
+            // A second open changes nothing.
+            assert_eq!(migrate(&mut db).unwrap(), VERSION);
+        }
+    }
+
+    #[test]
+    fn refuses_a_newer_schema() {
+        let mut db = Connection::open_in_memory().unwrap();
+        db.pragma_update(None, "user_version", VERSION + 1).unwrap();
+        let e = migrate(&mut db).unwrap_err();
+        assert!(e.to_string().contains("newer than this netta"), "{e}");
+    }
+}

@@ -1,0 +1,314 @@
+//! The store's writer: one thread that takes agent records from a bounded tap
+//! (a full tap drops and counts, so the ring reader never waits on SQLite),
+//! writes them in batched transactions at least every `batch_interval`, and
+//! prunes between batches. A full disk or a failing write drops the batch,
+//! counts its rows, and tracing goes on.
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustc_hash::FxHashMap;
+use tokio::sync::mpsc;
+
+use super::retention::{self, Retention};
+use super::row::{now_us, Row};
+use super::Store;
+use crate::agent::Record;
+use crate::core::clock::Clock;
+
+#[derive(Clone, Copy, Debug)]
+pub struct WriterOptions {
+    /// Longest a row waits before it is committed: what a `kill -9` can lose.
+    pub batch_interval: Duration,
+    pub max_batch: usize,
+    pub retention: Retention,
+    pub prune_every: Duration,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        WriterOptions {
+            batch_interval: Duration::from_millis(250),
+            max_batch: 16_384,
+            retention: Retention::default(),
+            prune_every: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Counters the API and metrics report.
+#[derive(Debug, Default)]
+pub struct StoreStats {
+    pub rows_written: AtomicU64,
+    /// Rows lost to a full disk or a failing write.
+    pub rows_dropped: AtomicU64,
+    pub rows_pruned: AtomicU64,
+    pub commits: AtomicU64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StatsValue {
+    pub rows_written: u64,
+    pub rows_dropped: u64,
+    pub rows_pruned: u64,
+    pub commits: u64,
+}
+
+impl StoreStats {
+    pub fn value(&self) -> StatsValue {
+        StatsValue {
+            rows_written: self.rows_written.load(Ordering::Relaxed),
+            rows_dropped: self.rows_dropped.load(Ordering::Relaxed),
+            rows_pruned: self.rows_pruned.load(Ordering::Relaxed),
+            commits: self.commits.load(Ordering::Relaxed),
+        }
+    }
+}
+
+pub struct Writer {
+    stats: Arc<StoreStats>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Writer {
+    pub fn spawn(
+        store: Store,
+        rx: mpsc::Receiver<Record>,
+        clock: Clock,
+        opts: WriterOptions,
+    ) -> std::io::Result<Writer> {
+        let stats = Arc::new(StoreStats::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, st) = (stats.clone(), stop.clone());
+        let thread = std::thread::Builder::new()
+            .name("netta-store".into())
+            .spawn(move || run(store, rx, clock, opts, &s, &st))?;
+        Ok(Writer {
+            stats,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn stats(&self) -> Arc<StoreStats> {
+        self.stats.clone()
+    }
+
+    /// Writes what is queued, then stops.
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The owner's uid, from /proc/<pid> while the process lives (cached briefly).
+struct Uids {
+    cache: FxHashMap<u32, Option<u32>>,
+    since: Instant,
+}
+
+impl Uids {
+    fn get(&mut self, pid: u32) -> Option<u32> {
+        if self.since.elapsed() > Duration::from_secs(10) || self.cache.len() > 8192 {
+            self.cache.clear();
+            self.since = Instant::now();
+        }
+        *self.cache.entry(pid).or_insert_with(|| {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata(format!("/proc/{pid}"))
+                .ok()
+                .map(|m| m.uid())
+        })
+    }
+}
+
+struct Failing {
+    since_dropped: u64,
+}
+
+fn commit(
+    store: &mut Store,
+    batch: &mut Vec<Row>,
+    stats: &StoreStats,
+    failing: &mut Option<Failing>,
+) {
+    if batch.is_empty() {
+        return;
+    }
+    let n = batch.len() as u64;
+    match store.insert(batch) {
+        Ok(()) => {
+            stats.rows_written.fetch_add(n, Ordering::Relaxed);
+            stats.commits.fetch_add(1, Ordering::Relaxed);
+            if let Some(f) = failing.take() {
+                eprintln!(
+                    "netta: history store: writing again ({} rows were dropped)",
+                    f.since_dropped
+                );
+            }
+        }
+        Err(e) => {
+            stats.rows_dropped.fetch_add(n, Ordering::Relaxed);
+            match failing {
+                Some(f) => f.since_dropped += n,
+                None => {
+                    let why = if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
+                        "the disk is full".to_string()
+                    } else {
+                        e.to_string()
+                    };
+                    eprintln!(
+                        "netta: history store: {why}; dropping history rows (counted) until it can write"
+                    );
+                    *failing = Some(Failing { since_dropped: n });
+                }
+            }
+        }
+    }
+    batch.clear();
+}
+
+fn run(
+    mut store: Store,
+    mut rx: mpsc::Receiver<Record>,
+    clock: Clock,
+    opts: WriterOptions,
+    stats: &StoreStats,
+    stop: &AtomicBool,
+) {
+    let mut batch: Vec<Row> = Vec::with_capacity(opts.max_batch);
+    let mut oldest: Option<Instant> = None;
+    let mut uids = Uids {
+        cache: FxHashMap::default(),
+        since: Instant::now(),
+    };
+    let mut failing = None;
+    let mut next_prune = Instant::now();
+    let mut pruning = false;
+    loop {
+        let stopping = stop.load(Ordering::Relaxed);
+        let mut closed = false;
+        let mut got = 0usize;
+        while batch.len() < opts.max_batch {
+            match rx.try_recv() {
+                Ok(rec) => {
+                    got += 1;
+                    if let Some(row) = Row::from_record(&rec, &clock, |pid| uids.get(pid)) {
+                        batch.push(row);
+                        oldest.get_or_insert_with(Instant::now);
+                    }
+                }
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    closed = true;
+                    break;
+                }
+            }
+        }
+        let due = oldest.is_some_and(|t| t.elapsed() >= opts.batch_interval);
+        if batch.len() >= opts.max_batch || due || closed || (stopping && got == 0) {
+            commit(&mut store, &mut batch, stats, &mut failing);
+            oldest = None;
+        }
+        if closed || (stopping && got == 0) {
+            break;
+        }
+        if Instant::now() >= next_prune {
+            pruning = true;
+            next_prune = Instant::now() + opts.prune_every;
+        }
+        if pruning {
+            match retention::prune_step(store.db(), &opts.retention, now_us()) {
+                Ok(0) => {
+                    pruning = false;
+                    let _ = retention::release(store.db());
+                }
+                Ok(n) => {
+                    stats.rows_pruned.fetch_add(n, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    pruning = false;
+                    log::warn!("history store: pruning failed: {e}");
+                }
+            }
+        }
+        if got == 0 && !pruning {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::event::{Action, ConnEvent, Direction};
+    use crate::core::sanitize::Comm;
+    use crate::store::query::Query;
+
+    fn closed(port: u16) -> Record {
+        let mut e = ConnEvent::lost(1_000_000_000, 0);
+        e.action = Action::Closed;
+        e.direction = Direction::Egress;
+        e.local = format!("127.0.0.1:{port}").parse().unwrap();
+        e.remote = "127.0.0.1:80".parse().unwrap();
+        e.pid = std::process::id();
+        e.comm = Comm::from_bytes(b"tester");
+        Record::Event(e)
+    }
+
+    #[test]
+    fn writes_batches_within_the_interval_and_skips_other_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path()).unwrap();
+        let reader = store.reader().unwrap();
+        let (tx, rx) = mpsc::channel(1024);
+        let w = Writer::spawn(store, rx, Clock::new(), WriterOptions::default()).unwrap();
+        for p in 0..100 {
+            tx.try_send(closed(10_000 + p)).unwrap();
+            let mut opened = ConnEvent::lost(1, 0);
+            opened.action = Action::Opened;
+            tx.try_send(Record::Event(opened)).unwrap();
+        }
+        // Committed without stopping: a kill -9 now would keep them.
+        let t0 = Instant::now();
+        while Query::default().count(&reader).unwrap() < 100 {
+            assert!(t0.elapsed() < Duration::from_secs(10), "rows not committed");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let rows = Query::default().run(&reader).unwrap();
+        assert_eq!(rows.len(), 100);
+        assert_eq!(rows[0].uid, Some(unsafe { libc::getuid() }));
+        let stats = w.stats();
+        w.stop();
+        assert_eq!(stats.value().rows_written, 100);
+        assert_eq!(stats.value().rows_dropped, 0);
+    }
+
+    #[test]
+    fn stop_writes_everything_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path()).unwrap();
+        let reader = store.reader().unwrap();
+        let (tx, rx) = mpsc::channel(50_000);
+        let opts = WriterOptions {
+            batch_interval: Duration::from_secs(3600),
+            max_batch: 1000,
+            ..Default::default()
+        };
+        for p in 0..40_000u32 {
+            tx.try_send(closed((p % 60_000) as u16)).unwrap();
+        }
+        let w = Writer::spawn(store, rx, Clock::new(), opts).unwrap();
+        w.stop();
+        assert_eq!(Query::default().count(&reader).unwrap(), 40_000);
+    }
+}
