@@ -36,7 +36,7 @@ fn ready_comes_when_events_flow_then_watchdog_then_stopping() {
             }
         }
     });
-    let mut child = Command::new(netta_bin())
+    let mut child = netta_cmd()
         .args(["agent", "--sink", &format!("tcp://{sink}")])
         .env("NOTIFY_SOCKET", &path)
         .env("WATCHDOG_USEC", "400000")

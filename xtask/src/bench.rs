@@ -255,7 +255,7 @@ fn start(tracer: Tracer, netta: &Path, dir: &Path, run: usize) -> Result<Running
                 .stdout(std::fs::File::create(&out)?)
                 .stderr(Stdio::piped())
                 .spawn()?;
-            wait_for_line(&mut child, true, "netta: ready")?;
+            wait_for_line(&mut child, true, "netta: standalone")?;
             let cpu0 = cpu_seconds(child.id()).unwrap_or(0.0);
             Ok(Running {
                 child: Some(child),

@@ -17,7 +17,7 @@ use crate::core::sanitize::Comm;
 /// Connections that lived shorter than this are "short-lived" in statistics.
 pub const SHORT_LIVED_NS: u64 = 2_000_000_000;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Key {
     /// Kernel socket address (from events).
     Sock(u64),
@@ -29,14 +29,16 @@ pub enum Key {
     Tuple(Tuple),
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct Tuple {
     pub proto: Proto,
     pub local: SocketAddr,
     pub remote: SocketAddr,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Origin {
     Event,
     /// An accepted connection listed before its owner was known (not yet reported).
@@ -44,7 +46,7 @@ pub enum Origin {
     Proc,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Conn {
     pub key: Key,
     pub proto: Proto,
@@ -102,7 +104,7 @@ impl Conn {
 }
 
 /// A connection that ended, kept in the bounded history.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Closed {
     pub conn: Conn,
     pub end_ns: u64,
@@ -117,7 +119,7 @@ impl Closed {
 }
 
 /// Totals since the table was created. Monotonic, so views can diff two copies.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Counters {
     pub events: u64,
     pub opened: u64,
@@ -680,7 +682,7 @@ impl Table {
 }
 
 /// A point-in-time copy of the table.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Snapshot {
     pub conns: Vec<Conn>,
     pub history: Vec<Closed>,
