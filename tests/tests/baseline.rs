@@ -153,8 +153,8 @@ fn beaconing_alerts_on_a_steady_period_and_not_on_random_intervals() {
         (server, client, port)
     };
     // 200 ms ± 10 %, and gaps spread from 20 ms to 800 ms, at the same time.
-    let (mut s1, mut steady, p1) = run("beacon", "bc-steady", "200", "10");
-    let (mut s2, mut random, p2) = run("scatter", "bc-random", "20", "800");
+    let (s1, mut steady, p1) = run("beacon", "bc-steady", "200", "10");
+    let (s2, mut random, p2) = run("scatter", "bc-random", "20", "800");
     steady.expect_line("done ");
     random.expect_line("done ");
     s1.finish();

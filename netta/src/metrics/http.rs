@@ -1,6 +1,6 @@
 //! `GET /metrics` over HTTP, served by axum (the same stack as the local API).
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -58,27 +58,30 @@ pub fn router(metrics: Arc<Metrics>) -> Router {
                 "not found; metrics are at /metrics\n",
             )
         })
-        .layer(middleware::from_fn(bounded_head))
+        .layer(middleware::from_fn(one_bounded_request))
         .with_state(metrics)
 }
 
-/// A request head over [`MAX_HEAD`] bytes is refused with 431 before any work.
-async fn bounded_head(req: Request, next: Next) -> Response {
+/// A request head over [`MAX_HEAD`] bytes is refused with 431 before any work;
+/// every answer closes the connection (scrapers open one per scrape) and is not cached.
+async fn one_bounded_request(req: Request, next: Next) -> Response {
     let size: usize = req
         .headers()
         .iter()
         .map(|(k, v)| k.as_str().len() + v.len() + 4)
         .sum::<usize>()
         + req.uri().to_string().len();
-    if size > MAX_HEAD {
-        return text(
+    let mut resp = if size > MAX_HEAD {
+        text(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             "request head too large\n",
-        );
-    }
-    let mut resp = next.run(req).await;
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, "no-store".parse().expect("valid"));
+        )
+    } else {
+        next.run(req).await
+    };
+    let h = resp.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("close"));
     resp
 }
 
