@@ -6,6 +6,19 @@ use crate::core::table::{Closed, Conn, Counters, Key, Origin, Snapshot};
 
 pub const SEC: u64 = 1_000_000_000;
 
+/// The original tool's rules on one snapshot, without incident state (one-shot use).
+pub fn scan(
+    snap: &Snapshot,
+    services: &crate::core::services::Services,
+    rules: &crate::detect::Rules,
+    now_ns: u64,
+) -> Vec<crate::detect::Alert> {
+    let mut d = crate::detect::Detector::new(rules.clone(), services.clone(), 0);
+    let mut out = Vec::new();
+    d.scan_table(snap, now_ns, &mut out);
+    out
+}
+
 /// Wall clock for the fixture: monotonic 0 is 2024-10-15T14:30:00Z.
 pub fn clock() -> crate::core::clock::Clock {
     crate::core::clock::Clock::fixed(1_729_002_600 * SEC as i128)
@@ -52,9 +65,17 @@ pub fn snapshot() -> Snapshot {
     use Direction::*;
     use Proto::*;
     use State::*;
-    let mut conns = vec![
-        conn(
-            1,
+    type Row = (
+        Proto,
+        &'static str,
+        &'static str,
+        State,
+        Direction,
+        u32,
+        &'static [u8],
+    );
+    let rows: [Row; 10] = [
+        (
             Tcp,
             "127.0.0.1:8080",
             "0.0.0.0:0",
@@ -63,8 +84,7 @@ pub fn snapshot() -> Snapshot {
             1234,
             b"web-server",
         ),
-        conn(
-            2,
+        (
             Tcp,
             "0.0.0.0:22",
             "0.0.0.0:0",
@@ -73,11 +93,8 @@ pub fn snapshot() -> Snapshot {
             999,
             b"sshd",
         ),
-        conn(
-            3, Tcp, "[::]:443", "[::]:0", Listen, Unknown, 4321, b"nginx",
-        ),
-        conn(
-            4,
+        (Tcp, "[::]:443", "[::]:0", Listen, Unknown, 4321, b"nginx"),
+        (
             Tcp,
             "192.168.1.100:54321",
             "93.184.216.34:443",
@@ -86,8 +103,7 @@ pub fn snapshot() -> Snapshot {
             5678,
             b"chrome",
         ),
-        conn(
-            5,
+        (
             Tcp,
             "192.168.1.100:12345",
             "142.250.185.46:443",
@@ -96,8 +112,7 @@ pub fn snapshot() -> Snapshot {
             5678,
             b"chrome",
         ),
-        conn(
-            6,
+        (
             Tcp,
             "192.168.1.100:40000",
             "93.184.216.34:65432",
@@ -106,8 +121,7 @@ pub fn snapshot() -> Snapshot {
             77,
             b"\x1b[31mevil\n,=1",
         ),
-        conn(
-            7,
+        (
             Tcp,
             "[2001:db8::10]:443",
             "[2001:db8:ffff:ffff:ffff:ffff:ffff:1]:51000",
@@ -116,8 +130,7 @@ pub fn snapshot() -> Snapshot {
             4321,
             b"nginx",
         ),
-        conn(
-            8,
+        (
             Tcp,
             "127.0.0.1:41000",
             "127.0.0.1:8080",
@@ -126,8 +139,7 @@ pub fn snapshot() -> Snapshot {
             0,
             b"",
         ),
-        conn(
-            9,
+        (
             Udp,
             "0.0.0.0:5353",
             "0.0.0.0:0",
@@ -136,8 +148,7 @@ pub fn snapshot() -> Snapshot {
             555,
             b"avahi-daemon",
         ),
-        conn(
-            10,
+        (
             Udp,
             "10.0.0.5:40001",
             "10.0.0.53:53",
@@ -147,6 +158,13 @@ pub fn snapshot() -> Snapshot {
             b"resolver",
         ),
     ];
+    let mut conns: Vec<Conn> = rows
+        .iter()
+        .zip(1..)
+        .map(|(&(proto, local, remote, state, dir, pid, comm), key)| {
+            conn(key, proto, local, remote, state, dir, pid, comm)
+        })
+        .collect();
     conns[3].bytes_sent = 1_200;
     conns[3].bytes_recv = 48_000;
     conns[9].packets = 12;

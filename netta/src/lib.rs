@@ -31,6 +31,8 @@ pub(crate) mod app;
 
 #[cfg(test)]
 mod fixture;
+#[cfg(test)]
+mod layers;
 
 pub use app::main;
 

@@ -6,31 +6,6 @@ use netta::api::{Action, Alert, Clock, ConnEvent, Direction, Proto, RuleId, Seve
 use netta_tests::ecs::assert_conforms;
 use netta_tests::parse_event_line;
 
-const ACTIONS: [Action; 10] = [
-    Action::Opened,
-    Action::Closed,
-    Action::Failed,
-    Action::ListenStarted,
-    Action::ListenStopped,
-    Action::UdpFlow,
-    Action::StateChanged,
-    Action::ResetSent,
-    Action::EventsLost,
-    Action::TableEvicted,
-];
-
-const RULES: [RuleId; 9] = [
-    RuleId::UnusualHighPort,
-    RuleId::HighConnectionCount,
-    RuleId::PortScan,
-    RuleId::SynFlood,
-    RuleId::ConnectionBurst,
-    RuleId::FanOut,
-    RuleId::NewListener,
-    RuleId::LargeOutbound,
-    RuleId::AbnormalState,
-];
-
 fn event(action: Action, v6: bool, dir: Direction) -> ConnEvent {
     let mut e = ConnEvent::lost(2_000_000_000, 3);
     e.action = action;
@@ -58,7 +33,7 @@ fn event(action: Action, v6: bool, dir: Direction) -> ConnEvent {
 #[test]
 fn every_action_conforms_and_carries_no_kernel_address() {
     let clock = Clock::new();
-    for action in ACTIONS {
+    for action in Action::REPORTED {
         for v6 in [false, true] {
             for dir in [Direction::Ingress, Direction::Egress] {
                 let mut line = Vec::new();
@@ -92,7 +67,7 @@ fn failed_connects_have_outcome_failure_and_an_expected_type() {
 #[test]
 fn every_rule_alert_conforms_with_its_attack_technique() {
     let clock = Clock::new();
-    for rule in RULES {
+    for rule in RuleId::ALL {
         for ended in [false, true] {
             let a = Alert {
                 rule,

@@ -21,7 +21,7 @@ use crate::core::pipeline;
 use crate::core::services::Services;
 use crate::core::table::{Limits, Snapshot, Table};
 use crate::detect::{Alert, Detector, Rules};
-use crate::host::{ebpf, Host, KernelMaps, Os, RecordSink, Transport};
+use crate::host::{ebpf, Host, KernelMaps, Os, RecordHandler, Transport};
 
 #[derive(Clone, Debug)]
 pub struct AgentOptions {
@@ -186,13 +186,13 @@ impl Shared {
 }
 
 /// Decodes ring/perf records into a reusable batch (no allocation per record).
-struct BatchSink {
+struct BatchDecoder {
     shared: Arc<Shared>,
     batch: Vec<ConnEvent>,
     bad: u64,
 }
 
-impl RecordSink for BatchSink {
+impl RecordHandler for BatchDecoder {
     fn record(&mut self, bytes: &[u8]) {
         match pipeline::decode_into(&mut self.batch, bytes) {
             Ok(()) => {
@@ -265,8 +265,8 @@ impl Agent {
         let kernel = if opts.force_polling {
             Err("eBPF disabled by --no-ebpf".to_string())
         } else {
-            let make = || -> Box<dyn RecordSink> {
-                Box::new(BatchSink {
+            let make = || -> Box<dyn RecordHandler> {
+                Box::new(BatchDecoder {
                     shared: shared.clone(),
                     batch: Vec::with_capacity(pipeline::BATCH),
                     bad: 0,

@@ -13,7 +13,7 @@ use crate::core::filter::{select, Filter};
 use crate::core::proc_net::{parse_net, Owner};
 use crate::core::sanitize::Comm;
 use crate::host::containers::Containers;
-use crate::host::{Kernel, MakeSink, Sockets};
+use crate::host::{Kernel, MakeHandler, Sockets};
 use crate::render::list::{render_history, render_list};
 
 const SEC: u64 = 1_000_000_000;
@@ -52,10 +52,10 @@ impl Host for FakeHost {
     fn start_kernel(
         &self,
         _: &ebpf::Options,
-        make_sink: MakeSink<'_>,
+        make_handler: MakeHandler<'_>,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<Kernel, String> {
-        let mut sink = make_sink();
+        let mut handler = make_handler();
         let records = self.records.clone();
         let go = lock(&self.go).take();
         let task = tokio::spawn(async move {
@@ -63,9 +63,9 @@ impl Host for FakeHost {
                 let _ = go.await;
             }
             for r in &records {
-                sink.record(r);
+                handler.record(r);
             }
-            sink.flush();
+            handler.flush();
             let _ = shutdown.changed().await;
         });
         Ok(Kernel {

@@ -8,7 +8,6 @@ pub mod service;
 pub mod source;
 pub mod views;
 
-use std::io::Write;
 use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches};
@@ -19,12 +18,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::agent::Agent;
-use crate::host::containers::Containers;
 use crate::render::{alert, ecs as json, list as view, report, stats, style};
 use crate::settings::cli::{
     Cli, Command, DetectArgs, EventsArgs, ExportArgs, ListArgs, MonitorArgs, StatsArgs,
 };
 use crate::settings::{self, Settings};
+use crate::sink::{SinkSpec, Sinks};
 use output::{is_broken_pipe, print_out, stdout_closed, stop_signal};
 use source::Source;
 use views::export_to;
@@ -128,70 +127,44 @@ pub async fn events(s: &Settings, args: &EventsArgs) -> anyhow::Result<()> {
     let mut global = s.global.clone();
     global.standalone |= args.all_states;
     let src = Source::open(&global, opts).await?;
-    let agent = match src {
-        Source::Attached { client, .. } => return events_attached(&client, args).await,
-        Source::Standalone(agent) => agent,
+    if let Source::Attached { client, .. } = &src {
+        src.announce();
+        return events_attached(client, args).await;
+    }
+    let Source::Standalone(agent) = src else {
+        unreachable!("attached returned above")
     };
     if args.since.is_some() {
         agent.shutdown().await;
         anyhow::bail!("--since replays the agent's stored history: start `netta agent` first");
     }
-    let mut rx = agent.shared.subscribe(1 << 14);
-    let clock = agent.shared.clock;
-    let mut containers = Containers::new();
-    let mut buf = Vec::with_capacity(1 << 16);
+    // The agent's stdout sink: the one JSON-lines writer, subscribed before we say so.
+    let sinks = Sinks::start(&agent.shared, &[SinkSpec::Stdout]);
+    eprintln!("netta: standalone ({})", agent.mode().describe());
     let stop = stop_signal();
     tokio::pin!(stop);
     let until = sleep_or_forever(args.duration);
     tokio::pin!(until);
-    let mut reader_gone = false;
     let mut check = tokio::time::interval(Duration::from_millis(200));
     loop {
         tokio::select! {
             _ = check.tick() => {
-                if stdout_closed() {
-                    reader_gone = true;
+                // The reader went away (`| head -1`), or the sink failed writing.
+                if stdout_closed() || sinks.all_ended() {
                     break;
-                }
-            }
-            ev = rx.recv() => {
-                let Some(ev) = ev else { break };
-                ev.write_json(&mut buf, &clock, &mut containers);
-                while buf.len() < (1 << 16) {
-                    match rx.try_recv() {
-                        Ok(ev) => ev.write_json(&mut buf, &clock, &mut containers),
-                        Err(_) => break,
-                    }
-                }
-                if let Err(e) = write_stdout(&mut buf) {
-                    if is_broken_pipe(&e) {
-                        reader_gone = true;
-                        break;
-                    }
-                    agent.shutdown().await;
-                    return Err(e).context("writing events to stdout");
                 }
             }
             _ = &mut stop => break,
             _ = &mut until => break,
         }
     }
-    // Stopping reports the UDP flows still open; pass those on too.
+    // Stopping reports the UDP flows still open; the sink passes those on too.
     agent.shutdown().await;
-    if !reader_gone {
-        while let Ok(ev) = rx.try_recv() {
-            ev.write_json(&mut buf, &clock, &mut containers);
-        }
-        if let Err(e) = write_stdout(&mut buf) {
-            if !is_broken_pipe(&e) {
-                return Err(e).context("writing events to stdout");
-            }
-        }
-    }
-    Ok(())
+    sinks.stop().await.context("writing events to stdout")
 }
 
 fn write_stdout(buf: &mut Vec<u8>) -> std::io::Result<()> {
+    use std::io::Write;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     out.write_all(buf)?;
@@ -237,6 +210,7 @@ async fn events_attached(
 /// Opens the view's source and, with `--watch`, lets it collect events for that long.
 async fn open_and_watch(s: &Settings, watch: Option<Duration>) -> anyhow::Result<Source> {
     let src = Source::open(&s.global, agent_options(s)).await?;
+    src.announce();
     if let Some(w) = watch {
         tokio::select! {
             _ = tokio::time::sleep(w) => {}
@@ -313,6 +287,7 @@ pub async fn detect(s: &Settings, args: &DetectArgs) -> anyhow::Result<()> {
 
 pub async fn monitor(s: &Settings, args: &MonitorArgs) -> anyhow::Result<()> {
     let src = Source::open(&s.global, agent_options(s)).await?;
+    src.announce();
     let opts = crate::render::monitor::Options {
         duration: args.duration,
         interval: args.interval,
@@ -358,7 +333,9 @@ pub async fn export(s: &Settings, args: &ExportArgs) -> anyhow::Result<()> {
 }
 
 pub async fn menu(s: &Settings) -> anyhow::Result<()> {
-    menu::run(Source::open(&s.global, agent_options(s)).await?).await
+    let src = Source::open(&s.global, agent_options(s)).await?;
+    src.announce();
+    menu::run(src).await
 }
 
 /// Seeds a table from /proc once, as the agent does at start, and prints the
@@ -398,7 +375,6 @@ pub fn seed_bench(s: &Settings) -> anyhow::Result<()> {
 /// `netta agent`: headless, until SIGINT/SIGTERM. SIGHUP reopens file sinks.
 pub async fn agent(s: &Settings, args: &crate::settings::cli::AgentArgs) -> anyhow::Result<()> {
     let file = s.file.as_ref();
-    use crate::sink::{SinkSpec, SinkStats};
     let mut opts = agent_options(s);
     opts.ebpf.all_states = args.all_states;
     let mut sinks = args.sinks.clone();
@@ -458,33 +434,11 @@ pub async fn agent(s: &Settings, args: &crate::settings::cli::AgentArgs) -> anyh
         },
         api_stop_rx,
     );
-    let mut tasks = Vec::new();
-    // One tap, serialised once, shared by every sink.
-    let mut outs = Vec::new();
-    for spec in &sinks {
-        let (tx, rx) = tokio::sync::mpsc::channel(1 << 14);
-        let stats = Arc::new(SinkStats::default());
-        outs.push((tx, stats.clone()));
-        tasks.push(tokio::spawn(crate::sink::run(
-            spec.clone(),
-            rx,
-            agent.shared.clock,
-            stats,
-            stop_rx.clone(),
-        )));
-    }
-    let (fan_stop, fan_rx) = tokio::sync::watch::channel(false);
-    let fan = (!outs.is_empty()).then(|| {
-        let tap = agent.shared.subscribe(1 << 14);
-        tokio::spawn(crate::sink::fan_out(tap, agent.shared.clock, outs, fan_rx))
-    });
-    if let Some(l) = listener {
+    let outputs = Sinks::start(&agent.shared, &sinks);
+    let metrics = listener.map(|l| {
         let shared = agent.shared.clone();
-        let rx = stop_rx.clone();
-        tasks.push(tokio::spawn(async move {
-            crate::metrics::serve_on(l, shared, rx).await
-        }));
-    }
+        tokio::spawn(async move { crate::metrics::serve_on(l, shared, stop_rx).await })
+    });
     // A reload signal must never kill the agent, whatever sinks it has.
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let names: Vec<String> = sinks.iter().map(|s| s.to_string()).collect();
@@ -523,21 +477,13 @@ pub async fn agent(s: &Settings, args: &crate::settings::cli::AgentArgs) -> anyh
     }
     let _ = api_task.await;
     // The last records reach the sinks before they are told to stop.
-    let _ = fan_stop.send(true);
-    if let Some(f) = fan {
-        let _ = f.await;
-    }
+    let sunk = outputs.stop().await;
     let _ = stop_tx.send(true);
-    let mut failed = None;
-    for t in tasks {
-        if let Ok(Err(e)) = t.await {
-            failed.get_or_insert(e);
-        }
-    }
-    match failed {
-        Some(e) => Err(e).context("a sink failed"),
+    let served = match metrics {
+        Some(m) => m.await.unwrap_or(Ok(())),
         None => Ok(()),
-    }
+    };
+    sunk.and(served).context("a sink failed")
 }
 
 /// Options for the agent, from the resolved settings.

@@ -2,12 +2,12 @@
 //! so it also sees the connections that open and close between two lines.
 use std::collections::HashSet;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use crate::agent::Record;
 use crate::app::source::Source;
-use crate::core::event::{Action, Proto};
+use crate::core::event::Action;
+use crate::core::tuple::Tuple;
 use crate::render::monitor::{intro, local_hms, render_summary, Options, Summary};
 use crate::render::stats;
 
@@ -23,14 +23,13 @@ pub async fn run(
     let mut rx = src.subscribe(1 << 16).await?;
     let started = Instant::now();
     let interval_ns = opts.interval.as_nanos() as u64;
-    // Identity of a connection: (protocol, local, remote).
-    let mut seen: HashSet<(Proto, SocketAddr, SocketAddr)> = src
+    let mut seen: HashSet<Tuple> = src
         .snapshot(false)
         .await?
         .conns
         .iter()
         .filter(|c| c.has_peer())
-        .map(|c| (c.proto, c.local, c.remote))
+        .map(|c| c.tuple())
         .collect();
     let mut summary = Summary::default();
     let (mut new, mut closed) = (0u64, 0u64);
@@ -60,7 +59,7 @@ pub async fn run(
                 };
                 match ev.action {
                     Action::Opened | Action::Failed | Action::UdpFlow => {
-                        seen.insert((ev.proto, ev.local, ev.remote));
+                        seen.insert(ev.tuple());
                         if ev.action == Action::Failed {
                             summary.failed += 1;
                         } else if ev.action == Action::Opened {
@@ -69,7 +68,7 @@ pub async fn run(
                         }
                     }
                     Action::Closed => {
-                        seen.insert((ev.proto, ev.local, ev.remote));
+                        seen.insert(ev.tuple());
                         summary.closed += 1;
                         closed += 1;
                         if ev.duration_ns().is_some_and(|d| d < interval_ns) {

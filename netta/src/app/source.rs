@@ -24,13 +24,12 @@ pub enum Source {
 }
 
 impl Source {
-    /// Attaches to the agent, or starts one here; prints which on stderr.
+    /// Attaches to the agent, or starts one here ([`Source::announce`] says which).
     pub async fn open(global: &Global, opts: AgentOptions) -> anyhow::Result<Source> {
         if !global.standalone {
             let client = Client::new(&api::socket_path(global.api.as_deref()));
             match client.hello().await {
                 Ok(hello) => {
-                    eprintln!("{}", hello.attached_line());
                     return Ok(Source::Attached {
                         client,
                         clock: hello.clock(),
@@ -42,9 +41,16 @@ impl Source {
                 Err(e) => anyhow::bail!("{e} (or run with --standalone)"),
             }
         }
-        let agent = Agent::start(opts).await;
-        eprintln!("netta: standalone ({})", agent.mode().describe());
-        Ok(Source::Standalone(agent))
+        Ok(Source::Standalone(Agent::start(opts).await))
+    }
+
+    /// The start-up line on stderr: `netta: attached to agent (pid N, up 3h)` or
+    /// `netta: standalone (eBPF, ring buffer)`.
+    pub fn announce(&self) {
+        match self {
+            Source::Attached { hello, .. } => eprintln!("{}", hello.attached_line()),
+            Source::Standalone(a) => eprintln!("netta: standalone ({})", a.mode().describe()),
+        }
     }
 
     /// How events reach the agent (`eBPF, ring buffer`, ...).

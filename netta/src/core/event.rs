@@ -184,6 +184,20 @@ pub enum Action {
 }
 
 impl Action {
+    /// Every action that is reported (all but the internal `Pending`).
+    pub const REPORTED: [Action; 10] = [
+        Action::Opened,
+        Action::Closed,
+        Action::Failed,
+        Action::ListenStarted,
+        Action::ListenStopped,
+        Action::UdpFlow,
+        Action::StateChanged,
+        Action::ResetSent,
+        Action::EventsLost,
+        Action::TableEvicted,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Action::Opened => "connection-opened",

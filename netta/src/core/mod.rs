@@ -14,4 +14,5 @@ pub mod services;
 pub mod sock_id;
 pub mod stored;
 pub mod table;
+pub mod tuple;
 pub mod when;

@@ -6,13 +6,15 @@
 //! remnants) are keyed by inode or 4-tuple and indexed by 4-tuple, so an event for
 //! the same socket finds and replaces them.
 use std::collections::VecDeque;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 
 use rustc_hash::FxHashMap;
 
 use crate::core::event::{span_ns, Action, ConnEvent, Direction, OwnerSource, Proto, State};
 use crate::core::proc_net::{Owner, ProcSocket};
 use crate::core::sanitize::Comm;
+use crate::core::tuple::unspecified_like;
+pub use crate::core::tuple::Tuple;
 
 /// Connections that lived shorter than this are "short-lived" in statistics.
 pub const SHORT_LIVED_NS: u64 = 2_000_000_000;
@@ -27,15 +29,6 @@ pub enum Key {
     Inode(u64),
     /// Inode-less /proc rows (TIME_WAIT, orphans).
     Tuple(Tuple),
-}
-
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-pub struct Tuple {
-    pub proto: Proto,
-    pub local: SocketAddr,
-    pub remote: SocketAddr,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -75,11 +68,23 @@ pub struct Conn {
 
 impl Conn {
     pub fn tuple(&self) -> Tuple {
-        Tuple {
-            proto: self.proto,
-            local: self.local,
-            remote: self.remote,
+        Tuple::new(self.proto, self.local, self.remote)
+    }
+
+    /// Takes the owner of the row this one replaces, when its own is unknown.
+    fn inherit_owner(&mut self, old: &Conn) {
+        if self.owner == OwnerSource::Unknown {
+            self.pid = old.pid;
+            self.comm = old.comm;
+            self.owner = old.owner;
         }
+    }
+
+    /// A UDP flow's totals only grow (the kernel map and events race).
+    fn grow_flow(&mut self, packets: u64, bytes_sent: u64, last_ns: u64) {
+        self.packets = self.packets.max(packets);
+        self.bytes_sent = self.bytes_sent.max(bytes_sent);
+        self.last_ns = self.last_ns.max(last_ns);
     }
 
     /// An event about this row: who and where, no counters.
@@ -196,14 +201,6 @@ pub struct Table {
     counters: Counters,
 }
 
-fn unspecified_like(addr: SocketAddr) -> SocketAddr {
-    let ip = match addr.ip() {
-        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-    };
-    SocketAddr::new(ip, 0)
-}
-
 impl Default for Table {
     fn default() -> Self {
         Table::new(Limits::default())
@@ -290,6 +287,14 @@ impl Table {
         self.remove(&key)
     }
 
+    /// A connection ended: counted as short-lived if it was, then kept in history.
+    fn end(&mut self, closed: Closed) {
+        if !closed.failed && closed.duration_ns().is_some_and(|d| d < SHORT_LIVED_NS) {
+            self.counters.short_lived += 1;
+        }
+        self.push_history(closed);
+    }
+
     fn push_history(&mut self, closed: Closed) {
         if self.limits.max_history == 0 {
             self.counters.history_evicted += 1;
@@ -329,154 +334,151 @@ impl Table {
     /// (netta may start mid-connection, and records can be lost).
     pub fn apply(&mut self, ev: &ConnEvent) -> Applied {
         self.counters.events += 1;
-        let tuple = Tuple {
-            proto: ev.proto,
-            local: ev.local,
-            remote: ev.remote,
-        };
         match ev.action {
-            Action::Opened | Action::Pending => {
-                let pending = ev.action == Action::Pending;
-                if let Some(row) = self.live.get_mut(&Key::Sock(ev.sock)) {
-                    if pending {
-                        return Applied::Quiet;
-                    }
-                    // The owner of a pending row is known now: this is its opening.
-                    let first = row.origin == Origin::Pending;
-                    if first
-                        || (row.owner == OwnerSource::Unknown && ev.owner != OwnerSource::Unknown)
-                    {
-                        row.pid = ev.pid;
-                        row.comm = ev.comm;
-                        row.owner = ev.owner;
-                    }
-                    if !first {
-                        return Applied::Quiet;
-                    }
-                    row.origin = Origin::Event;
-                    self.counters.opened += 1;
-                    return Applied::Changed;
-                }
-                let mut row = Self::row_from_event(ev, Key::Sock(ev.sock), State::Established);
-                if pending {
-                    row.origin = Origin::Pending;
-                }
-                if let Some(key) = self.seeded.get(&tuple).copied() {
-                    if let Some(old) = self.remove(&key) {
-                        row.inode = old.inode;
-                        row.uid = old.uid;
-                        if row.owner == OwnerSource::Unknown {
-                            row.pid = old.pid;
-                            row.comm = old.comm;
-                            row.owner = old.owner;
-                        }
-                    }
-                }
-                if pending {
-                    self.insert(row);
-                    return Applied::Quiet;
-                }
-                self.counters.opened += 1;
-                self.insert(row);
-                Applied::Changed
-            }
-            Action::Closed | Action::Failed => {
-                let failed = ev.action == Action::Failed;
-                let old = self.take(ev.sock, &tuple);
-                let mut conn = Self::row_from_event(ev, Key::Sock(ev.sock), State::Close);
-                if let Some(old) = old {
-                    if conn.owner == OwnerSource::Unknown {
-                        conn.pid = old.pid;
-                        conn.comm = old.comm;
-                        conn.owner = old.owner;
-                    }
-                    if conn.start_ns == 0 {
-                        conn.start_ns = old.start_ns;
-                    }
-                    if conn.direction == Direction::Unknown {
-                        conn.direction = old.direction;
-                    }
-                    conn.inode = old.inode;
-                    conn.uid = old.uid;
-                }
-                if failed {
-                    conn.state = State::SynSent;
-                    self.counters.failed += 1;
-                } else {
-                    self.counters.closed += 1;
-                    self.counters.bytes_sent =
-                        self.counters.bytes_sent.saturating_add(ev.bytes_sent);
-                    self.counters.bytes_recv =
-                        self.counters.bytes_recv.saturating_add(ev.bytes_recv);
-                }
-                let closed = Closed {
-                    conn,
-                    end_ns: ev.ts_ns,
-                    failed,
-                };
-                if !failed && closed.duration_ns().is_some_and(|d| d < SHORT_LIVED_NS) {
-                    self.counters.short_lived += 1;
-                }
-                self.recent_closed.insert(tuple, ev.ts_ns);
-                self.push_history(closed);
-                Applied::Changed
-            }
-            Action::ListenStarted => {
-                self.counters.listen_started += 1;
-                let mut row = Self::row_from_event(ev, Key::Sock(ev.sock), State::Listen);
-                row.remote = unspecified_like(ev.local);
-                row.direction = Direction::Unknown;
-                if let Some(key) = self.seeded.get(&row.tuple()).copied() {
-                    self.remove(&key);
-                }
-                self.insert(row);
-                Applied::Changed
-            }
-            Action::ListenStopped => {
-                self.counters.listen_stopped += 1;
-                let t = Tuple {
-                    remote: unspecified_like(ev.local),
-                    ..tuple
-                };
-                self.take(ev.sock, &t);
-                Applied::Changed
-            }
-            Action::UdpFlow => {
-                let key = Key::Flow {
-                    sock: ev.sock,
-                    remote: ev.remote,
-                };
-                if let Some(row) = self.live.get_mut(&key) {
-                    row.packets = row.packets.max(ev.count);
-                    row.bytes_sent = row.bytes_sent.max(ev.bytes_sent);
-                    row.last_ns = row.last_ns.max(ev.ts_ns);
-                    return Applied::Quiet;
-                }
-                self.counters.udp_flows += 1;
-                self.insert(Self::row_from_event(ev, key, State::Flow));
-                // The flow is reported when it ends (see `expire_flows`), with totals.
-                Applied::Quiet
-            }
-            Action::StateChanged => {
-                if let (Some(row), Some(st)) =
-                    (self.live.get_mut(&Key::Sock(ev.sock)), ev.new_state)
-                {
-                    row.state = st;
-                }
-                Applied::Changed
-            }
+            Action::Opened => self.opened(ev, false),
+            Action::Pending => self.opened(ev, true),
+            Action::Closed => self.closed(ev, false),
+            Action::Failed => self.closed(ev, true),
+            Action::ListenStarted => self.listen_started(ev),
+            Action::ListenStopped => self.listen_stopped(ev),
+            Action::UdpFlow => self.udp_flow(ev),
+            Action::StateChanged => self.state_changed(ev),
             Action::ResetSent => {
                 // Evidence for detection; too noisy for the event stream.
                 self.counters.resets_sent += 1;
                 Applied::Quiet
             }
             Action::EventsLost => {
-                self.counters.lost = self.counters.lost.saturating_add(ev.count);
+                self.add_lost(ev.count);
                 Applied::Changed
             }
             // Made from this table's own counter: nothing to apply.
             Action::TableEvicted => Applied::Changed,
         }
+    }
+
+    /// An opened (or still pending) socket: a new row, or the owner for a known one.
+    fn opened(&mut self, ev: &ConnEvent, pending: bool) -> Applied {
+        if let Some(row) = self.live.get_mut(&Key::Sock(ev.sock)) {
+            return if pending {
+                Applied::Quiet
+            } else {
+                Self::opened_again(row, ev, &mut self.counters)
+            };
+        }
+        let mut row = Self::row_from_event(ev, Key::Sock(ev.sock), State::Established);
+        if pending {
+            row.origin = Origin::Pending;
+        }
+        if let Some(key) = self.seeded.get(&ev.tuple()).copied() {
+            if let Some(old) = self.remove(&key) {
+                row.inode = old.inode;
+                row.uid = old.uid;
+                row.inherit_owner(&old);
+            }
+        }
+        if !pending {
+            self.counters.opened += 1;
+        }
+        self.insert(row);
+        if pending {
+            Applied::Quiet
+        } else {
+            Applied::Changed
+        }
+    }
+
+    /// An opened event for a row already listed: the first one for a pending row
+    /// (its owner is known now) is its opening; others are duplicates.
+    fn opened_again(row: &mut Conn, ev: &ConnEvent, counters: &mut Counters) -> Applied {
+        let first = row.origin == Origin::Pending;
+        if first || (row.owner == OwnerSource::Unknown && ev.owner != OwnerSource::Unknown) {
+            row.pid = ev.pid;
+            row.comm = ev.comm;
+            row.owner = ev.owner;
+        }
+        if !first {
+            return Applied::Quiet;
+        }
+        row.origin = Origin::Event;
+        counters.opened += 1;
+        Applied::Changed
+    }
+
+    /// A closed or failed socket: its row moves to history, keeping what the
+    /// event lacks (owner, start, direction) from the row it replaces.
+    fn closed(&mut self, ev: &ConnEvent, failed: bool) -> Applied {
+        let tuple = ev.tuple();
+        let old = self.take(ev.sock, &tuple);
+        let mut conn = Self::row_from_event(ev, Key::Sock(ev.sock), State::Close);
+        if let Some(old) = old {
+            conn.inherit_owner(&old);
+            if conn.start_ns == 0 {
+                conn.start_ns = old.start_ns;
+            }
+            if conn.direction == Direction::Unknown {
+                conn.direction = old.direction;
+            }
+            conn.inode = old.inode;
+            conn.uid = old.uid;
+        }
+        if failed {
+            conn.state = State::SynSent;
+            self.counters.failed += 1;
+        } else {
+            self.counters.closed += 1;
+            self.counters.bytes_sent = self.counters.bytes_sent.saturating_add(ev.bytes_sent);
+            self.counters.bytes_recv = self.counters.bytes_recv.saturating_add(ev.bytes_recv);
+        }
+        let closed = Closed {
+            conn,
+            end_ns: ev.ts_ns,
+            failed,
+        };
+        self.recent_closed.insert(tuple, ev.ts_ns);
+        self.end(closed);
+        Applied::Changed
+    }
+
+    fn listen_started(&mut self, ev: &ConnEvent) -> Applied {
+        self.counters.listen_started += 1;
+        let mut row = Self::row_from_event(ev, Key::Sock(ev.sock), State::Listen);
+        row.remote = unspecified_like(ev.local);
+        row.direction = Direction::Unknown;
+        if let Some(key) = self.seeded.get(&row.tuple()).copied() {
+            self.remove(&key);
+        }
+        self.insert(row);
+        Applied::Changed
+    }
+
+    fn listen_stopped(&mut self, ev: &ConnEvent) -> Applied {
+        self.counters.listen_stopped += 1;
+        self.take(ev.sock, &Tuple::listener(ev.proto, ev.local));
+        Applied::Changed
+    }
+
+    /// A UDP flow is listed at its first datagram and reported when it ends (see
+    /// `expire_flows`), with totals.
+    fn udp_flow(&mut self, ev: &ConnEvent) -> Applied {
+        let key = Key::Flow {
+            sock: ev.sock,
+            remote: ev.remote,
+        };
+        if let Some(row) = self.live.get_mut(&key) {
+            row.grow_flow(ev.count, ev.bytes_sent, ev.ts_ns);
+            return Applied::Quiet;
+        }
+        self.counters.udp_flows += 1;
+        self.insert(Self::row_from_event(ev, key, State::Flow));
+        Applied::Quiet
+    }
+
+    fn state_changed(&mut self, ev: &ConnEvent) -> Applied {
+        if let (Some(row), Some(st)) = (self.live.get_mut(&Key::Sock(ev.sock)), ev.new_state) {
+            row.state = st;
+        }
+        Applied::Changed
     }
 
     /// Updates a UDP flow's counters from the kernel map.
@@ -489,9 +491,7 @@ impl Table {
         last_ns: u64,
     ) {
         if let Some(row) = self.live.get_mut(&Key::Flow { sock, remote }) {
-            row.packets = row.packets.max(packets);
-            row.bytes_sent = row.bytes_sent.max(bytes);
-            row.last_ns = row.last_ns.max(last_ns);
+            row.grow_flow(packets, bytes, last_ns);
         }
     }
 
@@ -530,11 +530,7 @@ impl Table {
         owner_of: &mut dyn FnMut(u64) -> Option<Owner>,
     ) -> ReconcileReport {
         let mut report = ReconcileReport::default();
-        let tuple_of = |s: &ProcSocket| Tuple {
-            proto: s.proto,
-            local: s.local,
-            remote: s.remote,
-        };
+        let tuple_of = |s: &ProcSocket| s.tuple();
         // Snapshot indexes sorted by 4-tuple: one allocation, however big /proc is.
         let mut order: Vec<u32> = (0..snap.len() as u32).collect();
         order.sort_unstable_by_key(|i| tuple_of(&snap[*i as usize]));
@@ -587,11 +583,7 @@ impl Table {
             if matched[i] {
                 continue;
             }
-            let t = Tuple {
-                proto: s.proto,
-                local: s.local,
-                remote: s.remote,
-            };
+            let t = s.tuple();
             if s.state != State::TimeWait && self.recent_closed.contains_key(&t) {
                 continue;
             }
@@ -659,15 +651,11 @@ impl Table {
                 continue;
             }
             self.counters.closed += 1;
-            let closed = Closed {
+            self.end(Closed {
                 conn: *c,
                 end_ns: now,
                 failed: false,
-            };
-            if closed.duration_ns().is_some_and(|d| d < SHORT_LIVED_NS) {
-                self.counters.short_lived += 1;
-            }
-            self.push_history(closed);
+            });
         }
     }
 

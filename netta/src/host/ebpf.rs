@@ -289,8 +289,8 @@ fn attach<'a>(
     Ok(())
 }
 
-/// Where decoded records go: the reader hands over raw record bytes in batches.
-pub trait RecordSink: Send + 'static {
+/// Receives what a ring/perf reader drains: raw record bytes, losses, and the end of each drain.
+pub trait RecordHandler: Send + 'static {
     fn record(&mut self, bytes: &[u8]);
     /// Records the perf transport reports lost.
     fn lost(&mut self, n: u64);
@@ -335,9 +335,9 @@ impl Maps {
 impl Loaded {
     /// Takes the maps the agent polls, and starts the reader tasks. The returned
     /// guard keeps the programs attached; drop it to detach.
-    pub fn start<S: RecordSink>(
+    pub fn start<S: RecordHandler>(
         mut self,
-        make_sink: impl Fn() -> S,
+        make_handler: impl Fn() -> S,
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Result<(Attached, Maps), String> {
         let take = |ebpf: &mut Ebpf, name: &str| {
@@ -357,7 +357,7 @@ impl Loaded {
                     .map_err(|e| e.to_string())?;
                 // SAFETY: the map owns its fd and keeps it open while the AsyncFd lives.
                 let fd = unsafe { AsyncFd::register(ring) }.map_err(|e| e.to_string())?;
-                tasks.push(tokio::spawn(read_ring(fd, make_sink(), shutdown)));
+                tasks.push(tokio::spawn(read_ring(fd, make_handler(), shutdown)));
             }
             Transport::Perf => {
                 let mut perf = PerfEventArray::try_from(take(&mut self.ebpf, maps::PERF)?)
@@ -369,7 +369,11 @@ impl Loaded {
                         .map_err(|e| format!("perf buffer for CPU {cpu}: {e}"))?;
                     // SAFETY: as above, the buffer owns its perf fd.
                     let fd = unsafe { AsyncFd::register(buf) }.map_err(|e| e.to_string())?;
-                    tasks.push(tokio::spawn(read_perf(fd, make_sink(), shutdown.clone())));
+                    tasks.push(tokio::spawn(read_perf(
+                        fd,
+                        make_handler(),
+                        shutdown.clone(),
+                    )));
                 }
             }
         }
@@ -422,77 +426,84 @@ impl Attached {
 /// drain interval bounds their latency.
 const DRAIN_EVERY: Duration = Duration::from_millis(50);
 
-async fn read_ring<S: RecordSink>(
-    mut fd: AsyncFd<RingBuf<MapData>>,
-    mut sink: S,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
+async fn read_ring<S: RecordHandler>(
+    fd: AsyncFd<RingBuf<MapData>>,
+    handler: S,
+    shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut tick = tokio::time::interval(DRAIN_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let drain = |ring: &mut RingBuf<MapData>, sink: &mut S| {
+    let drain = |ring: &mut RingBuf<MapData>, handler: &mut S| {
         while let Some(item) = ring.next() {
-            sink.record(&item);
+            handler.record(&item);
         }
-        sink.flush();
+        handler.flush();
     };
-    loop {
-        tokio::select! {
-            _ = shutdown.changed() => break,
-            guard = fd.readable_mut() => match guard {
-                Ok(mut g) => {
-                    drain(g.get_inner_mut(), &mut sink);
-                    g.clear_ready();
-                }
-                Err(e) => {
-                    log::error!("ring buffer poll failed: {e}");
-                    break;
-                }
-            },
-            _ = tick.tick() => drain(fd.get_mut(), &mut sink),
-        }
-    }
-    drain(fd.get_mut(), &mut sink);
+    pump(
+        fd,
+        handler,
+        shutdown,
+        Some(DRAIN_EVERY),
+        "ring buffer",
+        drain,
+    )
+    .await
 }
 
-async fn read_perf<S: RecordSink>(
-    mut fd: AsyncFd<aya::maps::perf::PerfEventArrayBuffer<MapData>>,
-    mut sink: S,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
+async fn read_perf<S: RecordHandler>(
+    fd: AsyncFd<aya::maps::perf::PerfEventArrayBuffer<MapData>>,
+    handler: S,
+    shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
-    let drain = |buf: &mut aya::maps::perf::PerfEventArrayBuffer<MapData>, sink: &mut S| {
+    let drain = |buf: &mut aya::maps::perf::PerfEventArrayBuffer<MapData>, handler: &mut S| {
         let mut joined = [0u8; netta_ebpf::EVENT_SIZE];
         buf.for_each(|e| match e {
             aya::maps::perf::PerfEvent::Sample { head, tail } => {
                 if tail.is_empty() {
-                    sink.record(head);
+                    handler.record(head);
                 } else {
                     // Wrapped around the end of the mmap: stitch the two halves.
                     let n = head.len().min(joined.len());
                     joined[..n].copy_from_slice(&head[..n]);
                     let m = tail.len().min(joined.len() - n);
                     joined[n..n + m].copy_from_slice(&tail[..m]);
-                    sink.record(&joined[..n + m]);
+                    handler.record(&joined[..n + m]);
                 }
             }
-            aya::maps::perf::PerfEvent::Lost { count } => sink.lost(count),
+            aya::maps::perf::PerfEvent::Lost { count } => handler.lost(count),
         });
-        sink.flush();
+        handler.flush();
     };
-    let raw = fd.get_ref().as_raw_fd();
+    let what = format!("perf buffer {}", fd.get_ref().as_raw_fd());
+    pump(fd, handler, shutdown, None, &what, drain).await
+}
+
+/// Drains `fd` into `handler` whenever it is readable (and every `every`, when
+/// given) until shutdown, then once more.
+async fn pump<T: AsRawFd, S>(
+    mut fd: AsyncFd<T>,
+    mut handler: S,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    every: Option<Duration>,
+    what: &str,
+    drain: impl Fn(&mut T, &mut S),
+) {
+    // Without `every` the tick branch is disabled; the period is then unused.
+    let mut tick = tokio::time::interval(every.unwrap_or(Duration::from_secs(3600)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = shutdown.changed() => break,
             guard = fd.readable_mut() => match guard {
                 Ok(mut g) => {
-                    drain(g.get_inner_mut(), &mut sink);
+                    drain(g.get_inner_mut(), &mut handler);
                     g.clear_ready();
                 }
                 Err(e) => {
-                    log::error!("perf buffer {raw} poll failed: {e}");
+                    log::error!("{what} poll failed: {e}");
                     break;
                 }
             },
+            _ = tick.tick(), if every.is_some() => drain(fd.get_mut(), &mut handler),
         }
     }
-    drain(fd.get_mut(), &mut sink);
+    drain(fd.get_mut(), &mut handler);
 }

@@ -28,7 +28,7 @@ use tokio::sync::watch;
 use crate::core::clock::{mono_now, Clock};
 use crate::core::proc_net::Owner;
 use crate::core::services::Services;
-pub use ebpf::{RecordSink, Transport};
+pub use ebpf::{RecordHandler, Transport};
 pub use proc::Sockets;
 
 /// What stays in the kernel's maps: loss counters, UDP flows, SYN-ACK retransmits.
@@ -65,9 +65,9 @@ pub struct Kernel {
 }
 
 /// Makes one record consumer per reader (one per CPU with the perf transport).
-pub type MakeSink<'a> = &'a dyn Fn() -> Box<dyn RecordSink>;
+pub type MakeHandler<'a> = &'a dyn Fn() -> Box<dyn RecordHandler>;
 
-impl RecordSink for Box<dyn RecordSink> {
+impl RecordHandler for Box<dyn RecordHandler> {
     fn record(&mut self, bytes: &[u8]) {
         (**self).record(bytes)
     }
@@ -85,7 +85,7 @@ pub trait Host: Send + Sync + 'static {
     fn start_kernel(
         &self,
         opts: &ebpf::Options,
-        make_sink: MakeSink<'_>,
+        make_handler: MakeHandler<'_>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Kernel, String>;
     /// The /proc/net socket tables.
@@ -118,7 +118,7 @@ impl Host for Os {
     fn start_kernel(
         &self,
         opts: &ebpf::Options,
-        make_sink: MakeSink<'_>,
+        make_handler: MakeHandler<'_>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Kernel, String> {
         let loaded = ebpf::load(opts)?;
@@ -130,7 +130,7 @@ impl Host for Os {
             );
         }
         let transport = loaded.transport;
-        let (attached, maps) = loaded.start(make_sink, shutdown)?;
+        let (attached, maps) = loaded.start(make_handler, shutdown)?;
         Ok(Kernel {
             transport,
             maps: Box::new(maps),

@@ -459,19 +459,7 @@ mod tests {
             s
         });
         // Every action, transport and direction, with addresses and pids that must not leak.
-        let actions = [
-            Action::Opened,
-            Action::Closed,
-            Action::Failed,
-            Action::ListenStarted,
-            Action::ListenStopped,
-            Action::UdpFlow,
-            Action::StateChanged,
-            Action::ResetSent,
-            Action::EventsLost,
-            Action::TableEvicted,
-        ];
-        for (i, a) in actions.into_iter().enumerate() {
+        for (i, a) in Action::REPORTED.into_iter().enumerate() {
             for t in TRANSPORTS {
                 for d in DIRECTIONS {
                     let mut e = ev(a, t, d);

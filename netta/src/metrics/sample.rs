@@ -63,33 +63,36 @@ impl Sample {
             Mode::Ebpf(_) => "ebpf",
             Mode::Polling(_) => "polling",
         };
-        gauge_family(
+        family(
             enc,
             "netta_info",
             "Agent build and mode (ebpf: kernel events, polling: /proc); always 1.",
-            None,
+            MetricType::Gauge,
             [(
                 [("mode", mode), ("version", env!("CARGO_PKG_VERSION"))],
-                1i64,
+                ConstGauge::new(1i64),
             )],
         )?;
-        gauge_family(
+        family(
             enc,
             "netta_live_connections",
             "Rows in the live connection table by state (listeners, sockets and UDP flows included).",
-            None,
-            self.live
-                .iter()
-                .map(|(&(transport, state), &n)| ([("state", state), ("transport", transport)], n)),
+            MetricType::Gauge,
+            self.live.iter().map(|(&(transport, state), &n)| {
+                (
+                    [("state", state), ("transport", transport)],
+                    ConstGauge::new(n),
+                )
+            }),
         )?;
-        gauge_family(
+        family(
             enc,
             "netta_open_incidents",
             "Detection incidents currently open, by rule.",
-            None,
+            MetricType::Gauge,
             self.open_incidents
                 .iter()
-                .map(|(&rule, &n)| ([("rule", rule)], n)),
+                .map(|(&rule, &n)| ([("rule", rule)], ConstGauge::new(n))),
         )?;
         counter(
             enc,
@@ -133,14 +136,14 @@ impl Sample {
             None,
             c.decode_errors,
         )?;
-        counter_family(
+        family(
             enc,
             "netta_reconcile_healed",
             "Table rows corrected by /proc reconciliation (added: missed open, removed: missed close).",
-            None,
+            MetricType::Counter,
             [
-                ([("change", "added")], c.healed_added),
-                ([("change", "removed")], c.healed_removed),
+                ([("change", "added")], ConstCounter::new(c.healed_added)),
+                ([("change", "removed")], ConstCounter::new(c.healed_removed)),
             ],
         )?;
         if let Some(p) = self.process {
@@ -205,30 +208,17 @@ pub(super) fn counter(
     ConstCounter::new(v).encode(enc.encode_descriptor(name, help, unit, MetricType::Counter)?)
 }
 
-pub(super) fn gauge_family<L: EncodeLabelSet, V: EncodeGaugeValue>(
+/// A family of `kind` (gauge or counter), one row per label set.
+pub(super) fn family<L: EncodeLabelSet, M: EncodeMetric>(
     enc: &mut DescriptorEncoder,
     name: &str,
     help: &str,
-    unit: Option<&Unit>,
-    rows: impl IntoIterator<Item = (L, V)>,
+    kind: MetricType,
+    rows: impl IntoIterator<Item = (L, M)>,
 ) -> fmt::Result {
-    let mut m = enc.encode_descriptor(name, help, unit, MetricType::Gauge)?;
+    let mut m = enc.encode_descriptor(name, help, None, kind)?;
     for (labels, v) in rows {
-        ConstGauge::new(v).encode(m.encode_family(&labels)?)?;
-    }
-    Ok(())
-}
-
-pub(super) fn counter_family<L: EncodeLabelSet, V: EncodeCounterValue>(
-    enc: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    unit: Option<&Unit>,
-    rows: impl IntoIterator<Item = (L, V)>,
-) -> fmt::Result {
-    let mut m = enc.encode_descriptor(name, help, unit, MetricType::Counter)?;
-    for (labels, v) in rows {
-        ConstCounter::new(v).encode(m.encode_family(&labels)?)?;
+        v.encode(m.encode_family(&labels)?)?;
     }
     Ok(())
 }

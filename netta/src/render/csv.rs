@@ -7,13 +7,14 @@
 //! ([`sanitize::escape`]) and defused against spreadsheet formulas
 //! ([`sanitize::csv_cell`]); the csv crate quotes whatever needs quoting.
 use std::io::{self, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::core::clock::Clock;
 use crate::core::event::{Direction, Proto};
 use crate::core::sanitize::{self, Comm};
 use crate::core::table::{Closed, Conn, Snapshot};
+use crate::core::tuple::unspecified_like;
 
 /// The first line of every report.
 pub const TITLE: &str = "# Network Traffic Analysis Report";
@@ -88,13 +89,7 @@ impl Row {
     pub fn cells(&self) -> [String; 13] {
         let (remote_ip, remote_port) = match self.remote {
             Some(r) => (r.ip().to_string(), r.port().to_string()),
-            None => {
-                let any = match self.local.ip() {
-                    IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-                    IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-                };
-                (any.to_string(), "*".into())
-            }
+            None => (unspecified_like(self.local).ip().to_string(), "*".into()),
         };
         let (pid, process) = match self.pid {
             Some(p) => (
@@ -162,6 +157,7 @@ pub fn write_csv<W: Write>(mut out: W, rows: &[Row], generated: SystemTime) -> i
 mod tests {
     use super::*;
     use crate::fixture;
+    use std::net::IpAddr;
 
     fn export(rows: &[Row]) -> String {
         let mut out = Vec::new();

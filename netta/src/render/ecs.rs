@@ -184,7 +184,7 @@ struct Process<'a> {
     name: std::borrow::Cow<'a, str>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Default)]
 struct Netta {
     #[serde(skip_serializing_if = "Option::is_none")]
     sock_id: Option<SockId>,
@@ -230,6 +230,30 @@ struct Doc<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     container: Option<Container<'a>>,
     netta: Netta,
+}
+
+impl<'a> Doc<'a> {
+    /// The fields every line has; the others empty.
+    fn bare(timestamp: Ts, event: EventField, idn: &'a Identity, netta: Netta) -> Doc<'a> {
+        Doc {
+            timestamp,
+            ecs: Ecs {
+                version: ECS_VERSION,
+            },
+            event,
+            host: host(idn),
+            agent: agent(idn),
+            network: None,
+            source: None,
+            destination: None,
+            client: None,
+            server: None,
+            related: None,
+            process: None,
+            container: None,
+            netta,
+        }
+    }
 }
 
 fn event_type(action: Action) -> &'static [&'static str] {
@@ -289,33 +313,12 @@ fn doc<'a>(ev: &'a ConnEvent, clock: &Clock, container: Option<&'a str>) -> Doc<
     };
     let timestamp = Ts(clock.to_system(ev.ts_ns));
     if lost {
-        return Doc {
-            timestamp,
-            ecs: Ecs {
-                version: ECS_VERSION,
-            },
-            event,
-            host: host(idn),
-            agent: agent(idn),
-            network: None,
-            source: None,
-            destination: None,
-            client: None,
-            server: None,
-            related: None,
-            process: None,
-            container: None,
-            netta: Netta {
-                sock_id: None,
-                state: None,
-                old_state: None,
-                raw_states: None,
-                owner: None,
-                partial: None,
-                lost: (ev.action == Action::EventsLost).then_some(ev.count),
-                evicted: (ev.action == Action::TableEvicted).then_some(ev.count),
-            },
+        let netta = Netta {
+            lost: (ev.action == Action::EventsLost).then_some(ev.count),
+            evicted: (ev.action == Action::TableEvicted).then_some(ev.count),
+            ..Netta::default()
         };
+        return Doc::bare(timestamp, event, idn, netta);
     }
     let listen = matches!(ev.action, Action::ListenStarted | Action::ListenStopped);
     let direction = if listen {
@@ -377,14 +380,21 @@ fn doc<'a>(ev: &'a ConnEvent, clock: &Clock, container: Option<&'a str>) -> Doc<
     // Roles are known for TCP (the side that connected is the client); a UDP
     // flow has no roles, only directions.
     let roles = peer && !udp && direction != Direction::Unknown;
-    Doc {
-        timestamp,
-        ecs: Ecs {
-            version: ECS_VERSION,
+    let netta = Netta {
+        sock_id: idn.sock_ids.id(ev.sock),
+        state: ev.new_state.map(|s| s.name()),
+        old_state: if raw {
+            ev.old_state.map(|s| s.name())
+        } else {
+            None
         },
-        event,
-        host: host(idn),
-        agent: agent(idn),
+        raw_states: raw.then_some([ev.raw_states.0, ev.raw_states.1]),
+        owner: Some(ev.owner.name()),
+        partial: ev.partial.then_some(true),
+        lost: None,
+        evicted: None,
+    };
+    Doc {
         network: Some(network),
         client: if roles { source } else { None },
         server: roles.then_some(destination),
@@ -396,20 +406,7 @@ fn doc<'a>(ev: &'a ConnEvent, clock: &Clock, container: Option<&'a str>) -> Doc<
             name: String::from_utf8_lossy(ev.comm.as_bytes()),
         }),
         container: container.map(|id| Container { id }),
-        netta: Netta {
-            sock_id: idn.sock_ids.id(ev.sock),
-            state: ev.new_state.map(|s| s.name()),
-            old_state: if raw {
-                ev.old_state.map(|s| s.name())
-            } else {
-                None
-            },
-            raw_states: raw.then_some([ev.raw_states.0, ev.raw_states.1]),
-            owner: Some(ev.owner.name()),
-            partial: ev.partial.then_some(true),
-            lost: None,
-            evicted: None,
-        },
+        ..Doc::bare(timestamp, event, idn, netta)
     }
 }
 

@@ -446,22 +446,24 @@ mod tests {
 
     #[test]
     fn known_direction_picks_the_service_side() {
-        let mut out = tcp(
+        let established = |local, remote, direction, pid, comm| Conn {
+            direction,
+            ..tcp(local, remote, State::Established, pid, comm)
+        };
+        let out = established(
             "10.0.0.1:40000",
             "10.0.0.2:65000",
-            State::Established,
+            Direction::Egress,
             1,
             b"a",
         );
-        out.direction = Direction::Egress;
-        let mut inc = tcp(
+        let inc = established(
             "10.0.0.1:8443",
             "10.0.0.3:50000",
-            State::Established,
+            Direction::Ingress,
             2,
             b"b",
         );
-        inc.direction = Direction::Ingress;
         let st = compute(&snap(vec![out, inc]), &Services::builtin());
         let ports: Vec<u16> = st.top_ports.iter().map(|p| p.port).collect();
         assert_eq!(ports, [8443, 65000]);

@@ -43,12 +43,14 @@ mod fanout;
 mod file;
 pub mod http;
 mod lines;
+mod running;
 mod stats;
 mod stdout;
 mod stream;
 
 pub use crate::settings::sink_spec::SinkSpec;
 pub use fanout::{fan_out, LineMaker};
+pub use running::Sinks;
 pub use stats::SinkStats;
 
 use backlog::Backlog;

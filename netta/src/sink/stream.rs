@@ -18,51 +18,52 @@ pub(super) enum Target {
     Unix(PathBuf),
 }
 
-pub(super) enum Conn {
+/// The socket a stream sink writes to (not a traced connection).
+pub(super) enum StreamSocket {
     Tcp(TcpStream),
     Unix(UnixStream),
 }
 
-impl Conn {
+impl StreamSocket {
     pub(super) async fn ready(&self, interest: Interest) -> io::Result<Ready> {
         match self {
-            Conn::Tcp(s) => s.ready(interest).await,
-            Conn::Unix(s) => s.ready(interest).await,
+            StreamSocket::Tcp(s) => s.ready(interest).await,
+            StreamSocket::Unix(s) => s.ready(interest).await,
         }
     }
 
     pub(super) fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
-            Conn::Tcp(s) => s.try_read(buf),
-            Conn::Unix(s) => s.try_read(buf),
+            StreamSocket::Tcp(s) => s.try_read(buf),
+            StreamSocket::Unix(s) => s.try_read(buf),
         }
     }
 
     pub(super) fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
         match self {
-            Conn::Tcp(s) => s.try_write(buf),
-            Conn::Unix(s) => s.try_write(buf),
+            StreamSocket::Tcp(s) => s.try_write(buf),
+            StreamSocket::Unix(s) => s.try_write(buf),
         }
     }
 
     pub(super) async fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
-            Conn::Tcp(s) => s.write(buf).await,
-            Conn::Unix(s) => s.write(buf).await,
+            StreamSocket::Tcp(s) => s.write(buf).await,
+            StreamSocket::Unix(s) => s.write(buf).await,
         }
     }
 
     pub(super) async fn shutdown(&mut self) -> io::Result<()> {
         match self {
-            Conn::Tcp(s) => s.shutdown().await,
-            Conn::Unix(s) => s.shutdown().await,
+            StreamSocket::Tcp(s) => s.shutdown().await,
+            StreamSocket::Unix(s) => s.shutdown().await,
         }
     }
 }
 
-pub(super) type Connecting = Pin<Box<dyn Future<Output = io::Result<Conn>> + Send>>;
+pub(super) type Connecting = Pin<Box<dyn Future<Output = io::Result<StreamSocket>> + Send>>;
 
-pub(super) async fn connect_now(target: Target) -> io::Result<Conn> {
+pub(super) async fn connect_now(target: Target) -> io::Result<StreamSocket> {
     let attempt = async {
         match target {
             Target::Tcp(addr) => {
@@ -76,9 +77,9 @@ pub(super) async fn connect_now(target: Target) -> io::Result<Conn> {
                     ));
                 }
                 s.set_nodelay(true)?;
-                Ok(Conn::Tcp(s))
+                Ok(StreamSocket::Tcp(s))
             }
-            Target::Unix(path) => Ok(Conn::Unix(UnixStream::connect(path).await?)),
+            Target::Unix(path) => Ok(StreamSocket::Unix(UnixStream::connect(path).await?)),
         }
     };
     tokio::time::timeout(CONNECT_TIMEOUT, attempt)
@@ -95,14 +96,17 @@ pub(super) fn connect(target: &Target) -> Connecting {
     Box::pin(connect_now(target.clone()))
 }
 
-pub(super) async fn conn_ready(conn: &Option<Conn>, interest: Interest) -> io::Result<Ready> {
-    match conn {
+pub(super) async fn socket_ready(
+    socket: &Option<StreamSocket>,
+    interest: Interest,
+) -> io::Result<Ready> {
+    match socket {
         Some(c) => c.ready(interest).await,
         None => std::future::pending().await,
     }
 }
 
-pub(super) async fn connected(connecting: &mut Option<Connecting>) -> io::Result<Conn> {
+pub(super) async fn connected(connecting: &mut Option<Connecting>) -> io::Result<StreamSocket> {
     match connecting {
         Some(f) => f.await,
         None => std::future::pending().await,
@@ -111,11 +115,15 @@ pub(super) async fn connected(connecting: &mut Option<Connecting>) -> io::Result
 
 /// Handles readiness on a live connection: notices a peer that closed, and writes
 /// what is queued (up to a budget). An error means the connection is gone.
-pub(super) fn on_ready(conn: &Conn, ready: Ready, lines: &mut Lines<'_>) -> io::Result<()> {
+pub(super) fn on_ready(
+    socket: &StreamSocket,
+    ready: Ready,
+    lines: &mut Lines<'_>,
+) -> io::Result<()> {
     if ready.is_readable() || ready.is_read_closed() {
         // Receivers send nothing; reading only tells whether the peer went away.
         let mut scratch = [0u8; 512];
-        match conn.try_read(&mut scratch) {
+        match socket.try_read(&mut scratch) {
             Ok(0) => {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
@@ -133,7 +141,7 @@ pub(super) fn on_ready(conn: &Conn, ready: Ready, lines: &mut Lines<'_>) -> io::
     let mut budget = WRITE_BUDGET;
     while budget > 0 && !lines.backlog.is_idle() {
         let chunk = lines.chunk(CHUNK_BYTES);
-        match conn.try_write(chunk) {
+        match socket.try_write(chunk) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => {
                 lines.consume(n);
@@ -150,15 +158,15 @@ pub(super) fn on_ready(conn: &Conn, ready: Ready, lines: &mut Lines<'_>) -> io::
 /// The last writes at shutdown: connect if needed (or finish connecting), send
 /// everything queued, close cleanly.
 pub(super) async fn final_flush(
-    conn: Option<Conn>,
+    socket: Option<StreamSocket>,
     connecting: Option<Connecting>,
     target: &Target,
     lines: &mut Lines<'_>,
 ) -> io::Result<()> {
-    if lines.backlog.is_idle() && conn.is_none() {
+    if lines.backlog.is_idle() && socket.is_none() {
         return Ok(());
     }
-    let mut c = match (conn, connecting) {
+    let mut c = match (socket, connecting) {
         (Some(c), _) => c,
         (None, Some(f)) => f.await?,
         (None, None) => connect_now(target.clone()).await?,
@@ -179,7 +187,7 @@ pub(super) async fn run_stream(
     mut lines: Lines<'_>,
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
-    let mut conn: Option<Conn> = None;
+    let mut socket: Option<StreamSocket> = None;
     let mut connecting = Some(connect(&target));
     let mut backoff = Backoff::new();
     let mut retry_at = Instant::now();
@@ -187,7 +195,7 @@ pub(super) async fn run_stream(
     // A connect failure was already logged in this episode.
     let mut failing = false;
     loop {
-        let interest = if conn.is_some() && !lines.backlog.is_idle() {
+        let interest = if socket.is_some() && !lines.backlog.is_idle() {
             Interest::READABLE | Interest::WRITABLE
         } else {
             Interest::READABLE
@@ -195,14 +203,14 @@ pub(super) async fn run_stream(
         tokio::select! {
             biased;
             _ = stop_requested(&mut shutdown) => break,
-            ready = conn_ready(&conn, interest) => {
-                let result = match (&conn, ready) {
+            ready = socket_ready(&socket, interest) => {
+                let result = match (&socket, ready) {
                     (Some(c), Ok(ready)) => on_ready(c, ready, &mut lines),
                     (_, Err(e)) => Err(e),
                     (None, Ok(_)) => Ok(()),
                 };
                 if let Err(e) = result {
-                    conn = None;
+                    socket = None;
                     lines.stats.set_connected(false);
                     lines.rewind();
                     log::warn!(
@@ -218,7 +226,7 @@ pub(super) async fn run_stream(
                 connecting = None;
                 match res {
                     Ok(c) => {
-                        conn = Some(c);
+                        socket = Some(c);
                         lines.stats.set_connected(true);
                         backoff.reset();
                         if ever_connected {
@@ -256,7 +264,7 @@ pub(super) async fn run_stream(
                 let Some(r) = r else { break };
                 lines.ingest(r, &mut rx);
             }
-            _ = tokio::time::sleep_until(retry_at), if conn.is_none() && connecting.is_none() => {
+            _ = tokio::time::sleep_until(retry_at), if socket.is_none() && connecting.is_none() => {
                 connecting = Some(connect(&target));
             }
         }
@@ -264,7 +272,7 @@ pub(super) async fn run_stream(
     lines.drain(&mut rx);
     let flushed = tokio::time::timeout(
         FINAL_FLUSH,
-        final_flush(conn, connecting, &target, &mut lines),
+        final_flush(socket, connecting, &target, &mut lines),
     )
     .await
     .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "timed out")));

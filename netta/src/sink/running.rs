@@ -1,0 +1,70 @@
+//! The sinks of one command (`netta agent`, `netta events`): one tap on the
+//! agent's bus, each record serialised once ([`fan_out`]) and written by every sink.
+use std::io;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::{fan_out, run, SinkSpec, SinkStats};
+use crate::agent::Shared;
+
+/// Capacity of the tap and of each sink's channel.
+const CHANNEL: usize = 1 << 14;
+
+pub struct Sinks {
+    tasks: Vec<JoinHandle<io::Result<()>>>,
+    fan: JoinHandle<()>,
+    fan_stop: watch::Sender<bool>,
+    stop: watch::Sender<bool>,
+}
+
+impl Sinks {
+    /// Subscribes to `shared`'s bus and starts one task per spec.
+    pub fn start(shared: &Shared, specs: &[SinkSpec]) -> Sinks {
+        let (stop, stop_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        let mut outs = Vec::new();
+        for spec in specs {
+            let (tx, rx) = tokio::sync::mpsc::channel(CHANNEL);
+            let stats = Arc::new(SinkStats::default());
+            outs.push((tx, stats.clone()));
+            tasks.push(tokio::spawn(run(
+                spec.clone(),
+                rx,
+                shared.clock,
+                stats,
+                stop_rx.clone(),
+            )));
+        }
+        let (fan_stop, fan_rx) = watch::channel(false);
+        let tap = shared.subscribe(CHANNEL);
+        let fan = tokio::spawn(fan_out(tap, shared.clock, outs, fan_rx));
+        Sinks {
+            tasks,
+            fan,
+            fan_stop,
+            stop,
+        }
+    }
+
+    /// Every sink has ended by itself (stdout's reader went away, or a write failed).
+    pub fn all_ended(&self) -> bool {
+        self.tasks.iter().all(|t| t.is_finished())
+    }
+
+    /// Call after the agent has stopped: the last records reach the sinks, then
+    /// they drain, flush and end. The first sink error, if any.
+    pub async fn stop(self) -> io::Result<()> {
+        let _ = self.fan_stop.send(true);
+        let _ = self.fan.await;
+        let _ = self.stop.send(true);
+        let mut failed = None;
+        for t in self.tasks {
+            if let Ok(Err(e)) = t.await {
+                failed.get_or_insert(e);
+            }
+        }
+        failed.map_or(Ok(()), Err)
+    }
+}
