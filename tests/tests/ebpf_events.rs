@@ -225,7 +225,7 @@ fn perf_transport_delivers_the_same_events() {
 
 /// `netta doctor --json` with `env`: (exit code, report).
 fn doctor(env: &[(&str, &str)]) -> (i32, Value) {
-    let out = std::process::netta_cmd()
+    let out = netta_cmd()
         .args(["doctor", "--json"])
         .envs(env.iter().copied())
         .output()
@@ -280,7 +280,7 @@ fn a_missing_hook_degrades_one_capability_with_a_reason() {
     );
     assert!(!reason.contains('\n'), "{reason}");
     // The agent still runs in eBPF mode and says what it lost, in one line.
-    let mut child = std::process::netta_cmd()
+    let mut child = netta_cmd()
         .arg("events")
         .envs(env)
         .stdout(std::process::Stdio::null())

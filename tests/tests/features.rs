@@ -1,7 +1,7 @@
 //! The original tool's features, end to end: the menu driven through a pipe, the
 //! monitor counting short-lived connections a poll would miss, and export.
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use netta_tests::*;
 
