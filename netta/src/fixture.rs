@@ -61,6 +61,34 @@ pub fn conn(
     }
 }
 
+/// `n` egress TCP connections from consecutive ports of `ip` (from `port0`) to `remote`.
+pub fn from_ports(
+    n: u16,
+    ip: &str,
+    port0: u16,
+    remote: &str,
+    state: State,
+    pid: u32,
+    comm: &[u8],
+) -> Vec<Conn> {
+    (port0..port0 + n)
+        .map(|p| {
+            let local = format!("{ip}:{p}");
+            let key = (1 << 32) + u64::from(p);
+            conn(
+                key,
+                Proto::Tcp,
+                &local,
+                remote,
+                state,
+                Direction::Egress,
+                pid,
+                comm,
+            )
+        })
+        .collect()
+}
+
 pub fn snapshot() -> Snapshot {
     use Direction::*;
     use Proto::*;

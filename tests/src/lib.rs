@@ -83,6 +83,17 @@ pub fn ebpf_available(test: &str) -> bool {
     }
 }
 
+/// Returns from the test when eBPF tests cannot run (a failure instead, when
+/// they are required): `require_ebpf!("name")`.
+#[macro_export]
+macro_rules! require_ebpf {
+    ($test:expr) => {
+        if !$crate::ebpf_available($test) {
+            return;
+        }
+    };
+}
+
 /// The lines a child writes, read on a thread of their own.
 fn lines_of(stream: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
@@ -95,6 +106,22 @@ fn lines_of(stream: impl std::io::Read + Send + 'static) -> mpsc::Receiver<Strin
         }
     });
     rx
+}
+
+/// A TCP receiver on a free loopback port (for `--sink tcp://…`): its address,
+/// and the lines of the first connection it accepts.
+pub fn tcp_line_receiver() -> (std::net::SocketAddr, mpsc::Receiver<String>) {
+    let receiver = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = receiver.local_addr().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        if let Ok((s, _)) = receiver.accept() {
+            for l in BufReader::new(s).lines().map_while(Result::ok) {
+                let _ = tx.send(l);
+            }
+        }
+    });
+    (addr, rx)
 }
 
 /// How long netta may take to say it is ready: 30 s, or `NETTA_TEST_READY_SECS`

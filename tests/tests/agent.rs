@@ -1,9 +1,8 @@
 //! `netta agent` as a service: sinks, metrics, config file, signals, and the
 //! generated completions and man page.
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use netta_tests::*;
@@ -27,19 +26,8 @@ fn counter(text: &str, prefix: &str) -> u64 {
 
 #[test]
 fn agent_feeds_a_tcp_sink_serves_metrics_and_stops_on_sigterm() {
-    if !ebpf_available("agent") {
-        return;
-    }
-    let receiver = TcpListener::bind("127.0.0.1:0").unwrap();
-    let sink = receiver.local_addr().unwrap();
-    let (tx, lines) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        if let Ok((s, _)) = receiver.accept() {
-            for l in BufReader::new(s).lines().map_while(Result::ok) {
-                let _ = tx.send(l);
-            }
-        }
-    });
+    require_ebpf!("agent");
+    let (sink, lines) = tcp_line_receiver();
     let metrics = format!("127.0.0.1:{}", free_tcp_port("127.0.0.1"));
     let mut child = netta_cmd()
         .args([

@@ -3,24 +3,15 @@
 //! arrives exactly once across a server restart, and beyond the sink's buffer
 //! the `events-lost` counts equal what is missing.
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use netta::api::sink::{self, SinkSpec, SinkStats};
-use netta::api::{Action, Clock, ConnEvent, Containers, Direction, Record};
 use netta_tests::servers::{server_available, ClickHouse};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
-/// A synthetic connection, identified by its source port.
-fn record(id: u16) -> Record {
-    let mut e = ConnEvent::lost(1_000_000_000 + u64::from(id), 0);
-    e.action = Action::Opened;
-    e.sock = 0xffff_8880_0000_0000 + u64::from(id) * 64;
-    e.local = format!("127.0.0.1:{id}").parse().unwrap();
-    e.remote = "127.0.0.1:5".parse().unwrap();
-    e.direction = Direction::Egress;
-    Record::Event(e)
-}
+#[path = "support/sink_under_test.rs"]
+mod sink_under_test;
+use sink_under_test::{opened, start_sink};
 
 async fn send(
     maker: &mut sink::LineMaker,
@@ -28,7 +19,7 @@ async fn send(
     ids: std::ops::RangeInclusive<u16>,
 ) {
     for id in ids {
-        tx.send(maker.line(&record(id)))
+        tx.send(maker.line(&opened(id)))
             .await
             .expect("sink stopped");
     }
@@ -73,17 +64,7 @@ async fn http_sink_delivers_exactly_once_across_a_clickhouse_restart() {
     }
     let mut ch = ClickHouse::start("restart");
     let spec: SinkSpec = format!("{}#gzip,age=100ms", ch.sink_url()).parse().unwrap();
-    let (tx, rx) = mpsc::channel(4096);
-    let stats = Arc::new(SinkStats::default());
-    let (stop, shutdown) = watch::channel(false);
-    let task = tokio::spawn(sink::run(
-        spec,
-        rx,
-        Clock::fixed(0),
-        stats.clone(),
-        shutdown,
-    ));
-    let mut maker = sink::LineMaker::new(Clock::fixed(0), Containers::none());
+    let (tx, stats, stop, task, mut maker) = start_sink(spec, 4096);
     send(&mut maker, &tx, 1..=1000).await;
     wait_written(&stats, 1000).await;
     // Restart mid-stream: lines sent while it is down wait and go out after.
@@ -125,17 +106,7 @@ async fn beyond_its_buffer_the_reported_losses_equal_what_is_missing() {
     let (spec, mut opts) = sink::parse_sink(&ch.sink_url()).unwrap();
     opts.buffer_lines = 100;
     opts.max_age = Duration::from_millis(50);
-    let (tx, rx) = mpsc::channel(64);
-    let stats = Arc::new(SinkStats::default());
-    let (stop, shutdown) = watch::channel(false);
-    let task = tokio::spawn(sink::run(
-        SinkSpec::Http(spec, opts),
-        rx,
-        Clock::fixed(0),
-        stats.clone(),
-        shutdown,
-    ));
-    let mut maker = sink::LineMaker::new(Clock::fixed(0), Containers::none());
+    let (tx, stats, stop, task, mut maker) = start_sink(SinkSpec::Http(spec, opts), 64);
     send(&mut maker, &tx, 1..=50).await;
     wait_written(&stats, 50).await;
     ch = tokio::task::spawn_blocking(move || {

@@ -165,9 +165,7 @@ fn show_alerts(all: &[Value]) -> String {
 #[test]
 fn connect_scan_raises_one_port_scan_alert() {
     let _serial = serial();
-    if !ebpf_available("connect_scan") {
-        return;
-    }
+    require_ebpf!("connect_scan");
     let first = free_tcp_range("127.0.0.1", 21_000, 300);
     let last = first + 299;
     let mut events = Netta::start(&[]);
@@ -216,9 +214,7 @@ fn connect_scan_raises_one_port_scan_alert() {
 #[test]
 fn syn_scan_raises_a_syn_port_scan_alert() {
     let _serial = serial();
-    if !ebpf_available("syn_scan") {
-        return;
-    }
+    require_ebpf!("syn_scan");
     let first = free_tcp_range("127.0.0.1", 23_000, 300);
     let last = first + 299;
     let mut events = Netta::start(&[]);
@@ -520,9 +516,7 @@ fn syn_flood_is_detected_from_the_first_synack_retransmissions() {
 #[test]
 fn many_connections_to_one_ip_raise_high_connection_count() {
     let _serial = serial();
-    if !ebpf_available("high_connection_count") {
-        return;
-    }
+    require_ebpf!("high_connection_count");
     let mut events = Netta::start(&[]);
     let mut server = Traffic::spawn(&["tcp-server", "127.0.0.1:0", "15", "0", "nt-hold-srv"]);
     let port = server.expect_line("port ");
@@ -553,9 +547,7 @@ fn many_connections_to_one_ip_raise_high_connection_count() {
 #[test]
 fn idle_accepted_connections_count_toward_high_connection_count_promptly() {
     let _serial = serial();
-    if !ebpf_available("high_connection_count_ingress") {
-        return;
-    }
+    require_ebpf!("high_connection_count_ingress");
     let mut events = Netta::start(&[]);
     let mut server = Traffic::spawn(&["tcp-server", "127.0.0.1:0", "15", "0", "nt-idle-srv"]);
     let port = server.expect_line("port ");
@@ -598,9 +590,7 @@ fn idle_accepted_connections_count_toward_high_connection_count_promptly() {
 #[test]
 fn listener_started_after_netta_raises_new_listener() {
     let _serial = serial();
-    if !ebpf_available("new_listener") {
-        return;
-    }
+    require_ebpf!("new_listener");
     let mut events = Netta::start(&[]);
     let start = SystemTime::now();
     let mut server = Traffic::spawn(&["tcp-server", "127.0.0.1:0", "1", "0", "nt-new-srv"]);
@@ -631,9 +621,7 @@ fn listener_started_after_netta_raises_new_listener() {
 #[test]
 fn benign_http_and_udp_load_raises_no_alert() {
     let _serial = serial();
-    if !ebpf_available("benign_load") {
-        return;
-    }
+    require_ebpf!("benign_load");
     let mut http = Traffic::spawn(&["http-server", "127.0.0.1:0", "nt-http"]);
     let http_port = http.expect_line("port ");
     let mut udp = Traffic::spawn(&["udp-server", "127.0.0.1:0", "nt-dns"]);
@@ -737,9 +725,7 @@ fn rules_file_typo_is_a_usage_error_with_its_line() {
 #[test]
 fn allowlisted_source_raises_no_port_scan() {
     let _serial = serial();
-    if !ebpf_available("allowlisted_scan") {
-        return;
-    }
+    require_ebpf!("allowlisted_scan");
     let p = rules_file(
         "allow",
         "[port_scan]\nmin_ports = 20\n\n[allow]\nips = [\"127.0.0.0/8\"]\n",

@@ -117,25 +117,19 @@ fn short_lived(ip: &str, n: usize) {
 
 #[test]
 fn short_lived_tcp_is_reported_once_per_socket_with_both_owners() {
-    if !ebpf_available("short_lived_tcp") {
-        return;
-    }
+    require_ebpf!("short_lived_tcp");
     short_lived("127.0.0.1", 500);
 }
 
 #[test]
 fn ipv6_loopback_connections_are_reported() {
-    if !ebpf_available("ipv6_loopback") {
-        return;
-    }
+    require_ebpf!("ipv6_loopback");
     short_lived("::1", 50);
 }
 
 #[test]
 fn unconnected_udp_sends_become_one_flow_record() {
-    if !ebpf_available("udp_flow") {
-        return;
-    }
+    require_ebpf!("udp_flow");
     let events = Events::start(&["--udp-idle", "1s"], &[]);
     let mut server = Traffic::spawn(&["udp-server", "127.0.0.1:0", "nt-usrv"]);
     let port: u64 = server.expect_line("port ").parse().unwrap();
@@ -170,9 +164,7 @@ fn unconnected_udp_sends_become_one_flow_record() {
 
 #[test]
 fn refused_connect_is_a_failed_connection_with_its_process() {
-    if !ebpf_available("failed_connect") {
-        return;
-    }
+    require_ebpf!("failed_connect");
     let events = Events::start(&[], &[]);
     let port = free_tcp_port("127.0.0.1");
     let mut c = Traffic::spawn(&["connect", &format!("127.0.0.1:{port}"), "nt-conn"]);
@@ -202,9 +194,7 @@ fn refused_connect_is_a_failed_connection_with_its_process() {
 
 #[test]
 fn perf_transport_delivers_the_same_events() {
-    if !ebpf_available("perf_transport") {
-        return;
-    }
+    require_ebpf!("perf_transport");
     let events = Events::start(&["--transport", "perf"], &[]);
     assert!(
         events
@@ -241,9 +231,7 @@ fn doctor(env: &[(&str, &str)]) -> (i32, Value) {
 
 #[test]
 fn doctor_reports_full_ebpf_mode_with_a_hook_for_every_capability() {
-    if !ebpf_available("doctor") {
-        return;
-    }
+    require_ebpf!("doctor");
     let (code, v) = doctor(&[]);
     assert_eq!(code, 0, "{v:#}");
     assert_eq!(v["full_ebpf"], true, "{v:#}");
@@ -259,9 +247,7 @@ fn doctor_reports_full_ebpf_mode_with_a_hook_for_every_capability() {
 
 #[test]
 fn a_missing_hook_degrades_one_capability_with_a_reason() {
-    if !ebpf_available("degraded_hook") {
-        return;
-    }
+    require_ebpf!("degraded_hook");
     // Rule out every hook that can name an accepted socket's owner.
     let env = [(
         "NETTA_DISABLE_HOOKS",

@@ -30,9 +30,7 @@ fn prog_ids() -> Vec<u64> {
 #[test]
 fn kill_9_leaves_no_program_loaded() {
     let _g = lock();
-    if !ebpf_available("kill_9") {
-        return;
-    }
+    require_ebpf!("kill_9");
     let before = prog_ids();
     let ev = Events::start(&[], &[]);
     let during: Vec<u64> = prog_ids()
@@ -74,9 +72,7 @@ fn kill_9_leaves_no_program_loaded() {
 #[test]
 fn sigterm_flushes_open_udp_flows_and_exits_zero() {
     let _g = lock();
-    if !ebpf_available("sigterm_flush") {
-        return;
-    }
+    require_ebpf!("sigterm_flush");
     let ev = Events::start(&["--udp-idle", "10m"], &[]);
     let mut server = Traffic::spawn(&["udp-server", "127.0.0.1:0", "nt-tsrv"]);
     let port: u64 = server.expect_line("port ").parse().unwrap();
@@ -103,9 +99,7 @@ fn sigterm_flushes_open_udp_flows_and_exits_zero() {
 #[test]
 fn runs_unprivileged_with_only_the_documented_capabilities() {
     let _g = lock();
-    if !ebpf_available("least_privilege") {
-        return;
-    }
+    require_ebpf!("least_privilege");
     // A copy any user can execute, wherever the checkout lives.
     let dir = std::env::temp_dir().join(format!("netta-caps-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -166,9 +160,7 @@ fn runs_unprivileged_with_only_the_documented_capabilities() {
 #[test]
 fn hostile_process_names_are_escaped_in_every_output() {
     let _g = lock();
-    if !ebpf_available("hostile_names") {
-        return;
-    }
+    require_ebpf!("hostile_names");
     let evil = "=\x1b[2J\"a,b\nc\u{7}";
     let mut server = Traffic::spawn(&["tcp-server", "127.0.0.1:0", "1", "0", "nt-hsrv"]);
     let port: u16 = server.expect_line("port ").parse().unwrap();
@@ -222,9 +214,7 @@ fn hostile_process_names_are_escaped_in_every_output() {
 #[test]
 fn closed_pipe_ends_events_promptly_and_quietly() {
     let _g = lock();
-    if !ebpf_available("head_1") {
-        return;
-    }
+    require_ebpf!("head_1");
     let mut child = Command::new("sh")
         .env("NETTA_API", isolated_api())
         .arg("-c")

@@ -111,9 +111,7 @@ fn bad_flags_are_usage_errors() {
 
 #[test]
 fn monitor_counts_short_lived_connections_a_poll_misses() {
-    if !ebpf_available("monitor_short_lived") {
-        return;
-    }
+    require_ebpf!("monitor_short_lived");
     let mut child = netta_cmd()
         .args(["monitor", "--duration", "6s", "--interval", "2s"])
         .stdout(Stdio::piped())

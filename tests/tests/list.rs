@@ -135,9 +135,7 @@ fn agrees_with_ss(drop_caps: bool) -> (Value, String) {
 
 #[test]
 fn list_json_agrees_with_ss_with_ebpf() {
-    if !ebpf_available("list_agrees_with_ss") {
-        return;
-    }
+    require_ebpf!("list_agrees_with_ss");
     let (list, stderr) = agrees_with_ss(false);
     assert!(!stderr.contains("eBPF unavailable"), "{stderr}");
     // Owners of our own sockets are known.

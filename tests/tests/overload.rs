@@ -15,9 +15,7 @@ const RSS_CAP_MIB: u64 = 128;
 #[test]
 fn a_full_ring_buffer_is_counted_and_the_table_is_healed() {
     let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    if !ebpf_available("ring_overflow") {
-        return;
-    }
+    require_ebpf!("ring_overflow");
     // A one-page ring overflows on any burst.
     let ev = Events::start(&["--ring-size", "4096", "--reconcile-interval", "1s"], &[]);
     let mut server = Traffic::spawn(&["tcp-server", "127.0.0.1:0", "3000", "1", "nt-osrv"]);
@@ -110,9 +108,7 @@ fn vm_hwm_kib(pid: u32) -> Option<u64> {
 #[test]
 fn a_100k_syn_flood_keeps_the_agent_bounded_and_answering() {
     let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    if !ebpf_available("syn_flood_memory") {
-        return;
-    }
+    require_ebpf!("syn_flood_memory");
     if Command::new("hping3").arg("--version").output().is_err() {
         assert!(
             std::env::var("NETTA_REQUIRE_EBPF").is_err(),

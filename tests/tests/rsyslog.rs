@@ -8,23 +8,14 @@
 //! while rsyslog is simply away.
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use netta::api::sink::{self, SinkSpec, SinkStats};
-use netta::api::{Action, Clock, ConnEvent, Containers, Direction, Record};
+use netta::api::sink::SinkSpec;
 use netta_tests::servers::{server_available, Rsyslog};
-use tokio::sync::{mpsc, watch};
 
-fn record(id: u16) -> Record {
-    let mut e = ConnEvent::lost(1_000_000_000 + u64::from(id), 0);
-    e.action = Action::Opened;
-    e.sock = 0xffff_8880_0000_0000 + u64::from(id) * 64;
-    e.local = format!("127.0.0.1:{id}").parse().unwrap();
-    e.remote = "127.0.0.1:5".parse().unwrap();
-    e.direction = Direction::Egress;
-    Record::Event(e)
-}
+#[path = "support/sink_under_test.rs"]
+mod sink_under_test;
+use sink_under_test::{opened, start_sink};
 
 fn ids(r: &Rsyslog) -> Vec<u16> {
     r.lines()
@@ -53,19 +44,9 @@ async fn tcp_sink_feeds_rsyslog_across_a_restart() {
     }
     let mut rs = Rsyslog::start("restart");
     let spec: SinkSpec = format!("tcp://127.0.0.1:{}", rs.port).parse().unwrap();
-    let (tx, rx) = mpsc::channel(4096);
-    let stats = Arc::new(SinkStats::default());
-    let (stop, shutdown) = watch::channel(false);
-    let task = tokio::spawn(sink::run(
-        spec,
-        rx,
-        Clock::fixed(0),
-        stats.clone(),
-        shutdown,
-    ));
-    let mut maker = sink::LineMaker::new(Clock::fixed(0), Containers::none());
+    let (tx, stats, stop, task, mut maker) = start_sink(spec, 4096);
     for id in 1..=500 {
-        tx.send(maker.line(&record(id))).await.unwrap();
+        tx.send(maker.line(&opened(id))).await.unwrap();
     }
     let first = wait_ids(&rs, |g| g.len() >= 500).await;
     assert_eq!(first.len(), 500, "before the restart");
@@ -77,7 +58,7 @@ async fn tcp_sink_feeds_rsyslog_across_a_restart() {
     .await
     .unwrap();
     for id in 501..=1000 {
-        tx.send(maker.line(&record(id))).await.unwrap();
+        tx.send(maker.line(&opened(id))).await.unwrap();
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     rs = tokio::task::spawn_blocking(move || {
@@ -87,7 +68,7 @@ async fn tcp_sink_feeds_rsyslog_across_a_restart() {
     .await
     .unwrap();
     for id in 1001..=1500 {
-        tx.send(maker.line(&record(id))).await.unwrap();
+        tx.send(maker.line(&opened(id))).await.unwrap();
     }
     let got = wait_ids(&rs, |g| g.contains(&1500)).await;
     stop.send(true).unwrap();

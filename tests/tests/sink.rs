@@ -4,15 +4,18 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use netta::api::sink::{self, SinkSpec, SinkStats};
+use netta::api::sink::{self, SinkSpec};
 use netta::api::{Action, Clock, ConnEvent, Record};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
+
+#[path = "support/sink_under_test.rs"]
+mod sink_under_test;
+use sink_under_test::start_sink;
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -97,18 +100,9 @@ async fn send(tx: &mpsc::Sender<bytes::Bytes>, ids: std::ops::RangeInclusive<u64
 async fn tcp_sink_buffers_through_an_outage_and_reports_what_it_dropped() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let (tx, rx) = mpsc::channel(4096);
-    let stats = Arc::new(SinkStats::default());
-    let (stop, shutdown) = watch::channel(false);
     let spec: SinkSpec = format!("tcp://{addr}").parse().unwrap();
     assert_eq!(spec, SinkSpec::Tcp(addr.to_string()));
-    let task = tokio::spawn(sink::run(
-        spec,
-        rx,
-        Clock::fixed(0),
-        stats.clone(),
-        shutdown,
-    ));
+    let (tx, stats, stop, task, _) = start_sink(spec, 4096);
 
     // Before the outage: everything, in order.
     const BEFORE: u64 = 1_000;
@@ -216,16 +210,7 @@ fn mode(path: &Path) -> u32 {
 async fn file_sink_reopens_on_sighup_after_rotation() {
     let dir = scratch_dir();
     let path = dir.join("netta.json");
-    let (tx, rx) = mpsc::channel(1024);
-    let stats = Arc::new(SinkStats::default());
-    let (stop, shutdown) = watch::channel(false);
-    let task = tokio::spawn(sink::run(
-        SinkSpec::File(path.clone()),
-        rx,
-        Clock::fixed(0),
-        stats.clone(),
-        shutdown,
-    ));
+    let (tx, stats, stop, task, _) = start_sink(SinkSpec::File(path.clone()), 1024);
 
     send(&tx, 1..=10).await;
     // Lines in the file mean the sink is running, so its SIGHUP handler (installed
@@ -263,17 +248,8 @@ async fn file_sink_reopens_on_sighup_after_rotation() {
 async fn unix_sink_delivers_what_it_buffered_when_stopped() {
     let dir = scratch_dir();
     let path = dir.join("vector.sock");
-    let (tx, rx) = mpsc::channel(1024);
-    let stats = Arc::new(SinkStats::default());
-    let (stop, shutdown) = watch::channel(false);
     let spec: SinkSpec = format!("unix://{}", path.display()).parse().unwrap();
-    let task = tokio::spawn(sink::run(
-        spec,
-        rx,
-        Clock::fixed(0),
-        stats.clone(),
-        shutdown,
-    ));
+    let (tx, stats, stop, task, _) = start_sink(spec, 1024);
     // Nobody listens yet: the lines wait in the sink.
     send(&tx, 1..=5).await;
     wait_until("the sink to take them", || {

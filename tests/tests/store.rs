@@ -47,9 +47,7 @@ fn temp(name: &str) -> PathBuf {
 
 #[test]
 fn history_has_both_ends_survives_kill_9_and_refuses_strangers() {
-    if !ebpf_available("store history") {
-        return;
-    }
+    require_ebpf!("store history");
     let dir = temp("hist");
     let state = dir.join("state");
     let sock = dir.join("api.sock");

@@ -1,11 +1,8 @@
 //! `netta agent` under systemd's notification protocol: a test binds the
 //! NOTIFY_SOCKET, and READY=1 arrives once the first event can be delivered;
 //! WATCHDOG=1 follows when WATCHDOG_USEC asks for it, STOPPING=1 at the end.
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::os::unix::net::UnixDatagram;
 use std::process::Stdio;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use netta_tests::servers::private_dir;
@@ -20,22 +17,11 @@ fn next_message(sock: &UnixDatagram, timeout: Duration) -> Option<String> {
 
 #[test]
 fn ready_comes_when_events_flow_then_watchdog_then_stopping() {
-    if !ebpf_available("systemd_notify") {
-        return;
-    }
+    require_ebpf!("systemd_notify");
     let dir = private_dir("notify");
     let path = dir.join("notify.sock");
     let notify = UnixDatagram::bind(&path).unwrap();
-    let receiver = TcpListener::bind("127.0.0.1:0").unwrap();
-    let sink = receiver.local_addr().unwrap();
-    let (tx, lines) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        if let Ok((s, _)) = receiver.accept() {
-            for l in BufReader::new(s).lines().map_while(Result::ok) {
-                let _ = tx.send(l);
-            }
-        }
-    });
+    let (sink, lines) = tcp_line_receiver();
     let mut child = netta_cmd()
         .args(["agent", "--sink", &format!("tcp://{sink}")])
         .env("NOTIFY_SOCKET", &path)

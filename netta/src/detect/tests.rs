@@ -2,7 +2,7 @@
 use super::*;
 use crate::core::event::{OwnerSource, Proto, State};
 use crate::core::sanitize::Comm;
-use crate::fixture::{conn, scan};
+use crate::fixture::{conn, from_ports, scan};
 
 fn det() -> Detector {
     Detector::new(Rules::default(), Services::builtin(), 0)
@@ -365,18 +365,15 @@ fn pile_ups_of_half_open_close_wait_and_syn_sent() {
             b"leaky",
         ));
     }
-    for i in 0..r.abnormal_state.syn_sent as u16 {
-        snap.conns.push(conn(
-            20_000 + i as u64,
-            Proto::Tcp,
-            &format!("10.0.0.1:{}", 3000 + i),
-            "198.51.100.1:443",
-            State::SynSent,
-            Direction::Egress,
-            9,
-            b"app",
-        ));
-    }
+    snap.conns.extend(from_ports(
+        r.abnormal_state.syn_sent as u16,
+        "10.0.0.1",
+        3000,
+        "198.51.100.1:443",
+        State::SynSent,
+        9,
+        b"app",
+    ));
     let rules: Vec<_> = scan(&snap, &Services::builtin(), &r, 0)
         .iter()
         .map(|a| a.rule)

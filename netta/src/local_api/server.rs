@@ -251,15 +251,7 @@ async fn history(
     if let Err(e) = q.validate() {
         return line(StatusCode::BAD_REQUEST, e.to_string());
     }
-    match blocking(move || {
-        let r = reader(&st)?;
-        q.run(&r).map_err(run_error)
-    })
-    .await
-    {
-        Ok(rows) => Json(rows).into_response(),
-        Err(fail) => fail.into_response(),
-    }
+    from_store(st, move |r| q.run(r).map_err(run_error)).await
 }
 
 async fn stored_alerts(
@@ -268,12 +260,18 @@ async fn stored_alerts(
     Query(q): Query<AlertQuery>,
     incidents: bool,
 ) -> Response {
-    match blocking(move || {
-        let r = reader(&st)?;
-        q.run(&r, incidents).map_err(|e| run_error(e.into()))
+    from_store(st, move |r| {
+        q.run(r, incidents).map_err(|e| run_error(e.into()))
     })
     .await
-    {
+}
+
+/// Rows read from the store off the runtime, as a JSON response.
+async fn from_store<T: serde::Serialize + Send + 'static>(
+    st: AppState,
+    query: impl FnOnce(&Reader) -> Result<T, Fail> + Send + 'static,
+) -> Response {
+    match blocking(move || query(&reader(&st)?)).await {
         Ok(rows) => Json(rows).into_response(),
         Err(fail) => fail.into_response(),
     }

@@ -94,48 +94,40 @@ impl Sample {
                 .iter()
                 .map(|(&rule, &n)| ([("rule", rule)], ConstGauge::new(n))),
         )?;
-        counter(
-            enc,
-            "netta_events_processed",
-            "Connection events applied to the table since agent start.",
-            None,
-            c.events,
-        )?;
-        counter(
-            enc,
-            "netta_connections_observed",
-            "Rows ever inserted into the table (unique connections observed) since agent start.",
-            None,
-            c.observed,
-        )?;
-        counter(
-            enc,
-            "netta_table_evicted",
-            "Rows refused because the live table was at its cap.",
-            None,
-            c.table_evicted,
-        )?;
-        counter(
-            enc,
-            "netta_history_evicted",
-            "Closed connections pushed out of the bounded history.",
-            None,
-            c.history_evicted,
-        )?;
-        counter(
-            enc,
-            "netta_lost_events",
-            "Records lost agent-wide: kernel buffer overruns plus records dropped by slow taps.",
-            None,
-            c.lost,
-        )?;
-        counter(
-            enc,
-            "netta_decode_errors",
-            "Kernel records the decoder refused.",
-            None,
-            c.decode_errors,
-        )?;
+        for (name, help, v) in [
+            (
+                "netta_events_processed",
+                "Connection events applied to the table since agent start.",
+                c.events,
+            ),
+            (
+                "netta_connections_observed",
+                "Rows ever inserted into the table (unique connections observed) since agent start.",
+                c.observed,
+            ),
+            (
+                "netta_table_evicted",
+                "Rows refused because the live table was at its cap.",
+                c.table_evicted,
+            ),
+            (
+                "netta_history_evicted",
+                "Closed connections pushed out of the bounded history.",
+                c.history_evicted,
+            ),
+            (
+                "netta_lost_events",
+                "Records lost agent-wide: kernel buffer overruns plus records dropped by slow taps.",
+                c.lost,
+            ),
+            (
+                "netta_decode_errors",
+                "Kernel records the decoder refused.",
+                c.decode_errors,
+            ),
+        ] {
+            single(enc, name, help, None, ConstCounter::new(v))?;
+        }
         family(
             enc,
             "netta_reconcile_healed",
@@ -148,64 +140,55 @@ impl Sample {
         )?;
         if let Some(p) = self.process {
             // The standard process series, as Prometheus client libraries name them.
-            counter(
+            single(
                 enc,
                 "process_cpu",
                 "Total user and system CPU time spent in seconds.",
                 Some(&Unit::Seconds),
-                p.cpu_seconds,
+                ConstCounter::new(p.cpu_seconds),
             )?;
-            gauge(
+            single(
                 enc,
                 "process_resident_memory",
                 "Resident memory size in bytes.",
                 Some(&Unit::Bytes),
-                p.resident_bytes,
+                ConstGauge::new(p.resident_bytes),
             )?;
-            gauge(
+            single(
                 enc,
                 "process_start_time",
                 "Start time of the process since unix epoch in seconds.",
                 Some(&Unit::Seconds),
-                p.start_time_seconds,
+                ConstGauge::new(p.start_time_seconds),
             )?;
-            gauge(
+            single(
                 enc,
                 "process_open_fds",
                 "Number of open file descriptors.",
                 None,
-                p.open_fds as i64,
+                ConstGauge::new(p.open_fds as i64),
             )?;
-            gauge(
+            single(
                 enc,
                 "process_max_fds",
                 "Maximum number of open file descriptors.",
                 None,
-                p.max_fds as i64,
+                ConstGauge::new(p.max_fds as i64),
             )?;
         }
         Ok(())
     }
 }
 
-pub(super) fn gauge(
+/// One metric without labels (`ConstGauge` or `ConstCounter`).
+pub(super) fn single(
     enc: &mut DescriptorEncoder,
     name: &str,
     help: &str,
     unit: Option<&Unit>,
-    v: impl EncodeGaugeValue,
+    m: impl EncodeMetric,
 ) -> fmt::Result {
-    ConstGauge::new(v).encode(enc.encode_descriptor(name, help, unit, MetricType::Gauge)?)
-}
-
-pub(super) fn counter(
-    enc: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    unit: Option<&Unit>,
-    v: impl EncodeCounterValue,
-) -> fmt::Result {
-    ConstCounter::new(v).encode(enc.encode_descriptor(name, help, unit, MetricType::Counter)?)
+    m.encode(enc.encode_descriptor(name, help, unit, m.metric_type())?)
 }
 
 /// A family of `kind` (gauge or counter), one row per label set.

@@ -29,23 +29,20 @@ mod tests {
     use crate::core::services::Services;
     use crate::core::table::Snapshot;
     use crate::detect::Rules;
-    use crate::fixture::{conn, scan, snapshot};
+    use crate::fixture::{conn, from_ports, scan, snapshot};
 
     #[test]
     fn table_rules_keep_the_originals_wording() {
         let mut snap = snapshot();
-        for i in 0..15u16 {
-            snap.conns.push(conn(
-                100 + i as u64,
-                Proto::Tcp,
-                &format!("192.168.1.100:{}", 30000 + i),
-                "142.250.185.46:443",
-                State::Established,
-                Direction::Egress,
-                5678,
-                b"chrome",
-            ));
-        }
+        snap.conns.extend(from_ports(
+            15,
+            "192.168.1.100",
+            30000,
+            "142.250.185.46:443",
+            State::Established,
+            5678,
+            b"chrome",
+        ));
         let alerts = scan(&snap, &Services::builtin(), &Rules::default(), 0);
         let text = render(&alerts);
         assert!(
@@ -94,18 +91,15 @@ mod tests {
             3,
             b"cli",
         ));
-        for i in 0..10u16 {
-            snap.conns.push(conn(
-                10 + i as u64,
-                Proto::Tcp,
-                &format!("10.0.0.1:{}", 1000 + i),
-                "10.0.0.2:80",
-                State::Established,
-                Direction::Egress,
-                1,
-                b"c",
-            ));
-        }
+        snap.conns.extend(from_ports(
+            10,
+            "10.0.0.1",
+            1000,
+            "10.0.0.2:80",
+            State::Established,
+            1,
+            b"c",
+        ));
         snap.conns.push(conn(
             99,
             Proto::Tcp,

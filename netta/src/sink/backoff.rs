@@ -25,6 +25,20 @@ impl Backoff {
     }
 }
 
+/// Logs a failed attempt: a warning at the first of an episode (and `failing` is
+/// set), debug after it, so a long outage makes one warning.
+pub(super) fn log_failure(failing: &mut bool, label: &str, why: &str, retrying: &str) {
+    if *failing {
+        log::debug!("sink {label}: {why}");
+    } else {
+        log::warn!(
+            "sink {label}: {why}; {retrying} with backoff up to {}s",
+            BACKOFF_MAX.as_secs()
+        );
+        *failing = true;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

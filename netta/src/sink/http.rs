@@ -27,10 +27,9 @@ use tokio::time::Instant;
 use crate::core::clock::{mono_now, Clock};
 use crate::core::event::ConnEvent;
 pub use crate::settings::http_spec::{HttpOptions, HttpSpec};
+use crate::sink::backoff::{log_failure, Backoff};
 use crate::sink::SinkStats;
 
-const BACKOFF_MIN: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// How long the final flush may take at shutdown.
 pub const FINAL_FLUSH: Duration = Duration::from_millis(800);
 
@@ -188,7 +187,7 @@ struct State<'a> {
     clock: Clock,
     stats: &'a SinkStats,
     label: String,
-    backoff: Duration,
+    backoff: Backoff,
     retry_at: Instant,
     failing: bool,
     warned_full: bool,
@@ -299,24 +298,17 @@ impl State<'_> {
                 }
                 self.failing = false;
                 self.warned_full = false;
-                self.backoff = BACKOFF_MIN;
+                self.backoff.reset();
                 self.retry_at = Instant::now();
             }
             Outcome::Retry(why) => {
-                if self.failing {
-                    log::debug!("sink {}: {why}", self.label);
-                } else {
-                    log::warn!(
-                        "sink {}: {why}; buffering and retrying with backoff up to {}s",
-                        self.label,
-                        BACKOFF_MAX.as_secs()
-                    );
-                    self.failing = true;
-                }
-                // Up to 10% jitter from the low digits of the clock.
-                let d = self.backoff;
-                self.retry_at = Instant::now() + d + d * (mono_now() % 100) as u32 / 1000;
-                self.backoff = (d * 2).min(BACKOFF_MAX);
+                log_failure(
+                    &mut self.failing,
+                    &self.label,
+                    &why,
+                    "buffering and retrying",
+                );
+                self.retry_at = Instant::now() + self.backoff.delay();
             }
             Outcome::Rejected(why) => {
                 if let Some(b) = self.pending.take() {
@@ -360,7 +352,7 @@ pub async fn run(
         clock,
         stats: &stats,
         label: spec.to_string(),
-        backoff: BACKOFF_MIN,
+        backoff: Backoff::new(),
         retry_at: Instant::now(),
         failing: false,
         warned_full: false,
@@ -401,7 +393,7 @@ pub async fn run(
         if left.is_zero() {
             break;
         }
-        st.backoff = Duration::from_millis(20);
+        st.backoff.next = Duration::from_millis(20);
         st.send(&mut sender, left).await;
         if st.pending.is_some() {
             tokio::time::sleep_until(st.retry_at.min(deadline)).await;

@@ -1,4 +1,5 @@
 //! TCP and Unix stream socket sinks, with reconnect and a bounded buffer.
+use super::backoff::log_failure;
 use super::lines::{stop_requested, Lines};
 use super::*;
 use bytes::Bytes;
@@ -245,18 +246,9 @@ pub(super) async fn run_stream(
                         lines.warned_full = false;
                     }
                     Err(e) => {
-                        let delay = backoff.delay();
-                        if failing {
-                            log::debug!("sink {}: cannot connect: {e}", lines.label);
-                        } else {
-                            log::warn!(
-                                "sink {}: cannot connect ({e}); retrying with backoff up to {}s",
-                                lines.label,
-                                BACKOFF_MAX.as_secs()
-                            );
-                            failing = true;
-                        }
-                        retry_at = Instant::now() + delay;
+                        let why = format!("cannot connect ({e})");
+                        log_failure(&mut failing, lines.label, &why, "retrying");
+                        retry_at = Instant::now() + backoff.delay();
                     }
                 }
             }
