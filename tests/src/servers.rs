@@ -25,6 +25,17 @@ pub fn server_available(test: &str, prog: &str, package: &str) -> bool {
     false
 }
 
+/// Returns from the test when `prog` is missing (a failure instead, when the run
+/// must be complete): `require_server!("test", "prog", "package")`.
+#[macro_export]
+macro_rules! require_server {
+    ($test:expr, $prog:expr, $package:expr) => {
+        if !$crate::servers::server_available($test, $prog, $package) {
+            return;
+        }
+    };
+}
+
 /// A fresh private directory under the system temp dir.
 pub fn private_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!(
