@@ -183,39 +183,31 @@ fn flatten(prefix: String, v: &Value, out: &mut Vec<(String, Value)>) {
 }
 
 fn type_ok(ty: &str, v: &Value) -> Result<(), String> {
-    match ty {
-        "keyword" | "constant_keyword" | "wildcard" | "text" | "match_only_text" => v
-            .as_str()
-            .map(|_| ())
-            .ok_or_else(|| "not a string".to_string()),
-        "long" | "integer" | "short" | "byte" => v
-            .as_i64()
-            .map(|_| ())
-            .ok_or_else(|| "not an integer".to_string()),
-        "unsigned_long" => v
-            .as_u64()
-            .map(|_| ())
-            .ok_or_else(|| "not an unsigned integer".to_string()),
-        "float" | "double" | "half_float" | "scaled_float" => v
-            .as_f64()
-            .map(|_| ())
-            .ok_or_else(|| "not a number".to_string()),
-        "boolean" => v
-            .as_bool()
-            .map(|_| ())
-            .ok_or_else(|| "not a boolean".to_string()),
-        "ip" => v
-            .as_str()
-            .and_then(|s| s.parse::<std::net::IpAddr>().ok())
-            .map(|_| ())
-            .ok_or_else(|| "not an IP address".to_string()),
-        "date" => v
-            .as_str()
-            .and_then(|s| humantime::parse_rfc3339(s).ok())
-            .map(|_| ())
-            .ok_or_else(|| "not an RFC 3339 date".to_string()),
-        "object" | "flattened" | "nested" => Ok(()),
-        other => Err(format!("type {other} not handled by the validator")),
+    let (ok, what) = match ty {
+        "keyword" | "constant_keyword" | "wildcard" | "text" | "match_only_text" => {
+            (v.is_string(), "a string")
+        }
+        "long" | "integer" | "short" | "byte" => (v.as_i64().is_some(), "an integer"),
+        "unsigned_long" => (v.as_u64().is_some(), "an unsigned integer"),
+        "float" | "double" | "half_float" | "scaled_float" => (v.as_f64().is_some(), "a number"),
+        "boolean" => (v.is_boolean(), "a boolean"),
+        "ip" => (
+            v.as_str()
+                .is_some_and(|s| s.parse::<std::net::IpAddr>().is_ok()),
+            "an IP address",
+        ),
+        "date" => (
+            v.as_str()
+                .is_some_and(|s| humantime::parse_rfc3339(s).is_ok()),
+            "an RFC 3339 date",
+        ),
+        "object" | "flattened" | "nested" => (true, ""),
+        other => return Err(format!("type {other} not handled by the validator")),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("not {what}"))
     }
 }
 

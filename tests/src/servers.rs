@@ -25,6 +25,27 @@ pub fn server_available(test: &str, prog: &str, package: &str) -> bool {
     false
 }
 
+/// Returns from the test when `prog` is missing (a failure instead, when the run
+/// must be complete): `require_server!("test", "prog", "package")`.
+#[macro_export]
+macro_rules! require_server {
+    ($test:expr, $prog:expr, $package:expr) => {
+        if !$crate::servers::server_available($test, $prog, $package) {
+            return;
+        }
+    };
+}
+
+/// Starts a server with no stdin and its output in `log`.
+fn spawn_logged(mut cmd: Command, log: &Path) -> std::process::Child {
+    let log = std::fs::File::create(log).unwrap();
+    cmd.stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {:?}: {e}", cmd.get_program()))
+}
+
 /// A fresh private directory under the system temp dir.
 pub fn private_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!(
@@ -135,20 +156,14 @@ impl ClickHouse {
 
     /// Starts the (stopped) server again on the same ports and data.
     pub fn run(&mut self) {
-        let log = std::fs::File::create(self.dir.join("server.log")).unwrap();
-        let child =
-            Command::new(crate::servers::which("clickhouse-server").unwrap_or(CLICKHOUSE.into()))
-                .arg(format!(
-                    "--config-file={}",
-                    self.dir.join("config.xml").display()
-                ))
-                .current_dir(&self.dir)
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .expect("start clickhouse-server");
-        self.child = Some(child);
+        let mut cmd =
+            Command::new(crate::servers::which("clickhouse-server").unwrap_or(CLICKHOUSE.into()));
+        cmd.arg(format!(
+            "--config-file={}",
+            self.dir.join("config.xml").display()
+        ))
+        .current_dir(&self.dir);
+        self.child = Some(spawn_logged(cmd, &self.dir.join("server.log")));
         let addr = self.http_addr.clone();
         wait_for("clickhouse", Duration::from_secs(60), || {
             http(&addr, "GET", "/ping", b"").is_ok_and(|(s, _)| s == 200)
@@ -226,19 +241,13 @@ impl Rsyslog {
     }
 
     pub fn run(&mut self) {
-        let log = std::fs::File::create(self.dir.join("rsyslogd.log")).unwrap();
-        let child = Command::new(which("rsyslogd").unwrap_or("/usr/sbin/rsyslogd".into()))
-            .arg("-n")
+        let mut cmd = Command::new(which("rsyslogd").unwrap_or("/usr/sbin/rsyslogd".into()));
+        cmd.arg("-n")
             .arg("-f")
             .arg(self.dir.join("rsyslog.conf"))
             .arg("-i")
-            .arg(self.dir.join("rsyslogd.pid"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start rsyslogd");
-        self.child = Some(child);
+            .arg(self.dir.join("rsyslogd.pid"));
+        self.child = Some(spawn_logged(cmd, &self.dir.join("rsyslogd.log")));
         let addr = format!("127.0.0.1:{}", self.port);
         wait_for("rsyslogd", Duration::from_secs(30), || {
             TcpStream::connect(&addr).is_ok()

@@ -6,12 +6,13 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use netta::api::sink::{self, SinkSpec, SinkStats};
-use netta_tests::servers::{server_available, ClickHouse};
+use netta_tests::require_server;
+use netta_tests::servers::ClickHouse;
 use tokio::sync::mpsc;
 
 #[path = "support/sink_under_test.rs"]
 mod sink_under_test;
-use sink_under_test::{opened, start_sink};
+use sink_under_test::{off_runtime, opened, start_sink, stop_sink};
 
 async fn send(
     maker: &mut sink::LineMaker,
@@ -59,9 +60,7 @@ async fn wait_written(stats: &SinkStats, n: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_sink_delivers_exactly_once_across_a_clickhouse_restart() {
-    if !server_available("clickhouse", "clickhouse-server", "clickhouse-server") {
-        return;
-    }
+    require_server!("clickhouse", "clickhouse-server", "clickhouse-server");
     let mut ch = ClickHouse::start("restart");
     let spec: SinkSpec = format!("{}#gzip,age=100ms", ch.sink_url()).parse().unwrap();
     let (tx, stats, stop, task, mut maker) = start_sink(spec, 4096);
@@ -83,8 +82,7 @@ async fn http_sink_delivers_exactly_once_across_a_clickhouse_restart() {
     let total = u64::from(next) + 499;
     let ch = restart.await.unwrap();
     wait_written(&stats, total).await;
-    stop.send(true).unwrap();
-    task.await.unwrap().unwrap();
+    stop_sink(stop, task).await;
     assert!(
         stats.reconnects.load(Ordering::Relaxed) >= 1,
         "the restart was seen"
@@ -99,9 +97,7 @@ async fn http_sink_delivers_exactly_once_across_a_clickhouse_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn beyond_its_buffer_the_reported_losses_equal_what_is_missing() {
-    if !server_available("clickhouse", "clickhouse-server", "clickhouse-server") {
-        return;
-    }
+    require_server!("clickhouse", "clickhouse-server", "clickhouse-server");
     let mut ch = ClickHouse::start("overflow");
     let (spec, mut opts) = sink::parse_sink(&ch.sink_url()).unwrap();
     opts.buffer_lines = 100;
@@ -109,27 +105,16 @@ async fn beyond_its_buffer_the_reported_losses_equal_what_is_missing() {
     let (tx, stats, stop, task, mut maker) = start_sink(SinkSpec::Http(spec, opts), 64);
     send(&mut maker, &tx, 1..=50).await;
     wait_written(&stats, 50).await;
-    ch = tokio::task::spawn_blocking(move || {
-        ch.stop();
-        ch
-    })
-    .await
-    .unwrap();
+    ch = off_runtime(ch, |x| x.stop()).await;
     send(&mut maker, &tx, 51..=550).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    ch = tokio::task::spawn_blocking(move || {
-        ch.run();
-        ch
-    })
-    .await
-    .unwrap();
+    ch = off_runtime(ch, |x| x.run()).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     while stats.written.load(Ordering::Relaxed) + stats.dropped.load(Ordering::Relaxed) < 550 {
         assert!(Instant::now() < deadline, "sink stuck: {stats:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    stop.send(true).unwrap();
-    task.await.unwrap().unwrap();
+    stop_sink(stop, task).await;
     let (received, dups, lost) = tally(&ch);
     assert_eq!(dups, 0);
     assert!(lost > 0, "500 lines into a 100-line buffer lost some");

@@ -4,7 +4,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use netta_tests::servers::{http, private_dir, server_available};
+use netta_tests::servers::{http, private_dir};
 use netta_tests::*;
 
 struct Killed(Child);
@@ -44,9 +44,7 @@ fn query(prom: &str, q: &str, timeout: Duration) -> Option<(String, f64)> {
 
 #[test]
 fn prometheus_scrapes_netta_and_answers_a_netta_query() {
-    if !server_available("prometheus", "prometheus", "prometheus") {
-        return;
-    }
+    require_server!("prometheus", "prometheus", "prometheus");
     let dir = private_dir("prometheus");
     let metrics = format!("127.0.0.1:{}", free_tcp_port("127.0.0.1"));
     let prom = format!("127.0.0.1:{}", free_tcp_port("127.0.0.1"));

@@ -11,11 +11,12 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use netta::api::sink::SinkSpec;
-use netta_tests::servers::{server_available, Rsyslog};
+use netta_tests::require_server;
+use netta_tests::servers::Rsyslog;
 
 #[path = "support/sink_under_test.rs"]
 mod sink_under_test;
-use sink_under_test::{opened, start_sink};
+use sink_under_test::{off_runtime, opened, start_sink, stop_sink};
 
 fn ids(r: &Rsyslog) -> Vec<u16> {
     r.lines()
@@ -39,9 +40,7 @@ async fn wait_ids(r: &Rsyslog, want: impl Fn(&[u16]) -> bool) -> Vec<u16> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_sink_feeds_rsyslog_across_a_restart() {
-    if !server_available("rsyslog", "rsyslogd", "rsyslog") {
-        return;
-    }
+    require_server!("rsyslog", "rsyslogd", "rsyslog");
     let mut rs = Rsyslog::start("restart");
     let spec: SinkSpec = format!("tcp://127.0.0.1:{}", rs.port).parse().unwrap();
     let (tx, stats, stop, task, mut maker) = start_sink(spec, 4096);
@@ -51,28 +50,17 @@ async fn tcp_sink_feeds_rsyslog_across_a_restart() {
     let first = wait_ids(&rs, |g| g.len() >= 500).await;
     assert_eq!(first.len(), 500, "before the restart");
     // rsyslog goes away; lines sent meanwhile wait in the sink's buffer.
-    rs = tokio::task::spawn_blocking(move || {
-        rs.stop();
-        rs
-    })
-    .await
-    .unwrap();
+    rs = off_runtime(rs, |x| x.stop()).await;
     for id in 501..=1000 {
         tx.send(maker.line(&opened(id))).await.unwrap();
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    rs = tokio::task::spawn_blocking(move || {
-        rs.run();
-        rs
-    })
-    .await
-    .unwrap();
+    rs = off_runtime(rs, |x| x.run()).await;
     for id in 1001..=1500 {
         tx.send(maker.line(&opened(id))).await.unwrap();
     }
     let got = wait_ids(&rs, |g| g.contains(&1500)).await;
-    stop.send(true).unwrap();
-    task.await.unwrap().unwrap();
+    stop_sink(stop, task).await;
     let unique: HashSet<u16> = got.iter().copied().collect();
     assert_eq!(unique.len(), got.len(), "no line twice");
     assert!(stats.reconnects.load(Ordering::Relaxed) >= 1);

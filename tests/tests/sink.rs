@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 
 #[path = "support/sink_under_test.rs"]
 mod sink_under_test;
-use sink_under_test::start_sink;
+use sink_under_test::{start_sink, stop_sink};
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -158,12 +158,7 @@ async fn tcp_sink_buffers_through_an_outage_and_reports_what_it_dropped() {
     send(&tx, last + 1..=last + 10).await;
     assert_eq!(read_n(&mut lines, 10).await, records(last + 1..=last + 10));
 
-    stop.send(true).unwrap();
-    tokio::time::timeout(PATIENCE, task)
-        .await
-        .expect("the sink did not stop")
-        .unwrap()
-        .expect("the sink failed");
+    stop_sink(stop, task).await;
     assert!(next_line(&mut lines).await.is_none(), "closed at shutdown");
     assert_eq!(stats.written.load(Ordering::Relaxed), BEFORE + kept + 10);
     assert_eq!(stats.dropped.load(Ordering::Relaxed), dropped);
@@ -229,12 +224,7 @@ async fn file_sink_reopens_on_sighup_after_rotation() {
     send(&tx, 11..=20).await;
     wait_until("the later lines", || file_lines(&path).len() == 10).await;
 
-    stop.send(true).unwrap();
-    tokio::time::timeout(PATIENCE, task)
-        .await
-        .expect("the sink did not stop")
-        .unwrap()
-        .expect("the sink failed");
+    stop_sink(stop, task).await;
     assert_eq!(file_lines(&rotated), records(1..=10));
     assert_eq!(file_lines(&path), records(11..=20));
     assert_eq!(mode(&path), 0o600);

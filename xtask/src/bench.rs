@@ -218,6 +218,19 @@ struct Running {
     cpu0: f64,
 }
 
+impl Running {
+    /// A tracer process that is up: its CPU time from now on is what it costs.
+    fn started(child: Child, out: PathBuf) -> Running {
+        Running {
+            cpu0: cpu_seconds(child.id()).unwrap_or(0.0),
+            child: Some(child),
+            out,
+            stop_poll: None,
+            poll: None,
+        }
+    }
+}
+
 fn wait_for_line(child: &mut Child, from_stderr: bool, needle: &str) -> Result<()> {
     let stream: Box<dyn Read + Send> = if from_stderr {
         Box::new(child.stderr.take().context("stderr")?)
@@ -256,14 +269,7 @@ fn start(tracer: Tracer, netta: &Path, dir: &Path, run: usize) -> Result<Running
                 .stderr(Stdio::piped())
                 .spawn()?;
             wait_for_line(&mut child, true, "netta: standalone")?;
-            let cpu0 = cpu_seconds(child.id()).unwrap_or(0.0);
-            Ok(Running {
-                child: Some(child),
-                out,
-                stop_poll: None,
-                poll: None,
-                cpu0,
-            })
+            Ok(Running::started(child, out))
         }
         Tracer::Tcplife => {
             // stdbuf: tcplife's stdio would otherwise hold its output in a pipe buffer.
@@ -292,14 +298,7 @@ fn start(tracer: Tracer, netta: &Path, dir: &Path, run: usize) -> Result<Running
             });
             rx.recv_timeout(Duration::from_secs(30))
                 .context("tcplife did not start")?;
-            let cpu0 = cpu_seconds(child.id()).unwrap_or(0.0);
-            Ok(Running {
-                child: Some(child),
-                out,
-                stop_poll: None,
-                poll: None,
-                cpu0,
-            })
+            Ok(Running::started(child, out))
         }
         Tracer::SsPoll => {
             let stop = Arc::new(AtomicBool::new(false));
@@ -554,14 +553,8 @@ fn criterion(root: &Path, smoke: bool) -> Result<Vec<(String, String)>> {
             "10",
         ]);
     }
-    let out = cmd
-        .stderr(Stdio::inherit())
-        .output()
-        .context("cargo bench")?;
-    if !out.status.success() {
-        bail!("cargo bench failed");
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
+    let out = crate::output_of(&mut cmd, "cargo bench")?;
+    let text = String::from_utf8_lossy(&out);
     let mut res = Vec::new();
     let mut name = String::new();
     for l in text.lines() {

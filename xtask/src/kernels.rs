@@ -143,14 +143,10 @@ pub fn fetch() -> Result<Vec<Kernel>> {
                 Some(d) => d,
                 None => {
                     println!("==> kernels: apt-get download {package}");
-                    let st = Command::new("apt-get")
+                    run(Command::new("apt-get")
                         .args(apt_opts(&apt))
                         .args(["download", &package])
-                        .current_dir(&kernels_dir)
-                        .status()?;
-                    if !st.success() {
-                        bail!("apt-get download {package} failed");
-                    }
+                        .current_dir(&kernels_dir))?;
                     find_deb(&kernels_dir, &package)
                         .with_context(|| format!("{package}: no .deb after download"))?
                 }
@@ -160,14 +156,7 @@ pub fn fetch() -> Result<Vec<Kernel>> {
             fs::create_dir_all(&tmp)?;
             // The tree keeps lib/modules beside boot/: virtme's initramfs loads the
             // virtio and 9p modules from it.
-            let st = Command::new("dpkg-deb")
-                .arg("-x")
-                .arg(&deb)
-                .arg(&tmp)
-                .status()?;
-            if !st.success() {
-                bail!("dpkg-deb -x {} failed", deb.display());
-            }
+            run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&tmp))?;
             fs::rename(&tmp, &tree)?;
         }
         if !tree
@@ -178,14 +167,7 @@ pub fn fetch() -> Result<Vec<Kernel>> {
         {
             for d in fs::read_dir(tree.join("lib/modules"))?.flatten() {
                 let rel = d.file_name().to_string_lossy().into_owned();
-                let st = Command::new("depmod")
-                    .arg("-b")
-                    .arg(&tree)
-                    .arg(&rel)
-                    .status()?;
-                if !st.success() {
-                    bail!("depmod -b {} {rel} failed", tree.display());
-                }
+                run(Command::new("depmod").arg("-b").arg(&tree).arg(&rel))?;
             }
         }
         fs::write(resolved_file(suite), &package)?;
@@ -405,4 +387,10 @@ fn copy_modules(tree: &Path, out: &Path, names: &[&str]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Runs `cmd`; an error naming the command when it fails.
+fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status()?;
+    crate::check(status, crate::display_command(cmd))
 }

@@ -596,15 +596,9 @@ impl Ctx {
             cmd.args(["--test", bin]);
         }
         println!("==> build guest tests: {}", display_command(&cmd));
-        let out = cmd
-            .stderr(Stdio::inherit())
-            .output()
-            .context("cargo test --no-run")?;
-        if !out.status.success() {
-            bail!("building the guest tests failed");
-        }
+        let out = output_of(&mut cmd, "building the guest tests")?;
         let mut exes = std::collections::HashMap::new();
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
+        for line in String::from_utf8_lossy(&out).lines() {
             let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
                 continue;
             };
@@ -980,6 +974,16 @@ fn apt_known(package: &str) -> bool {
                     .lines()
                     .any(|l| l.trim().starts_with("Candidate:") && !l.contains("(none)"))
         })
+}
+
+/// Runs `cmd` with its stderr shown; its stdout, or an error when it fails.
+fn output_of(cmd: &mut Command, what: &str) -> Result<Vec<u8>> {
+    let out = cmd
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| what.to_string())?;
+    check(out.status, what.to_string())?;
+    Ok(out.stdout)
 }
 
 fn check(status: ExitStatus, what: String) -> Result<()> {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::extract::{ConnectInfo, FromRequestParts, Query, State};
 use axum::http::{header, request::Parts, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
 use bytes::Bytes;
 use tokio::net::UnixListener;
@@ -173,6 +173,13 @@ async fn blocking<T: Send + 'static>(
     })
 }
 
+/// A view of the running agent, as JSON.
+fn live<T: serde::Serialize + Send + 'static>(
+    view: fn(&dyn Backend) -> T,
+) -> MethodRouter<AppState> {
+    get(move |_: Allowed, State(st): State<AppState>| async move { Json(view(&*st.backend)) })
+}
+
 pub fn router(backend: Arc<dyn Backend>, policy: Policy, stop: watch::Receiver<bool>) -> Router {
     let st = AppState {
         backend,
@@ -180,22 +187,10 @@ pub fn router(backend: Arc<dyn Backend>, policy: Policy, stop: watch::Receiver<b
         stop,
     };
     Router::new()
-        .route(
-            "/v1/hello",
-            get(|_: Allowed, State(st): State<AppState>| async move { Json(st.backend.hello()) }),
-        )
-        .route(
-            "/v1/table",
-            get(|_: Allowed, State(st): State<AppState>| async move { Json(st.backend.table()) }),
-        )
-        .route(
-            "/v1/stats",
-            get(|_: Allowed, State(st): State<AppState>| async move { Json(st.backend.stats()) }),
-        )
-        .route(
-            "/v1/alerts",
-            get(|_: Allowed, State(st): State<AppState>| async move { Json(st.backend.alerts()) }),
-        )
+        .route("/v1/hello", live(|b| b.hello()))
+        .route("/v1/table", live(|b| b.table()))
+        .route("/v1/stats", live(|b| b.stats()))
+        .route("/v1/alerts", live(|b| b.alerts()))
         .route("/v1/view/snapshot", get(view_snapshot))
         .route(
             "/v1/view/incidents",

@@ -126,7 +126,7 @@ impl Sample {
                 c.decode_errors,
             ),
         ] {
-            single(enc, name, help, None, ConstCounter::new(v))?;
+            single(enc, name, help, None, &ConstCounter::new(v))?;
         }
         family(
             enc,
@@ -140,41 +140,41 @@ impl Sample {
         )?;
         if let Some(p) = self.process {
             // The standard process series, as Prometheus client libraries name them.
-            single(
-                enc,
-                "process_cpu",
-                "Total user and system CPU time spent in seconds.",
-                Some(&Unit::Seconds),
-                ConstCounter::new(p.cpu_seconds),
-            )?;
-            single(
-                enc,
-                "process_resident_memory",
-                "Resident memory size in bytes.",
-                Some(&Unit::Bytes),
-                ConstGauge::new(p.resident_bytes),
-            )?;
-            single(
-                enc,
-                "process_start_time",
-                "Start time of the process since unix epoch in seconds.",
-                Some(&Unit::Seconds),
-                ConstGauge::new(p.start_time_seconds),
-            )?;
-            single(
-                enc,
-                "process_open_fds",
-                "Number of open file descriptors.",
-                None,
-                ConstGauge::new(p.open_fds as i64),
-            )?;
-            single(
-                enc,
-                "process_max_fds",
-                "Maximum number of open file descriptors.",
-                None,
-                ConstGauge::new(p.max_fds as i64),
-            )?;
+            let rows: [(&str, &str, Option<&Unit>, &dyn EncodeMetric); 5] = [
+                (
+                    "process_cpu",
+                    "Total user and system CPU time spent in seconds.",
+                    Some(&Unit::Seconds),
+                    &ConstCounter::new(p.cpu_seconds),
+                ),
+                (
+                    "process_resident_memory",
+                    "Resident memory size in bytes.",
+                    Some(&Unit::Bytes),
+                    &ConstGauge::new(p.resident_bytes),
+                ),
+                (
+                    "process_start_time",
+                    "Start time of the process since unix epoch in seconds.",
+                    Some(&Unit::Seconds),
+                    &ConstGauge::new(p.start_time_seconds),
+                ),
+                (
+                    "process_open_fds",
+                    "Number of open file descriptors.",
+                    None,
+                    &ConstGauge::new(p.open_fds as i64),
+                ),
+                (
+                    "process_max_fds",
+                    "Maximum number of open file descriptors.",
+                    None,
+                    &ConstGauge::new(p.max_fds as i64),
+                ),
+            ];
+            for (name, help, unit, m) in rows {
+                single(enc, name, help, unit, m)?;
+            }
         }
         Ok(())
     }
@@ -186,7 +186,7 @@ pub(super) fn single(
     name: &str,
     help: &str,
     unit: Option<&Unit>,
-    m: impl EncodeMetric,
+    m: &dyn EncodeMetric,
 ) -> fmt::Result {
     m.encode(enc.encode_descriptor(name, help, unit, m.metric_type())?)
 }

@@ -283,6 +283,13 @@ mod tests {
         );
     }
 
+    /// A file already at `dir/name`.
+    fn existing(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        fs::write(&path, text).unwrap();
+        path
+    }
+
     #[test]
     fn creates_a_private_csv_report() {
         let dir = tempfile::tempdir().unwrap();
@@ -298,8 +305,7 @@ mod tests {
     #[test]
     fn refuses_to_overwrite_without_force() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("report.csv");
-        fs::write(&path, "keep me").unwrap();
+        let path = existing(dir.path(), "report.csv", "keep me");
         let err = write(&path, false, ReportFormat::Csv).unwrap_err();
         assert!(matches!(err, ReportError::Exists(_)), "{err:?}");
         let msg = err.to_string();
@@ -340,8 +346,7 @@ mod tests {
     #[test]
     fn overwrites_with_force() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("report.json");
-        fs::write(&path, "old").unwrap();
+        let path = existing(dir.path(), "report.json", "old");
         fs::set_permissions(&path, Permissions::from_mode(0o644)).unwrap();
         write(&path, true, ReportFormat::Json).unwrap();
         assert_eq!(mode(&path), 0o600);

@@ -178,6 +178,16 @@ mod tests {
         format!("lost {n}\n").into_bytes()
     }
 
+    /// A one-line backlog that dropped line 1 for line 2: its next chunk is the
+    /// `lost 1` notice.
+    fn notice_due() -> Backlog {
+        let mut b = Backlog::new(1, 1 << 20);
+        b.push(&line(1));
+        b.push(&line(2));
+        assert_eq!(b.chunk(100, notice), b"lost 1\n");
+        b
+    }
+
     /// Writes everything queued, as a peer would receive it.
     fn write_all(b: &mut Backlog) -> (String, u64) {
         let mut out = Vec::new();
@@ -267,10 +277,7 @@ mod tests {
 
     #[test]
     fn a_notice_cut_by_a_lost_connection_is_made_again_with_the_new_count() {
-        let mut b = Backlog::new(1, 1 << 20);
-        b.push(&line(1));
-        b.push(&line(2));
-        assert_eq!(b.chunk(100, notice), b"lost 1\n");
+        let mut b = notice_due();
         b.consume(3);
         // Disconnected: the notice is abandoned, more lines are dropped.
         b.rewind();
@@ -280,10 +287,7 @@ mod tests {
 
     #[test]
     fn drops_while_a_notice_is_in_flight_are_reported_next() {
-        let mut b = Backlog::new(1, 1 << 20);
-        b.push(&line(1));
-        b.push(&line(2));
-        assert_eq!(b.chunk(100, notice), b"lost 1\n");
+        let mut b = notice_due();
         b.consume(2);
         b.push(&line(3));
         b.consume(5);

@@ -312,116 +312,30 @@ mod tests {
         }
         let (_d, s) = store_with(rows);
         let rd = s.reader().unwrap();
-        let q = |q: Query| ports(&q.run(&rd).unwrap());
-        assert_eq!(q(Query::default()).len(), 20);
+        // Each query as the API's query string gives it.
+        let q = |qs: &str| {
+            let query: Query = serde_urlencoded::from_str(qs).unwrap();
+            ports(&query.run(&rd).unwrap())
+        };
+        assert_eq!(q("").len(), 20);
         assert_eq!(
-            q(Query {
-                dport: Some(443),
-                process: Some("url".into()),
-                ..Default::default()
-            }),
+            q("dport=443&process=url"),
             vec![40000, 40002, 40004, 40006, 40008]
         );
-        assert_eq!(
-            q(Query {
-                port: Some(40003),
-                ..Default::default()
-            }),
-            vec![40003]
-        );
-        assert_eq!(
-            q(Query {
-                port: Some(53),
-                ..Default::default()
-            })
-            .len(),
-            10
-        );
-        assert_eq!(
-            q(Query {
-                sport: Some(53),
-                ..Default::default()
-            })
-            .len(),
-            0
-        );
-        assert_eq!(
-            q(Query {
-                since_us: Some(1_015),
-                until_us: Some(1_017),
-                ..Default::default()
-            }),
-            vec![40015, 40016, 40017]
-        );
-        assert_eq!(
-            q(Query {
-                dst: Some("192.168.0.0/16".into()),
-                ..Default::default()
-            }),
-            vec![40007]
-        );
-        assert_eq!(
-            q(Query {
-                dst: Some("192.168.1.9".into()),
-                ..Default::default()
-            }),
-            vec![40007]
-        );
-        assert_eq!(
-            q(Query {
-                src: Some("127.0.0.0/8".into()),
-                ..Default::default()
-            })
-            .len(),
-            20
-        );
-        assert_eq!(
-            q(Query {
-                dst: Some("::1/128".into()),
-                ..Default::default()
-            })
-            .len(),
-            0
-        );
-        assert_eq!(
-            q(Query {
-                pid: Some(99),
-                uid: Some(0),
-                ..Default::default()
-            }),
-            vec![40007]
-        );
-        assert_eq!(
-            q(Query {
-                proto: Some("UDP".into()),
-                ..Default::default()
-            }),
-            vec![40001, 40005, 40009, 40013, 40017]
-        );
-        assert_eq!(
-            q(Query {
-                action: Some("udp-flow, connection-closed".into()),
-                ..Default::default()
-            })
-            .len(),
-            20
-        );
-        assert_eq!(
-            q(Query {
-                action: Some("failed".into()),
-                ..Default::default()
-            })
-            .len(),
-            0
-        );
+        assert_eq!(q("port=40003"), vec![40003]);
+        assert_eq!(q("port=53").len(), 10);
+        assert_eq!(q("sport=53").len(), 0);
+        assert_eq!(q("since_us=1015&until_us=1017"), vec![40015, 40016, 40017]);
+        assert_eq!(q("dst=192.168.0.0/16"), vec![40007]);
+        assert_eq!(q("dst=192.168.1.9"), vec![40007]);
+        assert_eq!(q("src=127.0.0.0/8").len(), 20);
+        assert_eq!(q("dst=::1/128").len(), 0);
+        assert_eq!(q("pid=99&uid=0"), vec![40007]);
+        assert_eq!(q("proto=UDP"), vec![40001, 40005, 40009, 40013, 40017]);
+        assert_eq!(q("action=udp-flow,%20connection-closed").len(), 20);
+        assert_eq!(q("action=failed").len(), 0);
         // The newest rows when the limit cuts, still oldest first.
-        assert_eq!(
-            q(Query {
-                limit: Some(2),
-                ..Default::default()
-            }),
-            vec![40018, 40019]
-        );
+        assert_eq!(q("limit=2"), vec![40018, 40019]);
         assert_eq!(
             Query {
                 port: Some(53),

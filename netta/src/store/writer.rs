@@ -295,6 +295,14 @@ mod tests {
     use crate::core::sanitize::Comm;
     use crate::store::query::Query;
 
+    /// A new store in a temporary state dir (kept while the dir lives), and a reader.
+    fn fresh_store() -> (tempfile::TempDir, Store, crate::store::Reader) {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path()).unwrap();
+        let reader = store.reader().unwrap();
+        (dir, store, reader)
+    }
+
     fn closed(port: u16) -> Record {
         let mut e = ConnEvent::lost(1_000_000_000, 0);
         e.action = Action::Closed;
@@ -308,9 +316,7 @@ mod tests {
 
     #[test]
     fn writes_batches_within_the_interval_and_skips_other_events() {
-        let dir = tempfile::tempdir().unwrap();
-        let (store, _) = Store::open(dir.path()).unwrap();
-        let reader = store.reader().unwrap();
+        let (_dir, store, reader) = fresh_store();
         let (tx, rx) = mpsc::channel(1024);
         let w = Writer::spawn(store, rx, Clock::new(), WriterOptions::default()).unwrap();
         for p in 0..100 {
@@ -336,9 +342,7 @@ mod tests {
 
     #[test]
     fn stop_writes_everything_queued() {
-        let dir = tempfile::tempdir().unwrap();
-        let (store, _) = Store::open(dir.path()).unwrap();
-        let reader = store.reader().unwrap();
+        let (_dir, store, reader) = fresh_store();
         let (tx, rx) = mpsc::channel(50_000);
         let opts = WriterOptions {
             batch_interval: Duration::from_secs(3600),

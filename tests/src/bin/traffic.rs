@@ -56,6 +56,16 @@ fn addr(args: &[String], i: usize) -> SocketAddr {
     })
 }
 
+/// Reports the held connections' local ports, then keeps them until stdin closes.
+fn hold_until_eof(out: &mut impl Write, held: &[TcpStream]) {
+    for s in held {
+        writeln!(out, "local {}", s.local_addr().unwrap().port()).unwrap();
+    }
+    writeln!(out, "held").unwrap();
+    out.flush().unwrap();
+    wait_stdin_eof();
+}
+
 /// xorshift64*: enough randomness for traffic timing, no dependency.
 struct Rng(u64);
 
@@ -122,12 +132,7 @@ fn main() {
             let held: Vec<TcpStream> = (0..num(&args, 3))
                 .map(|_| TcpStream::connect(to).expect("connect"))
                 .collect();
-            for s in &held {
-                writeln!(out, "local {}", s.local_addr().unwrap().port()).unwrap();
-            }
-            writeln!(out, "held").unwrap();
-            out.flush().unwrap();
-            wait_stdin_eof();
+            hold_until_eof(&mut out, &held);
         }
         "udp-server" => {
             set_name(arg(&args, 3));
@@ -172,12 +177,7 @@ fn main() {
             let held: Vec<TcpStream> = (0..num(&args, 4))
                 .map(|_| connect_from(src, to).expect("connect"))
                 .collect();
-            for s in &held {
-                writeln!(out, "local {}", s.local_addr().unwrap().port()).unwrap();
-            }
-            writeln!(out, "held").unwrap();
-            out.flush().unwrap();
-            wait_stdin_eof();
+            hold_until_eof(&mut out, &held);
         }
         "scan" => {
             set_name(arg(&args, 5));

@@ -43,3 +43,29 @@ pub fn opened(id: u16) -> Record {
     e.direction = Direction::Egress;
     Record::Event(e)
 }
+
+/// Stops the sink and waits for it to drain, flush and end without error.
+pub async fn stop_sink(
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    stop.send(true).unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(30), task)
+        .await
+        .expect("the sink did not stop")
+        .unwrap()
+        .expect("the sink failed");
+}
+
+/// Runs `f` on `server` on a blocking thread (servers start and stop synchronously).
+pub async fn off_runtime<T: Send + 'static>(
+    mut server: T,
+    f: impl FnOnce(&mut T) + Send + 'static,
+) -> T {
+    tokio::task::spawn_blocking(move || {
+        f(&mut server);
+        server
+    })
+    .await
+    .unwrap()
+}
