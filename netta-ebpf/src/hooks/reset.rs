@@ -26,13 +26,7 @@ fn try_send_reset(ctx: &TracePointContext) -> Result<(), i64> {
     let s: [u8; 28] = unsafe { ctx.read_at(f::SADDR.1) }.map_err(|e| e as i64)?;
     let d: [u8; 28] = unsafe { ctx.read_at(f::DADDR.1) }.map_err(|e| e as i64)?;
     let family = u16::from_ne_bytes([s[0], s[1]]);
-    let mut ev = Event::zeroed();
-    ev.ts_ns = unsafe { bpf_ktime_get_ns() };
-    ev.start_ns = ev.ts_ns;
-    ev.sock = sk;
-    ev.kind = kind::RESET_SENT;
-    ev.protocol = IPPROTO_TCP;
-    ev.family = family;
+    let mut ev = reset_sent(sk, family);
     ev.old_state = state as u8;
     ev.local_port = u16::from_be_bytes([s[2], s[3]]);
     ev.remote_port = u16::from_be_bytes([d[2], d[3]]);
@@ -87,13 +81,7 @@ fn try_reset_entry(ctx: &FEntryContext, family: u16) -> Result<(), i64> {
         // The kernel never answers a reset with a reset; it returns right away.
         return Ok(());
     }
-    let mut ev = Event::zeroed();
-    ev.ts_ns = unsafe { bpf_ktime_get_ns() };
-    ev.start_ns = ev.ts_ns;
-    ev.sock = sk;
-    ev.kind = kind::RESET_SENT;
-    ev.protocol = IPPROTO_TCP;
-    ev.family = family;
+    let mut ev = reset_sent(sk, family);
     if sk != 0 {
         ev.old_state = read_at::<u8>(sk, cfg.off_state).unwrap_or(0);
     }
@@ -111,4 +99,17 @@ fn try_reset_entry(ctx: &FEntryContext, family: u16) -> Result<(), i64> {
     }
     emit(&ev, ctx);
     Ok(())
+}
+
+/// A RESET_SENT record for socket `sk` (0: none) of `family`, stamped now.
+#[inline(always)]
+fn reset_sent(sk: u64, family: u16) -> Event {
+    let mut ev = Event::zeroed();
+    ev.ts_ns = unsafe { bpf_ktime_get_ns() };
+    ev.start_ns = ev.ts_ns;
+    ev.sock = sk;
+    ev.kind = kind::RESET_SENT;
+    ev.protocol = IPPROTO_TCP;
+    ev.family = family;
+    ev
 }

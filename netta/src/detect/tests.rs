@@ -30,6 +30,18 @@ fn rst(port: u16, from: &str, ts: u64) -> ConnEvent {
     )
 }
 
+/// 10.0.0.1:1 opened a connection to 10.0.0.2:80 at `t`.
+fn open_1_to_2(d: &mut Detector, t: u64, out: &mut Vec<Alert>) {
+    let e = ev(
+        Action::Opened,
+        "10.0.0.1:1",
+        "10.0.0.2:80",
+        Direction::Egress,
+        t,
+    );
+    d.observe(&e, out);
+}
+
 fn run(d: &mut Detector, events: &[ConnEvent]) -> Vec<Alert> {
     let mut out = Vec::new();
     for e in events {
@@ -219,31 +231,13 @@ fn burst_needs_a_sustained_jump_over_baseline() {
     for s in 0..10u64 {
         for i in 0..10 {
             t = s * SEC + i;
-            d.observe(
-                &ev(
-                    Action::Opened,
-                    "10.0.0.1:1",
-                    "10.0.0.2:80",
-                    Direction::Egress,
-                    t,
-                ),
-                &mut out,
-            );
+            open_1_to_2(&mut d, t, &mut out);
         }
     }
     // One hot second (a benign ab run) is not enough.
     let hot = cfg.min_per_sec + 1;
     for i in 0..hot {
-        d.observe(
-            &ev(
-                Action::Opened,
-                "10.0.0.1:1",
-                "10.0.0.2:80",
-                Direction::Egress,
-                10 * SEC + i,
-            ),
-            &mut out,
-        );
+        open_1_to_2(&mut d, 10 * SEC + i, &mut out);
     }
     d.tick(11 * SEC + 1);
     assert!(out.is_empty());
@@ -251,29 +245,11 @@ fn burst_needs_a_sustained_jump_over_baseline() {
     for s in 11..11 + cfg.sustain_secs as u64 {
         for i in 0..hot {
             t = s * SEC + i;
-            d.observe(
-                &ev(
-                    Action::Opened,
-                    "10.0.0.1:1",
-                    "10.0.0.2:80",
-                    Direction::Egress,
-                    t,
-                ),
-                &mut out,
-            );
+            open_1_to_2(&mut d, t, &mut out);
         }
     }
     d.tick(t + SEC);
-    d.observe(
-        &ev(
-            Action::Opened,
-            "10.0.0.1:1",
-            "10.0.0.2:80",
-            Direction::Egress,
-            t + SEC,
-        ),
-        &mut out,
-    );
+    open_1_to_2(&mut d, t + SEC, &mut out);
     assert_eq!(out.len(), 1, "{out:#?}");
     assert_eq!(out[0].rule, RuleId::ConnectionBurst);
 }

@@ -351,44 +351,14 @@ mod tests {
     fn bad_filters_are_one_line_errors() {
         let (_d, s) = store_with(vec![]);
         let rd = s.reader().unwrap();
-        for (q, want) in [
-            (
-                Query {
-                    src: Some("10.0.0.0/33".into()),
-                    ..Default::default()
-                },
-                "CIDR",
-            ),
-            (
-                Query {
-                    dst: Some("\x1b[2Jhost".into()),
-                    ..Default::default()
-                },
-                "CIDR",
-            ),
-            (
-                Query {
-                    proto: Some("sctp".into()),
-                    ..Default::default()
-                },
-                "protocol",
-            ),
-            (
-                Query {
-                    action: Some("opened".into()),
-                    ..Default::default()
-                },
-                "action",
-            ),
-            (
-                Query {
-                    since_us: Some(5),
-                    until_us: Some(1),
-                    ..Default::default()
-                },
-                "after",
-            ),
+        for (qs, want) in [
+            ("src=10.0.0.0/33", "CIDR"),
+            ("dst=%1B%5B2Jhost", "CIDR"),
+            ("proto=sctp", "protocol"),
+            ("action=opened", "action"),
+            ("since_us=5&until_us=1", "after"),
         ] {
+            let q: Query = serde_urlencoded::from_str(qs).unwrap();
             let e = q.run(&rd).unwrap_err().to_string();
             assert!(e.contains(want), "{e}");
             assert!(!e.contains('\n') && !e.contains('\x1b'), "{e:?}");
