@@ -32,6 +32,22 @@ pub fn netta_bin() -> PathBuf {
     target_dir().join("netta")
 }
 
+/// An API socket path no agent serves, new for each call: views started with it run
+/// standalone, and an agent started with it cannot meet another test's agent (nor one
+/// the machine runs on the default socket).
+pub fn isolated_api() -> PathBuf {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::env::temp_dir().join(format!("netta-test-{}-{n}.sock", std::process::id()))
+}
+
+/// `netta` with an [`isolated_api`]: what every test runs unless it attaches on purpose.
+pub fn netta_cmd() -> Command {
+    let mut c = Command::new(netta_bin());
+    c.env("NETTA_API", isolated_api());
+    c
+}
+
 pub fn traffic_bin() -> PathBuf {
     target_dir().join("netta-traffic")
 }
@@ -178,7 +194,7 @@ pub struct Events {
 impl Events {
     /// Starts `netta [args] events [events_args]` and waits until it says it is ready.
     pub fn start(global: &[&str], events_args: &[&str]) -> Events {
-        let mut child = Command::new(netta_bin())
+        let mut child = netta_cmd()
             .args(global)
             .arg("events")
             .args(events_args)
@@ -202,7 +218,8 @@ impl Events {
         loop {
             match ev.stderr.recv_timeout(Duration::from_millis(100)) {
                 Ok(l) => {
-                    let ready = l.contains("netta: ready");
+                    let ready =
+                        l.starts_with("netta: standalone") || l.starts_with("netta: attached");
                     ev.stderr_lines.push(l);
                     if ready {
                         break;
@@ -254,6 +271,98 @@ impl Events {
         );
         self.collected
     }
+}
+
+/// `netta agent` as a service: its state dir, its API socket, its stderr lines.
+pub struct AgentProc {
+    pub child: Child,
+    stderr: mpsc::Receiver<String>,
+}
+
+impl AgentProc {
+    /// `netta ARGS`, stderr collected (no waiting).
+    pub fn spawn(args: &[&str]) -> AgentProc {
+        let mut child = netta_cmd()
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn netta agent");
+        let stderr = lines_of(child.stderr.take().unwrap());
+        AgentProc { child, stderr }
+    }
+
+    /// `netta agent --state-dir STATE --api SOCK --sink file:/dev/null EXTRA`, once ready.
+    pub fn start(state: &std::path::Path, sock: &std::path::Path, extra: &[&str]) -> AgentProc {
+        let (st, so) = (state.display().to_string(), sock.display().to_string());
+        let mut args = vec![
+            "agent",
+            "--state-dir",
+            &st,
+            "--api",
+            &so,
+            "--sink",
+            "file:/dev/null",
+        ];
+        args.extend_from_slice(extra);
+        let mut a = AgentProc::spawn(&args);
+        a.wait_line("netta: agent ready");
+        a
+    }
+
+    /// The first stderr line containing `needle` (others are echoed); panics after 60 s.
+    pub fn wait_line(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60).max(ready_patience());
+        while Instant::now() < deadline {
+            if let Ok(l) = self.stderr.recv_timeout(Duration::from_millis(200)) {
+                if l.contains(needle) {
+                    return l;
+                }
+                eprintln!("agent: {l}");
+            }
+        }
+        panic!("no `{needle}` line from the agent");
+    }
+
+    /// Sends `sig` and waits for the agent to exit.
+    pub fn signal(&mut self, sig: i32) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for AgentProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `netta ARGS`: (success, stdout, stderr).
+pub fn run_netta(args: &[&str]) -> (bool, String, String) {
+    let out = netta_cmd().args(args).output().expect("run netta");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `netta ARGS` that must succeed, its stdout as JSON.
+pub fn netta_json(args: &[&str]) -> Value {
+    let (ok, out, err) = run_netta(args);
+    assert!(ok, "netta {args:?}: {err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("netta {args:?}: {e}: {out}"))
+}
+
+/// A fresh directory under the temp dir for test `name`.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("netta-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
 }
 
 /// A helper process from `netta-traffic`.

@@ -29,7 +29,7 @@ fn agent_feeds_a_tcp_sink_serves_metrics_and_stops_on_sigterm() {
     require_ebpf!("agent");
     let (sink, lines) = tcp_line_receiver();
     let metrics = format!("127.0.0.1:{}", free_tcp_port("127.0.0.1"));
-    let mut child = Command::new(netta_bin())
+    let mut child = netta_cmd()
         .args([
             "agent",
             "--sink",
@@ -115,7 +115,7 @@ fn a_bad_config_file_is_a_usage_error_with_its_line() {
         "udp_idle = \"5s\"\n[agent]\nsinks = [\"gopher://x\"]\n",
     )
     .unwrap();
-    let out = Command::new(netta_bin())
+    let out = netta_cmd()
         .args(["--config", bad.to_str().unwrap(), "agent"])
         .output()
         .unwrap();
@@ -125,7 +125,7 @@ fn a_bad_config_file_is_a_usage_error_with_its_line() {
         err.contains("line 3") && err.contains("agent.sinks"),
         "{err}"
     );
-    let missing = Command::new(netta_bin())
+    let missing = netta_cmd()
         .args(["--config", "/nonexistent/netta.toml", "list"])
         .output()
         .unwrap();
@@ -140,10 +140,7 @@ fn completions_and_man_page_come_from_the_cli_definition() {
         ("zsh", "#compdef netta"),
         ("fish", "complete -c netta"),
     ] {
-        let out = Command::new(netta_bin())
-            .args(["completions", shell])
-            .output()
-            .unwrap();
+        let out = netta_cmd().args(["completions", shell]).output().unwrap();
         assert!(out.status.success());
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains(marker), "{shell}");
@@ -151,13 +148,13 @@ fn completions_and_man_page_come_from_the_cli_definition() {
             assert!(text.contains(sub), "{shell} completion lacks {sub}");
         }
     }
-    let man = Command::new(netta_bin()).arg("manpage").output().unwrap();
+    let man = netta_cmd().arg("manpage").output().unwrap();
     let text = String::from_utf8_lossy(&man.stdout);
     assert!(text.contains(".TH netta 1"), "{text}");
     assert!(
         text.contains("agent") && text.contains("\\-\\-transport"),
         "{text}"
     );
-    let v = Command::new(netta_bin()).arg("--version").output().unwrap();
+    let v = netta_cmd().arg("--version").output().unwrap();
     assert!(String::from_utf8_lossy(&v.stdout).contains("eBPF object"));
 }

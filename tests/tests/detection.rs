@@ -709,7 +709,7 @@ fn rules_file(name: &str, text: &str) -> std::path::PathBuf {
 fn rules_file_typo_is_a_usage_error_with_its_line() {
     let _serial = serial();
     let p = rules_file("typo", "[port_scan]\nmin_port = 3\n");
-    let out = Command::new(netta_bin())
+    let out = netta_cmd()
         .arg("--rules")
         .arg(&p)
         .arg("detect")

@@ -215,7 +215,7 @@ fn perf_transport_delivers_the_same_events() {
 
 /// `netta doctor --json` with `env`: (exit code, report).
 fn doctor(env: &[(&str, &str)]) -> (i32, Value) {
-    let out = std::process::Command::new(netta_bin())
+    let out = netta_cmd()
         .args(["doctor", "--json"])
         .envs(env.iter().copied())
         .output()
@@ -266,7 +266,7 @@ fn a_missing_hook_degrades_one_capability_with_a_reason() {
     );
     assert!(!reason.contains('\n'), "{reason}");
     // The agent still runs in eBPF mode and says what it lost, in one line.
-    let mut child = std::process::Command::new(netta_bin())
+    let mut child = netta_cmd()
         .arg("events")
         .envs(env)
         .stdout(std::process::Stdio::null())
@@ -277,7 +277,7 @@ fn a_missing_hook_degrades_one_capability_with_a_reason() {
     let mut lines = Vec::new();
     for l in std::io::BufRead::lines(stderr) {
         let l = l.unwrap();
-        let done = l.contains("netta: ready");
+        let done = l.contains("netta: standalone");
         lines.push(l);
         if done {
             break;
@@ -294,7 +294,7 @@ fn a_missing_hook_degrades_one_capability_with_a_reason() {
     );
     assert_eq!(
         lines.last().map(String::as_str),
-        Some("netta: ready (eBPF, ring buffer)"),
+        Some("netta: standalone (eBPF, ring buffer)"),
         "{lines:?}"
     );
 }

@@ -109,7 +109,7 @@ fn runs_unprivileged_with_only_the_documented_capabilities() {
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
     // tracefs must already be mounted: mounting is the one step that needs CAP_SYS_ADMIN.
-    assert!(Command::new(netta_bin())
+    assert!(netta_cmd()
         .args(["list", "--json"])
         .output()
         .unwrap()
@@ -118,6 +118,7 @@ fn runs_unprivileged_with_only_the_documented_capabilities() {
     let caps = "+bpf,+perfmon,+dac_read_search,+sys_ptrace";
     let run = |caps: &str| {
         Command::new("setpriv")
+            .env("NETTA_API", isolated_api())
             .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
             .args(["--inh-caps", caps, "--ambient-caps", caps, "--"])
             .arg(&bin)
@@ -130,7 +131,10 @@ fn runs_unprivileged_with_only_the_documented_capabilities() {
     let mut child = run(caps);
     let mut err = BufReader::new(child.stderr.take().unwrap()).lines();
     let ready = err.next().unwrap().unwrap();
-    assert_eq!(ready, "netta: ready (eBPF, ring buffer)", "with {caps}");
+    assert_eq!(
+        ready, "netta: standalone (eBPF, ring buffer)",
+        "with {caps}"
+    );
     tcp_round_trips("1", ["3", "3"], ["nt-capsrv", "nt-capcli"]);
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
@@ -163,10 +167,7 @@ fn hostile_process_names_are_escaped_in_every_output() {
     let mut held = Traffic::spawn(&["hold", &format!("127.0.0.1:{port}"), "1", evil]);
     held.expect_line("held");
     let p = port.to_string();
-    let list = Command::new(netta_bin())
-        .args(["list", "--port", &p])
-        .output()
-        .unwrap();
+    let list = netta_cmd().args(["list", "--port", &p]).output().unwrap();
     let text = String::from_utf8_lossy(&list.stdout);
     assert!(
         !text.contains('\x1b') && !text.contains('\u{7}'),
@@ -179,7 +180,7 @@ fn hostile_process_names_are_escaped_in_every_output() {
         "one row, one line"
     );
 
-    let json = Command::new(netta_bin())
+    let json = netta_cmd()
         .args(["list", "--json", "--port", &p])
         .output()
         .unwrap();
@@ -193,7 +194,7 @@ fn hostile_process_names_are_escaped_in_every_output() {
     let dir = std::env::temp_dir().join(format!("netta-hostile-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let csv = dir.join("r.csv");
-    let ok = Command::new(netta_bin())
+    let ok = netta_cmd()
         .args(["export", "--output", csv.to_str().unwrap()])
         .output()
         .unwrap();
@@ -215,6 +216,7 @@ fn closed_pipe_ends_events_promptly_and_quietly() {
     let _g = lock();
     require_ebpf!("head_1");
     let mut child = Command::new("sh")
+        .env("NETTA_API", isolated_api())
         .arg("-c")
         .arg(format!("{} events | head -1", netta_bin().display()))
         .stdout(Stdio::piped())
@@ -241,7 +243,7 @@ fn closed_pipe_ends_events_promptly_and_quietly() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
         err.trim(),
-        "netta: ready (eBPF, ring buffer)",
+        "netta: standalone (eBPF, ring buffer)",
         "no error spew: {err}"
     );
 }

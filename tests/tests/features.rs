@@ -1,13 +1,13 @@
 //! The original tool's features, end to end: the menu driven through a pipe, the
 //! monitor counting short-lived connections a poll would miss, and export.
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use netta_tests::*;
 
 /// Runs `netta [args]` with `input` on stdin; returns (status, stdout, stderr).
 fn run_with_input(args: &[&str], input: &str) -> (std::process::ExitStatus, String, String) {
-    let out = run_with_stdin(Command::new(netta_bin()).args(args), input);
+    let out = run_with_stdin(netta_cmd().args(args), input);
     (
         out.status,
         String::from_utf8_lossy(&out.stdout).into(),
@@ -64,7 +64,7 @@ fn export_refuses_to_overwrite_and_reports_unwritable_paths() {
     let path = dir.join("r.csv");
     let p = path.to_str().unwrap();
     let run = |extra: &[&str]| {
-        Command::new(netta_bin())
+        netta_cmd()
             .args(["--no-ebpf", "export", "--output", p])
             .args(extra)
             .output()
@@ -83,7 +83,7 @@ fn export_refuses_to_overwrite_and_reports_unwritable_paths() {
     assert_eq!(again.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
     assert!(run(&["--force"]).status.success());
-    let bad = Command::new(netta_bin())
+    let bad = netta_cmd()
         .args(["--no-ebpf", "export", "--output", "/nonexistent-dir/x.csv"])
         .output()
         .unwrap();
@@ -101,7 +101,7 @@ fn bad_flags_are_usage_errors() {
         &["--ring-size", "1000", "list"],
         &["nonsense"],
     ] {
-        let out = Command::new(netta_bin()).args(args).output().unwrap();
+        let out = netta_cmd().args(args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("error:"), "{args:?}: {err}");
@@ -112,7 +112,7 @@ fn bad_flags_are_usage_errors() {
 #[test]
 fn monitor_counts_short_lived_connections_a_poll_misses() {
     require_ebpf!("monitor_short_lived");
-    let mut child = Command::new(netta_bin())
+    let mut child = netta_cmd()
         .args(["monitor", "--duration", "6s", "--interval", "2s"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

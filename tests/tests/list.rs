@@ -97,11 +97,12 @@ fn agrees_with_ss(drop_caps: bool) -> (Value, String) {
     let before = ss_rows();
     let mut cmd = if drop_caps {
         let mut c = Command::new("setpriv");
+        c.env("NETTA_API", isolated_api());
         c.args(["--bounding-set", "-all", "--inh-caps", "-all", "--"])
             .arg(netta_bin());
         c
     } else {
-        Command::new(netta_bin())
+        netta_cmd()
     };
     let out = cmd
         .args(["list", "--json"])

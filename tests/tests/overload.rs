@@ -38,7 +38,7 @@ fn a_full_ring_buffer_is_counted_and_the_table_is_healed() {
     // reconciliation with /proc heals the table.
     let mut hsrv = Traffic::spawn(&["tcp-server", "127.0.0.1:0", "1", "0", "nt-hsrv"]);
     let hport: u16 = hsrv.expect_line("port ").parse().unwrap();
-    let list = Command::new(netta_bin())
+    let list = netta_cmd()
         .args(["--ring-size", "4096", "--reconcile-interval", "1s"])
         .args([
             "list",
@@ -156,6 +156,7 @@ fn a_100k_syn_flood_keeps_the_agent_bounded_and_answering() {
 
     // netta runs in the namespace too, so its /proc view holds the half-open rows.
     let mut netta = Command::new("ip")
+        .env("NETTA_API", isolated_api())
         .args(["netns", "exec", &ns.0])
         .arg(netta_bin())
         .args([

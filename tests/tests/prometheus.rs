@@ -49,7 +49,7 @@ fn prometheus_scrapes_netta_and_answers_a_netta_query() {
     let metrics = format!("127.0.0.1:{}", free_tcp_port("127.0.0.1"));
     let prom = format!("127.0.0.1:{}", free_tcp_port("127.0.0.1"));
     let _netta = Killed(
-        Command::new(netta_bin())
+        netta_cmd()
             .args(["agent", "--metrics", &metrics])
             .stdin(Stdio::null())
             .stdout(Stdio::null())

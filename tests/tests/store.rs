@@ -1,87 +1,19 @@
 //! The agent as a service: persistent history through the API and from the store
 //! file, surviving `kill -9`; strangers refused; a corrupt store moved aside; a
 //! full disk dropping (and counting) history rows while tracing goes on.
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use netta_tests::*;
 
-struct AgentProc {
-    child: Child,
-    stderr: std::sync::mpsc::Receiver<String>,
-}
-
 fn start_agent(state: &Path, sock: &Path, extra: &[&str]) -> AgentProc {
-    let mut args = vec![
-        "agent".to_string(),
-        "--state-dir".into(),
-        state.display().to_string(),
-        "--api".into(),
-        sock.display().to_string(),
-        "--sink".into(),
-        "file:/dev/null".into(),
-    ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let mut child = Command::new(netta_bin())
-        .args(&args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let err = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for l in BufReader::new(err).lines().map_while(Result::ok) {
-            let _ = tx.send(l);
-        }
-    });
-    let mut a = AgentProc { child, stderr: rx };
-    a.wait_line("netta: agent ready");
-    a
-}
-
-impl AgentProc {
-    fn wait_line(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Ok(l) = self.stderr.recv_timeout(Duration::from_millis(200)) {
-                if l.contains(needle) {
-                    return l;
-                }
-                eprintln!("agent: {l}");
-            }
-        }
-        panic!("no `{needle}` line from the agent");
-    }
-
-    fn signal(&mut self, sig: i32) {
-        unsafe { libc::kill(self.child.id() as i32, sig) };
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for AgentProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn history(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(netta_bin()).args(args).output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    AgentProc::start(state, sock, extra)
 }
 
 fn rows(args: &[&str]) -> Vec<Value> {
-    let (ok, out, err) = history(args);
-    assert!(ok, "netta {args:?}: {err}");
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+    serde_json::from_value(netta_json(args)).unwrap()
 }
 
 /// Both ends of every client connection, each with its own process.
@@ -110,10 +42,7 @@ fn check_both_ends(rows: &[Value], ports: &[u16], cli: u32, srv: u32) -> Result<
 }
 
 fn temp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("store-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    temp_dir(&format!("store-{name}"))
 }
 
 #[test]
@@ -210,32 +139,16 @@ fn a_corrupt_store_is_moved_aside_and_the_agent_runs() {
     std::fs::create_dir_all(&state).unwrap();
     std::fs::write(state.join("history.db"), vec![0x5au8; 64 * 1024]).unwrap();
     let sock = dir.join("api.sock");
-    let mut agent = AgentProc {
-        child: Command::new(netta_bin())
-            .args([
-                "--no-ebpf",
-                "agent",
-                "--state-dir",
-                state.to_str().unwrap(),
-                "--api",
-                sock.to_str().unwrap(),
-                "--sink",
-                "file:/dev/null",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-        stderr: std::sync::mpsc::channel().1,
-    };
-    let err = agent.child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for l in BufReader::new(err).lines().map_while(Result::ok) {
-            let _ = tx.send(l);
-        }
-    });
-    agent.stderr = rx;
+    let mut agent = AgentProc::spawn(&[
+        "--no-ebpf",
+        "agent",
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--api",
+        sock.to_str().unwrap(),
+        "--sink",
+        "file:/dev/null",
+    ]);
     let moved = agent.wait_line("moved it to");
     assert!(moved.starts_with("netta: the store"), "{moved}");
     agent.wait_line("netta: agent ready");
@@ -254,7 +167,7 @@ fn a_corrupt_store_is_moved_aside_and_the_agent_runs() {
         vec![0x5au8; 64 * 1024]
     );
     // The fresh store answers.
-    let (ok, out, err) = history(&["--api", sock.to_str().unwrap(), "history", "--json"]);
+    let (ok, out, err) = run_netta(&["--api", sock.to_str().unwrap(), "history", "--json"]);
     assert!(ok, "{err}");
     assert!(out.trim_start().starts_with('['), "{out}");
     agent.signal(libc::SIGTERM);

@@ -2,7 +2,7 @@
 //! NOTIFY_SOCKET, and READY=1 arrives once the first event can be delivered;
 //! WATCHDOG=1 follows when WATCHDOG_USEC asks for it, STOPPING=1 at the end.
 use std::os::unix::net::UnixDatagram;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use netta_tests::servers::private_dir;
@@ -22,7 +22,7 @@ fn ready_comes_when_events_flow_then_watchdog_then_stopping() {
     let path = dir.join("notify.sock");
     let notify = UnixDatagram::bind(&path).unwrap();
     let (sink, lines) = tcp_line_receiver();
-    let mut child = Command::new(netta_bin())
+    let mut child = netta_cmd()
         .args(["agent", "--sink", &format!("tcp://{sink}")])
         .env("NOTIFY_SOCKET", &path)
         .env("WATCHDOG_USEC", "400000")

@@ -268,7 +268,7 @@ fn start(tracer: Tracer, netta: &Path, dir: &Path, run: usize) -> Result<Running
                 .stdout(std::fs::File::create(&out)?)
                 .stderr(Stdio::piped())
                 .spawn()?;
-            wait_for_line(&mut child, true, "netta: ready")?;
+            wait_for_line(&mut child, true, "netta: standalone")?;
             Ok(Running::started(child, out))
         }
         Tracer::Tcplife => {

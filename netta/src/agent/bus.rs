@@ -12,7 +12,9 @@ use crate::host::containers::Containers;
 use crate::render::ecs;
 
 /// What subscribers receive: connection events and detection alerts, in order.
-#[derive(Clone, Debug)]
+/// Attached views get the same records from the agent's API (serde JSON lines).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Record {
     Event(ConnEvent),
     Alert(Arc<Alert>),

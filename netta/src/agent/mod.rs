@@ -35,6 +35,8 @@ pub struct AgentOptions {
     pub udp_idle: Duration,
     pub limits: Limits,
     pub rules: Rules,
+    /// The stored `new-destination` baseline: learning start (wall µs) and what it knows.
+    pub baseline: Option<(i64, Vec<crate::detect::new_destination::Dest>)>,
 }
 
 impl Default for AgentOptions {
@@ -48,6 +50,7 @@ impl Default for AgentOptions {
             udp_idle: d.udp_idle,
             limits: Limits::default(),
             rules: Rules::default(),
+            baseline: None,
         }
     }
 }
@@ -241,15 +244,19 @@ impl Agent {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let started_ns = host.now_ns();
         let services = host.services();
+        let clock = host.clock();
+        let mut detector = Detector::new(opts.rules.clone(), services.clone(), started_ns);
+        if let Some((started_us, known)) = opts.baseline.clone() {
+            let until_wall_ns =
+                started_us as i128 * 1000 + opts.rules.new_destination.learning.as_nanos() as i128;
+            let until = (until_wall_ns - clock.offset_ns()).clamp(0, u64::MAX as i128) as u64;
+            detector.load_baseline(known, until);
+        }
         let shared = Arc::new(Shared {
             table: Mutex::new(Table::new(opts.limits)),
             bus: Mutex::new(bus::Bus::default()),
-            detector: Mutex::new(Detector::new(
-                opts.rules.clone(),
-                services.clone(),
-                started_ns,
-            )),
-            clock: host.clock(),
+            detector: Mutex::new(detector),
+            clock,
             mode: Mutex::new(Mode::Polling(String::new())),
             started_ns,
             services,

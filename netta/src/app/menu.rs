@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::agent::Agent;
+use crate::app::source::Source;
 use crate::app::{output, views};
 use crate::render::report;
 
@@ -101,13 +101,19 @@ async fn ask_duration(rx: &mut mpsc::Receiver<String>, q: &str, default: &str) -
     }
 }
 
-pub async fn run(agent: Agent) -> anyhow::Result<()> {
+pub async fn run(src: Source) -> anyhow::Result<()> {
+    let r = menu_loop(&src).await;
+    src.close().await;
+    r
+}
+
+async fn menu_loop(src: &Source) -> anyhow::Result<()> {
     let mut rx = stdin_lines();
     output::print_styled(BANNER);
     output::print_raw(&format!(
         "netta {} — {}\n",
         env!("CARGO_PKG_VERSION"),
-        agent.mode().describe()
+        src.mode()
     ));
     loop {
         output::print_styled(&menu_text());
@@ -115,24 +121,26 @@ pub async fn run(agent: Agent) -> anyhow::Result<()> {
             Input::Line(l) => l,
             Input::Quit => break,
         };
-        let shared = &agent.shared;
         match choice.as_str() {
             "1" | "2" | "3" => {
-                agent.reconcile_once(false).await;
                 let view = match choice.as_str() {
                     "1" => views::View::All,
                     "2" => views::View::Established,
                     _ => views::View::Listening,
                 };
-                output::print_styled(&views::render_view(shared, view));
+                src.refresh().await;
+                let snap = src.snapshot(false).await?;
+                output::print_styled(&views::render_view(&snap, view));
             }
             "4" => {
-                agent.reconcile_once(false).await;
-                output::print_styled(&views::render_stats(shared));
+                src.refresh().await;
+                let snap = src.snapshot(true).await?;
+                let st = crate::render::stats::compute(&snap, src.services());
+                output::print_styled(&crate::render::stats::render(&st));
             }
             "5" => {
-                agent.reconcile_once(false).await;
-                output::print_styled(&views::render_detect(shared));
+                src.refresh().await;
+                output::print_styled(&crate::render::alert::render(&src.incidents().await?));
             }
             "6" => {
                 let Some(duration) = ask_duration(&mut rx, "Duration", "60s").await else {
@@ -147,10 +155,10 @@ pub async fn run(agent: Agent) -> anyhow::Result<()> {
                     json: false,
                 };
                 // Ctrl+C ends the monitor early and comes back to the menu.
-                crate::app::monitor::run(shared, opts, output::stop_signal(), &mut |s| {
+                crate::app::monitor::run(src, opts, output::stop_signal(), &mut |s| {
                     output::print_styled(s)
                 })
-                .await;
+                .await?;
             }
             "7" => {
                 let Some(fmt) = ask(&mut rx, "Format (csv/json)", "csv").await else {
@@ -168,8 +176,10 @@ pub async fn run(agent: Agent) -> anyhow::Result<()> {
                 let Some(path) = ask(&mut rx, "File", &name).await else {
                     break;
                 };
-                agent.reconcile_once(false).await;
-                match views::export_to(shared, std::path::Path::new(&path), false, format, false) {
+                src.refresh().await;
+                let snap = src.snapshot(false).await?;
+                let path = std::path::Path::new(&path);
+                match views::export_to(&snap, &src.clock(), path, false, format, false) {
                     Ok(msg) => output::print_styled(&msg),
                     Err(e) => output::print_raw(&format!("Export failed: {e:#}\n")),
                 }
@@ -182,7 +192,6 @@ pub async fn run(agent: Agent) -> anyhow::Result<()> {
             )),
         }
     }
-    agent.shutdown().await;
     Ok(())
 }
 

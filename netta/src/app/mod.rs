@@ -5,6 +5,7 @@ pub mod menu;
 pub mod monitor;
 pub mod output;
 pub mod service;
+pub mod source;
 pub mod views;
 
 use std::time::Duration;
@@ -16,15 +17,16 @@ use anyhow::Context as _;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::agent::{Agent, Shared};
+use crate::agent::Agent;
 use crate::render::{alert, ecs as json, list as view, report, stats, style};
 use crate::settings::cli::{
     Cli, Command, DetectArgs, EventsArgs, ExportArgs, ListArgs, MonitorArgs, StatsArgs,
 };
 use crate::settings::{self, Settings};
 use crate::sink::{SinkSpec, Sinks};
-use output::{print_out, stdout_closed, stop_signal};
-use views::{alerts, export_to};
+use output::{is_broken_pipe, print_out, stdout_closed, stop_signal};
+use source::Source;
+use views::export_to;
 
 /// The whole program: settings, logging, the runtime, the command. Returns the
 /// exit status: 0 ok, 1 runtime error, 2 usage or configuration error.
@@ -91,6 +93,7 @@ pub fn main() -> i32 {
             Some(Command::Detect(a)) => detect(&s, a).await,
             Some(Command::Export(a)) => export(&s, a).await,
             Some(Command::History(a)) => history(&s, a).await,
+            Some(Command::Baseline { action }) => baseline(&s, action).await,
             Some(Command::StoreBench { rows, dir }) => store_bench(*rows, dir),
             Some(Command::SeedBench) => seed_bench(&s),
             Some(Command::Agent(a)) => agent(&s, a).await,
@@ -120,10 +123,24 @@ async fn sleep_or_forever(d: Option<Duration>) {
 pub async fn events(s: &Settings, args: &EventsArgs) -> anyhow::Result<()> {
     let mut opts = agent_options(s);
     opts.ebpf.all_states = args.all_states;
-    let agent = Agent::start(opts).await;
-    // The agent's stdout sink: the one JSON-lines writer.
+    // Raw state transitions come only from a kernel stream set up for them.
+    let mut global = s.global.clone();
+    global.standalone |= args.all_states;
+    let src = Source::open(&global, opts).await?;
+    if let Source::Attached { client, .. } = &src {
+        src.announce();
+        return events_attached(client, args).await;
+    }
+    let Source::Standalone(agent) = src else {
+        unreachable!("attached returned above")
+    };
+    if args.since.is_some() {
+        agent.shutdown().await;
+        anyhow::bail!("--since replays the agent's stored history: start `netta agent` first");
+    }
+    // The agent's stdout sink: the one JSON-lines writer, subscribed before we say so.
     let sinks = Sinks::start(&agent.shared, &[SinkSpec::Stdout]);
-    eprintln!("netta: ready ({})", agent.mode().describe());
+    eprintln!("netta: standalone ({})", agent.mode().describe());
     let stop = stop_signal();
     tokio::pin!(stop);
     let until = sleep_or_forever(args.duration);
@@ -146,24 +163,80 @@ pub async fn events(s: &Settings, args: &EventsArgs) -> anyhow::Result<()> {
     sinks.stop().await.context("writing events to stdout")
 }
 
-/// Starts the agent and, with `--watch`, lets it collect events for that long.
-async fn start_and_watch(s: &Settings, watch: Option<Duration>) -> anyhow::Result<Agent> {
-    let agent = Agent::start(agent_options(s)).await;
+fn write_stdout(buf: &mut Vec<u8>) -> std::io::Result<()> {
+    use std::io::Write;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    out.write_all(buf)?;
+    out.flush()?;
+    buf.clear();
+    Ok(())
+}
+
+/// `netta events` on the agent: its stored rows from `--since`, then its live stream,
+/// the same ECS lines a standalone run writes.
+async fn events_attached(
+    client: &crate::local_api::client::Client,
+    args: &EventsArgs,
+) -> anyhow::Result<()> {
+    let path = match args.since {
+        Some(us) => format!("/v1/events?since_us={us}"),
+        None => "/v1/events".to_string(),
+    };
+    let mut failed = None;
+    let follow = client.stream(&path, |chunk| {
+        let mut b = chunk.to_vec();
+        match write_stdout(&mut b) {
+            Ok(()) => !stdout_closed(),
+            Err(e) => {
+                if !is_broken_pipe(&e) {
+                    failed = Some(e);
+                }
+                false
+            }
+        }
+    });
+    tokio::select! {
+        r = follow => r?,
+        _ = stop_signal() => {}
+        _ = sleep_or_forever(args.duration) => {}
+    }
+    match failed {
+        Some(e) => Err(e).context("writing events to stdout"),
+        None => Ok(()),
+    }
+}
+
+/// Opens the view's source and, with `--watch`, lets it collect events for that long.
+async fn open_and_watch(s: &Settings, watch: Option<Duration>) -> anyhow::Result<Source> {
+    let src = Source::open(&s.global, agent_options(s)).await?;
+    src.announce();
     if let Some(w) = watch {
         tokio::select! {
             _ = tokio::time::sleep(w) => {}
             _ = stop_signal() => {}
         }
-        agent.reconcile_once(false).await;
     }
-    Ok(agent)
+    src.refresh().await;
+    Ok(src)
+}
+
+/// Runs `view` on the source, then closes it whatever the view returned.
+async fn with_source<T>(
+    src: Source,
+    view: impl AsyncFnOnce(&Source) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let r = view(&src).await;
+    src.close().await;
+    r
 }
 
 pub async fn list(s: &Settings, args: &ListArgs) -> anyhow::Result<()> {
-    let agent = start_and_watch(s, args.watch).await?;
-    let snap = agent.shared.snapshot();
-    let clock = agent.shared.clock;
-    agent.shutdown().await;
+    let src = open_and_watch(s, args.watch).await?;
+    let (snap, clock) = with_source(src, async |src: &Source| {
+        Ok((src.snapshot(args.history).await?, src.clock()))
+    })
+    .await?;
     let filter = args.filter.filter();
     let text = if args.history {
         let rows = crate::core::filter::select_history(&snap, &filter);
@@ -186,9 +259,11 @@ pub async fn list(s: &Settings, args: &ListArgs) -> anyhow::Result<()> {
 }
 
 pub async fn stats(s: &Settings, args: &StatsArgs) -> anyhow::Result<()> {
-    let agent = start_and_watch(s, args.watch).await?;
-    let st = stats::compute(&agent.shared.snapshot(), agent.shared.services());
-    agent.shutdown().await;
+    let src = open_and_watch(s, args.watch).await?;
+    let st = with_source(src, async |src: &Source| {
+        Ok(stats::compute(&src.snapshot(true).await?, src.services()))
+    })
+    .await?;
     if args.json {
         print_out(&(serde_json::to_string_pretty(&stats::to_json(&st))? + "\n"))
     } else {
@@ -197,10 +272,11 @@ pub async fn stats(s: &Settings, args: &StatsArgs) -> anyhow::Result<()> {
 }
 
 pub async fn detect(s: &Settings, args: &DetectArgs) -> anyhow::Result<()> {
-    let agent = start_and_watch(s, args.watch).await?;
-    let found = alerts(&agent.shared);
-    let clock = agent.shared.clock;
-    agent.shutdown().await;
+    let src = open_and_watch(s, args.watch).await?;
+    let (found, clock) = with_source(src, async |src: &Source| {
+        Ok((src.incidents().await?, src.clock()))
+    })
+    .await?;
     if args.json {
         let v: Vec<_> = found.iter().map(|a| json::alert_value(a, &clock)).collect();
         print_out(&(serde_json::to_string_pretty(&v)? + "\n"))
@@ -210,15 +286,15 @@ pub async fn detect(s: &Settings, args: &DetectArgs) -> anyhow::Result<()> {
 }
 
 pub async fn monitor(s: &Settings, args: &MonitorArgs) -> anyhow::Result<()> {
-    let agent = Agent::start(agent_options(s)).await;
-    let shared: Arc<Shared> = agent.shared.clone();
+    let src = Source::open(&s.global, agent_options(s)).await?;
+    src.announce();
     let opts = crate::render::monitor::Options {
         duration: args.duration,
         interval: args.interval,
         json: args.json,
     };
     let mut failed = None;
-    monitor::run(&shared, opts, stop_signal(), &mut |s| {
+    let r = monitor::run(&src, opts, stop_signal(), &mut |s| {
         if failed.is_none() {
             let text = if args.json {
                 s.into()
@@ -231,23 +307,35 @@ pub async fn monitor(s: &Settings, args: &MonitorArgs) -> anyhow::Result<()> {
         }
     })
     .await;
-    agent.shutdown().await;
+    src.close().await;
+    r?;
     failed.map_or(Ok(()), Err)
 }
 
 pub async fn export(s: &Settings, args: &ExportArgs) -> anyhow::Result<()> {
-    let agent = start_and_watch(s, args.watch).await?;
+    let src = open_and_watch(s, args.watch).await?;
     let path = args.output.clone().unwrap_or_else(|| {
         report::default_file_name(std::time::SystemTime::now(), args.format).into()
     });
-    let result = export_to(&agent.shared, &path, args.force, args.format, args.history);
-    agent.shutdown().await;
-    print_out(&result?)
+    let msg = with_source(src, async |src: &Source| {
+        let snap = src.snapshot(args.history).await?;
+        export_to(
+            &snap,
+            &src.clock(),
+            &path,
+            args.force,
+            args.format,
+            args.history,
+        )
+    })
+    .await?;
+    print_out(&msg)
 }
 
 pub async fn menu(s: &Settings) -> anyhow::Result<()> {
-    let agent = Agent::start(agent_options(s)).await;
-    menu::run(agent).await
+    let src = Source::open(&s.global, agent_options(s)).await?;
+    src.announce();
+    menu::run(src).await
 }
 
 /// Seeds a table from /proc once, as the agent does at start, and prints the
@@ -318,13 +406,16 @@ pub async fn agent(s: &Settings, args: &crate::settings::cli::AgentArgs) -> anyh
     }
     let api_listener = service::bind_api(&s.global)?;
     let store_settings = service::store_settings(args, file);
-    let store = store_settings.as_ref().and_then(service::open_store);
+    let mut store = store_settings.as_ref().and_then(service::open_store);
     let store_path = store.as_ref().map(|s| s.path().to_path_buf());
+    if let Some(st) = store.as_mut() {
+        opts.baseline = service::load_baseline(st);
+    }
     let started = std::time::Instant::now();
     let agent = Agent::start(opts).await;
     // The store subscribes first, so it sees every record from the start.
     let writer = match (store, &store_settings) {
-        (Some(st), Some(set)) => service::start_writer(&agent, st, set),
+        (Some(st), Some(set)) => service::start_writer(&agent, st, set, &s.rules),
         _ => None,
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -337,6 +428,7 @@ pub async fn agent(s: &Settings, args: &crate::settings::cli::AgentArgs) -> anyh
             shared: agent.shared.clone(),
             store: writer.as_ref().and(store_path.clone()),
             store_stats: writer.as_ref().map(|w| w.stats()),
+            baseline_reset: writer.as_ref().map(|w| w.baseline_reset_flag()),
             started,
             metrics: Arc::new(crate::metrics::Metrics::for_agent(agent.shared.clone())),
         },
@@ -411,6 +503,7 @@ fn agent_options(s: &Settings) -> crate::agent::AgentOptions {
             max_history: s.global.history_size,
         },
         rules: s.rules.clone(),
+        baseline: None,
     }
 }
 
@@ -430,11 +523,7 @@ pub async fn history(s: &Settings, args: &crate::settings::cli::HistoryArgs) -> 
             let path = crate::local_api::socket_path(s.global.api.as_deref());
             let c = crate::local_api::client::Client::new(&path);
             if let Ok(h) = c.hello().await {
-                eprintln!(
-                    "netta: attached to agent (pid {}, up {})",
-                    h.pid,
-                    crate::local_api::short_duration(h.uptime_s)
-                );
+                eprintln!("{}", h.attached_line());
             }
             match c.history(&q).await {
                 Ok(rows) => rows,
@@ -455,6 +544,64 @@ pub async fn history(s: &Settings, args: &crate::settings::cli::HistoryArgs) -> 
         style::for_stdout(&crate::render::history::render_text(&rows)).to_string()
     };
     print_out(&text)
+}
+
+/// `netta baseline show|reset`: through the agent's API, or on a store file with `--store`.
+pub async fn baseline(
+    s: &Settings,
+    action: &crate::settings::cli::BaselineAction,
+) -> anyhow::Result<()> {
+    use crate::settings::cli::BaselineAction;
+    let learning = s.rules.new_destination.learning;
+    let client = || {
+        let path = crate::local_api::socket_path(s.global.api.as_deref());
+        crate::local_api::client::Client::new(&path)
+    };
+    let no_agent = |e: crate::local_api::client::ClientError| -> anyhow::Error {
+        if e.not_running() {
+            anyhow::anyhow!("{e}; start `netta agent`, or use --store FILE")
+        } else {
+            e.into()
+        }
+    };
+    match action {
+        BaselineAction::Show { json, store } => {
+            let report = match store {
+                Some(file) => {
+                    let file = file.clone();
+                    tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+                        let r = crate::store::Reader::open(&file)?;
+                        Ok(crate::store::baseline::report(&r, learning)?)
+                    })
+                    .await??
+                }
+                None => client().baseline().await.map_err(no_agent)?,
+            };
+            let now = crate::core::when::now_us();
+            let text = if *json {
+                crate::render::baseline::render_json(&report, now)
+            } else {
+                style::for_stdout(&crate::render::baseline::render_text(&report, now)).to_string()
+            };
+            print_out(&text)
+        }
+        BaselineAction::Reset { store: Some(file) } => {
+            let dir = file
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| ".".into());
+            if file.file_name() != Some(std::ffi::OsStr::new(crate::store::FILE_NAME)) {
+                anyhow::bail!("--store must name a {} file", crate::store::FILE_NAME);
+            }
+            let (mut st, _) = crate::store::Store::open(&dir)?;
+            crate::store::baseline::reset(st.db(), crate::core::when::now_us())?;
+            print_out("baseline reset: learning again\n")
+        }
+        BaselineAction::Reset { store: None } => {
+            let line = client().reset_baseline().await.map_err(no_agent)?;
+            print_out(&(line + "\n"))
+        }
+    }
 }
 
 /// Generates a week of history (unless `dir` has a store) and prints, as JSON, the

@@ -2,10 +2,10 @@
 //! so it also sees the connections that open and close between two lines.
 use std::collections::HashSet;
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Instant;
 
-use crate::agent::{Record, Shared};
+use crate::agent::Record;
+use crate::app::source::Source;
 use crate::core::event::Action;
 use crate::core::tuple::Tuple;
 use crate::render::monitor::{intro, local_hms, render_summary, Options, Summary};
@@ -13,17 +13,19 @@ use crate::render::stats;
 
 /// Runs until `duration` passes or `stop` resolves, writing each line through `out`.
 pub async fn run(
-    shared: &Arc<Shared>,
+    src: &Source,
     opts: Options,
     stop: impl Future<Output = ()>,
     out: &mut dyn FnMut(&str),
-) -> Summary {
-    let services = shared.services();
-    let mut rx = shared.subscribe(1 << 16);
+) -> anyhow::Result<Summary> {
+    let services = src.services();
+    let clock = src.clock();
+    let mut rx = src.subscribe(1 << 16).await?;
     let started = Instant::now();
     let interval_ns = opts.interval.as_nanos() as u64;
-    let mut seen: HashSet<Tuple> = shared
-        .snapshot()
+    let mut seen: HashSet<Tuple> = src
+        .snapshot(false)
+        .await?
         .conns
         .iter()
         .filter(|c| c.has_peer())
@@ -47,7 +49,7 @@ pub async fn run(
                     Some(Record::Alert(a)) => {
                         summary.alerts += 1;
                         if opts.json {
-                            out(&(serde_json::json!({ "alert": crate::render::ecs::alert_value(&a, &shared.clock) }).to_string() + "\n"));
+                            out(&(serde_json::json!({ "alert": crate::render::ecs::alert_value(&a, &clock) }).to_string() + "\n"));
                         } else {
                             out(&format!("  ⚠  {}\n", a.message));
                         }
@@ -78,7 +80,7 @@ pub async fn run(
                 }
             }
             _ = tick.tick() => {
-                let snap = shared.snapshot();
+                let snap = src.snapshot(false).await?;
                 let s = stats::compute(&snap, services);
                 let now = std::time::SystemTime::now();
                 let line = if opts.json {
@@ -120,5 +122,5 @@ pub async fn run(
     } else {
         out(&render_summary(&summary, opts.interval));
     }
-    summary
+    Ok(summary)
 }

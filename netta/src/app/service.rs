@@ -1,6 +1,7 @@
 //! `netta agent` as a service: the persistent history store and the local API,
 //! plugged onto a running agent.
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -8,6 +9,10 @@ use tokio::sync::{mpsc, watch};
 
 use crate::agent::{Agent, Record, Shared};
 use crate::core::clock::Clock;
+use crate::core::stored::BaselineReport;
+use crate::core::table::Snapshot;
+use crate::detect::new_destination::Dest;
+use crate::detect::Alert;
 use crate::local_api::{self as api, Backend, Hello};
 use crate::metrics::Metrics;
 use crate::render::{ecs, stats};
@@ -65,10 +70,30 @@ pub fn open_store(s: &StoreSettings) -> Option<Store> {
     }
 }
 
-pub fn start_writer(agent: &Agent, store: Store, s: &StoreSettings) -> Option<Writer> {
+/// The stored baseline for the agent; a store that cannot give it starts learning afresh.
+pub fn load_baseline(store: &mut Store) -> Option<(i64, Vec<Dest>)> {
+    match crate::store::baseline::load(store.db(), crate::store::row::now_us()) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            eprintln!("netta: history store: cannot read the baseline ({e}); learning afresh");
+            None
+        }
+    }
+}
+
+pub fn start_writer(
+    agent: &Agent,
+    store: Store,
+    s: &StoreSettings,
+    rules: &crate::detect::Rules,
+) -> Option<Writer> {
     let rx = agent.shared.subscribe(STORE_TAP);
     let opts = WriterOptions {
         retention: s.retention,
+        baseline: rules
+            .new_destination
+            .enabled
+            .then_some(rules.new_destination),
         ..Default::default()
     };
     match Writer::spawn(store, rx, agent.shared.clock, opts) {
@@ -80,11 +105,15 @@ pub fn start_writer(agent: &Agent, store: Store, s: &StoreSettings) -> Option<Wr
     }
 }
 
+const NO_STORE: &str = "the agent keeps no history (start it with --state-dir)";
+
 /// The agent behind the API.
 pub struct AgentBackend {
     pub shared: Arc<Shared>,
     pub store: Option<PathBuf>,
     pub store_stats: Option<Arc<StoreStats>>,
+    /// The writer's flag for `netta baseline reset`.
+    pub baseline_reset: Option<Arc<AtomicBool>>,
     pub started: Instant,
     pub metrics: Arc<Metrics>,
 }
@@ -97,7 +126,39 @@ impl Backend for AgentBackend {
             mode: self.shared.mode().describe(),
             version: env!("CARGO_PKG_VERSION").into(),
             store: self.store.is_some(),
+            clock_offset_ns: self.shared.clock.offset_ns() as i64,
         }
+    }
+    fn snapshot(&self, history: bool) -> Snapshot {
+        let mut snap = self.shared.snapshot();
+        if !history {
+            snap.history = Vec::new();
+        }
+        snap
+    }
+    fn incidents(&self) -> Vec<Alert> {
+        crate::app::views::alerts(&self.shared)
+    }
+    fn baseline(&self) -> Result<BaselineReport, String> {
+        let path = self.store.as_ref().ok_or(NO_STORE)?;
+        let r = crate::store::Reader::open(path).map_err(|e| e.to_string())?;
+        let learning = self.shared.detector().rules().new_destination.learning;
+        crate::store::baseline::report(&r, learning).map_err(|e| e.to_string())
+    }
+    fn reset_baseline(&self) -> Result<(), String> {
+        let flag = self.baseline_reset.as_ref().ok_or(NO_STORE)?;
+        let now = self.shared.now_ns();
+        self.shared.detector().reset_baseline(now);
+        flag.store(true, Ordering::Release);
+        // The writer clears the flag once the store has forgotten too.
+        let t = Instant::now();
+        while flag.load(Ordering::Acquire) {
+            if t.elapsed() > std::time::Duration::from_secs(10) {
+                return Err("the history store did not answer".into());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        Ok(())
     }
     fn table(&self) -> serde_json::Value {
         let snap = self.shared.snapshot();

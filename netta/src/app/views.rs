@@ -1,11 +1,14 @@
-//! The views the menu and the commands share, rendered from the running agent.
+//! The views the menu and the commands share, rendered from plain data (a
+//! snapshot, the incidents) that an attached or an in-process agent gives alike.
 use std::path::Path;
 
 use crate::agent::Shared;
+use crate::core::clock::Clock;
 use crate::core::event::State;
 use crate::core::filter::Filter;
+use crate::core::table::Snapshot;
 use crate::detect;
-use crate::render::{alert, list, report, stats};
+use crate::render::report;
 
 #[derive(Clone, Copy, Debug)]
 pub enum View {
@@ -14,8 +17,7 @@ pub enum View {
     Listening,
 }
 
-pub fn render_view(shared: &Shared, v: View) -> String {
-    let snap = shared.snapshot();
+pub fn render_view(snap: &Snapshot, v: View) -> String {
     let (title, filter) = match v {
         View::All => ("ACTIVE NETWORK CONNECTIONS", Filter::default()),
         View::Established => (
@@ -27,11 +29,7 @@ pub fn render_view(shared: &Shared, v: View) -> String {
         ),
         View::Listening => ("LISTENING PORTS", Filter::listening()),
     };
-    list::render_list(title, &crate::core::filter::select(&snap, &filter))
-}
-
-pub fn render_stats(shared: &Shared) -> String {
-    stats::render(&stats::compute(&shared.snapshot(), shared.services()))
+    crate::render::list::render_list(title, &crate::core::filter::select(snap, &filter))
 }
 
 /// Every incident since the agent started, after a fresh look at the table.
@@ -40,26 +38,22 @@ pub(crate) fn alerts(shared: &Shared) -> Vec<detect::Alert> {
     shared.detector().incidents()
 }
 
-pub fn render_detect(shared: &Shared) -> String {
-    alert::render(&alerts(shared))
-}
-
 /// Writes a report and returns the line to show.
 pub fn export_to(
-    shared: &Shared,
+    snap: &Snapshot,
+    clock: &Clock,
     path: &Path,
     force: bool,
     format: crate::settings::cli::ReportFormat,
     history: bool,
 ) -> anyhow::Result<String> {
-    let snap = shared.snapshot();
     report::write_report(
         path,
         force,
         format,
-        &snap,
+        snap,
         history,
-        &shared.clock,
+        clock,
         std::time::SystemTime::now(),
     )?;
     Ok(format!("Report exported to: {}\n", path.display()))

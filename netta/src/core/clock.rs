@@ -39,6 +39,12 @@ impl Clock {
         }
     }
 
+    /// Wall-clock nanoseconds at monotonic zero: what an attached view needs to
+    /// show the agent's times exactly as the agent would.
+    pub fn offset_ns(&self) -> i128 {
+        self.offset_ns
+    }
+
     pub fn to_system(&self, mono_ns: u64) -> SystemTime {
         let ns = (mono_ns as i128 + self.offset_ns).max(0);
         UNIX_EPOCH + Duration::from_nanos(ns as u64)

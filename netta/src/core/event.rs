@@ -7,7 +7,9 @@ use netta_ebpf::{flag, kind, tcp_state, AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_
 
 use crate::core::sanitize::Comm;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Proto {
     Tcp,
@@ -32,7 +34,9 @@ impl Proto {
 /// Connection state as shown to users. TCP states use netstat's names; UDP
 /// sockets are `UNCONN` (bound, no peer) or `ESTABLISHED` (connected), and flows
 /// seen by the send hook are `FLOW`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum State {
     Established,
     SynSent,
@@ -142,7 +146,7 @@ impl State {
 }
 
 /// Which end started the connection, from this host's point of view.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Direction {
     /// This host's socket made the connection (went through SYN_SENT), or sent the datagram.
     Egress,
@@ -161,7 +165,7 @@ impl Direction {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Action {
     Opened,
     Closed,
@@ -212,7 +216,7 @@ impl Action {
 }
 
 /// Where the owner of a socket came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum OwnerSource {
     /// A hook running in the owner's own syscall (connect, send, recv, close).
     Hook,
@@ -236,7 +240,7 @@ impl OwnerSource {
 
 /// One connection lifecycle event. Times are CLOCK_MONOTONIC nanoseconds
 /// (the clock of `bpf_ktime_get_ns`); see [`crate::core::clock::Clock`] for wall time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ConnEvent {
     pub action: Action,
     pub ts_ns: u64,

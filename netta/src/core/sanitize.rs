@@ -55,6 +55,27 @@ impl Comm {
     }
 }
 
+/// On the agent's API the raw bytes travel as they are (a list of numbers), so an
+/// attached view escapes the same bytes a standalone one would.
+impl serde::Serialize for Comm {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.as_bytes())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Comm {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Comm, D::Error> {
+        let raw: Vec<u8> = serde::Deserialize::deserialize(d)?;
+        let len = raw.len().min(16);
+        let mut bytes = [0; 16];
+        bytes[..len].copy_from_slice(&raw[..len]);
+        Ok(Comm {
+            bytes,
+            len: len as u8,
+        })
+    }
+}
+
 /// Shows the name escaped (see [`escape`]); safe for a terminal or a log line.
 impl fmt::Display for Comm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

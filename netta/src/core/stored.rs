@@ -158,6 +158,30 @@ pub fn wall_us(clock: &Clock, mono_ns: u64) -> i64 {
         .map_or(0, |d| d.as_micros() as i64)
 }
 
+/// One destination the `new-destination` baseline has learned, as stored.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BaselineRow {
+    /// Raw bytes of the process name: escape before showing.
+    pub comm: Comm,
+    /// `203.0.113.0/24`.
+    pub network: String,
+    pub port: u16,
+    pub proto: String,
+    pub first_us: i64,
+    pub last_us: i64,
+    pub count: u64,
+}
+
+/// The baseline as `netta baseline show` reports it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BaselineReport {
+    /// When learning started (the store's creation or the last reset), wall µs.
+    pub started_us: i64,
+    /// When alerting starts, wall µs.
+    pub learning_until_us: i64,
+    pub destinations: Vec<BaselineRow>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

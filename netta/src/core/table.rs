@@ -19,7 +19,7 @@ pub use crate::core::tuple::Tuple;
 /// Connections that lived shorter than this are "short-lived" in statistics.
 pub const SHORT_LIVED_NS: u64 = 2_000_000_000;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Key {
     /// Kernel socket address (from events).
     Sock(u64),
@@ -31,7 +31,7 @@ pub enum Key {
     Tuple(Tuple),
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Origin {
     Event,
     /// An accepted connection listed before its owner was known (not yet reported).
@@ -39,7 +39,7 @@ pub enum Origin {
     Proc,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Conn {
     pub key: Key,
     pub proto: Proto,
@@ -109,7 +109,7 @@ impl Conn {
 }
 
 /// A connection that ended, kept in the bounded history.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Closed {
     pub conn: Conn,
     pub end_ns: u64,
@@ -124,7 +124,7 @@ impl Closed {
 }
 
 /// Totals since the table was created. Monotonic, so views can diff two copies.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Counters {
     pub events: u64,
     pub opened: u64,
@@ -670,7 +670,7 @@ impl Table {
 }
 
 /// A point-in-time copy of the table.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Snapshot {
     pub conns: Vec<Conn>,
     pub history: Vec<Closed>,

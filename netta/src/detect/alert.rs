@@ -1,7 +1,9 @@
 //! What detection reports: a rule, a severity and structured evidence.
 use std::net::IpAddr;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum RuleId {
     UnusualHighPort,
     HighConnectionCount,
@@ -12,11 +14,13 @@ pub enum RuleId {
     NewListener,
     LargeOutbound,
     AbnormalState,
+    NewDestination,
+    Beaconing,
 }
 
 impl RuleId {
     /// Every rule, in the order above.
-    pub const ALL: [RuleId; 9] = [
+    pub const ALL: [RuleId; 11] = [
         RuleId::UnusualHighPort,
         RuleId::HighConnectionCount,
         RuleId::PortScan,
@@ -26,6 +30,8 @@ impl RuleId {
         RuleId::NewListener,
         RuleId::LargeOutbound,
         RuleId::AbnormalState,
+        RuleId::NewDestination,
+        RuleId::Beaconing,
     ];
 
     pub fn id(self) -> &'static str {
@@ -39,6 +45,8 @@ impl RuleId {
             RuleId::NewListener => "new-listener",
             RuleId::LargeOutbound => "large-outbound",
             RuleId::AbnormalState => "abnormal-state",
+            RuleId::NewDestination => "new-destination",
+            RuleId::Beaconing => "beaconing",
         }
     }
 
@@ -53,6 +61,8 @@ impl RuleId {
             RuleId::NewListener => "New listener",
             RuleId::LargeOutbound => "Large outbound transfer",
             RuleId::AbnormalState => "Abnormal connection states",
+            RuleId::NewDestination => "New destination",
+            RuleId::Beaconing => "Beaconing",
         }
     }
 
@@ -70,6 +80,12 @@ impl RuleId {
             RuleId::NewListener => "A port started listening after netta started.",
             RuleId::LargeOutbound => "One connection sent an unusually large amount of data out.",
             RuleId::AbnormalState => "Many connections stuck in unusual TCP states.",
+            RuleId::NewDestination => {
+                "A process connected out to a network and port it never used before (after learning)."
+            }
+            RuleId::Beaconing => {
+                "A process connects to one destination at a steady period (command and control)."
+            }
         }
     }
 
@@ -93,6 +109,9 @@ impl RuleId {
                 EXFILTRATION,
                 ("T1048", "Exfiltration Over Alternative Protocol"),
             ),
+            RuleId::NewDestination | RuleId::Beaconing => {
+                (C2, ("T1071", "Application Layer Protocol"))
+            }
         };
         Attack { tactic, technique }
     }
@@ -115,7 +134,9 @@ impl Attack {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Severity {
     Low,
     Medium,
@@ -141,7 +162,7 @@ impl Severity {
     }
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Alert {
     pub rule: RuleId,
     pub severity: Severity,

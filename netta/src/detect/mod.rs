@@ -10,10 +10,12 @@ pub mod rules;
 mod window;
 
 mod abnormal_state;
+pub mod beaconing;
 mod connection_burst;
 mod fan_out;
 mod high_connection_count;
 mod large_outbound;
+pub mod new_destination;
 mod new_listener;
 mod port_scan;
 mod syn_flood;
@@ -43,12 +45,13 @@ pub struct Detector {
     burst: connection_burst::ConnectionBurst,
     outbound: large_outbound::LargeOutbound,
     syn_flood: syn_flood::SynFlood,
+    new_dest: new_destination::NewDestinations,
+    beaconing: beaconing::Beaconing,
 }
 
 impl Detector {
     pub fn new(rules: Rules, services: Services, started_ns: u64) -> Detector {
         Detector {
-            rules,
             services,
             started_ns,
             incidents: Incidents::default(),
@@ -57,7 +60,32 @@ impl Detector {
             burst: Default::default(),
             outbound: Default::default(),
             syn_flood: syn_flood::SynFlood::new(started_ns),
+            new_dest: new_destination::NewDestinations::new(
+                started_ns.saturating_add(rules.new_destination.learning.as_nanos() as u64),
+            ),
+            beaconing: Default::default(),
+            rules,
         }
+    }
+
+    /// What the store's baseline has learned, and when its learning ends (monotonic ns).
+    pub fn load_baseline(
+        &mut self,
+        known: impl IntoIterator<Item = new_destination::Dest>,
+        learning_until: u64,
+    ) {
+        self.new_dest.load(known, learning_until);
+    }
+
+    /// Forgets every learned destination and learns again from `now`.
+    pub fn reset_baseline(&mut self, now: u64) {
+        let until = now.saturating_add(self.rules.new_destination.learning.as_nanos() as u64);
+        self.new_dest.load([], until);
+    }
+
+    /// Destinations known, and when learning ends (monotonic ns).
+    pub fn baseline_status(&self) -> (usize, u64) {
+        (self.new_dest.len(), self.new_dest.learning_until())
     }
 
     pub fn rules(&self) -> &Rules {
@@ -78,6 +106,7 @@ impl Detector {
         self.port_scan.expire(now);
         self.fan_out.expire(now);
         self.outbound.expire(&self.rules, now);
+        self.beaconing.expire(&self.rules, now);
         let burst = self.burst.roll(&self.rules, now / SEC);
         self.fire(burst, now, &mut closed);
         closed
@@ -105,6 +134,10 @@ impl Detector {
                     Direction::Egress => {
                         let f = self.fan_out.observe(&self.rules, ev, now);
                         self.fire(f, now, out);
+                        let f = self.new_dest.observe(&self.rules, ev, now);
+                        self.fire(f, now, out);
+                        let f = self.beaconing.observe(&self.rules, ev, now);
+                        self.fire(f, now, out);
                     }
                     Direction::Unknown => {}
                 }
@@ -124,6 +157,10 @@ impl Detector {
             }
             Action::Closed => {
                 let f = self.outbound.observe(rules, ev, now);
+                self.fire(f, now, out);
+            }
+            Action::UdpFlow => {
+                let f = self.new_dest.observe(rules, ev, now);
                 self.fire(f, now, out);
             }
             _ => {}

@@ -57,6 +57,31 @@ pub struct AbnormalState {
     pub syn_sent: usize,
 }
 
+/// Baseline rule: a process's first connection to a destination network and port.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct NewDestination {
+    pub enabled: bool,
+    /// No alerts until the baseline has learned this long (counted from the
+    /// store's creation or `netta baseline reset`, across restarts).
+    pub learning: Duration,
+    /// Destinations are remembered as networks of these prefix lengths.
+    pub ipv4_prefix: u8,
+    pub ipv6_prefix: u8,
+}
+
+/// RITA-style beaconing: regular connections from one process to one destination.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Beaconing {
+    pub enabled: bool,
+    /// Connections (at least) and time they span (at least) before scoring.
+    pub min_connections: usize,
+    pub min_duration: Duration,
+    /// Connections older than this are forgotten.
+    pub window: Duration,
+    /// 0..1; the mean of the skew and dispersion scores must reach it.
+    pub min_score: f64,
+}
+
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Allow {
     pub nets: Vec<ipnet::IpNet>,
@@ -90,6 +115,8 @@ pub struct Rules {
     pub new_listener: bool,
     pub large_outbound: LargeOutbound,
     pub abnormal_state: AbnormalState,
+    pub new_destination: NewDestination,
+    pub beaconing: Beaconing,
     /// More concurrent connections than this to one remote IP.
     pub max_conns_per_ip: usize,
     /// Remote ports above this with no known service are unusual.
@@ -132,6 +159,20 @@ impl Default for Rules {
             abnormal_state: AbnormalState {
                 close_wait: 32,
                 syn_sent: 16,
+            },
+            new_destination: NewDestination {
+                enabled: true,
+                learning: Duration::from_secs(24 * 3600),
+                ipv4_prefix: 24,
+                ipv6_prefix: 64,
+            },
+            // 30 s ± 10 % for 10 minutes is 20 connections.
+            beaconing: Beaconing {
+                enabled: true,
+                min_connections: 20,
+                min_duration: Duration::from_secs(600),
+                window: Duration::from_secs(3600),
+                min_score: 0.8,
             },
             max_conns_per_ip: 10,
             high_port_above: 49152,

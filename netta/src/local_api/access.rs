@@ -35,6 +35,11 @@ impl Policy {
     pub fn refusal(uid: u32) -> String {
         format!("permission denied: uid {uid} is not root or in group `{GROUP}`")
     }
+
+    /// The one line a reader who tries to change the agent's state sees.
+    pub fn refusal_admin(uid: u32) -> String {
+        format!("permission denied: only root or the agent's user may change it (uid {uid})")
+    }
 }
 
 pub fn group_id(name: &str) -> Option<u32> {

@@ -78,8 +78,18 @@ impl Client {
         &self,
         path_and_query: &str,
     ) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
+        self.request_with(hyper::Method::GET, path_and_query).await
+    }
+
+    async fn request_with(
+        &self,
+        method: hyper::Method,
+        path_and_query: &str,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
         let mut sender = self.connect().await?;
-        let req = Request::get(path_and_query)
+        let req = Request::builder()
+            .method(method)
+            .uri(path_and_query)
             .header(hyper::header::HOST, "netta")
             .body(Empty::<Bytes>::new())
             .map_err(|e| ClientError::Io(self.path.clone(), e.to_string()))?;
@@ -123,9 +133,7 @@ impl Client {
             .map_err(|e| ClientError::Io(self.path.clone(), format!("bad reply: {e}")))
     }
 
-    /// Calls `chunk` with each piece of a streamed body until it returns false or the stream ends
-    /// (for the events view to attach with; only tests use it yet).
-    #[cfg(test)]
+    /// Calls `chunk` with each piece of a streamed body until it returns false or the stream ends.
     pub async fn stream(
         &self,
         path_and_query: &str,
@@ -145,6 +153,74 @@ impl Client {
 
     pub async fn hello(&self) -> Result<super::Hello, ClientError> {
         self.get_json("/v1/hello").await
+    }
+
+    /// The agent's table; its closed rows too when `history`.
+    pub async fn snapshot(
+        &self,
+        history: bool,
+    ) -> Result<crate::core::table::Snapshot, ClientError> {
+        self.get_json(&format!("/v1/view/snapshot?history={history}"))
+            .await
+    }
+
+    pub async fn incidents(&self) -> Result<Vec<crate::detect::Alert>, ClientError> {
+        self.get_json("/v1/view/incidents").await
+    }
+
+    /// The agent's live records, as a local subscription would give them. The
+    /// channel closes when the agent goes away; a bad line ends it too.
+    pub async fn records(
+        &self,
+        capacity: usize,
+    ) -> Result<tokio::sync::mpsc::Receiver<crate::agent::Record>, ClientError> {
+        let mut body = self.request("/v1/view/records").await?.into_body();
+        let (tx, rx) = tokio::sync::mpsc::channel(capacity);
+        tokio::spawn(async move {
+            let mut buf: Vec<u8> = Vec::new();
+            while let Some(Ok(frame)) = body.frame().await {
+                let Some(data) = frame.data_ref() else {
+                    continue;
+                };
+                buf.extend_from_slice(data);
+                let mut start = 0;
+                while let Some(i) = buf[start..].iter().position(|b| *b == b'\n') {
+                    let line = &buf[start..start + i];
+                    start += i + 1;
+                    match serde_json::from_slice(line) {
+                        Ok(r) => {
+                            if tx.send(r).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            log::warn!("bad record from the agent: {e}");
+                            return;
+                        }
+                    }
+                }
+                buf.drain(..start);
+            }
+        });
+        Ok(rx)
+    }
+
+    pub async fn baseline(&self) -> Result<crate::core::stored::BaselineReport, ClientError> {
+        self.get_json("/v1/baseline").await
+    }
+
+    /// Resets the baseline; returns the agent's one line.
+    pub async fn reset_baseline(&self) -> Result<String, ClientError> {
+        let resp = self
+            .request_with(hyper::Method::POST, "/v1/baseline/reset")
+            .await?;
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .map_err(|e| ClientError::Io(self.path.clone(), e.to_string()))?;
+        Ok(one_line(&body))
     }
 
     pub async fn history(
@@ -185,10 +261,27 @@ mod tests {
                 mode: "eBPF, ring buffer".into(),
                 version: "test".into(),
                 store: self.store.is_some(),
+                clock_offset_ns: 0,
             }
         }
         fn table(&self) -> serde_json::Value {
             serde_json::json!([{"state": "LISTENING"}])
+        }
+        fn snapshot(&self, history: bool) -> crate::core::table::Snapshot {
+            let mut s = crate::fixture::snapshot();
+            if !history {
+                s.history.clear();
+            }
+            s
+        }
+        fn incidents(&self) -> Vec<crate::detect::Alert> {
+            Vec::new()
+        }
+        fn baseline(&self) -> Result<crate::core::stored::BaselineReport, String> {
+            Err("no store".into())
+        }
+        fn reset_baseline(&self) -> Result<(), String> {
+            Ok(())
         }
         fn stats(&self) -> serde_json::Value {
             serde_json::json!({})
@@ -281,6 +374,51 @@ mod tests {
         assert!(!sock.exists(), "the socket is removed at shutdown");
         let e = c.hello().await.unwrap_err();
         assert!(e.not_running(), "{e}");
+    }
+
+    #[tokio::test]
+    async fn views_get_the_agents_own_snapshot_incidents_and_records() {
+        let (_d, sock, fake, stop, h) = start(Policy::standard(), None).await;
+        let c = Client::new(&sock);
+        let want = crate::fixture::snapshot();
+        let got = c.snapshot(true).await.unwrap();
+        assert_eq!(got.conns, want.conns);
+        assert_eq!(got.history, want.history);
+        assert_eq!(got.counters, want.counters);
+        assert!(c.snapshot(false).await.unwrap().history.is_empty());
+        assert!(c.incidents().await.unwrap().is_empty());
+        let mut rx = c.records(16).await.unwrap();
+        let mut ev = conn_row(5_000_000, 40_001, 8080, "new").to_event();
+        // A name no UTF-8 decoder keeps: the view must see the same bytes.
+        ev.comm = crate::core::sanitize::Comm::from_bytes(b"a\xff\x1b[2J");
+        let alert = crate::detect::Alert {
+            rule: crate::detect::RuleId::PortScan,
+            severity: crate::detect::Severity::High,
+            key: "127.0.0.1".into(),
+            message: "scan".into(),
+            source_ip: Some("127.0.0.1".parse().unwrap()),
+            first_ns: 1,
+            last_ns: 2,
+            updates: 3,
+            ended: false,
+            evidence: serde_json::json!({"ports": [1, 2]}),
+        };
+        let tap = fake.taps.lock().unwrap()[0].clone();
+        tap.send(Record::Event(ev)).await.unwrap();
+        tap.send(Record::Alert(Arc::new(alert.clone())))
+            .await
+            .unwrap();
+        match rx.recv().await.unwrap() {
+            Record::Event(e) => assert_eq!(e, ev),
+            r => panic!("{r:?}"),
+        }
+        match rx.recv().await.unwrap() {
+            Record::Alert(a) => assert_eq!(*a, alert),
+            r => panic!("{r:?}"),
+        }
+        stop.send(true).unwrap();
+        h.await.unwrap().unwrap();
+        assert!(rx.recv().await.is_none(), "the stream ends with the agent");
     }
 
     #[tokio::test]

@@ -11,6 +11,9 @@ use tokio::sync::mpsc;
 
 use crate::agent::Record;
 use crate::core::clock::Clock;
+use crate::core::stored::BaselineReport;
+use crate::core::table::Snapshot;
+use crate::detect::Alert;
 
 /// Where the API listens unless told otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/netta/netta.sock";
@@ -28,13 +31,39 @@ pub struct Hello {
     pub version: String,
     /// Whether it keeps a persistent history.
     pub store: bool,
+    /// The agent's [`Clock`] offset, so an attached view shows its times as it would.
+    #[serde(default)]
+    pub clock_offset_ns: i64,
+}
+
+impl Hello {
+    pub fn clock(&self) -> Clock {
+        Clock::fixed(self.clock_offset_ns as i128)
+    }
+
+    /// `netta: attached to agent (pid N, up 3h)`.
+    pub fn attached_line(&self) -> String {
+        format!(
+            "netta: attached to agent (pid {}, up {})",
+            self.pid,
+            short_duration(self.uptime_s)
+        )
+    }
 }
 
 /// The agent as the API sees it.
 pub trait Backend: Send + Sync + 'static {
     fn hello(&self) -> Hello;
-    /// The live table (`list` reads it).
+    /// The live table as ECS documents (for other programs).
     fn table(&self) -> serde_json::Value;
+    /// The table as netta's views read it; closed rows only when `history`.
+    fn snapshot(&self, history: bool) -> Snapshot;
+    /// Every incident since the agent started, after a fresh look at the table.
+    fn incidents(&self) -> Vec<Alert>;
+    /// The stored `new-destination` baseline (blocking: reads the store).
+    fn baseline(&self) -> Result<BaselineReport, String>;
+    /// Forgets it, in memory and in the store (blocking).
+    fn reset_baseline(&self) -> Result<(), String>;
     fn stats(&self) -> serde_json::Value;
     /// Current incidents from the detectors.
     fn alerts(&self) -> serde_json::Value;

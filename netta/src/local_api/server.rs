@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::extract::{ConnectInfo, FromRequestParts, Query, State};
 use axum::http::{header, request::Parts, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, MethodRouter};
+use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
 use bytes::Bytes;
 use tokio::net::UnixListener;
@@ -82,24 +82,45 @@ struct AppState {
 /// Proof that the caller passed the access check.
 struct Allowed;
 
+fn peer_of(parts: &Parts) -> Peer {
+    parts
+        .extensions
+        .get::<ConnectInfo<Peer>>()
+        .map(|c| c.0)
+        .unwrap_or(Peer {
+            uid: u32::MAX,
+            gid: u32::MAX,
+            pid: None,
+        })
+}
+
 impl FromRequestParts<AppState> for Allowed {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, Response> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<Peer>>()
-            .map(|c| c.0)
-            .unwrap_or(Peer {
-                uid: u32::MAX,
-                gid: u32::MAX,
-                pid: None,
-            });
+        let peer = peer_of(parts);
         let groups = peer.pid.map(groups_of).unwrap_or_default();
         if st.policy.allows(peer.uid, peer.gid, &groups) {
             Ok(Allowed)
         } else {
             Err(line(StatusCode::FORBIDDEN, Policy::refusal(peer.uid)))
+        }
+    }
+}
+
+/// Proof that the caller may change the agent's state: root or the agent's own user
+/// (group `netta` may read, not reset).
+struct Admin;
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, Response> {
+        let peer = peer_of(parts);
+        if st.policy.uids.contains(&peer.uid) {
+            Ok(Admin)
+        } else {
+            Err(line(StatusCode::FORBIDDEN, Policy::refusal_admin(peer.uid)))
         }
     }
 }
@@ -125,6 +146,10 @@ fn run_error(e: RunError) -> Fail {
             format!("reading the store: {s}"),
         ),
     }
+}
+
+fn unavailable(msg: String) -> Fail {
+    Fail(StatusCode::SERVICE_UNAVAILABLE, msg)
 }
 
 fn reader(st: &AppState) -> Result<Reader, Fail> {
@@ -166,6 +191,35 @@ pub fn router(backend: Arc<dyn Backend>, policy: Policy, stop: watch::Receiver<b
         .route("/v1/table", live(|b| b.table()))
         .route("/v1/stats", live(|b| b.stats()))
         .route("/v1/alerts", live(|b| b.alerts()))
+        .route("/v1/view/snapshot", get(view_snapshot))
+        .route(
+            "/v1/view/incidents",
+            get(|_: Allowed, State(st): State<AppState>| async move {
+                match blocking(move || Ok(st.backend.incidents())).await {
+                    Ok(v) => Json(v).into_response(),
+                    Err(fail) => fail.into_response(),
+                }
+            }),
+        )
+        .route("/v1/view/records", get(view_records))
+        .route(
+            "/v1/baseline",
+            get(|_: Allowed, State(st): State<AppState>| async move {
+                match blocking(move || st.backend.baseline().map_err(unavailable)).await {
+                    Ok(v) => Json(v).into_response(),
+                    Err(fail) => fail.into_response(),
+                }
+            }),
+        )
+        .route(
+            "/v1/baseline/reset",
+            post(|_: Admin, State(st): State<AppState>| async move {
+                match blocking(move || st.backend.reset_baseline().map_err(unavailable)).await {
+                    Ok(()) => line(StatusCode::OK, "baseline reset: learning again".into()),
+                    Err(fail) => fail.into_response(),
+                }
+            }),
+        )
         .route("/v1/history", get(history))
         .route(
             "/v1/history/alerts",
@@ -233,6 +287,65 @@ async fn metrics(
 struct EventsParams {
     /// Replay stored rows from this time (wall µs) before following live.
     since_us: Option<i64>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct SnapshotParams {
+    /// Include the closed rows kept in memory (a large reply: only views that need them).
+    history: bool,
+}
+
+async fn view_snapshot(
+    _: Allowed,
+    State(st): State<AppState>,
+    Query(p): Query<SnapshotParams>,
+) -> Response {
+    match blocking(move || {
+        serde_json::to_vec(&st.backend.snapshot(p.history))
+            .map_err(|e| Fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+    })
+    .await
+    {
+        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(fail) => fail.into_response(),
+    }
+}
+
+/// The live record bus as netta's own JSON lines (what attached views read).
+async fn view_records(_: Allowed, State(st): State<AppState>) -> Response {
+    let mut live = st.backend.subscribe();
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(64);
+    let mut stop = st.stop.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop.changed() => break,
+                r = live.recv() => {
+                    let Some(r) = r else { break };
+                    let mut buf = Vec::with_capacity(512);
+                    write_record(&mut buf, &r);
+                    while buf.len() < 1 << 16 {
+                        match live.try_recv() {
+                            Ok(r) => write_record(&mut buf, &r),
+                            Err(_) => break,
+                        }
+                    }
+                    if tx.send(Ok(buf.into())).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    let body = axum::body::Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+    ([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response()
+}
+
+fn write_record(buf: &mut Vec<u8>, r: &Record) {
+    if serde_json::to_writer(&mut *buf, r).is_ok() {
+        buf.push(b'\n');
+    }
 }
 
 /// JSON lines: stored rows from `since_us` (as ECS events), then live records.

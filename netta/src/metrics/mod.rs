@@ -23,10 +23,9 @@
 //! `State::name`, `RuleId::id`, the mode and the crate version): no addresses,
 //! ports or pids, so the number of series stays bounded.
 //!
-//! The HTTP server is deliberately tiny: one request per connection
-//! (`Connection: close`), a bounded request head ([`MAX_HEAD`], else 431), a
-//! timeout for idle clients ([`HEAD_TIMEOUT`], then 408) and a cap on concurrent
-//! clients. Responses are OpenMetrics when the client's `Accept` asks for it (as
+//! The HTTP side is axum (hyper), as for the local API: `/metrics` answers GET
+//! and HEAD, other methods get 405, a request head over [`MAX_HEAD`] bytes 431.
+//! Responses are OpenMetrics when the client's `Accept` asks for it (as
 //! Prometheus does), else the classic Prometheus text format 0.0.4 (curl,
 //! `promtool check metrics`).
 use std::collections::BTreeMap;
@@ -35,7 +34,6 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -44,9 +42,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
 
 use crate::agent::{Mode, Record, Shared};
 use crate::core::event::{Action, ConnEvent, Direction, Proto, State};
@@ -66,12 +63,6 @@ use sample::Sampler;
 
 /// Largest request head accepted; a longer one is answered with 431.
 pub const MAX_HEAD: usize = 8 * 1024;
-/// How long a client may take to send its request head; then 408.
-pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long writing a response may take.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Clients served at once; more wait in the listen backlog.
-const MAX_CLIENTS: usize = 16;
 /// Capacity of the metrics tap on the record stream.
 pub const TAP_CAPACITY: usize = 65_536;
 
@@ -84,7 +75,7 @@ const TRANSPORTS: [Proto; 2] = [Proto::Tcp, Proto::Udp];
 const DIRECTIONS: [Direction; 3] = [Direction::Egress, Direction::Ingress, Direction::Unknown];
 const CONN_EVENTS: [&str; 3] = ["opened", "closed", "failed"];
 /// Every rule, so each `netta_alerts_total` series exists from the start.
-const RULES: [RuleId; 9] = RuleId::ALL;
+const RULES: [RuleId; 11] = RuleId::ALL;
 /// States each transport's live-row gauge always reports (other combinations
 /// appear only while nonzero).
 const UDP_STATES: [State; 3] = [State::Unconn, State::Established, State::Flow];
@@ -526,7 +517,9 @@ mod tests {
                 | RuleId::FanOut
                 | RuleId::NewListener
                 | RuleId::LargeOutbound
-                | RuleId::AbnormalState => {}
+                | RuleId::AbnormalState
+                | RuleId::NewDestination
+                | RuleId::Beaconing => {}
             }
         }
         let ids: HashSet<&str> = RULES.iter().map(|r| r.id()).collect();

@@ -1,6 +1,7 @@
 //! Pure functions from plain data to text: connection lists, statistics, alerts,
 //! the monitor's lines, ECS JSON, CSV and report files.
 pub mod alert;
+pub mod baseline;
 pub mod csv;
 pub mod ecs;
 pub mod history;

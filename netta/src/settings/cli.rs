@@ -139,6 +139,11 @@ pub enum Command {
     },
     /// Stored connection history: what connected where, when, and which process.
     History(HistoryArgs),
+    /// The `new-destination` baseline: what the agent has learned, or forget it.
+    Baseline {
+        #[command(subcommand)]
+        action: BaselineAction,
+    },
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -158,6 +163,24 @@ pub enum Command {
     /// Time one seeding of the table from /proc (for `cargo xtask bench`).
     #[command(hide = true)]
     SeedBench,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BaselineAction {
+    /// Every learned destination (process, network, port) and the learning period.
+    Show {
+        #[arg(long)]
+        json: bool,
+        /// Read a store file instead of asking the agent.
+        #[arg(long, value_name = "FILE")]
+        store: Option<std::path::PathBuf>,
+    },
+    /// Forget everything learned; learning starts again now.
+    Reset {
+        /// Reset a store file (no agent may be running on it).
+        #[arg(long, value_name = "FILE")]
+        store: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Args, Debug, Default)]
@@ -356,6 +379,9 @@ pub struct EventsArgs {
     /// Stop after this long (default: until Ctrl+C or SIGTERM).
     #[arg(long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
+    /// First replay the agent's stored events from this time (10m, RFC 3339), then follow.
+    #[arg(long, value_parser = parse_time, value_name = "TIME")]
+    pub since: Option<i64>,
 }
 
 #[derive(Args, Debug, Default, Clone)]

@@ -91,6 +91,8 @@ struct RawRules {
     abnormal_state: Option<RawAbnormalState>,
     high_connection_count: Option<RawHighConnectionCount>,
     unusual_high_port: Option<RawUnusualHighPort>,
+    new_destination: Option<RawNewDestination>,
+    beaconing: Option<RawBeaconing>,
     alerts: Option<RawAlerts>,
     allow: Option<RawAllow>,
 }
@@ -124,6 +126,25 @@ struct RawConnectionBurst {
 struct RawFanOut {
     window: Option<Spanned<String>>,
     min_hosts: Option<Spanned<Int>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct RawNewDestination {
+    enabled: Option<bool>,
+    learning: Option<Spanned<String>>,
+    ipv4_prefix: Option<Spanned<Int>>,
+    ipv6_prefix: Option<Spanned<Int>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct RawBeaconing {
+    enabled: Option<bool>,
+    min_connections: Option<Spanned<Int>>,
+    min_duration: Option<Spanned<String>>,
+    window: Option<Spanned<String>>,
+    min_score: Option<Spanned<Float>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -367,6 +388,14 @@ impl Checker<'_> {
         Ok(x)
     }
 
+    fn prefix(&self, name: &str, v: &Spanned<Int>, max: i64) -> Result<u8, RulesError> {
+        let n = self.int(name, v, 0)?;
+        if n > max {
+            return Err(self.err(v.span(), format!("{name}: must be at most {max} (got {n})")));
+        }
+        Ok(n as u8)
+    }
+
     fn check(&self, raw: RawRules) -> Result<Rules, RulesError> {
         let mut r = Rules::default();
 
@@ -438,6 +467,61 @@ impl Checker<'_> {
             }
             if let Some(v) = &t.min_hosts {
                 r.fan_out.min_hosts = self.count("fan_out.min_hosts", v, 1)?;
+            }
+        }
+
+        if let Some(t) = raw.new_destination {
+            let n = &mut r.new_destination;
+            if let Some(v) = t.enabled {
+                n.enabled = v;
+            }
+            if let Some(v) = &t.learning {
+                n.learning = self.duration("new_destination.learning", v)?;
+            }
+            if let Some(v) = &t.ipv4_prefix {
+                n.ipv4_prefix = self.prefix("new_destination.ipv4_prefix", v, 32)?;
+            }
+            if let Some(v) = &t.ipv6_prefix {
+                n.ipv6_prefix = self.prefix("new_destination.ipv6_prefix", v, 128)?;
+            }
+        }
+
+        if let Some(t) = raw.beaconing {
+            if let Some(v) = t.enabled {
+                r.beaconing.enabled = v;
+            }
+            if let Some(v) = &t.min_connections {
+                r.beaconing.min_connections = self.count("beaconing.min_connections", v, 4)?;
+            }
+            if let Some(v) = &t.min_duration {
+                r.beaconing.min_duration = self.duration("beaconing.min_duration", v)?;
+            }
+            if let Some(v) = &t.window {
+                r.beaconing.window = self.duration("beaconing.window", v)?;
+            }
+            if let Some(v) = &t.min_score {
+                r.beaconing.min_score = self.float("beaconing.min_score", v, 0.0, true)?;
+                if r.beaconing.min_score > 1.0 {
+                    return Err(self.err(
+                        v.span(),
+                        "beaconing.min_score: must be at most 1".to_string(),
+                    ));
+                }
+            }
+            if r.beaconing.window < r.beaconing.min_duration {
+                let span = t
+                    .window
+                    .as_ref()
+                    .or(t.min_duration.as_ref())
+                    .map_or(0..0, |v| v.span());
+                return Err(self.err(
+                    span,
+                    format!(
+                        "beaconing.window ({}) must not be shorter than beaconing.min_duration ({})",
+                        humantime::format_duration(r.beaconing.window),
+                        humantime::format_duration(r.beaconing.min_duration),
+                    ),
+                ));
             }
         }
 
@@ -614,6 +698,19 @@ max = 25
 [unusual_high_port]
 above = 40000
 
+[new_destination]
+enabled = false
+learning = "2h"
+ipv4_prefix = 16
+ipv6_prefix = 48
+
+[beaconing]
+enabled = false
+min_connections = 10
+min_duration = "5m"
+window = "2h"
+min_score = 0.9
+
 [alerts]
 rearm_after = "90s"
 
@@ -678,6 +775,19 @@ processes = ["backup-agent"]
                 close_wait: 10,
                 syn_sent: 5,
             },
+            new_destination: NewDestination {
+                enabled: false,
+                learning: Duration::from_secs(7200),
+                ipv4_prefix: 16,
+                ipv6_prefix: 48,
+            },
+            beaconing: Beaconing {
+                enabled: false,
+                min_connections: 10,
+                min_duration: Duration::from_secs(300),
+                window: Duration::from_secs(7200),
+                min_score: 0.9,
+            },
             max_conns_per_ip: 25,
             high_port_above: 40000,
             rearm_after: Duration::from_secs(90),
@@ -714,6 +824,15 @@ processes = ["backup-agent"]
         assert_ne!(r.large_outbound.ratio, d.large_outbound.ratio);
         assert_ne!(r.large_outbound.window, d.large_outbound.window);
         assert_ne!(r.abnormal_state.close_wait, d.abnormal_state.close_wait);
+        assert_ne!(r.new_destination.enabled, d.new_destination.enabled);
+        assert_ne!(r.new_destination.learning, d.new_destination.learning);
+        assert_ne!(r.new_destination.ipv4_prefix, d.new_destination.ipv4_prefix);
+        assert_ne!(r.new_destination.ipv6_prefix, d.new_destination.ipv6_prefix);
+        assert_ne!(r.beaconing.enabled, d.beaconing.enabled);
+        assert_ne!(r.beaconing.min_connections, d.beaconing.min_connections);
+        assert_ne!(r.beaconing.min_duration, d.beaconing.min_duration);
+        assert_ne!(r.beaconing.window, d.beaconing.window);
+        assert_ne!(r.beaconing.min_score, d.beaconing.min_score);
         assert_ne!(r.abnormal_state.syn_sent, d.abnormal_state.syn_sent);
     }
 

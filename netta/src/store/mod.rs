@@ -2,6 +2,7 @@
 //! directory) holding ended connections, UDP flows, listener changes, alerts and
 //! incidents. The agent writes it from one thread off the hot path (`writer`);
 //! views and `netta history` read it (`query`), through the API or directly.
+pub mod baseline;
 pub mod bench;
 pub mod query;
 pub mod retention;

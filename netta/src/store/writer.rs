@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use rustc_hash::FxHashMap;
 use tokio::sync::mpsc;
 
+use super::baseline;
 use super::retention::{self, Retention};
 use super::row::{now_us, Row};
 use super::Store;
@@ -23,6 +24,8 @@ pub struct WriterOptions {
     pub max_batch: usize,
     pub retention: Retention,
     pub prune_every: Duration,
+    /// Learn `new-destination` baseline rows from outbound connections.
+    pub baseline: Option<crate::detect::rules::NewDestination>,
 }
 
 impl Default for WriterOptions {
@@ -32,6 +35,7 @@ impl Default for WriterOptions {
             max_batch: 16_384,
             retention: Retention::default(),
             prune_every: Duration::from_secs(30),
+            baseline: None,
         }
     }
 }
@@ -68,6 +72,7 @@ impl StoreStats {
 pub struct Writer {
     stats: Arc<StoreStats>,
     stop: Arc<AtomicBool>,
+    reset_baseline: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -80,15 +85,26 @@ impl Writer {
     ) -> std::io::Result<Writer> {
         let stats = Arc::new(StoreStats::default());
         let stop = Arc::new(AtomicBool::new(false));
-        let (s, st) = (stats.clone(), stop.clone());
+        let reset_baseline = Arc::new(AtomicBool::new(false));
+        let flags = Flags {
+            stop: stop.clone(),
+            reset_baseline: reset_baseline.clone(),
+        };
+        let s = stats.clone();
         let thread = std::thread::Builder::new()
             .name("netta-store".into())
-            .spawn(move || run(store, rx, clock, opts, &s, &st))?;
+            .spawn(move || run(store, rx, clock, opts, &s, &flags))?;
         Ok(Writer {
             stats,
             stop,
+            reset_baseline,
             thread: Some(thread),
         })
+    }
+
+    /// Set to ask the writer to forget the baseline; it clears the flag when done.
+    pub fn baseline_reset_flag(&self) -> Arc<AtomicBool> {
+        self.reset_baseline.clone()
     }
 
     pub fn stats(&self) -> Arc<StoreStats> {
@@ -177,14 +193,21 @@ fn commit(
     batch.clear();
 }
 
+struct Flags {
+    stop: Arc<AtomicBool>,
+    reset_baseline: Arc<AtomicBool>,
+}
+
 fn run(
     mut store: Store,
     mut rx: mpsc::Receiver<Record>,
     clock: Clock,
     opts: WriterOptions,
     stats: &StoreStats,
-    stop: &AtomicBool,
+    flags: &Flags,
 ) {
+    let stop = &flags.stop;
+    let mut seen = baseline::Pending::default();
     let mut batch: Vec<Row> = Vec::with_capacity(opts.max_batch);
     let mut oldest: Option<Instant> = None;
     let mut uids = Uids {
@@ -202,6 +225,12 @@ fn run(
             match rx.try_recv() {
                 Ok(rec) => {
                     got += 1;
+                    if let (Some(cfg), Record::Event(ev)) = (&opts.baseline, &rec) {
+                        if let Some(d) = crate::detect::new_destination::dest_of(cfg, ev) {
+                            baseline::note(&mut seen, d, super::row::wall_us(&clock, ev.ts_ns));
+                            oldest.get_or_insert_with(Instant::now);
+                        }
+                    }
                     if let Some(row) = Row::from_record(&rec, &clock, |pid| uids.get(pid)) {
                         batch.push(row);
                         oldest.get_or_insert_with(Instant::now);
@@ -215,8 +244,20 @@ fn run(
             }
         }
         let due = oldest.is_some_and(|t| t.elapsed() >= opts.batch_interval);
+        if flags.reset_baseline.load(Ordering::Acquire) {
+            seen.clear();
+            if let Err(e) = baseline::reset(store.db(), now_us()) {
+                log::warn!("history store: resetting the baseline failed: {e}");
+            }
+            flags.reset_baseline.store(false, Ordering::Release);
+        }
         if batch.len() >= opts.max_batch || due || closed || (stopping && got == 0) {
             commit(&mut store, &mut batch, stats, &mut failing);
+            if let Err(e) = baseline::upsert(store.db(), &seen) {
+                // A full disk: the destinations are relearned (and not alerted on) next time.
+                log::warn!("history store: baseline not saved: {e}");
+            }
+            seen.clear();
             oldest = None;
         }
         if closed || (stopping && got == 0) {

@@ -19,6 +19,11 @@
 //!   syn SRC_IP DST_IP FIRST_PORT LAST_PORT COUNT INTERVAL_US NAME
 //!                                            raw IPv4 SYNs from SRC_IP (may be spoofed), cycling
 //!                                            over the ports, COUNT in all; prints `sent N`
+//!   beacon ADDR COUNT PERIOD_MS JITTER_PCT NAME
+//!                                            COUNT short connections PERIOD_MS ± JITTER_PCT % apart;
+//!                                            prints `done N`
+//!   scatter ADDR COUNT MIN_MS MAX_MS NAME    COUNT short connections at random gaps, spread
+//!                                            log-uniformly over MIN_MS..MAX_MS; prints `done N`
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 
@@ -59,6 +64,26 @@ fn hold_until_eof(out: &mut impl Write, held: &[TcpStream]) {
     writeln!(out, "held").unwrap();
     out.flush().unwrap();
     wait_stdin_eof();
+}
+
+/// xorshift64*: enough randomness for traffic timing, no dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn seeded() -> Rng {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64);
+        Rng((t ^ (u64::from(std::process::id()) << 32)) | 1)
+    }
+
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
+    }
 }
 
 fn wait_stdin_eof() {
@@ -235,6 +260,28 @@ fn main() {
             let (count, interval) = (num(&args, 6), num(&args, 7) as u64);
             let sent = raw_syns(src, dst, first, last, count, interval);
             writeln!(out, "sent {sent}").unwrap();
+        }
+        "beacon" | "scatter" => {
+            set_name(arg(&args, 6));
+            let to = addr(&args, 2);
+            let (a, b) = (num(&args, 4) as f64, num(&args, 5) as f64);
+            let mut rng = Rng::seeded();
+            let count = num(&args, 3);
+            for i in 0..count {
+                if i > 0 {
+                    let ms = if arg(&args, 1) == "beacon" {
+                        a * (1.0 + b / 100.0 * (2.0 * rng.unit() - 1.0))
+                    } else {
+                        (a.ln() + (b.ln() - a.ln()) * rng.unit()).exp()
+                    };
+                    std::thread::sleep(std::time::Duration::from_secs_f64(ms / 1000.0));
+                }
+                let mut s = TcpStream::connect(to).expect("connect");
+                s.shutdown(std::net::Shutdown::Write).expect("shutdown");
+                let mut reply = Vec::new();
+                let _ = s.read_to_end(&mut reply);
+            }
+            writeln!(out, "done {count}").unwrap();
         }
         other => {
             eprintln!("netta-traffic: unknown mode {other}");

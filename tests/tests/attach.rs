@@ -1,0 +1,113 @@
+//! Every view attaches to a running agent: `netta --api S VIEW` reads the agent's
+//! table, incidents and stream (the start-up line says so, with the agent's pid),
+//! sees what happened before the view started, and `--standalone` runs its own.
+use std::time::{Duration, Instant};
+
+use netta_tests::*;
+
+#[test]
+fn views_attach_to_the_running_agent_and_standalone_forces_their_own() {
+    if !ebpf_available("attach") {
+        return;
+    }
+    let dir = temp_dir("attach");
+    let (state, sock) = (dir.join("state"), dir.join("api.sock"));
+    let s = sock.to_str().unwrap();
+    let agent = AgentProc::start(&state, &sock, &[]);
+    let pid = agent.child.id();
+    let attached = format!("netta: attached to agent (pid {pid}, up ");
+
+    // A connection held open, and short ones that ended before any view started.
+    let mut server = Traffic::spawn(&["tcp-server", "127.0.0.1:0", "4", "0", "at-srv"]);
+    let port: u16 = server.expect_line("port ").parse().unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    Traffic::spawn(&["tcp-client", &addr, "3", "1", "at-short"]).finish();
+    let mut held = Traffic::spawn(&["hold", &addr, "1", "at-hold"]);
+    held.expect_line("held");
+
+    let view = |args: &[&str]| {
+        let mut all = vec!["--api", s];
+        all.extend_from_slice(args);
+        let (ok, out, err) = run_netta(&all);
+        assert!(ok, "netta {args:?}: {err}");
+        assert!(err.starts_with(&attached), "netta {args:?}: {err}");
+        out
+    };
+    // Rows of `list --json` (local/remote, process name) and ECS events (source/destination).
+    let row_of = |v: &Value, name: &str| {
+        let p = Some(port as u64);
+        (u64_at(v, &["local", "port"]) == p || u64_at(v, &["remote", "port"]) == p)
+            && str_at(v, &["process"]) == Some(name)
+    };
+    let event_of = |v: &Value, name: &str| {
+        let p = Some(port as u64);
+        (u64_at(v, &["source", "port"]) == p || u64_at(v, &["destination", "port"]) == p)
+            && str_at(v, &["process", "name"]) == Some(name)
+    };
+
+    // list: the agent's live table (once its events are in).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let live: Value = serde_json::from_str(&view(&["list", "--json"])).unwrap();
+        if live
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| row_of(v, "at-hold"))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no at-hold row: {live}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // list --history: the short connections, closed before the view started.
+    loop {
+        let h: Value = serde_json::from_str(&view(&["list", "--history", "--json"])).unwrap();
+        let short = h
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|v| row_of(v, "at-short"))
+            .count();
+        if short >= 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "history has {short} of 3: {h}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // stats, detect, export and monitor read the same agent.
+    let st: Value = serde_json::from_str(&view(&["stats", "--json"])).unwrap();
+    assert!(st["since_start"]["closed"].as_u64().unwrap() >= 3, "{st}");
+    let found: Value = serde_json::from_str(&view(&["detect", "--json"])).unwrap();
+    assert!(found.is_array(), "{found}");
+    let report = dir.join("report.json");
+    let r = report.to_str().unwrap();
+    let msg = view(&["export", "--format", "json", "-o", r]);
+    assert!(msg.contains("Report exported to"), "{msg}");
+    assert!(std::fs::read_to_string(&report)
+        .unwrap()
+        .contains("at-hold"));
+    let mon = view(&["monitor", "--duration", "2s", "--interval", "1s", "--json"]);
+    assert!(mon.lines().any(|l| l.contains("\"summary\"")), "{mon}");
+    // events --since replays the stored history, then follows.
+    let ev = view(&["events", "--since", "10m", "--duration", "2s"]);
+    let replayed = ev
+        .lines()
+        .map(parse_event_line)
+        .filter(|v| event_of(v, "at-short"))
+        .count();
+    assert!(replayed >= 3, "{replayed} replayed: {ev}");
+
+    // --standalone runs its own agent even with one reachable.
+    let (ok, _, err) = run_netta(&["--api", s, "--standalone", "list", "--json"]);
+    assert!(ok, "{err}");
+    assert!(err.starts_with("netta: standalone (eBPF"), "{err}");
+    drop(held);
+    server.child.kill().ok();
+    drop(agent);
+    // No agent at the socket: the view runs standalone by itself.
+    let (ok, _, err) = run_netta(&["--api", s, "list", "--json"]);
+    assert!(ok, "{err}");
+    assert!(err.starts_with("netta: standalone ("), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
