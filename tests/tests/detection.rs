@@ -511,16 +511,22 @@ fn syn_flood_is_detected_from_the_first_synack_retransmissions() {
     );
 }
 
+/// netta, then a loopback server (named `name`) taking 15 connections: its port,
+/// and the time the clients may start.
+fn netta_and_server(name: &str) -> (Netta, Traffic, String, SystemTime) {
+    let events = Netta::start(&[]);
+    let mut server = Traffic::spawn(&["tcp-server", "127.0.0.1:0", "15", "0", name]);
+    let port = server.expect_line("port ");
+    (events, server, port, SystemTime::now())
+}
+
 /// 15 connections held open to one listener on loopback (30 sockets with both
 /// ends): a high-connection-count alert for 127.0.0.1.
 #[test]
 fn many_connections_to_one_ip_raise_high_connection_count() {
     let _serial = serial();
     require_ebpf!("high_connection_count");
-    let mut events = Netta::start(&[]);
-    let mut server = Traffic::spawn(&["tcp-server", "127.0.0.1:0", "15", "0", "nt-hold-srv"]);
-    let port = server.expect_line("port ");
-    let start = SystemTime::now();
+    let (mut events, server, port, start) = netta_and_server("nt-hold-srv");
     let mut hold = Traffic::spawn(&["hold", &format!("127.0.0.1:{port}"), "15", "nt-hold"]);
     hold.expect_line("held");
     let alert = events.expect_alert("high-connection-count", |v| {
@@ -548,10 +554,7 @@ fn many_connections_to_one_ip_raise_high_connection_count() {
 fn idle_accepted_connections_count_toward_high_connection_count_promptly() {
     let _serial = serial();
     require_ebpf!("high_connection_count_ingress");
-    let mut events = Netta::start(&[]);
-    let mut server = Traffic::spawn(&["tcp-server", "127.0.0.1:0", "15", "0", "nt-idle-srv"]);
-    let port = server.expect_line("port ");
-    let start = SystemTime::now();
+    let (mut events, server, port, start) = netta_and_server("nt-idle-srv");
     let mut hold = Traffic::spawn(&[
         "hold-from",
         "127.0.0.2",

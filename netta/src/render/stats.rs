@@ -469,6 +469,13 @@ mod tests {
         assert_eq!(ports, [8443, 65000]);
     }
 
+    /// The statistics of `s` (builtin service names) and their text.
+    fn computed_and_rendered(s: &Snapshot) -> (Stats, String) {
+        let st = compute(s, &Services::builtin());
+        let out = render(&st);
+        (st, out)
+    }
+
     fn snap(conns: Vec<Conn>) -> Snapshot {
         Snapshot {
             conns,
@@ -521,8 +528,7 @@ mod tests {
                 b"chrome",
             ),
         ]);
-        let st = compute(&s, &Services::builtin());
-        let out = render(&st);
+        let (st, out) = computed_and_rendered(&s);
         let original = "\
 ════════════════════════════════════════════════════════════
 NETWORK TRAFFIC STATISTICS
@@ -807,8 +813,7 @@ Since Start:
             77,
             b"\x1b[31mevil\n\xff",
         )]);
-        let st = compute(&s, &Services::builtin());
-        let out = render(&st);
+        let (st, out) = computed_and_rendered(&s);
         assert!(
             out.contains("  77/\\e[31mevil\\n\\xff: 1 connections\n"),
             "{out}"
