@@ -264,7 +264,8 @@ fn start(tracer: Tracer, netta: &Path, dir: &Path, run: usize) -> Result<Running
                 "perf"
             };
             let mut child = Command::new(netta)
-                .args(["--transport", transport, "events"])
+                // Its own agent, whatever else serves the default API socket.
+                .args(["--standalone", "--transport", transport, "events"])
                 .stdout(std::fs::File::create(&out)?)
                 .stderr(Stdio::piped())
                 .spawn()?;
