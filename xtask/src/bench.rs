@@ -610,6 +610,7 @@ pub fn run(root: &Path, netta: &Path, opts: &Opts) -> Result<String> {
         }
         results.push(r);
     }
+    let service = agent_service(netta, &dir, opts);
     drop(nginx);
     let ingest = criterion(root, opts.smoke)?;
     let seed = seeding(netta, opts.sockets, if opts.smoke { 1 } else { 5 });
@@ -619,11 +620,109 @@ pub fn run(root: &Path, netta: &Path, opts: &Opts) -> Result<String> {
     let store = store_history(netta, &dir, if opts.smoke { 100_000 } else { 10_000_000 });
     let _ = std::fs::remove_dir_all(&dir);
     let mut out = report(&results, &ingest, seed, opts);
+    match service {
+        Ok(text) => out.push_str(&text),
+        Err(e) => eprintln!("bench: agent service benchmark failed: {e:#}"),
+    }
     match store {
         Ok(text) => out.push_str(&text),
         Err(e) => eprintln!("bench: store benchmark failed: {e:#}"),
     }
     Ok(out)
+}
+
+/// GET over the agent's API socket; the body as JSON.
+fn api_get(sock: &Path, path: &str) -> Result<serde_json::Value> {
+    let mut s = std::os::unix::net::UnixStream::connect(sock).context("connect to the API")?;
+    std::io::Write::write_all(
+        &mut s,
+        format!("GET {path} HTTP/1.1\r\nHost: netta\r\nConnection: close\r\n\r\n").as_bytes(),
+    )?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    let body = text.split_once("\r\n\r\n").map_or("", |x| x.1);
+    serde_json::from_str(body).with_context(|| format!("API reply to {path}: {text}"))
+}
+
+/// `netta agent` as the service: `netta --api S list` latency on a running agent,
+/// then the history store at full loopback rate (ab against nginx): rows stored,
+/// rows dropped, bytes on disk per million stored connections.
+fn agent_service(netta: &Path, dir: &Path, opts: &Opts) -> Result<String> {
+    let state = dir.join("service-state");
+    let sock = dir.join("service.sock");
+    let _ = std::fs::remove_dir_all(&state);
+    let mut child = Command::new(netta)
+        .args(["agent", "--sink", "file:/dev/null", "--state-dir"])
+        .arg(&state)
+        .arg("--api")
+        .arg(&sock)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    wait_for_line(&mut child, true, "netta: agent ready")?;
+    let result = (|| -> Result<String> {
+        let mut ms = Vec::new();
+        for _ in 0..if opts.smoke { 3 } else { 20 } {
+            let t = Instant::now();
+            let out = Command::new(netta)
+                .arg("--api")
+                .arg(&sock)
+                .arg("list")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .output()?;
+            ms.push(t.elapsed().as_secs_f64() * 1e3);
+            let err = String::from_utf8_lossy(&out.stderr);
+            if !out.status.success() || !err.starts_with("netta: attached to agent") {
+                bail!("netta --api S list did not attach: {err}");
+            }
+        }
+        let rows = |v: &serde_json::Value| v["store"]["rows_written"].as_u64().unwrap_or(0);
+        let before = api_get(&sock, "/v1/stats")?;
+        let ab = run_ab(opts.requests)?;
+        // The writer commits every 250 ms: wait for it to catch up.
+        let mut after = api_get(&sock, "/v1/stats")?;
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(500));
+            let next = api_get(&sock, "/v1/stats")?;
+            let settled = rows(&next) == rows(&after);
+            after = next;
+            if settled {
+                break;
+            }
+        }
+        let stored = rows(&after) - rows(&before);
+        let dropped = after["store"]["rows_dropped"].as_u64().unwrap_or(0);
+        let lost = after["since_start"]["lost_events"].as_u64().unwrap_or(0);
+        let bytes: u64 = ["history.db", "history.db-wal"]
+            .iter()
+            .filter_map(|f| std::fs::metadata(state.join(f)).ok())
+            .map(|m| m.len())
+            .sum();
+        let per_million = bytes as f64 / (rows(&after).max(1) as f64 / 1e6);
+        let mut o = String::new();
+        let _ = writeln!(
+            o,
+            "\nAgent as a service (`netta agent --state-dir D --api S`): `netta --api S list` median {:.1} ms, max {:.1} ms over {} runs (target ≤ 50 ms). \
+             With the store on, `ab -n {}` ran at {:.0} req/s; the store wrote {stored} rows for it, dropped {dropped}, agent-wide lost records {lost}; \
+             {:.1} MB on disk for {} rows ({:.0} MB per million stored connections).",
+            median(ms.clone()),
+            ms.iter().cloned().fold(0.0, f64::max),
+            ms.len(),
+            opts.requests,
+            ab.rps,
+            bytes as f64 / 1e6,
+            rows(&after),
+            per_million / 1e6,
+        );
+        Ok(o)
+    })();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&state);
+    result
 }
 
 /// The history store: a generated week of `rows` connections, its size, and
