@@ -48,23 +48,10 @@ pub fn render_text(r: &BaselineReport, now_us: i64) -> String {
             ]
         })
         .collect();
-    let mut w = head.map(|h| h.chars().count());
+    let w = super::list::widths(head, &cells);
+    super::list::push_row(&mut out, &head.map(String::from), &w);
     for c in &cells {
-        for (i, s) in c.iter().enumerate() {
-            w[i] = w[i].max(s.chars().count());
-        }
-    }
-    let line = |out: &mut String, cells: &[String]| {
-        let mut l = String::new();
-        for (i, c) in cells.iter().enumerate() {
-            let _ = write!(l, "{c:<width$}  ", width = w[i]);
-        }
-        out.push_str(l.trim_end());
-        out.push('\n');
-    };
-    line(&mut out, &head.map(String::from));
-    for c in &cells {
-        line(&mut out, c);
+        super::list::push_row(&mut out, c, &w);
     }
     let _ = writeln!(out, "\n{} destinations", r.destinations.len());
     out

@@ -52,25 +52,12 @@ pub fn render_text(rows: &[ConnRow]) -> String {
             ]
         })
         .collect();
-    let mut w = head.map(|h| h.chars().count());
-    for r in &cells {
-        for (i, c) in r.iter().enumerate() {
-            w[i] = w[i].max(c.chars().count());
-        }
-    }
+    let w = super::list::widths(head, &cells);
     let mut out = String::new();
     super::list::header(&mut out, "CONNECTION HISTORY");
-    let line = |out: &mut String, cells: &[String]| {
-        let mut l = String::new();
-        for (i, c) in cells.iter().enumerate() {
-            let _ = write!(l, "{c:<width$}  ", width = w[i]);
-        }
-        out.push_str(l.trim_end());
-        out.push('\n');
-    };
-    line(&mut out, &head.map(String::from));
+    super::list::push_row(&mut out, &head.map(String::from), &w);
     for r in &cells {
-        line(&mut out, r);
+        super::list::push_row(&mut out, r, &w);
     }
     let _ = writeln!(out, "\n{} rows", rows.len());
     out

@@ -20,7 +20,8 @@ pub fn header(out: &mut String, title: &str) {
     let _ = writeln!(out, "{}\n{title}\n{}", heavy_rule(), heavy_rule());
 }
 
-fn widths<const N: usize>(head: [&str; N], rows: &[[String; N]]) -> [usize; N] {
+/// Column widths that fit the heads and every row.
+pub(super) fn widths<const N: usize>(head: [&str; N], rows: &[[String; N]]) -> [usize; N] {
     let mut w = head.map(|h| h.chars().count());
     for r in rows {
         for (i, cell) in r.iter().enumerate() {
@@ -30,7 +31,8 @@ fn widths<const N: usize>(head: [&str; N], rows: &[[String; N]]) -> [usize; N] {
     w
 }
 
-fn push_row<const N: usize>(out: &mut String, cells: &[String; N], w: &[usize; N]) {
+/// One row, columns two spaces apart, no trailing blanks.
+pub(super) fn push_row<const N: usize>(out: &mut String, cells: &[String; N], w: &[usize; N]) {
     let mut line = String::new();
     for (i, cell) in cells.iter().enumerate() {
         if i + 1 == N {
