@@ -7,42 +7,77 @@
 //! every target that builds it.
 #![no_std]
 
-/// Kinds of record the kernel emits (`Event::kind`).
-pub mod kind {
+/// Kinds of record the kernel emits. `Event::kind` holds the `u8` (any byte can
+/// arrive from the ring); the agent reads it back with `Kind::try_from`.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
     /// A TCP socket reached ESTABLISHED (emitted once its owner is known).
-    pub const OPENED: u8 = 1;
+    Opened = 1,
     /// An established TCP socket reached CLOSE.
-    pub const CLOSED: u8 = 2;
+    Closed = 2,
     /// SYN_SENT went to CLOSE: refused, timed out or reset.
-    pub const FAILED: u8 = 3;
-    pub const LISTEN_STARTED: u8 = 4;
-    pub const LISTEN_STOPPED: u8 = 5;
+    Failed = 3,
+    ListenStarted = 4,
+    ListenStopped = 5,
     /// First datagram of a new UDP flow (socket, remote address, remote port).
-    pub const UDP_FLOW: u8 = 6;
+    UdpFlow = 6,
     /// One raw `inet_sock_set_state` transition (only with `Config::all_states`).
-    pub const STATE: u8 = 7;
+    State = 7,
     /// The kernel sent a RST (closed port, or abort).
-    pub const RESET_SENT: u8 = 8;
+    ResetSent = 8,
     /// An accepted connection reached ESTABLISHED but no hook has run in its
     /// owner's context yet: the agent lists it now (owner provisional, from the
-    /// listener) and reports it opened when `OPENED` follows.
-    pub const PENDING: u8 = 9;
-    pub const MAX: u8 = 9;
+    /// listener) and reports it opened when `Opened` follows.
+    Pending = 9,
 }
 
-/// Bits of `Event::flags`.
-pub mod flag {
-    /// This socket made the connection (it went through SYN_SENT).
-    pub const INITIATOR: u8 = 1 << 0;
-    /// This socket was accepted from a listener (it came from SYN_RECV).
-    pub const ACCEPTED: u8 = 1 << 1;
-    /// The owner was taken from the listener, not from a hook on this socket.
-    pub const OWNER_FROM_LISTENER: u8 = 1 << 2;
-    /// The socket was first seen mid-life (netta started later, or the map
-    /// evicted it): `start_ns` and the byte counters are incomplete.
-    pub const PARTIAL: u8 = 1 << 3;
-    /// No process-context hook has seen this socket: `pid`/`comm` are empty.
-    pub const OWNER_UNKNOWN: u8 = 1 << 4;
+impl Kind {
+    pub const ALL: [Kind; 9] = [
+        Kind::Opened,
+        Kind::Closed,
+        Kind::Failed,
+        Kind::ListenStarted,
+        Kind::ListenStopped,
+        Kind::UdpFlow,
+        Kind::State,
+        Kind::ResetSent,
+        Kind::Pending,
+    ];
+}
+
+/// A byte that names no [`Kind`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnknownKind(pub u8);
+
+impl TryFrom<u8> for Kind {
+    type Error = UnknownKind;
+    fn try_from(n: u8) -> Result<Kind, UnknownKind> {
+        Kind::ALL
+            .into_iter()
+            .find(|k| *k as u8 == n)
+            .ok_or(UnknownKind(n))
+    }
+}
+
+bitflags::bitflags! {
+    /// Bits of `Event::flags` and `SockInfo::flags`. Any byte is a valid value
+    /// (it comes from the ring); the agent rejects bits not named here.
+    #[repr(transparent)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct Flags: u8 {
+        /// This socket made the connection (it went through SYN_SENT).
+        const INITIATOR = 1 << 0;
+        /// This socket was accepted from a listener (it came from SYN_RECV).
+        const ACCEPTED = 1 << 1;
+        /// The owner was taken from the listener, not from a hook on this socket.
+        const OWNER_FROM_LISTENER = 1 << 2;
+        /// The socket was first seen mid-life (netta started later, or the map
+        /// evicted it): `start_ns` and the byte counters are incomplete.
+        const PARTIAL = 1 << 3;
+        /// No process-context hook has seen this socket: `pid`/`comm` are empty.
+        const OWNER_UNKNOWN = 1 << 4;
+    }
 }
 
 /// Linux TCP states, as `include/net/tcp_states.h` numbers them.
@@ -92,8 +127,9 @@ pub struct Event {
     pub local_port: u16,
     pub remote_port: u16,
     pub family: u16,
+    /// A [`Kind`], as its byte.
     pub kind: u8,
-    pub flags: u8,
+    pub flags: Flags,
     pub old_state: u8,
     pub new_state: u8,
     pub protocol: u8,
@@ -112,30 +148,6 @@ const _: () = assert!(core::mem::offset_of!(Event, kind) == 90);
 const _: () = assert!(core::mem::offset_of!(Event, comm) == 96);
 
 impl Event {
-    pub const fn zeroed() -> Self {
-        Event {
-            ts_ns: 0,
-            sock: 0,
-            start_ns: 0,
-            bytes_sent: 0,
-            bytes_recv: 0,
-            packets: 0,
-            local_addr: [0; 16],
-            remote_addr: [0; 16],
-            pid: 0,
-            local_port: 0,
-            remote_port: 0,
-            family: 0,
-            kind: 0,
-            flags: 0,
-            old_state: 0,
-            new_state: 0,
-            protocol: 0,
-            _pad: 0,
-            comm: [0; COMM_LEN],
-        }
-    }
-
     /// Reads one record from untrusted bytes. `None` if the slice is shorter
     /// than a record; longer slices (perf pads its samples) are accepted.
     pub fn from_bytes(buf: &[u8]) -> Option<Event> {
@@ -151,10 +163,34 @@ impl Event {
         // SAFETY: repr(C) with explicit padding fields, so no uninitialised bytes.
         unsafe { &*(self as *const Event as *const [u8; EVENT_SIZE]) }
     }
+
+    /// Copies a socket's addresses and ports into the record.
+    #[inline(always)]
+    pub fn set_ends(&mut self, e: &Endpoints) {
+        self.family = e.family;
+        self.local_addr = e.local_addr;
+        self.remote_addr = e.remote_addr;
+        self.local_port = e.local_port;
+        self.remote_port = e.remote_port;
+    }
+}
+
+/// The addresses and ports of a socket, from its own point of view: what a TCP
+/// transition reports and what `SockInfo` keeps for the hooks that have only the
+/// socket pointer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Endpoints {
+    pub local_addr: [u8; 16],
+    pub remote_addr: [u8; 16],
+    pub local_port: u16,
+    pub remote_port: u16,
+    pub family: u16,
+    pub _pad: u16,
 }
 
 /// Per-TCP-socket state the kernel keeps in `TCP_SOCKS` (keyed by socket address).
-/// The 4-tuple is kept because the send/recv hooks that find the owner carry only
+/// The endpoints are kept because the send/recv hooks that find the owner carry only
 /// the socket pointer.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -162,43 +198,18 @@ pub struct SockInfo {
     pub start_ns: u64,
     pub bytes_sent: u64,
     pub bytes_recv: u64,
-    pub local_addr: [u8; 16],
-    pub remote_addr: [u8; 16],
+    pub ends: Endpoints,
     pub pid: u32,
-    pub local_port: u16,
-    pub remote_port: u16,
-    pub family: u16,
-    pub flags: u8,
-    /// 1 once the `OPENED` record went out.
+    pub flags: Flags,
+    /// 1 once the `Opened` record went out.
     pub opened_sent: u8,
     pub established: u8,
     /// 1 once this side queued a FIN (it went to FIN_WAIT1 or LAST_ACK).
     pub fin_sent: u8,
-    pub _pad: [u8; 2],
     pub comm: [u8; COMM_LEN],
 }
 
-impl SockInfo {
-    pub const fn zeroed() -> Self {
-        SockInfo {
-            start_ns: 0,
-            bytes_sent: 0,
-            bytes_recv: 0,
-            local_addr: [0; 16],
-            remote_addr: [0; 16],
-            pid: 0,
-            local_port: 0,
-            remote_port: 0,
-            family: 0,
-            flags: 0,
-            opened_sent: 0,
-            established: 0,
-            fin_sent: 0,
-            _pad: [0; 2],
-            comm: [0; COMM_LEN],
-        }
-    }
-}
+const _: () = assert!(core::mem::size_of::<SockInfo>() == 88);
 
 /// Owner of a listening port (`LISTENERS`, keyed by [`listener_key`]), used when an
 /// accepted socket closes before any hook in its owner's context ran.
@@ -261,18 +272,32 @@ pub mod counter {
     pub const LEN: u32 = 4;
 }
 
-/// Map names, shared so the loader cannot drift from the program.
+/// `pub const NAME: &str = "ident"` for each `NAME = ident`, and `ALL` of them:
+/// the kernel side names a map or program by its Rust identifier, so the string
+/// is written once, here, and a host test checks the object holds every one.
+macro_rules! names {
+    ($($(#[$doc:meta])* $name:ident = $ident:ident),* $(,)?) => {
+        $($(#[$doc])* pub const $name: &str = stringify!($ident);)*
+        pub const ALL: &[&str] = &[$($name),*];
+    };
+}
+
+/// Map names (the kernel's `static`s), shared so the loader cannot drift from the program.
 pub mod maps {
-    pub const RING: &str = "EVENTS";
-    pub const PERF: &str = "PERF_EVENTS";
-    pub const COUNTERS: &str = "COUNTERS";
-    pub const UDP_FLOWS: &str = "UDP_FLOWS";
-    /// SYN-ACK retransmissions per listening port ([`listener_key`]): each one is a
-    /// half-open connection whose client never answered.
-    pub const SYNACK_RETRANS: &str = "SYNACK_RETRANS";
-    pub const TCP_SOCKS: &str = "TCP_SOCKS";
-    pub const LISTENERS: &str = "LISTENERS";
-    pub const SEND_DEST: &str = "SEND_DEST";
+    names! {
+        RING = EVENTS,
+        PERF = PERF_EVENTS,
+        COUNTERS = COUNTERS,
+        UDP_FLOWS = UDP_FLOWS,
+        /// SYN-ACK retransmissions per listening port ([`listener_key`]): each one is a
+        /// half-open connection whose client never answered.
+        ///
+        /// [`listener_key`]: super::listener_key
+        SYNACK_RETRANS = SYNACK_RETRANS,
+        TCP_SOCKS = TCP_SOCKS,
+        LISTENERS = LISTENERS,
+        SEND_DEST = SEND_DEST,
+    }
 }
 
 /// Global `CONFIG` (set by the loader before load). Every struct offset here comes
@@ -322,37 +347,44 @@ pub struct Config {
     pub _pad2: u32,
 }
 
-/// Names of the programs in the object, shared with the loader.
+/// Names of the programs in the object (the kernel's hook functions), shared with
+/// the loader.
 pub mod prog {
-    pub const SET_STATE: &str = "inet_sock_set_state";
-    pub const SEND_LEN: &str = "sock_send_length";
-    pub const RECV_LEN: &str = "sock_recv_length";
-    pub const SENDTO_ENTER: &str = "sys_enter_sendto";
-    pub const SENDMSG_ENTER: &str = "sys_enter_sendmsg";
-    pub const SEND_EXIT: &str = "sys_exit_send";
-    pub const SEND_RESET: &str = "tcp_send_reset";
-    pub const SYNACK: &str = "tcp_retransmit_synack";
-    /// fexit of `inet_csk_accept` with its two signatures: `(sk, flags, err, kern)`
-    /// before Linux 6.10, `(sk, arg)` since. The return value follows the arguments.
-    pub const ACCEPT_4: &str = "accept_exit_4";
-    pub const ACCEPT_2: &str = "accept_exit_2";
-    /// fexit of `udp_sendmsg` / `udpv6_sendmsg` (`sk, msg, len`).
-    pub const UDP_SENDMSG: &str = "udp_sendmsg_exit";
-    pub const UDPV6_SENDMSG: &str = "udpv6_sendmsg_exit";
-    /// fentry of `tcp_v4_send_reset` / `tcp_v6_send_reset` (`sk, skb, ...`): the
-    /// RST hook where `tcp:tcp_send_reset` lacks the no-socket case (before 6.10 its
-    /// layout differs, and it only fired for resets on a full socket).
-    pub const RESET_V4: &str = "tcp_v4_send_reset_entry";
-    pub const RESET_V6: &str = "tcp_v6_send_reset_entry";
+    names! {
+        SET_STATE = inet_sock_set_state,
+        SEND_LEN = sock_send_length,
+        RECV_LEN = sock_recv_length,
+        SENDTO_ENTER = sys_enter_sendto,
+        SENDMSG_ENTER = sys_enter_sendmsg,
+        SEND_EXIT = sys_exit_send,
+        SEND_RESET = tcp_send_reset,
+        SYNACK = tcp_retransmit_synack,
+        /// fexit of `inet_csk_accept` with its two signatures: `(sk, flags, err, kern)`
+        /// before Linux 6.10, `(sk, arg)` since. The return value follows the arguments.
+        ACCEPT_4 = accept_exit_4,
+        ACCEPT_2 = accept_exit_2,
+        /// fexit of `udp_sendmsg` / `udpv6_sendmsg` (`sk, msg, len`).
+        UDP_SENDMSG = udp_sendmsg_exit,
+        UDPV6_SENDMSG = udpv6_sendmsg_exit,
+        /// fentry of `tcp_v4_send_reset` / `tcp_v6_send_reset` (`sk, skb, ...`): the
+        /// RST hook where `tcp:tcp_send_reset` lacks the no-socket case (before 6.10 its
+        /// layout differs, and it only fired for resets on a full socket).
+        RESET_V4 = tcp_v4_send_reset_entry,
+        RESET_V6 = tcp_v6_send_reset_entry,
+    }
 }
 
-/// Kernel functions the fexit programs attach to.
+/// Kernel functions the fexit/fentry programs attach to. The loader attaches by
+/// these names; the `function = ".."` in the kernel's attributes only labels the
+/// ELF section (an attribute takes no constant).
 pub mod func {
-    pub const ACCEPT: &str = "inet_csk_accept";
-    pub const UDP_SENDMSG: &str = "udp_sendmsg";
-    pub const UDPV6_SENDMSG: &str = "udpv6_sendmsg";
-    pub const RESET_V4: &str = "tcp_v4_send_reset";
-    pub const RESET_V6: &str = "tcp_v6_send_reset";
+    names! {
+        ACCEPT = inet_csk_accept,
+        UDP_SENDMSG = udp_sendmsg,
+        UDPV6_SENDMSG = udpv6_sendmsg,
+        RESET_V4 = tcp_v4_send_reset,
+        RESET_V6 = tcp_v6_send_reset,
+    }
 }
 
 /// Offsets of the tracepoint fields the program reads, checked by the agent
@@ -376,89 +408,77 @@ pub mod tp {
         (SYNACK, SYNACK_FIELDS),
     ];
 
-    pub const SET_STATE: Tracepoint = ("sock", "inet_sock_set_state");
-    pub mod set_state {
-        use super::Field;
-        pub const SKADDR: Field = ("skaddr", 8, 8);
-        pub const OLDSTATE: Field = ("oldstate", 16, 4);
-        pub const NEWSTATE: Field = ("newstate", 20, 4);
-        pub const SPORT: Field = ("sport", 24, 2);
-        pub const DPORT: Field = ("dport", 26, 2);
-        pub const FAMILY: Field = ("family", 28, 2);
-        pub const PROTOCOL: Field = ("protocol", 30, 2);
-        pub const SADDR: Field = ("saddr", 32, 4);
-        pub const DADDR: Field = ("daddr", 36, 4);
-        pub const SADDR_V6: Field = ("saddr_v6", 40, 16);
-        pub const DADDR_V6: Field = ("daddr_v6", 56, 16);
+    /// `layout! { module, LIST: field(offset, size), .. }`: one constant per field
+    /// (`module::field`, its name the field's), and `LIST`, all of them in order.
+    macro_rules! layout {
+        ($(#[$doc:meta])* $module:ident, $list:ident: $($field:ident($off:literal, $size:literal)),+ $(,)?) => {
+            $(#[$doc])*
+            #[allow(non_upper_case_globals)]
+            pub mod $module {
+                $(pub const $field: super::Field = (stringify!($field), $off, $size);)+
+            }
+            pub const $list: Layout = &[$($module::$field),+];
+        };
     }
-    pub const SET_STATE_FIELDS: Layout = {
-        use set_state::*;
-        &[
-            SKADDR, OLDSTATE, NEWSTATE, SPORT, DPORT, FAMILY, PROTOCOL, SADDR, DADDR, SADDR_V6,
-            DADDR_V6,
-        ]
-    };
+
+    pub const SET_STATE: Tracepoint = ("sock", "inet_sock_set_state");
+    layout! {
+        set_state, SET_STATE_FIELDS:
+        skaddr(8, 8), oldstate(16, 4), newstate(20, 4), sport(24, 2), dport(26, 2),
+        family(28, 2), protocol(30, 2), saddr(32, 4), daddr(36, 4), saddr_v6(40, 16),
+        daddr_v6(56, 16),
+    }
 
     pub const SEND_LEN: Tracepoint = ("sock", "sock_send_length");
     pub const RECV_LEN: Tracepoint = ("sock", "sock_recv_length");
-    pub mod sock_len {
-        use super::Field;
-        pub const SK: Field = ("sk", 8, 8);
-        pub const FAMILY: Field = ("family", 16, 2);
-        pub const PROTOCOL: Field = ("protocol", 18, 2);
-        pub const RET: Field = ("ret", 20, 4);
-        pub const FLAGS: Field = ("flags", 24, 4);
+    layout! {
+        sock_len, SOCK_LEN_FIELDS:
+        sk(8, 8), family(16, 2), protocol(18, 2), ret(20, 4), flags(24, 4),
     }
-    pub const SOCK_LEN_FIELDS: Layout = {
-        use sock_len::*;
-        &[SK, FAMILY, PROTOCOL, RET, FLAGS]
-    };
 
     pub const SENDTO_ENTER: Tracepoint = ("syscalls", "sys_enter_sendto");
-    pub mod sendto {
-        use super::Field;
-        pub const ADDR: Field = ("addr", 48, 8);
-        pub const ADDR_LEN: Field = ("addr_len", 56, 8);
-    }
-    pub const SENDTO_FIELDS: Layout = &[sendto::ADDR, sendto::ADDR_LEN];
+    layout! { sendto, SENDTO_FIELDS: addr(48, 8), addr_len(56, 8) }
     pub const SENDMSG_ENTER: Tracepoint = ("syscalls", "sys_enter_sendmsg");
-    pub mod sendmsg {
-        use super::Field;
-        pub const MSG: Field = ("msg", 24, 8);
-    }
-    pub const SENDMSG_FIELDS: Layout = &[sendmsg::MSG];
+    layout! { sendmsg, SENDMSG_FIELDS: msg(24, 8) }
     pub const SENDTO_EXIT: Tracepoint = ("syscalls", "sys_exit_sendto");
     pub const SENDMSG_EXIT: Tracepoint = ("syscalls", "sys_exit_sendmsg");
 
     pub const SYNACK: Tracepoint = ("tcp", "tcp_retransmit_synack");
-    /// Stable since 4.x; the family (not in the 5.10 layout) comes from the listener.
-    pub mod synack {
-        use super::Field;
-        pub const SKADDR: Field = ("skaddr", 8, 8);
-        pub const SPORT: Field = ("sport", 24, 2);
+    layout! {
+        /// Stable since 4.x; the family (not in the 5.10 layout) comes from the listener.
+        synack, SYNACK_FIELDS: skaddr(8, 8), sport(24, 2)
     }
-    pub const SYNACK_FIELDS: Layout = &[synack::SKADDR, synack::SPORT];
 
     pub const SEND_RESET: Tracepoint = ("tcp", "tcp_send_reset");
-    /// The 6.10+ layout (sockaddr addresses), from when it also fires without a socket.
-    pub mod send_reset {
-        use super::Field;
-        pub const SKADDR: Field = ("skaddr", 16, 8);
-        pub const STATE: Field = ("state", 24, 4);
-        pub const SADDR: Field = ("saddr", 32, 28);
-        pub const DADDR: Field = ("daddr", 60, 28);
+    layout! {
+        /// The 6.10+ layout (sockaddr addresses), from when it also fires without a socket.
+        send_reset, SEND_RESET_FIELDS: skaddr(16, 8), state(24, 4), saddr(32, 28), daddr(60, 28)
     }
-    pub const SEND_RESET_FIELDS: Layout = {
-        use send_reset::*;
-        &[SKADDR, STATE, SADDR, DADDR]
-    };
 }
 
-#[cfg(feature = "user")]
-mod pod {
-    // SAFETY: plain repr(C) data with explicit padding; any bit pattern is valid.
-    unsafe impl aya::Pod for super::Config {}
-    unsafe impl aya::Pod for super::UdpFlowKey {}
-    unsafe impl aya::Pod for super::UdpFlowStats {}
-    unsafe impl aya::Pod for super::SockInfo {}
+/// Plain repr(C) data, shared by both sides: all-zero is a valid value, and so is
+/// any bit pattern, which lets aya copy it in and out of maps.
+macro_rules! plain {
+    ($($t:ty),* $(,)?) => {$(
+        impl $t {
+            pub const fn zeroed() -> Self {
+                // SAFETY: integers, byte arrays and `Flags` (a u8) only.
+                unsafe { core::mem::zeroed() }
+            }
+        }
+        // SAFETY: as above, with explicit padding fields: any bit pattern is valid.
+        #[cfg(feature = "user")]
+        unsafe impl aya::Pod for $t {}
+    )*};
 }
+
+plain!(
+    Event,
+    Endpoints,
+    SockInfo,
+    ListenerInfo,
+    UdpFlowKey,
+    UdpFlowStats,
+    SendDest,
+    Config
+);

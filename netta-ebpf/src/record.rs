@@ -1,15 +1,34 @@
-//! Helpers every hook shares: emitting records, the owner of the running task,
-//! and the OPENED bookkeeping of a TCP socket.
+//! Helpers every hook shares: reading tracepoint fields, emitting records, the
+//! owner of the running task, and the OPENED bookkeeping of a TCP socket.
 use core::intrinsics::{atomic_xadd, AtomicOrdering};
 
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_probe_read_kernel},
+    programs::TracePointContext,
     EbpfContext,
 };
-use netta_ebpf::{counter, flag, kind, tcp_state as st, Event, SockInfo, COMM_LEN, IPPROTO_TCP};
+use netta_ebpf::{
+    counter, tcp_state as st, tp::Field, Event, Flags, Kind, SockInfo, COMM_LEN, IPPROTO_TCP,
+};
 
 use crate::maps::{CONFIG, COUNTERS, EVENTS, PERF_EVENTS};
+
+/// A hook's return value: 0, or 1 when a read failed (the record is dropped).
+#[inline(always)]
+pub fn status(r: Result<(), i64>) -> u32 {
+    match r {
+        Ok(()) => 0,
+        Err(_) => 1,
+    }
+}
+
+/// Reads tracepoint field `f` (its offset from the ABI's layout).
+#[inline(always)]
+pub fn tp_field<T>(ctx: &TracePointContext, f: Field) -> Result<T, i64> {
+    // SAFETY: a probe read at an offset the agent checked against tracefs.
+    unsafe { ctx.read_at::<T>(f.1) }.map_err(|e| e as i64)
+}
 
 #[inline(always)]
 pub fn bump(idx: u32) {
@@ -61,24 +80,27 @@ pub fn read_at<T>(base: u64, off: u32) -> Result<T, i64> {
 
 /// Event built from what the kernel map knows about a TCP socket.
 #[inline(always)]
-pub fn event_from_info(k: u8, sock: u64, info: &SockInfo, now: u64) -> Event {
-    let mut ev = Event::zeroed();
-    ev.ts_ns = now;
-    ev.sock = sock;
-    ev.kind = k;
+pub fn event_from_info(k: Kind, sock: u64, info: &SockInfo, now: u64) -> Event {
+    let mut ev = tcp_record(k, sock, now);
+    ev.set_ends(&info.ends);
     ev.start_ns = info.start_ns;
     ev.bytes_sent = info.bytes_sent;
     ev.bytes_recv = info.bytes_recv;
-    ev.local_addr = info.local_addr;
-    ev.remote_addr = info.remote_addr;
-    ev.local_port = info.local_port;
-    ev.remote_port = info.remote_port;
-    ev.family = info.family;
     ev.pid = info.pid;
     ev.comm = info.comm;
     ev.flags = info.flags;
-    ev.protocol = IPPROTO_TCP;
     ev.new_state = st::ESTABLISHED;
+    ev
+}
+
+/// A TCP record of kind `k` about socket `sock` (0: none), made at `now`.
+#[inline(always)]
+pub fn tcp_record(k: Kind, sock: u64, now: u64) -> Event {
+    let mut ev = Event::zeroed();
+    ev.ts_ns = now;
+    ev.sock = sock;
+    ev.kind = k as u8;
+    ev.protocol = IPPROTO_TCP;
     ev
 }
 
@@ -86,9 +108,9 @@ pub fn event_from_info(k: u8, sock: u64, info: &SockInfo, now: u64) -> Event {
 #[inline(always)]
 pub fn open_if_ready<C: EbpfContext>(ctx: &C, sock: u64, info: *mut SockInfo, now: u64) {
     let i = unsafe { &mut *info };
-    if i.established != 0 && i.opened_sent == 0 && i.flags & flag::OWNER_UNKNOWN == 0 {
+    if i.established != 0 && i.opened_sent == 0 && !i.flags.contains(Flags::OWNER_UNKNOWN) {
         i.opened_sent = 1;
-        let ev = event_from_info(kind::OPENED, sock, i, now);
+        let ev = event_from_info(Kind::Opened, sock, i, now);
         emit(&ev, ctx);
     }
 }
@@ -97,10 +119,10 @@ pub fn open_if_ready<C: EbpfContext>(ctx: &C, sock: u64, info: *mut SockInfo, no
 #[inline(always)]
 pub fn set_owner(info: *mut SockInfo) {
     let i = unsafe { &mut *info };
-    if i.flags & flag::OWNER_UNKNOWN != 0 {
+    if i.flags.contains(Flags::OWNER_UNKNOWN) {
         let (pid, comm) = current_owner();
         i.pid = pid;
         i.comm = comm;
-        i.flags &= !(flag::OWNER_UNKNOWN | flag::OWNER_FROM_LISTENER);
+        i.flags.remove(Flags::OWNER_UNKNOWN | Flags::OWNER_FROM_LISTENER);
     }
 }

@@ -4,7 +4,7 @@
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use netta::api::pipeline::{self, BATCH};
 use netta::api::{ConnEvent, Containers, Detector, Limits, Rules, Services, Table};
-use netta_ebpf::{flag, kind, Event, AF_INET, EVENT_SIZE, IPPROTO_TCP};
+use netta_ebpf::{Event, Flags, Kind, AF_INET, EVENT_SIZE, IPPROTO_TCP};
 
 /// A loopback workload like `ab` against a local server: for each connection, the
 /// client and server sockets each open and close (4 records per connection).
@@ -13,12 +13,12 @@ fn records(conns: u32) -> Vec<u8> {
     for i in 0..conns {
         let cport = 32768 + (i % 28000) as u16;
         for (side, flags, sock) in [
-            (0, flag::INITIATOR, 0xffff_8880_0000_0000u64 + i as u64 * 2),
-            (1, flag::ACCEPTED, 0xffff_8880_0000_0001u64 + i as u64 * 2),
+            (0, Flags::INITIATOR, 0xffff_8880_0000_0000u64 + i as u64 * 2),
+            (1, Flags::ACCEPTED, 0xffff_8880_0000_0001u64 + i as u64 * 2),
         ] {
-            for k in [kind::OPENED, kind::CLOSED] {
+            for k in [Kind::Opened, Kind::Closed] {
                 let mut e = Event::zeroed();
-                e.kind = k;
+                e.kind = k as u8;
                 e.flags = flags;
                 e.sock = sock;
                 e.family = AF_INET;
@@ -29,7 +29,7 @@ fn records(conns: u32) -> Vec<u8> {
                 e.pid = 1000 + side;
                 e.comm[..2].copy_from_slice(b"ab");
                 e.start_ns = 1_000 + i as u64 * 1_000;
-                e.ts_ns = e.start_ns + if k == kind::CLOSED { 500_000 } else { 10_000 };
+                e.ts_ns = e.start_ns + if k == Kind::Closed { 500_000 } else { 10_000 };
                 e.bytes_sent = 100;
                 e.bytes_recv = 200;
                 out.extend_from_slice(e.as_bytes());

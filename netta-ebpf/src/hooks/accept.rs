@@ -6,7 +6,7 @@
 //! arguments and then the return value, so each shape has its own program and the
 //! loader picks the one matching the kernel's BTF.
 use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::fexit, programs::FExitContext};
-use netta_ebpf::flag;
+use netta_ebpf::Flags;
 
 use crate::maps::TCP_SOCKS;
 use crate::record::{open_if_ready, set_owner};
@@ -33,7 +33,7 @@ fn accepted(ctx: &FExitContext, sk: u64) -> u32 {
     let Some(info) = TCP_SOCKS.get_ptr_mut(sk) else {
         return 0;
     };
-    if unsafe { (*info).flags } & flag::OWNER_UNKNOWN == 0 {
+    if !unsafe { (*info).flags }.contains(Flags::OWNER_UNKNOWN) {
         return 0;
     }
     set_owner(info);

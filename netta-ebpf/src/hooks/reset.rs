@@ -6,25 +6,22 @@ use aya_ebpf::{
     macros::{fentry, tracepoint},
     programs::{FEntryContext, TracePointContext},
 };
-use netta_ebpf::{kind, tp::send_reset as f, Event, AF_INET, AF_INET6, IPPROTO_TCP};
+use netta_ebpf::{tp::send_reset as f, Event, Kind, AF_INET, AF_INET6};
 
 use crate::maps::CONFIG;
-use crate::record::{emit, read_at};
+use crate::record::{emit, read_at, status, tcp_record, tp_field};
 
 #[tracepoint]
 pub fn tcp_send_reset(ctx: TracePointContext) -> u32 {
-    match try_send_reset(&ctx) {
-        Ok(()) => 0,
-        Err(_) => 1,
-    }
+    status(try_send_reset(&ctx))
 }
 
 fn try_send_reset(ctx: &TracePointContext) -> Result<(), i64> {
     // saddr is this host's side.
-    let sk: u64 = unsafe { ctx.read_at(f::SKADDR.1) }.map_err(|e| e as i64)?;
-    let state: i32 = unsafe { ctx.read_at(f::STATE.1) }.map_err(|e| e as i64)?;
-    let s: [u8; 28] = unsafe { ctx.read_at(f::SADDR.1) }.map_err(|e| e as i64)?;
-    let d: [u8; 28] = unsafe { ctx.read_at(f::DADDR.1) }.map_err(|e| e as i64)?;
+    let sk: u64 = tp_field(ctx, f::skaddr)?;
+    let state: i32 = tp_field(ctx, f::state)?;
+    let s: [u8; 28] = tp_field(ctx, f::saddr)?;
+    let d: [u8; 28] = tp_field(ctx, f::daddr)?;
     let family = u16::from_ne_bytes([s[0], s[1]]);
     let mut ev = reset_sent(sk, family);
     ev.old_state = state as u8;
@@ -47,18 +44,12 @@ fn try_send_reset(ctx: &TracePointContext) -> Result<(), i64> {
 /// segment's, swapped. `sk` is NULL for a closed port.
 #[fentry(function = "tcp_v4_send_reset")]
 pub fn tcp_v4_send_reset_entry(ctx: FEntryContext) -> u32 {
-    match try_reset_entry(&ctx, AF_INET) {
-        Ok(()) => 0,
-        Err(_) => 1,
-    }
+    status(try_reset_entry(&ctx, AF_INET))
 }
 
 #[fentry(function = "tcp_v6_send_reset")]
 pub fn tcp_v6_send_reset_entry(ctx: FEntryContext) -> u32 {
-    match try_reset_entry(&ctx, AF_INET6) {
-        Ok(()) => 0,
-        Err(_) => 1,
-    }
+    status(try_reset_entry(&ctx, AF_INET6))
 }
 
 #[inline(always)]
@@ -101,15 +92,12 @@ fn try_reset_entry(ctx: &FEntryContext, family: u16) -> Result<(), i64> {
     Ok(())
 }
 
-/// A RESET_SENT record for socket `sk` (0: none) of `family`, stamped now.
+/// A `ResetSent` record for socket `sk` (0: none) of `family`, stamped now.
 #[inline(always)]
 fn reset_sent(sk: u64, family: u16) -> Event {
-    let mut ev = Event::zeroed();
-    ev.ts_ns = unsafe { bpf_ktime_get_ns() };
-    ev.start_ns = ev.ts_ns;
-    ev.sock = sk;
-    ev.kind = kind::RESET_SENT;
-    ev.protocol = IPPROTO_TCP;
+    let now = unsafe { bpf_ktime_get_ns() };
+    let mut ev = tcp_record(Kind::ResetSent, sk, now);
+    ev.start_ns = now;
     ev.family = family;
     ev
 }

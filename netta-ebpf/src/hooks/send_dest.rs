@@ -11,6 +11,7 @@ use netta_ebpf::tp::{sendmsg, sendto};
 
 use crate::hooks::udp;
 use crate::maps::SEND_DEST;
+use crate::record::{status, tp_field};
 
 /// Copies an IPv4/IPv6 `sockaddr` from user memory into a stash entry.
 #[inline(always)]
@@ -28,25 +29,19 @@ fn stash_dest(uaddr: u64) -> Result<(), i64> {
 
 #[tracepoint]
 pub fn sys_enter_sendto(ctx: TracePointContext) -> u32 {
-    let addr: u64 = unsafe { ctx.read_at(sendto::ADDR.1) }.unwrap_or(0);
-    match stash_dest(addr) {
-        Ok(()) => 0,
-        Err(_) => 1,
-    }
+    let addr: u64 = tp_field(&ctx, sendto::addr).unwrap_or(0);
+    status(stash_dest(addr))
 }
 
 #[tracepoint]
 pub fn sys_enter_sendmsg(ctx: TracePointContext) -> u32 {
-    let msg: u64 = unsafe { ctx.read_at(sendmsg::MSG.1) }.unwrap_or(0);
+    let msg: u64 = tp_field(&ctx, sendmsg::msg).unwrap_or(0);
     if msg == 0 {
         return 0;
     }
     // struct user_msghdr (uapi, fixed) starts with msg_name.
     let name: u64 = unsafe { bpf_probe_read_user(msg as *const u64) }.unwrap_or(0);
-    match stash_dest(name) {
-        Ok(()) => 0,
-        Err(_) => 1,
-    }
+    status(stash_dest(name))
 }
 
 #[tracepoint]

@@ -7,56 +7,49 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use netta_ebpf::{
-    counter, flag, kind, listener_key, tcp_state as st, tp::set_state as f, Event, ListenerInfo,
-    SockInfo, AF_INET, AF_INET6, IPPROTO_TCP,
+    counter, listener_key, tcp_state as st, tp::set_state as f, Endpoints, Event, Flags, Kind,
+    ListenerInfo, SockInfo, AF_INET, AF_INET6, IPPROTO_TCP,
 };
 
 use crate::maps::{CONFIG, LISTENERS, TCP_SOCKS};
 use crate::record::{
-    bump, current_owner, emit, event_from_info, open_if_ready, read_at, set_owner,
+    bump, current_owner, emit, event_from_info, open_if_ready, read_at, set_owner, status,
+    tcp_record, tp_field as field,
 };
 
 struct Transition {
     sock: u64,
     old: u8,
     new: u8,
-    family: u16,
-    local_port: u16,
-    remote_port: u16,
-    local_addr: [u8; 16],
-    remote_addr: [u8; 16],
-}
-
-#[inline(always)]
-fn field<T>(ctx: &TracePointContext, f: (&str, usize, usize)) -> Result<T, i64> {
-    unsafe { ctx.read_at::<T>(f.1) }.map_err(|e| e as i64)
+    ends: Endpoints,
 }
 
 #[inline(always)]
 fn read_transition(ctx: &TracePointContext) -> Result<Option<Transition>, i64> {
-    let protocol: u16 = field(ctx, f::PROTOCOL)?;
+    let protocol: u16 = field(ctx, f::protocol)?;
     if protocol != IPPROTO_TCP as u16 {
         return Ok(None);
     }
-    let family: u16 = field(ctx, f::FAMILY)?;
+    let family: u16 = field(ctx, f::family)?;
     let mut t = Transition {
-        sock: field::<u64>(ctx, f::SKADDR)?,
-        old: field::<i32>(ctx, f::OLDSTATE)? as u8,
-        new: field::<i32>(ctx, f::NEWSTATE)? as u8,
-        family,
-        local_port: field(ctx, f::SPORT)?,
-        remote_port: field(ctx, f::DPORT)?,
-        local_addr: [0; 16],
-        remote_addr: [0; 16],
+        sock: field::<u64>(ctx, f::skaddr)?,
+        old: field::<i32>(ctx, f::oldstate)? as u8,
+        new: field::<i32>(ctx, f::newstate)? as u8,
+        ends: Endpoints {
+            family,
+            local_port: field(ctx, f::sport)?,
+            remote_port: field(ctx, f::dport)?,
+            ..Endpoints::zeroed()
+        },
     };
     if family == AF_INET {
-        let s: [u8; 4] = field(ctx, f::SADDR)?;
-        let d: [u8; 4] = field(ctx, f::DADDR)?;
-        t.local_addr[..4].copy_from_slice(&s);
-        t.remote_addr[..4].copy_from_slice(&d);
+        let s: [u8; 4] = field(ctx, f::saddr)?;
+        let d: [u8; 4] = field(ctx, f::daddr)?;
+        t.ends.local_addr[..4].copy_from_slice(&s);
+        t.ends.remote_addr[..4].copy_from_slice(&d);
     } else if family == AF_INET6 {
-        t.local_addr = field(ctx, f::SADDR_V6)?;
-        t.remote_addr = field(ctx, f::DADDR_V6)?;
+        t.ends.local_addr = field(ctx, f::saddr_v6)?;
+        t.ends.remote_addr = field(ctx, f::daddr_v6)?;
     } else {
         return Ok(None);
     }
@@ -64,37 +57,27 @@ fn read_transition(ctx: &TracePointContext) -> Result<Option<Transition>, i64> {
 }
 
 #[inline(always)]
-fn event_from_transition(k: u8, t: &Transition, now: u64) -> Event {
-    let mut ev = Event::zeroed();
-    ev.ts_ns = now;
+fn event_from_transition(k: Kind, t: &Transition, now: u64) -> Event {
+    let mut ev = tcp_record(k, t.sock, now);
+    ev.set_ends(&t.ends);
     ev.start_ns = now;
-    ev.sock = t.sock;
-    ev.kind = k;
-    ev.local_addr = t.local_addr;
-    ev.remote_addr = t.remote_addr;
-    ev.local_port = t.local_port;
-    ev.remote_port = t.remote_port;
-    ev.family = t.family;
     ev.old_state = t.old;
     ev.new_state = t.new;
-    ev.protocol = IPPROTO_TCP;
     ev
 }
 
 #[tracepoint]
 pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
-    match try_set_state(&ctx) {
-        Ok(()) => 0,
-        Err(_) => 1,
-    }
+    status(try_set_state(&ctx))
 }
+
 fn try_set_state(ctx: &TracePointContext) -> Result<(), i64> {
     let Some(t) = read_transition(ctx)? else {
         return Ok(());
     };
     let now = unsafe { bpf_ktime_get_ns() };
     if CONFIG.load().all_states != 0 {
-        let ev = event_from_transition(kind::STATE, &t, now);
+        let ev = event_from_transition(Kind::State, &t, now);
         emit(&ev, ctx);
     }
     match t.new {
@@ -105,8 +88,8 @@ fn try_set_state(ctx: &TracePointContext) -> Result<(), i64> {
                 start_ns: now,
                 pid,
                 comm,
-                flags: flag::INITIATOR,
-                family: t.family,
+                flags: Flags::INITIATOR,
+                ends: t.ends,
                 ..SockInfo::zeroed()
             };
             if TCP_SOCKS.insert(t.sock, info, BPF_ANY as u64).is_err() {
@@ -116,8 +99,8 @@ fn try_set_state(ctx: &TracePointContext) -> Result<(), i64> {
         st::SYN_RECV => {
             let info = SockInfo {
                 start_ns: now,
-                flags: flag::ACCEPTED | flag::OWNER_UNKNOWN,
-                family: t.family,
+                flags: Flags::ACCEPTED | Flags::OWNER_UNKNOWN,
+                ends: t.ends,
                 ..SockInfo::zeroed()
             };
             // NOEXIST: a retransmitted handshake must not reset the start time.
@@ -135,8 +118,8 @@ fn try_set_state(ctx: &TracePointContext) -> Result<(), i64> {
         st::LISTEN => {
             let (pid, comm) = current_owner();
             let l = ListenerInfo { pid, _pad: 0, comm };
-            let _ = LISTENERS.insert(listener_key(t.family, t.local_port), l, BPF_ANY as u64);
-            let mut ev = event_from_transition(kind::LISTEN_STARTED, &t, now);
+            let _ = LISTENERS.insert(listener_key(t.ends.family, t.ends.local_port), l, BPF_ANY as u64);
+            let mut ev = event_from_transition(Kind::ListenStarted, &t, now);
             ev.pid = pid;
             ev.comm = comm;
             emit(&ev, ctx);
@@ -154,14 +137,14 @@ fn on_established(ctx: &TracePointContext, t: &Transition, now: u64) {
         None => {
             // Handshake began before netta attached, or the LRU evicted the entry.
             let dir = if t.old == st::SYN_SENT {
-                flag::INITIATOR
+                Flags::INITIATOR
             } else {
-                flag::ACCEPTED
+                Flags::ACCEPTED
             };
             let info = SockInfo {
                 start_ns: now,
-                flags: dir | flag::OWNER_UNKNOWN | flag::PARTIAL,
-                family: t.family,
+                flags: dir | Flags::OWNER_UNKNOWN | Flags::PARTIAL,
+                ends: t.ends,
                 ..SockInfo::zeroed()
             };
             if TCP_SOCKS.insert(t.sock, info, BPF_NOEXIST as u64).is_err() {
@@ -175,17 +158,13 @@ fn on_established(ctx: &TracePointContext, t: &Transition, now: u64) {
     };
     let i = unsafe { &mut *ptr };
     i.established = 1;
-    i.family = t.family;
-    i.local_addr = t.local_addr;
-    i.remote_addr = t.remote_addr;
-    i.local_port = t.local_port;
-    i.remote_port = t.remote_port;
-    if i.flags & flag::OWNER_UNKNOWN != 0 {
-        let mut ev = event_from_info(kind::PENDING, t.sock, i, now);
-        if let Some(l) = unsafe { LISTENERS.get(listener_key(i.family, i.local_port)) } {
+    i.ends = t.ends;
+    if i.flags.contains(Flags::OWNER_UNKNOWN) {
+        let mut ev = event_from_info(Kind::Pending, t.sock, i, now);
+        if let Some(l) = unsafe { LISTENERS.get(listener_key(i.ends.family, i.ends.local_port)) } {
             ev.pid = l.pid;
             ev.comm = l.comm;
-            ev.flags = (ev.flags & !flag::OWNER_UNKNOWN) | flag::OWNER_FROM_LISTENER;
+            ev.flags = ev.flags.difference(Flags::OWNER_UNKNOWN) | Flags::OWNER_FROM_LISTENER;
         }
         emit(&ev, ctx);
     }
@@ -196,8 +175,8 @@ fn on_established(ctx: &TracePointContext, t: &Transition, now: u64) {
 fn on_close(ctx: &TracePointContext, t: &Transition, now: u64) {
     match t.old {
         st::LISTEN => {
-            let key = listener_key(t.family, t.local_port);
-            let mut ev = event_from_transition(kind::LISTEN_STOPPED, t, now);
+            let key = listener_key(t.ends.family, t.ends.local_port);
+            let mut ev = event_from_transition(Kind::ListenStopped, t, now);
             if let Some(l) = unsafe { LISTENERS.get(key) } {
                 ev.pid = l.pid;
                 ev.comm = l.comm;
@@ -210,14 +189,14 @@ fn on_close(ctx: &TracePointContext, t: &Transition, now: u64) {
             emit(&ev, ctx);
         }
         st::SYN_SENT => {
-            let mut ev = event_from_transition(kind::FAILED, t, now);
+            let mut ev = event_from_transition(Kind::Failed, t, now);
             if let Some(i) = unsafe { TCP_SOCKS.get(t.sock) } {
                 ev.pid = i.pid;
                 ev.comm = i.comm;
                 ev.start_ns = i.start_ns;
                 ev.flags = i.flags;
             } else {
-                ev.flags = flag::INITIATOR | flag::OWNER_UNKNOWN | flag::PARTIAL;
+                ev.flags = Flags::INITIATOR | Flags::OWNER_UNKNOWN | Flags::PARTIAL;
             }
             emit(&ev, ctx);
             let _ = TCP_SOCKS.remove(t.sock);
@@ -234,21 +213,22 @@ fn on_close(ctx: &TracePointContext, t: &Transition, now: u64) {
                         let _ = TCP_SOCKS.remove(t.sock);
                         return;
                     }
-                    if i.flags & flag::OWNER_UNKNOWN != 0 {
-                        let key = listener_key(i.family, i.local_port);
+                    if i.flags.contains(Flags::OWNER_UNKNOWN) {
+                        let key = listener_key(i.ends.family, i.ends.local_port);
                         if let Some(l) = unsafe { LISTENERS.get(key) } {
                             i.pid = l.pid;
                             i.comm = l.comm;
-                            i.flags = (i.flags & !flag::OWNER_UNKNOWN) | flag::OWNER_FROM_LISTENER;
+                            i.flags =
+                                i.flags.difference(Flags::OWNER_UNKNOWN) | Flags::OWNER_FROM_LISTENER;
                         }
                     }
                     if i.opened_sent == 0 {
                         i.opened_sent = 1;
-                        let ev = event_from_info(kind::OPENED, t.sock, i, now);
+                        let ev = event_from_info(Kind::Opened, t.sock, i, now);
                         emit(&ev, ctx);
                     }
                     read_byte_counters(t.sock, i);
-                    let mut ev = event_from_info(kind::CLOSED, t.sock, i, now);
+                    let mut ev = event_from_info(Kind::Closed, t.sock, i, now);
                     ev.old_state = t.old;
                     ev.new_state = st::CLOSE;
                     emit(&ev, ctx);
@@ -257,9 +237,9 @@ fn on_close(ctx: &TracePointContext, t: &Transition, now: u64) {
                 None => {
                     // Opened before netta started (or evicted): still report the end,
                     // so the agent can drop the row it seeded from /proc.
-                    let mut ev = event_from_transition(kind::CLOSED, t, now);
+                    let mut ev = event_from_transition(Kind::Closed, t, now);
                     ev.start_ns = 0;
-                    ev.flags = flag::PARTIAL | flag::OWNER_UNKNOWN;
+                    ev.flags = Flags::PARTIAL | Flags::OWNER_UNKNOWN;
                     emit(&ev, ctx);
                 }
             }
@@ -283,7 +263,7 @@ fn read_byte_counters(sock: u64, i: &mut SockInfo) {
         return;
     };
     let mut sent = acked;
-    if i.flags & flag::INITIATOR != 0 {
+    if i.flags.contains(Flags::INITIATOR) {
         sent = sent.saturating_sub(1);
     }
     if i.fin_sent != 0 {

@@ -5,13 +5,14 @@ use aya_ebpf::{bindings::BPF_NOEXIST, macros::tracepoint, programs::TracePointCo
 use netta_ebpf::{listener_key, tp::synack as f};
 
 use crate::maps::{CONFIG, SYNACK_RETRANS};
-use crate::record::{add, read_at};
+use crate::record::{add, read_at, tp_field};
 
 #[tracepoint]
 pub fn tcp_retransmit_synack(ctx: TracePointContext) -> u32 {
-    let (Ok(port), Ok(sk)) = (unsafe { ctx.read_at::<u16>(f::SPORT.1) }, unsafe {
-        ctx.read_at::<u64>(f::SKADDR.1)
-    }) else {
+    let (Ok(port), Ok(sk)) = (
+        tp_field::<u16>(&ctx, f::sport),
+        tp_field::<u64>(&ctx, f::skaddr),
+    ) else {
         return 1;
     };
     let Ok(family) = read_at::<u16>(sk, CONFIG.load().off_family) else {

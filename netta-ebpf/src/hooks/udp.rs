@@ -2,7 +2,7 @@
 //! destination) counted in the kernel, and one record for the flow's first datagram.
 use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_ns, EbpfContext};
 use netta_ebpf::{
-    flag, kind, Event, SendDest, UdpFlowKey, UdpFlowStats, AF_INET, AF_INET6, IPPROTO_UDP,
+    Event, Flags, Kind, SendDest, UdpFlowKey, UdpFlowStats, AF_INET, AF_INET6, IPPROTO_UDP,
 };
 
 use crate::maps::{CONFIG, UDP_FLOWS};
@@ -107,8 +107,8 @@ pub fn account<C: EbpfContext>(
     ev.ts_ns = now;
     ev.start_ns = now;
     ev.sock = sk;
-    ev.kind = kind::UDP_FLOW;
-    ev.flags = flag::INITIATOR;
+    ev.kind = Kind::UdpFlow as u8;
+    ev.flags = Flags::INITIATOR;
     ev.protocol = IPPROTO_UDP;
     ev.family = key.family;
     ev.local_addr = local_addr;

@@ -7,7 +7,7 @@ use netta_ebpf::{AF_INET, AF_INET6};
 
 use crate::hooks::udp;
 use crate::maps::CONFIG;
-use crate::record::read_at;
+use crate::record::{read_at, status};
 
 #[fexit(function = "udp_sendmsg")]
 pub fn udp_sendmsg_exit(ctx: FExitContext) -> u32 {
@@ -24,10 +24,7 @@ fn sent(ctx: &FExitContext, socket_family: u16) -> u32 {
     let sk: u64 = ctx.arg(0);
     let msg: u64 = ctx.arg(1);
     let ret = ctx.arg::<u64>(3) as i32;
-    match try_sent(ctx, sk, msg, ret, socket_family) {
-        Ok(()) => 0,
-        Err(_) => 1,
-    }
+    status(try_sent(ctx, sk, msg, ret, socket_family))
 }
 
 #[inline(always)]

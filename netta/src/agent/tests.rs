@@ -3,7 +3,7 @@
 use std::io;
 use std::sync::Mutex;
 
-use netta_ebpf::{Event, AF_INET, IPPROTO_TCP};
+use netta_ebpf::{Event, Flags, Kind, AF_INET, IPPROTO_TCP};
 use rustc_hash::FxHashMap;
 use tokio::sync::oneshot;
 
@@ -112,15 +112,15 @@ impl Host for FakeHost {
 
 /// One loopback TCP record: (kind, flags, sock, local port, remote port, pid,
 /// process name, ns after the first record).
-type Spec = (u8, u8, u64, u16, u16, u32, &'static [u8], u64);
+type Spec = (Kind, Flags, u64, u16, u16, u32, &'static [u8], u64);
 
 fn record(&(kind, flags, sock, local_port, remote_port, pid, name, dt): &Spec) -> Vec<u8> {
     let loopback = [127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
     let mut comm = [0u8; netta_ebpf::COMM_LEN];
     comm[..name.len()].copy_from_slice(name);
-    let closed = kind == netta_ebpf::kind::CLOSED;
+    let closed = kind == Kind::Closed;
     let e = Event {
-        kind,
+        kind: kind as u8,
         flags,
         sock,
         family: AF_INET,
@@ -143,8 +143,9 @@ fn record(&(kind, flags, sock, local_port, remote_port, pid, name, dt): &Spec) -
 /// curl connects to nginx and closes (both ends seen, as on loopback), a new
 /// listener starts (an alert), and one record is garbage.
 fn records() -> Vec<Vec<u8>> {
-    use netta_ebpf::flag::{ACCEPTED, INITIATOR};
-    use netta_ebpf::kind::{CLOSED, LISTEN_STARTED, OPENED};
+    const INITIATOR: Flags = Flags::INITIATOR;
+    const ACCEPTED: Flags = Flags::ACCEPTED;
+    use Kind::{Closed as CLOSED, ListenStarted as LISTEN_STARTED, Opened as OPENED};
     const SPECS: [Spec; 5] = [
         (OPENED, INITIATOR, 0x10, 40000, 8080, 300, b"curl", 0),
         (OPENED, ACCEPTED, 0x11, 8080, 40000, 100, b"nginx", 1000),
@@ -154,7 +155,7 @@ fn records() -> Vec<Vec<u8>> {
         (
             CLOSED, ACCEPTED, 0x11, 8080, 40000, 100, b"nginx", 2_001_000,
         ),
-        (LISTEN_STARTED, 0, 0x12, 9090, 0, 400, b"backdoor", 3 * SEC),
+        (LISTEN_STARTED, Flags::empty(), 0x12, 9090, 0, 400, b"backdoor", 3 * SEC),
     ];
     let mut out: Vec<Vec<u8>> = SPECS.iter().map(record).collect();
     out.insert(4, vec![0xff; 7]);

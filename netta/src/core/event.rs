@@ -3,7 +3,7 @@
 //! sees only these.
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use netta_ebpf::{flag, kind, tcp_state, AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP};
+use netta_ebpf::{tcp_state, Flags, Kind, AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP};
 
 use crate::core::sanitize::Comm;
 
@@ -273,6 +273,8 @@ pub enum DecodeError {
     Short(usize),
     #[error("unknown record kind {0}")]
     Kind(u8),
+    #[error("unknown record flags {0:#04x}")]
+    Flags(u8),
     #[error("unknown address family {0}")]
     Family(u16),
     #[error("unknown protocol {0}")]
@@ -308,18 +310,19 @@ impl ConnEvent {
     }
 
     pub fn from_raw(raw: &netta_ebpf::Event) -> Result<ConnEvent, DecodeError> {
-        let action = match raw.kind {
-            kind::OPENED => Action::Opened,
-            kind::CLOSED => Action::Closed,
-            kind::FAILED => Action::Failed,
-            kind::LISTEN_STARTED => Action::ListenStarted,
-            kind::LISTEN_STOPPED => Action::ListenStopped,
-            kind::UDP_FLOW => Action::UdpFlow,
-            kind::STATE => Action::StateChanged,
-            kind::PENDING => Action::Pending,
-            kind::RESET_SENT => Action::ResetSent,
-            k => return Err(DecodeError::Kind(k)),
+        let kind = Kind::try_from(raw.kind).map_err(|k| DecodeError::Kind(k.0))?;
+        let action = match kind {
+            Kind::Opened => Action::Opened,
+            Kind::Closed => Action::Closed,
+            Kind::Failed => Action::Failed,
+            Kind::ListenStarted => Action::ListenStarted,
+            Kind::ListenStopped => Action::ListenStopped,
+            Kind::UdpFlow => Action::UdpFlow,
+            Kind::State => Action::StateChanged,
+            Kind::Pending => Action::Pending,
+            Kind::ResetSent => Action::ResetSent,
         };
+        let flags = Flags::from_bits(raw.flags.bits()).ok_or(DecodeError::Flags(raw.flags.bits()))?;
         if raw.family != AF_INET && raw.family != AF_INET6 {
             return Err(DecodeError::Family(raw.family));
         }
@@ -328,16 +331,16 @@ impl ConnEvent {
             IPPROTO_UDP => Proto::Udp,
             p => return Err(DecodeError::Protocol(p)),
         };
-        let direction = if raw.flags & flag::INITIATOR != 0 {
+        let direction = if flags.contains(Flags::INITIATOR) {
             Direction::Egress
-        } else if raw.flags & flag::ACCEPTED != 0 {
+        } else if flags.contains(Flags::ACCEPTED) {
             Direction::Ingress
         } else {
             Direction::Unknown
         };
-        let owner = if raw.flags & flag::OWNER_UNKNOWN != 0 || raw.pid == 0 {
+        let owner = if flags.contains(Flags::OWNER_UNKNOWN) || raw.pid == 0 {
             OwnerSource::Unknown
-        } else if raw.flags & flag::OWNER_FROM_LISTENER != 0 {
+        } else if flags.contains(Flags::OWNER_FROM_LISTENER) {
             OwnerSource::Listener
         } else {
             OwnerSource::Hook
@@ -360,7 +363,7 @@ impl ConnEvent {
             old_state: State::from_tcp(raw.old_state),
             new_state: State::from_tcp(raw.new_state),
             raw_states: (raw.old_state, raw.new_state),
-            partial: raw.flags & flag::PARTIAL != 0,
+            partial: flags.contains(Flags::PARTIAL),
         })
     }
 
@@ -423,7 +426,7 @@ mod tests {
         e.remote_port = 443;
         e.pid = 42;
         e.comm[..4].copy_from_slice(b"curl");
-        e.flags = flag::INITIATOR;
+        e.flags = Flags::INITIATOR;
         e.ts_ns = 2_000;
         e.start_ns = 500;
         e
@@ -431,7 +434,7 @@ mod tests {
 
     #[test]
     fn decodes_a_closed_ipv4_record() {
-        let mut r = raw(kind::CLOSED);
+        let mut r = raw(Kind::Closed as u8);
         r.bytes_sent = 10;
         r.bytes_recv = 20;
         let ev = ConnEvent::decode(r.as_bytes()).unwrap();
@@ -447,7 +450,7 @@ mod tests {
 
     #[test]
     fn maps_v4_mapped_ipv6_to_ipv4() {
-        let mut r = raw(kind::OPENED);
+        let mut r = raw(Kind::Opened as u8);
         r.family = AF_INET6;
         r.local_addr = Ipv4Addr::new(192, 0, 2, 1).to_ipv6_mapped().octets();
         r.remote_addr = Ipv6Addr::LOCALHOST.octets();
@@ -458,7 +461,7 @@ mod tests {
 
     #[test]
     fn rejects_short_and_unknown_records() {
-        let r = raw(kind::OPENED);
+        let r = raw(Kind::Opened as u8);
         assert_eq!(
             ConnEvent::decode(&r.as_bytes()[..50]),
             Err(DecodeError::Short(50))
@@ -467,18 +470,33 @@ mod tests {
             ConnEvent::decode(raw(99).as_bytes()),
             Err(DecodeError::Kind(99))
         );
-        let mut bad = raw(kind::OPENED);
+        // Bits the ABI does not name are an error too, not silently dropped.
+        let mut bad = raw(Kind::Opened as u8);
+        bad.flags = Flags::from_bits_retain(0x80);
+        assert_eq!(
+            ConnEvent::decode(bad.as_bytes()),
+            Err(DecodeError::Flags(0x80))
+        );
+        let mut bad = raw(Kind::Opened as u8);
         bad.family = 1;
         assert_eq!(
             ConnEvent::decode(bad.as_bytes()),
             Err(DecodeError::Family(1))
         );
         // Unknown kernel TCP states decode, but as "unknown", not as garbage.
-        let mut st = raw(kind::STATE);
+        let mut st = raw(Kind::State as u8);
         st.new_state = 200;
         let ev = ConnEvent::decode(st.as_bytes()).unwrap();
         assert_eq!(ev.new_state, None);
         assert_eq!(ev.raw_states.1, 200);
+    }
+
+    #[test]
+    fn every_kind_is_its_own_byte() {
+        for k in Kind::ALL {
+            assert_eq!(Kind::try_from(k as u8), Ok(k));
+        }
+        assert_eq!(Kind::try_from(0), Err(netta_ebpf::UnknownKind(0)));
     }
 
     #[test]

@@ -507,3 +507,23 @@ async fn pump<T: AsRawFd, S>(
     }
     drain(fd.get_mut(), &mut handler);
 }
+
+#[cfg(test)]
+mod tests {
+    /// The kernel side names its maps and programs by their identifiers, the loader
+    /// by `netta_ebpf::{maps, prog}`: the object must hold every name asked for.
+    #[test]
+    fn object_holds_every_map_and_program_the_loader_names() {
+        let Some(bytes) = super::object() else {
+            assert!(std::env::var_os("CI").is_none(), "BPF object not embedded");
+            return;
+        };
+        let obj = aya_obj::Object::parse(bytes).expect("parse the BPF object");
+        for m in netta_ebpf::maps::ALL {
+            assert!(obj.maps.contains_key(*m), "no map {m} in the object");
+        }
+        for p in netta_ebpf::prog::ALL {
+            assert!(obj.programs.contains_key(*p), "no program {p} in the object");
+        }
+    }
+}
