@@ -102,6 +102,9 @@ pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
 pub const COMM_LEN: usize = 16;
 
+/// An address in network byte order: IPv4 fills the first 4 bytes, IPv6 all 16.
+pub type Addr = [u8; 16];
+
 /// One fixed-size record from kernel to user space. Addresses are in network
 /// byte order; an IPv4 address fills the first 4 bytes. Ports are host order.
 /// `local`/`remote` are from the socket's own point of view.
@@ -120,8 +123,8 @@ pub struct Event {
     pub bytes_recv: u64,
     /// UDP: datagrams in the flow so far.
     pub packets: u64,
-    pub local_addr: [u8; 16],
-    pub remote_addr: [u8; 16],
+    pub local_addr: Addr,
+    pub remote_addr: Addr,
     /// Process id (tgid) of the owner.
     pub pid: u32,
     pub local_port: u16,
@@ -181,8 +184,8 @@ impl Event {
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct Endpoints {
-    pub local_addr: [u8; 16],
-    pub remote_addr: [u8; 16],
+    pub local_addr: Addr,
+    pub remote_addr: Addr,
     pub local_port: u16,
     pub remote_port: u16,
     pub family: u16,
@@ -226,7 +229,7 @@ pub struct ListenerInfo {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct UdpFlowKey {
     pub sock: u64,
-    pub remote_addr: [u8; 16],
+    pub remote_addr: Addr,
     pub remote_port: u16,
     pub family: u16,
     pub _pad: u32,
@@ -241,7 +244,7 @@ pub struct UdpFlowStats {
     pub last_ns: u64,
     pub packets: u64,
     pub bytes: u64,
-    pub local_addr: [u8; 16],
+    pub local_addr: Addr,
     pub pid: u32,
     pub local_port: u16,
     pub _pad: u16,
@@ -253,7 +256,7 @@ pub struct UdpFlowStats {
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct SendDest {
-    pub addr: [u8; 16],
+    pub addr: Addr,
     pub port: u16,
     pub family: u16,
     pub _pad: u32,
@@ -272,11 +275,11 @@ pub mod counter {
     pub const LEN: u32 = 4;
 }
 
-/// `pub const NAME: &str = "ident"` for each `NAME = ident`, and `ALL` of them:
+/// `pub const NAME: &str = "ident"` for each `NAME: ident`, and `ALL` of them:
 /// the kernel side names a map or program by its Rust identifier, so the string
 /// is written once, here, and a host test checks the object holds every one.
 macro_rules! names {
-    ($($(#[$doc:meta])* $name:ident = $ident:ident),* $(,)?) => {
+    ($($(#[$doc:meta])* $name:ident: $ident:ident),* $(,)?) => {
         $($(#[$doc])* pub const $name: &str = stringify!($ident);)*
         pub const ALL: &[&str] = &[$($name),*];
     };
@@ -285,18 +288,18 @@ macro_rules! names {
 /// Map names (the kernel's `static`s), shared so the loader cannot drift from the program.
 pub mod maps {
     names! {
-        RING = EVENTS,
-        PERF = PERF_EVENTS,
-        COUNTERS = COUNTERS,
-        UDP_FLOWS = UDP_FLOWS,
+        RING: EVENTS,
+        PERF: PERF_EVENTS,
+        COUNTERS: COUNTERS,
+        UDP_FLOWS: UDP_FLOWS,
         /// SYN-ACK retransmissions per listening port ([`listener_key`]): each one is a
         /// half-open connection whose client never answered.
         ///
         /// [`listener_key`]: super::listener_key
-        SYNACK_RETRANS = SYNACK_RETRANS,
-        TCP_SOCKS = TCP_SOCKS,
-        LISTENERS = LISTENERS,
-        SEND_DEST = SEND_DEST,
+        SYNACK_RETRANS: SYNACK_RETRANS,
+        TCP_SOCKS: TCP_SOCKS,
+        LISTENERS: LISTENERS,
+        SEND_DEST: SEND_DEST,
     }
 }
 
@@ -351,26 +354,26 @@ pub struct Config {
 /// the loader.
 pub mod prog {
     names! {
-        SET_STATE = inet_sock_set_state,
-        SEND_LEN = sock_send_length,
-        RECV_LEN = sock_recv_length,
-        SENDTO_ENTER = sys_enter_sendto,
-        SENDMSG_ENTER = sys_enter_sendmsg,
-        SEND_EXIT = sys_exit_send,
-        SEND_RESET = tcp_send_reset,
-        SYNACK = tcp_retransmit_synack,
+        SET_STATE: inet_sock_set_state,
+        SEND_LEN: sock_send_length,
+        RECV_LEN: sock_recv_length,
+        SENDTO_ENTER: sys_enter_sendto,
+        SENDMSG_ENTER: sys_enter_sendmsg,
+        SEND_EXIT: sys_exit_send,
+        SEND_RESET: tcp_send_reset,
+        SYNACK: tcp_retransmit_synack,
         /// fexit of `inet_csk_accept` with its two signatures: `(sk, flags, err, kern)`
         /// before Linux 6.10, `(sk, arg)` since. The return value follows the arguments.
-        ACCEPT_4 = accept_exit_4,
-        ACCEPT_2 = accept_exit_2,
+        ACCEPT_4: accept_exit_4,
+        ACCEPT_2: accept_exit_2,
         /// fexit of `udp_sendmsg` / `udpv6_sendmsg` (`sk, msg, len`).
-        UDP_SENDMSG = udp_sendmsg_exit,
-        UDPV6_SENDMSG = udpv6_sendmsg_exit,
+        UDP_SENDMSG: udp_sendmsg_exit,
+        UDPV6_SENDMSG: udpv6_sendmsg_exit,
         /// fentry of `tcp_v4_send_reset` / `tcp_v6_send_reset` (`sk, skb, ...`): the
         /// RST hook where `tcp:tcp_send_reset` lacks the no-socket case (before 6.10 its
         /// layout differs, and it only fired for resets on a full socket).
-        RESET_V4 = tcp_v4_send_reset_entry,
-        RESET_V6 = tcp_v6_send_reset_entry,
+        RESET_V4: tcp_v4_send_reset_entry,
+        RESET_V6: tcp_v6_send_reset_entry,
     }
 }
 
@@ -379,11 +382,11 @@ pub mod prog {
 /// ELF section (an attribute takes no constant).
 pub mod func {
     names! {
-        ACCEPT = inet_csk_accept,
-        UDP_SENDMSG = udp_sendmsg,
-        UDPV6_SENDMSG = udpv6_sendmsg,
-        RESET_V4 = tcp_v4_send_reset,
-        RESET_V6 = tcp_v6_send_reset,
+        ACCEPT: inet_csk_accept,
+        UDP_SENDMSG: udp_sendmsg,
+        UDPV6_SENDMSG: udpv6_sendmsg,
+        RESET_V4: tcp_v4_send_reset,
+        RESET_V6: tcp_v6_send_reset,
     }
 }
 

@@ -105,27 +105,12 @@ enum Cmd {
     /// Build the eBPF object, then the netta agent (release).
     Build,
     /// Build, then start target/release/netta with ARGS (through sudo when not root).
-    Run {
-        /// Arguments passed to netta (put them after `--`).
-        #[arg(
-            trailing_var_arg = true,
-            allow_hyphen_values = true,
-            value_name = "ARGS"
-        )]
-        args: Vec<OsString>,
-    },
-    /// Run the full test suite: prerequisites, build-ebpf, fmt, clippy, build, cargo test.
+    Run(PassOn),
+    /// Run the full test suite: prerequisites, build-ebpf, fmt, clippy, build, cargo
+    /// test (ARGS go to `cargo test`).
     ///
     /// NETTA_SKIP_LINT=1 skips the fmt and clippy steps.
-    Test {
-        /// Extra arguments for `cargo test` (put them after `--`).
-        #[arg(
-            trailing_var_arg = true,
-            allow_hyphen_values = true,
-            value_name = "CARGO_TEST_ARGS"
-        )]
-        args: Vec<OsString>,
-    },
+    Test(PassOn),
     /// The privileged eBPF tests in QEMU guests of Debian's kernels (bullseye 5.10,
     /// bookworm 6.1, bookworm-backports 6.12), each required to reach full eBPF mode.
     TestKernels,
@@ -153,6 +138,18 @@ enum Cmd {
         /// Targets to run (default: all).
         targets: Vec<String>,
     },
+}
+
+/// What follows `--`, handed on untouched (to netta, or to `cargo test`).
+#[derive(clap::Args)]
+struct PassOn {
+    /// Put them after `--`.
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "ARGS"
+    )]
+    args: Vec<OsString>,
 }
 
 /// A child process failed; xtask exits with the same code.
@@ -239,8 +236,8 @@ impl Ctx {
                 self.build_netta()?;
                 println!("netta: {}", self.netta_bin().display());
             }
-            Cmd::Run { args } => return self.run_netta(args),
-            Cmd::Test { args } => self.test(args)?,
+            Cmd::Run(PassOn { args }) => return self.run_netta(args),
+            Cmd::Test(PassOn { args }) => self.test(args)?,
             Cmd::TestKernels => self.test_kernels()?,
             Cmd::Bench {
                 smoke,

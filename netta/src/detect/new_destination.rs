@@ -137,27 +137,31 @@ mod tests {
     fn alerts_once_per_new_network_and_port_after_learning() {
         let rules = Rules::default();
         let mut n = NewDestinations::new(100);
-        // Learning: remembered, not alerted.
-        assert!(n
-            .observe(&rules, &out(b"curl", "203.0.113.7:443"), 50)
-            .is_none());
-        // Same /24 and port: known.
-        assert!(n
-            .observe(&rules, &out(b"curl", "203.0.113.9:443"), 200)
-            .is_none());
-        let f = n
-            .observe(&rules, &out(b"curl", "203.0.113.7:8443"), 200)
-            .unwrap();
-        assert_eq!(f.key, "curl>203.0.113.0/24:8443/tcp");
-        assert!(f.message.contains("for the first time"), "{}", f.message);
-        // Another process to the same place is new for it.
-        assert!(n
-            .observe(&rules, &out(b"wget", "203.0.113.7:443"), 200)
-            .is_some());
-        // Once is enough.
-        assert!(n
-            .observe(&rules, &out(b"curl", "203.0.113.7:8443"), 300)
-            .is_none());
+        // (process, destination, time, alerts?)
+        let steps: [(&[u8], &str, u64, bool); 5] = [
+            // Learning: remembered, not alerted.
+            (b"curl", "203.0.113.7:443", 50, false),
+            // Same /24 and port: known.
+            (b"curl", "203.0.113.9:443", 200, false),
+            // A new port after learning.
+            (b"curl", "203.0.113.7:8443", 200, true),
+            // Another process to the same place is new for it.
+            (b"wget", "203.0.113.7:443", 200, true),
+            // Once is enough.
+            (b"curl", "203.0.113.7:8443", 300, false),
+        ];
+        let mut found = Vec::new();
+        for (comm, remote, t, alerts) in steps {
+            let f = n.observe(&rules, &out(comm, remote), t);
+            assert_eq!(f.is_some(), alerts, "{remote} at {t}");
+            found.extend(f);
+        }
+        assert_eq!(found[0].key, "curl>203.0.113.0/24:8443/tcp");
+        assert!(
+            found[0].message.contains("for the first time"),
+            "{}",
+            found[0].message
+        );
         // Ingress and nameless events teach nothing.
         let mut inbound = out(b"sshd", "198.51.100.1:22");
         inbound.direction = Direction::Ingress;

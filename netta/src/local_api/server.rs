@@ -312,34 +312,56 @@ async fn view_snapshot(
     }
 }
 
-/// The live record bus as netta's own JSON lines (what attached views read).
-async fn view_records(_: Allowed, State(st): State<AppState>) -> Response {
-    let mut live = st.backend.subscribe();
-    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(64);
-    let mut stop = st.stop.clone();
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = stop.changed() => break,
-                r = live.recv() => {
-                    let Some(r) = r else { break };
-                    let mut buf = Vec::with_capacity(512);
-                    write_record(&mut buf, &r);
-                    while buf.len() < 1 << 16 {
-                        match live.try_recv() {
-                            Ok(r) => write_record(&mut buf, &r),
-                            Err(_) => break,
-                        }
+/// Chunks of JSON lines to a client, as an NDJSON response body.
+type Lines = mpsc::Sender<Result<Bytes, std::io::Error>>;
+
+/// An NDJSON response fed by `produce`, which runs on its own task and sends
+/// chunks until it returns or the client goes.
+fn ndjson<F>(produce: impl FnOnce(Lines) -> F) -> Response
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(produce(tx));
+    let body = axum::body::Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+    ([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response()
+}
+
+/// Follows the live bus until `stop`, the bus closes or the client goes. Each
+/// wakeup sends one chunk: the record that woke it and what is already waiting
+/// (up to 64 KiB), each written by `write` (which may write nothing).
+async fn follow(
+    mut live: mpsc::Receiver<Record>,
+    mut stop: watch::Receiver<bool>,
+    tx: &Lines,
+    mut write: impl FnMut(&mut Vec<u8>, &Record),
+) {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            r = live.recv() => {
+                let Some(r) = r else { break };
+                let mut buf = Vec::with_capacity(512);
+                write(&mut buf, &r);
+                while buf.len() < 1 << 16 {
+                    match live.try_recv() {
+                        Ok(r) => write(&mut buf, &r),
+                        Err(_) => break,
                     }
-                    if tx.send(Ok(buf.into())).await.is_err() {
-                        break;
-                    }
+                }
+                if !buf.is_empty() && tx.send(Ok(buf.into())).await.is_err() {
+                    break;
                 }
             }
         }
-    });
-    let body = axum::body::Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
-    ([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response()
+    }
+}
+
+/// The live record bus as netta's own JSON lines (what attached views read).
+async fn view_records(_: Allowed, State(st): State<AppState>) -> Response {
+    let live = st.backend.subscribe();
+    let stop = st.stop.clone();
+    ndjson(|tx| async move { follow(live, stop, &tx, write_record).await })
 }
 
 fn write_record(buf: &mut Vec<u8>, r: &Record) {
@@ -351,17 +373,15 @@ fn write_record(buf: &mut Vec<u8>, r: &Record) {
 /// JSON lines: stored rows from `since_us` (as ECS events), then live records.
 async fn events(_: Allowed, State(st): State<AppState>, Query(p): Query<EventsParams>) -> Response {
     // Subscribe before replaying, so nothing falls between the two.
-    let mut live = st.backend.subscribe();
+    let live = st.backend.subscribe();
     let clock = st.backend.clock();
-    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(64);
-    let mut stop = st.stop.clone();
-    let st2 = st.clone();
-    tokio::spawn(async move {
+    let stop = st.stop.clone();
+    ndjson(|tx| async move {
         let mut containers = crate::host::containers::Containers::new();
         let mut replayed_until = i64::MIN;
         if let Some(since) = p.since_us {
             let rows = blocking(move || {
-                let r = reader(&st2)?;
+                let r = reader(&st)?;
                 HistoryQuery {
                     since_us: Some(since),
                     limit: Some(u64::MAX >> 1),
@@ -393,34 +413,17 @@ async fn events(_: Allowed, State(st): State<AppState>, Query(p): Query<EventsPa
                 }
             }
         }
-        loop {
-            tokio::select! {
-                _ = stop.changed() => break,
-                r = live.recv() => {
-                    let Some(r) = r else { break };
-                    if let Record::Event(ev) = &r {
-                        let ts = crate::store::row::wall_us(&clock, ev.ts_ns);
-                        if ts <= replayed_until && crate::store::row::action_name(ev.action).is_some() {
-                            continue; // already sent from the store
-                        }
-                    }
-                    let mut buf = Vec::with_capacity(512);
-                    r.write_json(&mut buf, &clock, &mut containers);
-                    while buf.len() < 1 << 16 {
-                        match live.try_recv() {
-                            Ok(r) => r.write_json(&mut buf, &clock, &mut containers),
-                            Err(_) => break,
-                        }
-                    }
-                    if tx.send(Ok(buf.into())).await.is_err() {
-                        break;
-                    }
+        follow(live, stop, &tx, |buf, r| {
+            if let Record::Event(ev) = r {
+                let ts = crate::store::row::wall_us(&clock, ev.ts_ns);
+                if ts <= replayed_until && crate::store::row::action_name(ev.action).is_some() {
+                    return; // already sent from the store
                 }
             }
-        }
-    });
-    let body = axum::body::Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
-    ([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response()
+            r.write_json(buf, &clock, &mut containers);
+        })
+        .await;
+    })
 }
 
 /// A stored row as the same ECS line the live stream writes.

@@ -97,93 +97,33 @@ struct RawRules {
     allow: Option<RawAllow>,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default, deny_unknown_fields)]
-struct RawPortScan {
-    window: Option<Spanned<String>>,
-    min_ports: Option<Spanned<Int>>,
-    slow_window: Option<Spanned<String>>,
-    slow_min_ports: Option<Spanned<Int>>,
+/// One raw table per rule: every key optional and kept with its span, unknown
+/// keys rejected.
+macro_rules! tables {
+    ($($name:ident { $($key:ident: $ty:ty),* $(,)? })*) => {$(
+        #[derive(Deserialize, Default)]
+        #[serde(default, deny_unknown_fields)]
+        struct $name {
+            $($key: Option<Spanned<$ty>>),*
+        }
+    )*};
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default, deny_unknown_fields)]
-struct RawSynFlood {
-    min_half_open_per_sec: Option<Spanned<Int>>,
-    min_syn_recv: Option<Spanned<Int>>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default, deny_unknown_fields)]
-struct RawConnectionBurst {
-    min_per_sec: Option<Spanned<Int>>,
-    factor: Option<Spanned<Float>>,
-    sustain: Option<Spanned<String>>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default, deny_unknown_fields)]
-struct RawFanOut {
-    window: Option<Spanned<String>>,
-    min_hosts: Option<Spanned<Int>>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default, deny_unknown_fields)]
-struct RawNewDestination {
-    enabled: Option<bool>,
-    learning: Option<Spanned<String>>,
-    ipv4_prefix: Option<Spanned<Int>>,
-    ipv6_prefix: Option<Spanned<Int>>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default, deny_unknown_fields)]
-struct RawBeaconing {
-    enabled: Option<bool>,
-    min_connections: Option<Spanned<Int>>,
-    min_duration: Option<Spanned<String>>,
-    window: Option<Spanned<String>>,
-    min_score: Option<Spanned<Float>>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default, deny_unknown_fields)]
-struct RawNewListener {
-    enabled: Option<bool>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default, deny_unknown_fields)]
-struct RawLargeOutbound {
-    min_bytes: Option<Spanned<ByteSize>>,
-    ratio: Option<Spanned<Float>>,
-    window: Option<Spanned<String>>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default, deny_unknown_fields)]
-struct RawAbnormalState {
-    close_wait: Option<Spanned<Int>>,
-    syn_sent: Option<Spanned<Int>>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default, deny_unknown_fields)]
-struct RawHighConnectionCount {
-    max: Option<Spanned<Int>>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default, deny_unknown_fields)]
-struct RawUnusualHighPort {
-    above: Option<Spanned<Int>>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default, deny_unknown_fields)]
-struct RawAlerts {
-    rearm_after: Option<Spanned<String>>,
+tables! {
+    RawPortScan { window: String, min_ports: Int, slow_window: String, slow_min_ports: Int }
+    RawSynFlood { min_half_open_per_sec: Int, min_syn_recv: Int }
+    RawConnectionBurst { min_per_sec: Int, factor: Float, sustain: String }
+    RawFanOut { window: String, min_hosts: Int }
+    RawNewDestination { enabled: bool, learning: String, ipv4_prefix: Int, ipv6_prefix: Int }
+    RawBeaconing {
+        enabled: bool, min_connections: Int, min_duration: String, window: String, min_score: Float
+    }
+    RawNewListener { enabled: bool }
+    RawLargeOutbound { min_bytes: ByteSize, ratio: Float, window: String }
+    RawAbnormalState { close_wait: Int, syn_sent: Int }
+    RawHighConnectionCount { max: Int }
+    RawUnusualHighPort { above: Int }
+    RawAlerts { rearm_after: String }
 }
 
 #[derive(Deserialize, Default)]
@@ -473,7 +413,7 @@ impl Checker<'_> {
         if let Some(t) = raw.new_destination {
             let n = &mut r.new_destination;
             if let Some(v) = t.enabled {
-                n.enabled = v;
+                n.enabled = v.into_inner();
             }
             if let Some(v) = &t.learning {
                 n.learning = self.duration("new_destination.learning", v)?;
@@ -488,7 +428,7 @@ impl Checker<'_> {
 
         if let Some(t) = raw.beaconing {
             if let Some(v) = t.enabled {
-                r.beaconing.enabled = v;
+                r.beaconing.enabled = v.into_inner();
             }
             if let Some(v) = &t.min_connections {
                 r.beaconing.min_connections = self.count("beaconing.min_connections", v, 4)?;
@@ -525,7 +465,7 @@ impl Checker<'_> {
             }
         }
 
-        if let Some(enabled) = raw.new_listener.and_then(|t| t.enabled) {
+        if let Some(enabled) = raw.new_listener.and_then(|t| t.enabled.map(Spanned::into_inner)) {
             r.new_listener = enabled;
         }
 
