@@ -182,6 +182,17 @@ pub fn parse_event_line(l: &str) -> Value {
     v
 }
 
+/// `netta ARGS` started with no stdin, stderr piped and stdout as given.
+fn spawn_netta(args: &[&str], stdout: Stdio) -> Child {
+    netta_cmd()
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn netta {args:?}: {e}"))
+}
+
 /// A running `netta events`, collecting its JSON lines.
 pub struct Events {
     child: Child,
@@ -194,15 +205,8 @@ pub struct Events {
 impl Events {
     /// Starts `netta [args] events [events_args]` and waits until it says it is ready.
     pub fn start(global: &[&str], events_args: &[&str]) -> Events {
-        let mut child = netta_cmd()
-            .args(global)
-            .arg("events")
-            .args(events_args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn netta events");
+        let args = [global, &["events"], events_args].concat();
+        let mut child = spawn_netta(&args, Stdio::piped());
         let stdout = child.stdout.take().unwrap();
         let stderr = child.stderr.take().unwrap();
         let lines = lines_of(stdout);
@@ -282,13 +286,7 @@ pub struct AgentProc {
 impl AgentProc {
     /// `netta ARGS`, stderr collected (no waiting).
     pub fn spawn(args: &[&str]) -> AgentProc {
-        let mut child = netta_cmd()
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn netta agent");
+        let mut child = spawn_netta(args, Stdio::null());
         let stderr = lines_of(child.stderr.take().unwrap());
         AgentProc { child, stderr }
     }
@@ -363,6 +361,26 @@ pub fn temp_dir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
+}
+
+/// A fresh [`temp_dir`] and the paths an agent with an API keeps in it:
+/// (dir, state directory, API socket).
+pub fn agent_dir(name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let dir = temp_dir(name);
+    let (state, sock) = (dir.join("state"), dir.join("api.sock"));
+    (dir, state, sock)
+}
+
+/// `netta ARGS` as a stranger (uid and gid 65534, no groups), when `setpriv` is there.
+pub fn netta_as_nobody(args: &[&str]) -> Option<std::process::Output> {
+    have_tool("setpriv").then(|| {
+        Command::new("setpriv")
+            .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+            .arg(netta_bin())
+            .args(args)
+            .output()
+            .unwrap()
+    })
 }
 
 /// A helper process from `netta-traffic`.

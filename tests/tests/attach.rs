@@ -7,11 +7,8 @@ use netta_tests::*;
 
 #[test]
 fn views_attach_to_the_running_agent_and_standalone_forces_their_own() {
-    if !ebpf_available("attach") {
-        return;
-    }
-    let dir = temp_dir("attach");
-    let (state, sock) = (dir.join("state"), dir.join("api.sock"));
+    require_ebpf!("attach");
+    let (dir, state, sock) = agent_dir("attach");
     let s = sock.to_str().unwrap();
     let agent = AgentProc::start(&state, &sock, &[]);
     let pid = agent.child.id();

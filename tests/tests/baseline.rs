@@ -67,11 +67,8 @@ fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
 
 #[test]
 fn new_destination_learns_keeps_what_it_learned_alerts_and_resets() {
-    if !ebpf_available("new-destination") {
-        return;
-    }
-    let dir = temp_dir("baseline-nd");
-    let (state, sock) = (dir.join("state"), dir.join("api.sock"));
+    require_ebpf!("new-destination");
+    let (dir, state, sock) = agent_dir("baseline-nd");
     let s = sock.to_str().unwrap();
     let r = rules(
         &dir,
@@ -113,13 +110,7 @@ fn new_destination_learns_keeps_what_it_learned_alerts_and_resets() {
     assert!(learning);
     assert_eq!(ports, Vec::<u64>::new());
     // A reader who is not root may not reset.
-    if have_tool("setpriv") {
-        let out = std::process::Command::new("setpriv")
-            .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
-            .arg(netta_bin())
-            .args(["--api", s, "baseline", "reset"])
-            .output()
-            .unwrap();
+    if let Some(out) = netta_as_nobody(&["--api", s, "baseline", "reset"]) {
         assert!(!out.status.success());
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(err.trim_end().lines().count(), 1, "{err}");

@@ -161,14 +161,36 @@ fn show_alerts(all: &[Value]) -> String {
         .join("\n")
 }
 
+/// 300 free loopback ports from `from` on, and netta watching: what a scan test
+/// starts with.
+fn scan_setup(from: u16) -> (u16, u16, Netta) {
+    let first = free_tcp_range("127.0.0.1", from, 300);
+    (first, first + 299, Netta::start(&[]))
+}
+
+/// The one port-scan alert from 127.0.0.1 in `all`, of ECS shape, with `scan_type`.
+fn one_loopback_scan<'a>(all: &'a [Value], scan_type: &str) -> &'a Value {
+    let scans: Vec<_> = alerts(all, "port-scan")
+        .into_iter()
+        .filter(|a| str_at(a, &["source", "ip"]) == Some("127.0.0.1"))
+        .collect();
+    assert_eq!(scans.len(), 1, "{scans:#?}");
+    let a = scans[0];
+    check_alert_shape(a, "port-scan");
+    assert_eq!(
+        str_at(&a["netta"]["evidence"], &["scan_type"]),
+        Some(scan_type),
+        "{a}"
+    );
+    a
+}
+
 /// A connect scan of 300 ports, most closed: one port-scan alert, "connect".
 #[test]
 fn connect_scan_raises_one_port_scan_alert() {
     let _serial = serial();
     require_ebpf!("connect_scan");
-    let first = free_tcp_range("127.0.0.1", 21_000, 300);
-    let last = first + 299;
-    let mut events = Netta::start(&[]);
+    let (first, last, mut events) = scan_setup(21_000);
     let start = SystemTime::now();
     let mut scan = Traffic::spawn(&[
         "scan",
@@ -190,15 +212,8 @@ fn connect_scan_raises_one_port_scan_alert() {
     });
     assert!(last_seen, "netta never reported the connect to port {last}");
     let all = events.stop();
-    let scans: Vec<_> = alerts(&all, "port-scan")
-        .into_iter()
-        .filter(|a| str_at(a, &["source", "ip"]) == Some("127.0.0.1"))
-        .collect();
-    assert_eq!(scans.len(), 1, "{scans:#?}");
-    let a = scans[0];
-    check_alert_shape(a, "port-scan");
+    let a = one_loopback_scan(&all, "connect");
     let ev = &a["netta"]["evidence"];
-    assert_eq!(str_at(ev, &["scan_type"]), Some("connect"), "{a}");
     let (lo, hi) = (
         u64_at(ev, &["port_min"]).unwrap(),
         u64_at(ev, &["port_max"]).unwrap(),
@@ -215,9 +230,7 @@ fn connect_scan_raises_one_port_scan_alert() {
 fn syn_scan_raises_a_syn_port_scan_alert() {
     let _serial = serial();
     require_ebpf!("syn_scan");
-    let first = free_tcp_range("127.0.0.1", 23_000, 300);
-    let last = first + 299;
-    let mut events = Netta::start(&[]);
+    let (first, last, mut events) = scan_setup(23_000);
     let range = format!("{first}-{last}");
     let (prog, args): (String, Vec<String>) = if scanner_allowed("nmap") {
         let a = [
@@ -280,18 +293,7 @@ fn syn_scan_raises_a_syn_port_scan_alert() {
     });
     report_time("port-scan (syn)", start, &alert);
     let all = events.stop();
-    let scans: Vec<_> = alerts(&all, "port-scan")
-        .into_iter()
-        .filter(|a| str_at(a, &["source", "ip"]) == Some("127.0.0.1"))
-        .collect();
-    assert_eq!(scans.len(), 1, "{scans:#?}");
-    check_alert_shape(scans[0], "port-scan");
-    assert_eq!(
-        str_at(&scans[0]["netta"]["evidence"], &["scan_type"]),
-        Some("syn"),
-        "{}",
-        scans[0]
-    );
+    one_loopback_scan(&all, "syn");
 }
 
 /// Two network namespaces joined by a veth pair; deleted when dropped (with

@@ -110,13 +110,7 @@ fn history_has_both_ends_survives_kill_9_and_refuses_strangers() {
     check_both_ends(&direct, &ports, cli, srv).unwrap();
 
     // A user who is not root and not in group netta gets one line and no data.
-    if have_tool("setpriv") {
-        let out = Command::new("setpriv")
-            .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
-            .arg(netta_bin())
-            .args(["--api", s, "history", "--json"])
-            .output()
-            .unwrap();
+    if let Some(out) = netta_as_nobody(&["--api", s, "history", "--json"]) {
         assert!(!out.status.success());
         assert!(
             out.stdout.is_empty(),
