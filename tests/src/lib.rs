@@ -363,6 +363,31 @@ pub fn temp_dir(name: &str) -> PathBuf {
     d
 }
 
+/// A network namespace by name, deleted (with everything in it) when dropped,
+/// also when the test panics.
+pub struct Netns(pub String);
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.0])
+            .status();
+    }
+}
+
+/// Peak resident set (VmHWM) of a process, in KiB.
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// A fresh [`temp_dir`] and the paths an agent with an API keeps in it:
 /// (dir, state directory, API socket).
 pub fn agent_dir(name: &str) -> (PathBuf, PathBuf, PathBuf) {

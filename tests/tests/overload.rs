@@ -78,31 +78,9 @@ fn a_full_ring_buffer_is_counted_and_the_table_is_healed() {
     drop(hsrv);
 }
 
-struct Netns(String);
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "delete", &self.0])
-            .status();
-    }
-}
-
 fn ip(args: &[&str]) {
     let st = Command::new("ip").args(args).status().expect("ip");
     assert!(st.success(), "ip {args:?}");
-}
-
-fn vm_hwm_kib(pid: u32) -> Option<u64> {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()
 }
 
 #[test]
@@ -191,7 +169,7 @@ fn a_100k_syn_flood_keeps_the_agent_bounded_and_answering() {
     let mut max_half_open = 0u64;
     for l in lines.by_ref() {
         let Ok(l) = l else { break };
-        peak = peak.max(vm_hwm_kib(pid).unwrap_or(0));
+        peak = peak.max(peak_rss_kib(pid).unwrap_or(0));
         let v: Value = serde_json::from_str(&l).unwrap_or(Value::Null);
         if v.get("time").is_some() {
             answered += 1;

@@ -69,16 +69,7 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
 
 /// Peak resident set (VmHWM), in MiB.
 fn peak_rss_mib(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kb / 1024.0)
+    Some(netta_tests::peak_rss_kib(pid)? as f64 / 1024.0)
 }
 
 struct Nginx {
@@ -469,15 +460,7 @@ fn seeding(netta: &Path, sockets: u32, runs: usize) -> Result<(f64, f64, u64)> {
     if !ip(&["netns", "add", &ns])?.success() {
         bail!("ip netns add failed");
     }
-    struct Ns(String);
-    impl Drop for Ns {
-        fn drop(&mut self) {
-            let _ = Command::new("ip")
-                .args(["netns", "delete", &self.0])
-                .status();
-        }
-    }
-    let _guard = Ns(ns.clone());
+    let _guard = netta_tests::Netns(ns.clone());
     ip(&["-n", &ns, "link", "set", "lo", "up"])?;
     // Several holders: a process may not raise its fd limit past the hard limit.
     let per_holder = 7_000u32;
