@@ -123,6 +123,7 @@ pub fn set_owner(info: *mut SockInfo) {
         let (pid, comm) = current_owner();
         i.pid = pid;
         i.comm = comm;
-        i.flags.remove(Flags::OWNER_UNKNOWN | Flags::OWNER_FROM_LISTENER);
+        i.flags
+            .remove(Flags::OWNER_UNKNOWN | Flags::OWNER_FROM_LISTENER);
     }
 }

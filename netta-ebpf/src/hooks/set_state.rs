@@ -118,7 +118,11 @@ fn try_set_state(ctx: &TracePointContext) -> Result<(), i64> {
         st::LISTEN => {
             let (pid, comm) = current_owner();
             let l = ListenerInfo { pid, _pad: 0, comm };
-            let _ = LISTENERS.insert(listener_key(t.ends.family, t.ends.local_port), l, BPF_ANY as u64);
+            let _ = LISTENERS.insert(
+                listener_key(t.ends.family, t.ends.local_port),
+                l,
+                BPF_ANY as u64,
+            );
             let mut ev = event_from_transition(Kind::ListenStarted, &t, now);
             ev.pid = pid;
             ev.comm = comm;
@@ -218,8 +222,8 @@ fn on_close(ctx: &TracePointContext, t: &Transition, now: u64) {
                         if let Some(l) = unsafe { LISTENERS.get(key) } {
                             i.pid = l.pid;
                             i.comm = l.comm;
-                            i.flags =
-                                i.flags.difference(Flags::OWNER_UNKNOWN) | Flags::OWNER_FROM_LISTENER;
+                            i.flags = i.flags.difference(Flags::OWNER_UNKNOWN)
+                                | Flags::OWNER_FROM_LISTENER;
                         }
                     }
                     if i.opened_sent == 0 {

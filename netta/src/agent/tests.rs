@@ -155,7 +155,16 @@ fn records() -> Vec<Vec<u8>> {
         (
             CLOSED, ACCEPTED, 0x11, 8080, 40000, 100, b"nginx", 2_001_000,
         ),
-        (LISTEN_STARTED, Flags::empty(), 0x12, 9090, 0, 400, b"backdoor", 3 * SEC),
+        (
+            LISTEN_STARTED,
+            Flags::empty(),
+            0x12,
+            9090,
+            0,
+            400,
+            b"backdoor",
+            3 * SEC,
+        ),
     ];
     let mut out: Vec<Vec<u8>> = SPECS.iter().map(record).collect();
     out.insert(4, vec![0xff; 7]);

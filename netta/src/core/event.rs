@@ -322,7 +322,8 @@ impl ConnEvent {
             Kind::Pending => Action::Pending,
             Kind::ResetSent => Action::ResetSent,
         };
-        let flags = Flags::from_bits(raw.flags.bits()).ok_or(DecodeError::Flags(raw.flags.bits()))?;
+        let flags =
+            Flags::from_bits(raw.flags.bits()).ok_or(DecodeError::Flags(raw.flags.bits()))?;
         if raw.family != AF_INET && raw.family != AF_INET6 {
             return Err(DecodeError::Family(raw.family));
         }

@@ -523,7 +523,10 @@ mod tests {
             assert!(obj.maps.contains_key(*m), "no map {m} in the object");
         }
         for p in netta_ebpf::prog::ALL {
-            assert!(obj.programs.contains_key(*p), "no program {p} in the object");
+            assert!(
+                obj.programs.contains_key(*p),
+                "no program {p} in the object"
+            );
         }
     }
 }

@@ -465,7 +465,10 @@ impl Checker<'_> {
             }
         }
 
-        if let Some(enabled) = raw.new_listener.and_then(|t| t.enabled.map(Spanned::into_inner)) {
+        if let Some(enabled) = raw
+            .new_listener
+            .and_then(|t| t.enabled.map(Spanned::into_inner))
+        {
             r.new_listener = enabled;
         }
 
