@@ -81,11 +81,11 @@ open('/proc/sys/kernel/bpf_stats_enabled', 'w').write('1')
 nginx = Nginx().__enter__() if a.workload == 'ab' else None
 try:
     env = dict(os.environ, NETTA_BPF_STATS='1')
-    p = subprocess.Popen([a.netta, 'events'], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    p = subprocess.Popen([a.netta, '--standalone', 'events'], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     head = []
     for l in p.stderr:
         head.append(l.strip())
-        if 'netta: ready' in l:
+        if 'netta: ready' in l or 'netta: standalone' in l:
             break
     t0 = time.time()
     what = ab() if nginx else echo()
