@@ -32,8 +32,11 @@ pub const GUEST_TESTS: &[(&str, &str)] = &[
     ),
 ];
 
+/// virtme-ng's venv (from PyPI).
+pub const VNG_VENV: &str = "/opt/netta/virtme-ng";
+
 /// Packages the guests need on the host (the guests run the host's root fs);
-/// virtme-ng itself comes from PyPI into a venv under [`CACHE`].
+/// virtme-ng itself comes from PyPI into [`VNG_VENV`].
 pub const HOST_PACKAGES: &[&str] = &[
     "qemu-system-x86",
     "busybox-static",

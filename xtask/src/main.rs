@@ -595,10 +595,11 @@ impl Ctx {
         Ok(())
     }
 
-    /// virtme-ng's `vng`, from PyPI into a venv under the kernel cache (the system's
-    /// Python stays untouched; a warm machine installs nothing).
+    /// virtme-ng's `vng`, from PyPI into a venv of its own (the system's Python stays
+    /// untouched; a warm machine installs nothing). Not under /var/cache, which the
+    /// guest hides, while virtme's guest-side scripts run from the venv.
     fn ensure_vng(&self) -> Result<PathBuf> {
-        let venv = Path::new(kernels::CACHE).join("virtme-ng");
+        let venv = Path::new(kernels::VNG_VENV);
         let vng = venv.join("bin/vng");
         if vng.is_file() {
             return Ok(vng);
