@@ -624,15 +624,19 @@ impl Ctx {
     /// Builds the guest test binaries and returns (executable, filter) pairs.
     fn test_executables(&self) -> Result<Vec<(PathBuf, String)>> {
         let mut cmd = self.cargo(false);
+        // The same selection as `cargo xtask test` (whole workspace, release), so that
+        // after it these are already built: `-p netta-tests` alone unifies features
+        // differently and rebuilds netta and some of its dependencies.
         cmd.args([
             "test",
+            "--workspace",
             "--release",
-            "-p",
-            "netta-tests",
             "--no-run",
             "--message-format=json",
         ]);
-        for (bin, _) in kernels::GUEST_TESTS {
+        let mut bins: Vec<&str> = kernels::GUEST_TESTS.iter().map(|(b, _)| *b).collect();
+        bins.dedup();
+        for bin in bins {
             cmd.args(["--test", bin]);
         }
         println!("==> build guest tests: {}", display_command(&cmd));
