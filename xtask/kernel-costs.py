@@ -7,11 +7,13 @@ Runs `NETTA events` with kernel.bpf_stats_enabled=1 (restored afterwards) and
 NETTA_BPF_STATS=1 (netta prints each program's run count and run time at exit)
 around a loopback workload of N connections:
   echo: N one-request TCP connections (100 B up, 300 B down), then N unconnected
-        UDP datagrams (the UDP programs' runs are per datagram);
+        UDP datagrams (the UDP programs' runs are per datagram), then N/10
+        connects to a closed port (a RST each);
   ab:   `ab -n N -c 8` against nginx (2 workers, keep-alive off) on 127.0.0.1, as
         `cargo xtask bench` runs it.
 The programs see the whole machine: runs per connection show whether other
-traffic was counted too.
+traffic was counted too. Costs are per connection of the workload (N), whatever
+the program's own runs.
 """
 import argparse, json, os, re, shutil, socket, subprocess, tempfile, threading, time
 
@@ -38,7 +40,15 @@ def echo():
     u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     for _ in range(N):
         u.sendto(b'z' * 32, ('127.0.0.1', port))
-    return f'{N} TCP connections (100 B up, 300 B down) + {N} UDP datagrams'
+    # Connects to a port nobody listens on: each is answered by a RST (the reset hooks).
+    s.close()
+    refused = N // 10
+    for _ in range(refused):
+        try:
+            socket.create_connection(('127.0.0.1', port)).close()
+        except ConnectionRefusedError:
+            pass
+    return f'{N} TCP connections (100 B up, 300 B down) + {N} UDP datagrams + {refused} refused connects'
 
 
 class Nginx:
