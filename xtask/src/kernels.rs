@@ -468,7 +468,10 @@ pub fn run_all(g: &GuestRun, kernels: &[Kernel], concurrent: bool) -> Result<Vec
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().map_err(|_| anyhow::anyhow!("a guest thread panicked"))?)
+            .map(|h| {
+                h.join()
+                    .map_err(|_| anyhow::anyhow!("a guest thread panicked"))?
+            })
             .collect()
     })
 }
@@ -512,20 +515,38 @@ pub fn markdown(rows: &[GuestResult]) -> String {
 
 /// netta's programs and where each attaches, in the order the cost table lists them.
 const PROGRAMS: &[(&str, &str)] = &[
-    ("inet_sock_set_state", "tracepoint `sock:inet_sock_set_state`"),
-    ("accept_exit_4", "fexit `inet_csk_accept` (4 parameters, before 6.10)"),
-    ("accept_exit_2", "fexit `inet_csk_accept` (2 parameters, 6.10+)"),
+    (
+        "inet_sock_set_state",
+        "tracepoint `sock:inet_sock_set_state`",
+    ),
+    (
+        "accept_exit_4",
+        "fexit `inet_csk_accept` (4 parameters, before 6.10)",
+    ),
+    (
+        "accept_exit_2",
+        "fexit `inet_csk_accept` (2 parameters, 6.10+)",
+    ),
     ("sock_send_length", "tracepoint `sock:sock_send_length`"),
     ("sock_recv_length", "tracepoint `sock:sock_recv_length`"),
     ("udp_sendmsg_exit", "fexit `udp_sendmsg`"),
     ("udpv6_sendmsg_exit", "fexit `udpv6_sendmsg`"),
     ("sys_enter_sendto", "tracepoint `syscalls:sys_enter_sendto`"),
-    ("sys_enter_sendmsg", "tracepoint `syscalls:sys_enter_sendmsg`"),
-    ("sys_exit_send", "tracepoints `syscalls:sys_exit_sendto`, `sys_exit_sendmsg`"),
+    (
+        "sys_enter_sendmsg",
+        "tracepoint `syscalls:sys_enter_sendmsg`",
+    ),
+    (
+        "sys_exit_send",
+        "tracepoints `syscalls:sys_exit_sendto`, `sys_exit_sendmsg`",
+    ),
     ("tcp_send_reset", "tracepoint `tcp:tcp_send_reset`"),
     ("tcp_v4_send_reset_entry", "fentry `tcp_v4_send_reset`"),
     ("tcp_v6_send_reset_entry", "fentry `tcp_v6_send_reset`"),
-    ("tcp_retransmit_synack", "tracepoint `tcp:tcp_retransmit_synack`"),
+    (
+        "tcp_retransmit_synack",
+        "tracepoint `tcp:tcp_retransmit_synack`",
+    ),
 ];
 
 /// Per-program kernel cost in each guest: ns per connection, and relative to

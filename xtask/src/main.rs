@@ -533,7 +533,10 @@ impl Ctx {
         let guests_secs = booted.elapsed().as_secs();
         let mut failed = Vec::new();
         for r in &rows {
-            println!("--- {} ({}), {} s ---", r.label, r.expected_release, r.seconds);
+            println!(
+                "--- {} ({}), {} s ---",
+                r.label, r.expected_release, r.seconds
+            );
             println!("{}", r.doctor_text.trim_end());
             for t in &r.tests {
                 println!(
