@@ -31,6 +31,16 @@ pub(super) fn widths<const N: usize>(head: [&str; N], rows: &[[String; N]]) -> [
     w
 }
 
+/// A row without column `i`: for a column shown only when some row fills it.
+pub(super) fn without<T: Default, const N: usize, const M: usize>(row: [T; N], i: usize) -> [T; M] {
+    let mut rest = row
+        .into_iter()
+        .enumerate()
+        .filter(|(j, _)| *j != i)
+        .map(|(_, c)| c);
+    std::array::from_fn(|_| rest.next().unwrap_or_default())
+}
+
 /// One row, columns two spaces apart, no trailing blanks.
 pub(super) fn push_row<const N: usize>(out: &mut String, cells: &[String; N], w: &[usize; N]) {
     let mut line = String::new();
@@ -48,16 +58,18 @@ pub(super) fn push_row<const N: usize>(out: &mut String, cells: &[String; N], w:
 }
 
 /// The original's "ACTIVE NETWORK CONNECTIONS" table; columns widen to fit
-/// (IPv6 addresses) instead of breaking the layout.
+/// (IPv6 addresses) instead of breaking the layout. When DNS named some remote
+/// address, a DOMAIN column follows the original's five.
 pub fn render_list(title: &str, rows: &[Conn]) -> String {
-    const HEAD: [&str; 5] = [
+    const HEAD: [&str; 6] = [
         "PROTO",
         "LOCAL ADDRESS",
         "REMOTE ADDRESS",
         "STATE",
         "PID/PROCESS",
+        "DOMAIN",
     ];
-    let cells: Vec<[String; 5]> = rows
+    let cells: Vec<[String; 6]> = rows
         .iter()
         .map(|c| {
             [
@@ -66,16 +78,31 @@ pub fn render_list(title: &str, rows: &[Conn]) -> String {
                 remote(c),
                 c.state.name().to_string(),
                 owner(c.pid, &c.comm),
+                c.domain.as_ref().map_or("-".into(), |d| d.to_string()),
             ]
         })
         .collect();
-    let mut w = widths(HEAD, &cells);
+    let total = format!("Total: {} connections displayed", rows.len());
+    if rows.iter().any(|c| c.domain.is_some()) {
+        list_table(title, HEAD, &cells, &total)
+    } else {
+        let cells: Vec<[String; 5]> = cells.into_iter().map(|r| without(r, 5)).collect();
+        list_table(title, without(HEAD, 5), &cells, &total)
+    }
+}
+
+fn list_table<const N: usize>(
+    title: &str,
+    head: [&str; N],
+    cells: &[[String; N]],
+    total: &str,
+) -> String {
+    let mut w = widths(head, cells);
     // The original's minimum widths, so short tables look like it.
     for (i, min) in [5, 21, 21, 11, 11].into_iter().enumerate() {
         w[i] = w[i].max(min);
     }
-    let total = format!("Total: {} connections displayed", rows.len());
-    table(title, HEAD, &cells, &w, &total)
+    table(title, head, cells, &w, total)
 }
 
 /// Closed connections: start, duration, bytes and process.
