@@ -520,11 +520,11 @@ impl Table {
             if let Some(conn) = self.remove(&k) {
                 self.counters.bytes_sent = self.counters.bytes_sent.saturating_add(conn.bytes_sent);
                 let closed = Closed {
-                    conn,
                     end_ns: conn.last_ns,
+                    conn,
                     failed: false,
                 };
-                self.push_history(closed);
+                self.push_history(closed.clone());
                 out.push(closed);
             }
         }
@@ -663,7 +663,7 @@ impl Table {
             }
             self.counters.closed += 1;
             self.end(Closed {
-                conn: *c,
+                conn: c.clone(),
                 end_ns: now,
                 failed: false,
             });
@@ -699,8 +699,8 @@ impl Table {
     /// A copy for rendering and statistics, taken under the lock and used outside it.
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
-            conns: self.live.values().copied().collect(),
-            history: self.history.iter().copied().collect(),
+            conns: self.live.values().cloned().collect(),
+            history: self.history.iter().cloned().collect(),
             counters: self.counters,
         }
     }
