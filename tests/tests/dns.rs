@@ -28,7 +28,8 @@ fn query(id: u16, name: &str) -> Vec<u8> {
 /// Asks `server` over UDP until it answers (dnsmasq may still be starting).
 fn ask_udp(server: SocketAddr, name: &str) -> Vec<u8> {
     let s = UdpSocket::bind((server.ip(), 0)).unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
     let deadline = Instant::now() + WAIT;
     let mut buf = [0u8; 512];
     while Instant::now() < deadline {
@@ -144,21 +145,32 @@ fn a_connection_after_a_dns_answer_carries_the_domain() {
     let _dns = Dnsmasq::start(
         None,
         "127.0.5.3",
-        &[("bar-test.example", "127.0.0.77"), ("tcp-test.example", "127.0.0.78")],
+        &[
+            ("bar-test.example", "127.0.0.77"),
+            ("tcp-test.example", "127.0.0.78"),
+        ],
     );
     let mut ev = Events::start(&[], &[]);
     // UDP: the answer is learned (and reported) before the client connects.
-    assert!(answers_with(&ask_udp(server, "bar-test.example"), [127, 0, 0, 77]));
+    assert!(answers_with(
+        &ask_udp(server, "bar-test.example"),
+        [127, 0, 0, 77]
+    ));
     assert!(
-        ev.wait_until(WAIT, |all| dns_answer_for(all, "bar-test.example").is_some()),
+        ev.wait_until(WAIT, |all| dns_answer_for(all, "bar-test.example")
+            .is_some()),
         "no dns-answer event for bar-test.example"
     );
     let port = free_tcp_port("127.0.0.77");
     connect_once("127.0.0.77", port);
     // TCP port 53 too.
-    assert!(answers_with(&ask_tcp(server, "tcp-test.example"), [127, 0, 0, 78]));
+    assert!(answers_with(
+        &ask_tcp(server, "tcp-test.example"),
+        [127, 0, 0, 78]
+    ));
     assert!(
-        ev.wait_until(WAIT, |all| dns_answer_for(all, "tcp-test.example").is_some()),
+        ev.wait_until(WAIT, |all| dns_answer_for(all, "tcp-test.example")
+            .is_some()),
         "no dns-answer event for the TCP answer"
     );
     let tcp_port = free_tcp_port("127.0.0.78");
@@ -168,7 +180,10 @@ fn a_connection_after_a_dns_answer_carries_the_domain() {
 
     let answer = dns_answer_for(&all, "bar-test.example").unwrap();
     assert_eq!(str_at(answer, &["dns", "type"]), Some("answer"));
-    assert_eq!(answer["dns"]["resolved_ip"], serde_json::json!(["127.0.0.77"]));
+    assert_eq!(
+        answer["dns"]["resolved_ip"],
+        serde_json::json!(["127.0.0.77"])
+    );
     assert_eq!(str_at(answer, &["source", "ip"]), Some("127.0.5.3"));
     assert_eq!(str_at(answer, &["network", "transport"]), Some("udp"));
     let tcp_answer = dns_answer_for(&all, "tcp-test.example").unwrap();
@@ -191,7 +206,10 @@ fn a_connection_after_a_dns_answer_carries_the_domain() {
         "the close keeps the name the connection began with"
     );
     let opened = opened_to(&all, "127.0.0.78", tcp_port).unwrap();
-    assert_eq!(str_at(opened, &["destination", "domain"]), Some("tcp-test.example"));
+    assert_eq!(
+        str_at(opened, &["destination", "domain"]),
+        Some("tcp-test.example")
+    );
 }
 
 #[test]
@@ -201,7 +219,10 @@ fn no_dns_turns_it_off() {
     let server: SocketAddr = "127.0.5.5:53".parse().unwrap();
     let _dns = Dnsmasq::start(None, "127.0.5.5", &[("off-test.example", "127.0.0.79")]);
     let mut ev = Events::start(&["--no-dns"], &[]);
-    assert!(answers_with(&ask_udp(server, "off-test.example"), [127, 0, 0, 79]));
+    assert!(answers_with(
+        &ask_udp(server, "off-test.example"),
+        [127, 0, 0, 79]
+    ));
     let port = free_tcp_port("127.0.0.79");
     connect_once("127.0.0.79", port);
     assert!(ev.wait_until(WAIT, |all| opened_to(all, "127.0.0.79", port).is_some()));
@@ -217,7 +238,10 @@ fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static)
         let fd = std::fs::File::open(&path).unwrap();
         use std::os::fd::AsRawFd;
         // SAFETY: setns on this thread only, with an fd we hold.
-        assert_eq!(unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+        assert_eq!(
+            unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) },
+            0
+        );
         f()
     })
     .join()
@@ -229,8 +253,14 @@ struct Netns(String);
 impl Netns {
     fn create(name: &str) -> Netns {
         let _ = Command::new("ip").args(["netns", "del", name]).status();
-        assert!(Command::new("ip").args(["netns", "add", name]).status().unwrap().success());
-        let up = Command::new("ip").args(["-n", name, "link", "set", "lo", "up"]).status();
+        assert!(Command::new("ip")
+            .args(["netns", "add", name])
+            .status()
+            .unwrap()
+            .success());
+        let up = Command::new("ip")
+            .args(["-n", name, "link", "set", "lo", "up"])
+            .status();
         assert!(up.unwrap().success());
         Netns(name.to_string())
     }
@@ -251,9 +281,15 @@ fn answers_inside_a_network_namespace_name_its_connections() {
         "dnsmasq-base"
     );
     let ns = Netns::create(&format!("netta-dns-{}", std::process::id()));
-    let _dns = Dnsmasq::start(Some(&ns.0), "127.0.0.1", &[("ns-test.example", "127.0.0.80")]);
+    let _dns = Dnsmasq::start(
+        Some(&ns.0),
+        "127.0.0.1",
+        &[("ns-test.example", "127.0.0.80")],
+    );
     let mut ev = Events::start(&[], &[]);
-    let answer = in_netns(&ns.0, || ask_udp("127.0.0.1:53".parse().unwrap(), "ns-test.example"));
+    let answer = in_netns(&ns.0, || {
+        ask_udp("127.0.0.1:53".parse().unwrap(), "ns-test.example")
+    });
     assert!(answers_with(&answer, [127, 0, 0, 80]));
     assert!(
         ev.wait_until(WAIT, |all| dns_answer_for(all, "ns-test.example").is_some()),
@@ -268,9 +304,16 @@ fn answers_inside_a_network_namespace_name_its_connections() {
         use std::os::unix::fs::MetadataExt;
         m.ino()
     });
-    assert_ne!(answer["netta"]["netns"].as_u64(), own.ok(), "learned in the other namespace");
+    assert_ne!(
+        answer["netta"]["netns"].as_u64(),
+        own.ok(),
+        "learned in the other namespace"
+    );
     let opened = opened_to(&all, "127.0.0.80", port).unwrap();
-    assert_eq!(str_at(opened, &["destination", "domain"]), Some("ns-test.example"));
+    assert_eq!(
+        str_at(opened, &["destination", "domain"]),
+        Some("ns-test.example")
+    );
 }
 
 /// A response header and question for `name`, then `rest` (answer records).
@@ -335,5 +378,8 @@ fn hostile_dns_packets_never_crash_the_capture_nor_reach_output_raw() {
             assert!(q.bytes().all(|b| (0x21..=0x7e).contains(&b)), "{q:?}");
         }
     }
-    assert_eq!(evil["dns"]["resolved_ip"], serde_json::json!(["127.0.0.81"]));
+    assert_eq!(
+        evil["dns"]["resolved_ip"],
+        serde_json::json!(["127.0.0.81"])
+    );
 }

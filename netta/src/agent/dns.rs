@@ -57,7 +57,10 @@ impl DnsState {
             Err(e) => {
                 self.counters.malformed += 1;
                 if self.counters.malformed.is_power_of_two() {
-                    log::info!("dropped a malformed DNS packet ({e}); {} so far", self.counters.malformed);
+                    log::info!(
+                        "dropped a malformed DNS packet ({e}); {} so far",
+                        self.counters.malformed
+                    );
                 }
                 return None;
             }
@@ -109,27 +112,45 @@ mod tests {
     #[test]
     fn packets_are_counted_as_answers_ignored_or_malformed() {
         let mut st = DnsState::new(dns_cache::Limits::DEFAULT);
-        let m = response("bar-test.example", &[(name("bar-test.example"), 1, 0, vec![127, 0, 0, 77])]);
-        let seen = st.packet(9, &udp4([127, 0, 0, 1], [127, 0, 0, 1], 5000, &m), 100).unwrap();
+        let m = response(
+            "bar-test.example",
+            &[(name("bar-test.example"), 1, 0, vec![127, 0, 0, 77])],
+        );
+        let seen = st
+            .packet(9, &udp4([127, 0, 0, 1], [127, 0, 0, 1], 5000, &m), 100)
+            .unwrap();
         assert_eq!(seen.response.question.as_str(), "bar-test.example");
-        assert_eq!(seen.resolved, vec!["127.0.0.77".parse::<std::net::IpAddr>().unwrap()]);
+        assert_eq!(
+            seen.resolved,
+            vec!["127.0.0.77".parse::<std::net::IpAddr>().unwrap()]
+        );
         let name = st.cache.lookup(Some(9), seen.resolved[0], 200).unwrap();
         assert_eq!(name.domain.as_str(), "bar-test.example");
         let mut looped = response("x.example", &[]);
         looped[7] = 1;
         let at = looped.len() as u8;
         looped.extend_from_slice(&[0xc0, at]);
-        assert!(st.packet(9, &udp4([1; 4], [2; 4], 1, &looped), 100).is_none());
+        assert!(st
+            .packet(9, &udp4([1; 4], [2; 4], 1, &looped), 100)
+            .is_none());
         assert!(st.packet(9, &[0x45, 0, 0], 100).is_none());
         let query = {
             let mut q = m.clone();
             q[2] = 0x01;
             q
         };
-        assert!(st.packet(9, &udp4([1; 4], [2; 4], 1, &query), 100).is_none());
+        assert!(st
+            .packet(9, &udp4([1; 4], [2; 4], 1, &query), 100)
+            .is_none());
         assert_eq!(
             st.counters,
-            DnsCounters { packets: 4, answers: 1, ignored: 1, malformed: 2, namespaces: 0 }
+            DnsCounters {
+                packets: 4,
+                answers: 1,
+                ignored: 1,
+                malformed: 2,
+                namespaces: 0
+            }
         );
     }
 }

@@ -84,11 +84,18 @@ pub struct Response {
 impl Response {
     /// ECS `dns.header_flags`: the two-letter names of the flags set.
     pub fn flag_names(&self) -> Vec<&'static str> {
-        [(0x0400, "AA"), (0x0200, "TC"), (0x0100, "RD"), (0x0080, "RA"), (0x0020, "AD"), (0x0010, "CD")]
-            .into_iter()
-            .filter(|(bit, _)| self.flags & bit != 0)
-            .map(|(_, n)| n)
-            .collect()
+        [
+            (0x0400, "AA"),
+            (0x0200, "TC"),
+            (0x0100, "RD"),
+            (0x0080, "RA"),
+            (0x0020, "AD"),
+            (0x0010, "CD"),
+        ]
+        .into_iter()
+        .filter(|(bit, _)| self.flags & bit != 0)
+        .map(|(_, n)| n)
+        .collect()
     }
 }
 
@@ -110,7 +117,8 @@ impl Response {
         let mut ttl = u32::MAX;
         // Each alias step moves to a name not seen yet: at most one per record.
         while let Some(a) = self.answers.iter().find(|a| {
-            a.name == chain[chain.len() - 1] && matches!(&a.data, Data::Cname(t) if !chain.contains(t))
+            a.name == chain[chain.len() - 1]
+                && matches!(&a.data, Data::Cname(t) if !chain.contains(t))
         }) {
             let Data::Cname(target) = &a.data else { break };
             ttl = ttl.min(a.ttl);
@@ -344,7 +352,14 @@ pub fn captured(packet: &[u8]) -> Result<Option<Captured<'_>>, DnsError> {
             if u16::from_be_bytes([packet[6], packet[7]]) & 0x3fff != 0 {
                 return Ok(None); // a fragment
             }
-            let ip = |o: usize| IpAddr::V4(Ipv4Addr::new(packet[o], packet[o + 1], packet[o + 2], packet[o + 3]));
+            let ip = |o: usize| {
+                IpAddr::V4(Ipv4Addr::new(
+                    packet[o],
+                    packet[o + 1],
+                    packet[o + 2],
+                    packet[o + 3],
+                ))
+            };
             (ip(12), ip(16), packet[9], &packet[ihl..total])
         }
         6 => {
@@ -464,7 +479,10 @@ mod tests {
 
     #[test]
     fn a_record_answers_the_question() {
-        let m = response("Bar-Test.example", &[(name("bar-test.example"), TYPE_A, 300, vec![127, 0, 0, 77])]);
+        let m = response(
+            "Bar-Test.example",
+            &[(name("bar-test.example"), TYPE_A, 300, vec![127, 0, 0, 77])],
+        );
         let r = parse(&m).unwrap().unwrap();
         assert_eq!(r.question, d("bar-test.example"));
         let res = r.resolved();
@@ -550,7 +568,10 @@ mod tests {
         m[7] = 1;
         m.extend_from_slice(&[0x80, 1]);
         assert_eq!(parse(&m), Err(DnsError::LabelType(0x80)));
-        let m = response("x.example", &[(name("x.example"), TYPE_A, 1, vec![1, 2, 3])]);
+        let m = response(
+            "x.example",
+            &[(name("x.example"), TYPE_A, 1, vec![1, 2, 3])],
+        );
         assert_eq!(parse(&m), Err(DnsError::Rdata("A", 3)));
     }
 
@@ -577,7 +598,10 @@ mod tests {
 
     #[test]
     fn queries_errors_and_empty_answers_teach_nothing() {
-        let mut m = response("x.example", &[(name("x.example"), TYPE_A, 9, vec![1, 2, 3, 4])]);
+        let mut m = response(
+            "x.example",
+            &[(name("x.example"), TYPE_A, 9, vec![1, 2, 3, 4])],
+        );
         assert!(parse(&m).unwrap().is_some());
         m[3] = 0x83; // NXDOMAIN
         assert_eq!(parse(&m), Ok(None));
@@ -589,7 +613,10 @@ mod tests {
 
     #[test]
     fn finds_the_message_in_udp_and_tcp_packets() {
-        let m = response("x.example", &[(name("x.example"), TYPE_A, 9, vec![1, 2, 3, 4])]);
+        let m = response(
+            "x.example",
+            &[(name("x.example"), TYPE_A, 9, vec![1, 2, 3, 4])],
+        );
         let p = udp4([127, 0, 0, 53], [127, 0, 0, 1], 40000, &m);
         let c = captured(&p).unwrap().unwrap();
         assert_eq!(c.transport, Proto::Udp);
@@ -597,7 +624,9 @@ mod tests {
         assert_eq!(c.client, "127.0.0.1:40000".parse().unwrap());
         assert_eq!(c.message, &m[..]);
         // The same message over TCP (length prefix).
-        let mut seg = vec![0, 53, 0x9c, 0x40, 0, 0, 0, 0, 0, 0, 0, 0, 0x50, 0x18, 0, 0, 0, 0, 0, 0];
+        let mut seg = vec![
+            0, 53, 0x9c, 0x40, 0, 0, 0, 0, 0, 0, 0, 0, 0x50, 0x18, 0, 0, 0, 0, 0, 0,
+        ];
         seg.extend_from_slice(&(m.len() as u16).to_be_bytes());
         seg.extend_from_slice(&m);
         let mut p = udp4([127, 0, 0, 53], [127, 0, 0, 1], 0, &[]);

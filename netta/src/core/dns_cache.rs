@@ -103,7 +103,8 @@ impl Cache {
     /// Stores what one response resolved, in namespace `netns`, at `now`.
     pub fn learn(&mut self, netns: u64, resolved: &[Resolved], now: u64) {
         for r in resolved {
-            let ttl = (u64::from(r.ttl) * SEC).clamp(self.limits.min_ttl_ns, self.limits.max_ttl_ns);
+            let ttl =
+                (u64::from(r.ttl) * SEC).clamp(self.limits.min_ttl_ns, self.limits.max_ttl_ns);
             let name = Name {
                 domain: r.chain[0].clone(),
                 chain: r.chain.clone().into(),
@@ -131,7 +132,8 @@ impl Cache {
         // Refreshed answers leave stale slots behind: keep the queue near the map's size.
         if self.order.len() > 2 * self.map.len() + 64 {
             let map = &self.map;
-            self.order.retain(|(k, s)| map.get(k).is_some_and(|e| e.seq == *s));
+            self.order
+                .retain(|(k, s)| map.get(k).is_some_and(|e| e.seq == *s));
         }
     }
 
@@ -177,7 +179,8 @@ impl Cache {
             self.counters.expired += gone as u64;
             let map = &self.map;
             self.latest.retain(|ip, ns| map.contains_key(&(*ns, *ip)));
-            self.order.retain(|(k, s)| map.get(k).is_some_and(|e| e.seq == *s));
+            self.order
+                .retain(|(k, s)| map.get(k).is_some_and(|e| e.seq == *s));
         }
     }
 }
@@ -198,11 +201,22 @@ mod tests {
     fn an_answer_names_its_address_in_its_namespace_until_it_expires() {
         let mut c = Cache::new(Limits::DEFAULT);
         let ip: IpAddr = "127.0.0.77".parse().unwrap();
-        c.learn(1, &[resolved("127.0.0.77", &["bar-test.example", "cdn.example"], 600)], 0);
+        c.learn(
+            1,
+            &[resolved(
+                "127.0.0.77",
+                &["bar-test.example", "cdn.example"],
+                600,
+            )],
+            0,
+        );
         let n = c.lookup(Some(1), ip, 10 * SEC).unwrap();
         assert_eq!(n.domain.as_str(), "bar-test.example");
         assert_eq!(n.chain.len(), 2);
-        assert!(c.lookup(Some(2), ip, 10 * SEC).is_none(), "another namespace");
+        assert!(
+            c.lookup(Some(2), ip, 10 * SEC).is_none(),
+            "another namespace"
+        );
         assert!(c.lookup(None, ip, 10 * SEC).is_some(), "any namespace");
         assert!(c.lookup(Some(1), ip, 601 * SEC).is_none());
         c.expire(601 * SEC);
@@ -215,8 +229,15 @@ mod tests {
         let mut c = Cache::new(Limits::DEFAULT);
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         c.learn(1, &[resolved("10.0.0.1", &["zero.example"], 0)], 0);
-        assert!(c.lookup(None, ip, 59 * SEC).is_some(), "TTL 0 still names the next connection");
-        c.learn(1, &[resolved("10.0.0.1", &["long.example"], u32::MAX >> 1)], 0);
+        assert!(
+            c.lookup(None, ip, 59 * SEC).is_some(),
+            "TTL 0 still names the next connection"
+        );
+        c.learn(
+            1,
+            &[resolved("10.0.0.1", &["long.example"], u32::MAX >> 1)],
+            0,
+        );
         let n = c.lookup(None, ip, 0).unwrap();
         assert_eq!(n.domain.as_str(), "long.example", "a newer answer replaces");
         assert_eq!(n.expires_ns, Limits::DEFAULT.max_ttl_ns);
@@ -240,13 +261,23 @@ mod tests {
         assert_eq!(c.len(), 3);
         assert_eq!(c.counters().evicted, 7);
         for i in 7..10 {
-            assert!(c.lookup(Some(7), format!("10.0.0.{i}").parse().unwrap(), 0).is_some());
+            assert!(c
+                .lookup(Some(7), format!("10.0.0.{i}").parse().unwrap(), 0)
+                .is_some());
         }
         assert!(c.order.len() <= 2 * c.len() + 64);
         // A hostile flood of distinct answers stays within the bound.
         for i in 0..10_000u32 {
             let ip = IpAddr::from(std::net::Ipv4Addr::from(i));
-            c.learn(7, &[Resolved { ip, chain: vec![Domain::parse("f.example").unwrap()], ttl: 1 }], 0);
+            c.learn(
+                7,
+                &[Resolved {
+                    ip,
+                    chain: vec![Domain::parse("f.example").unwrap()],
+                    ttl: 1,
+                }],
+                0,
+            );
         }
         assert_eq!(c.len(), 3);
         assert!(c.order.len() <= 2 * c.len() + 64 + 1);

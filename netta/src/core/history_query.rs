@@ -106,7 +106,10 @@ mod tests {
         assert_eq!(parse_action("LISTEN-START"), Some("listen-start"));
         assert_eq!(parse_action("opened"), None);
         assert_eq!(action_name(Action::UdpFlow), Some("udp-flow"));
-        assert_eq!(parse_domain(" Bar-Test.Example. ").unwrap(), "bar-test.example");
+        assert_eq!(
+            parse_domain(" Bar-Test.Example. ").unwrap(),
+            "bar-test.example"
+        );
         assert!(parse_domain("evil\u{1b}[2J").is_err());
         assert!(parse_domain("").is_err());
     }

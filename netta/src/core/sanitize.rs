@@ -226,7 +226,8 @@ impl serde::Serialize for Domain {
 impl<'de> serde::Deserialize<'de> for Domain {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Domain, D::Error> {
         let s: String = serde::Deserialize::deserialize(d)?;
-        Domain::parse(&s).ok_or_else(|| serde::de::Error::custom("not a DNS name in presentation form"))
+        Domain::parse(&s)
+            .ok_or_else(|| serde::de::Error::custom("not a DNS name in presentation form"))
     }
 }
 
@@ -239,10 +240,16 @@ mod tests {
         let d = Domain::from_labels([&b"Bar-Test"[..], b"EXAMPLE"]);
         assert_eq!(d.as_str(), "bar-test.example");
         let evil = Domain::from_labels([&b"a\x1b[2J\n.b\\"[..], "é".as_bytes(), b"x y"]);
-        assert_eq!(evil.as_str(), "a\\027[2j\\010\\046b\\092.\\195\\169.x\\032y");
+        assert_eq!(
+            evil.as_str(),
+            "a\\027[2j\\010\\046b\\092.\\195\\169.x\\032y"
+        );
         assert!(evil.as_str().bytes().all(|b| (0x21..=0x7e).contains(&b)));
         assert_eq!(Domain::from_labels(std::iter::empty()).as_str(), ".");
-        assert_eq!(Domain::parse("Bar.Example").unwrap().as_str(), "bar.example");
+        assert_eq!(
+            Domain::parse("Bar.Example").unwrap().as_str(),
+            "bar.example"
+        );
         assert!(Domain::parse("a\nb").is_none());
         assert!(Domain::parse("bad\u{1b}").is_none());
         assert!(Domain::parse("sp ace").is_none());

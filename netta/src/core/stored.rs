@@ -40,7 +40,7 @@ pub struct ConnRow {
 
 /// Comm bytes travel over the API as an array of numbers: names need not be UTF-8.
 mod comm_bytes {
-    use crate::core::sanitize::{Comm, Domain};
+    use crate::core::sanitize::Comm;
     pub fn serialize<S: serde::Serializer>(c: &Comm, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_bytes(c.as_bytes())
     }

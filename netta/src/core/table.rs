@@ -634,8 +634,9 @@ impl Table {
                 uid: Some(s.uid),
                 seen_ns: started_ns,
                 origin: Origin::Proc,
+                domain: None,
             };
-            if self.insert(conn) {
+            if self.insert(conn.clone()) {
                 self.counters.healed_added += 1;
                 report.added.push(conn);
             }

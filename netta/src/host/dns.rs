@@ -182,7 +182,7 @@ fn drain(fd: i32, ns: u64, buf: &mut [u8], handler: &mut dyn DnsHandler) {
         }
         // Kernels before 4.20 have no PACKET_IGNORE_OUTGOING: on loopback each
         // packet would come twice.
-        if from.sll_pkttype == libc::PACKET_OUTGOING as u8 {
+        if from.sll_pkttype == libc::PACKET_OUTGOING {
             continue;
         }
         handler.packet(ns, &buf[..n as usize]);
@@ -200,7 +200,11 @@ pub fn namespaces(proc_root: &Path) -> HashMap<u64, PathBuf> {
     };
     if let Ok(dir) = std::fs::read_dir(proc_root) {
         for e in dir.flatten() {
-            if e.file_name().as_encoded_bytes().iter().all(u8::is_ascii_digit) {
+            if e.file_name()
+                .as_encoded_bytes()
+                .iter()
+                .all(u8::is_ascii_digit)
+            {
                 add(e.path().join("ns/net"));
             }
         }

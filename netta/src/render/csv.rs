@@ -196,16 +196,16 @@ mod tests {
         assert_eq!(
             lines[3],
             "Protocol,LocalAddress,LocalPort,RemoteAddress,RemotePort,State,PID,Process,\
-             Direction,BytesSent,BytesReceived,StartTime,DurationSeconds"
+             Direction,BytesSent,BytesReceived,StartTime,DurationSeconds,Domain"
         );
         assert_eq!(
             lines[4],
-            "TCP,127.0.0.1,8080,0.0.0.0,*,LISTENING,1234,web-server,,0,0,2024-10-15T14:31:40Z,"
+            "TCP,127.0.0.1,8080,0.0.0.0,*,LISTENING,1234,web-server,,0,0,2024-10-15T14:31:40Z,,"
         );
         assert_eq!(
             lines[7],
             "TCP,192.168.1.100,54321,93.184.216.34,443,ESTABLISHED,5678,chrome,egress,\
-             1200,48000,2024-10-15T14:31:40Z,"
+             1200,48000,2024-10-15T14:31:40Z,,"
         );
     }
 
@@ -319,6 +319,7 @@ mod tests {
                 "9000",
                 "2024-10-15T14:31:40Z",
                 "0.001500",
+                "",
             ]
         );
         assert_eq!(&recs[1][5], "FAILED");

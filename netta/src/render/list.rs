@@ -168,3 +168,36 @@ fn table<const N: usize>(
     let _ = writeln!(out, "{}", heavy_rule());
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::event::{Direction, Proto, State};
+    use crate::core::sanitize::Domain;
+
+    #[test]
+    fn a_domain_column_follows_once_a_row_has_a_name() {
+        let mut c = crate::fixture::conn(
+            1,
+            Proto::Tcp,
+            "127.0.0.1:40000",
+            "127.0.0.77:443",
+            State::Established,
+            Direction::Egress,
+            7,
+            b"curl",
+        );
+        let plain = render_list("ACTIVE NETWORK CONNECTIONS", std::slice::from_ref(&c));
+        assert!(!plain.contains("DOMAIN"), "{plain}");
+        c.domain = Domain::parse("bar-test.example");
+        let named = render_list("ACTIVE NETWORK CONNECTIONS", &[c]);
+        let head = named.lines().nth(3).unwrap();
+        assert!(head.ends_with("PID/PROCESS  DOMAIN"), "{named}");
+        assert!(
+            named
+                .lines()
+                .any(|l| l.ends_with("7/curl       bar-test.example")),
+            "{named}"
+        );
+    }
+}
