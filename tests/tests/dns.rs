@@ -252,7 +252,10 @@ struct Netns(String);
 
 impl Netns {
     fn create(name: &str) -> Netns {
-        let _ = Command::new("ip").args(["netns", "del", name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", name])
+            .stderr(Stdio::null())
+            .status();
         assert!(Command::new("ip")
             .args(["netns", "add", name])
             .status()

@@ -33,20 +33,25 @@ pub fn detect<D: Observe>(det: &mut D, batch: &[ConnEvent], alerts: &mut Vec<D::
 }
 
 /// Gives each event the name of its remote address: the one its row got when it
-/// began, else (for a beginning) what DNS answered for it recently. Events carry
-/// no network namespace yet, so the newest answer in any namespace counts.
+/// began, else what DNS answered for it recently (also for an end whose beginning
+/// is in the same batch, not in the table yet). Events carry no network namespace
+/// yet, so the newest answer in any namespace counts.
 pub fn attribute(table: &Table, dns: &Cache, batch: &mut [ConnEvent], now: u64) {
-    for ev in batch.iter_mut().filter(|ev| ev.domain.is_none()) {
-        let begins = matches!(
+    let named = |ev: &ConnEvent| {
+        !matches!(
             ev.action,
-            Action::Opened | Action::Pending | Action::Failed | Action::UdpFlow
-        );
+            Action::ListenStarted
+                | Action::ListenStopped
+                | Action::EventsLost
+                | Action::TableEvicted
+        ) && ev.domain.is_none()
+    };
+    for ev in batch.iter_mut().filter(|ev| named(ev)) {
         ev.domain = match table.domain_of(ev) {
             Some(d) => Some(d.clone()),
-            None if begins => dns
+            None => dns
                 .lookup(None, ev.remote.ip(), now)
                 .map(|n| n.domain.clone()),
-            None => None,
         };
     }
 }
