@@ -49,6 +49,8 @@ pub mod api {
     /// History filters (parsed from flags and the API's query string).
     pub use crate::core::{history_query, when};
     pub use crate::core::{pipeline, proc_net::parse_net, services::Services};
+    /// sock_diag answers (live TCP counters).
+    pub use crate::core::sock_diag;
     pub use crate::detect::{Alert, Detector, RuleId, Rules, Severity};
     /// systemd notification (sd_notify).
     pub use crate::host::notify;

@@ -330,6 +330,7 @@ impl Ctx {
             "rules",
             "kernel_formats",
             "history_query",
+            "sock_diag",
         ];
         self.ensure_bpf_toolchain()?;
         let have_fuzz = Command::new("cargo")

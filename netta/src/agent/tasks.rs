@@ -124,16 +124,28 @@ pub(super) async fn kernel_poll_loop(
     }
 }
 
-/// Table rules and incident expiry once a second; also reports rows the full
-/// table had to refuse, so an overload is visible in the stream.
-pub(super) async fn detect_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+/// Once a second: the live counters, then the table rules and incident expiry
+/// (so a rule on bytes sees them fresh), and `connection-updated` events when
+/// due. Also reports rows the full table had to refuse, so an overload is
+/// visible in the stream.
+pub(super) async fn detect_loop(
+    shared: Arc<Shared>,
+    update_every: Option<Duration>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    const TICK: Duration = Duration::from_secs(1);
+    let mut tick = tokio::time::interval(TICK);
+    let mut updates = super::live::Schedule::new(update_every);
     let mut evicted_seen = 0;
     loop {
         tokio::select! {
             _ = shutdown.changed() => break,
-            _ = tick.tick() => {
+            at = tick.tick() => {
+                super::live::refresh(&shared).await;
                 shared.detect_now();
+                if updates.due(at, TICK) {
+                    super::live::publish_updates(&shared);
+                }
                 shared.flush_drop_notices();
             }
         }
@@ -192,6 +204,7 @@ fn flow_event(c: &Closed) -> ConnEvent {
         direction: Direction::Egress,
         bytes_sent: conn.bytes_sent,
         count: conn.packets,
+        prior_sent: conn.live.reported_sent.min(conn.bytes_sent),
         ..conn.event(Action::UdpFlow, c.end_ns)
     }
 }

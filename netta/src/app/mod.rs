@@ -498,6 +498,7 @@ fn agent_options(s: &Settings) -> crate::agent::AgentOptions {
         reconcile_every: s.global.reconcile_interval.0,
         poll_every: s.global.poll_interval.0,
         udp_idle: s.global.udp_idle.0,
+        update_every: Some(s.global.update_interval.0).filter(|d| !d.is_zero()),
         limits: crate::core::table::Limits {
             max_live: s.global.max_connections,
             max_history: s.global.history_size,

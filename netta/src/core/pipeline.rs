@@ -33,7 +33,7 @@ pub fn detect<D: Observe>(det: &mut D, batch: &[ConnEvent], alerts: &mut Vec<D::
 
 /// Applies the batch to the table and keeps only the events that changed it.
 pub fn apply(table: &mut Table, batch: &mut Vec<ConnEvent>) {
-    batch.retain(|ev| table.apply(ev) == Applied::Changed);
+    batch.retain_mut(|ev| table.apply_noting(ev) == Applied::Changed);
 }
 
 /// Decode, detect and apply over concatenated records of `record_size` bytes, in

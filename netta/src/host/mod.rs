@@ -14,6 +14,7 @@ pub mod probe;
 pub mod proc;
 pub mod self_stats;
 pub mod services;
+pub mod sock_diag;
 pub mod tracefs;
 
 use std::future::Future;
@@ -28,6 +29,7 @@ use tokio::sync::watch;
 use crate::core::clock::{mono_now, Clock};
 use crate::core::proc_net::Owner;
 use crate::core::services::Services;
+use crate::core::sock_diag::DiagSocket;
 pub use ebpf::{RecordHandler, Transport};
 pub use proc::Sockets;
 
@@ -98,6 +100,12 @@ pub trait Host: Send + Sync + 'static {
     fn now_ns(&self) -> u64;
     /// Converts kernel timestamps to wall time.
     fn clock(&self) -> Clock;
+    /// Live counters of the open TCP connections (sock_diag), appended to `out`.
+    /// A host that has none leaves `out` empty.
+    fn tcp_counters(&self, out: &mut Vec<DiagSocket>) -> io::Result<()> {
+        let _ = out;
+        Ok(())
+    }
 }
 
 /// The real machine.
@@ -156,5 +164,9 @@ impl Host for Os {
 
     fn clock(&self) -> Clock {
         Clock::new()
+    }
+
+    fn tcp_counters(&self, out: &mut Vec<DiagSocket>) -> io::Result<()> {
+        sock_diag::Diag::open()?.tcp(out)
     }
 }

@@ -38,6 +38,16 @@ fn parse_interval(s: &str) -> Result<Interval, String> {
     parse_duration(s).map(Interval)
 }
 
+/// A period where `0` means "never".
+fn parse_period_or_off(s: &str) -> Result<Interval, String> {
+    if s.trim() == "0" {
+        return Ok(Interval(Duration::ZERO));
+    }
+    humantime::parse_duration(s)
+        .map(Interval)
+        .map_err(|e| format!("{e} (try 2s, 30s, 1m, or 0 for off)"))
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s).map_err(|e| format!("{e} (try 500ms, 2s, 1m)"))?;
     if d.is_zero() {
@@ -91,6 +101,10 @@ pub struct Global {
     /// A UDP flow idle this long is reported and forgotten.
     #[arg(long, global = true, default_value_t = Interval(defaults().udp_idle), value_parser = parse_interval)]
     pub udp_idle: Interval,
+    /// How often open connections that moved data report their totals so far
+    /// (`connection-updated` events); 0 turns them off.
+    #[arg(long, global = true, default_value_t = Interval(defaults().update_interval), value_parser = parse_period_or_off)]
+    pub update_interval: Interval,
     /// Most live connections kept; more are counted as evicted.
     #[arg(long, global = true, default_value_t = defaults().max_connections)]
     pub max_connections: usize,
