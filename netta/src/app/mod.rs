@@ -6,6 +6,7 @@ pub mod monitor;
 pub mod output;
 pub mod service;
 pub mod source;
+pub mod top;
 pub mod views;
 
 use std::time::Duration;
@@ -90,6 +91,7 @@ pub fn main() -> i32 {
             Some(Command::List(a)) => list(&s, a).await,
             Some(Command::Stats(a)) => stats(&s, a).await,
             Some(Command::Monitor(a)) => monitor(&s, a).await,
+            Some(Command::Top(a)) => top::run(&s, a).await,
             Some(Command::Detect(a)) => detect(&s, a).await,
             Some(Command::Export(a)) => export(&s, a).await,
             Some(Command::History(a)) => history(&s, a).await,

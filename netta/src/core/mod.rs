@@ -16,5 +16,6 @@ pub mod sock_diag;
 pub mod sock_id;
 pub mod stored;
 pub mod table;
+pub mod top;
 pub mod tuple;
 pub mod when;

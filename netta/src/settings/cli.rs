@@ -138,6 +138,8 @@ pub enum Command {
     Stats(StatsArgs),
     /// Print a line of live counts every interval, then a summary.
     Monitor(MonitorArgs),
+    /// Full-screen live view: connections with their rates, processes, alerts.
+    Top(TopArgs),
     /// Look for suspicious activity.
     Detect(DetectArgs),
     /// Write a report of the connection table (CSV or JSON).
@@ -355,6 +357,13 @@ pub struct MonitorArgs {
     /// JSON lines output.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct TopArgs {
+    /// How often the picture is refreshed.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub interval: Duration,
 }
 
 #[derive(Args, Debug)]
