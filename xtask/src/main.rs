@@ -46,6 +46,7 @@ const TEST_PEER_PACKAGES: &[&str] = &[
     "clickhouse-server",
     "rsyslog",
     "python3",
+    "tmux",
 ];
 
 /// Environment that `cargo run` / the rustup proxy / an outer build leak into this process and
