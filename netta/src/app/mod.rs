@@ -1,6 +1,7 @@
 //! The subcommands: each starts the agent, does its job on the live table, and
 //! stops the agent cleanly.
 pub mod doctor;
+pub mod live_bench;
 pub mod menu;
 pub mod monitor;
 pub mod output;
@@ -98,6 +99,11 @@ pub fn main() -> i32 {
             Some(Command::Baseline { action }) => baseline(&s, action).await,
             Some(Command::StoreBench { rows, dir }) => store_bench(*rows, dir),
             Some(Command::SeedBench) => seed_bench(&s),
+            Some(Command::LiveBench { runs }) => live_bench::live_bench(*runs),
+            Some(Command::TopBench {
+                connections,
+                frames,
+            }) => live_bench::top_bench(*connections, *frames),
             Some(Command::Agent(a)) => agent(&s, a).await,
             Some(Command::Completions { .. } | Command::Manpage | Command::Doctor { .. }) => Ok(()),
             None => menu(&s).await,

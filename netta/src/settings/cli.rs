@@ -179,6 +179,20 @@ pub enum Command {
     /// Time one seeding of the table from /proc (for `cargo xtask bench`).
     #[command(hide = true)]
     SeedBench,
+    /// Time live-counter refreshes on this machine's connections (for `cargo xtask bench-live`).
+    #[command(hide = true)]
+    LiveBench {
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+    },
+    /// Time `top` frames on a synthetic table (for `cargo xtask bench-live`).
+    #[command(hide = true)]
+    TopBench {
+        #[arg(long, default_value_t = 10_000)]
+        connections: usize,
+        #[arg(long, default_value_t = 100)]
+        frames: usize,
+    },
 }
 
 #[derive(Subcommand, Debug)]
