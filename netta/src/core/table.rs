@@ -415,6 +415,8 @@ impl Table {
             }
             // Made from this table's own counter: nothing to apply.
             Action::TableEvicted => Applied::Changed,
+            // Made from this table's own rows.
+            Action::Updated => Applied::Quiet,
         }
     }
 

@@ -71,7 +71,8 @@ pub fn draw(f: &mut Frame, top: &mut Top, color: bool) {
     }
     footer(f, foot, top, &look);
     if top.help {
-        help(f, f.area(), &look);
+        let area = f.area();
+        help(f, area, &look);
     }
 }
 
