@@ -644,6 +644,35 @@ mod tests {
     }
 
     #[test]
+    fn updates_carry_totals_as_ecs_bytes_and_deltas_under_netta() {
+        let mut e = base(Action::Updated);
+        e.bytes_sent = 5_000;
+        e.bytes_recv = 900;
+        e.prior_sent = 3_000;
+        e.prior_recv = 900;
+        e.rtt_us = 42;
+        e.retrans = 1;
+        let v = event_value(&e, &Clock::fixed(0));
+        assert_eq!(v["event"]["action"], "connection-updated");
+        assert_eq!(v["event"]["type"], json!(["connection", "info"]));
+        assert!(v["event"].get("outcome").is_none());
+        assert_eq!(v["event"]["duration"], 1_000_000_500u64, "its age so far");
+        // Ingress: the client (source) sent what we received.
+        assert_eq!(v["source"]["bytes"], 900);
+        assert_eq!(v["destination"]["bytes"], 5_000);
+        assert_eq!(v["network"]["bytes"], 5_900);
+        assert_eq!(
+            v["netta"]["delta"],
+            json!({"source_bytes": 0, "destination_bytes": 2_000, "bytes_sent": 2_000, "bytes_received": 0})
+        );
+        assert_eq!(v["netta"]["rtt_us"], 42);
+        assert_eq!(v["netta"]["retransmits"], 1);
+        // Other lines have no deltas.
+        let closed = event_value(&base(Action::Closed), &Clock::fixed(0));
+        assert!(closed["netta"].get("delta").is_none(), "{closed}");
+    }
+
+    #[test]
     fn hostile_names_stay_on_one_line() {
         let mut e = base(Action::Opened);
         e.comm = Comm::from_bytes(b"a\n\"}\x1b[31m\xff");
