@@ -67,6 +67,11 @@ fn polled_event(c: &Conn, now: u64, added: bool) -> ConnEvent {
         old_state: Some(c.state),
         new_state: Some(if added { c.state } else { State::Close }),
         partial: true,
+        // A close carries the last live counters (sock_diag works without eBPF).
+        bytes_sent: if added { 0 } else { c.bytes_sent },
+        bytes_recv: if added { 0 } else { c.bytes_recv },
+        prior_sent: if added { 0 } else { c.live.reported_sent },
+        prior_recv: if added { 0 } else { c.live.reported_recv },
         ..c.event(action, now)
     }
 }
