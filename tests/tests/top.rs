@@ -87,7 +87,7 @@ fn top_shows_a_transfer_sorts_filters_and_restores_the_terminal() {
     let mut sink = Traffic::spawn(&["tcp-server", "127.0.0.1:0", "2", "0", "nt-top-sink"]);
     let sport = sink.expect_line("port ");
     let to = format!("127.0.0.1:{sport}");
-    let mut sender = Traffic::spawn(&["paced-send", &to, "4000000", "25", "nt-top-send"]);
+    let mut sender = Traffic::spawn(&["paced-send", &to, "4000000", "40", "nt-top-send"]);
     let port = sender.expect_line("local ");
     // An idle connection on the same port, named to sort first by process.
     let mut idle = Traffic::spawn(&["hold", &to, "1", "nt-aa-idle"]);
