@@ -41,6 +41,8 @@ pub mod api {
     /// The running agent and its record bus.
     pub use crate::agent::{Agent, AgentOptions, Mode, Record, Shared};
     pub use crate::core::event::{Direction, State};
+    /// sock_diag answers (live TCP counters).
+    pub use crate::core::sock_diag;
     pub use crate::core::table::{Limits, Table};
     /// The pure core: kernel records, the table and the one ingest pipeline.
     pub use crate::core::{clock::Clock, event::Action, event::ConnEvent, event::Proto};
@@ -49,8 +51,6 @@ pub mod api {
     /// History filters (parsed from flags and the API's query string).
     pub use crate::core::{history_query, when};
     pub use crate::core::{pipeline, proc_net::parse_net, services::Services};
-    /// sock_diag answers (live TCP counters).
-    pub use crate::core::sock_diag;
     pub use crate::detect::{Alert, Detector, RuleId, Rules, Severity};
     /// systemd notification (sd_notify).
     pub use crate::host::notify;

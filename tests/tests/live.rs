@@ -71,7 +71,11 @@ fn open_transfer_reports_updates_and_large_outbound_before_close() {
         let total = u64_at(u, &["source", "bytes"]).unwrap_or_else(|| panic!("{u}"));
         let delta = u64_at(u, &["netta", "delta", "source_bytes"]).unwrap_or_else(|| panic!("{u}"));
         assert!(total > prev, "totals grow: {prev} then {total}");
-        assert_eq!(delta, total - prev, "the delta is the growth since the last update: {u}");
+        assert_eq!(
+            delta,
+            total - prev,
+            "the delta is the growth since the last update: {u}"
+        );
         assert!(total <= sent, "no more than was sent ({sent}): {u}");
         prev = total;
     }

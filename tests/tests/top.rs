@@ -19,8 +19,24 @@ impl Tmux {
         let t = Tmux {
             socket: format!("netta-top-{}", std::process::id()),
         };
-        let out = t.run(&["-f", "/dev/null", "new-session", "-d", "-s", "top", "-x", "200", "-y", "50", cmd]);
-        assert!(out.status.success(), "tmux new-session: {}", String::from_utf8_lossy(&out.stderr));
+        let out = t.run(&[
+            "-f",
+            "/dev/null",
+            "new-session",
+            "-d",
+            "-s",
+            "top",
+            "-x",
+            "200",
+            "-y",
+            "50",
+            cmd,
+        ]);
+        assert!(
+            out.status.success(),
+            "tmux new-session: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         t
     }
 
@@ -39,7 +55,10 @@ impl Tmux {
     }
 
     fn text(&self, text: &str) {
-        assert!(self.run(&["send-keys", "-t", "top", "-l", text]).status.success());
+        assert!(self
+            .run(&["send-keys", "-t", "top", "-l", text])
+            .status
+            .success());
     }
 
     fn screen(&self) -> String {
@@ -59,7 +78,10 @@ impl Tmux {
             if cond(&s) {
                 return s;
             }
-            assert!(Instant::now() < deadline, "waited for {what}; the screen:\n{s}");
+            assert!(
+                Instant::now() < deadline,
+                "waited for {what}; the screen:\n{s}"
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -112,7 +134,11 @@ fn top_shows_a_transfer_sorts_filters_and_restores_the_terminal() {
         })
     });
     assert!(s.contains("netta top"), "{s}");
-    assert_eq!(tmux.show("#{alternate_on}"), "1", "top draws on the alternate screen");
+    assert_eq!(
+        tmux.show("#{alternate_on}"),
+        "1",
+        "top draws on the alternate screen"
+    );
 
     // Only this test's port.
     tmux.keys(&["/"]);
@@ -122,7 +148,10 @@ fn top_shows_a_transfer_sorts_filters_and_restores_the_terminal() {
         s.contains(&format!("filter:port:{sport}")) && s.contains("nt-aa-idle")
     });
     for l in s.lines().filter(|l| l.contains("ESTABLISHED")) {
-        assert!(l.contains(&format!(":{sport}")), "a row of another port: {l}\n{s}");
+        assert!(
+            l.contains(&format!(":{sport}")),
+            "a row of another port: {l}\n{s}"
+        );
     }
 
     // By rate the sender is above the idle connection; by process name below it.
@@ -141,7 +170,9 @@ fn top_shows_a_transfer_sorts_filters_and_restores_the_terminal() {
 
     // Help, closed by any key.
     tmux.keys(&["?"]);
-    tmux.wait("the help", patience, |s| s.contains("Help") && s.contains("quit"));
+    tmux.wait("the help", patience, |s| {
+        s.contains("Help") && s.contains("quit")
+    });
     tmux.keys(&["x"]);
     tmux.wait("the help closed", patience, |s| !s.contains(" Help "));
 
@@ -154,10 +185,19 @@ fn top_shows_a_transfer_sorts_filters_and_restores_the_terminal() {
     assert_eq!(tmux.show("#{alternate_on}"), "1");
     tmux.keys(&["C-c"]);
     // Both gave the terminal back: the normal screen shows the shell's lines.
-    let s = tmux.wait("top to exit on Ctrl+C", patience, |s| s.contains("TOP2-EXITED"));
-    assert!(s.contains("TOP-EXITED 0") && s.contains("TOP2-EXITED 0"), "{s}");
+    let s = tmux.wait("top to exit on Ctrl+C", patience, |s| {
+        s.contains("TOP2-EXITED")
+    });
+    assert!(
+        s.contains("TOP-EXITED 0") && s.contains("TOP2-EXITED 0"),
+        "{s}"
+    );
     assert_eq!(s.matches("TTY icanon").count(), 2, "{s}");
-    assert_eq!(tmux.show("#{alternate_on}"), "0", "alternate screen left:\n{s}");
+    assert_eq!(
+        tmux.show("#{alternate_on}"),
+        "0",
+        "alternate screen left:\n{s}"
+    );
     assert_eq!(tmux.show("#{cursor_flag}"), "1", "cursor shown again");
     assert!(!s.contains("TTY -icanon"), "raw mode left on:\n{s}");
     drop(tmux);

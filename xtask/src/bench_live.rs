@@ -49,7 +49,15 @@ pub fn run(netta: &Path, opts: &Opts) -> Result<String> {
     let netta_s = netta.to_str().context("path")?;
     let refresh = json_of(
         &Command::new("ip")
-            .args(["netns", "exec", &ns.0, netta_s, "live-bench", "--runs", "30"])
+            .args([
+                "netns",
+                "exec",
+                &ns.0,
+                netta_s,
+                "live-bench",
+                "--runs",
+                "30",
+            ])
             .output()?,
         "netta live-bench",
     )?;

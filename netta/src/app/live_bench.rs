@@ -112,7 +112,12 @@ pub fn top_bench(conns: usize, frames: usize) -> anyhow::Result<()> {
     let mut times = Vec::new();
     for i in 0..frames.max(1) {
         let t0 = Instant::now();
-        top.update(&snap, &services, 10_000_000_000 + i as u64 * 1_000_000_000, 0);
+        top.update(
+            &snap,
+            &services,
+            10_000_000_000 + i as u64 * 1_000_000_000,
+            0,
+        );
         term.draw(|f| crate::render::top::draw(f, &mut top, true))?;
         times.push(t0.elapsed().as_secs_f64() * 1e3);
     }

@@ -139,15 +139,22 @@ mod tests {
         let f = Filter::parse_words("state:established proto=tcp --port 443 pid:7 process:curl")
             .unwrap();
         assert_eq!(f.states, vec![State::Established]);
-        assert_eq!((f.proto, f.port, f.pid), (Some(Proto::Tcp), Some(443), Some(7)));
+        assert_eq!(
+            (f.proto, f.port, f.pid),
+            (Some(Proto::Tcp), Some(443), Some(7))
+        );
         assert_eq!(f.process.as_deref(), Some("curl"));
         let bare = Filter::parse_words("udp 53 listen nginx").unwrap();
         assert_eq!((bare.proto, bare.port), (Some(Proto::Udp), Some(53)));
         assert_eq!(bare.states, vec![State::Listen]);
         assert_eq!(bare.process.as_deref(), Some("nginx"));
         assert!(Filter::parse_words("").unwrap().states.is_empty());
-        assert!(Filter::parse_words("port:x").unwrap_err().contains("bad port"));
-        assert!(Filter::parse_words("colour:red").unwrap_err().contains("unknown filter"));
+        assert!(Filter::parse_words("port:x")
+            .unwrap_err()
+            .contains("bad port"));
+        assert!(Filter::parse_words("colour:red")
+            .unwrap_err()
+            .contains("unknown filter"));
         assert!(Filter::parse_words("state:\x1b").is_err());
     }
 }

@@ -162,7 +162,11 @@ mod tests {
         let mut t = table_with(Direction::Egress);
         assert_eq!(apply_sample(&mut t, &sample(1_001, 50), SEC), 1);
         let r = row(&t);
-        assert_eq!((r.bytes_sent, r.bytes_recv), (1_000, 50), "our SYN comes off");
+        assert_eq!(
+            (r.bytes_sent, r.bytes_recv),
+            (1_000, 50),
+            "our SYN comes off"
+        );
         assert_eq!((r.live.rtt_us, r.live.retrans), (250, 1));
         assert_eq!(r.live.last_data_ns, SEC - 10_000_000);
         apply_sample(&mut t, &sample(1_000_001, 50), SEC + SEC / 2);

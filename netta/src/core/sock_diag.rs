@@ -117,9 +117,9 @@ pub fn parse(buf: &[u8], out: &mut Vec<DiagSocket>) -> Parsed {
                 break;
             }
             NLMSG_ERROR => {
-                let errno = body.get(0..4).map_or(0, |b| {
-                    i32::from_ne_bytes(b.try_into().unwrap_or_default())
-                });
+                let errno = body
+                    .get(0..4)
+                    .map_or(0, |b| i32::from_ne_bytes(b.try_into().unwrap_or_default()));
                 p.error = Some(errno.saturating_neg());
                 p.done = true;
                 break;
@@ -223,7 +223,7 @@ pub(crate) mod tests {
         m.extend_from_slice(&(alen as u16).to_ne_bytes());
         m.extend_from_slice(&INET_DIAG_INFO.to_ne_bytes());
         m.extend_from_slice(info);
-        while m.len() % 4 != 0 {
+        while !m.len().is_multiple_of(4) {
             m.push(0);
         }
         let len = m.len() as u32;

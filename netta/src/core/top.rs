@@ -160,6 +160,8 @@ pub struct Top {
     pub selected: usize,
     /// Rows scrolled off the top (kept by the renderer to follow the selection).
     pub offset: usize,
+    /// The time of the last update (kernel clock).
+    pub now_ns: u64,
     prev: Option<(u64, Counters)>,
     /// The last picture's connections (listeners left out) and their rows.
     conns: Vec<Conn>,
@@ -195,6 +197,7 @@ impl Top {
             detail: false,
             selected: 0,
             offset: 0,
+            now_ns: 0,
             prev: None,
             conns: Vec::new(),
             all: Vec::new(),
@@ -207,6 +210,7 @@ impl Top {
     /// `started_ns`. Paused, only the clock moves.
     pub fn update(&mut self, snap: &Snapshot, services: &Services, now: u64, started_ns: u64) {
         self.header.uptime_ns = now.saturating_sub(started_ns);
+        self.now_ns = now;
         if self.paused {
             return;
         }
@@ -300,7 +304,7 @@ impl Top {
         if self.paused {
             return;
         }
-        alerts.sort_by(|a, b| b.last_ns.cmp(&a.last_ns));
+        alerts.sort_by_key(|a| std::cmp::Reverse(a.last_ns));
         alerts.truncate(MAX_ALERTS);
         self.alerts = alerts;
     }
@@ -345,7 +349,10 @@ impl Top {
                 Sort::Rate => b.rate().cmp(&a.rate()),
                 Sort::Bytes => b.total().cmp(&a.total()),
                 // Oldest first; unknown starts (older than netta) before all.
-                Sort::Age => b.age_ns.unwrap_or(u64::MAX).cmp(&a.age_ns.unwrap_or(u64::MAX)),
+                Sort::Age => b
+                    .age_ns
+                    .unwrap_or(u64::MAX)
+                    .cmp(&a.age_ns.unwrap_or(u64::MAX)),
                 Sort::Process => a.comm.as_bytes().cmp(b.comm.as_bytes()),
             };
             primary

@@ -8,8 +8,8 @@ use serde_json::json;
 use super::alert::{Finding, RuleId, Severity};
 use super::{Rules, MAX_SOURCES, SEC};
 use crate::core::event::ConnEvent;
-use crate::core::table::Conn;
 use crate::core::format::{addr, go_duration, human_bytes, owner};
+use crate::core::table::Conn;
 
 /// Bytes a process sent and received over a sliding window, in 10 s buckets so
 /// memory stays fixed however many connections it closes.

@@ -323,9 +323,7 @@ fn doc<'a>(ev: &'a ConnEvent, clock: &Clock, container: Option<&'a str>) -> Doc<
         },
         outcome: outcome(ev.action),
         duration: match ev.action {
-            Action::Closed | Action::Failed | Action::UdpFlow | Action::Updated => {
-                ev.duration_ns()
-            }
+            Action::Closed | Action::Failed | Action::UdpFlow | Action::Updated => ev.duration_ns(),
             _ => None,
         },
         start: (ev.start_ns != 0 && !lost).then(|| Ts(clock.to_system(ev.start_ns))),
@@ -347,7 +345,8 @@ fn doc<'a>(ev: &'a ConnEvent, clock: &Clock, container: Option<&'a str>) -> Doc<
     };
     let updated = ev.action == Action::Updated;
     // An interim count of a UDP flow has the shape of the flow's final line.
-    let udp = ev.action == Action::UdpFlow || (updated && ev.proto == crate::core::event::Proto::Udp);
+    let udp =
+        ev.action == Action::UdpFlow || (updated && ev.proto == crate::core::event::Proto::Udp);
     // Lines that carry a connection's byte totals (so far, or final).
     let closed = ev.action == Action::Closed || updated;
     // A listener (or a socket not connected yet) has no peer: no flow to hash.

@@ -24,7 +24,9 @@ struct Look {
 impl Look {
     fn title(&self) -> Style {
         if self.color {
-            Style::default().add_modifier(Modifier::BOLD).fg(Color::Cyan)
+            Style::default()
+                .add_modifier(Modifier::BOLD)
+                .fg(Color::Cyan)
         } else {
             Style::default()
         }
@@ -51,7 +53,7 @@ impl Look {
 pub fn draw(f: &mut Frame, top: &mut Top, color: bool) {
     let look = Look { color };
     let [head, body, foot] = Layout::vertical([
-        Constraint::Length(2),
+        Constraint::Length(3),
         Constraint::Min(3),
         Constraint::Length(1),
     ])
@@ -94,23 +96,19 @@ fn header(f: &mut Frame, area: Rect, top: &Top, look: &Look) {
     } else {
         Style::default()
     };
-    let second = vec![
-        Span::raw(format!(
-            "new {:.1}/s  close {:.1}/s  fail {:.1}/s  in {}  out {}  live {}  listen {}  ",
-            h.new_per_s,
-            h.closes_per_s,
-            h.failed_per_s,
-            rate(h.in_per_s),
-            rate(h.out_per_s),
-            h.live,
-            h.listening
-        )),
-        Span::styled(format!("lost {} evicted {}", h.lost, h.evicted), loss),
-    ];
-    f.render_widget(
-        Paragraph::new(vec![Line::from(first), Line::from(second)]),
-        area,
-    );
+    let second = Line::from(format!(
+        "new {:.1}/s  close {:.1}/s  fail {:.1}/s  in {}  out {}",
+        h.new_per_s,
+        h.closes_per_s,
+        h.failed_per_s,
+        rate(h.in_per_s),
+        rate(h.out_per_s),
+    ));
+    let third = Line::from(vec![
+        Span::raw(format!("live {}  listening {}  ", h.live, h.listening)),
+        Span::styled(format!("lost {}  evicted {}", h.lost, h.evicted), loss),
+    ]);
+    f.render_widget(Paragraph::new(vec![Line::from(first), second, third]), area);
 }
 
 fn remote_text(r: &crate::core::top::Row) -> String {
@@ -123,49 +121,139 @@ fn remote_text(r: &crate::core::top::Row) -> String {
     }
 }
 
-fn connections(f: &mut Frame, area: Rect, top: &mut Top, look: &Look) {
-    let head = Row::new([
-        "PROCESS", "PID", "LOCAL", "REMOTE", "STATE", "IN/s", "OUT/s", "TOTAL", "AGE", "RTT",
-    ])
-    .style(look.head());
-    let rows = top.rows.iter().map(|r| {
-        Row::new([
-            Cell::from(if r.comm.is_empty() {
-                "-".to_string()
-            } else {
-                r.comm.to_string()
-            }),
-            Cell::from(if r.pid == 0 {
-                "-".to_string()
-            } else {
-                r.pid.to_string()
-            }),
-            Cell::from(r.local.to_string()),
-            Cell::from(remote_text(r)),
-            Cell::from(r.state.name()),
-            Cell::from(rate(r.rate_in)),
-            Cell::from(rate(r.rate_out)),
-            Cell::from(human_bytes(r.total())),
-            Cell::from(r.age_ns.map_or("-".into(), duration)),
-            Cell::from(if r.rtt_us == 0 {
+/// A column of the connections table: its title, width, and how much it matters
+/// when the screen is narrow (0 first).
+struct Column {
+    title: &'static str,
+    width: u16,
+    priority: u8,
+    cell: fn(&crate::core::top::Row) -> String,
+}
+
+fn dash_if_zero(n: u32, text: impl FnOnce() -> String) -> String {
+    if n == 0 {
+        "-".into()
+    } else {
+        text()
+    }
+}
+
+const COLUMNS: [Column; 11] = [
+    Column {
+        title: "PROCESS",
+        width: 15,
+        priority: 0,
+        cell: |r| {
+            if r.comm.is_empty() {
                 "-".into()
             } else {
-                duration(u64::from(r.rtt_us) * 1000)
-            }),
-        ])
-    });
-    let widths = [
-        Constraint::Length(15),
-        Constraint::Length(7),
-        Constraint::Length(21),
-        Constraint::Min(21),
-        Constraint::Length(11),
-        Constraint::Length(11),
-        Constraint::Length(11),
-        Constraint::Length(10),
-        Constraint::Length(7),
-        Constraint::Length(7),
-    ];
+                r.comm.to_string()
+            }
+        },
+    },
+    Column {
+        title: "PID",
+        width: 7,
+        priority: 6,
+        cell: |r| dash_if_zero(r.pid, || r.pid.to_string()),
+    },
+    // The local address, or only its port where the screen is narrow.
+    Column {
+        title: "LOCAL",
+        width: 21,
+        priority: 10,
+        cell: |r| r.local.to_string(),
+    },
+    Column {
+        title: "LPORT",
+        width: 6,
+        priority: 4,
+        cell: |r| r.local.port().to_string(),
+    },
+    Column {
+        title: "REMOTE",
+        width: 22,
+        priority: 1,
+        cell: remote_text,
+    },
+    Column {
+        title: "STATE",
+        width: 11,
+        priority: 7,
+        cell: |r| r.state.name().into(),
+    },
+    Column {
+        title: "IN/s",
+        width: 10,
+        priority: 3,
+        cell: |r| rate(r.rate_in),
+    },
+    Column {
+        title: "OUT/s",
+        width: 10,
+        priority: 2,
+        cell: |r| rate(r.rate_out),
+    },
+    Column {
+        title: "TOTAL",
+        width: 9,
+        priority: 5,
+        cell: |r| human_bytes(r.total()),
+    },
+    Column {
+        title: "AGE",
+        width: 6,
+        priority: 8,
+        cell: |r| r.age_ns.map_or("-".into(), duration),
+    },
+    Column {
+        title: "RTT",
+        width: 6,
+        priority: 9,
+        cell: |r| dash_if_zero(r.rtt_us, || duration(u64::from(r.rtt_us) * 1000)),
+    },
+];
+
+/// The columns that fit `width`, most important first, shown in table order.
+fn columns_for(width: u16) -> Vec<&'static Column> {
+    let mut by_priority: Vec<usize> = (0..COLUMNS.len()).collect();
+    by_priority.sort_by_key(|i| COLUMNS[*i].priority);
+    let mut chosen = Vec::new();
+    let mut used = 0u16;
+    for i in by_priority {
+        let c = &COLUMNS[i];
+        let need = c.width + u16::from(!chosen.is_empty());
+        if used + need > width {
+            continue;
+        }
+        used += need;
+        chosen.push(i);
+    }
+    // The full local address makes its port column redundant.
+    if chosen.iter().any(|i| COLUMNS[*i].title == "LOCAL") {
+        chosen.retain(|i| COLUMNS[*i].title != "LPORT");
+    }
+    chosen.sort_unstable();
+    chosen.into_iter().map(|i| &COLUMNS[i]).collect()
+}
+
+fn connections(f: &mut Frame, area: Rect, top: &mut Top, look: &Look) {
+    let cols = columns_for(area.width);
+    let head = Row::new(cols.iter().map(|c| c.title)).style(look.head());
+    let rows = top
+        .rows
+        .iter()
+        .map(|r| Row::new(cols.iter().map(|c| Cell::from((c.cell)(r)))));
+    let widths: Vec<Constraint> = cols
+        .iter()
+        .map(|c| {
+            if c.title == "REMOTE" {
+                Constraint::Min(c.width)
+            } else {
+                Constraint::Length(c.width)
+            }
+        })
+        .collect();
     let title = format!(" Connections ({}) ", top.rows.len());
     let table = Table::new(rows, widths)
         .header(head)
@@ -230,7 +318,13 @@ fn detail(f: &mut Frame, area: Rect, top: &Top, look: &Look) {
         .selected_events()
         .iter()
         .rev()
-        .map(|(ts, a)| Line::from(format!("event {} at {}", a.name(), duration(*ts))))
+        .map(|(ts, a)| {
+            Line::from(format!(
+                "{} {} ago",
+                a.name(),
+                duration(top.now_ns.saturating_sub(*ts))
+            ))
+        })
         .collect();
     for a in top.selected_alerts() {
         text.push(Line::styled(
@@ -302,7 +396,9 @@ fn alerts(f: &mut Frame, area: Rect, top: &Top, look: &Look) {
             })
             .collect()
     };
-    let scroll = top.selected.saturating_sub(area.height.saturating_sub(2) as usize) as u16;
+    let scroll = top
+        .selected
+        .saturating_sub(area.height.saturating_sub(2) as usize) as u16;
     f.render_widget(
         Paragraph::new(lines).scroll((scroll, 0)).block(
             Block::default()
@@ -319,9 +415,7 @@ fn footer(f: &mut Frame, area: Rect, top: &Top, look: &Look) {
     } else if let Some(e) = &top.filter_error {
         Line::styled(format!("filter: {e}"), look.warn())
     } else {
-        Line::from(
-            "q quit  ? help  / filter  s sort  p pause  Enter detail  Tab view (connections/processes/alerts)",
-        )
+        Line::from("q quit  ? help  / filter  s sort  p pause  Enter detail  Tab next view")
     };
     f.render_widget(Paragraph::new(line), area);
 }
@@ -329,7 +423,10 @@ fn footer(f: &mut Frame, area: Rect, top: &Top, look: &Look) {
 pub const HELP: &[(&str, &str)] = &[
     ("q, Ctrl+C", "quit"),
     ("?", "this help (any key closes it)"),
-    ("/", "filter: state:established proto:tcp port:443 pid:N process:NAME"),
+    (
+        "/",
+        "filter, as list: state:S proto:P port:N pid:N process:NAME",
+    ),
     ("s", "next sort key (rate, bytes, age, process)"),
     ("r b a n", "sort by rate, bytes, age, process"),
     ("p, Space", "pause (the picture stays; keys still work)"),
@@ -349,7 +446,12 @@ fn help(f: &mut Frame, area: Rect, look: &Look) {
     };
     let lines: Vec<Line> = HELP
         .iter()
-        .map(|(k, v)| Line::from(vec![Span::styled(format!("{k:<12} "), look.title()), Span::raw(*v)]))
+        .map(|(k, v)| {
+            Line::from(vec![
+                Span::styled(format!("{k:<12} "), look.title()),
+                Span::raw(*v),
+            ])
+        })
         .collect();
     f.render_widget(Clear, popup);
     f.render_widget(
