@@ -186,7 +186,7 @@ fn top_shows_a_transfer_sorts_filters_and_restores_the_terminal() {
     tmux.keys(&["C-c"]);
     // Both gave the terminal back: the normal screen shows the shell's lines.
     let s = tmux.wait("top to exit on Ctrl+C", patience, |s| {
-        s.contains("TOP2-EXITED")
+        s.contains("TOP2-EXITED") && s.matches("TTY ").count() == 2
     });
     assert!(
         s.contains("TOP-EXITED 0") && s.contains("TOP2-EXITED 0"),
