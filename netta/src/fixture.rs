@@ -59,6 +59,7 @@ pub fn conn(
         seen_ns: 100 * SEC,
         origin: Origin::Event,
         live: Default::default(),
+        domain: None,
     }
 }
 

@@ -48,6 +48,7 @@ const TEST_PEER_PACKAGES: &[&str] = &[
     "rsyslog",
     "python3",
     "tmux",
+    "dnsmasq-base",
 ];
 
 /// Environment that `cargo run` / the rustup proxy / an outer build leak into this process and
@@ -359,6 +360,7 @@ impl Ctx {
             "kernel_formats",
             "history_query",
             "sock_diag",
+            "dns",
         ];
         self.ensure_bpf_toolchain()?;
         let have_fuzz = Command::new("cargo")

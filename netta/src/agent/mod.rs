@@ -4,6 +4,7 @@
 //! (events and alerts) go out on the [`bus`] that views, sinks and metrics
 //! subscribe to.
 mod bus;
+pub mod dns;
 mod live;
 mod tasks;
 #[cfg(test)]
@@ -17,6 +18,7 @@ use tokio::sync::{mpsc, watch};
 pub use bus::Record;
 
 use crate::core::clock::Clock;
+use crate::core::dns_cache;
 use crate::core::event::ConnEvent;
 use crate::core::pipeline;
 use crate::core::services::Services;
@@ -41,6 +43,9 @@ pub struct AgentOptions {
     pub rules: Rules,
     /// The stored `new-destination` baseline: learning start (wall µs) and what it knows.
     pub baseline: Option<(i64, Vec<crate::detect::new_destination::Dest>)>,
+    /// Capture DNS responses and name connections by them (`--no-dns`: off).
+    pub dns: bool,
+    pub dns_limits: dns_cache::Limits,
 }
 
 impl Default for AgentOptions {
@@ -56,6 +61,8 @@ impl Default for AgentOptions {
             limits: Limits::default(),
             rules: Rules::default(),
             baseline: None,
+            dns: true,
+            dns_limits: dns_cache::Limits::DEFAULT,
         }
     }
 }
@@ -87,6 +94,9 @@ pub struct Shared {
     pub started_ns: u64,
     services: Services,
     host: Arc<dyn Host>,
+    dns: Mutex<dns::DnsState>,
+    /// Whether DNS attribution is on (it costs nothing when off).
+    dns_on: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -104,6 +114,15 @@ impl Shared {
 
     pub fn detector(&self) -> MutexGuard<'_, Detector> {
         lock(&self.detector)
+    }
+
+    /// The DNS cache and the capture's counts.
+    pub fn dns(&self) -> MutexGuard<'_, dns::DnsState> {
+        lock(&self.dns)
+    }
+
+    pub fn dns_on(&self) -> bool {
+        self.dns_on
     }
 
     /// Port names, read from the host once at start.
@@ -154,6 +173,10 @@ impl Shared {
             return;
         }
         let mut alerts = Vec::new();
+        if self.dns_on {
+            let dns = self.dns();
+            pipeline::attribute(&self.table(), &dns.cache, batch, self.now_ns());
+        }
         pipeline::detect(&mut *self.detector(), batch, &mut alerts);
         pipeline::apply(&mut self.table(), batch);
         self.publish(batch);
@@ -165,7 +188,7 @@ impl Shared {
         if events.is_empty() || lock(&self.bus).is_empty() {
             return;
         }
-        self.send(events.len(), |i| Record::Event(events[i]));
+        self.send(events.len(), |i| Record::Event(events[i].clone()));
     }
 
     fn send(&self, len: usize, record: impl Fn(usize) -> Record) {
@@ -235,6 +258,7 @@ pub struct Agent {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     readers: Option<Readers>,
     maps: Option<Arc<Mutex<Box<dyn KernelMaps>>>>,
+    dns_capture: Option<Readers>,
 }
 
 impl Agent {
@@ -266,6 +290,8 @@ impl Agent {
             started_ns,
             services,
             host: host.clone(),
+            dns: Mutex::new(dns::DnsState::new(opts.dns_limits)),
+            dns_on: opts.dns,
         });
         let kernel = if opts.force_polling {
             Err("eBPF disabled by --no-ebpf".to_string())
@@ -285,7 +311,17 @@ impl Agent {
             tasks: Vec::new(),
             readers: None,
             maps: None,
+            dns_capture: None,
         };
+        if opts.dns {
+            let ingest = Box::new(dns::Ingest {
+                shared: shared.clone(),
+            });
+            match host.start_dns(ingest, shutdown_rx.clone()) {
+                Ok(c) => agent.dns_capture = Some(c.join),
+                Err(reason) => eprintln!("netta: DNS capture unavailable: {reason}"),
+            }
+        }
         *lock(&shared.mode) = match kernel {
             Ok(k) => {
                 agent.readers = Some(k.readers);
@@ -345,6 +381,9 @@ impl Agent {
         let _ = self.shutdown.send(true);
         if let Some(r) = self.readers.take() {
             r.await;
+        }
+        if let Some(d) = self.dns_capture.take() {
+            d.await;
         }
         for t in self.tasks.drain(..) {
             let _ = t.await;

@@ -95,6 +95,7 @@ fn synthetic(conns: usize) -> Snapshot {
                 rtt_us: 100 + (i % 900) as u32,
                 ..Live::default()
             },
+            domain: None,
         });
     }
     snap

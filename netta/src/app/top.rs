@@ -153,7 +153,7 @@ async fn show(src: &Source, args: &TopArgs) -> anyhow::Result<()> {
             r = records.recv() => {
                 match r {
                     Some(Record::Event(ev)) => top.event(&ev),
-                    Some(Record::Alert(_)) => {}
+                    Some(_) => {}
                     None => anyhow::bail!("the agent stopped"),
                 }
                 continue;

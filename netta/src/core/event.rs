@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use netta_ebpf::{flag, kind, tcp_state, AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP};
 
-use crate::core::sanitize::Comm;
+use crate::core::sanitize::{Comm, Domain};
 
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
@@ -245,7 +245,7 @@ impl OwnerSource {
 
 /// One connection lifecycle event. Times are CLOCK_MONOTONIC nanoseconds
 /// (the clock of `bpf_ktime_get_ns`); see [`crate::core::clock::Clock`] for wall time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ConnEvent {
     pub action: Action,
     pub ts_ns: u64,
@@ -281,6 +281,9 @@ pub struct ConnEvent {
     pub rtt_us: u32,
     #[serde(default)]
     pub retrans: u32,
+    /// The name DNS recently gave the remote address (`core::dns_cache`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<Domain>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -381,6 +384,7 @@ impl ConnEvent {
             prior_recv: 0,
             rtt_us: 0,
             retrans: 0,
+            domain: None,
         })
     }
 
@@ -411,6 +415,7 @@ impl ConnEvent {
             prior_recv: 0,
             rtt_us: 0,
             retrans: 0,
+            domain: None,
         }
     }
 

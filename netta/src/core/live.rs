@@ -154,7 +154,7 @@ mod tests {
     }
 
     fn row(t: &Table) -> Conn {
-        *t.get(&Key::Sock(1)).unwrap()
+        t.get(&Key::Sock(1)).unwrap().clone()
     }
 
     #[test]
@@ -190,7 +190,7 @@ mod tests {
         apply_sample(&mut t, &sample(4_000, 100), SEC);
         take_updates(&mut t, 2 * SEC, &mut out);
         assert_eq!(out.len(), 1);
-        let u = out[0];
+        let u = out[0].clone();
         assert_eq!(u.action, Action::Updated);
         assert_eq!((u.bytes_sent, u.bytes_recv), (4_000, 100));
         assert_eq!((u.prior_sent, u.prior_recv), (0, 0));

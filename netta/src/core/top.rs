@@ -236,7 +236,7 @@ impl Top {
             .conns
             .iter()
             .filter(|c| !c.state.is_listener())
-            .copied()
+            .cloned()
             .collect();
         self.all = self.conns.iter().map(|c| row(c, services, now)).collect();
         self.rebuild();

@@ -540,7 +540,7 @@ mod tests {
             b"x\x1b[31mred",
         );
         let mut snap = Snapshot {
-            conns: vec![up, ssh, listener, evil],
+            conns: vec![up.clone(), ssh, listener, evil],
             ..Snapshot::default()
         };
         let mut top = Top::new("eBPF, ring buffer".into());
