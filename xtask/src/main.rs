@@ -615,7 +615,7 @@ impl Ctx {
             PathBuf::from("python3")
         };
         let mut cmd = Command::new(python);
-        cmd.args(["-m", "venv"]).arg(&venv);
+        cmd.args(["-m", "venv"]).arg(venv);
         self.step("virtme-ng venv", cmd)?;
         let mut cmd = Command::new(venv.join("bin/pip"));
         cmd.args(["install", "--quiet", "virtme-ng"]);
