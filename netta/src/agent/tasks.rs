@@ -125,7 +125,8 @@ pub(super) async fn kernel_poll_loop(
 }
 
 /// Table rules and incident expiry once a second; also reports rows the full
-/// table had to refuse, so an overload is visible in the stream.
+/// table had to refuse, so an overload is visible in the stream, and re-reads
+/// the wall clock's offset for the store, the API and the views.
 pub(super) async fn detect_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut evicted_seen = 0;
@@ -133,6 +134,7 @@ pub(super) async fn detect_loop(shared: Arc<Shared>, mut shutdown: watch::Receiv
         tokio::select! {
             _ = shutdown.changed() => break,
             _ = tick.tick() => {
+                shared.clock.resync();
                 shared.detect_now();
                 shared.flush_drop_notices();
             }

@@ -343,7 +343,7 @@ pub async fn menu(s: &Settings) -> anyhow::Result<()> {
 pub fn seed_bench(s: &Settings) -> anyhow::Result<()> {
     let root = Path::new("/proc");
     let t0 = std::time::Instant::now();
-    let started = crate::core::clock::mono_now();
+    let started = crate::core::clock::boot_now();
     let snap = crate::host::proc::read_sockets(root).context("reading /proc/net")?;
     let read = t0.elapsed();
     let mut owners = None;

@@ -63,8 +63,8 @@ impl Source {
 
     pub fn clock(&self) -> Clock {
         match self {
-            Source::Attached { clock, .. } => *clock,
-            Source::Standalone(a) => a.shared.clock,
+            Source::Attached { clock, .. } => clock.clone(),
+            Source::Standalone(a) => a.shared.clock.clone(),
         }
     }
 

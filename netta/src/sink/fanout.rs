@@ -42,6 +42,9 @@ impl LineMaker {
     }
 }
 
+/// Records serialised per wake-up (and per clock re-sync).
+const FAN_BATCH: usize = 256;
+
 /// One sink's input and what it missed because its channel was full.
 struct Out {
     tx: mpsc::Sender<Bytes>,
@@ -59,7 +62,7 @@ pub async fn fan_out(
     outs: Vec<(mpsc::Sender<Bytes>, Arc<SinkStats>)>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut maker = LineMaker::new(clock, Containers::new());
+    let mut maker = LineMaker::new(clock.clone(), Containers::new());
     let mut outs: Vec<Out> = outs
         .into_iter()
         .map(|(tx, stats)| Out {
@@ -69,36 +72,43 @@ pub async fn fan_out(
         })
         .collect();
     let mut stopping = false;
+    let mut batch = Vec::with_capacity(FAN_BATCH);
     loop {
-        let r = if stopping {
-            match rx.try_recv() {
-                Ok(r) => r,
-                Err(_) => break,
+        if stopping {
+            while batch.len() < FAN_BATCH {
+                match rx.try_recv() {
+                    Ok(r) => batch.push(r),
+                    Err(_) => break,
+                }
+            }
+            if batch.is_empty() {
+                break;
             }
         } else {
             tokio::select! {
                 biased;
-                r = rx.recv() => match r {
-                    Some(r) => r,
-                    None => break,
-                },
+                n = rx.recv_many(&mut batch, FAN_BATCH) => if n == 0 { break },
                 _ = stop_requested(&mut stop) => {
                     stopping = true;
                     continue;
                 }
             }
-        };
-        let line = maker.line(&r);
-        for o in &mut outs {
-            if o.missed > 0 {
-                let notice = Bytes::from(notice_line(&clock, o.missed));
-                if o.tx.try_send(notice).is_ok() {
-                    o.missed = 0;
+        }
+        // The wall clock may have stepped since the last batch: @timestamp follows.
+        clock.resync();
+        for r in batch.drain(..) {
+            let line = maker.line(&r);
+            for o in &mut outs {
+                if o.missed > 0 {
+                    let notice = Bytes::from(notice_line(&clock, o.missed));
+                    if o.tx.try_send(notice).is_ok() {
+                        o.missed = 0;
+                    }
                 }
-            }
-            if (o.missed > 0 || o.tx.try_send(line.clone()).is_err()) && !o.tx.is_closed() {
-                o.missed += 1;
-                o.stats.add_dropped(1);
+                if (o.missed > 0 || o.tx.try_send(line.clone()).is_err()) && !o.tx.is_closed() {
+                    o.missed += 1;
+                    o.stats.add_dropped(1);
+                }
             }
         }
     }

@@ -24,7 +24,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::core::clock::{mono_now, Clock};
+use crate::core::clock::{boot_now, Clock};
 use crate::core::event::ConnEvent;
 pub use crate::settings::http_spec::{HttpOptions, HttpSpec};
 use crate::sink::backoff::{log_failure, Backoff};
@@ -235,7 +235,7 @@ impl State<'_> {
             if reported > 0 {
                 crate::render::ecs::write_line(
                     &mut body,
-                    &ConnEvent::lost(mono_now(), reported),
+                    &ConnEvent::lost(boot_now(), reported),
                     &self.clock,
                     None,
                 );

@@ -77,7 +77,7 @@ pub async fn run(
     let label = spec.to_string();
     let lines = Lines {
         backlog: Backlog::new(BUFFER_LINES, BUFFER_BYTES),
-        clock,
+        clock: clock.clone(),
         stats: &stats,
         label: &label,
         warned_full: false,
