@@ -118,3 +118,37 @@ pub async fn fan_out(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::event::ConnEvent;
+
+    /// Every sink gets the same bytes, not a copy: one serialisation per record.
+    #[tokio::test]
+    async fn every_sink_shares_one_serialised_line() {
+        let (tap, rx) = mpsc::channel(16);
+        let mut sinks = Vec::new();
+        let mut outs = Vec::new();
+        for _ in 0..3 {
+            let (tx, rx) = mpsc::channel(16);
+            outs.push((tx, Arc::new(SinkStats::default())));
+            sinks.push(rx);
+        }
+        let (_stop, stop_rx) = watch::channel(false);
+        let fan = tokio::spawn(fan_out(rx, Clock::fixed(0), outs, stop_rx));
+        for n in 1..=5 {
+            tap.send(Record::Event(ConnEvent::lost(n, n))).await.unwrap();
+        }
+        drop(tap);
+        fan.await.unwrap();
+        for _ in 1..=5 {
+            let lines: Vec<Bytes> = sinks.iter_mut().map(|s| s.try_recv().unwrap()).collect();
+            assert!(lines[0].ends_with(b"\n"));
+            for l in &lines[1..] {
+                assert_eq!(l, &lines[0]);
+                assert_eq!(l.as_ptr(), lines[0].as_ptr(), "the same buffer");
+            }
+        }
+    }
+}
