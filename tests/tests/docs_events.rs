@@ -106,7 +106,7 @@ fn capture() -> Vec<(String, Vec<Value>)> {
     ])
     .finish();
     server.finish();
-    let closed = free_tcp_port("127.0.0.1");
+    let closed = u64::from(free_tcp_port("127.0.0.1"));
     let mut c = Traffic::spawn(&["connect", &format!("127.0.0.1:{closed}"), "nt-doccli"]);
     assert_eq!(c.expect_line("refused"), "");
     c.finish();

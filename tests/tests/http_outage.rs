@@ -173,10 +173,11 @@ fn beyond_its_buffer_the_reported_losses_equal_what_the_collector_misses() {
     require_ebpf!("http_overflow");
     let mut rx = HttpReceiver::start();
     let run = start("http-overflow", &rx, ",buffer=50");
+    // A 50-line buffer may drop lines even while the collector is up (the whole
+    // machine's connections go through it): the accounting must hold all the same.
     let before = round_trips(10);
-    wait_for("the first connections at the collector", || {
-        conn_keys(&rx.lines(), before.0).len() >= 40
-    });
+    let requests = rx.requests();
+    wait_for("a first batch at the collector", || rx.requests() > requests);
     rx.stop();
     // 400 records of ours alone into a 50-line buffer.
     let during = round_trips(100);
@@ -188,7 +189,6 @@ fn beyond_its_buffer_the_reported_losses_equal_what_the_collector_misses() {
     for (port, clients) in [&before, &during, &after] {
         assert_all_there(&reference, *port, clients);
     }
-    assert_all_there(&got, after.0, &after.1);
     let (records, lost) = records_and_lost(&got);
     assert_once(&records);
     let have: HashSet<&String> = records.iter().collect();
