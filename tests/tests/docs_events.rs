@@ -82,7 +82,8 @@ fn pick<'a>(all: &'a [Value], key: &str, pred: impl Fn(&Value) -> bool) -> &'a V
 }
 
 fn touching(v: &Value, port: u64) -> bool {
-    u64_at(v, &["destination", "port"]) == Some(port) || u64_at(v, &["source", "port"]) == Some(port)
+    u64_at(v, &["destination", "port"]) == Some(port)
+        || u64_at(v, &["source", "port"]) == Some(port)
 }
 
 /// (example key, its lines), from real traffic.
@@ -112,7 +113,14 @@ fn capture() -> Vec<(String, Vec<Value>)> {
     c.finish();
     let mut udp = Traffic::spawn(&["udp-server", "127.0.0.1:0", "nt-docusrv"]);
     let uport: u64 = udp.expect_line("port ").parse().unwrap();
-    Traffic::spawn(&["udp-send", &format!("127.0.0.1:{uport}"), "2", "15", "nt-docudp"]).finish();
+    Traffic::spawn(&[
+        "udp-send",
+        &format!("127.0.0.1:{uport}"),
+        "2",
+        "15",
+        "nt-docudp",
+    ])
+    .finish();
     let first = free_tcp_range("127.0.0.1", 23_000, 300);
     let mut scan = Traffic::spawn(&[
         "scan",
@@ -133,7 +141,9 @@ fn capture() -> Vec<(String, Vec<Value>)> {
     };
     let wanted = |all: &[Value]| {
         all.iter().any(|v| mine(v) && v["netta"]["final"] == true)
-            && all.iter().any(|v| action(v) == "udp-flow" && touching(v, uport))
+            && all
+                .iter()
+                .any(|v| action(v) == "udp-flow" && touching(v, uport))
             && all.iter().any(|v| action(v) == "port-scan")
             && all.iter().any(|v| action(v) == "high-connection-count")
     };
@@ -147,9 +157,7 @@ fn capture() -> Vec<(String, Vec<Value>)> {
     let all = ev.stop();
     let conn = |a: &'static str, dir: &'static str| {
         move |v: &Value| {
-            action(v) == a
-                && touching(v, port)
-                && str_at(v, &["network", "direction"]) == Some(dir)
+            action(v) == a && touching(v, port) && str_at(v, &["network", "direction"]) == Some(dir)
         }
     };
     for (key, a, dir) in [
@@ -168,8 +176,12 @@ fn capture() -> Vec<(String, Vec<Value>)> {
         let line = pick(&all, key, |v| action(v) == key && touching(v, p));
         out.push((key.into(), vec![line.clone()]));
     }
-    let opened = pick(&all, "alert opened", |v| mine(v) && v["netta"]["final"] == false);
-    let fin = pick(&all, "alert final", |v| mine(v) && v["netta"]["final"] == true);
+    let opened = pick(&all, "alert opened", |v| {
+        mine(v) && v["netta"]["final"] == false
+    });
+    let fin = pick(&all, "alert final", |v| {
+        mine(v) && v["netta"]["final"] == true
+    });
     out.push(("alert opened".into(), vec![opened.clone()]));
     out.push(("alert final".into(), vec![fin.clone()]));
     let others = ["port-scan", "high-connection-count"]
@@ -181,7 +193,14 @@ fn capture() -> Vec<(String, Vec<Value>)> {
     let ev = Events::start(&[], &["--all-states"]);
     let mut server = Traffic::spawn(&["tcp-server", "127.0.0.1:0", "1", "1", "nt-docsrv"]);
     let sport: u64 = server.expect_line("port ").parse().unwrap();
-    Traffic::spawn(&["tcp-client", &format!("127.0.0.1:{sport}"), "1", "1", "nt-doccli"]).finish();
+    Traffic::spawn(&[
+        "tcp-client",
+        &format!("127.0.0.1:{sport}"),
+        "1",
+        "1",
+        "nt-doccli",
+    ])
+    .finish();
     server.finish();
     let all = ev.stop();
     let line = pick(&all, "state-changed", |v| {
@@ -193,18 +212,42 @@ fn capture() -> Vec<(String, Vec<Value>)> {
     out.push(("state-changed".into(), vec![line.clone()]));
 
     // Overload: a one-page ring and a small table under 2000 connections.
-    let ev = Events::start(&["--ring-size", "4096", "--max-connections", "64"], &[]);
-    let mut server = Traffic::spawn(&["tcp-server", "127.0.0.1:0", "2000", "1", "nt-docosrv"]);
-    let oport: u64 = server.expect_line("port ").parse().unwrap();
-    let mut hold = Traffic::spawn(&["hold", &format!("127.0.0.1:{oport}"), "100", "nt-docohold"]);
+    let ev = Events::start(
+        &[
+            "--ring-size",
+            "4096",
+            "--max-connections",
+            "64",
+            "--reconcile-interval",
+            "1s",
+        ],
+        &[],
+    );
+    let mut hold_srv = Traffic::spawn(&["tcp-server", "127.0.0.1:0", "100", "0", "nt-docohsrv"]);
+    let hport = hold_srv.expect_line("port ");
+    let mut hold = Traffic::spawn(&["hold", &format!("127.0.0.1:{hport}"), "100", "nt-docohold"]);
     hold.expect_line("held");
-    Traffic::spawn(&["tcp-client", &format!("127.0.0.1:{oport}"), "1900", "1", "nt-dococli"]).finish();
-    std::thread::sleep(Duration::from_millis(1500));
-    hold.finish();
+    let mut server = Traffic::spawn(&["tcp-server", "127.0.0.1:0", "1900", "1", "nt-docosrv"]);
+    let oport: u64 = server.expect_line("port ").parse().unwrap();
+    Traffic::spawn(&[
+        "tcp-client",
+        &format!("127.0.0.1:{oport}"),
+        "1900",
+        "1",
+        "nt-dococli",
+    ])
+    .finish();
     server.finish();
+    // The reconcile (each second) finds the held rows the ring lost: beyond the table.
+    std::thread::sleep(Duration::from_millis(2500));
+    hold.finish();
+    hold_srv.finish();
     let all = ev.stop();
     for key in ["events-lost", "table-evicted"] {
-        out.push((key.into(), vec![pick(&all, key, |v| action(v) == key).clone()]));
+        out.push((
+            key.into(),
+            vec![pick(&all, key, |v| action(v) == key).clone()],
+        ));
     }
     let _ = std::fs::remove_dir_all(&dir);
     out
@@ -219,7 +262,11 @@ fn blocks(doc: &str) -> Vec<(String, Vec<String>, std::ops::Range<usize>)> {
         let start = at + i + MARK.len();
         let end = start + doc[start..].find(" -->").expect("an unclosed marker");
         let key = doc[start..end].to_string();
-        let open = end + doc[end..].find("```json\n").expect("a json block after the marker") + 8;
+        let open = end
+            + doc[end..]
+                .find("```json\n")
+                .expect("a json block after the marker")
+            + 8;
         let close = open + doc[open..].find("```").expect("an unclosed block");
         let lines = doc[open..close].lines().map(str::to_string).collect();
         found.push((key, lines, open..close));

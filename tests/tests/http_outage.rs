@@ -16,7 +16,13 @@ use netta_tests::*;
 
 /// `n` loopback connections through a server of our own: (server port, client ports).
 fn round_trips(n: usize) -> (u64, Vec<u64>) {
-    let mut server = Traffic::spawn(&["tcp-server", "127.0.0.1:0", &n.to_string(), "10", "nt-hosrv"]);
+    let mut server = Traffic::spawn(&[
+        "tcp-server",
+        "127.0.0.1:0",
+        &n.to_string(),
+        "10",
+        "nt-hosrv",
+    ]);
     let port: u64 = server.expect_line("port ").parse().unwrap();
     let mut client = Traffic::spawn(&[
         "tcp-client",
@@ -48,10 +54,22 @@ fn start(name: &str, rx: &HttpReceiver, options: &str) -> Run {
         dir.join("state").display().to_string(),
         isolated_api().display().to_string(),
     );
-    let http = format!("http://127.0.0.1:{}/ingest#age=100ms{options}", rx.addr.port());
+    let http = format!(
+        "http://127.0.0.1:{}/ingest#age=100ms{options}",
+        rx.addr.port()
+    );
     let f = format!("file:{}", file.display());
     let mut agent = AgentProc::spawn(&[
-        "agent", "--no-store", "--state-dir", &st, "--api", &api, "--sink", &f, "--sink", &http,
+        "agent",
+        "--no-store",
+        "--state-dir",
+        &st,
+        "--api",
+        &api,
+        "--sink",
+        &f,
+        "--sink",
+        &http,
     ]);
     agent.wait_line("netta: agent ready");
     Run { agent, file, dir }
@@ -65,7 +83,10 @@ impl Run {
         let status = self.agent.child.wait().unwrap();
         assert!(status.success(), "netta agent: {status}");
         let text = std::fs::read_to_string(&self.file).unwrap();
-        assert!(text.is_empty() || text.ends_with('\n'), "a partial last line");
+        assert!(
+            text.is_empty() || text.ends_with('\n'),
+            "a partial last line"
+        );
         let _ = std::fs::remove_dir_all(&self.dir);
         text.lines().map(str::to_string).collect()
     }
@@ -177,7 +198,9 @@ fn beyond_its_buffer_the_reported_losses_equal_what_the_collector_misses() {
     // machine's connections go through it): the accounting must hold all the same.
     let before = round_trips(10);
     let requests = rx.requests();
-    wait_for("a first batch at the collector", || rx.requests() > requests);
+    wait_for("a first batch at the collector", || {
+        rx.requests() > requests
+    });
     rx.stop();
     // 400 records of ours alone into a 50-line buffer.
     let during = round_trips(100);
@@ -193,8 +216,17 @@ fn beyond_its_buffer_the_reported_losses_equal_what_the_collector_misses() {
     assert_once(&records);
     let have: HashSet<&String> = records.iter().collect();
     let want: HashSet<&String> = reference.iter().collect();
-    assert!(have.is_subset(&want), "the collector got only the agent's lines");
+    assert!(
+        have.is_subset(&want),
+        "the collector got only the agent's lines"
+    );
     let missing = want.len() - have.len();
-    assert!(missing >= 300, "a 50-line buffer lost most of 400: {missing}");
-    assert_eq!(lost, missing as u64, "events-lost adds up to what is missing");
+    assert!(
+        missing >= 300,
+        "a 50-line buffer lost most of 400: {missing}"
+    );
+    assert_eq!(
+        lost, missing as u64,
+        "events-lost adds up to what is missing"
+    );
 }

@@ -50,7 +50,11 @@ async fn https_sink_delivers_to_a_receiver_signed_by_a_private_ca() {
         .map(|l| netta_tests::parse_event_line(l))
         .map(|v| v["source"]["port"].as_u64().unwrap() as u16)
         .collect();
-    assert_eq!(got, (1..next).collect::<Vec<_>>(), "every line once, in order");
+    assert_eq!(
+        got,
+        (1..next).collect::<Vec<_>>(),
+        "every line once, in order"
+    );
     assert!(rx.tls_errors().is_empty(), "{:?}", rx.tls_errors());
     assert_eq!(rx.plaintext_attempts(), 0);
     std::fs::remove_dir_all(&dir).unwrap();

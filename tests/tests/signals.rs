@@ -162,7 +162,10 @@ fn a_stop_signal_at_any_moment_ends_netta_with_everything_flushed() {
             continue;
         }
         assert!(status.success(), "{what}: {status}: {err:?}");
-        assert!(out.is_empty() || out.ends_with('\n'), "{what}: a partial last line");
+        assert!(
+            out.is_empty() || out.ends_with('\n'),
+            "{what}: a partial last line"
+        );
         let lines: Vec<Value> = out.lines().map(parse_event_line).collect();
         for l in &err {
             assert_no_kernel_address("netta's log", l);

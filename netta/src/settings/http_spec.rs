@@ -231,14 +231,20 @@ mod tests {
         let (s, o) = parse_sink("https://[::1]:8443/in#ca=/etc/netta/ca.pem,buffer=100").unwrap();
         assert!(s.tls);
         assert_eq!(s.host(), "::1");
-        assert_eq!(o.ca.as_deref(), Some(std::path::Path::new("/etc/netta/ca.pem")));
+        assert_eq!(
+            o.ca.as_deref(),
+            Some(std::path::Path::new("/etc/netta/ca.pem"))
+        );
         assert_eq!(o.buffer_lines, 100);
         assert_eq!(
             format!("{s}{}", o.fragment()),
             "https://[::1]:8443/in#buffer=100,ca=/etc/netta/ca.pem"
         );
         let (s, _) = parse_sink("https://logs.example.com:443").unwrap();
-        assert_eq!((s.host(), s.to_string().as_str()), ("logs.example.com", "https://logs.example.com:443/"));
+        assert_eq!(
+            (s.host(), s.to_string().as_str()),
+            ("logs.example.com", "https://logs.example.com:443/")
+        );
         for bad in [
             "http://h:1/#zip",
             "http://h:1/#batch=0",

@@ -138,7 +138,9 @@ mod tests {
         let (_stop, stop_rx) = watch::channel(false);
         let fan = tokio::spawn(fan_out(rx, Clock::fixed(0), outs, stop_rx));
         for n in 1..=5 {
-            tap.send(Record::Event(ConnEvent::lost(n, n))).await.unwrap();
+            tap.send(Record::Event(ConnEvent::lost(n, n)))
+                .await
+                .unwrap();
         }
         drop(tap);
         fan.await.unwrap();

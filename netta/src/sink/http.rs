@@ -26,10 +26,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::core::clock::{boot_now, Clock};
-use crate::sink::tls::Tls;
 use crate::core::event::ConnEvent;
 pub use crate::settings::http_spec::{HttpOptions, HttpSpec};
 use crate::sink::backoff::{log_failure, Backoff};
+use crate::sink::tls::Tls;
 use crate::sink::SinkStats;
 
 /// How long the final flush may take at shutdown.
