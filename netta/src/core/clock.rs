@@ -212,7 +212,8 @@ mod tests {
         m.run(3 * SEC);
         assert_eq!(copy.to_system(m.stamp()), m.wall(), "no re-sync needed");
 
-        let cases: [(&str, &dyn Fn(&FakeMachine)); 4] = [
+        type Change<'a> = (&'a str, &'a dyn Fn(&FakeMachine));
+        let cases: [Change; 4] = [
             ("NTP steps forward", &|m| m.step(37 * SEC + 250_000_000)),
             ("NTP steps backward", &|m| m.step(-3_600 * SEC)),
             ("a suspend", &|m| m.suspend(600 * SEC)),
