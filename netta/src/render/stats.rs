@@ -744,7 +744,7 @@ Since Start:
         other.bytes_recv = u64::MAX;
         let s = Snapshot {
             conns: vec![live],
-            history: [old, other, other]
+            history: [old, other.clone(), other]
                 .map(|conn| Closed {
                     conn,
                     end_ns: 1,

@@ -86,6 +86,7 @@ pub fn generate(dir: &Path, rows: u64, span: Duration) -> Result<Store, StoreErr
             bytes_recv: rng.below(1_000_000),
             packets: 0,
             partial: false,
+            domain: None,
         }));
         if batch.len() == batch.capacity() {
             store.insert(&batch)?;
