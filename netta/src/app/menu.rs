@@ -18,6 +18,7 @@ pub const BANNER: &str = "\
 
 Network Traffic Analyzer
 Monitor and analyze network connections on your system
+(live full-screen view of connections and bandwidth: `netta top`)
 ";
 
 pub fn menu_text() -> String {

@@ -1,11 +1,13 @@
 //! The subcommands: each starts the agent, does its job on the live table, and
 //! stops the agent cleanly.
 pub mod doctor;
+pub mod live_bench;
 pub mod menu;
 pub mod monitor;
 pub mod output;
 pub mod service;
 pub mod source;
+pub mod top;
 pub mod views;
 
 use std::time::Duration;
@@ -99,12 +101,18 @@ pub fn main() -> i32 {
             Some(Command::List(a)) => list(&s, a).await,
             Some(Command::Stats(a)) => stats(&s, a).await,
             Some(Command::Monitor(a)) => monitor(&s, a).await,
+            Some(Command::Top(a)) => top::run(&s, a).await,
             Some(Command::Detect(a)) => detect(&s, a).await,
             Some(Command::Export(a)) => export(&s, a).await,
             Some(Command::History(a)) => history(&s, a).await,
             Some(Command::Baseline { action }) => baseline(&s, action).await,
             Some(Command::StoreBench { rows, dir }) => store_bench(*rows, dir),
             Some(Command::SeedBench) => seed_bench(&s),
+            Some(Command::LiveBench { runs }) => live_bench::live_bench(*runs),
+            Some(Command::TopBench {
+                connections,
+                frames,
+            }) => live_bench::top_bench(*connections, *frames),
             Some(Command::Agent(a)) => agent(&s, a).await,
             Some(Command::Completions { .. } | Command::Manpage | Command::Doctor { .. }) => Ok(()),
             None => menu(&s).await,
@@ -514,6 +522,7 @@ fn agent_options(s: &Settings) -> crate::agent::AgentOptions {
         reconcile_every: s.global.reconcile_interval.0,
         poll_every: s.global.poll_interval.0,
         udp_idle: s.global.udp_idle.0,
+        update_every: Some(s.global.update_interval.0).filter(|d| !d.is_zero()),
         limits: crate::core::table::Limits {
             max_live: s.global.max_connections,
             max_history: s.global.history_size,

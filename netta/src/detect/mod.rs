@@ -202,6 +202,7 @@ impl Detector {
         high_connection_count::scan_table(rules, &rows, now, &mut found);
         syn_flood::scan_table(rules, &rows, now, &mut found);
         abnormal_state::scan_table(rules, &rows, now, &mut found);
+        large_outbound::LargeOutbound::scan_live(rules, &rows, now, &mut found);
         for f in found {
             self.fire(Some(f), now, out);
         }

@@ -16,6 +16,7 @@ pub mod probe;
 pub mod proc;
 pub mod self_stats;
 pub mod services;
+pub mod sock_diag;
 pub mod tracefs;
 
 use std::future::Future;
@@ -30,6 +31,7 @@ use tokio::sync::watch;
 use crate::core::clock::{boot_now, Clock};
 use crate::core::proc_net::Owner;
 use crate::core::services::Services;
+use crate::core::sock_diag::DiagSocket;
 pub use ebpf::{RecordHandler, Transport};
 pub use proc::Sockets;
 
@@ -100,6 +102,13 @@ pub trait Host: Send + Sync + 'static {
     fn now_ns(&self) -> u64;
     /// Converts kernel timestamps to wall time.
     fn clock(&self) -> Clock;
+    /// Live counters of the open TCP connections (sock_diag), appended to `out`.
+    /// A host that has none leaves `out` empty.
+    fn tcp_counters(&self, out: &mut Vec<DiagSocket>) -> io::Result<()> {
+        let _ = out;
+        Ok(())
+    }
+
     /// Starts capturing DNS responses in every network namespace, or says in one
     /// line why not.
     fn start_dns(
@@ -167,6 +176,10 @@ impl Host for Os {
 
     fn clock(&self) -> Clock {
         Clock::new()
+    }
+
+    fn tcp_counters(&self, out: &mut Vec<DiagSocket>) -> io::Result<()> {
+        sock_diag::Diag::open()?.tcp(out)
     }
 
     fn start_dns(
