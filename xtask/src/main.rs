@@ -21,6 +21,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod bench_live;
 mod kernels;
 
 /// Toolchain used for the BPF program (needs `-Z build-std`).
@@ -46,6 +47,7 @@ const TEST_PEER_PACKAGES: &[&str] = &[
     "clickhouse-server",
     "rsyslog",
     "python3",
+    "tmux",
     "dnsmasq-base",
 ];
 
@@ -152,6 +154,15 @@ enum Cmd {
         /// Live sockets for the seeding benchmark.
         #[arg(long, default_value = "50000", value_parser = bench::parse_count)]
         sockets: u32,
+    },
+    /// Only the live counters' cost (one refresh, the idle agent, with N idle
+    /// connections) and `netta top`'s frame time; printed, not written.
+    BenchLive {
+        #[arg(long, default_value = "10000", value_parser = bench::parse_count)]
+        connections: u32,
+        /// Seconds the idle agent's CPU is measured over.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
     },
     /// Fuzz netta's parsers of hostile input (cargo-fuzz, nightly), each for a bounded time.
     Fuzz {
@@ -268,6 +279,23 @@ impl Ctx {
                 };
                 self.bench(&opts)?;
             }
+            Cmd::BenchLive {
+                connections,
+                seconds,
+            } => {
+                if !self.is_root {
+                    bail!("bench-live creates a network namespace and loads eBPF: run it as root");
+                }
+                self.ensure_apt(&["iproute2", "python3"])?;
+                self.build_ebpf()?;
+                self.build_netta()?;
+                let opts = bench_live::Opts {
+                    connections,
+                    seconds,
+                    frames: 200,
+                };
+                println!("{}", bench_live::run(&self.netta_bin(), &opts)?);
+            }
             Cmd::Fuzz { seconds, targets } => self.fuzz(seconds, targets)?,
         }
         Ok(0)
@@ -338,6 +366,7 @@ impl Ctx {
             "rules",
             "kernel_formats",
             "history_query",
+            "sock_diag",
             "dns",
         ];
         self.ensure_bpf_toolchain()?;

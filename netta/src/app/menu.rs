@@ -18,6 +18,7 @@ pub const BANNER: &str = "\
 
 Network Traffic Analyzer
 Monitor and analyze network connections on your system
+(live full-screen view of connections and bandwidth: `netta top`)
 ";
 
 pub fn menu_text() -> String {
@@ -159,6 +160,7 @@ async fn menu_loop(src: &Source) -> anyhow::Result<()> {
                     output::print_styled(s)
                 })
                 .await?;
+                output::take_stop();
             }
             "7" => {
                 let Some(fmt) = ask(&mut rx, "Format (csv/json)", "csv").await else {
