@@ -2,7 +2,7 @@
 //! counts: `tcp:tcp_send_reset` where it has the 6.10+ layout, else fentry on
 //! `tcp_v{4,6}_send_reset` (the loader attaches one of the two).
 use aya_ebpf::{
-    helpers::bpf_ktime_get_ns,
+    helpers::bpf_ktime_get_boot_ns,
     macros::{fentry, tracepoint},
     programs::{FEntryContext, TracePointContext},
 };
@@ -95,7 +95,7 @@ fn try_reset_entry(ctx: &FEntryContext, family: u16) -> Result<(), i64> {
 /// A `ResetSent` record for socket `sk` (0: none) of `family`, stamped now.
 #[inline(always)]
 fn reset_sent(sk: u64, family: u16) -> Event {
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = unsafe { bpf_ktime_get_boot_ns() };
     let mut ev = tcp_record(Kind::ResetSent, sk, now);
     ev.start_ns = now;
     ev.family = family;

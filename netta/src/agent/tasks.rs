@@ -142,7 +142,8 @@ pub(super) async fn kernel_poll_loop(
 /// Once a second: the live counters, then the table rules and incident expiry
 /// (so a rule on bytes sees them fresh), and `connection-updated` events when
 /// due. Also reports rows the full table had to refuse, so an overload is
-/// visible in the stream.
+/// visible in the stream, and re-reads the wall clock's offset for the store,
+/// the API and the views.
 pub(super) async fn detect_loop(
     shared: Arc<Shared>,
     update_every: Option<Duration>,
@@ -156,6 +157,7 @@ pub(super) async fn detect_loop(
         tokio::select! {
             _ = shutdown.changed() => break,
             at = tick.tick() => {
+                shared.clock.resync();
                 super::live::refresh(&shared).await;
                 shared.detect_now();
                 if updates.due(at, TICK) {

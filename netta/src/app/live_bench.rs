@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::Context as _;
 
 use crate::app::output::print_out;
-use crate::core::clock::mono_now;
+use crate::core::clock::boot_now;
 use crate::core::event::{Direction, OwnerSource, Proto, State};
 use crate::core::sanitize::Comm;
 use crate::core::table::{Conn, Key, Live, Origin, Snapshot, Table};
@@ -34,7 +34,7 @@ pub fn live_bench(runs: usize) -> anyhow::Result<()> {
     let os = Os::default();
     let snap = os.read_sockets().context("reading /proc/net")?;
     let mut table = Table::default();
-    table.reconcile(&snap.sockets, mono_now(), &mut |_| None);
+    table.reconcile(&snap.sockets, boot_now(), &mut |_| None);
     let mut sample = Vec::new();
     let (mut wall, mut cpu) = (Vec::new(), Vec::new());
     let mut updated = 0;
@@ -42,7 +42,7 @@ pub fn live_bench(runs: usize) -> anyhow::Result<()> {
         sample.clear();
         let (t0, c0) = (Instant::now(), cpu_seconds());
         os.tcp_counters(&mut sample).context("sock_diag dump")?;
-        updated = crate::core::live::apply_sample(&mut table, &sample, mono_now());
+        updated = crate::core::live::apply_sample(&mut table, &sample, boot_now());
         wall.push(t0.elapsed().as_secs_f64() * 1e3);
         cpu.push((cpu_seconds() - c0) * 1e3);
     }

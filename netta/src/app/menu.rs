@@ -160,6 +160,7 @@ async fn menu_loop(src: &Source) -> anyhow::Result<()> {
                     output::print_styled(s)
                 })
                 .await?;
+                output::take_stop();
             }
             "7" => {
                 let Some(fmt) = ask(&mut rx, "Format (csv/json)", "csv").await else {

@@ -37,6 +37,7 @@ pub fn main() -> i32 {
     // memory in each of them; two arenas keep the agent's RSS close to its live data.
     // SAFETY: called before any other thread exists.
     unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
+    output::catch_stop_signals();
     let matches = Cli::command().get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(c) => c,
@@ -66,6 +67,14 @@ pub fn main() -> i32 {
     };
     if let Some(Command::Doctor { json }) = &s.command {
         return doctor::run(&s.global, *json);
+    }
+    // The streaming commands end on SIGINT/SIGTERM with everything flushed, even
+    // when the signal comes while they are still starting.
+    if matches!(
+        s.command,
+        None | Some(Command::Events(_) | Command::Agent(_) | Command::Monitor(_))
+    ) {
+        output::stop_gracefully();
     }
     let level = match s.global.verbose {
         0 => "warn",
@@ -351,7 +360,7 @@ pub async fn menu(s: &Settings) -> anyhow::Result<()> {
 pub fn seed_bench(s: &Settings) -> anyhow::Result<()> {
     let root = Path::new("/proc");
     let t0 = std::time::Instant::now();
-    let started = crate::core::clock::mono_now();
+    let started = crate::core::clock::boot_now();
     let snap = crate::host::proc::read_sockets(root).context("reading /proc/net")?;
     let read = t0.elapsed();
     let mut owners = None;
@@ -403,13 +412,20 @@ pub async fn agent(s: &Settings, args: &crate::settings::cli::AgentArgs) -> anyh
         None => None,
     };
     // A file sink that cannot be written is a startup error, not a silent gap.
+    // So is an https:// sink whose CA file cannot be read.
     for spec in &sinks {
-        if let SinkSpec::File(path) = spec {
-            std::fs::OpenOptions::new()
-                .append(true)
-                .create(true)
-                .open(path)
-                .with_context(|| format!("cannot open sink {spec}"))?;
+        match spec {
+            SinkSpec::File(path) => {
+                std::fs::OpenOptions::new()
+                    .append(true)
+                    .create(true)
+                    .open(path)
+                    .with_context(|| format!("cannot open sink {spec}"))?;
+            }
+            SinkSpec::Http(http, opts) => {
+                crate::sink::http::tls_for(http, opts).map_err(anyhow::Error::msg)?;
+            }
+            _ => {}
         }
     }
     let api_listener = service::bind_api(&s.global)?;

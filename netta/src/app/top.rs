@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 
 use crate::agent::Record;
 use crate::app::source::Source;
-use crate::core::clock::mono_now;
+use crate::core::clock::boot_now;
 use crate::core::top::{AlertLine, Command, Input, Top};
 use crate::settings::cli::TopArgs;
 use crate::settings::Settings;
@@ -160,7 +160,7 @@ async fn show(src: &Source, args: &TopArgs) -> anyhow::Result<()> {
             }
             _ = tick.tick() => {
                 let snap = src.snapshot(false).await?;
-                top.update(&snap, &services, mono_now(), started_ns);
+                top.update(&snap, &services, boot_now(), started_ns);
                 top.set_alerts(alert_lines(&src.incidents().await?));
             }
         }

@@ -243,8 +243,8 @@ impl OwnerSource {
     }
 }
 
-/// One connection lifecycle event. Times are CLOCK_MONOTONIC nanoseconds
-/// (the clock of `bpf_ktime_get_ns`); see [`crate::core::clock::Clock`] for wall time.
+/// One connection lifecycle event. Times are CLOCK_BOOTTIME nanoseconds
+/// (the clock of `bpf_ktime_get_boot_ns`); see [`crate::core::clock::Clock`] for wall time.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ConnEvent {
     pub action: Action,

@@ -52,12 +52,12 @@ pub struct Conn {
     pub pid: u32,
     pub comm: Comm,
     pub owner: OwnerSource,
-    /// CLOCK_MONOTONIC ns; 0 when the start predates netta.
+    /// CLOCK_BOOTTIME ns; 0 when the start predates netta.
     pub start_ns: u64,
     pub bytes_sent: u64,
     pub bytes_recv: u64,
     pub packets: u64,
-    /// Last activity (UDP flows), CLOCK_MONOTONIC ns.
+    /// Last activity (UDP flows), CLOCK_BOOTTIME ns.
     pub last_ns: u64,
     pub inode: u64,
     pub uid: Option<u32>,

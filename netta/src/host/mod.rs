@@ -28,7 +28,7 @@ use netta_ebpf::{UdpFlowKey, UdpFlowStats};
 use rustc_hash::FxHashMap;
 use tokio::sync::watch;
 
-use crate::core::clock::{mono_now, Clock};
+use crate::core::clock::{boot_now, Clock};
 use crate::core::proc_net::Owner;
 use crate::core::services::Services;
 use crate::core::sock_diag::DiagSocket;
@@ -98,7 +98,7 @@ pub trait Host: Send + Sync + 'static {
     fn socket_owners(&self) -> FxHashMap<u64, Owner>;
     /// Port names.
     fn services(&self) -> Services;
-    /// The clock of kernel timestamps (`CLOCK_MONOTONIC`), in ns.
+    /// The clock of kernel timestamps (`CLOCK_BOOTTIME`), in ns: every event source stamps with it.
     fn now_ns(&self) -> u64;
     /// Converts kernel timestamps to wall time.
     fn clock(&self) -> Clock;
@@ -171,7 +171,7 @@ impl Host for Os {
     }
 
     fn now_ns(&self) -> u64 {
-        mono_now()
+        boot_now()
     }
 
     fn clock(&self) -> Clock {
