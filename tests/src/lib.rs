@@ -10,6 +10,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 pub mod ecs;
+pub mod netns;
 pub mod servers;
 
 pub use serde_json::Value;

@@ -1,6 +1,8 @@
 //! The agent as a service: persistent history through the API and from the store
-//! file, surviving `kill -9`; strangers refused; a corrupt store moved aside; a
-//! full disk dropping (and counting) history rows while tracing goes on.
+//! file, surviving `kill -9`, the same in `list --history` attached and standalone;
+//! strangers refused; a corrupt store moved aside; a full disk dropping (and
+//! counting) history rows while tracing goes on; retention by age and by size
+//! pruning a running agent's store while it keeps storing.
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,26 +18,64 @@ fn rows(args: &[&str]) -> Vec<Value> {
     serde_json::from_value(netta_json(args)).unwrap()
 }
 
-/// Both ends of every client connection, each with its own process.
-fn check_both_ends(rows: &[Value], ports: &[u16], cli: u32, srv: u32) -> Result<(), String> {
-    for p in ports {
-        let mine: Vec<&Value> = rows
-            .iter()
-            .filter(|r| u64_at(r, &["source", "port"]) == Some(*p as u64))
-            .collect();
-        let side = |dir: &str, pid: u32, name: &str| {
-            mine.iter().any(|r| {
-                str_at(r, &["direction"]) == Some(dir)
-                    && u64_at(r, &["process", "pid"]) == Some(pid as u64)
-                    && str_at(r, &["process", "name"]) == Some(name)
+/// How a view's JSON rows name a connection's ends.
+#[derive(Clone, Copy)]
+enum Shape {
+    /// `netta history --json`: ECS, the client is the source on both ends' rows.
+    Ecs,
+    /// `netta list --history --json`: local and remote, as the live table.
+    List,
+}
+
+impl Shape {
+    /// (pid, name) when `r` is the client's (or the server's) row of the connection
+    /// from client port `port`.
+    fn end<'a>(self, r: &'a Value, port: u16, client: bool) -> Option<(u64, &'a str)> {
+        let p = Some(port as u64);
+        let ok = match self {
+            Shape::Ecs => {
+                let dir = if client { "egress" } else { "ingress" };
+                u64_at(r, &["source", "port"]) == p
+                    && str_at(r, &["direction"]) == Some(dir)
                     && str_at(r, &["action"]) == Some("closed")
-            })
+            }
+            Shape::List => {
+                let side = if client { "local" } else { "remote" };
+                u64_at(r, &[side, "port"]) == p && str_at(r, &["state"]) == Some("CLOSED")
+            }
         };
-        if !side("egress", cli, "st-cli") {
-            return Err(format!("client side of port {p} missing: {mine:?}"));
+        let (pid, name): (&[&str], &[&str]) = match self {
+            Shape::Ecs => (&["process", "pid"], &["process", "name"]),
+            Shape::List => (&["pid"], &["process"]),
+        };
+        ok.then(|| Some((u64_at(r, pid)?, str_at(r, name)?)))
+            .flatten()
+    }
+}
+
+/// Both ends of every client connection, each with its own process.
+fn check_both_ends(
+    shape: Shape,
+    rows: &[Value],
+    ports: &[u16],
+    cli: u32,
+    srv: u32,
+) -> Result<(), String> {
+    for p in ports {
+        let side = |client: bool, pid: u32, name: &str| {
+            rows.iter()
+                .any(|r| shape.end(r, *p, client) == Some((pid as u64, name)))
+        };
+        let mine = || -> Vec<&Value> {
+            rows.iter()
+                .filter(|r| shape.end(r, *p, true).is_some() || shape.end(r, *p, false).is_some())
+                .collect()
+        };
+        if !side(true, cli, "st-cli") {
+            return Err(format!("client side of port {p} missing: {:?}", mine()));
         }
-        if !side("ingress", srv, "st-srv") {
-            return Err(format!("server side of port {p} missing: {mine:?}"));
+        if !side(false, srv, "st-srv") {
+            return Err(format!("server side of port {p} missing: {:?}", mine()));
         }
     }
     Ok(())
@@ -80,7 +120,7 @@ fn history_has_both_ends_survives_kill_9_and_refuses_strangers() {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let got = rows(&q);
-        match check_both_ends(&got, &ports, cli, srv) {
+        match check_both_ends(Shape::Ecs, &got, &ports, cli, srv) {
             Ok(()) => break,
             Err(e) if Instant::now() > deadline => panic!("{e}"),
             Err(_) => std::thread::sleep(Duration::from_millis(300)),
@@ -91,7 +131,11 @@ fn history_has_both_ends_survives_kill_9_and_refuses_strangers() {
     agent.signal(libc::SIGKILL);
     let mut agent = start_agent(&state, &sock, &[]);
     let got = rows(&q);
-    check_both_ends(&got, &ports, cli, srv).unwrap();
+    check_both_ends(Shape::Ecs, &got, &ports, cli, srv).unwrap();
+    // `list --history` reads the same store: all of them, though the restarted
+    // agent's in-memory ring has none.
+    let listed = rows(&["--api", s, "list", "--history", "--port", &p, "--json"]);
+    check_both_ends(Shape::List, &listed, &ports, cli, srv).unwrap();
     // The file alone answers the same (forensics on a copy).
     let copy = dir.join("copy.db");
     std::fs::copy(state.join("history.db"), &copy).unwrap();
@@ -107,7 +151,7 @@ fn history_has_both_ends_survives_kill_9_and_refuses_strangers() {
         &p,
         "--json",
     ]);
-    check_both_ends(&direct, &ports, cli, srv).unwrap();
+    check_both_ends(Shape::Ecs, &direct, &ports, cli, srv).unwrap();
 
     // A user who is not root and not in group netta gets one line and no data.
     if have_tool("setpriv") {
@@ -129,6 +173,17 @@ fn history_has_both_ends_survives_kill_9_and_refuses_strangers() {
     }
     agent.signal(libc::SIGTERM);
     assert!(!sock.exists(), "the socket goes with the agent");
+    // No agent: a standalone `list --history` reads the store file in the state dir.
+    let conf = dir.join("netta.toml");
+    std::fs::write(&conf, format!("state_dir = {:?}\n", state.display().to_string())).unwrap();
+    let c = conf.to_str().unwrap();
+    let (ok, out, err) = run_netta(&[
+        "--api", s, "--config", c, "list", "--history", "--port", &p, "--json",
+    ]);
+    assert!(ok, "{err}");
+    assert!(err.starts_with("netta: standalone ("), "{err}");
+    let listed: Vec<Value> = serde_json::from_str(&out).unwrap();
+    check_both_ends(Shape::List, &listed, &ports, cli, srv).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -217,13 +272,7 @@ fn a_full_disk_drops_history_rows_counted_and_tracing_goes_on() {
         &sock,
         &["--sink", &format!("file:{}", events.display())],
     );
-    let run = |n: &str, name_s: &str, name_c: &str| {
-        let mut server = Traffic::spawn(&["tcp-server", "127.0.0.1:0", n, "10", name_s]);
-        let port: u16 = server.expect_line("port ").parse().unwrap();
-        Traffic::spawn(&["tcp-client", &format!("127.0.0.1:{port}"), n, "10", name_c]).finish();
-        server.finish();
-        port
-    };
+    let run = |n: &str, name_s: &str, name_c: &str| tcp_round_trips(n, ["10", "10"], [name_s, name_c]);
     // Enough rows to fill a 1 MiB file system several times over.
     run("12000", "st-fsrv", "st-fcli");
     agent.wait_line("disk is full");
@@ -257,5 +306,88 @@ fn a_full_disk_drops_history_rows_counted_and_tracing_goes_on() {
     }
     agent.signal(libc::SIGTERM);
     drop(_u);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The agent's store counters (`/v1/stats` `store`).
+fn store_stats(sock: &Path) -> Value {
+    api_get(sock, "/v1/stats")["store"].clone()
+}
+
+/// Stored rows with `port` at either end (all of them: no limit cut).
+fn stored_on(sock: &str, port: u16) -> Vec<Value> {
+    let p = port.to_string();
+    rows(&["--api", sock, "history", "--port", &p, "--limit", "1000000", "--json"])
+}
+
+/// Waits up to 60 s for `ok`, saying what it waited for.
+fn wait_until(what: &str, mut ok: impl FnMut() -> Result<(), String>) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match ok() {
+            Ok(()) => return,
+            Err(e) if Instant::now() > deadline => panic!("waiting for {what}: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(300)),
+        }
+    }
+}
+
+#[test]
+fn retention_by_age_prunes_a_running_agents_store_while_it_keeps_storing() {
+    require_ebpf!("store retention by age");
+    let dir = temp("age");
+    let (state, sock) = (dir.join("state"), dir.join("api.sock"));
+    let s = sock.to_str().unwrap();
+    let _agent = start_agent(&state, &sock, &["--retention-age", "3s"]);
+    let old = tcp_round_trips("50", ["10", "10"], ["st-asrv", "st-acli"]);
+    wait_until("the first 50 connections stored", || {
+        let n = stored_on(s, old).len();
+        (n == 100).then_some(()).ok_or(format!("{n} of 100 rows"))
+    });
+    // Older than 3 s: pruned (within a tenth of the age, plus a commit).
+    wait_until("the first connections pruned", || {
+        let n = stored_on(s, old).len();
+        (n == 0).then_some(()).ok_or(format!("{n} rows left"))
+    });
+    let st = store_stats(&sock);
+    assert!(st["rows_pruned"].as_u64().unwrap() >= 100, "{st}");
+    // The writer still stores what comes next.
+    let new = tcp_round_trips("50", ["10", "10"], ["st-asrv", "st-acli"]);
+    wait_until("the next 50 connections stored", || {
+        let n = stored_on(s, new).len();
+        (n == 100).then_some(()).ok_or(format!("{n} of 100 rows"))
+    });
+    assert_eq!(store_stats(&sock)["rows_dropped"], 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn retention_by_size_keeps_a_running_agents_store_under_its_limit_and_the_newest_rows() {
+    require_ebpf!("store retention by size");
+    let dir = temp("size");
+    let (state, sock) = (dir.join("state"), dir.join("api.sock"));
+    let s = sock.to_str().unwrap();
+    let limit: u64 = 1 << 20;
+    let _agent = start_agent(&state, &sock, &["--retention-size", &limit.to_string()]);
+    // About 2.5 MB of rows, then a last burst the limit has room for.
+    let old = tcp_round_trips("6000", ["10", "10"], ["st-zsrv", "st-zcli"]);
+    let new = tcp_round_trips("500", ["10", "10"], ["st-zsrv", "st-zcli"]);
+    wait_until("the store back under its limit", || {
+        let st = store_stats(&sock);
+        let used = st["used_bytes"].as_u64().unwrap_or(u64::MAX);
+        let pruned = st["rows_pruned"].as_u64().unwrap_or(0);
+        (pruned > 0 && used <= limit)
+            .then_some(())
+            .ok_or(format!("{st}"))
+    });
+    // The newest rows stay (both ends of every last connection), the oldest went,
+    // and nothing was dropped while pruning ran beside the writes.
+    wait_until("the last burst stored", || {
+        let n = stored_on(s, new).len();
+        (n == 1000).then_some(()).ok_or(format!("{n} of 1000 rows"))
+    });
+    let left = stored_on(s, old).len();
+    assert!(left < 12_000, "{left} of the first burst's rows left");
+    assert_eq!(store_stats(&sock)["rows_dropped"], 0);
     let _ = std::fs::remove_dir_all(&dir);
 }

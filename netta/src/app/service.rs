@@ -90,6 +90,7 @@ pub fn start_writer(
     let rx = agent.shared.subscribe(STORE_TAP);
     let opts = WriterOptions {
         retention: s.retention,
+        prune_every: s.retention.prune_every(),
         baseline: rules
             .new_destination
             .enabled
