@@ -650,8 +650,8 @@ pub fn store_bench(rows: u64, dir: &Path) -> anyhow::Result<()> {
     let mut generated = None;
     if !path.exists() {
         let t = std::time::Instant::now();
-        crate::store::bench::generate(dir, rows, Duration::from_secs(7 * 86_400))?;
-        generated = Some(t.elapsed().as_secs_f64());
+        let (_, g) = crate::store::bench::generate(dir, rows, Duration::from_secs(7 * 86_400))?;
+        generated = Some((t.elapsed().as_secs_f64(), g));
     }
     let r = crate::store::Reader::open(&path)?;
     let n = crate::store::query::Query::default().count(&r)?;
@@ -659,8 +659,10 @@ pub fn store_bench(rows: u64, dir: &Path) -> anyhow::Result<()> {
     let q = crate::store::bench::time_queries(&r, 5)?;
     let v = serde_json::json!({
         "rows": n,
-        "generate_s": generated,
-        "rows_per_s": generated.map(|s| n as f64 / s),
+        "generate_s": generated.map(|g| g.0),
+        "rows_per_s": generated.map(|g| n as f64 / g.0),
+        "insert_rows": generated.map(|g| g.1.insert_rows),
+        "insert_rows_per_s": generated.map(|g| g.1.insert_rows_per_s),
         "file_bytes": bytes,
         "bytes_per_million": bytes as f64 / (n.max(1) as f64 / 1e6),
         "queries": q.iter().map(|(name, ms, rows)| serde_json::json!({"query": name, "median_ms": ms, "rows": rows})).collect::<Vec<_>>(),
