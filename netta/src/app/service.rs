@@ -244,3 +244,19 @@ pub fn serve_api(
         stop,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shipped config file parses, and its store keys are the built-in defaults.
+    #[test]
+    fn the_packaged_config_sets_the_default_store() {
+        let text = include_str!("../../../packaging/netta.toml");
+        let c = Config::parse(text, "packaging/netta.toml").unwrap();
+        assert_eq!(c.api.as_deref(), Some(Path::new(api::DEFAULT_SOCKET)));
+        let s = store_settings(&AgentArgs::default(), Some(&c)).unwrap();
+        assert_eq!(s.dir, Path::new(crate::store::DEFAULT_STATE_DIR));
+        assert_eq!(s.retention, Retention::default());
+    }
+}
