@@ -6,9 +6,18 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use netta_tests::*;
+
+/// Each test here runs an agent that stores every connection on the machine: one
+/// at a time, so one test's bursts do not crowd another's store (retention by size
+/// keeps the newest rows, whoever made them).
+fn serial() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 fn start_agent(state: &Path, sock: &Path, extra: &[&str]) -> AgentProc {
     AgentProc::start(state, sock, extra)
@@ -87,6 +96,7 @@ fn temp(name: &str) -> PathBuf {
 
 #[test]
 fn history_has_both_ends_survives_kill_9_and_refuses_strangers() {
+    let _serial = serial();
     require_ebpf!("store history");
     let dir = temp("hist");
     let state = dir.join("state");
@@ -189,6 +199,7 @@ fn history_has_both_ends_survives_kill_9_and_refuses_strangers() {
 
 #[test]
 fn a_corrupt_store_is_moved_aside_and_the_agent_runs() {
+    let _serial = serial();
     let dir = temp("corrupt");
     let state = dir.join("state");
     std::fs::create_dir_all(&state).unwrap();
@@ -245,6 +256,7 @@ fn api_get(sock: &Path, path: &str) -> Value {
 
 #[test]
 fn a_full_disk_drops_history_rows_counted_and_tracing_goes_on() {
+    let _serial = serial();
     if !ebpf_available("store full disk") || !is_root() {
         return;
     }
@@ -334,6 +346,7 @@ fn wait_until(what: &str, mut ok: impl FnMut() -> Result<(), String>) {
 
 #[test]
 fn retention_by_age_prunes_a_running_agents_store_while_it_keeps_storing() {
+    let _serial = serial();
     require_ebpf!("store retention by age");
     let dir = temp("age");
     let (state, sock) = (dir.join("state"), dir.join("api.sock"));
@@ -363,6 +376,7 @@ fn retention_by_age_prunes_a_running_agents_store_while_it_keeps_storing() {
 
 #[test]
 fn retention_by_size_keeps_a_running_agents_store_under_its_limit_and_the_newest_rows() {
+    let _serial = serial();
     require_ebpf!("store retention by size");
     let dir = temp("size");
     let (state, sock) = (dir.join("state"), dir.join("api.sock"));

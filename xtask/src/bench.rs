@@ -816,14 +816,15 @@ fn agent_service(netta: &Path, dir: &Path, opts: &Opts) -> Result<String> {
         "\nAgent as a service (`netta agent --state-dir D --api S`): `netta --api S list` median {:.1} ms, max {:.1} ms over {} runs (target ≤ 50 ms).\n\n\
          Store at full loopback rate (`ab -n {} -c {CONCURRENCY}`, {} run(s) each, store off and on alternating): \
          {rps_off:.0} req/s with `--no-store`, {rps_on:.0} req/s with the store (ratio {:.2}); \
-         the store wrote {stored} rows and dropped {dropped}; agent-wide lost records {lost}; \
-         the store file holds {:.0} MB per million stored connections (as the agent wrote it).",
+         the store wrote {stored} rows for {} connections (a row per end) and dropped {dropped}; agent-wide lost records {lost}; \
+         the store file holds {:.0} MB per million stored rows (as the agent's writer wrote them).",
         median(ms.clone()),
         ms.iter().cloned().fold(0.0, f64::max),
         ms.len(),
         opts.requests,
         opts.runs,
         rps_on / rps_off,
+        opts.requests as u64 * opts.runs as u64,
         per_million / 1e6,
     );
     Ok(o)

@@ -209,8 +209,7 @@ fn merged(stored: Vec<Closed>, ring: Vec<Closed>, limit: usize) -> Vec<Closed> {
     }));
     rows.sort_by_key(|h| h.end_ns);
     let cut = rows.len().saturating_sub(limit);
-    rows.drain(..cut);
-    rows
+    rows.split_off(cut)
 }
 
 #[cfg(test)]
