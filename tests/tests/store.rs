@@ -90,6 +90,25 @@ fn check_both_ends(
     Ok(())
 }
 
+/// `printf '4\n8\n' | netta ARGS`: the menu's statistics count each end's 300
+/// stored connections for its process (the processes are gone, so only the
+/// stored history can have them).
+fn menu_counts_both_ends(args: &[&str], cli: u32, srv: u32) {
+    let out = run_with_stdin(netta_cmd().args(args), "4\n8\n");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("NETWORK TRAFFIC STATISTICS"), "{text}");
+    for (pid, name) in [(cli, "st-cli"), (srv, "st-srv")] {
+        let line = format!("  {pid}/{name}: ");
+        let n: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix(&line)?.strip_suffix(" connections"))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no `{}` line in: {text}", line.trim()));
+        assert!(n >= 300, "{name}: {n} connections: {text}");
+    }
+}
+
 fn temp(name: &str) -> PathBuf {
     temp_dir(&format!("store-{name}"))
 }
@@ -146,6 +165,8 @@ fn history_has_both_ends_survives_kill_9_and_refuses_strangers() {
     // agent's in-memory ring has none.
     let listed = rows(&["--api", s, "list", "--history", "--port", &p, "--json"]);
     check_both_ends(Shape::List, &listed, &ports, cli, srv).unwrap();
+    // So does the menu's statistics view: each end's process with its 300.
+    menu_counts_both_ends(&["--api", s], cli, srv);
     // The file alone answers the same (forensics on a copy).
     let copy = dir.join("copy.db");
     std::fs::copy(state.join("history.db"), &copy).unwrap();
@@ -194,6 +215,7 @@ fn history_has_both_ends_survives_kill_9_and_refuses_strangers() {
     assert!(err.starts_with("netta: standalone ("), "{err}");
     let listed: Vec<Value> = serde_json::from_str(&out).unwrap();
     check_both_ends(Shape::List, &listed, &ports, cli, srv).unwrap();
+    menu_counts_both_ends(&["--api", s, "--config", c], cli, srv);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
