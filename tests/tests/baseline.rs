@@ -120,7 +120,9 @@ fn learn_then_alert(net: &Net, sock: &str, cli: &str, [a, b]: [u16; 2]) {
     assert_eq!(new_destination_ports(sock, cli), Vec::<u64>::new());
     connect_once(net, a, cli);
     connect_once(net, b, cli);
-    wait_for("the alert for B", || new_destination_ports(sock, cli) == [b as u64]);
+    wait_for("the alert for B", || {
+        new_destination_ports(sock, cli) == [b as u64]
+    });
     wait_for("B learned", || learned().1.contains(&(b as u64)));
 }
 
@@ -164,7 +166,9 @@ fn new_destination_learns_keeps_what_it_learned_alerts_and_resets() {
     assert_eq!(ports, [a.min(b) as u64, a.max(b) as u64]);
     connect_once(&net, b, "nd-cli");
     connect_once(&net, c, "nd-cli");
-    wait_for("the alert for C", || new_destination_ports(s, "nd-cli") == [c as u64]);
+    wait_for("the alert for C", || {
+        new_destination_ports(s, "nd-cli") == [c as u64]
+    });
 
     // Reset: forgotten, learning again.
     let (ok, out, err) = run_netta(&["--api", s, "baseline", "reset"]);

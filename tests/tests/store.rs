@@ -96,7 +96,11 @@ fn check_both_ends(
 fn menu_counts_both_ends(args: &[&str], cli: u32, srv: u32) {
     let out = run_with_stdin(netta_cmd().args(args), "4\n8\n");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("NETWORK TRAFFIC STATISTICS"), "{text}");
     for (pid, name) in [(cli, "st-cli"), (srv, "st-srv")] {
         let line = format!("  {pid}/{name}: ");
@@ -206,10 +210,22 @@ fn history_has_both_ends_survives_kill_9_and_refuses_strangers() {
     assert!(!sock.exists(), "the socket goes with the agent");
     // No agent: a standalone `list --history` reads the store file in the state dir.
     let conf = dir.join("netta.toml");
-    std::fs::write(&conf, format!("state_dir = {:?}\n", state.display().to_string())).unwrap();
+    std::fs::write(
+        &conf,
+        format!("state_dir = {:?}\n", state.display().to_string()),
+    )
+    .unwrap();
     let c = conf.to_str().unwrap();
     let (ok, out, err) = run_netta(&[
-        "--api", s, "--config", c, "list", "--history", "--port", &p, "--json",
+        "--api",
+        s,
+        "--config",
+        c,
+        "list",
+        "--history",
+        "--port",
+        &p,
+        "--json",
     ]);
     assert!(ok, "{err}");
     assert!(err.starts_with("netta: standalone ("), "{err}");
@@ -306,7 +322,8 @@ fn a_full_disk_drops_history_rows_counted_and_tracing_goes_on() {
         &sock,
         &["--sink", &format!("file:{}", events.display())],
     );
-    let run = |n: &str, name_s: &str, name_c: &str| tcp_round_trips(n, ["10", "10"], [name_s, name_c]);
+    let run =
+        |n: &str, name_s: &str, name_c: &str| tcp_round_trips(n, ["10", "10"], [name_s, name_c]);
     // Enough rows to fill a 1 MiB file system several times over.
     run("12000", "st-fsrv", "st-fcli");
     agent.wait_line("disk is full");
@@ -351,7 +368,9 @@ fn store_stats(sock: &Path) -> Value {
 /// Stored rows with `port` at either end (all of them: no limit cut).
 fn stored_on(sock: &str, port: u16) -> Vec<Value> {
     let p = port.to_string();
-    rows(&["--api", sock, "history", "--port", &p, "--limit", "1000000", "--json"])
+    rows(&[
+        "--api", sock, "history", "--port", &p, "--limit", "1000000", "--json",
+    ])
 }
 
 /// Waits up to 60 s for `ok`, saying what it waited for.

@@ -358,14 +358,7 @@ pub async fn export(s: &Settings, args: &ExportArgs) -> anyhow::Result<()> {
     let hopts = history_opts(s);
     let msg = with_source(src, async |src: &Source| {
         let (snap, clock) = snapshot_for(src, args.history.then_some(&hopts)).await?;
-        export_to(
-            &snap,
-            &clock,
-            &path,
-            args.force,
-            args.format,
-            args.history,
-        )
+        export_to(&snap, &clock, &path, args.force, args.format, args.history)
     })
     .await?;
     print_out(&msg)

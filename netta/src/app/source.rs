@@ -9,8 +9,8 @@ use tokio::sync::mpsc;
 
 use crate::agent::{Agent, AgentOptions, Record};
 use crate::core::clock::Clock;
-use crate::core::services::Services;
 use crate::core::filter::Filter;
+use crate::core::services::Services;
 use crate::core::table::{Closed, Snapshot};
 use crate::detect::Alert;
 use crate::local_api::client::Client;

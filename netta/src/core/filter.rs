@@ -74,10 +74,6 @@ pub fn select(snap: &Snapshot, filter: &Filter) -> Vec<Conn> {
     rows
 }
 
-pub fn select_history(snap: &Snapshot, filter: &Filter) -> Vec<Closed> {
-    select_closed(&snap.history, filter)
-}
-
 /// History rows matching `filter`, in their order.
 pub fn select_closed(rows: &[Closed], filter: &Filter) -> Vec<Closed> {
     rows.iter()

@@ -234,9 +234,8 @@ mod tests {
         assert_eq!(g.insert_rows, INSERT_PATH_ROWS);
         let r = s.reader().unwrap();
         assert_eq!(Query::default().count(&r).unwrap(), 30_000);
-        let indexes: i64 = r
-            .db
-            .query_row(
+        let indexes: i64 =
+            r.db.query_row(
                 "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'conn'",
                 [],
                 |x| x.get(0),
