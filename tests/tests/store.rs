@@ -39,7 +39,7 @@ enum Shape {
 impl Shape {
     /// (pid, name) when `r` is the client's (or the server's) row of the connection
     /// from client port `port`.
-    fn end<'a>(self, r: &'a Value, port: u16, client: bool) -> Option<(u64, &'a str)> {
+    fn end(self, r: &Value, port: u16, client: bool) -> Option<(u64, &str)> {
         let p = Some(port as u64);
         let ok = match self {
             Shape::Ecs => {
