@@ -58,6 +58,7 @@ pub fn conn(
         uid: Some(0),
         seen_ns: 100 * SEC,
         origin: Origin::Event,
+        domain: None,
     }
 }
 

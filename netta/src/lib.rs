@@ -62,6 +62,11 @@ pub mod api {
         pub use crate::metrics::{bind, serve_on, MAX_HEAD};
     }
 
+    /// DNS responses off the wire (hostile input): the packet and message parsers.
+    pub mod dns {
+        pub use crate::core::dns::{build, captured, parse, read_name, MAX_NAME};
+    }
+
     /// Where JSON lines go.
     pub mod sink {
         pub use crate::settings::http_spec::{parse_sink, HttpOptions, HttpSpec};

@@ -46,6 +46,7 @@ const TEST_PEER_PACKAGES: &[&str] = &[
     "clickhouse-server",
     "rsyslog",
     "python3",
+    "dnsmasq-base",
 ];
 
 /// Environment that `cargo run` / the rustup proxy / an outer build leak into this process and
@@ -340,6 +341,7 @@ impl Ctx {
             "rules",
             "kernel_formats",
             "history_query",
+            "dns",
         ];
         self.ensure_bpf_toolchain()?;
         let have_fuzz = Command::new("cargo")

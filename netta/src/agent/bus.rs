@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use crate::core::clock::Clock;
+use crate::core::dns::Seen;
 use crate::core::event::ConnEvent;
 use crate::detect::Alert;
 use crate::host::containers::Containers;
@@ -18,6 +19,8 @@ use crate::render::ecs;
 pub enum Record {
     Event(ConnEvent),
     Alert(Arc<Alert>),
+    /// A DNS response that named addresses (`dns-answer`).
+    Dns(Arc<Seen>),
 }
 
 impl Record {
@@ -29,6 +32,7 @@ impl Record {
                 ecs::write_line(out, ev, clock, id.as_deref())
             }
             Record::Alert(a) => ecs::write_alert_line(out, a, clock),
+            Record::Dns(d) => ecs::write_dns_line(out, d, clock),
         }
     }
 }

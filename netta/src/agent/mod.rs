@@ -4,6 +4,7 @@
 //! (events and alerts) go out on the [`bus`] that views, sinks and metrics
 //! subscribe to.
 mod bus;
+pub mod dns;
 mod tasks;
 #[cfg(test)]
 mod tests;
@@ -16,6 +17,7 @@ use tokio::sync::{mpsc, watch};
 pub use bus::Record;
 
 use crate::core::clock::Clock;
+use crate::core::dns_cache;
 use crate::core::event::ConnEvent;
 use crate::core::pipeline;
 use crate::core::services::Services;
@@ -37,6 +39,9 @@ pub struct AgentOptions {
     pub rules: Rules,
     /// The stored `new-destination` baseline: learning start (wall µs) and what it knows.
     pub baseline: Option<(i64, Vec<crate::detect::new_destination::Dest>)>,
+    /// Capture DNS responses and name connections by them (`--no-dns`: off).
+    pub dns: bool,
+    pub dns_limits: dns_cache::Limits,
 }
 
 impl Default for AgentOptions {
@@ -51,6 +56,8 @@ impl Default for AgentOptions {
             limits: Limits::default(),
             rules: Rules::default(),
             baseline: None,
+            dns: true,
+            dns_limits: dns_cache::Limits::DEFAULT,
         }
     }
 }
@@ -82,6 +89,9 @@ pub struct Shared {
     pub started_ns: u64,
     services: Services,
     host: Arc<dyn Host>,
+    dns: Mutex<dns::DnsState>,
+    /// Whether DNS attribution is on (it costs nothing when off).
+    dns_on: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -99,6 +109,15 @@ impl Shared {
 
     pub fn detector(&self) -> MutexGuard<'_, Detector> {
         lock(&self.detector)
+    }
+
+    /// The DNS cache and the capture's counts.
+    pub fn dns(&self) -> MutexGuard<'_, dns::DnsState> {
+        lock(&self.dns)
+    }
+
+    pub fn dns_on(&self) -> bool {
+        self.dns_on
     }
 
     /// Port names, read from the host once at start.
@@ -149,6 +168,10 @@ impl Shared {
             return;
         }
         let mut alerts = Vec::new();
+        if self.dns_on {
+            let dns = self.dns();
+            pipeline::attribute(&self.table(), &dns.cache, batch, self.now_ns());
+        }
         pipeline::detect(&mut *self.detector(), batch, &mut alerts);
         pipeline::apply(&mut self.table(), batch);
         self.publish(batch);
@@ -160,7 +183,7 @@ impl Shared {
         if events.is_empty() || lock(&self.bus).is_empty() {
             return;
         }
-        self.send(events.len(), |i| Record::Event(events[i]));
+        self.send(events.len(), |i| Record::Event(events[i].clone()));
     }
 
     fn send(&self, len: usize, record: impl Fn(usize) -> Record) {
@@ -230,6 +253,7 @@ pub struct Agent {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     readers: Option<Readers>,
     maps: Option<Arc<Mutex<Box<dyn KernelMaps>>>>,
+    dns_capture: Option<Readers>,
 }
 
 impl Agent {
@@ -261,6 +285,8 @@ impl Agent {
             started_ns,
             services,
             host: host.clone(),
+            dns: Mutex::new(dns::DnsState::new(opts.dns_limits)),
+            dns_on: opts.dns,
         });
         let kernel = if opts.force_polling {
             Err("eBPF disabled by --no-ebpf".to_string())
@@ -280,7 +306,17 @@ impl Agent {
             tasks: Vec::new(),
             readers: None,
             maps: None,
+            dns_capture: None,
         };
+        if opts.dns {
+            let ingest = Box::new(dns::Ingest {
+                shared: shared.clone(),
+            });
+            match host.start_dns(ingest, shutdown_rx.clone()) {
+                Ok(c) => agent.dns_capture = Some(c.join),
+                Err(reason) => eprintln!("netta: DNS capture unavailable: {reason}"),
+            }
+        }
         *lock(&shared.mode) = match kernel {
             Ok(k) => {
                 agent.readers = Some(k.readers);
@@ -339,6 +375,9 @@ impl Agent {
         let _ = self.shutdown.send(true);
         if let Some(r) = self.readers.take() {
             r.await;
+        }
+        if let Some(d) = self.dns_capture.take() {
+            d.await;
         }
         for t in self.tasks.drain(..) {
             let _ = t.await;

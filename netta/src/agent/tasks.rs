@@ -40,6 +40,16 @@ pub(super) async fn reconcile(shared: &Arc<Shared>, emit: bool) {
                 .copied()
         })
     };
+    if shared.dns_on() {
+        let now = shared.now_ns();
+        let mut dns = shared.dns();
+        dns.cache.expire(now);
+        if !dns.cache.is_empty() {
+            shared
+                .table()
+                .name_rows(|ip| Some(dns.cache.lookup(None, ip, now)?.domain.clone()));
+        }
+    }
     if emit {
         let now = shared.now_ns();
         let mut events: Vec<ConnEvent> = Vec::new();

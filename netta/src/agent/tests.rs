@@ -46,6 +46,8 @@ struct FakeHost {
     records: Vec<Vec<u8>>,
     /// The kernel stream starts when the test has subscribed.
     go: Mutex<Option<oneshot::Receiver<()>>>,
+    /// Captured DNS packets (netns, IP packet), handed over when the capture starts.
+    dns: Vec<(u64, Vec<u8>)>,
 }
 
 impl Host for FakeHost {
@@ -108,6 +110,20 @@ impl Host for FakeHost {
         // Monotonic 0 is 2024-10-15T14:30:00Z.
         Clock::fixed(1_729_002_600 * SEC as i128)
     }
+
+    fn start_dns(
+        &self,
+        mut handler: Box<dyn crate::host::dns::DnsHandler>,
+        _: watch::Receiver<bool>,
+    ) -> Result<crate::host::dns::DnsCapture, String> {
+        handler.namespaces(1);
+        for (ns, p) in &self.dns {
+            handler.packet(*ns, p);
+        }
+        Ok(crate::host::dns::DnsCapture {
+            join: Box::pin(async {}),
+        })
+    }
 }
 
 /// One loopback TCP record: (kind, flags, sock, local port, remote port, pid,
@@ -167,6 +183,7 @@ async fn whole_agent_on_a_fake_host() {
     let host = Arc::new(FakeHost {
         records: records(),
         go: Mutex::new(Some(go_rx)),
+        dns: Vec::new(),
     });
     let agent = Agent::start_on(host, AgentOptions::default()).await;
     assert_eq!(agent.mode(), Mode::Ebpf(Transport::Ring));
@@ -209,4 +226,69 @@ async fn whole_agent_on_a_fake_host() {
         )
     );
     agent.shutdown().await;
+}
+
+/// A DNS answer for 127.0.0.1 comes first (and a hostile packet), then curl's
+/// connection: its lines and its row carry the name; `--no-dns` leaves them bare.
+#[tokio::test]
+async fn a_dns_answer_names_the_next_connection() {
+    use crate::core::dns::build::{name, response, udp4};
+    let m = response(
+        "Loop-Test.example",
+        &[(name("loop-test.example"), 1, 0, vec![127, 0, 0, 1])],
+    );
+    let answer = udp4([127, 0, 0, 53], [127, 0, 0, 1], 5353, &m);
+    let mut looped = response("x.example", &[]);
+    looped[7] = 1;
+    let at = looped.len() as u8;
+    looped.extend_from_slice(&[0xc0, at]);
+    for dns in [true, false] {
+        let (go, go_rx) = oneshot::channel();
+        let host = Arc::new(FakeHost {
+            records: records(),
+            go: Mutex::new(Some(go_rx)),
+            dns: vec![(7, udp4([1; 4], [2; 4], 9, &looped)), (7, answer.clone())],
+        });
+        let opts = AgentOptions {
+            dns,
+            ..AgentOptions::default()
+        };
+        let agent = Agent::start_on(host, opts).await;
+        let mut rx = agent.shared.subscribe(1024);
+        go.send(()).unwrap();
+        let rec = tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        let Record::Event(opened) = &rec else {
+            panic!("{rec:?}")
+        };
+        let mut out = Vec::new();
+        rec.write_json(&mut out, &agent.shared.clock, &mut Containers::none());
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        // The connection has closed by now: its history row keeps the name.
+        let snap = agent.shared.snapshot();
+        let named = snap
+            .history
+            .iter()
+            .filter(|h| h.conn.domain.is_some())
+            .count();
+        if dns {
+            assert_eq!(
+                opened.domain.as_ref().map(|d| d.as_str()),
+                Some("loop-test.example")
+            );
+            assert_eq!(v["destination"]["domain"], "loop-test.example", "{v}");
+            // Both ends are on loopback, so the accepted side's peer is named too.
+            assert_eq!(named, 2, "{:?}", snap.history);
+            let d = agent.shared.dns();
+            assert_eq!((d.counters.answers, d.counters.malformed), (1, 1));
+            assert_eq!(d.cache.len(), 1);
+        } else {
+            assert_eq!(opened.domain, None);
+            assert!(v["destination"]["domain"].is_null());
+            assert_eq!(named, 0);
+        }
+        agent.shutdown().await;
+    }
 }

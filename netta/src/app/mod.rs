@@ -536,6 +536,8 @@ fn agent_options(s: &Settings) -> crate::agent::AgentOptions {
         },
         rules: s.rules.clone(),
         baseline: None,
+        dns: !s.global.no_dns,
+        ..Default::default()
     }
 }
 

@@ -56,6 +56,7 @@ pub async fn run(
                         continue;
                     }
                     Some(Record::Event(ev)) => ev,
+                    Some(Record::Dns(_)) => continue,
                 };
                 match ev.action {
                     Action::Opened | Action::Failed | Action::UdpFlow => {

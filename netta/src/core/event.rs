@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use netta_ebpf::{flag, kind, tcp_state, AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP};
 
-use crate::core::sanitize::Comm;
+use crate::core::sanitize::{Comm, Domain};
 
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
@@ -240,7 +240,7 @@ impl OwnerSource {
 
 /// One connection lifecycle event. Times are CLOCK_MONOTONIC nanoseconds
 /// (the clock of `bpf_ktime_get_ns`); see [`crate::core::clock::Clock`] for wall time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ConnEvent {
     pub action: Action,
     pub ts_ns: u64,
@@ -265,6 +265,9 @@ pub struct ConnEvent {
     pub raw_states: (u8, u8),
     /// First seen mid-life: start time and byte counts are incomplete.
     pub partial: bool,
+    /// The name DNS recently gave the remote address (`core::dns_cache`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<Domain>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -361,6 +364,7 @@ impl ConnEvent {
             new_state: State::from_tcp(raw.new_state),
             raw_states: (raw.old_state, raw.new_state),
             partial: raw.flags & flag::PARTIAL != 0,
+            domain: None,
         })
     }
 
@@ -387,6 +391,7 @@ impl ConnEvent {
             new_state: None,
             raw_states: (0, 0),
             partial: false,
+            domain: None,
         }
     }
 

@@ -59,7 +59,7 @@ pub fn select(snap: &Snapshot, filter: &Filter) -> Vec<Conn> {
         .conns
         .iter()
         .filter(|c| filter.matches(c))
-        .copied()
+        .cloned()
         .collect();
     rows.sort_by(|a, b| {
         let rank = |c: &Conn| !c.state.is_listener() as u8;
@@ -78,13 +78,17 @@ pub fn select(snap: &Snapshot, filter: &Filter) -> Vec<Conn> {
 pub fn select_closed(rows: &[Closed], filter: &Filter) -> Vec<Closed> {
     rows.iter()
         .filter(|h| {
-            let mut c = h.conn;
             // History rows match on their last live state.
             if filter.states.contains(&State::Established) && !h.failed {
-                c.state = State::Established;
+                let c = Conn {
+                    state: State::Established,
+                    ..h.conn.clone()
+                };
+                filter.matches(&c)
+            } else {
+                filter.matches(&h.conn)
             }
-            filter.matches(&c)
         })
-        .copied()
+        .cloned()
         .collect()
 }

@@ -50,6 +50,8 @@ pub struct Query {
     pub src: Option<String>,
     pub dst: Option<String>,
     pub proto: Option<String>,
+    /// A DNS name: connections to it or to a name under it.
+    pub domain: Option<String>,
     /// Stored action names, comma-separated (`closed,failed`).
     pub action: Option<String>,
     pub limit: Option<u64>,
@@ -65,6 +67,16 @@ pub enum QueryError {
     Action(String),
     #[error("--since is after --until")]
     Order,
+    #[error("`{0}` is not a DNS name (try example.com)")]
+    Domain(String),
+}
+
+/// A DNS name as stored: lower case, no trailing dot, printable ASCII only.
+pub fn parse_domain(s: &str) -> Result<String, QueryError> {
+    let t = s.trim().trim_end_matches('.');
+    crate::core::sanitize::Domain::parse(t)
+        .map(|d| d.as_str().to_string())
+        .ok_or_else(|| QueryError::Domain(crate::core::sanitize::escape(s.as_bytes())))
 }
 
 /// An address or network; a bare address is its own /32 or /128.
@@ -94,5 +106,11 @@ mod tests {
         assert_eq!(parse_action("LISTEN-START"), Some("listen-start"));
         assert_eq!(parse_action("opened"), None);
         assert_eq!(action_name(Action::UdpFlow), Some("udp-flow"));
+        assert_eq!(
+            parse_domain(" Bar-Test.Example. ").unwrap(),
+            "bar-test.example"
+        );
+        assert!(parse_domain("evil\u{1b}[2J").is_err());
+        assert!(parse_domain("").is_err());
     }
 }

@@ -1,8 +1,11 @@
 //! The pure core: no tokio, no I/O, time passed in. Kernel records and their
 //! decoding, addresses, the live table and its history, /proc/net parsing,
-//! clock conversion, sanitising, service names and the text of numbers.
+//! clock conversion, sanitising, service names and the text of numbers, DNS
+//! responses (`dns`) and what they named (`dns_cache`).
 pub mod clock;
 pub mod community_id;
+pub mod dns;
+pub mod dns_cache;
 pub mod event;
 pub mod filter;
 pub mod format;

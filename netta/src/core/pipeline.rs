@@ -1,7 +1,8 @@
 //! The one ingest path, shared by the agent, the fuzz target and the benchmark:
 //! kernel records are decoded into a batch, detection sees every event, and the
 //! table keeps what changed it (the events taps then receive).
-use super::event::{ConnEvent, DecodeError};
+use super::dns_cache::Cache;
+use super::event::{Action, ConnEvent, DecodeError};
 use super::table::{Applied, Table};
 
 /// A streaming detector: one event in, findings out. `()` detects nothing.
@@ -28,6 +29,30 @@ pub fn decode_into(batch: &mut Vec<ConnEvent>, record: &[u8]) -> Result<(), Deco
 pub fn detect<D: Observe>(det: &mut D, batch: &[ConnEvent], alerts: &mut Vec<D::Alert>) {
     for ev in batch {
         det.observe(ev, alerts);
+    }
+}
+
+/// Gives each event the name of its remote address: the one its row got when it
+/// began, else what DNS answered for it recently (also for an end whose beginning
+/// is in the same batch, not in the table yet). Events carry no network namespace
+/// yet, so the newest answer in any namespace counts.
+pub fn attribute(table: &Table, dns: &Cache, batch: &mut [ConnEvent], now: u64) {
+    let named = |ev: &ConnEvent| {
+        !matches!(
+            ev.action,
+            Action::ListenStarted
+                | Action::ListenStopped
+                | Action::EventsLost
+                | Action::TableEvicted
+        ) && ev.domain.is_none()
+    };
+    for ev in batch.iter_mut().filter(|ev| named(ev)) {
+        ev.domain = match table.domain_of(ev) {
+            Some(d) => Some(d.clone()),
+            None => dns
+                .lookup(None, ev.remote.ip(), now)
+                .map(|n| n.domain.clone()),
+        };
     }
 }
 

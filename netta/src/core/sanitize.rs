@@ -1,7 +1,9 @@
 //! Process names are chosen by whoever runs the process (`prctl(PR_SET_NAME)`,
 //! argv[0]), so they are hostile input. They are stored as raw bytes and only
-//! ever leave netta through these functions.
+//! ever leave netta through these functions. DNS names come off the wire, from
+//! whoever answers: [`Domain`] makes them plain text once, as they enter.
 use std::fmt;
+use std::sync::Arc;
 
 /// A task command name (`comm`): at most 16 raw bytes, not necessarily UTF-8.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
@@ -151,9 +153,108 @@ pub fn csv_cell(value: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// A DNS name in presentation form, made safe when it is built: labels are
+/// lower-cased (DNS compares names without case) and joined with `.`, and any
+/// byte that is not printable ASCII, or is `.` or `\\` inside a label, becomes
+/// `\\DDD` (RFC 1035's escape, decimal). So it is one line of printable ASCII
+/// that cannot drive a terminal or break a log line; CSV still needs [`csv_cell`].
+/// Cheap to clone (shared).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Domain(Arc<str>);
+
+impl Domain {
+    /// From the wire labels of one name (each at most 63 bytes; the caller bounds
+    /// their number). The root alone is `.`.
+    pub fn from_labels<'a>(labels: impl IntoIterator<Item = &'a [u8]>) -> Domain {
+        let mut s = String::new();
+        for label in labels {
+            if !s.is_empty() {
+                s.push('.');
+            }
+            for &b in label {
+                match b.to_ascii_lowercase() {
+                    b'.' | b'\\' => push_decimal(&mut s, b),
+                    c @ 0x21..=0x7e => s.push(c as char),
+                    c => push_decimal(&mut s, c),
+                }
+            }
+        }
+        if s.is_empty() {
+            s.push('.');
+        }
+        Domain(s.into())
+    }
+
+    /// From text already in this form (the store, the API, a flag): kept only when
+    /// it is printable ASCII, so nothing unescaped gets in this way either.
+    pub fn parse(text: &str) -> Option<Domain> {
+        let ok = !text.is_empty()
+            && text.len() <= 4 * 255
+            && text.bytes().all(|b| (0x21..=0x7e).contains(&b));
+        ok.then(|| Domain(text.to_ascii_lowercase().into()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+fn push_decimal(s: &mut String, b: u8) {
+    use fmt::Write as _;
+    let _ = write!(s, "\\{b:03}");
+}
+
+impl fmt::Display for Domain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Domain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Domain({})", self.0)
+    }
+}
+
+impl serde::Serialize for Domain {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+/// Read back through [`Domain::parse`], so the API cannot smuggle raw text in.
+impl<'de> serde::Deserialize<'de> for Domain {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Domain, D::Error> {
+        let s: String = serde::Deserialize::deserialize(d)?;
+        Domain::parse(&s)
+            .ok_or_else(|| serde::de::Error::custom("not a DNS name in presentation form"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dns_names_are_printable_ascii_lowercase() {
+        let d = Domain::from_labels([&b"Bar-Test"[..], b"EXAMPLE"]);
+        assert_eq!(d.as_str(), "bar-test.example");
+        let evil = Domain::from_labels([&b"a\x1b[2J\n.b\\"[..], "é".as_bytes(), b"x y"]);
+        assert_eq!(
+            evil.as_str(),
+            "a\\027[2j\\010\\046b\\092.\\195\\169.x\\032y"
+        );
+        assert!(evil.as_str().bytes().all(|b| (0x21..=0x7e).contains(&b)));
+        assert_eq!(Domain::from_labels(std::iter::empty()).as_str(), ".");
+        assert_eq!(
+            Domain::parse("Bar.Example").unwrap().as_str(),
+            "bar.example"
+        );
+        assert!(Domain::parse("a\nb").is_none());
+        assert!(Domain::parse("bad\u{1b}").is_none());
+        assert!(Domain::parse("sp ace").is_none());
+        assert!(Domain::parse("").is_none());
+    }
 
     #[test]
     fn plain_names_pass_unchanged() {

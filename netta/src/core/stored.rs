@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use crate::core::clock::Clock;
 use crate::core::event::{Action, ConnEvent, Direction, OwnerSource, Proto};
 use crate::core::history_query::{action_name, ACTIONS};
-use crate::core::sanitize::Comm;
+use crate::core::sanitize::{Comm, Domain};
 
 /// One ended connection, UDP flow or listener change, as stored. Source and
 /// destination are the ECS ones: the side that started the connection is the source,
@@ -33,6 +33,9 @@ pub struct ConnRow {
     pub packets: u64,
     /// First seen mid-life: start and byte counts are incomplete.
     pub partial: bool,
+    /// The name DNS gave the remote address when the connection began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<Domain>,
 }
 
 /// Comm bytes travel over the API as an array of numbers: names need not be UTF-8.
@@ -102,6 +105,7 @@ impl ConnRow {
         e.bytes_recv = self.bytes_recv;
         e.count = self.packets;
         e.partial = self.partial;
+        e.domain = self.domain.clone();
         e
     }
 
@@ -138,6 +142,7 @@ impl ConnRow {
             bytes_recv: ev.bytes_recv,
             packets: ev.count,
             partial: ev.partial,
+            domain: ev.domain.clone(),
         })
     }
 }

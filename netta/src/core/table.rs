@@ -12,7 +12,7 @@ use rustc_hash::FxHashMap;
 
 use crate::core::event::{span_ns, Action, ConnEvent, Direction, OwnerSource, Proto, State};
 use crate::core::proc_net::{Owner, ProcSocket};
-use crate::core::sanitize::Comm;
+use crate::core::sanitize::{Comm, Domain};
 use crate::core::tuple::unspecified_like;
 pub use crate::core::tuple::Tuple;
 
@@ -39,7 +39,7 @@ pub enum Origin {
     Proc,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Conn {
     pub key: Key,
     pub proto: Proto,
@@ -64,6 +64,9 @@ pub struct Conn {
     /// When this table learned of the row; guards reconcile against fresh rows.
     pub seen_ns: u64,
     pub origin: Origin,
+    /// The name DNS gave the remote address when the connection began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<Domain>,
 }
 
 impl Conn {
@@ -98,6 +101,7 @@ impl Conn {
             comm: self.comm,
             owner: self.owner,
             start_ns: self.start_ns,
+            domain: self.domain.clone(),
             ..ConnEvent::blank(action, ts_ns)
         }
     }
@@ -109,7 +113,7 @@ impl Conn {
 }
 
 /// A connection that ended, kept in the bounded history.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Closed {
     pub conn: Conn,
     pub end_ns: u64,
@@ -363,6 +367,7 @@ impl Table {
             uid: None,
             seen_ns: ev.ts_ns,
             origin: Origin::Event,
+            domain: ev.domain.clone(),
         }
     }
 
@@ -411,6 +416,9 @@ impl Table {
                 row.inode = old.inode;
                 row.uid = old.uid;
                 row.inherit_owner(&old);
+                if row.domain.is_none() {
+                    row.domain = old.domain;
+                }
             }
         }
         if !pending {
@@ -457,6 +465,9 @@ impl Table {
             }
             conn.inode = old.inode;
             conn.uid = old.uid;
+            if conn.domain.is_none() {
+                conn.domain = old.domain;
+            }
         }
         if failed {
             conn.state = State::SynSent;
@@ -545,11 +556,11 @@ impl Table {
             if let Some(conn) = self.remove(&k) {
                 self.counters.bytes_sent = self.counters.bytes_sent.saturating_add(conn.bytes_sent);
                 let closed = Closed {
-                    conn,
                     end_ns: conn.last_ns,
+                    conn,
                     failed: false,
                 };
-                self.push_history(closed);
+                self.push_history(closed.clone());
                 out.push(closed);
             }
         }
@@ -659,8 +670,9 @@ impl Table {
                 uid: Some(s.uid),
                 seen_ns: started_ns,
                 origin: Origin::Proc,
+                domain: None,
             };
-            if self.insert(conn) {
+            if self.insert(conn.clone()) {
                 self.counters.healed_added += 1;
                 report.added.push(conn);
             }
@@ -688,18 +700,44 @@ impl Table {
             }
             self.counters.closed += 1;
             self.end(Closed {
-                conn: *c,
+                conn: c.clone(),
                 end_ns: now,
                 failed: false,
             });
         }
     }
 
+    /// The name the live row of this event's socket was given when it began.
+    pub fn domain_of(&self, ev: &ConnEvent) -> Option<&Domain> {
+        let key = match ev.action {
+            Action::UdpFlow => Key::Flow {
+                sock: ev.sock,
+                remote: ev.remote,
+            },
+            _ => Key::Sock(ev.sock),
+        };
+        let row = match self.live.get(&key) {
+            Some(row) => row,
+            None => self.live.get(self.seeded.get(&ev.tuple())?)?,
+        };
+        row.domain.as_ref()
+    }
+
+    /// Names the rows /proc brought in (netta started later, or polling) that
+    /// have a peer and no name yet.
+    pub fn name_rows(&mut self, mut name: impl FnMut(std::net::IpAddr) -> Option<Domain>) {
+        for row in self.live.values_mut() {
+            if row.domain.is_none() && row.origin == Origin::Proc && row.has_peer() {
+                row.domain = name(row.remote.ip());
+            }
+        }
+    }
+
     /// A copy for rendering and statistics, taken under the lock and used outside it.
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
-            conns: self.live.values().copied().collect(),
-            history: self.history.iter().copied().collect(),
+            conns: self.live.values().cloned().collect(),
+            history: self.history.iter().cloned().collect(),
             counters: self.counters,
         }
     }

@@ -173,7 +173,7 @@ fn new_listener_names_its_process_and_respects_allowlist() {
         200,
     );
     l.comm = Comm::from_bytes(b"nc\x1b[2J");
-    let alerts = run(&mut d, &[l]);
+    let alerts = run(&mut d, &[l.clone()]);
     assert_eq!(alerts.len(), 1);
     assert_eq!(
         alerts[0].message,
@@ -266,7 +266,7 @@ fn large_outbound_by_connection_and_by_process() {
     );
     c.bytes_sent = 200 << 20;
     c.bytes_recv = 1 << 20;
-    assert_eq!(run(&mut d, &[c]).len(), 1);
+    assert_eq!(run(&mut d, &[c.clone()]).len(), 1);
     // Balanced traffic is not exfiltration.
     let mut d = det();
     c.bytes_recv = 150 << 20;

@@ -3,10 +3,12 @@
 //! takes one as a value, so tests run the whole agent on a fake host. [`Os`] is
 //! the real one: the kernel program (`ebpf`, placed with `btf`, `tracefs` and
 //! `probe`, which picks a hook per capability),
-//! /proc (`proc`), /etc/services (`services`), cgroups (`containers`) and the
-//! agent's own usage (`self_stats`).
+//! /proc (`proc`), /etc/services (`services`), cgroups (`containers`), DNS
+//! responses in every network namespace (`dns`) and the agent's own usage
+//! (`self_stats`).
 pub mod btf;
 pub mod containers;
+pub mod dns;
 pub mod ebpf;
 pub mod identity;
 pub mod notify;
@@ -98,6 +100,15 @@ pub trait Host: Send + Sync + 'static {
     fn now_ns(&self) -> u64;
     /// Converts kernel timestamps to wall time.
     fn clock(&self) -> Clock;
+    /// Starts capturing DNS responses in every network namespace, or says in one
+    /// line why not.
+    fn start_dns(
+        &self,
+        _handler: Box<dyn dns::DnsHandler>,
+        _shutdown: watch::Receiver<bool>,
+    ) -> Result<dns::DnsCapture, String> {
+        Err("this host captures no DNS".into())
+    }
 }
 
 /// The real machine.
@@ -156,5 +167,13 @@ impl Host for Os {
 
     fn clock(&self) -> Clock {
         Clock::new()
+    }
+
+    fn start_dns(
+        &self,
+        handler: Box<dyn dns::DnsHandler>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<dns::DnsCapture, String> {
+        dns::start(&self.proc_root, handler, shutdown)
     }
 }

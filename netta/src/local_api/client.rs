@@ -404,7 +404,7 @@ mod tests {
             evidence: serde_json::json!({"ports": [1, 2]}),
         };
         let tap = fake.taps.lock().unwrap()[0].clone();
-        tap.send(Record::Event(ev)).await.unwrap();
+        tap.send(Record::Event(ev.clone())).await.unwrap();
         tap.send(Record::Alert(Arc::new(alert.clone())))
             .await
             .unwrap();

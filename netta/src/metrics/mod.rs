@@ -171,6 +171,8 @@ impl Metrics {
                     self.alerts.get_or_create(&[("rule", a.rule.id())]).inc();
                 }
             }
+            // Counted where they are parsed (`Shared::dns`), sampled below.
+            Record::Dns(_) => {}
         }
     }
 

@@ -11,6 +11,16 @@ pub struct Sample {
     /// Open (not yet ended) incidents by rule id.
     pub open_incidents: BTreeMap<&'static str, u64>,
     pub process: Option<Process>,
+    /// DNS capture and cache figures, when DNS attribution is on.
+    pub dns: Option<Dns>,
+}
+
+/// What the DNS capture counted and what its cache holds.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Dns {
+    pub counters: crate::agent::dns::DnsCounters,
+    pub entries: u64,
+    pub cache: crate::core::dns_cache::Counters,
 }
 
 impl Sample {
@@ -31,6 +41,7 @@ impl Sample {
             live,
             open_incidents: RULES.iter().map(|r| (r.id(), 0)).collect(),
             process: None,
+            dns: None,
         }
     }
 
@@ -52,6 +63,14 @@ impl Sample {
             if !a.ended {
                 *s.open_incidents.entry(a.rule.id()).or_default() += 1;
             }
+        }
+        if shared.dns_on() {
+            let d = shared.dns();
+            s.dns = Some(Dns {
+                counters: d.counters,
+                entries: d.cache.len() as u64,
+                cache: d.cache.counters(),
+            });
         }
         s.process = Process::read();
         s
@@ -138,6 +157,9 @@ impl Sample {
                 ([("change", "removed")], ConstCounter::new(c.healed_removed)),
             ],
         )?;
+        if let Some(d) = self.dns {
+            self.encode_dns(enc, &d)?;
+        }
         if let Some(p) = self.process {
             // The standard process series, as Prometheus client libraries name them.
             let rows: [(&str, &str, Option<&Unit>, &dyn EncodeMetric); 5] = [
@@ -175,6 +197,52 @@ impl Sample {
             for (name, help, unit, m) in rows {
                 single(enc, name, help, unit, m)?;
             }
+        }
+        Ok(())
+    }
+}
+
+impl Sample {
+    fn encode_dns(&self, enc: &mut DescriptorEncoder, d: &Dns) -> fmt::Result {
+        let c = &d.counters;
+        family(
+            enc,
+            "netta_dns_packets",
+            "Packets the DNS capture read, by result (answer: named addresses; ignored: nothing to learn; malformed: did not parse).",
+            MetricType::Counter,
+            [
+                ([("result", "answer")], ConstCounter::new(c.answers)),
+                ([("result", "ignored")], ConstCounter::new(c.ignored)),
+                ([("result", "malformed")], ConstCounter::new(c.malformed)),
+            ],
+        )?;
+        single(
+            enc,
+            "netta_dns_cache_entries",
+            "(network namespace, address) names in the DNS cache.",
+            None,
+            &ConstGauge::new(d.entries as i64),
+        )?;
+        single(
+            enc,
+            "netta_dns_namespaces",
+            "Network namespaces the DNS capture reads.",
+            None,
+            &ConstGauge::new(c.namespaces as i64),
+        )?;
+        for (name, help, v) in [
+            (
+                "netta_dns_cache_evicted",
+                "DNS cache entries pushed out because it was full.",
+                d.cache.evicted,
+            ),
+            (
+                "netta_dns_cache_expired",
+                "DNS cache entries dropped when their TTL ran out.",
+                d.cache.expired,
+            ),
+        ] {
+            single(enc, name, help, None, &ConstCounter::new(v))?;
         }
         Ok(())
     }

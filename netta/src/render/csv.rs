@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::core::clock::Clock;
 use crate::core::event::{Direction, Proto};
-use crate::core::sanitize::{self, Comm};
+use crate::core::sanitize::{self, Comm, Domain};
 use crate::core::table::{Closed, Conn, Snapshot};
 use crate::core::tuple::unspecified_like;
 
@@ -20,7 +20,7 @@ use crate::core::tuple::unspecified_like;
 pub const TITLE: &str = "# Network Traffic Analysis Report";
 
 /// Column names. The first eight are the original tool's, in its order.
-pub const HEADER: [&str; 13] = [
+pub const HEADER: [&str; 14] = [
     "Protocol",
     "LocalAddress",
     "LocalPort",
@@ -34,6 +34,7 @@ pub const HEADER: [&str; 13] = [
     "BytesReceived",
     "StartTime",
     "DurationSeconds",
+    "Domain",
 ];
 
 /// One report row: a live connection or a closed one from history.
@@ -58,6 +59,8 @@ pub struct Row {
     pub start: Option<SystemTime>,
     /// How long a closed connection lived; `None` for live rows or an unknown start.
     pub duration: Option<Duration>,
+    /// The name DNS gave the remote address.
+    pub domain: Option<Domain>,
 }
 
 impl Row {
@@ -74,6 +77,7 @@ impl Row {
             bytes_recv: c.bytes_recv,
             start: (c.start_ns != 0).then(|| clock.to_system(c.start_ns)),
             duration: None,
+            domain: c.domain.clone(),
         }
     }
 
@@ -86,7 +90,7 @@ impl Row {
     }
 
     /// The row's cells, in [`HEADER`] order.
-    pub fn cells(&self) -> [String; 13] {
+    pub fn cells(&self) -> [String; 14] {
         let (remote_ip, remote_port) = match self.remote {
             Some(r) => (r.ip().to_string(), r.port().to_string()),
             None => (unspecified_like(self.local).ip().to_string(), "*".into()),
@@ -112,6 +116,10 @@ impl Row {
             self.bytes_recv.to_string(),
             self.start.map(utc_seconds).unwrap_or_default(),
             self.duration.map(seconds).unwrap_or_default(),
+            self.domain
+                .as_ref()
+                .map(|d| sanitize::csv_cell(d.as_str()).into_owned())
+                .unwrap_or_default(),
         ]
     }
 }
@@ -188,16 +196,16 @@ mod tests {
         assert_eq!(
             lines[3],
             "Protocol,LocalAddress,LocalPort,RemoteAddress,RemotePort,State,PID,Process,\
-             Direction,BytesSent,BytesReceived,StartTime,DurationSeconds"
+             Direction,BytesSent,BytesReceived,StartTime,DurationSeconds,Domain"
         );
         assert_eq!(
             lines[4],
-            "TCP,127.0.0.1,8080,0.0.0.0,*,LISTENING,1234,web-server,,0,0,2024-10-15T14:31:40Z,"
+            "TCP,127.0.0.1,8080,0.0.0.0,*,LISTENING,1234,web-server,,0,0,2024-10-15T14:31:40Z,,"
         );
         assert_eq!(
             lines[7],
             "TCP,192.168.1.100,54321,93.184.216.34,443,ESTABLISHED,5678,chrome,egress,\
-             1200,48000,2024-10-15T14:31:40Z,"
+             1200,48000,2024-10-15T14:31:40Z,,"
         );
     }
 
@@ -311,6 +319,7 @@ mod tests {
                 "9000",
                 "2024-10-15T14:31:40Z",
                 "0.001500",
+                "",
             ]
         );
         assert_eq!(&recs[1][5], "FAILED");

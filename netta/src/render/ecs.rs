@@ -147,19 +147,27 @@ struct Network {
 }
 
 #[derive(Serialize, Clone, Copy)]
-struct Endpoint {
+struct Endpoint<'a> {
     ip: std::net::IpAddr,
     port: u16,
+    /// The name DNS gave the address (`core::sanitize::Domain`: printable).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    domain: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     packets: Option<u64>,
 }
 
-fn endpoint(addr: std::net::SocketAddr, bytes: Option<u64>, packets: Option<u64>) -> Endpoint {
+fn endpoint<'a>(
+    addr: std::net::SocketAddr,
+    bytes: Option<u64>,
+    packets: Option<u64>,
+) -> Endpoint<'a> {
     Endpoint {
         ip: addr.ip(),
         port: addr.port(),
+        domain: None,
         bytes,
         packets,
     }
@@ -216,13 +224,13 @@ struct Doc<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     network: Option<Network>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    source: Option<Endpoint>,
+    source: Option<Endpoint<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    destination: Option<Endpoint>,
+    destination: Option<Endpoint<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    client: Option<Endpoint>,
+    client: Option<Endpoint<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    server: Option<Endpoint>,
+    server: Option<Endpoint<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     related: Option<Related>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -358,7 +366,7 @@ fn doc<'a>(ev: &'a ConnEvent, clock: &Clock, container: Option<&'a str>) -> Doc<
         closed.then_some(ev.bytes_sent),
         closed.then_some(ev.bytes_recv),
     );
-    let (source, destination) = if listen {
+    let (mut source, mut destination) = if listen {
         (None, endpoint(ev.local, None, None))
     } else if direction == Direction::Ingress {
         (
@@ -376,6 +384,13 @@ fn doc<'a>(ev: &'a ConnEvent, clock: &Clock, container: Option<&'a str>) -> Doc<
             endpoint(ev.remote, recv, None),
         )
     };
+    // The name belongs to the remote end: the source of an accepted connection.
+    if let Some(d) = ev.domain.as_ref().filter(|_| peer) {
+        match source.as_mut() {
+            Some(src) if direction == Direction::Ingress => src.domain = Some(d.as_str()),
+            _ => destination.domain = Some(d.as_str()),
+        }
+    }
     let raw = ev.action == Action::StateChanged;
     // Roles are known for TCP (the side that connected is the client); a UDP
     // flow has no roles, only directions.
@@ -474,6 +489,75 @@ pub fn write_alert_line(out: &mut Vec<u8>, a: &Alert, clock: &Clock) {
     out.push(b'\n');
 }
 
+/// The ECS document for one DNS response that named addresses (`dns-answer`):
+/// `dns.question.name`, `dns.answers`, `dns.resolved_ip`; the server as `source`.
+pub fn dns_value(d: &crate::core::dns::Seen, clock: &Clock) -> Value {
+    let idn = identity::get();
+    let r = &d.response;
+    let answers: Vec<Value> = r
+        .answers
+        .iter()
+        .map(|a| {
+            let data = match &a.data {
+                crate::core::dns::Data::A(ip) => ip.to_string(),
+                crate::core::dns::Data::Aaaa(ip) => ip.to_string(),
+                crate::core::dns::Data::Cname(n) => n.to_string(),
+            };
+            json!({ "name": a.name.as_str(), "type": a.data.type_name(), "class": "IN",
+                    "ttl": a.ttl, "data": data })
+        })
+        .collect();
+    let qtype = match r.qtype {
+        crate::core::dns::TYPE_A => "A".to_string(),
+        crate::core::dns::TYPE_AAAA => "AAAA".to_string(),
+        crate::core::dns::TYPE_CNAME => "CNAME".to_string(),
+        n => format!("TYPE{n}"),
+    };
+    let flags = r.flag_names();
+    json!({
+        "@timestamp": clock.rfc3339(d.ts_ns),
+        "ecs": { "version": ECS_VERSION },
+        "event": {
+            "kind": "event",
+            "category": ["network"],
+            "type": ["protocol"],
+            "action": "dns-answer",
+            "id": next_id(idn),
+            "module": "netta",
+            "dataset": "netta.dns",
+            "outcome": "success",
+        },
+        "host": host(idn),
+        "agent": agent(idn),
+        "network": {
+            "transport": d.transport.name(),
+            "protocol": "dns",
+            "type": if d.server.is_ipv4() { "ipv4" } else { "ipv6" },
+        },
+        "source": { "ip": d.server.ip().to_string(), "port": d.server.port() },
+        "destination": { "ip": d.client.ip().to_string(), "port": d.client.port() },
+        "related": { "ip": [d.server.ip().to_string(), d.client.ip().to_string()],
+                     "hosts": [r.question.as_str()] },
+        "dns": {
+            "type": "answer",
+            "id": r.id.to_string(),
+            "op_code": "QUERY",
+            "response_code": "NOERROR",
+            "header_flags": flags,
+            "question": { "name": r.question.as_str(), "type": qtype, "class": "IN" },
+            "answers": answers,
+            "resolved_ip": d.resolved.iter().map(|ip| ip.to_string()).collect::<Vec<_>>(),
+        },
+        "netta": { "netns": d.netns },
+    })
+}
+
+/// Appends one `dns-answer` as a single line.
+pub fn write_dns_line(out: &mut Vec<u8>, d: &crate::core::dns::Seen, clock: &Clock) {
+    let _ = serde_json::to_writer(&mut *out, &dns_value(d, clock));
+    out.push(b'\n');
+}
+
 /// Appends one event as a single line (serde_json escapes every control character,
 /// so hostile process names cannot break the line).
 pub fn write_line(out: &mut Vec<u8>, ev: &ConnEvent, clock: &Clock, container: Option<&str>) {
@@ -510,6 +594,9 @@ pub fn conn_value(c: &Conn, clock: &Clock) -> Value {
     }
     if c.packets != 0 {
         v["packets"] = json!(c.packets);
+    }
+    if let Some(d) = &c.domain {
+        v["domain"] = json!(d.as_str());
     }
     v
 }

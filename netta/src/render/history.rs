@@ -14,7 +14,8 @@ fn utc(us: i64) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
-/// The text table; `title` goes in the original tool's header.
+/// The text table; `title` goes in the original tool's header. The DOMAIN
+/// column is there when some row has a name.
 pub fn render_text(rows: &[ConnRow]) -> String {
     let head = [
         "TIME (UTC)",
@@ -22,6 +23,7 @@ pub fn render_text(rows: &[ConnRow]) -> String {
         "PROTO",
         "SOURCE",
         "DESTINATION",
+        "DOMAIN",
         "DIR",
         "PROCESS",
         "UID",
@@ -29,7 +31,7 @@ pub fn render_text(rows: &[ConnRow]) -> String {
         "SENT",
         "RECV",
     ];
-    let cells: Vec<[String; 11]> = rows
+    let cells: Vec<[String; 12]> = rows
         .iter()
         .map(|r| {
             [
@@ -42,6 +44,7 @@ pub fn render_text(rows: &[ConnRow]) -> String {
                 } else {
                     r.dst.to_string()
                 },
+                r.domain.as_ref().map_or("-".into(), |d| d.to_string()),
                 r.direction.clone(),
                 owner(r.pid, &r.comm),
                 r.uid.map_or("-".into(), |u| u.to_string()),
@@ -52,14 +55,27 @@ pub fn render_text(rows: &[ConnRow]) -> String {
             ]
         })
         .collect();
-    let w = super::list::widths(head, &cells);
+    const DOMAIN: usize = 5;
+    if rows.iter().any(|r| r.domain.is_some()) {
+        text_table(head, &cells, rows.len())
+    } else {
+        let cells: Vec<[String; 11]> = cells
+            .into_iter()
+            .map(|r| super::list::without(r, DOMAIN))
+            .collect();
+        text_table(super::list::without(head, DOMAIN), &cells, rows.len())
+    }
+}
+
+fn text_table<const N: usize>(head: [&str; N], cells: &[[String; N]], n: usize) -> String {
+    let w = super::list::widths(head, cells);
     let mut out = String::new();
     super::list::header(&mut out, "CONNECTION HISTORY");
     super::list::push_row(&mut out, &head.map(String::from), &w);
-    for r in &cells {
+    for r in cells {
         super::list::push_row(&mut out, r, &w);
     }
-    let _ = writeln!(out, "\n{} rows", rows.len());
+    let _ = writeln!(out, "\n{n} rows");
     out
 }
 
@@ -93,6 +109,9 @@ pub fn row_value(r: &ConnRow) -> Value {
     if r.partial {
         v["partial"] = json!(true);
     }
+    if let Some(d) = &r.domain {
+        v["destination"]["domain"] = json!(d.as_str());
+    }
     v
 }
 
@@ -101,7 +120,7 @@ pub fn render_json(rows: &[ConnRow]) -> String {
     serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
 }
 
-pub const CSV_HEADER: [&str; 15] = [
+pub const CSV_HEADER: [&str; 16] = [
     "Timestamp",
     "Action",
     "Protocol",
@@ -117,6 +136,7 @@ pub const CSV_HEADER: [&str; 15] = [
     "Duration (s)",
     "Bytes Sent",
     "Bytes Received",
+    "Destination Domain",
 ];
 
 pub fn render_csv(rows: &[ConnRow]) -> String {
@@ -145,6 +165,10 @@ pub fn render_csv(rows: &[ConnRow]) -> String {
                 .map_or(String::new(), |d| format!("{:.6}", d as f64 / 1e6)),
             r.bytes_sent.to_string(),
             r.bytes_recv.to_string(),
+            r.domain
+                .as_ref()
+                .map(|d| sanitize::csv_cell(d.as_str()).into_owned())
+                .unwrap_or_default(),
         ]);
     }
     String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
@@ -172,6 +196,7 @@ mod tests {
             bytes_recv: 10,
             packets: 0,
             partial: false,
+            domain: None,
         }
     }
 

@@ -31,6 +31,16 @@ pub(super) fn widths<const N: usize>(head: [&str; N], rows: &[[String; N]]) -> [
     w
 }
 
+/// A row without column `i`: for a column shown only when some row fills it.
+pub(super) fn without<T: Default, const N: usize, const M: usize>(row: [T; N], i: usize) -> [T; M] {
+    let mut rest = row
+        .into_iter()
+        .enumerate()
+        .filter(|(j, _)| *j != i)
+        .map(|(_, c)| c);
+    std::array::from_fn(|_| rest.next().unwrap_or_default())
+}
+
 /// One row, columns two spaces apart, no trailing blanks.
 pub(super) fn push_row<const N: usize>(out: &mut String, cells: &[String; N], w: &[usize; N]) {
     let mut line = String::new();
@@ -48,16 +58,18 @@ pub(super) fn push_row<const N: usize>(out: &mut String, cells: &[String; N], w:
 }
 
 /// The original's "ACTIVE NETWORK CONNECTIONS" table; columns widen to fit
-/// (IPv6 addresses) instead of breaking the layout.
+/// (IPv6 addresses) instead of breaking the layout. When DNS named some remote
+/// address, a DOMAIN column follows the original's five.
 pub fn render_list(title: &str, rows: &[Conn]) -> String {
-    const HEAD: [&str; 5] = [
+    const HEAD: [&str; 6] = [
         "PROTO",
         "LOCAL ADDRESS",
         "REMOTE ADDRESS",
         "STATE",
         "PID/PROCESS",
+        "DOMAIN",
     ];
-    let cells: Vec<[String; 5]> = rows
+    let cells: Vec<[String; 6]> = rows
         .iter()
         .map(|c| {
             [
@@ -66,16 +78,31 @@ pub fn render_list(title: &str, rows: &[Conn]) -> String {
                 remote(c),
                 c.state.name().to_string(),
                 owner(c.pid, &c.comm),
+                c.domain.as_ref().map_or("-".into(), |d| d.to_string()),
             ]
         })
         .collect();
-    let mut w = widths(HEAD, &cells);
+    let total = format!("Total: {} connections displayed", rows.len());
+    if rows.iter().any(|c| c.domain.is_some()) {
+        list_table(title, HEAD, &cells, &total)
+    } else {
+        let cells: Vec<[String; 5]> = cells.into_iter().map(|r| without(r, 5)).collect();
+        list_table(title, without(HEAD, 5), &cells, &total)
+    }
+}
+
+fn list_table<const N: usize>(
+    title: &str,
+    head: [&str; N],
+    cells: &[[String; N]],
+    total: &str,
+) -> String {
+    let mut w = widths(head, cells);
     // The original's minimum widths, so short tables look like it.
     for (i, min) in [5, 21, 21, 11, 11].into_iter().enumerate() {
         w[i] = w[i].max(min);
     }
-    let total = format!("Total: {} connections displayed", rows.len());
-    table(title, HEAD, &cells, &w, &total)
+    table(title, head, cells, &w, total)
 }
 
 /// Closed connections: start, duration, bytes and process.
@@ -140,4 +167,37 @@ fn table<const N: usize>(
     let _ = writeln!(out, "{total}");
     let _ = writeln!(out, "{}", heavy_rule());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::event::{Direction, Proto, State};
+    use crate::core::sanitize::Domain;
+
+    #[test]
+    fn a_domain_column_follows_once_a_row_has_a_name() {
+        let mut c = crate::fixture::conn(
+            1,
+            Proto::Tcp,
+            "127.0.0.1:40000",
+            "127.0.0.77:443",
+            State::Established,
+            Direction::Egress,
+            7,
+            b"curl",
+        );
+        let plain = render_list("ACTIVE NETWORK CONNECTIONS", std::slice::from_ref(&c));
+        assert!(!plain.contains("DOMAIN"), "{plain}");
+        c.domain = Domain::parse("bar-test.example");
+        let named = render_list("ACTIVE NETWORK CONNECTIONS", &[c]);
+        let head = named.lines().nth(3).unwrap();
+        assert!(head.ends_with("PID/PROCESS  DOMAIN"), "{named}");
+        assert!(
+            named
+                .lines()
+                .any(|l| l.ends_with("7/curl       bar-test.example")),
+            "{named}"
+        );
+    }
 }

@@ -744,7 +744,7 @@ Since Start:
         other.bytes_recv = u64::MAX;
         let s = Snapshot {
             conns: vec![live],
-            history: [old, other, other]
+            history: [old, other.clone(), other]
                 .map(|conn| Closed {
                     conn,
                     end_ns: 1,
@@ -922,7 +922,10 @@ mod view_snapshots {
             view::render_history(&stored, &wall),
             view::render_history(&ring, &clock)
         );
-        let moved: Vec<_> = ring.iter().map(|h| h.on_wall_clock(&clock)).collect();
+        let moved: Vec<_> = ring
+            .iter()
+            .map(|h| h.clone().on_wall_clock(&clock))
+            .collect();
         assert_eq!(
             view::render_history(&moved, &wall),
             view::render_history(&ring, &clock)

@@ -76,6 +76,9 @@ pub struct Global {
     /// Do not load eBPF; poll /proc instead.
     #[arg(long, global = true)]
     pub no_ebpf: bool,
+    /// Do not capture DNS responses, nor name connections by them.
+    #[arg(long, global = true)]
+    pub no_dns: bool,
     /// How kernel records reach user space.
     #[arg(long, global = true, value_enum, default_value_t = defaults().transport)]
     pub transport: Transport,
@@ -236,6 +239,10 @@ fn parse_history_action(s: &str) -> Result<String, String> {
         })
 }
 
+fn parse_domain(s: &str) -> Result<String, String> {
+    crate::core::history_query::parse_domain(s).map_err(|e| e.to_string())
+}
+
 /// A user name or a numeric uid.
 fn parse_user(s: &str) -> Result<u32, String> {
     if let Ok(n) = s.parse::<u32>() {
@@ -283,6 +290,9 @@ pub struct HistoryArgs {
     pub dst: Option<String>,
     #[arg(long, value_parser = parse_proto)]
     pub proto: Option<Proto>,
+    /// Only connections to this DNS name or a name under it (example.com: also www.example.com).
+    #[arg(long, value_parser = parse_domain)]
+    pub domain: Option<String>,
     /// Only these actions (repeatable): closed, failed, udp-flow, listen-start, listen-stop.
     #[arg(long, value_parser = parse_history_action)]
     pub action: Vec<String>,
@@ -314,6 +324,7 @@ impl HistoryArgs {
             src: self.src.clone(),
             dst: self.dst.clone(),
             proto: self.proto.map(|p| p.name().to_string()),
+            domain: self.domain.clone(),
             action: (!self.action.is_empty()).then(|| self.action.join(",")),
             limit: Some(self.limit),
         }

@@ -164,8 +164,10 @@ impl Store {
         {
             let mut conn = tx.prepare_cached(
                 "INSERT INTO conn (ts_us, start_us, action, proto, direction, src_ip, src_port,
-                 dst_ip, dst_port, pid, uid, comm, owner, bytes_sent, bytes_recv, packets, partial)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                 dst_ip, dst_port, pid, uid, comm, owner, bytes_sent, bytes_recv, packets, partial,
+                 domain)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+                 ?18)",
             )?;
             let mut alert = tx.prepare_cached(
                 "INSERT INTO alert (ts_us, first_us, rule, severity, key, message, src_ip, updates,
@@ -199,6 +201,7 @@ impl Store {
                             c.bytes_recv as i64,
                             c.packets as i64,
                             c.partial,
+                            c.domain.as_ref().map(|d| d.as_str()),
                         ])?;
                     }
                     Row::Alert(a) => {
@@ -330,6 +333,7 @@ pub(crate) mod tests {
             bytes_recv: 20,
             packets: 0,
             partial: false,
+            domain: None,
         }
     }
 

@@ -10,8 +10,10 @@ use rusqlite::{Connection, ToSql};
 
 use super::row::{AlertRow, ConnRow};
 use super::Reader;
-pub use crate::core::history_query::{parse_action, parse_net, Query, QueryError, DEFAULT_LIMIT};
-use crate::core::sanitize::Comm;
+pub use crate::core::history_query::{
+    parse_action, parse_domain, parse_net, Query, QueryError, DEFAULT_LIMIT,
+};
+use crate::core::sanitize::{Comm, Domain};
 
 impl Query {
     /// Checks every field; the error is one line naming the bad value.
@@ -84,6 +86,15 @@ impl Query {
                 }
             }
         }
+        if let Some(s) = &self.domain {
+            // The name itself, or a name under it (an indexed equality, then a suffix).
+            add(
+                &mut w,
+                &mut p,
+                "(domain = ? OR substr(domain, -(length(?) + 1)) = '.' || ?)",
+                Box::new(parse_domain(s)?),
+            );
+        }
         if let Some(s) = &self.proto {
             let v = s.to_ascii_lowercase();
             if v != "tcp" && v != "udp" {
@@ -120,7 +131,7 @@ impl Query {
         let limit = self.limit.unwrap_or(DEFAULT_LIMIT).min(i64::MAX as u64) as i64;
         let sql = format!(
             "SELECT ts_us, start_us, action, proto, direction, src_ip, src_port, dst_ip, dst_port,
-             pid, uid, comm, owner, bytes_sent, bytes_recv, packets, partial
+             pid, uid, comm, owner, bytes_sent, bytes_recv, packets, partial, domain
              FROM conn{clause} ORDER BY ts_us DESC, id DESC LIMIT {limit}"
         );
         let mut stmt = r.db.prepare(&sql)?;
@@ -193,6 +204,9 @@ fn conn_from_sql(row: &rusqlite::Row<'_>) -> rusqlite::Result<ConnRow> {
         bytes_recv: row.get::<_, i64>(14)? as u64,
         packets: row.get::<_, i64>(15)? as u64,
         partial: row.get(16)?,
+        domain: row
+            .get::<_, Option<String>>(17)?
+            .and_then(|d| Domain::parse(&d)),
     })
 }
 

@@ -70,6 +70,9 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (comm, dst_net, dst_port, proto)
     );
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+    // 3: the name DNS gave the destination (NULL: none known).
+    "ALTER TABLE conn ADD COLUMN domain TEXT;
+    CREATE INDEX conn_domain ON conn(domain, ts_us);",
 ];
 
 /// The schema version this build writes.

@@ -1,0 +1,156 @@
+//! DNS attribution: captured responses (from the host's capture thread) are
+//! parsed, fill the cache that names connections, and go out as `dns-answer`
+//! records. Nothing captured is trusted: a packet that does not parse is
+//! counted and dropped, and names are `Domain`s (printable) from the start.
+use std::sync::Arc;
+
+use crate::core::dns::{self, Seen};
+use crate::core::dns_cache::{self, Cache};
+use crate::host::dns::DnsHandler;
+
+use super::{Record, Shared};
+
+/// Counts of what the capture saw, for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DnsCounters {
+    /// Packets the capture handed over.
+    pub packets: u64,
+    /// Responses that named at least one address.
+    pub answers: u64,
+    /// Well-formed packets with nothing to learn (queries, errors, TCP segments
+    /// without a whole message, fragments).
+    pub ignored: u64,
+    /// Packets or messages that did not parse.
+    pub malformed: u64,
+    /// Network namespaces captured in.
+    pub namespaces: u64,
+}
+
+/// The cache and the counts, under one lock.
+pub struct DnsState {
+    pub cache: Cache,
+    pub counters: DnsCounters,
+}
+
+impl DnsState {
+    pub fn new(limits: dns_cache::Limits) -> DnsState {
+        DnsState {
+            cache: Cache::new(limits),
+            counters: DnsCounters::default(),
+        }
+    }
+
+    /// One captured packet: what it resolved, learned at `now`; `None` when it
+    /// taught nothing.
+    pub fn packet(&mut self, netns: u64, packet: &[u8], now: u64) -> Option<Seen> {
+        self.counters.packets += 1;
+        let parsed = dns::captured(packet).and_then(|c| match c {
+            Some(c) => Ok(dns::parse(c.message)?.map(|r| (c, r))),
+            None => Ok(None),
+        });
+        let (c, response) = match parsed {
+            Ok(Some(found)) => found,
+            Ok(None) => {
+                self.counters.ignored += 1;
+                return None;
+            }
+            Err(e) => {
+                self.counters.malformed += 1;
+                if self.counters.malformed.is_power_of_two() {
+                    log::info!(
+                        "dropped a malformed DNS packet ({e}); {} so far",
+                        self.counters.malformed
+                    );
+                }
+                return None;
+            }
+        };
+        let resolved = response.resolved();
+        if resolved.is_empty() {
+            self.counters.ignored += 1;
+            return None;
+        }
+        self.counters.answers += 1;
+        self.cache.learn(netns, &resolved, now);
+        Some(Seen {
+            ts_ns: now,
+            netns,
+            transport: c.transport,
+            server: c.server,
+            client: c.client,
+            resolved: resolved.iter().map(|r| r.ip).collect(),
+            response,
+        })
+    }
+}
+
+/// What the host's capture thread calls.
+pub(super) struct Ingest {
+    pub shared: Arc<Shared>,
+}
+
+impl DnsHandler for Ingest {
+    fn packet(&mut self, netns: u64, packet: &[u8]) {
+        let now = self.shared.now_ns();
+        let seen = self.shared.dns().packet(netns, packet, now);
+        if let Some(seen) = seen {
+            let rec = Record::Dns(Arc::new(seen));
+            self.shared.send(1, |_| rec.clone());
+        }
+    }
+
+    fn namespaces(&mut self, watched: usize) {
+        self.shared.dns().counters.namespaces = watched as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::dns::build::{name, response, udp4};
+
+    #[test]
+    fn packets_are_counted_as_answers_ignored_or_malformed() {
+        let mut st = DnsState::new(dns_cache::Limits::DEFAULT);
+        let m = response(
+            "bar-test.example",
+            &[(name("bar-test.example"), 1, 0, vec![127, 0, 0, 77])],
+        );
+        let seen = st
+            .packet(9, &udp4([127, 0, 0, 1], [127, 0, 0, 1], 5000, &m), 100)
+            .unwrap();
+        assert_eq!(seen.response.question.as_str(), "bar-test.example");
+        assert_eq!(
+            seen.resolved,
+            vec!["127.0.0.77".parse::<std::net::IpAddr>().unwrap()]
+        );
+        let name = st.cache.lookup(Some(9), seen.resolved[0], 200).unwrap();
+        assert_eq!(name.domain.as_str(), "bar-test.example");
+        let mut looped = response("x.example", &[]);
+        looped[7] = 1;
+        let at = looped.len() as u8;
+        looped.extend_from_slice(&[0xc0, at]);
+        assert!(st
+            .packet(9, &udp4([1; 4], [2; 4], 1, &looped), 100)
+            .is_none());
+        assert!(st.packet(9, &[0x45, 0, 0], 100).is_none());
+        let query = {
+            let mut q = m.clone();
+            q[2] = 0x01;
+            q
+        };
+        assert!(st
+            .packet(9, &udp4([1; 4], [2; 4], 1, &query), 100)
+            .is_none());
+        assert_eq!(
+            st.counters,
+            DnsCounters {
+                packets: 4,
+                answers: 1,
+                ignored: 1,
+                malformed: 2,
+                namespaces: 0
+            }
+        );
+    }
+}
