@@ -73,7 +73,8 @@ pub const COMM_LEN: usize = 16;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Event {
-    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) when the record was made.
+    /// `bpf_ktime_get_boot_ns()` (CLOCK_BOOTTIME: counts suspend, never steps) when
+    /// the record was made.
     pub ts_ns: u64,
     /// Kernel address of the socket: the identity of a connection for its life.
     pub sock: u64,

@@ -19,7 +19,7 @@ pub fn scan(
     out
 }
 
-/// Wall clock for the fixture: monotonic 0 is 2024-10-15T14:30:00Z.
+/// Wall clock for the fixture: BOOTTIME 0 is 2024-10-15T14:30:00Z.
 pub fn clock() -> crate::core::clock::Clock {
     crate::core::clock::Clock::fixed(1_729_002_600 * SEC as i128)
 }
@@ -58,6 +58,7 @@ pub fn conn(
         uid: Some(0),
         seen_ns: 100 * SEC,
         origin: Origin::Event,
+        live: Default::default(),
         domain: None,
     }
 }

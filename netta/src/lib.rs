@@ -41,6 +41,8 @@ pub mod api {
     /// The running agent and its record bus.
     pub use crate::agent::{Agent, AgentOptions, Mode, Record, Shared};
     pub use crate::core::event::{Direction, State};
+    /// sock_diag answers (live TCP counters).
+    pub use crate::core::sock_diag;
     pub use crate::core::table::{Limits, Table};
     /// The pure core: kernel records, the table and the one ingest pipeline.
     pub use crate::core::{clock::Clock, event::Action, event::ConnEvent, event::Proto};

@@ -10,6 +10,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 pub mod ecs;
+pub mod http_receiver;
 pub mod netns;
 pub mod servers;
 

@@ -73,7 +73,7 @@ fn clock_ticks() -> f64 {
 }
 
 /// utime + stime of a process, in seconds.
-fn cpu_seconds(pid: u32) -> Option<f64> {
+pub(crate) fn cpu_seconds(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = &stat[stat.rfind(')')? + 2..];
     let f: Vec<&str> = rest.split_whitespace().collect();
@@ -476,42 +476,27 @@ fn pct(n: u64, d: u64) -> String {
     }
 }
 
-/// 50,000 sockets (25,000 loopback connections, both ends held by one process) in
-/// a network namespace of the bench's own; netta's seeding against `ss -tanp`.
-fn seeding(netta: &Path, sockets: u32, runs: usize) -> Result<(f64, f64, u64)> {
-    let ns = format!("nettabench{}", std::process::id());
-    let ip = |args: &[&str]| Command::new("ip").args(args).status();
-    if !ip(&["netns", "add", &ns])?.success() {
-        bail!("ip netns add failed");
-    }
-    struct Ns(String);
-    impl Drop for Ns {
-        fn drop(&mut self) {
-            let _ = Command::new("ip")
-                .args(["netns", "delete", &self.0])
-                .status();
-        }
-    }
-    let _guard = Ns(ns.clone());
-    ip(&["-n", &ns, "link", "set", "lo", "up"])?;
-    // Several holders: a process may not raise its fd limit past the hard limit.
+/// `pairs` idle loopback connections in network namespace `ns`, both ends held by
+/// python3 processes (several: a process may not raise its fd limit past the hard
+/// limit); they close when the returned children's stdin does.
+pub(crate) fn hold_in_netns(ns: &str, pairs: u32) -> Result<Vec<Child>> {
     let per_holder = 7_000u32;
-    let holders = (sockets / 2).div_ceil(per_holder).max(1);
+    let holders = pairs.div_ceil(per_holder).max(1);
     let mut procs = Vec::new();
     for h in 0..holders {
-        let pairs = (sockets / 2 - h * per_holder).min(per_holder);
+        let n = (pairs - h * per_holder).min(per_holder);
         let script = format!(
             "import socket,resource,sys\n\
              soft,hard=resource.getrlimit(resource.RLIMIT_NOFILE)\n\
              resource.setrlimit(resource.RLIMIT_NOFILE,(hard,hard))\n\
              l=socket.socket(); l.bind(('127.0.0.1',{port})); l.listen(4096)\n\
              held=[]\n\
-             for i in range({pairs}):\n  c=socket.create_connection(l.getsockname()); s,_=l.accept(); held.append((c,s))\n\
+             for i in range({n}):\n  c=socket.create_connection(l.getsockname()); s,_=l.accept(); held.append((c,s))\n\
              print('held',flush=True)\nsys.stdin.read()\n",
             port = 20000 + h,
         );
         let mut holder = Command::new("ip")
-            .args(["netns", "exec", &ns, "python3", "-c", &script])
+            .args(["netns", "exec", ns, "python3", "-c", &script])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -523,6 +508,39 @@ fn seeding(netta: &Path, sockets: u32, runs: usize) -> Result<(f64, f64, u64)> {
         }
         procs.push(holder);
     }
+    Ok(procs)
+}
+
+/// A network namespace of the bench's own with loopback up, deleted when dropped.
+pub(crate) struct Netns(pub String);
+
+impl Netns {
+    pub fn new(tag: &str) -> Result<Netns> {
+        let ns = format!("netta{tag}{}", std::process::id());
+        let ip = |args: &[&str]| Command::new("ip").args(args).status();
+        if !ip(&["netns", "add", &ns])?.success() {
+            bail!("ip netns add failed");
+        }
+        let n = Netns(ns);
+        ip(&["-n", &n.0, "link", "set", "lo", "up"])?;
+        Ok(n)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.0])
+            .status();
+    }
+}
+
+/// 50,000 sockets (25,000 loopback connections, both ends held by one process) in
+/// a network namespace of the bench's own; netta's seeding against `ss -tanp`.
+fn seeding(netta: &Path, sockets: u32, runs: usize) -> Result<(f64, f64, u64)> {
+    let guard = Netns::new("bench")?;
+    let ns = guard.0.clone();
+    let procs = hold_in_netns(&ns, sockets / 2)?;
     let time = |args: &[&str]| -> Result<f64> {
         let t = Instant::now();
         let o = Command::new("ip")
@@ -651,6 +669,7 @@ pub fn run(root: &Path, netta: &Path, opts: &Opts) -> Result<String> {
         eprintln!("bench: seeding benchmark failed: {e:#}");
     }
     let store = store_history(netta, &dir, opts.store_rows);
+    let live = crate::bench_live::run(netta, &crate::bench_live::Opts::for_bench(opts.smoke));
     let _ = std::fs::remove_dir_all(&dir);
     let mut out = report(&results, &ingest, seed, opts);
     match service {
@@ -660,6 +679,10 @@ pub fn run(root: &Path, netta: &Path, opts: &Opts) -> Result<String> {
     match store {
         Ok(text) => out.push_str(&text),
         Err(e) => eprintln!("bench: store benchmark failed: {e:#}"),
+    }
+    match live {
+        Ok(text) => out.push_str(&text),
+        Err(e) => eprintln!("bench: live counters benchmark failed: {e:#}"),
     }
     Ok(out)
 }

@@ -21,6 +21,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod bench_live;
 mod kernels;
 
 /// Toolchain used for the BPF program (needs `-Z build-std`).
@@ -46,6 +47,7 @@ const TEST_PEER_PACKAGES: &[&str] = &[
     "clickhouse-server",
     "rsyslog",
     "python3",
+    "tmux",
     "dnsmasq-base",
 ];
 
@@ -129,7 +131,14 @@ enum Cmd {
     },
     /// The privileged eBPF tests in QEMU guests of Debian's kernels (bullseye 5.10,
     /// bookworm 6.1, bookworm-backports 6.12), each required to reach full eBPF mode.
-    TestKernels,
+    ///
+    /// A passing run rewrites the kernel table in README.md, docs/kernels.md and the
+    /// per-hook costs in BENCHMARKS.md.
+    TestKernels {
+        /// Boot the guests one after another instead of all at once.
+        #[arg(long)]
+        sequential: bool,
+    },
     /// Benchmarks: netta against tcplife and an `ss` poll on nginx + ab, ingest
     /// throughput, seeding; results in BENCHMARKS.md.
     Bench {
@@ -151,6 +160,15 @@ enum Cmd {
         /// Run only this part, print it, write nothing.
         #[arg(long, value_enum)]
         only: Option<bench::Part>,
+    },
+    /// Only the live counters' cost (one refresh, the idle agent, with N idle
+    /// connections) and `netta top`'s frame time; printed, not written.
+    BenchLive {
+        #[arg(long, default_value = "10000", value_parser = bench::parse_count)]
+        connections: u32,
+        /// Seconds the idle agent's CPU is measured over.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
     },
     /// Fuzz netta's parsers of hostile input (cargo-fuzz, nightly), each for a bounded time.
     Fuzz {
@@ -248,7 +266,7 @@ impl Ctx {
             }
             Cmd::Run { args } => return self.run_netta(args),
             Cmd::Test { args } => self.test(args)?,
-            Cmd::TestKernels => self.test_kernels()?,
+            Cmd::TestKernels { sequential } => self.test_kernels(sequential)?,
             Cmd::Bench {
                 smoke,
                 runs,
@@ -270,6 +288,23 @@ impl Ctx {
                     }
                 };
                 self.bench(&opts)?;
+            }
+            Cmd::BenchLive {
+                connections,
+                seconds,
+            } => {
+                if !self.is_root {
+                    bail!("bench-live creates a network namespace and loads eBPF: run it as root");
+                }
+                self.ensure_apt(&["iproute2", "python3"])?;
+                self.build_ebpf()?;
+                self.build_netta()?;
+                let opts = bench_live::Opts {
+                    connections,
+                    seconds,
+                    frames: 200,
+                };
+                println!("{}", bench_live::run(&self.netta_bin(), &opts)?);
             }
             Cmd::Fuzz { seconds, targets } => self.fuzz(seconds, targets)?,
         }
@@ -341,6 +376,7 @@ impl Ctx {
             "rules",
             "kernel_formats",
             "history_query",
+            "sock_diag",
             "dns",
         ];
         self.ensure_bpf_toolchain()?;
@@ -501,13 +537,14 @@ impl Ctx {
         self.test_step(test)
     }
 
-    fn test_kernels(&self) -> Result<()> {
+    fn test_kernels(&self, sequential: bool) -> Result<()> {
         if !self.is_root {
             bail!(
                 "test-kernels boots guests that load eBPF and writes {}: run it as root",
                 kernels::CACHE
             );
         }
+        let started = std::time::Instant::now();
         let packages: Vec<&str> = TEST_PEER_PACKAGES
             .iter()
             .chain(LLVM_PACKAGES)
@@ -524,87 +561,126 @@ impl Ctx {
         let work = self.root.join("target/test-kernels");
         fs::create_dir_all(&work)?;
         let netta = self.netta_bin();
-        let mut rows = Vec::new();
+        let costs = self.root.join("xtask/kernel-costs.py");
+        let guests = kernels::GuestRun {
+            vng: &vng,
+            work: &work,
+            netta: &netta,
+            costs: &costs,
+            tests: &tests,
+        };
+        let booted = std::time::Instant::now();
+        let rows = kernels::run_all(&guests, &kernels, !sequential)?;
+        let guests_secs = booted.elapsed().as_secs();
         let mut failed = Vec::new();
-        for k in &kernels {
-            let r = kernels::run_guest(&vng, k, &work, &netta, &tests)?;
-            println!("--- {} ({}), {} s ---", k.label, k.release, r.seconds);
+        for r in &rows {
+            println!(
+                "--- {} ({}), {} s ---",
+                r.label, r.expected_release, r.seconds
+            );
             println!("{}", r.doctor_text.trim_end());
-            for (name, ok, summary) in &r.tests {
+            for t in &r.tests {
                 println!(
-                    "    {} {name}: {summary}",
-                    if *ok { "ok  " } else { "FAIL" }
+                    "    {} {}: {}",
+                    if t.problem.is_none() { "ok  " } else { "FAIL" },
+                    t.name,
+                    t.summary
                 );
-                if !ok {
-                    failed.push(format!("{} {name}", k.release));
-                }
             }
-            if r.release != k.release {
-                failed.push(format!(
-                    "{}: the guest did not run (see {})",
-                    k.release,
-                    work.join(&k.release).join("console.log").display()
-                ));
-            }
-            if !r.doctor_ok {
-                failed.push(format!(
-                    "{}: netta doctor did not report full eBPF mode",
-                    k.release
-                ));
-            }
-            rows.push((k.label.clone(), r));
+            failed.extend(r.failures(&work));
         }
-        let summary = kernels::markdown(&rows);
-        fs::write(work.join("results.md"), &summary)?;
-        println!("{summary}");
-        println!("==> results: {}", work.join("results.md").display());
+        let table = kernels::markdown(&rows);
+        let costs_table = kernels::costs_markdown(&rows);
+        let wall = started.elapsed().as_secs();
+        let date = Command::new("date")
+            .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default();
+        let host = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        let header = format!(
+            "Run of {date} (`cargo xtask test-kernels`, host {}, {} CPUs, QEMU TCG): the guests took {guests_secs} s {}, the whole command {wall} s.",
+            host.trim(),
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            if sequential { "one after another" } else { "booted concurrently" }
+        );
+        fs::write(work.join("results.md"), &table)?;
+        fs::write(work.join("costs.md"), &costs_table)?;
+        let doc = kernels::document(&rows, &header);
+        fs::write(work.join("kernels.md"), &doc)?;
+        println!("{table}\n{costs_table}\n{header}");
+        println!("==> results: {}", work.join("kernels.md").display());
         if !failed.is_empty() {
             bail!("test-kernels failed: {}", failed.join("; "));
         }
+        // A passing run keeps the docs true: the README's table, docs/kernels.md
+        // (each guest's doctor) and BENCHMARKS.md's per-hook costs.
+        fs::write(self.root.join("docs/kernels.md"), &doc)?;
+        let splice_into = |file: &str, name: &str, body: &str| -> Result<()> {
+            let path = self.root.join(file);
+            let text = fs::read_to_string(&path)?;
+            let (start, end) = (
+                format!("<!-- {name}:start -->"),
+                format!("<!-- {name}:end -->"),
+            );
+            fs::write(&path, kernels::splice(&text, &start, &end, body))?;
+            Ok(())
+        };
+        splice_into("README.md", "kernels", &format!("{table}\n{header}\n"))?;
+        splice_into(
+            "BENCHMARKS.md",
+            "kernel-costs",
+            &format!("{header}\n\n{costs_table}"),
+        )?;
         println!(
-            "test-kernels: {} kernels, all in full eBPF mode, all tests passed",
+            "test-kernels: {} kernels, all in full eBPF mode, all tests passed ({wall} s); README.md, docs/kernels.md and BENCHMARKS.md updated",
             rows.len()
         );
         Ok(())
     }
 
-    /// virtme-ng's `vng`, installed from PyPI when missing.
+    /// virtme-ng's `vng`, from PyPI into a venv of its own (the system's Python stays
+    /// untouched; a warm machine installs nothing). Not under /var/cache, which the
+    /// guest hides, while virtme's guest-side scripts run from the venv.
     fn ensure_vng(&self) -> Result<PathBuf> {
-        if let Some(p) = self.which("vng") {
-            return Ok(p);
+        let venv = Path::new(kernels::VNG_VENV);
+        let vng = venv.join("bin/vng");
+        if vng.is_file() {
+            return Ok(vng);
         }
-        for extra in [&["--break-system-packages"][..], &[][..]] {
-            let mut cmd = Command::new("python3");
-            cmd.args(["-m", "pip", "install", "--quiet"])
-                .args(extra)
-                .arg("virtme-ng");
-            println!("==> install virtme-ng: {}", display_command(&cmd));
-            if cmd.status().is_ok_and(|s| s.success()) {
-                break;
-            }
+        let python = if Path::new("/usr/bin/python3").is_file() {
+            PathBuf::from("/usr/bin/python3")
+        } else {
+            PathBuf::from("python3")
+        };
+        let mut cmd = Command::new(python);
+        cmd.args(["-m", "venv"]).arg(venv);
+        self.step("virtme-ng venv", cmd)?;
+        let mut cmd = Command::new(venv.join("bin/pip"));
+        cmd.args(["install", "--quiet", "virtme-ng"]);
+        self.step("install virtme-ng", cmd)?;
+        if !vng.is_file() {
+            bail!("virtme-ng installed but {} is missing", vng.display());
         }
-        for dir in ["/usr/local/bin", "/root/.local/bin"] {
-            let p = Path::new(dir).join("vng");
-            if p.is_file() {
-                return Ok(p);
-            }
-        }
-        self.which("vng")
-            .context("virtme-ng installed but `vng` is not on PATH")
+        Ok(vng)
     }
 
     /// Builds the guest test binaries and returns (executable, filter) pairs.
     fn test_executables(&self) -> Result<Vec<(PathBuf, String)>> {
         let mut cmd = self.cargo(false);
+        // The same selection as `cargo xtask test` (whole workspace, release), so that
+        // after it these are already built: `-p netta-tests` alone unifies features
+        // differently and rebuilds netta and some of its dependencies.
         cmd.args([
             "test",
+            "--workspace",
             "--release",
-            "-p",
-            "netta-tests",
             "--no-run",
             "--message-format=json",
         ]);
-        for (bin, _) in kernels::GUEST_TESTS {
+        let mut bins: Vec<&str> = kernels::GUEST_TESTS.iter().map(|(b, _)| *b).collect();
+        bins.dedup();
+        for bin in bins {
             cmd.args(["--test", bin]);
         }
         println!("==> build guest tests: {}", display_command(&cmd));

@@ -5,7 +5,7 @@
 //! The function changed signature in Linux 6.10; the fexit context holds the
 //! arguments and then the return value, so each shape has its own program and the
 //! loader picks the one matching the kernel's BTF.
-use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::fexit, programs::FExitContext};
+use aya_ebpf::{helpers::bpf_ktime_get_boot_ns, macros::fexit, programs::FExitContext};
 use netta_ebpf::flag;
 
 use crate::maps::TCP_SOCKS;
@@ -37,6 +37,6 @@ fn accepted(ctx: &FExitContext, sk: u64) -> u32 {
         return 0;
     }
     set_owner(info);
-    open_if_ready(ctx, sk, info, unsafe { bpf_ktime_get_ns() });
+    open_if_ready(ctx, sk, info, unsafe { bpf_ktime_get_boot_ns() });
     0
 }

@@ -2,7 +2,7 @@
 //! counts: `tcp:tcp_send_reset` where it has the 6.10+ layout, else fentry on
 //! `tcp_v{4,6}_send_reset` (the loader attaches one of the two).
 use aya_ebpf::{
-    helpers::bpf_ktime_get_ns,
+    helpers::bpf_ktime_get_boot_ns,
     macros::{fentry, tracepoint},
     programs::{FEntryContext, TracePointContext},
 };
@@ -105,7 +105,7 @@ fn try_reset_entry(ctx: &FEntryContext, family: u16) -> Result<(), i64> {
 #[inline(always)]
 fn reset_sent(sk: u64, family: u16) -> Event {
     let mut ev = Event::zeroed();
-    ev.ts_ns = unsafe { bpf_ktime_get_ns() };
+    ev.ts_ns = unsafe { bpf_ktime_get_boot_ns() };
     ev.start_ns = ev.ts_ns;
     ev.sock = sk;
     ev.kind = kind::RESET_SENT;

@@ -2,7 +2,7 @@
 //! listen and close, which run in the owner's own syscall.
 use aya_ebpf::{
     bindings::{BPF_ANY, BPF_NOEXIST},
-    helpers::bpf_ktime_get_ns,
+    helpers::bpf_ktime_get_boot_ns,
     macros::tracepoint,
     programs::TracePointContext,
 };
@@ -92,7 +92,7 @@ fn try_set_state(ctx: &TracePointContext) -> Result<(), i64> {
     let Some(t) = read_transition(ctx)? else {
         return Ok(());
     };
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = unsafe { bpf_ktime_get_boot_ns() };
     if CONFIG.load().all_states != 0 {
         let ev = event_from_transition(kind::STATE, &t, now);
         emit(&ev, ctx);

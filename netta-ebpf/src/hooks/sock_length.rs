@@ -2,7 +2,7 @@
 //! They run in the syscall of whoever uses the socket, so they give an accepted
 //! socket its owner, and the send side counts UDP datagrams.
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_boot_ns},
     macros::tracepoint,
     programs::TracePointContext,
 };
@@ -45,7 +45,7 @@ fn try_sock_length(ctx: &TracePointContext, send: bool) -> Result<(), i64> {
         }
         // Runs in the syscall of whoever uses the socket: a valid owner even on error.
         set_owner(info);
-        open_if_ready(ctx, sk, info, unsafe { bpf_ktime_get_ns() });
+        open_if_ready(ctx, sk, info, unsafe { bpf_ktime_get_boot_ns() });
     } else if protocol == IPPROTO_UDP as u16 && send && CONFIG.load().udp_via_length != 0 {
         let ret: i32 = field(ctx, f::RET)?;
         let family: u16 = field(ctx, f::FAMILY)?;

@@ -1,6 +1,6 @@
 //! UDP flow accounting, shared by both send paths: one map entry per (socket,
 //! destination) counted in the kernel, and one record for the flow's first datagram.
-use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_ns, EbpfContext};
+use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_boot_ns, EbpfContext};
 use netta_ebpf::{
     flag, kind, Event, SendDest, UdpFlowKey, UdpFlowStats, AF_INET, AF_INET6, IPPROTO_UDP,
 };
@@ -65,7 +65,7 @@ pub fn account<C: EbpfContext>(
         let dport: u16 = read_at(sk, cfg.off_dport)?;
         key.remote_port = u16::from_be(dport);
     }
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = unsafe { bpf_ktime_get_boot_ns() };
     if let Some(s) = UDP_FLOWS.get_ptr_mut(key) {
         let s = unsafe { &mut *s };
         add(&mut s.packets, 1);

@@ -5,6 +5,7 @@
 //! subscribe to.
 mod bus;
 pub mod dns;
+mod live;
 mod tasks;
 #[cfg(test)]
 mod tests;
@@ -35,6 +36,9 @@ pub struct AgentOptions {
     pub poll_every: Duration,
     /// A UDP flow with no datagram for this long is reported and forgotten.
     pub udp_idle: Duration,
+    /// `connection-updated` events this often for connections that moved data
+    /// (`None`: none).
+    pub update_every: Option<Duration>,
     pub limits: Limits,
     pub rules: Rules,
     /// The stored `new-destination` baseline: learning start (wall µs) and what it knows.
@@ -53,6 +57,7 @@ impl Default for AgentOptions {
             reconcile_every: d.reconcile_interval,
             poll_every: d.poll_interval,
             udp_idle: d.udp_idle,
+            update_every: Some(d.update_interval),
             limits: Limits::default(),
             rules: Rules::default(),
             baseline: None,
@@ -348,6 +353,7 @@ impl Agent {
         )));
         agent.tasks.push(tokio::spawn(tasks::detect_loop(
             agent.shared.clone(),
+            opts.update_every,
             shutdown_rx.clone(),
         )));
         if let Some(maps) = agent.maps.clone() {

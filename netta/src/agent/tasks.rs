@@ -77,6 +77,11 @@ fn polled_event(c: &Conn, now: u64, added: bool) -> ConnEvent {
         old_state: Some(c.state),
         new_state: Some(if added { c.state } else { State::Close }),
         partial: true,
+        // A close carries the last live counters (sock_diag works without eBPF).
+        bytes_sent: if added { 0 } else { c.bytes_sent },
+        bytes_recv: if added { 0 } else { c.bytes_recv },
+        prior_sent: if added { 0 } else { c.live.reported_sent },
+        prior_recv: if added { 0 } else { c.live.reported_recv },
         ..c.event(action, now)
     }
 }
@@ -134,16 +139,30 @@ pub(super) async fn kernel_poll_loop(
     }
 }
 
-/// Table rules and incident expiry once a second; also reports rows the full
-/// table had to refuse, so an overload is visible in the stream.
-pub(super) async fn detect_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+/// Once a second: the live counters, then the table rules and incident expiry
+/// (so a rule on bytes sees them fresh), and `connection-updated` events when
+/// due. Also reports rows the full table had to refuse, so an overload is
+/// visible in the stream, and re-reads the wall clock's offset for the store,
+/// the API and the views.
+pub(super) async fn detect_loop(
+    shared: Arc<Shared>,
+    update_every: Option<Duration>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    const TICK: Duration = Duration::from_secs(1);
+    let mut tick = tokio::time::interval(TICK);
+    let mut updates = super::live::Schedule::new(update_every);
     let mut evicted_seen = 0;
     loop {
         tokio::select! {
             _ = shutdown.changed() => break,
-            _ = tick.tick() => {
+            at = tick.tick() => {
+                shared.clock.resync();
+                super::live::refresh(&shared).await;
                 shared.detect_now();
+                if updates.due(at, TICK) {
+                    super::live::publish_updates(&shared);
+                }
                 shared.flush_drop_notices();
             }
         }
@@ -202,6 +221,7 @@ fn flow_event(c: &Closed) -> ConnEvent {
         direction: Direction::Egress,
         bytes_sent: conn.bytes_sent,
         count: conn.packets,
+        prior_sent: conn.live.reported_sent.min(conn.bytes_sent),
         ..conn.event(Action::UdpFlow, c.end_ns)
     }
 }

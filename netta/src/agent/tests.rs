@@ -17,7 +17,7 @@ use crate::host::{Kernel, MakeHandler, Sockets};
 use crate::render::list::{render_history, render_list};
 
 const SEC: u64 = 1_000_000_000;
-/// The fake host's monotonic clock stands still here; records come after it.
+/// The fake host's kernel clock stands still here; records come after it.
 const NOW: u64 = 1_000 * SEC;
 
 /// /proc/net/tcp at start: nginx listening on 127.0.0.1:8080 (inode 555) and an
@@ -107,7 +107,7 @@ impl Host for FakeHost {
     }
 
     fn clock(&self) -> Clock {
-        // Monotonic 0 is 2024-10-15T14:30:00Z.
+        // BOOTTIME 0 is 2024-10-15T14:30:00Z.
         Clock::fixed(1_729_002_600 * SEC as i128)
     }
 

@@ -7,7 +7,9 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use crate::host::ebpf::{self, Options, Transport, CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN};
+use crate::host::ebpf::{
+    self, Facilities, Options, Transport, CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN,
+};
 use crate::host::probe::{Capability, Choice};
 use crate::host::tracefs;
 
@@ -39,9 +41,14 @@ fn kernel_release() -> String {
 }
 
 pub fn examine(opts: &Options) -> Report {
+    examine_on(&ebpf::ThisKernel, opts)
+}
+
+/// The report for `kernel` (the running one, or one a test describes).
+pub fn examine_on(kernel: &dyn Facilities, opts: &Options) -> Report {
     let caps = ebpf::effective_caps().unwrap_or(0);
     let has = |c: u32| caps & (1 << c) != 0;
-    let loaded = ebpf::load(opts);
+    let loaded = ebpf::load_on(kernel, opts);
     let (mode, transport, polling_reason, choices) = match &loaded {
         Ok(l) => {
             let base = match l.transport {
@@ -73,7 +80,7 @@ pub fn examine(opts: &Options) -> Report {
             ("CAP_PERFMON", has(CAP_PERFMON)),
             ("CAP_SYS_ADMIN", has(CAP_SYS_ADMIN)),
         ],
-        ring_buffer: ebpf::ring_buffer_supported(),
+        ring_buffer: kernel.ring_buffer(),
         mode,
         transport,
         polling_reason,
@@ -231,5 +238,56 @@ pub fn run(global: &crate::settings::cli::Global, as_json: bool) -> i32 {
         0
     } else {
         1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::ebpf::NO_RING_BUFFER;
+
+    /// A 4.18–5.7 kernel: everything but the BPF ring buffer.
+    struct NoRingBuffer;
+
+    impl Facilities for NoRingBuffer {
+        fn precheck(&self) -> Option<String> {
+            None
+        }
+        fn ring_buffer(&self) -> bool {
+            false
+        }
+    }
+
+    #[test]
+    fn a_kernel_without_ring_buffer_polls_proc_with_one_line_reason() {
+        for transport in [Transport::Ring, Transport::Perf] {
+            let opts = Options {
+                transport,
+                ..Default::default()
+            };
+            let err = ebpf::load_on(&NoRingBuffer, &opts).err();
+            assert_eq!(err.as_deref(), Some(NO_RING_BUFFER), "{transport:?}");
+            assert!(!NO_RING_BUFFER.contains('\n'));
+
+            let r = examine_on(&NoRingBuffer, &opts);
+            assert!(!r.full());
+            assert_eq!(r.transport, None);
+            assert_eq!(r.polling_reason.as_deref(), Some(NO_RING_BUFFER));
+            assert_eq!(r.mode, format!("polling /proc: {NO_RING_BUFFER}"));
+            let text = render_text(&r);
+            assert!(text.contains("ring buffer  no\n"), "{text}");
+            assert!(text.contains("transport    none\n"), "{text}");
+            assert!(
+                text.ends_with(&format!(
+                    "no eBPF mode: {NO_RING_BUFFER}; netta polls /proc instead\n"
+                )),
+                "{text}"
+            );
+            let j = render_json(&r);
+            assert_eq!(j["ring_buffer"], false);
+            assert_eq!(j["full_ebpf"], false);
+            assert_eq!(j["transport"], Value::Null);
+            assert_eq!(j["polling_reason"], NO_RING_BUFFER);
+        }
     }
 }

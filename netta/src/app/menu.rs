@@ -18,6 +18,7 @@ pub const BANNER: &str = "\
 
 Network Traffic Analyzer
 Monitor and analyze network connections on your system
+(live full-screen view of connections and bandwidth: `netta top`)
 ";
 
 pub fn menu_text() -> String {
@@ -160,6 +161,7 @@ async fn menu_loop(src: &Source, history: &HistoryOpts) -> anyhow::Result<()> {
                     output::print_styled(s)
                 })
                 .await?;
+                output::take_stop();
             }
             "7" => {
                 let Some(fmt) = ask(&mut rx, "Format (csv/json)", "csv").await else {

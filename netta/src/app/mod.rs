@@ -1,11 +1,13 @@
 //! The subcommands: each starts the agent, does its job on the live table, and
 //! stops the agent cleanly.
 pub mod doctor;
+pub mod live_bench;
 pub mod menu;
 pub mod monitor;
 pub mod output;
 pub mod service;
 pub mod source;
+pub mod top;
 pub mod views;
 
 use std::time::Duration;
@@ -35,6 +37,7 @@ pub fn main() -> i32 {
     // memory in each of them; two arenas keep the agent's RSS close to its live data.
     // SAFETY: called before any other thread exists.
     unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
+    output::catch_stop_signals();
     let matches = Cli::command().get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(c) => c,
@@ -65,6 +68,14 @@ pub fn main() -> i32 {
     if let Some(Command::Doctor { json }) = &s.command {
         return doctor::run(&s.global, *json);
     }
+    // The streaming commands end on SIGINT/SIGTERM with everything flushed, even
+    // when the signal comes while they are still starting.
+    if matches!(
+        s.command,
+        None | Some(Command::Events(_) | Command::Agent(_) | Command::Monitor(_))
+    ) {
+        output::stop_gracefully();
+    }
     let level = match s.global.verbose {
         0 => "warn",
         1 => "info",
@@ -90,12 +101,18 @@ pub fn main() -> i32 {
             Some(Command::List(a)) => list(&s, a).await,
             Some(Command::Stats(a)) => stats(&s, a).await,
             Some(Command::Monitor(a)) => monitor(&s, a).await,
+            Some(Command::Top(a)) => top::run(&s, a).await,
             Some(Command::Detect(a)) => detect(&s, a).await,
             Some(Command::Export(a)) => export(&s, a).await,
             Some(Command::History(a)) => history(&s, a).await,
             Some(Command::Baseline { action }) => baseline(&s, action).await,
             Some(Command::StoreBench { rows, dir }) => store_bench(*rows, dir),
             Some(Command::SeedBench) => seed_bench(&s),
+            Some(Command::LiveBench { runs }) => live_bench::live_bench(*runs),
+            Some(Command::TopBench {
+                connections,
+                frames,
+            }) => live_bench::top_bench(*connections, *frames),
             Some(Command::Agent(a)) => agent(&s, a).await,
             Some(Command::Completions { .. } | Command::Manpage | Command::Doctor { .. }) => Ok(()),
             None => menu(&s).await,
@@ -375,7 +392,7 @@ pub async fn menu(s: &Settings) -> anyhow::Result<()> {
 pub fn seed_bench(s: &Settings) -> anyhow::Result<()> {
     let root = Path::new("/proc");
     let t0 = std::time::Instant::now();
-    let started = crate::core::clock::mono_now();
+    let started = crate::core::clock::boot_now();
     let snap = crate::host::proc::read_sockets(root).context("reading /proc/net")?;
     let read = t0.elapsed();
     let mut owners = None;
@@ -427,13 +444,20 @@ pub async fn agent(s: &Settings, args: &crate::settings::cli::AgentArgs) -> anyh
         None => None,
     };
     // A file sink that cannot be written is a startup error, not a silent gap.
+    // So is an https:// sink whose CA file cannot be read.
     for spec in &sinks {
-        if let SinkSpec::File(path) = spec {
-            std::fs::OpenOptions::new()
-                .append(true)
-                .create(true)
-                .open(path)
-                .with_context(|| format!("cannot open sink {spec}"))?;
+        match spec {
+            SinkSpec::File(path) => {
+                std::fs::OpenOptions::new()
+                    .append(true)
+                    .create(true)
+                    .open(path)
+                    .with_context(|| format!("cannot open sink {spec}"))?;
+            }
+            SinkSpec::Http(http, opts) => {
+                crate::sink::http::tls_for(http, opts).map_err(anyhow::Error::msg)?;
+            }
+            _ => {}
         }
     }
     let api_listener = service::bind_api(&s.global)?;
@@ -530,6 +554,7 @@ fn agent_options(s: &Settings) -> crate::agent::AgentOptions {
         reconcile_every: s.global.reconcile_interval.0,
         poll_every: s.global.poll_interval.0,
         udp_idle: s.global.udp_idle.0,
+        update_every: Some(s.global.update_interval.0).filter(|d| !d.is_zero()),
         limits: crate::core::table::Limits {
             max_live: s.global.max_connections,
             max_history: s.global.history_size,

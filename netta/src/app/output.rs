@@ -1,23 +1,87 @@
 //! Writing to stdout and waiting for a stop signal, shared by the commands.
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context as _;
 
 use crate::render::style;
 
-/// Resolves on Ctrl+C or SIGTERM.
-pub async fn stop_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// A SIGINT or SIGTERM arrived (and was not yet consumed by [`take_stop`]).
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// The command ends gracefully on a stop signal (it watches [`stop_signal`]);
+/// until one says so, a signal keeps its default action and ends the process.
+static GRACEFUL: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn note_stop(sig: libc::c_int) {
+    if !GRACEFUL.load(Ordering::SeqCst) {
+        // SAFETY: signal() and raise() are async-signal-safe; the default action
+        // ends the process as if no handler had been installed.
+        unsafe {
+            libc::signal(sig, libc::SIG_DFL);
+            libc::raise(sig);
         }
+        return;
+    }
+    STOP.store(true, Ordering::SeqCst);
+}
+
+/// Catches SIGINT and SIGTERM from the first instant of `main`: once
+/// [`stop_gracefully`] is called, a signal during start-up is remembered instead
+/// of killing the process half-way (or being swallowed by a tokio handler
+/// nobody listens to yet). tokio's handlers, registered later, chain to this
+/// one, so the flag sees every signal.
+pub fn catch_stop_signals() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: a zeroed sigaction with a handler that only stores an atomic
+        // (async-signal-safe); the old action is not needed.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = note_stop as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            sa.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+}
+
+/// From now on a stop signal ends the command through [`stop_signal`] (which
+/// flushes), not by the default action.
+pub fn stop_gracefully() {
+    GRACEFUL.store(true, Ordering::SeqCst);
+}
+
+/// Whether a stop signal has arrived.
+pub fn stop_requested() -> bool {
+    STOP.load(Ordering::SeqCst)
+}
+
+/// Forgets a stop signal that was handled without ending the program (the
+/// menu's monitor ends on Ctrl+C and goes back to the menu).
+pub fn take_stop() {
+    STOP.store(false, Ordering::SeqCst);
+}
+
+/// Resolves on Ctrl+C or SIGTERM, at once if one arrived before this was called.
+pub async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    stop_gracefully();
+    // Listen first, then look at the flag: a signal is either already in the
+    // flag or wakes a listener.
+    let mut int = signal(SignalKind::interrupt()).ok();
+    let mut term = signal(SignalKind::terminate()).ok();
+    if stop_requested() {
+        return;
+    }
+    let next = async |s: &mut Option<tokio::signal::unix::Signal>| match s {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending::<()>().await,
     };
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
+        _ = next(&mut int) => {}
+        _ = next(&mut term) => {}
     }
 }
 

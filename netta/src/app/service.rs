@@ -97,7 +97,7 @@ pub fn start_writer(
             .then_some(rules.new_destination),
         ..Default::default()
     };
-    match Writer::spawn(store, rx, agent.shared.clock, opts) {
+    match Writer::spawn(store, rx, agent.shared.clock.clone(), opts) {
         Ok(w) => Some(w),
         Err(e) => {
             eprintln!("netta: history store off: cannot start its writer: {e}");
@@ -163,7 +163,7 @@ impl Backend for AgentBackend {
     }
     fn table(&self) -> serde_json::Value {
         let snap = self.shared.snapshot();
-        let clock = self.shared.clock;
+        let clock = self.shared.clock.clone();
         serde_json::Value::Array(
             snap.conns
                 .iter()
@@ -183,7 +183,7 @@ impl Backend for AgentBackend {
     }
     fn alerts(&self) -> serde_json::Value {
         self.shared.detect_now();
-        let clock = self.shared.clock;
+        let clock = self.shared.clock.clone();
         serde_json::Value::Array(
             self.shared
                 .detector()
@@ -197,7 +197,7 @@ impl Backend for AgentBackend {
         self.shared.subscribe(1 << 14)
     }
     fn clock(&self) -> Clock {
-        self.shared.clock
+        self.shared.clock.clone()
     }
     fn store_path(&self) -> Option<PathBuf> {
         self.store.clone()

@@ -85,10 +85,19 @@ impl Source {
         }
     }
 
+    /// When the agent started, on the kernel's clock (`CLOCK_MONOTONIC` ns).
+    pub fn started_ns(&self) -> u64 {
+        match self {
+            Source::Attached { hello, .. } => crate::core::clock::boot_now()
+                .saturating_sub(hello.uptime_s.saturating_mul(1_000_000_000)),
+            Source::Standalone(a) => a.shared.started_ns,
+        }
+    }
+
     pub fn clock(&self) -> Clock {
         match self {
-            Source::Attached { clock, .. } => *clock,
-            Source::Standalone(a) => a.shared.clock,
+            Source::Attached { clock, .. } => clock.clone(),
+            Source::Standalone(a) => a.shared.clock.clone(),
         }
     }
 

@@ -181,11 +181,14 @@ pub enum Action {
     /// An accepted connection whose owner is not known yet (internal: the table
     /// lists it; `Opened` follows and is what gets reported).
     Pending,
+    /// An open connection's interim totals (`connection-updated`), every
+    /// `--update-interval` while it moves data.
+    Updated,
 }
 
 impl Action {
     /// Every action that is reported (all but the internal `Pending`).
-    pub const REPORTED: [Action; 10] = [
+    pub const REPORTED: [Action; 11] = [
         Action::Opened,
         Action::Closed,
         Action::Failed,
@@ -196,6 +199,7 @@ impl Action {
         Action::ResetSent,
         Action::EventsLost,
         Action::TableEvicted,
+        Action::Updated,
     ];
 
     pub fn name(self) -> &'static str {
@@ -211,6 +215,7 @@ impl Action {
             Action::EventsLost => "events-lost",
             Action::TableEvicted => "table-evicted",
             Action::Pending => "connection-pending",
+            Action::Updated => "connection-updated",
         }
     }
 }
@@ -238,8 +243,8 @@ impl OwnerSource {
     }
 }
 
-/// One connection lifecycle event. Times are CLOCK_MONOTONIC nanoseconds
-/// (the clock of `bpf_ktime_get_ns`); see [`crate::core::clock::Clock`] for wall time.
+/// One connection lifecycle event. Times are CLOCK_BOOTTIME nanoseconds
+/// (the clock of `bpf_ktime_get_boot_ns`); see [`crate::core::clock::Clock`] for wall time.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ConnEvent {
     pub action: Action,
@@ -265,6 +270,17 @@ pub struct ConnEvent {
     pub raw_states: (u8, u8),
     /// First seen mid-life: start time and byte counts are incomplete.
     pub partial: bool,
+    /// Of the byte totals, what earlier `connection-updated` events already
+    /// reported (updates and closes): the rest is new.
+    #[serde(default)]
+    pub prior_sent: u64,
+    #[serde(default)]
+    pub prior_recv: u64,
+    /// Smoothed RTT (µs) and retransmissions, on `connection-updated` (0: unknown).
+    #[serde(default)]
+    pub rtt_us: u32,
+    #[serde(default)]
+    pub retrans: u32,
     /// The name DNS recently gave the remote address (`core::dns_cache`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<Domain>,
@@ -364,6 +380,10 @@ impl ConnEvent {
             new_state: State::from_tcp(raw.new_state),
             raw_states: (raw.old_state, raw.new_state),
             partial: raw.flags & flag::PARTIAL != 0,
+            prior_sent: 0,
+            prior_recv: 0,
+            rtt_us: 0,
+            retrans: 0,
             domain: None,
         })
     }
@@ -391,6 +411,10 @@ impl ConnEvent {
             new_state: None,
             raw_states: (0, 0),
             partial: false,
+            prior_sent: 0,
+            prior_recv: 0,
+            rtt_us: 0,
+            retrans: 0,
             domain: None,
         }
     }

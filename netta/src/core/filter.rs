@@ -40,6 +40,57 @@ impl Filter {
         }
     }
 
+    /// The filter from words, named as `list`'s flags are: `state:established`
+    /// (repeatable), `proto:tcp`, `port:443`, `pid:1234`, `process:curl` (`=` works
+    /// too, and `--port 443` as on the command line). A bare `tcp`/`udp` is the
+    /// protocol, a bare number the port, a state name the state, any other word
+    /// a process name.
+    pub fn parse_words(text: &str) -> Result<Filter, String> {
+        let mut f = Filter::default();
+        let mut words = text.split_whitespace();
+        while let Some(w) = words.next() {
+            let w = w.trim_start_matches("--");
+            let (key, value) = match w.split_once([':', '=']) {
+                Some((k, v)) => (k, v.to_string()),
+                None if matches!(w, "state" | "proto" | "port" | "pid" | "process") => {
+                    let v = words.next().ok_or_else(|| format!("`{w}` needs a value"))?;
+                    (w, v.to_string())
+                }
+                None => ("", w.to_string()),
+            };
+            let shown = crate::core::sanitize::escape(value.as_bytes());
+            match key.to_ascii_lowercase().as_str() {
+                "state" => f
+                    .states
+                    .push(State::parse(&value).ok_or(format!("unknown state `{shown}`"))?),
+                "proto" => {
+                    f.proto = Some(proto(&value).ok_or(format!("unknown protocol `{shown}`"))?)
+                }
+                "port" => f.port = Some(value.parse().map_err(|_| format!("bad port `{shown}`"))?),
+                "pid" => f.pid = Some(value.parse().map_err(|_| format!("bad pid `{shown}`"))?),
+                "process" | "proc" | "comm" => f.process = Some(value),
+                "" => {
+                    if let Some(p) = proto(&value) {
+                        f.proto = Some(p);
+                    } else if let Ok(port) = value.parse() {
+                        f.port = Some(port);
+                    } else if let Some(st) = State::parse(&value) {
+                        f.states.push(st);
+                    } else {
+                        f.process = Some(value);
+                    }
+                }
+                other => {
+                    let other = crate::core::sanitize::escape(other.as_bytes());
+                    return Err(format!(
+                        "unknown filter `{other}` (state, proto, port, pid, process)"
+                    ));
+                }
+            }
+        }
+        Ok(f)
+    }
+
     pub fn matches(&self, c: &Conn) -> bool {
         (self.states.is_empty() || self.states.contains(&c.state))
             && self.proto.is_none_or(|p| p == c.proto)
@@ -50,6 +101,14 @@ impl Filter {
             && self.process.as_ref().is_none_or(|name| {
                 String::from_utf8_lossy(c.comm.as_bytes()).contains(name.as_str())
             })
+    }
+}
+
+fn proto(s: &str) -> Option<Proto> {
+    match s.to_ascii_lowercase().as_str() {
+        "tcp" => Some(Proto::Tcp),
+        "udp" => Some(Proto::Udp),
+        _ => None,
     }
 }
 
@@ -91,4 +150,33 @@ pub fn select_closed(rows: &[Closed], filter: &Filter) -> Vec<Closed> {
         })
         .cloned()
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_name_the_same_filters_as_list_flags() {
+        let f = Filter::parse_words("state:established proto=tcp --port 443 pid:7 process:curl")
+            .unwrap();
+        assert_eq!(f.states, vec![State::Established]);
+        assert_eq!(
+            (f.proto, f.port, f.pid),
+            (Some(Proto::Tcp), Some(443), Some(7))
+        );
+        assert_eq!(f.process.as_deref(), Some("curl"));
+        let bare = Filter::parse_words("udp 53 listen nginx").unwrap();
+        assert_eq!((bare.proto, bare.port), (Some(Proto::Udp), Some(53)));
+        assert_eq!(bare.states, vec![State::Listen]);
+        assert_eq!(bare.process.as_deref(), Some("nginx"));
+        assert!(Filter::parse_words("").unwrap().states.is_empty());
+        assert!(Filter::parse_words("port:x")
+            .unwrap_err()
+            .contains("bad port"));
+        assert!(Filter::parse_words("colour:red")
+            .unwrap_err()
+            .contains("unknown filter"));
+        assert!(Filter::parse_words("state:\x1b").is_err());
+    }
 }

@@ -58,7 +58,7 @@ pub fn attribute(table: &Table, dns: &Cache, batch: &mut [ConnEvent], now: u64) 
 
 /// Applies the batch to the table and keeps only the events that changed it.
 pub fn apply(table: &mut Table, batch: &mut Vec<ConnEvent>) {
-    batch.retain(|ev| table.apply(ev) == Applied::Changed);
+    batch.retain_mut(|ev| table.apply_noting(ev) == Applied::Changed);
 }
 
 /// Decode, detect and apply over concatenated records of `record_size` bytes, in

@@ -52,21 +52,43 @@ pub struct Conn {
     pub pid: u32,
     pub comm: Comm,
     pub owner: OwnerSource,
-    /// CLOCK_MONOTONIC ns; 0 when the start predates netta.
+    /// CLOCK_BOOTTIME ns; 0 when the start predates netta.
     pub start_ns: u64,
     pub bytes_sent: u64,
     pub bytes_recv: u64,
     pub packets: u64,
-    /// Last activity (UDP flows), CLOCK_MONOTONIC ns.
+    /// Last activity (UDP flows), CLOCK_BOOTTIME ns.
     pub last_ns: u64,
     pub inode: u64,
     pub uid: Option<u32>,
     /// When this table learned of the row; guards reconcile against fresh rows.
     pub seen_ns: u64,
     pub origin: Origin,
+    /// Counters of the open connection, refreshed from the kernel (`core::live`).
+    #[serde(default)]
+    pub live: Live,
     /// The name DNS gave the remote address when the connection began.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<Domain>,
+}
+
+/// What the live refresh knows of an open connection beyond its byte totals.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Live {
+    /// Smoothed round-trip time, µs (0: not sampled).
+    pub rtt_us: u32,
+    pub retrans: u32,
+    /// Bytes per second over the last refresh.
+    pub rate_sent: u64,
+    pub rate_recv: u64,
+    /// Last data sent or received, CLOCK_MONOTONIC ns (0: unknown).
+    pub last_data_ns: u64,
+    /// When the counters were last sampled (0: never).
+    pub sampled_ns: u64,
+    /// Totals the last `connection-updated` event reported, and when.
+    pub reported_sent: u64,
+    pub reported_recv: u64,
+    pub reported_ns: u64,
 }
 
 impl Conn {
@@ -259,8 +281,46 @@ impl Table {
         }
     }
 
+    /// Totals since start; the byte totals include what open connections moved so far.
     pub fn counters(&self) -> Counters {
-        self.counters
+        let mut c = self.counters;
+        for row in self.live.values() {
+            c.bytes_sent = c.bytes_sent.saturating_add(row.bytes_sent);
+            c.bytes_recv = c.bytes_recv.saturating_add(row.bytes_recv);
+        }
+        c
+    }
+
+    /// The open rows, for the live refresh to update their counters in place.
+    pub(crate) fn rows_mut(&mut self) -> impl Iterator<Item = &mut Conn> {
+        self.live.values_mut()
+    }
+
+    /// The live row of an event's socket: by socket address, else by 4-tuple.
+    fn find(&self, sock: u64, tuple: &Tuple) -> Option<&Conn> {
+        self.live
+            .get(&Key::Sock(sock))
+            .or_else(|| self.live.get(self.seeded.get(tuple)?))
+    }
+
+    /// [`Table::apply`], then notes on a close what `connection-updated` events
+    /// already reported of its bytes (`prior_*`), so consumers count each byte once.
+    pub fn apply_noting(&mut self, ev: &mut ConnEvent) -> Applied {
+        let prior = match ev.action {
+            Action::Closed => self
+                .find(ev.sock, &ev.tuple())
+                .map(|c| (c.live, c.bytes_sent, c.bytes_recv)),
+            _ => None,
+        };
+        let applied = self.apply(ev);
+        if let Some((l, sent, recv)) = prior {
+            if ev.bytes_sent == 0 && ev.bytes_recv == 0 {
+                (ev.bytes_sent, ev.bytes_recv) = (sent, recv);
+            }
+            ev.prior_sent = l.reported_sent.min(ev.bytes_sent);
+            ev.prior_recv = l.reported_recv.min(ev.bytes_recv);
+        }
+        applied
     }
 
     pub fn len(&self) -> usize {
@@ -367,6 +427,7 @@ impl Table {
             uid: None,
             seen_ns: ev.ts_ns,
             origin: Origin::Event,
+            live: Live::default(),
             domain: ev.domain.clone(),
         }
     }
@@ -395,6 +456,8 @@ impl Table {
             }
             // Made from this table's own counter: nothing to apply.
             Action::TableEvicted => Applied::Changed,
+            // Made from this table's own rows.
+            Action::Updated => Applied::Quiet,
         }
     }
 
@@ -465,6 +528,12 @@ impl Table {
             }
             conn.inode = old.inode;
             conn.uid = old.uid;
+            conn.live = old.live;
+            // Without the kernel's counters (no BTF offsets), the last live sample.
+            if conn.bytes_sent == 0 && conn.bytes_recv == 0 {
+                conn.bytes_sent = old.bytes_sent;
+                conn.bytes_recv = old.bytes_recv;
+            }
             if conn.domain.is_none() {
                 conn.domain = old.domain;
             }
@@ -474,8 +543,8 @@ impl Table {
             self.counters.failed += 1;
         } else {
             self.counters.closed += 1;
-            self.counters.bytes_sent = self.counters.bytes_sent.saturating_add(ev.bytes_sent);
-            self.counters.bytes_recv = self.counters.bytes_recv.saturating_add(ev.bytes_recv);
+            self.counters.bytes_sent = self.counters.bytes_sent.saturating_add(conn.bytes_sent);
+            self.counters.bytes_recv = self.counters.bytes_recv.saturating_add(conn.bytes_recv);
         }
         let closed = Closed {
             conn,
@@ -622,6 +691,9 @@ impl Table {
         for key in gone {
             if let Some(c) = self.remove(&key) {
                 self.counters.healed_removed += 1;
+                // What it moved while open stays counted.
+                self.counters.bytes_sent = self.counters.bytes_sent.saturating_add(c.bytes_sent);
+                self.counters.bytes_recv = self.counters.bytes_recv.saturating_add(c.bytes_recv);
                 report.removed.push(c);
             }
         }
@@ -670,6 +742,7 @@ impl Table {
                 uid: Some(s.uid),
                 seen_ns: started_ns,
                 origin: Origin::Proc,
+                live: Live::default(),
                 domain: None,
             };
             if self.insert(conn.clone()) {
@@ -738,7 +811,7 @@ impl Table {
         Snapshot {
             conns: self.live.values().cloned().collect(),
             history: self.history.iter().cloned().collect(),
-            counters: self.counters,
+            counters: self.counters(),
         }
     }
 }

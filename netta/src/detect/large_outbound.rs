@@ -9,6 +9,7 @@ use super::alert::{Finding, RuleId, Severity};
 use super::{Rules, MAX_SOURCES, SEC};
 use crate::core::event::ConnEvent;
 use crate::core::format::{addr, go_duration, human_bytes, owner};
+use crate::core::table::Conn;
 
 /// Bytes a process sent and received over a sliding window, in 10 s buckets so
 /// memory stays fixed however many connections it closes.
@@ -69,25 +70,7 @@ impl LargeOutbound {
             sent >= cfg.min_bytes && sent as f64 >= cfg.ratio * recv.max(1) as f64
         };
         if lopsided(ev.bytes_sent, ev.bytes_recv) {
-            return Some(Finding {
-                rule: RuleId::LargeOutbound,
-                severity: Severity::High,
-                key: format!("{}->{}", ev.local, ev.remote),
-                message: format!(
-                    "Large outbound transfer: {} -> {} sent {} (received {}) by {}",
-                    addr(ev.local),
-                    addr(ev.remote),
-                    human_bytes(ev.bytes_sent),
-                    human_bytes(ev.bytes_recv),
-                    owner(ev.pid, &ev.comm)
-                ),
-                source_ip: Some(ev.local.ip()),
-                first_ns: ev.start_ns,
-                evidence: json!({
-                    "bytes_sent": ev.bytes_sent, "bytes_received": ev.bytes_recv,
-                    "pid": ev.pid, "process": String::from_utf8_lossy(ev.comm.as_bytes()),
-                }),
-            });
+            return Some(one_connection(ev));
         }
         if ev.pid == 0 {
             return None;
@@ -124,11 +107,57 @@ impl LargeOutbound {
         })
     }
 
+    /// Open connections past the threshold already (live counters): the same
+    /// incident their close would open, so it opens once, as soon as it is true.
+    pub fn scan_live(rules: &Rules, rows: &[&Conn], now: u64, out: &mut Vec<Finding>) {
+        let cfg = &rules.large_outbound;
+        for c in rows {
+            if c.bytes_sent < cfg.min_bytes
+                || (c.bytes_sent as f64) < cfg.ratio * c.bytes_recv.max(1) as f64
+                || !c.has_peer()
+                || c.state.is_listener()
+                || rules.allow.ip(c.remote.ip())
+                || rules.allow.process(&c.comm)
+            {
+                continue;
+            }
+            let ev = ConnEvent {
+                bytes_sent: c.bytes_sent,
+                bytes_recv: c.bytes_recv,
+                ..c.event(crate::core::event::Action::Updated, now)
+            };
+            out.push(one_connection(&ev));
+        }
+    }
+
     pub fn expire(&mut self, rules: &Rules, now: u64) {
         let span = rules.large_outbound.window.as_nanos() as u64;
         self.by_pid.retain(|_, o| {
             o.expire(now, span);
             !o.buckets.is_empty()
         });
+    }
+}
+
+/// One connection that sent far more than it received.
+fn one_connection(ev: &ConnEvent) -> Finding {
+    Finding {
+        rule: RuleId::LargeOutbound,
+        severity: Severity::High,
+        key: format!("{}->{}", ev.local, ev.remote),
+        message: format!(
+            "Large outbound transfer: {} -> {} sent {} (received {}) by {}",
+            addr(ev.local),
+            addr(ev.remote),
+            human_bytes(ev.bytes_sent),
+            human_bytes(ev.bytes_recv),
+            owner(ev.pid, &ev.comm)
+        ),
+        source_ip: Some(ev.local.ip()),
+        first_ns: ev.start_ns,
+        evidence: json!({
+            "bytes_sent": ev.bytes_sent, "bytes_received": ev.bytes_recv,
+            "pid": ev.pid, "process": String::from_utf8_lossy(ev.comm.as_bytes()),
+        }),
     }
 }

@@ -68,7 +68,7 @@ impl Detector {
         }
     }
 
-    /// What the store's baseline has learned, and when its learning ends (monotonic ns).
+    /// What the store's baseline has learned, and when its learning ends (kernel-clock ns, CLOCK_BOOTTIME).
     pub fn load_baseline(
         &mut self,
         known: impl IntoIterator<Item = new_destination::Dest>,
@@ -83,7 +83,7 @@ impl Detector {
         self.new_dest.load([], until);
     }
 
-    /// Destinations known, and when learning ends (monotonic ns).
+    /// Destinations known, and when learning ends (kernel-clock ns, CLOCK_BOOTTIME).
     pub fn baseline_status(&self) -> (usize, u64) {
         (self.new_dest.len(), self.new_dest.learning_until())
     }
@@ -202,6 +202,7 @@ impl Detector {
         high_connection_count::scan_table(rules, &rows, now, &mut found);
         syn_flood::scan_table(rules, &rows, now, &mut found);
         abnormal_state::scan_table(rules, &rows, now, &mut found);
+        large_outbound::LargeOutbound::scan_live(rules, &rows, now, &mut found);
         for f in found {
             self.fire(Some(f), now, out);
         }

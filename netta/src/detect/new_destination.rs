@@ -53,7 +53,7 @@ pub fn dest_of(cfg: &Config, ev: &ConnEvent) -> Option<Dest> {
 #[derive(Default)]
 pub(super) struct NewDestinations {
     known: FxHashSet<Dest>,
-    /// Monotonic ns when learning ends.
+    /// Kernel-clock ns (BOOTTIME) when learning ends.
     learning_until: u64,
 }
 
@@ -65,7 +65,7 @@ impl NewDestinations {
         }
     }
 
-    /// What the store had learned, and when learning ends (monotonic ns).
+    /// What the store had learned, and when learning ends (kernel-clock ns, CLOCK_BOOTTIME).
     pub fn load(&mut self, known: impl IntoIterator<Item = Dest>, learning_until: u64) {
         self.known.clear();
         self.known.extend(known.into_iter().take(MAX_KNOWN));

@@ -122,18 +122,46 @@ pub fn ring_buffer_supported() -> bool {
     aya::sys::is_map_supported(aya::maps::MapType::RingBuf).unwrap_or(false)
 }
 
+/// Why a kernel without a BPF ring buffer (4.18–5.7) gets no eBPF mode: the one
+/// object declares a ring buffer map, which such a kernel cannot create, whichever
+/// transport is asked for.
+pub const NO_RING_BUFFER: &str = "this kernel has no BPF ring buffer (Linux 5.8+), which netta's eBPF object declares (with --transport perf too)";
+
+/// What the loader asks the kernel before loading anything. The seam through which
+/// tests hand the loader (and `netta doctor`) a kernel that lacks a facility.
+pub trait Facilities {
+    /// Why eBPF cannot be tried at all (object, privileges, BTF); `None`: worth trying.
+    fn precheck(&self) -> Option<String>;
+    /// Whether a BPF ring buffer map can be created.
+    fn ring_buffer(&self) -> bool;
+}
+
+/// The running kernel.
+pub struct ThisKernel;
+
+impl Facilities for ThisKernel {
+    fn precheck(&self) -> Option<String> {
+        precheck()
+    }
+    fn ring_buffer(&self) -> bool {
+        ring_buffer_supported()
+    }
+}
+
+/// Loads on the running kernel.
 pub fn load(opts: &Options) -> Result<Loaded, String> {
-    if let Some(reason) = precheck() {
+    load_on(&ThisKernel, opts)
+}
+
+/// Loads on `kernel`: the facilities first (one-line reasons), then hook by hook.
+pub fn load_on(kernel: &dyn Facilities, opts: &Options) -> Result<Loaded, String> {
+    if let Some(reason) = kernel.precheck() {
         return Err(reason);
     }
-    let root = tracefs::ensure_mounted()?;
-    if !ring_buffer_supported() {
-        // The object declares a ring buffer map, which such a kernel cannot create.
-        return Err(
-            "this kernel has no BPF ring buffer (Linux 5.8+), which netta's eBPF object declares"
-                .into(),
-        );
+    if !kernel.ring_buffer() {
+        return Err(NO_RING_BUFFER.into());
     }
+    let root = tracefs::ensure_mounted()?;
     let disabled = probe::disabled_by_env();
     // A mechanism that passes the static probe but fails to attach is ruled out and
     // the whole object loaded again (its CONFIG depends on the plan): at most once

@@ -28,7 +28,7 @@ static IDENTITY: OnceLock<Identity> = OnceLock::new();
 /// 64 random bits from the OS (std's hasher keys are seeded from getrandom).
 fn random_u64() -> u64 {
     let mut h = std::hash::RandomState::new().build_hasher();
-    h.write_u64(crate::core::clock::mono_now());
+    h.write_u64(crate::core::clock::boot_now());
     h.finish()
 }
 

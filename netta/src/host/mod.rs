@@ -16,6 +16,7 @@ pub mod probe;
 pub mod proc;
 pub mod self_stats;
 pub mod services;
+pub mod sock_diag;
 pub mod tracefs;
 
 use std::future::Future;
@@ -27,9 +28,10 @@ use netta_ebpf::{UdpFlowKey, UdpFlowStats};
 use rustc_hash::FxHashMap;
 use tokio::sync::watch;
 
-use crate::core::clock::{mono_now, Clock};
+use crate::core::clock::{boot_now, Clock};
 use crate::core::proc_net::Owner;
 use crate::core::services::Services;
+use crate::core::sock_diag::DiagSocket;
 pub use ebpf::{RecordHandler, Transport};
 pub use proc::Sockets;
 
@@ -96,10 +98,17 @@ pub trait Host: Send + Sync + 'static {
     fn socket_owners(&self) -> FxHashMap<u64, Owner>;
     /// Port names.
     fn services(&self) -> Services;
-    /// The clock of kernel timestamps (`CLOCK_MONOTONIC`), in ns.
+    /// The clock of kernel timestamps (`CLOCK_BOOTTIME`), in ns: every event source stamps with it.
     fn now_ns(&self) -> u64;
     /// Converts kernel timestamps to wall time.
     fn clock(&self) -> Clock;
+    /// Live counters of the open TCP connections (sock_diag), appended to `out`.
+    /// A host that has none leaves `out` empty.
+    fn tcp_counters(&self, out: &mut Vec<DiagSocket>) -> io::Result<()> {
+        let _ = out;
+        Ok(())
+    }
+
     /// Starts capturing DNS responses in every network namespace, or says in one
     /// line why not.
     fn start_dns(
@@ -162,11 +171,15 @@ impl Host for Os {
     }
 
     fn now_ns(&self) -> u64 {
-        mono_now()
+        boot_now()
     }
 
     fn clock(&self) -> Clock {
         Clock::new()
+    }
+
+    fn tcp_counters(&self, out: &mut Vec<DiagSocket>) -> io::Result<()> {
+        sock_diag::Diag::open()?.tcp(out)
     }
 
     fn start_dns(

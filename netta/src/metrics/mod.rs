@@ -3,9 +3,10 @@
 //! Two kinds of numbers are exported:
 //!
 //! * **Stream counters**, counted from one tap on the agent's record stream
-//!   (`Shared::subscribe`): connections opened/closed/failed, bytes of closed
-//!   connections and ended UDP flows, UDP flows, and alerts. They start at zero
-//!   when the endpoint starts.
+//!   (`Shared::subscribe`): connections opened/closed/failed, bytes (of open
+//!   connections as `connection-updated` reports them, then the rest at close,
+//!   and of UDP flows), UDP flows, and alerts. They start at zero when the
+//!   endpoint starts.
 //! * **Scrape-time values**, read from the live table, the detector and
 //!   `/proc/self` when scraped: live rows by state, the table's own counters
 //!   (which count from agent start), open incidents and process metrics.
@@ -177,19 +178,19 @@ impl Metrics {
     }
 
     fn observe_event(&self, ev: &ConnEvent) {
-        let t = ev.proto;
         match ev.action {
             Action::Opened => self.conn("opened", ev),
             Action::Failed => self.conn("failed", ev),
             Action::Closed => {
                 self.conn("closed", ev);
-                self.add_bytes("sent", t, ev.bytes_sent);
-                self.add_bytes("received", t, ev.bytes_recv);
+                self.add_new_bytes(ev);
             }
             Action::UdpFlow => {
                 self.udp_flows.inc();
-                self.add_bytes("sent", t, ev.bytes_sent);
+                self.add_new_bytes(ev);
             }
+            // Open connections count as they go; their close adds only the rest.
+            Action::Updated => self.add_new_bytes(ev),
             Action::EventsLost => {
                 self.tap_lost.inc_by(ev.count);
             }
@@ -206,6 +207,13 @@ impl Metrics {
         self.connections
             .get_or_create(&conn_labels(event, ev.direction, ev.proto))
             .inc();
+    }
+
+    /// The bytes of `ev` that no earlier `connection-updated` line counted.
+    fn add_new_bytes(&self, ev: &ConnEvent) {
+        let t = ev.proto;
+        self.add_bytes("sent", t, ev.bytes_sent.saturating_sub(ev.prior_sent));
+        self.add_bytes("received", t, ev.bytes_recv.saturating_sub(ev.prior_recv));
     }
 
     fn add_bytes(&self, dir: &'static str, t: Proto, n: u64) {

@@ -210,6 +210,22 @@ struct Netta {
     lost: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     evicted: Option<u64>,
+    /// `connection-updated`: bytes since the connection's previous update.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delta: Option<Delta>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rtt_us: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retransmits: Option<u32>,
+}
+
+/// Deltas of `connection-updated`, named like the totals they add to.
+#[derive(Serialize)]
+struct Delta {
+    source_bytes: u64,
+    destination_bytes: u64,
+    bytes_sent: u64,
+    bytes_received: u64,
 }
 
 /// One event line; field order is the order people read them in.
@@ -273,7 +289,7 @@ fn event_type(action: Action) -> &'static [&'static str] {
         Action::Failed => &["connection", "end"],
         Action::ListenStarted => &["start"],
         Action::ListenStopped => &["end"],
-        Action::UdpFlow => &["connection", "info"],
+        Action::UdpFlow | Action::Updated => &["connection", "info"],
         Action::StateChanged
         | Action::ResetSent
         | Action::EventsLost
@@ -289,6 +305,7 @@ fn outcome(action: Action) -> Option<&'static str> {
             Some("success")
         }
         Action::UdpFlow
+        | Action::Updated
         | Action::StateChanged
         | Action::ResetSent
         | Action::EventsLost
@@ -314,7 +331,7 @@ fn doc<'a>(ev: &'a ConnEvent, clock: &Clock, container: Option<&'a str>) -> Doc<
         },
         outcome: outcome(ev.action),
         duration: match ev.action {
-            Action::Closed | Action::Failed | Action::UdpFlow => ev.duration_ns(),
+            Action::Closed | Action::Failed | Action::UdpFlow | Action::Updated => ev.duration_ns(),
             _ => None,
         },
         start: (ev.start_ns != 0 && !lost).then(|| Ts(clock.to_system(ev.start_ns))),
@@ -334,8 +351,12 @@ fn doc<'a>(ev: &'a ConnEvent, clock: &Clock, container: Option<&'a str>) -> Doc<
     } else {
         ev.direction
     };
-    let udp = ev.action == Action::UdpFlow;
-    let closed = ev.action == Action::Closed;
+    let updated = ev.action == Action::Updated;
+    // An interim count of a UDP flow has the shape of the flow's final line.
+    let udp =
+        ev.action == Action::UdpFlow || (updated && ev.proto == crate::core::event::Proto::Udp);
+    // Lines that carry a connection's byte totals (so far, or final).
+    let closed = ev.action == Action::Closed || updated;
     // A listener (or a socket not connected yet) has no peer: no flow to hash.
     let unconnected = ev.remote.ip().is_unspecified() && ev.remote.port() == 0;
     let peer = !listen && !unconnected;
@@ -408,6 +429,26 @@ fn doc<'a>(ev: &'a ConnEvent, clock: &Clock, container: Option<&'a str>) -> Doc<
         partial: ev.partial.then_some(true),
         lost: None,
         evicted: None,
+        delta: updated.then(|| {
+            let (sent, recv) = (
+                ev.bytes_sent.saturating_sub(ev.prior_sent),
+                ev.bytes_recv.saturating_sub(ev.prior_recv),
+            );
+            // `source` is the side that started the connection.
+            let (src, dst) = if direction == Direction::Ingress {
+                (recv, sent)
+            } else {
+                (sent, recv)
+            };
+            Delta {
+                source_bytes: src,
+                destination_bytes: dst,
+                bytes_sent: sent,
+                bytes_received: recv,
+            }
+        }),
+        rtt_us: (updated && ev.rtt_us != 0).then_some(ev.rtt_us),
+        retransmits: (updated && ev.proto == crate::core::event::Proto::Tcp).then_some(ev.retrans),
     };
     Doc {
         network: Some(network),
@@ -686,6 +727,35 @@ mod tests {
         let lost = event_value(&ConnEvent::lost(5, 17), &Clock::fixed(0));
         assert_eq!(lost["event"]["action"], "events-lost");
         assert_eq!(lost["netta"]["lost"], 17);
+    }
+
+    #[test]
+    fn updates_carry_totals_as_ecs_bytes_and_deltas_under_netta() {
+        let mut e = base(Action::Updated);
+        e.bytes_sent = 5_000;
+        e.bytes_recv = 900;
+        e.prior_sent = 3_000;
+        e.prior_recv = 900;
+        e.rtt_us = 42;
+        e.retrans = 1;
+        let v = event_value(&e, &Clock::fixed(0));
+        assert_eq!(v["event"]["action"], "connection-updated");
+        assert_eq!(v["event"]["type"], json!(["connection", "info"]));
+        assert!(v["event"].get("outcome").is_none());
+        assert_eq!(v["event"]["duration"], 1_000_000_500u64, "its age so far");
+        // Ingress: the client (source) sent what we received.
+        assert_eq!(v["source"]["bytes"], 900);
+        assert_eq!(v["destination"]["bytes"], 5_000);
+        assert_eq!(v["network"]["bytes"], 5_900);
+        assert_eq!(
+            v["netta"]["delta"],
+            json!({"source_bytes": 0, "destination_bytes": 2_000, "bytes_sent": 2_000, "bytes_received": 0})
+        );
+        assert_eq!(v["netta"]["rtt_us"], 42);
+        assert_eq!(v["netta"]["retransmits"], 1);
+        // Other lines have no deltas.
+        let closed = event_value(&base(Action::Closed), &Clock::fixed(0));
+        assert!(closed["netta"].get("delta").is_none(), "{closed}");
     }
 
     #[test]

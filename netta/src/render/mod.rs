@@ -10,3 +10,4 @@ pub mod monitor;
 pub mod report;
 pub mod stats;
 pub mod style;
+pub mod top;

@@ -38,6 +38,16 @@ fn parse_interval(s: &str) -> Result<Interval, String> {
     parse_duration(s).map(Interval)
 }
 
+/// A period where `0` means "never".
+fn parse_period_or_off(s: &str) -> Result<Interval, String> {
+    if s.trim() == "0" {
+        return Ok(Interval(Duration::ZERO));
+    }
+    humantime::parse_duration(s)
+        .map(Interval)
+        .map_err(|e| format!("{e} (try 2s, 30s, 1m, or 0 for off)"))
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s).map_err(|e| format!("{e} (try 500ms, 2s, 1m)"))?;
     if d.is_zero() {
@@ -94,6 +104,10 @@ pub struct Global {
     /// A UDP flow idle this long is reported and forgotten.
     #[arg(long, global = true, default_value_t = Interval(defaults().udp_idle), value_parser = parse_interval)]
     pub udp_idle: Interval,
+    /// How often open connections that moved data report their totals so far
+    /// (`connection-updated` events); 0 turns them off.
+    #[arg(long, global = true, default_value_t = Interval(defaults().update_interval), value_parser = parse_period_or_off)]
+    pub update_interval: Interval,
     /// Most live connections kept; more are counted as evicted.
     #[arg(long, global = true, default_value_t = defaults().max_connections)]
     pub max_connections: usize,
@@ -127,6 +141,8 @@ pub enum Command {
     Stats(StatsArgs),
     /// Print a line of live counts every interval, then a summary.
     Monitor(MonitorArgs),
+    /// Full-screen live view: connections with their rates, processes, alerts.
+    Top(TopArgs),
     /// Look for suspicious activity.
     Detect(DetectArgs),
     /// Write a report of the connection table (CSV or JSON).
@@ -166,6 +182,20 @@ pub enum Command {
     /// Time one seeding of the table from /proc (for `cargo xtask bench`).
     #[command(hide = true)]
     SeedBench,
+    /// Time live-counter refreshes on this machine's connections (for `cargo xtask bench-live`).
+    #[command(hide = true)]
+    LiveBench {
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+    },
+    /// Time `top` frames on a synthetic table (for `cargo xtask bench-live`).
+    #[command(hide = true)]
+    TopBench {
+        #[arg(long, default_value_t = 10_000)]
+        connections: usize,
+        #[arg(long, default_value_t = 100)]
+        frames: usize,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -352,6 +382,13 @@ pub struct MonitorArgs {
     /// JSON lines output.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct TopArgs {
+    /// How often the picture is refreshed.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub interval: Duration,
 }
 
 #[derive(Args, Debug)]

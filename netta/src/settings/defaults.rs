@@ -15,6 +15,8 @@ pub struct Defaults {
     pub reconcile_interval: Duration,
     pub poll_interval: Duration,
     pub udp_idle: Duration,
+    /// `connection-updated` period (`--update-interval`).
+    pub update_interval: Duration,
     pub max_connections: usize,
     pub history_size: usize,
 }
@@ -27,6 +29,7 @@ pub fn defaults() -> Defaults {
         reconcile_interval: Duration::from_secs(5),
         poll_interval: Duration::from_secs(1),
         udp_idle: Duration::from_secs(5),
+        update_interval: Duration::from_secs(30),
         max_connections: Limits::DEFAULT.max_live,
         history_size: Limits::DEFAULT.max_history,
     }

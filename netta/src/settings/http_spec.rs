@@ -1,13 +1,16 @@
 //! The HTTP sink's URL and options, as given on the command line:
-//! `http://HOST:PORT/PATH?QUERY#OPTIONS` (the fragment, never sent, holds the
+//! `http[s]://HOST:PORT/PATH?QUERY#OPTIONS` (the fragment, never sent, holds the
 //! client's options).
 use std::fmt;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-/// `http://HOST:PORT/PATH?QUERY` (or `https://`, not built in yet: refused at parse).
+/// `http://HOST:PORT/PATH?QUERY` or `https://...` (TLS, never a plaintext fallback).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HttpSpec {
+    /// `https://`: the connection is TLS, the server's certificate verified.
+    pub tls: bool,
     /// `HOST:PORT`, as connected to and sent in `Host:`.
     pub authority: String,
     /// The path and query, at least `/`.
@@ -16,7 +19,19 @@ pub struct HttpSpec {
 
 impl fmt::Display for HttpSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "http://{}{}", self.authority, self.path)
+        let scheme = if self.tls { "https" } else { "http" };
+        write!(f, "{scheme}://{}{}", self.authority, self.path)
+    }
+}
+
+impl HttpSpec {
+    /// The host, as the server's certificate must name it (IPv6 without brackets).
+    pub fn host(&self) -> &str {
+        let host = self
+            .authority
+            .rsplit_once(':')
+            .map_or(self.authority.as_str(), |(h, _)| h);
+        host.trim_start_matches('[').trim_end_matches(']')
     }
 }
 
@@ -25,14 +40,11 @@ impl FromStr for HttpSpec {
 
     fn from_str(s: &str) -> Result<HttpSpec, String> {
         let bad = |why: &str| format!("invalid sink {s:?}: {why}");
-        if s.starts_with("https://") {
-            return Err(bad(
-                "https is not supported yet; use http:// (or a local TLS proxy)",
-            ));
-        }
-        let rest = s
-            .strip_prefix("http://")
-            .ok_or_else(|| bad("expected http://HOST:PORT/PATH"))?;
+        let (tls, rest) = match (s.strip_prefix("https://"), s.strip_prefix("http://")) {
+            (Some(rest), _) => (true, rest),
+            (None, Some(rest)) => (false, rest),
+            (None, None) => return Err(bad("expected http://HOST:PORT/PATH or https://...")),
+        };
         let (authority, path) = match rest.find(['/', '?']) {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
@@ -62,6 +74,7 @@ impl FromStr for HttpSpec {
         match port.parse::<u16>() {
             Ok(0) | Err(_) => Err(bad("the port must be a number from 1 to 65535")),
             Ok(_) => Ok(HttpSpec {
+                tls,
                 authority: authority.to_string(),
                 path,
             }),
@@ -82,6 +95,9 @@ pub struct HttpOptions {
     pub buffer_bytes: usize,
     /// One request's time limit.
     pub timeout: Duration,
+    /// `https://`: trust only the CA certificates in this PEM file (a private
+    /// CA) instead of the system's roots.
+    pub ca: Option<PathBuf>,
 }
 
 impl Default for HttpOptions {
@@ -93,6 +109,7 @@ impl Default for HttpOptions {
             buffer_lines: 65_536,
             buffer_bytes: 8 << 20,
             timeout: Duration::from_secs(10),
+            ca: None,
         }
     }
 }
@@ -111,6 +128,12 @@ impl HttpOptions {
         if self.max_age != d.max_age {
             parts.push(format!("age={}", humantime::format_duration(self.max_age)));
         }
+        if self.buffer_lines != d.buffer_lines {
+            parts.push(format!("buffer={}", self.buffer_lines));
+        }
+        if let Some(ca) = &self.ca {
+            parts.push(format!("ca={}", ca.display()));
+        }
         if parts.is_empty() {
             String::new()
         } else {
@@ -119,9 +142,11 @@ impl HttpOptions {
     }
 }
 
-/// `http://HOST:PORT/PATH[#OPTIONS]`. The fragment, never sent to a server,
-/// holds the client's options: `gzip`, `batch=BYTES`, `age=DURATION` (e.g.
-/// `#gzip,batch=262144,age=500ms`).
+/// `http[s]://HOST:PORT/PATH[#OPTIONS]`. The fragment, never sent to a server,
+/// holds the client's options: `gzip`, `batch=BYTES`, `age=DURATION`,
+/// `buffer=LINES` (the outage buffer), and for https `ca=FILE` (PEM; trust this
+/// private CA instead of the system's roots), e.g.
+/// `#gzip,batch=262144,age=500ms` or `#ca=/etc/netta/ca.pem`.
 pub fn parse_sink(s: &str) -> Result<(HttpSpec, HttpOptions), String> {
     let (url, frag) = s.split_once('#').unwrap_or((s, ""));
     let spec: HttpSpec = url.parse().map_err(|e: String| e.replace(url, s))?;
@@ -146,7 +171,24 @@ pub fn parse_sink(s: &str) -> Result<(HttpSpec, HttpOptions), String> {
                             .ok_or_else(|| bad("must be more than 0"))
                     })?;
             }
-            _ => return Err(bad("expected gzip, batch=BYTES or age=DURATION")),
+            Some(("buffer", n)) => {
+                opts.buffer_lines = n
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|&n| n > 0 && n <= HttpOptions::default().buffer_lines)
+                    .ok_or_else(|| bad("expected a line count from 1 to 65536"))?;
+            }
+            Some(("ca", path)) if !path.is_empty() => {
+                if !spec.tls {
+                    return Err(bad("a CA file is for https:// sinks"));
+                }
+                opts.ca = Some(PathBuf::from(path));
+            }
+            _ => {
+                return Err(bad(
+                    "expected gzip, batch=BYTES, age=DURATION, buffer=LINES or ca=FILE",
+                ))
+            }
         }
     }
     Ok((spec, opts))
@@ -174,7 +216,7 @@ mod tests {
             "http://::1:80/",
             "http://h:80/a b",
             "ftp://h:80/",
-            "https://h:443/",
+            "https://h/",
         ] {
             let e = bad.parse::<HttpSpec>().unwrap_err();
             assert!(e.contains(bad), "{bad}: {e}");
@@ -186,10 +228,30 @@ mod tests {
             (1000, Duration::from_millis(200))
         );
         assert_eq!(o.fragment(), "#gzip,batch=1000,age=200ms");
+        let (s, o) = parse_sink("https://[::1]:8443/in#ca=/etc/netta/ca.pem,buffer=100").unwrap();
+        assert!(s.tls);
+        assert_eq!(s.host(), "::1");
+        assert_eq!(
+            o.ca.as_deref(),
+            Some(std::path::Path::new("/etc/netta/ca.pem"))
+        );
+        assert_eq!(o.buffer_lines, 100);
+        assert_eq!(
+            format!("{s}{}", o.fragment()),
+            "https://[::1]:8443/in#buffer=100,ca=/etc/netta/ca.pem"
+        );
+        let (s, _) = parse_sink("https://logs.example.com:443").unwrap();
+        assert_eq!(
+            (s.host(), s.to_string().as_str()),
+            ("logs.example.com", "https://logs.example.com:443/")
+        );
         for bad in [
             "http://h:1/#zip",
             "http://h:1/#batch=0",
             "http://h:1/#age=0s",
+            "http://h:1/#buffer=0",
+            "http://h:1/#ca=/etc/ca.pem",
+            "https://h:1/#ca=",
         ] {
             let e = parse_sink(bad).unwrap_err();
             assert!(e.contains(bad), "{bad}: {e}");

@@ -14,7 +14,7 @@ pub enum SinkSpec {
     Tcp(String),
     /// `unix:PATH` or `unix://PATH`: a stream socket.
     Unix(PathBuf),
-    /// `http://HOST:PORT/PATH[#OPTIONS]`: NDJSON batches POSTed to a collector.
+    /// `http[s]://HOST:PORT/PATH[#OPTIONS]`: NDJSON batches POSTed to a collector.
     Http(super::http_spec::HttpSpec, super::http_spec::HttpOptions),
 }
 
@@ -24,7 +24,7 @@ pub enum SinkSpec {
 pub struct ParseSinkError(String);
 
 const SINK_FORMS: &str = "expected -, stdout, file:PATH, a path starting with / or ., \
-                          tcp://HOST:PORT, unix:PATH or http://HOST:PORT/PATH";
+                          tcp://HOST:PORT, unix:PATH, http://HOST:PORT/PATH or https://HOST:PORT/PATH";
 
 fn check_host_port(spec: &str, addr: &str) -> Result<(), ParseSinkError> {
     let bad = |why: &str| ParseSinkError(format!("invalid sink {spec:?}: {why}"));
@@ -159,6 +159,11 @@ mod tests {
             ("tcp://[::1]:9000", "tcp://[::1]:9000"),
             ("unix:///run/v.sock", "unix:/run/v.sock"),
             ("unix:v.sock", "unix:v.sock"),
+            (
+                "https://logs:8443/in#ca=/etc/netta/ca.pem",
+                "https://logs:8443/in#ca=/etc/netta/ca.pem",
+            ),
+            ("http://c:8123#buffer=10", "http://c:8123/#buffer=10"),
         ];
         for (input, shown) in all {
             let spec = parse(input);
@@ -173,7 +178,8 @@ mod tests {
             ("", "empty sink"),
             ("netta.json", "unknown sink"),
             ("http://x", "expected HOST:PORT"),
-            ("https://x:443/", "https is not supported yet"),
+            ("https://x/", "expected HOST:PORT"),
+            ("https://x:443/#ca=", "expected gzip"),
             ("udp://127.0.0.1:9000", "unknown sink"),
             ("file:", "missing path"),
             ("unix:", "missing path"),

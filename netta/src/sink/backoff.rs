@@ -1,6 +1,6 @@
 //! Reconnect delays.
 use super::*;
-use crate::core::clock::mono_now;
+use crate::core::clock::boot_now;
 use std::time::Duration;
 
 /// Exponential backoff from [`BACKOFF_MIN`] to [`BACKOFF_MAX`], with up to 10% jitter.
@@ -20,8 +20,8 @@ impl Backoff {
     pub(super) fn delay(&mut self) -> Duration {
         let d = self.next;
         self.next = (d * 2).min(BACKOFF_MAX);
-        // The low digits of the monotonic clock are jitter enough.
-        d + d * (mono_now() % 100) as u32 / 1000
+        // The low digits of the kernel clock are jitter enough.
+        d + d * (boot_now() % 100) as u32 / 1000
     }
 }
 

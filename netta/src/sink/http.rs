@@ -8,7 +8,8 @@
 //! is reported by an `events-lost` line at the head of the next batch, so the
 //! counts a reader sees add up to what is missing. Another 4xx rejects the batch
 //! for good: it is counted and reported the same way. At shutdown everything
-//! queued is sent within [`FINAL_FLUSH`].
+//! queued is sent within [`FINAL_FLUSH`]. `https://` runs the same over TLS
+//! ([`super::tls`]), its server verified, never falling back to plaintext.
 use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::sync::atomic::Ordering;
@@ -24,10 +25,11 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::core::clock::{mono_now, Clock};
+use crate::core::clock::{boot_now, Clock};
 use crate::core::event::ConnEvent;
 pub use crate::settings::http_spec::{HttpOptions, HttpSpec};
 use crate::sink::backoff::{log_failure, Backoff};
+use crate::sink::tls::Tls;
 use crate::sink::SinkStats;
 
 /// How long the final flush may take at shutdown.
@@ -89,20 +91,34 @@ struct Sender<'a> {
     spec: &'a HttpSpec,
     opts: &'a HttpOptions,
     conn: Option<SendRequest<Full<Bytes>>>,
+    /// `https://`: how to wrap each connection.
+    tls: Option<Tls>,
     stats: &'a SinkStats,
     ever_connected: bool,
+}
+
+/// HTTP/1.1 over `io`; the connection is driven by a task of its own.
+async fn http1<I>(io: I) -> io::Result<SendRequest<Full<Bytes>>>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(io::Error::other)?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(send)
 }
 
 impl Sender<'_> {
     async fn connect(&mut self) -> io::Result<()> {
         let stream = TcpStream::connect(self.spec.authority.as_str()).await?;
         stream.set_nodelay(true)?;
-        let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(io::Error::other)?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
+        let send = match &self.tls {
+            Some(tls) => http1(tls.connect(stream).await?).await?,
+            None => http1(stream).await?,
+        };
         self.conn = Some(send);
         self.stats.connected.store(true, Ordering::Relaxed);
         if self.ever_connected {
@@ -235,7 +251,7 @@ impl State<'_> {
             if reported > 0 {
                 crate::render::ecs::write_line(
                     &mut body,
-                    &ConnEvent::lost(mono_now(), reported),
+                    &ConnEvent::lost(boot_now(), reported),
                     &self.clock,
                     None,
                 );
@@ -327,6 +343,17 @@ impl State<'_> {
     }
 }
 
+/// The TLS client an `https://` sink needs (none for `http://`): what start-up
+/// checks, so a missing or bad CA file is an error before anything runs.
+pub fn tls_for(spec: &HttpSpec, opts: &HttpOptions) -> Result<Option<Tls>, String> {
+    if !spec.tls {
+        return Ok(None);
+    }
+    Tls::new(spec.host(), opts.ca.as_deref())
+        .map(Some)
+        .map_err(|e| format!("sink {spec}: {e}"))
+}
+
 /// POSTs NDJSON batches of the lines from `rx` to `spec` until `shutdown` (or
 /// the channel closes); then sends what is left within [`FINAL_FLUSH`] and
 /// counts anything still undelivered as dropped.
@@ -338,6 +365,7 @@ pub async fn run(
     stats: Arc<SinkStats>,
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
+    let tls = tls_for(&spec, &opts).map_err(io::Error::other)?;
     let mut st = State {
         queue: Queue {
             lines: VecDeque::new(),
@@ -361,6 +389,7 @@ pub async fn run(
         spec: &spec,
         opts: &opts,
         conn: None,
+        tls,
         stats: &stats,
         ever_connected: false,
     };

@@ -2,7 +2,7 @@
 use super::backlog::Backlog;
 use super::stats::SinkStats;
 use super::*;
-use crate::core::clock::{mono_now, Clock};
+use crate::core::clock::{boot_now, Clock};
 use crate::core::event::ConnEvent;
 use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, watch};
 /// The `events-lost` line telling a reader `n` lines were dropped here.
 pub(super) fn notice_line(clock: &Clock, n: u64) -> Vec<u8> {
     let mut line = Vec::with_capacity(256);
-    crate::render::ecs::write_line(&mut line, &ConnEvent::lost(mono_now(), n), clock, None);
+    crate::render::ecs::write_line(&mut line, &ConnEvent::lost(boot_now(), n), clock, None);
     line
 }
 
@@ -69,7 +69,7 @@ impl Lines<'_> {
 
     /// Takes the next chunk to write (see [`Backlog::chunk`]).
     pub(super) fn chunk(&mut self, max: usize) -> &[u8] {
-        let clock = self.clock;
+        let clock = self.clock.clone();
         self.backlog.chunk(max, move |n| notice_line(&clock, n))
     }
 

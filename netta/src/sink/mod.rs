@@ -5,7 +5,8 @@
 //! Sinks consume lines serialised once for all of them ([`fan_out`], fed by one
 //! tap, [`crate::agent::Shared::subscribe`]): a sink whose channel is full misses
 //! lines (and is told how many), so a slow or absent destination never blocks
-//! the kernel reader or the other sinks. `http://` posts NDJSON batches ([`http`]). Sockets reconnect with exponential
+//! the kernel reader or the other sinks. `http://` and `https://` post NDJSON
+//! batches ([`http`]; TLS in [`tls`]). Sockets reconnect with exponential
 //! backoff; while disconnected the newest lines wait in a bounded buffer
 //! ([`BUFFER_LINES`], [`BUFFER_BYTES`]), the oldest are dropped, and the first line
 //! on the new connection is an `events-lost` record saying how many.
@@ -47,6 +48,7 @@ mod running;
 mod stats;
 mod stdout;
 mod stream;
+mod tls;
 
 pub use crate::settings::sink_spec::SinkSpec;
 pub use fanout::{fan_out, LineMaker};
@@ -77,7 +79,7 @@ pub async fn run(
     let label = spec.to_string();
     let lines = Lines {
         backlog: Backlog::new(BUFFER_LINES, BUFFER_BYTES),
-        clock,
+        clock: clock.clone(),
         stats: &stats,
         label: &label,
         warned_full: false,

@@ -32,14 +32,14 @@ impl Sinks {
             tasks.push(tokio::spawn(run(
                 spec.clone(),
                 rx,
-                shared.clock,
+                shared.clock.clone(),
                 stats,
                 stop_rx.clone(),
             )));
         }
         let (fan_stop, fan_rx) = watch::channel(false);
         let tap = shared.subscribe(CHANNEL);
-        let fan = tokio::spawn(fan_out(tap, shared.clock, outs, fan_rx));
+        let fan = tokio::spawn(fan_out(tap, shared.clock.clone(), outs, fan_rx));
         Sinks {
             tasks,
             fan,

@@ -22,6 +22,10 @@
 //!   beacon ADDR COUNT PERIOD_MS JITTER_PCT NAME
 //!                                            COUNT short connections PERIOD_MS ± JITTER_PCT % apart;
 //!                                            prints `done N`
+//!   paced-send ADDR BYTES_PER_SEC SECONDS NAME
+//!                                            one connection sending at about that rate (in 10 ms
+//!                                            steps) for that long; prints `local P` once connected,
+//!                                            `sent N` when done, then waits for the peer to close
 //!   scatter ADDR COUNT MIN_MS MAX_MS NAME    COUNT short connections at random gaps, spread
 //!                                            log-uniformly over MIN_MS..MAX_MS; prints `done N`
 use std::io::{Read, Write};
@@ -125,6 +129,32 @@ fn main() {
                 writeln!(out, "local {p}").unwrap();
             }
             writeln!(out, "done").unwrap();
+        }
+        "paced-send" => {
+            set_name(arg(&args, 5));
+            let mut s = TcpStream::connect(addr(&args, 2)).expect("connect");
+            writeln!(out, "local {}", s.local_addr().unwrap().port()).unwrap();
+            out.flush().unwrap();
+            let rate = num(&args, 3);
+            let secs = num(&args, 4) as u64;
+            let step = std::time::Duration::from_millis(10);
+            let chunk = vec![b'p'; (rate / 100).max(1)];
+            let start = std::time::Instant::now();
+            let mut sent = 0usize;
+            let mut next = start;
+            while start.elapsed() < std::time::Duration::from_secs(secs) {
+                s.write_all(&chunk).expect("send");
+                sent += chunk.len();
+                next += step;
+                if let Some(wait) = next.checked_duration_since(std::time::Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+            }
+            writeln!(out, "sent {sent}").unwrap();
+            out.flush().unwrap();
+            s.shutdown(std::net::Shutdown::Write).expect("shutdown");
+            let mut rest = Vec::new();
+            let _ = s.read_to_end(&mut rest);
         }
         "hold" => {
             set_name(arg(&args, 4));
