@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 pub mod ecs;
 pub mod http_receiver;
+pub mod netns;
 pub mod servers;
 
 pub use serde_json::Value;

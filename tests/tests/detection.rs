@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
+use netta_tests::netns::NetnsPair;
 use netta_tests::*;
 
 static LOCK: Mutex<()> = Mutex::new(());
@@ -296,93 +297,41 @@ fn syn_scan_raises_a_syn_port_scan_alert() {
     one_loopback_scan(&all, "syn");
 }
 
-/// Two network namespaces joined by a veth pair; deleted when dropped (with
-/// everything in them), also when the test panics.
-struct NetnsPair {
-    a: String,
-    b: String,
-    /// 10.200.<net>.0/24: A is .1, B is .2.
-    net: u32,
+/// SYN-ACKs the kernel retransmitted in `ns` (TcpExt TCPSynRetrans).
+fn synack_retransmits(ns: &str) -> u64 {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "cat", "/proc/net/netstat"])
+        .output()
+        .expect("read /proc/net/netstat");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .filter(|l| l.starts_with("TcpExt:"))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let [names, values] = rows.as_slice() else {
+        panic!("unexpected /proc/net/netstat in {ns}: {text}")
+    };
+    names
+        .iter()
+        .position(|n| *n == "TCPSynRetrans")
+        .and_then(|i| values.get(i))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no TCPSynRetrans in {ns}: {text}"))
 }
 
-impl NetnsPair {
-    fn new(tag: &str) -> NetnsPair {
-        let pid = std::process::id();
-        let pair = NetnsPair {
-            a: format!("ntA{tag}{pid}"),
-            b: format!("ntB{tag}{pid}"),
-            net: 10 + pid % 240,
-        };
-        run("ip", &["netns", "add", &pair.a]);
-        run("ip", &["netns", "add", &pair.b]);
-        // Interface names live inside the namespaces, so short fixed ones will do.
-        run(
-            "ip",
-            &[
-                "link", "add", "ntva", "netns", &pair.a, "type", "veth", "peer", "name", "ntvb",
-                "netns", &pair.b,
-            ],
-        );
-        for (ns, dev, host) in [(&pair.a, "ntva", 1), (&pair.b, "ntvb", 2)] {
-            let cidr = format!("{}/24", pair.ip(host));
-            run("ip", &["-n", ns, "addr", "add", &cidr, "dev", dev]);
-            run("ip", &["-n", ns, "link", "set", "lo", "up"]);
-            run("ip", &["-n", ns, "link", "set", dev, "up"]);
-        }
-        pair
-    }
-
-    fn ip(&self, host: u32) -> String {
-        format!("10.200.{}.{host}", self.net)
-    }
-
-    /// SYN-ACKs the kernel retransmitted in `ns` (TcpExt TCPSynRetrans).
-    fn synack_retransmits(&self, ns: &str) -> u64 {
-        let out = Command::new("ip")
-            .args(["netns", "exec", ns, "cat", "/proc/net/netstat"])
-            .output()
-            .expect("read /proc/net/netstat");
-        let text = String::from_utf8_lossy(&out.stdout);
-        let rows: Vec<Vec<&str>> = text
-            .lines()
-            .filter(|l| l.starts_with("TcpExt:"))
-            .map(|l| l.split_whitespace().collect())
-            .collect();
-        let [names, values] = rows.as_slice() else {
-            panic!("unexpected /proc/net/netstat in {ns}: {text}")
-        };
-        names
-            .iter()
-            .position(|n| *n == "TCPSynRetrans")
-            .and_then(|i| values.get(i))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no TCPSynRetrans in {ns}: {text}"))
-    }
-
-    /// `prog args` inside namespace `ns`, output discarded.
-    fn spawn(&self, ns: &str, prog: &str, args: &[&str]) -> Reaped {
-        Reaped(
-            Command::new("ip")
-                .args(["netns", "exec", ns, prog])
-                .args(args)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap_or_else(|e| panic!("spawn {prog} in {ns}: {e}")),
-        )
-    }
-}
-
-impl Drop for NetnsPair {
-    fn drop(&mut self) {
-        for ns in [&self.a, &self.b] {
-            let _ = Command::new("ip")
-                .args(["netns", "del", ns])
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
+/// `prog args` inside namespace `ns`, output discarded.
+fn spawn_in(ns: &str, prog: &str, args: &[&str]) -> Reaped {
+    Reaped(
+        Command::new("ip")
+            .args(["netns", "exec", ns, prog])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {prog} in {ns}: {e}")),
+    )
 }
 
 /// Floods `port` on A from B with SYNs from the nonexistent B-side address .99,
@@ -391,7 +340,7 @@ fn syn_flood(pair: &NetnsPair, port: u16) -> Reaped {
     let (spoofed, target) = (pair.ip(99), pair.ip(1));
     let port = port.to_string();
     if scanner_allowed("hping3") {
-        pair.spawn(
+        spawn_in(
             &pair.b,
             "timeout",
             &[
@@ -401,7 +350,7 @@ fn syn_flood(pair: &NetnsPair, port: u16) -> Reaped {
         )
     } else {
         let bin = traffic_bin().display().to_string();
-        pair.spawn(
+        spawn_in(
             &pair.b,
             "timeout",
             &[
@@ -446,7 +395,7 @@ fn flood_and_wait(tag: &str, synack_retries: Option<u32>) -> Flood {
     }
     // The flood is bounded in count and time; let it end before tearing down.
     wait_bounded(&mut flood.0, Duration::from_secs(15));
-    let retransmits = pair.synack_retransmits(&pair.a);
+    let retransmits = synack_retransmits(&pair.a);
     eprintln!("syn-flood ({tag}): the kernel retransmitted {retransmits} SYN-ACKs");
     drop(server);
     let all = events.stop();

@@ -1,12 +1,23 @@
 //! The agent as a service: persistent history through the API and from the store
-//! file, surviving `kill -9`; strangers refused; a corrupt store moved aside; a
-//! full disk dropping (and counting) history rows while tracing goes on.
+//! file, surviving `kill -9`, the same in `list --history` attached and standalone;
+//! strangers refused; a corrupt store moved aside; a full disk dropping (and
+//! counting) history rows while tracing goes on; retention by age and by size
+//! pruning a running agent's store while it keeps storing.
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use netta_tests::*;
+
+/// Each test here runs an agent that stores every connection on the machine: one
+/// at a time, so one test's bursts do not crowd another's store (retention by size
+/// keeps the newest rows, whoever made them).
+fn serial() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 fn start_agent(state: &Path, sock: &Path, extra: &[&str]) -> AgentProc {
     AgentProc::start(state, sock, extra)
@@ -16,29 +27,90 @@ fn rows(args: &[&str]) -> Vec<Value> {
     serde_json::from_value(netta_json(args)).unwrap()
 }
 
-/// Both ends of every client connection, each with its own process.
-fn check_both_ends(rows: &[Value], ports: &[u16], cli: u32, srv: u32) -> Result<(), String> {
-    for p in ports {
-        let mine: Vec<&Value> = rows
-            .iter()
-            .filter(|r| u64_at(r, &["source", "port"]) == Some(*p as u64))
-            .collect();
-        let side = |dir: &str, pid: u32, name: &str| {
-            mine.iter().any(|r| {
-                str_at(r, &["direction"]) == Some(dir)
-                    && u64_at(r, &["process", "pid"]) == Some(pid as u64)
-                    && str_at(r, &["process", "name"]) == Some(name)
+/// How a view's JSON rows name a connection's ends.
+#[derive(Clone, Copy)]
+enum Shape {
+    /// `netta history --json`: ECS, the client is the source on both ends' rows.
+    Ecs,
+    /// `netta list --history --json`: local and remote, as the live table.
+    List,
+}
+
+impl Shape {
+    /// (pid, name) when `r` is the client's (or the server's) row of the connection
+    /// from client port `port`.
+    fn end(self, r: &Value, port: u16, client: bool) -> Option<(u64, &str)> {
+        let p = Some(port as u64);
+        let ok = match self {
+            Shape::Ecs => {
+                let dir = if client { "egress" } else { "ingress" };
+                u64_at(r, &["source", "port"]) == p
+                    && str_at(r, &["direction"]) == Some(dir)
                     && str_at(r, &["action"]) == Some("closed")
-            })
+            }
+            Shape::List => {
+                let side = if client { "local" } else { "remote" };
+                u64_at(r, &[side, "port"]) == p && str_at(r, &["state"]) == Some("CLOSED")
+            }
         };
-        if !side("egress", cli, "st-cli") {
-            return Err(format!("client side of port {p} missing: {mine:?}"));
+        let (pid, name): (&[&str], &[&str]) = match self {
+            Shape::Ecs => (&["process", "pid"], &["process", "name"]),
+            Shape::List => (&["pid"], &["process"]),
+        };
+        ok.then(|| Some((u64_at(r, pid)?, str_at(r, name)?)))
+            .flatten()
+    }
+}
+
+/// Both ends of every client connection, each with its own process.
+fn check_both_ends(
+    shape: Shape,
+    rows: &[Value],
+    ports: &[u16],
+    cli: u32,
+    srv: u32,
+) -> Result<(), String> {
+    for p in ports {
+        let side = |client: bool, pid: u32, name: &str| {
+            rows.iter()
+                .any(|r| shape.end(r, *p, client) == Some((pid as u64, name)))
+        };
+        let mine = || -> Vec<&Value> {
+            rows.iter()
+                .filter(|r| shape.end(r, *p, true).is_some() || shape.end(r, *p, false).is_some())
+                .collect()
+        };
+        if !side(true, cli, "st-cli") {
+            return Err(format!("client side of port {p} missing: {:?}", mine()));
         }
-        if !side("ingress", srv, "st-srv") {
-            return Err(format!("server side of port {p} missing: {mine:?}"));
+        if !side(false, srv, "st-srv") {
+            return Err(format!("server side of port {p} missing: {:?}", mine()));
         }
     }
     Ok(())
+}
+
+/// `printf '4\n8\n' | netta ARGS`: the menu's statistics count each end's 300
+/// stored connections for its process (the processes are gone, so only the
+/// stored history can have them).
+fn menu_counts_both_ends(args: &[&str], cli: u32, srv: u32) {
+    let out = run_with_stdin(netta_cmd().args(args), "4\n8\n");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("NETWORK TRAFFIC STATISTICS"), "{text}");
+    for (pid, name) in [(cli, "st-cli"), (srv, "st-srv")] {
+        let line = format!("  {pid}/{name}: ");
+        let n: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix(&line)?.strip_suffix(" connections"))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no `{}` line in: {text}", line.trim()));
+        assert!(n >= 300, "{name}: {n} connections: {text}");
+    }
 }
 
 fn temp(name: &str) -> PathBuf {
@@ -47,6 +119,7 @@ fn temp(name: &str) -> PathBuf {
 
 #[test]
 fn history_has_both_ends_survives_kill_9_and_refuses_strangers() {
+    let _serial = serial();
     require_ebpf!("store history");
     let dir = temp("hist");
     let state = dir.join("state");
@@ -80,7 +153,7 @@ fn history_has_both_ends_survives_kill_9_and_refuses_strangers() {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let got = rows(&q);
-        match check_both_ends(&got, &ports, cli, srv) {
+        match check_both_ends(Shape::Ecs, &got, &ports, cli, srv) {
             Ok(()) => break,
             Err(e) if Instant::now() > deadline => panic!("{e}"),
             Err(_) => std::thread::sleep(Duration::from_millis(300)),
@@ -91,7 +164,13 @@ fn history_has_both_ends_survives_kill_9_and_refuses_strangers() {
     agent.signal(libc::SIGKILL);
     let mut agent = start_agent(&state, &sock, &[]);
     let got = rows(&q);
-    check_both_ends(&got, &ports, cli, srv).unwrap();
+    check_both_ends(Shape::Ecs, &got, &ports, cli, srv).unwrap();
+    // `list --history` reads the same store: all of them, though the restarted
+    // agent's in-memory ring has none.
+    let listed = rows(&["--api", s, "list", "--history", "--port", &p, "--json"]);
+    check_both_ends(Shape::List, &listed, &ports, cli, srv).unwrap();
+    // So does the menu's statistics view: each end's process with its 300.
+    menu_counts_both_ends(&["--api", s], cli, srv);
     // The file alone answers the same (forensics on a copy).
     let copy = dir.join("copy.db");
     std::fs::copy(state.join("history.db"), &copy).unwrap();
@@ -107,7 +186,7 @@ fn history_has_both_ends_survives_kill_9_and_refuses_strangers() {
         &p,
         "--json",
     ]);
-    check_both_ends(&direct, &ports, cli, srv).unwrap();
+    check_both_ends(Shape::Ecs, &direct, &ports, cli, srv).unwrap();
 
     // A user who is not root and not in group netta gets one line and no data.
     if let Some(out) = netta_as_nobody(&["--api", s, "history", "--json"]) {
@@ -123,11 +202,36 @@ fn history_has_both_ends_survives_kill_9_and_refuses_strangers() {
     }
     agent.signal(libc::SIGTERM);
     assert!(!sock.exists(), "the socket goes with the agent");
+    // No agent: a standalone `list --history` reads the store file in the state dir.
+    let conf = dir.join("netta.toml");
+    std::fs::write(
+        &conf,
+        format!("state_dir = {:?}\n", state.display().to_string()),
+    )
+    .unwrap();
+    let c = conf.to_str().unwrap();
+    let (ok, out, err) = run_netta(&[
+        "--api",
+        s,
+        "--config",
+        c,
+        "list",
+        "--history",
+        "--port",
+        &p,
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    assert!(err.starts_with("netta: standalone ("), "{err}");
+    let listed: Vec<Value> = serde_json::from_str(&out).unwrap();
+    check_both_ends(Shape::List, &listed, &ports, cli, srv).unwrap();
+    menu_counts_both_ends(&["--api", s, "--config", c], cli, srv);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn a_corrupt_store_is_moved_aside_and_the_agent_runs() {
+    let _serial = serial();
     let dir = temp("corrupt");
     let state = dir.join("state");
     std::fs::create_dir_all(&state).unwrap();
@@ -184,6 +288,7 @@ fn api_get(sock: &Path, path: &str) -> Value {
 
 #[test]
 fn a_full_disk_drops_history_rows_counted_and_tracing_goes_on() {
+    let _serial = serial();
     if !ebpf_available("store full disk") || !is_root() {
         return;
     }
@@ -211,13 +316,8 @@ fn a_full_disk_drops_history_rows_counted_and_tracing_goes_on() {
         &sock,
         &["--sink", &format!("file:{}", events.display())],
     );
-    let run = |n: &str, name_s: &str, name_c: &str| {
-        let mut server = Traffic::spawn(&["tcp-server", "127.0.0.1:0", n, "10", name_s]);
-        let port: u16 = server.expect_line("port ").parse().unwrap();
-        Traffic::spawn(&["tcp-client", &format!("127.0.0.1:{port}"), n, "10", name_c]).finish();
-        server.finish();
-        port
-    };
+    let run =
+        |n: &str, name_s: &str, name_c: &str| tcp_round_trips(n, ["10", "10"], [name_s, name_c]);
     // Enough rows to fill a 1 MiB file system several times over.
     run("12000", "st-fsrv", "st-fcli");
     agent.wait_line("disk is full");
@@ -251,5 +351,94 @@ fn a_full_disk_drops_history_rows_counted_and_tracing_goes_on() {
     }
     agent.signal(libc::SIGTERM);
     drop(_u);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The agent's store counters (`/v1/stats` `store`).
+fn store_stats(sock: &Path) -> Value {
+    api_get(sock, "/v1/stats")["store"].clone()
+}
+
+/// Stored closed connections with `port` at either end (all of them: no limit cut;
+/// the listener's start and stop are rows too, not counted here).
+fn stored_on(sock: &str, port: u16) -> Vec<Value> {
+    let p = port.to_string();
+    rows(&[
+        "--api", sock, "history", "--port", &p, "--action", "closed", "--limit", "1000000",
+        "--json",
+    ])
+}
+
+/// Waits up to 60 s for `ok`, saying what it waited for.
+fn wait_until(what: &str, mut ok: impl FnMut() -> Result<(), String>) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match ok() {
+            Ok(()) => return,
+            Err(e) if Instant::now() > deadline => panic!("waiting for {what}: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(300)),
+        }
+    }
+}
+
+#[test]
+fn retention_by_age_prunes_a_running_agents_store_while_it_keeps_storing() {
+    let _serial = serial();
+    require_ebpf!("store retention by age");
+    let dir = temp("age");
+    let (state, sock) = (dir.join("state"), dir.join("api.sock"));
+    let s = sock.to_str().unwrap();
+    let _agent = start_agent(&state, &sock, &["--retention-age", "5s"]);
+    let old = tcp_round_trips("50", ["10", "10"], ["st-asrv", "st-acli"]);
+    wait_until("the first 50 connections stored", || {
+        let n = stored_on(s, old).len();
+        (n == 100).then_some(()).ok_or(format!("{n} of 100 rows"))
+    });
+    // Older than 5 s: pruned (within a tenth of the age, plus a commit).
+    wait_until("the first connections pruned", || {
+        let n = stored_on(s, old).len();
+        (n == 0).then_some(()).ok_or(format!("{n} rows left"))
+    });
+    let st = store_stats(&sock);
+    assert!(st["rows_pruned"].as_u64().unwrap() >= 100, "{st}");
+    // The writer still stores what comes next.
+    let new = tcp_round_trips("50", ["10", "10"], ["st-asrv", "st-acli"]);
+    wait_until("the next 50 connections stored", || {
+        let n = stored_on(s, new).len();
+        (n == 100).then_some(()).ok_or(format!("{n} of 100 rows"))
+    });
+    assert_eq!(store_stats(&sock)["rows_dropped"], 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn retention_by_size_keeps_a_running_agents_store_under_its_limit_and_the_newest_rows() {
+    let _serial = serial();
+    require_ebpf!("store retention by size");
+    let dir = temp("size");
+    let (state, sock) = (dir.join("state"), dir.join("api.sock"));
+    let s = sock.to_str().unwrap();
+    let limit: u64 = 1 << 20;
+    let _agent = start_agent(&state, &sock, &["--retention-size", &limit.to_string()]);
+    // About 2.5 MB of rows, then a last burst the limit has room for.
+    let old = tcp_round_trips("6000", ["10", "10"], ["st-zsrv", "st-zcli"]);
+    let new = tcp_round_trips("500", ["10", "10"], ["st-zsrv", "st-zcli"]);
+    wait_until("the store back under its limit", || {
+        let st = store_stats(&sock);
+        let used = st["used_bytes"].as_u64().unwrap_or(u64::MAX);
+        let pruned = st["rows_pruned"].as_u64().unwrap_or(0);
+        (pruned > 0 && used <= limit)
+            .then_some(())
+            .ok_or(format!("{st}"))
+    });
+    // The newest rows stay (both ends of every last connection), the oldest went,
+    // and nothing was dropped while pruning ran beside the writes.
+    wait_until("the last burst stored", || {
+        let n = stored_on(s, new).len();
+        (n == 1000).then_some(()).ok_or(format!("{n} of 1000 rows"))
+    });
+    let left = stored_on(s, old).len();
+    assert!(left < 12_000, "{left} of the first burst's rows left");
+    assert_eq!(store_stats(&sock)["rows_dropped"], 0);
     let _ = std::fs::remove_dir_all(&dir);
 }

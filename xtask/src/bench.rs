@@ -23,6 +23,19 @@ pub struct Opts {
     pub runs: usize,
     pub requests: u32,
     pub sockets: u32,
+    /// Connections in the generated history store.
+    pub store_rows: u64,
+    /// Only this part (nothing written to BENCHMARKS.md).
+    pub only: Option<Part>,
+}
+
+/// The parts `--only` can run alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Part {
+    /// The agent as a service: list latency, the store at full loopback rate.
+    Service,
+    /// The generated history store and its queries.
+    Store,
 }
 
 impl Opts {
@@ -32,6 +45,8 @@ impl Opts {
             runs: 1,
             requests: 500,
             sockets: 2000,
+            store_rows: 100_000,
+            only: None,
         }
     }
 }
@@ -573,9 +588,26 @@ fn criterion(root: &Path, smoke: bool) -> Result<Vec<(String, String)>> {
     Ok(res)
 }
 
+/// One part alone (`--only`).
+fn run_part(part: Part, netta: &Path, dir: &Path, opts: &Opts) -> Result<String> {
+    match part {
+        Part::Service => {
+            let _nginx = start_nginx(dir)?;
+            run_ab(opts.requests.min(2000))?;
+            agent_service(netta, dir, opts)
+        }
+        Part::Store => store_history(netta, dir, opts.store_rows),
+    }
+}
+
 pub fn run(root: &Path, netta: &Path, opts: &Opts) -> Result<String> {
     let dir = std::env::temp_dir().join(format!("netta-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
+    if let Some(part) = opts.only {
+        let r = run_part(part, netta, &dir, opts);
+        let _ = std::fs::remove_dir_all(&dir);
+        return r;
+    }
     let nginx = start_nginx(&dir)?;
     // Warm up nginx and the page cache.
     run_ab(opts.requests.min(2000))?;
@@ -618,7 +650,7 @@ pub fn run(root: &Path, netta: &Path, opts: &Opts) -> Result<String> {
     if let Err(e) = &seed {
         eprintln!("bench: seeding benchmark failed: {e:#}");
     }
-    let store = store_history(netta, &dir, if opts.smoke { 100_000 } else { 10_000_000 });
+    let store = store_history(netta, &dir, opts.store_rows);
     let live = crate::bench_live::run(netta, &crate::bench_live::Opts::for_bench(opts.smoke));
     let _ = std::fs::remove_dir_all(&dir);
     let mut out = report(&results, &ingest, seed, opts);
@@ -650,24 +682,96 @@ fn api_get(sock: &Path, path: &str) -> Result<serde_json::Value> {
     serde_json::from_str(body).with_context(|| format!("API reply to {path}: {text}"))
 }
 
-/// `netta agent` as the service: `netta --api S list` latency on a running agent,
-/// then the history store at full loopback rate (ab against nginx): rows stored,
-/// rows dropped, bytes on disk per million stored connections.
+/// A `netta agent` for the service benchmark, stopped (SIGTERM) when dropped.
+struct ServiceAgent(Child);
+
+impl ServiceAgent {
+    /// With its store in `state`, or none (`--no-store`).
+    fn start(netta: &Path, state: Option<&Path>, sock: &Path) -> Result<ServiceAgent> {
+        let mut cmd = Command::new(netta);
+        cmd.args(["agent", "--sink", "file:/dev/null", "--api"])
+            .arg(sock);
+        match state {
+            Some(d) => cmd.arg("--state-dir").arg(d),
+            None => cmd.arg("--no-store"),
+        };
+        let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn()?;
+        wait_for_line(&mut child, true, "netta: agent ready")?;
+        Ok(ServiceAgent(child))
+    }
+}
+
+impl Drop for ServiceAgent {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let _ = self.0.wait();
+    }
+}
+
+/// What the store did during one `ab` run with it on.
+#[derive(Default)]
+struct StoreRun {
+    stored: u64,
+    dropped: u64,
+    lost: u64,
+    /// The store file after the agent stopped (its WAL checkpointed), and its rows.
+    bytes: u64,
+    rows: u64,
+}
+
+/// `ab` with an agent running, its store on (`state`) or off; req/s, and with the
+/// store on what it stored and dropped.
+fn service_run(
+    netta: &Path,
+    state: Option<&Path>,
+    sock: &Path,
+    requests: u32,
+) -> Result<(f64, Option<StoreRun>)> {
+    if let Some(d) = state {
+        let _ = std::fs::remove_dir_all(d);
+    }
+    let agent = ServiceAgent::start(netta, state, sock)?;
+    let rows = |v: &serde_json::Value| v["store"]["rows_written"].as_u64().unwrap_or(0);
+    let before = api_get(sock, "/v1/stats")?;
+    let ab = run_ab(requests)?;
+    let Some(dir) = state else {
+        return Ok((ab.rps, None));
+    };
+    // The writer commits every 250 ms: wait for it to catch up.
+    let mut after = api_get(sock, "/v1/stats")?;
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(500));
+        let next = api_get(sock, "/v1/stats")?;
+        let settled = rows(&next) == rows(&after);
+        after = next;
+        if settled {
+            break;
+        }
+    }
+    drop(agent);
+    let run = StoreRun {
+        stored: rows(&after) - rows(&before),
+        dropped: after["store"]["rows_dropped"].as_u64().unwrap_or(0),
+        lost: after["since_start"]["lost_events"].as_u64().unwrap_or(0),
+        bytes: std::fs::metadata(dir.join("history.db")).map_or(0, |m| m.len()),
+        rows: rows(&after),
+    };
+    Ok((ab.rps, Some(run)))
+}
+
+/// `netta agent` as the service: `netta --api S list` latency on a running agent;
+/// then `ab` against nginx (full loopback rate) with the agent's store off and on,
+/// alternating: the throughput ratio, rows stored and dropped, bytes on disk per
+/// million stored connections.
 fn agent_service(netta: &Path, dir: &Path, opts: &Opts) -> Result<String> {
     let state = dir.join("service-state");
     let sock = dir.join("service.sock");
     let _ = std::fs::remove_dir_all(&state);
-    let mut child = Command::new(netta)
-        .args(["agent", "--sink", "file:/dev/null", "--state-dir"])
-        .arg(&state)
-        .arg("--api")
-        .arg(&sock)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    wait_for_line(&mut child, true, "netta: agent ready")?;
-    let result = (|| -> Result<String> {
-        let mut ms = Vec::new();
+    let mut ms = Vec::new();
+    {
+        let _agent = ServiceAgent::start(netta, Some(&state), &sock)?;
         for _ in 0..if opts.smoke { 3 } else { 20 } {
             let t = Instant::now();
             let out = Command::new(netta)
@@ -683,52 +787,52 @@ fn agent_service(netta: &Path, dir: &Path, opts: &Opts) -> Result<String> {
                 bail!("netta --api S list did not attach: {err}");
             }
         }
-        let rows = |v: &serde_json::Value| v["store"]["rows_written"].as_u64().unwrap_or(0);
-        let before = api_get(&sock, "/v1/stats")?;
-        let ab = run_ab(opts.requests)?;
-        // The writer commits every 250 ms: wait for it to catch up.
-        let mut after = api_get(&sock, "/v1/stats")?;
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(30) {
-            std::thread::sleep(Duration::from_millis(500));
-            let next = api_get(&sock, "/v1/stats")?;
-            let settled = rows(&next) == rows(&after);
-            after = next;
-            if settled {
-                break;
-            }
-        }
-        let stored = rows(&after) - rows(&before);
-        let dropped = after["store"]["rows_dropped"].as_u64().unwrap_or(0);
-        let lost = after["since_start"]["lost_events"].as_u64().unwrap_or(0);
-        let bytes: u64 = ["history.db", "history.db-wal"]
-            .iter()
-            .filter_map(|f| std::fs::metadata(state.join(f)).ok())
-            .map(|m| m.len())
-            .sum();
-        let per_million = bytes as f64 / (rows(&after).max(1) as f64 / 1e6);
-        let mut o = String::new();
-        let _ = writeln!(
-            o,
-            "\nAgent as a service (`netta agent --state-dir D --api S`): `netta --api S list` median {:.1} ms, max {:.1} ms over {} runs (target ≤ 50 ms). \
-             With the store on, `ab -n {}` ran at {:.0} req/s; the store wrote {stored} rows for it, dropped {dropped}, agent-wide lost records {lost}; \
-             {:.1} MB on disk for {} rows ({:.0} MB per million stored connections).",
-            median(ms.clone()),
-            ms.iter().cloned().fold(0.0, f64::max),
-            ms.len(),
-            opts.requests,
-            ab.rps,
-            bytes as f64 / 1e6,
-            rows(&after),
-            per_million / 1e6,
+    }
+    let (mut off, mut on, mut runs) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..opts.runs {
+        let (rps, _) = service_run(netta, None, &sock, opts.requests)?;
+        off.push(rps);
+        let (rps, run) = service_run(netta, Some(&state), &sock, opts.requests)?;
+        on.push(rps);
+        let run = run.unwrap_or_default();
+        eprintln!(
+            "bench: agent service run {}: {off:.0} req/s store off, {rps:.0} store on; stored {} dropped {} lost {}",
+            i + 1,
+            run.stored,
+            run.dropped,
+            run.lost,
+            off = off[i],
         );
-        Ok(o)
-    })();
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let _ = child.wait();
+        runs.push(run);
+    }
     let _ = std::fs::remove_dir_all(&state);
-    result
+    let (rps_off, rps_on) = (median(off), median(on));
+    let stored: u64 = runs.iter().map(|r| r.stored).sum();
+    let dropped: u64 = runs.iter().map(|r| r.dropped).sum();
+    let lost: u64 = runs.iter().map(|r| r.lost).sum();
+    let per_million = median(
+        runs.iter()
+            .map(|r| r.bytes as f64 / (r.rows.max(1) as f64 / 1e6))
+            .collect(),
+    );
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "\nAgent as a service (`netta agent --state-dir D --api S`): `netta --api S list` median {:.1} ms, max {:.1} ms over {} runs (target ≤ 50 ms).\n\n\
+         Store at full loopback rate (`ab -n {} -c {CONCURRENCY}`, {} run(s) each, store off and on alternating): \
+         {rps_off:.0} req/s with `--no-store`, {rps_on:.0} req/s with the store (ratio {:.2}); \
+         the store wrote {stored} rows for {} connections (a row per end) and dropped {dropped}; agent-wide lost records {lost}; \
+         the store file holds {:.0} MB per million stored rows (as the agent's writer wrote them).",
+        median(ms.clone()),
+        ms.iter().cloned().fold(0.0, f64::max),
+        ms.len(),
+        opts.requests,
+        opts.runs,
+        rps_on / rps_off,
+        opts.requests as u64 * opts.runs as u64,
+        per_million / 1e6,
+    );
+    Ok(o)
 }
 
 /// The history store: a generated week of `rows` connections, its size, and
@@ -752,8 +856,13 @@ pub fn store_history(netta: &Path, dir: &Path, rows: u64) -> Result<String> {
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "\nHistory store (`netta store-bench --rows {rows}`, a generated week): {} rows written at {:.0} rows/s through the store's insert path, {:.1} MB on disk ({:.0} MB per million connections).\n",
-        v["rows"], v["rows_per_s"].as_f64().unwrap_or(0.0),
+        "\nHistory store (`netta store-bench --rows {rows}`, a generated week): {} rows generated in {:.1} s; \
+         the first {} through the store's insert path (as the agent's writer, every index kept) at {:.0} rows/s, the rest bulk-loaded; \
+         {:.1} MB on disk ({:.0} MB per million connections, indexes built in one pass).\n",
+        v["rows"],
+        v["generate_s"].as_f64().unwrap_or(0.0),
+        v["insert_rows"],
+        v["insert_rows_per_s"].as_f64().unwrap_or(0.0),
         v["file_bytes"].as_f64().unwrap_or(0.0) / 1e6,
         v["bytes_per_million"].as_f64().unwrap_or(0.0) / 1e6
     );

@@ -139,6 +139,12 @@ enum Cmd {
         /// Live sockets for the seeding benchmark.
         #[arg(long, default_value = "50000", value_parser = bench::parse_count)]
         sockets: u32,
+        /// Connections in the generated history store (the history query figure).
+        #[arg(long, default_value_t = 10_000_000)]
+        store_rows: u64,
+        /// Run only this part, print it, write nothing.
+        #[arg(long, value_enum)]
+        only: Option<bench::Part>,
     },
     /// Only the live counters' cost (one refresh, the idle agent, with N idle
     /// connections) and `netta top`'s frame time; printed, not written.
@@ -263,6 +269,8 @@ impl Ctx {
                 runs,
                 requests,
                 sockets,
+                store_rows,
+                only,
             } => {
                 let opts = if smoke {
                     bench::Opts::smoke()
@@ -272,6 +280,8 @@ impl Ctx {
                         runs,
                         requests,
                         sockets,
+                        store_rows,
+                        only,
                     }
                 };
                 self.bench(&opts)?;
@@ -345,10 +355,10 @@ impl Ctx {
         self.build_netta()?;
         let body = bench::run(&self.root, &self.netta_bin(), opts)?;
         println!("{body}");
-        if !opts.smoke {
+        if !opts.smoke && opts.only.is_none() {
             let cmd = format!(
-                "cargo xtask bench --runs {} --requests {} --sockets {}",
-                opts.runs, opts.requests, opts.sockets
+                "cargo xtask bench --runs {} --requests {} --sockets {} --store-rows {}",
+                opts.runs, opts.requests, opts.sockets, opts.store_rows
             );
             bench::write_markdown(&self.root.join("BENCHMARKS.md"), &body, &cmd)?;
             println!("==> results written to BENCHMARKS.md");

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::app::source::Source;
+use crate::app::source::{HistoryOpts, Source};
 use crate::app::{output, views};
 use crate::render::report;
 
@@ -102,13 +102,14 @@ async fn ask_duration(rx: &mut mpsc::Receiver<String>, q: &str, default: &str) -
     }
 }
 
-pub async fn run(src: Source) -> anyhow::Result<()> {
-    let r = menu_loop(&src).await;
+/// `history`: where the statistics' history comes from (the store, as `netta history`).
+pub async fn run(src: Source, history: HistoryOpts) -> anyhow::Result<()> {
+    let r = menu_loop(&src, &history).await;
     src.close().await;
     r
 }
 
-async fn menu_loop(src: &Source) -> anyhow::Result<()> {
+async fn menu_loop(src: &Source, history: &HistoryOpts) -> anyhow::Result<()> {
     let mut rx = stdin_lines();
     output::print_styled(BANNER);
     output::print_raw(&format!(
@@ -135,7 +136,7 @@ async fn menu_loop(src: &Source) -> anyhow::Result<()> {
             }
             "4" => {
                 src.refresh().await;
-                let snap = src.snapshot(true).await?;
+                let (snap, _) = crate::app::snapshot_for(src, Some(history)).await?;
                 let st = crate::render::stats::compute(&snap, src.services());
                 output::print_styled(&crate::render::stats::render(&st));
             }

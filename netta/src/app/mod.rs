@@ -248,37 +248,75 @@ async fn with_source<T>(
     r
 }
 
+/// What history views read besides the agent: `--history-size` rows, and the
+/// store file in the configured state dir (a standalone view reads it directly).
+pub fn history_opts(s: &Settings) -> source::HistoryOpts {
+    let dir = s
+        .file
+        .as_ref()
+        .and_then(|c| c.state_dir.clone())
+        .unwrap_or_else(|| crate::store::DEFAULT_STATE_DIR.into());
+    source::HistoryOpts {
+        limit: s.global.history_size as u64,
+        store_file: crate::store::Store::path_in(&dir),
+    }
+}
+
+/// The live table, with the stored history in place of the in-memory ring when
+/// `history` (its times then read with [`source::History::clock`]).
+pub(crate) async fn snapshot_for(
+    src: &Source,
+    history: Option<&source::HistoryOpts>,
+) -> anyhow::Result<(crate::core::table::Snapshot, crate::core::clock::Clock)> {
+    let mut snap = src.snapshot(false).await?;
+    match history {
+        Some(opts) => {
+            let filter = crate::core::filter::Filter::default();
+            snap.history = src.history(&filter, opts).await?.rows;
+            Ok((snap, source::History::clock()))
+        }
+        None => Ok((snap, src.clock())),
+    }
+}
+
 pub async fn list(s: &Settings, args: &ListArgs) -> anyhow::Result<()> {
     let src = open_and_watch(s, args.watch).await?;
-    let (snap, clock) = with_source(src, async |src: &Source| {
-        Ok((src.snapshot(args.history).await?, src.clock()))
-    })
-    .await?;
     let filter = args.filter.filter();
-    let text = if args.history {
-        let rows = crate::core::filter::select_history(&snap, &filter);
-        if args.json {
+    let hopts = history_opts(s);
+    if args.history {
+        let rows = with_source(src, async |src: &Source| {
+            Ok(src.history(&filter, &hopts).await?.rows)
+        })
+        .await?;
+        let clock = source::History::clock();
+        let text = if args.json {
             let v: Vec<_> = rows.iter().map(|h| json::closed_value(h, &clock)).collect();
             serde_json::to_string_pretty(&v)? + "\n"
         } else {
             view::render_history(&rows, &clock)
-        }
+        };
+        return print_out(&text);
+    }
+    let (snap, clock) = with_source(src, async |src: &Source| {
+        Ok((src.snapshot(false).await?, src.clock()))
+    })
+    .await?;
+    let rows = crate::core::filter::select(&snap, &filter);
+    let text = if args.json {
+        let v: Vec<_> = rows.iter().map(|c| json::conn_value(c, &clock)).collect();
+        serde_json::to_string_pretty(&v)? + "\n"
     } else {
-        let rows = crate::core::filter::select(&snap, &filter);
-        if args.json {
-            let v: Vec<_> = rows.iter().map(|c| json::conn_value(c, &clock)).collect();
-            serde_json::to_string_pretty(&v)? + "\n"
-        } else {
-            view::render_list("ACTIVE NETWORK CONNECTIONS", &rows)
-        }
+        view::render_list("ACTIVE NETWORK CONNECTIONS", &rows)
     };
     print_out(&text)
 }
 
 pub async fn stats(s: &Settings, args: &StatsArgs) -> anyhow::Result<()> {
     let src = open_and_watch(s, args.watch).await?;
+    let hopts = history_opts(s);
     let st = with_source(src, async |src: &Source| {
-        Ok(stats::compute(&src.snapshot(true).await?, src.services()))
+        let (snap, _) = snapshot_for(src, Some(&hopts)).await?;
+        Ok(stats::compute(&snap, src.services()))
     })
     .await?;
     if args.json {
@@ -334,16 +372,10 @@ pub async fn export(s: &Settings, args: &ExportArgs) -> anyhow::Result<()> {
     let path = args.output.clone().unwrap_or_else(|| {
         report::default_file_name(std::time::SystemTime::now(), args.format).into()
     });
+    let hopts = history_opts(s);
     let msg = with_source(src, async |src: &Source| {
-        let snap = src.snapshot(args.history).await?;
-        export_to(
-            &snap,
-            &src.clock(),
-            &path,
-            args.force,
-            args.format,
-            args.history,
-        )
+        let (snap, clock) = snapshot_for(src, args.history.then_some(&hopts)).await?;
+        export_to(&snap, &clock, &path, args.force, args.format, args.history)
     })
     .await?;
     print_out(&msg)
@@ -352,7 +384,7 @@ pub async fn export(s: &Settings, args: &ExportArgs) -> anyhow::Result<()> {
 pub async fn menu(s: &Settings) -> anyhow::Result<()> {
     let src = Source::open(&s.global, agent_options(s)).await?;
     src.announce();
-    menu::run(src).await
+    menu::run(src, history_opts(s)).await
 }
 
 /// Seeds a table from /proc once, as the agent does at start, and prints the
@@ -638,8 +670,8 @@ pub fn store_bench(rows: u64, dir: &Path) -> anyhow::Result<()> {
     let mut generated = None;
     if !path.exists() {
         let t = std::time::Instant::now();
-        crate::store::bench::generate(dir, rows, Duration::from_secs(7 * 86_400))?;
-        generated = Some(t.elapsed().as_secs_f64());
+        let (_, g) = crate::store::bench::generate(dir, rows, Duration::from_secs(7 * 86_400))?;
+        generated = Some((t.elapsed().as_secs_f64(), g));
     }
     let r = crate::store::Reader::open(&path)?;
     let n = crate::store::query::Query::default().count(&r)?;
@@ -647,8 +679,10 @@ pub fn store_bench(rows: u64, dir: &Path) -> anyhow::Result<()> {
     let q = crate::store::bench::time_queries(&r, 5)?;
     let v = serde_json::json!({
         "rows": n,
-        "generate_s": generated,
-        "rows_per_s": generated.map(|s| n as f64 / s),
+        "generate_s": generated.map(|g| g.0),
+        "rows_per_s": generated.map(|g| n as f64 / g.0),
+        "insert_rows": generated.map(|g| g.1.insert_rows),
+        "insert_rows_per_s": generated.map(|g| g.1.insert_rows_per_s),
         "file_bytes": bytes,
         "bytes_per_million": bytes as f64 / (n.max(1) as f64 / 1e6),
         "queries": q.iter().map(|(name, ms, rows)| serde_json::json!({"query": name, "median_ms": ms, "rows": rows})).collect::<Vec<_>>(),

@@ -90,6 +90,7 @@ pub fn start_writer(
     let rx = agent.shared.subscribe(STORE_TAP);
     let opts = WriterOptions {
         retention: s.retention,
+        prune_every: s.retention.prune_every(),
         baseline: rules
             .new_destination
             .enabled
@@ -242,4 +243,20 @@ pub fn serve_api(
         api::access::Policy::standard(),
         stop,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shipped config file parses, and its store keys are the built-in defaults.
+    #[test]
+    fn the_packaged_config_sets_the_default_store() {
+        let text = include_str!("../../../packaging/netta.toml");
+        let c = Config::parse(text, "packaging/netta.toml").unwrap();
+        assert_eq!(c.api.as_deref(), Some(Path::new(api::DEFAULT_SOCKET)));
+        let s = store_settings(&AgentArgs::default(), Some(&c)).unwrap();
+        assert_eq!(s.dir, Path::new(crate::store::DEFAULT_STATE_DIR));
+        assert_eq!(s.retention, Retention::default());
+    }
 }

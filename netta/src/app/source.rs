@@ -1,17 +1,41 @@
 //! Where a view's data comes from: the running agent's API when one answers
 //! (`--api PATH`, `NETTA_API`, the default socket), else an agent in this process
 //! (`--standalone` forces that). Both give the same plain data (snapshots, alerts,
-//! records) to the same render functions.
+//! records) to the same render functions. History views read the history store
+//! (through the agent, or its file when standalone), as `netta history` does.
+use std::path::PathBuf;
+
 use tokio::sync::mpsc;
 
 use crate::agent::{Agent, AgentOptions, Record};
 use crate::core::clock::Clock;
+use crate::core::filter::Filter;
 use crate::core::services::Services;
-use crate::core::table::Snapshot;
+use crate::core::table::{Closed, Snapshot};
 use crate::detect::Alert;
 use crate::local_api::client::Client;
 use crate::local_api::{self as api, Hello};
 use crate::settings::cli::Global;
+
+/// How much history a view shows, and the store file a standalone view reads.
+#[derive(Clone, Debug)]
+pub struct HistoryOpts {
+    /// The newest rows kept.
+    pub limit: u64,
+    pub store_file: PathBuf,
+}
+
+/// Closed connections, oldest first, with wall-clock times: show them with
+/// [`History::clock`].
+pub struct History {
+    pub rows: Vec<Closed>,
+}
+
+impl History {
+    pub fn clock() -> Clock {
+        Clock::fixed(0)
+    }
+}
 
 pub enum Source {
     Attached {
@@ -106,6 +130,47 @@ impl Source {
         }
     }
 
+    /// Closed connections matching `filter`: the history store's when there is
+    /// one (the agent's; standalone, its file if readable, plus what this process
+    /// saw), else the agent's in-memory ring.
+    pub async fn history(&self, filter: &Filter, opts: &HistoryOpts) -> anyhow::Result<History> {
+        let q = filter.history_query(opts.limit);
+        let (stored, ring) = match self {
+            Source::Attached {
+                client,
+                hello,
+                clock,
+                ..
+            } => {
+                if hello.store {
+                    (client.history(&q).await?, Vec::new())
+                } else {
+                    let ring = client.snapshot(true).await?.history;
+                    (Vec::new(), on_wall_clock(ring, clock))
+                }
+            }
+            Source::Standalone(a) => {
+                let file = opts.store_file.clone();
+                let stored = tokio::task::spawn_blocking(move || {
+                    crate::store::Reader::open(&file)
+                        .ok()
+                        .and_then(|r| q.run(&r).ok())
+                })
+                .await
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+                let ring = a.shared.snapshot().history;
+                (stored, on_wall_clock(ring, &a.shared.clock))
+            }
+        };
+        let stored: Vec<Closed> = stored.iter().filter_map(|r| r.to_closed()).collect();
+        let rows = merged(stored, ring, opts.limit as usize);
+        Ok(History {
+            rows: crate::core::filter::select_closed(&rows, filter),
+        })
+    }
+
     /// Every incident since the agent started, after a fresh look at the table.
     pub async fn incidents(&self) -> anyhow::Result<Vec<Alert>> {
         match self {
@@ -127,5 +192,76 @@ impl Source {
         if let Source::Standalone(a) = self {
             a.shutdown().await;
         }
+    }
+}
+
+fn on_wall_clock(rows: Vec<Closed>, clock: &Clock) -> Vec<Closed> {
+    rows.into_iter().map(|h| h.on_wall_clock(clock)).collect()
+}
+
+/// Stored rows and ring rows by end time, the newest `limit`. A ring row the store
+/// also has (same connection, same owner, ending within a second: a standalone view
+/// beside a running agent) is shown once.
+fn merged(stored: Vec<Closed>, ring: Vec<Closed>, limit: usize) -> Vec<Closed> {
+    use rustc_hash::FxHashMap;
+    const SAME_NS: u64 = 1_000_000_000;
+    let key = |h: &Closed| (h.conn.proto, h.conn.local, h.conn.remote, h.conn.pid);
+    let mut ends: FxHashMap<_, Vec<u64>> = FxHashMap::default();
+    for h in &stored {
+        ends.entry(key(h)).or_default().push(h.end_ns);
+    }
+    let mut rows = stored;
+    rows.extend(ring.into_iter().filter(|h| {
+        !ends
+            .get(&key(h))
+            .is_some_and(|e| e.iter().any(|t| t.abs_diff(h.end_ns) < SAME_NS))
+    }));
+    rows.sort_by_key(|h| h.end_ns);
+    let cut = rows.len().saturating_sub(limit);
+    rows.split_off(cut)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::event::{Action, ConnEvent, Direction};
+
+    fn closed(port: u16, end_s: u64) -> Closed {
+        let mut e = ConnEvent::lost(end_s * 1_000_000_000, 0);
+        e.action = Action::Closed;
+        e.direction = Direction::Egress;
+        e.local = format!("127.0.0.1:{port}").parse().unwrap();
+        e.remote = "127.0.0.1:80".parse().unwrap();
+        e.pid = 7;
+        Closed::from_ended(&e, None).unwrap()
+    }
+
+    #[test]
+    fn the_store_and_the_ring_merge_by_end_time_once_each_newest_kept() {
+        let stored = vec![closed(1000, 10), closed(1001, 20)];
+        // 1001 again, a few ms apart: the same connection seen by both.
+        let mut again = closed(1001, 20);
+        again.end_ns += 3_000_000;
+        let ring = vec![closed(1002, 15), again, closed(1001, 40)];
+        let ports = |rows: &[Closed]| -> Vec<(u16, u64)> {
+            rows.iter()
+                .map(|h| (h.conn.local.port(), h.end_ns / 1_000_000_000))
+                .collect()
+        };
+        let all = merged(stored.clone(), ring.clone(), 100);
+        assert_eq!(
+            ports(&all),
+            [(1000, 10), (1002, 15), (1001, 20), (1001, 40)]
+        );
+        assert_eq!(ports(&merged(stored, ring, 2)), [(1001, 20), (1001, 40)]);
+    }
+
+    #[test]
+    fn ring_rows_move_to_wall_time_and_unknown_starts_stay_unknown() {
+        let mut h = closed(1000, 10);
+        h.conn.start_ns = 0;
+        let w = h.on_wall_clock(&Clock::fixed(1_700_000_000_000_000_000));
+        assert_eq!(w.end_ns, 1_700_000_010_000_000_000);
+        assert_eq!(w.conn.start_ns, 0);
     }
 }

@@ -1,6 +1,10 @@
 //! Which live rows a view shows, and in what order.
 use crate::core::event::{Proto, State};
+use crate::core::history_query::Query;
 use crate::core::table::{Closed, Conn, Snapshot};
+
+/// The stored actions that are history rows (listener changes are not).
+pub const HISTORY_ACTIONS: &str = "closed,failed,udp-flow";
 
 #[derive(Clone, Debug, Default)]
 pub struct Filter {
@@ -19,6 +23,20 @@ impl Filter {
         Filter {
             states: State::LISTENERS.to_vec(),
             ..Filter::default()
+        }
+    }
+
+    /// The store query that finds this filter's history rows (states are
+    /// checked afterwards, on the rows: the store keeps no state).
+    pub fn history_query(&self, limit: u64) -> Query {
+        Query {
+            proto: self.proto.map(|p| p.name().to_string()),
+            port: self.port,
+            pid: self.pid,
+            process: self.process.clone(),
+            action: Some(HISTORY_ACTIONS.to_string()),
+            limit: Some(limit),
+            ..Query::default()
         }
     }
 
@@ -115,9 +133,9 @@ pub fn select(snap: &Snapshot, filter: &Filter) -> Vec<Conn> {
     rows
 }
 
-pub fn select_history(snap: &Snapshot, filter: &Filter) -> Vec<Closed> {
-    snap.history
-        .iter()
+/// History rows matching `filter`, in their order.
+pub fn select_closed(rows: &[Closed], filter: &Filter) -> Vec<Closed> {
+    rows.iter()
         .filter(|h| {
             // History rows match on their last live state.
             if filter.states.contains(&State::Established) && !h.failed {

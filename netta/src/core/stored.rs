@@ -109,6 +109,12 @@ impl ConnRow {
         e
     }
 
+    /// The row as the views' history shows it (wall-clock times: render with
+    /// `Clock::fixed(0)`); `None` for listener changes.
+    pub fn to_closed(&self) -> Option<crate::core::table::Closed> {
+        crate::core::table::Closed::from_ended(&self.to_event(), self.uid)
+    }
+
     /// A row for a stored kind of event; `None` for the others (opened, state changes, losses).
     pub fn from_event(ev: &ConnEvent, clock: &Clock, uid: Option<u32>) -> Option<ConnRow> {
         let action = action_name(ev.action)?;

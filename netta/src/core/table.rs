@@ -147,6 +147,42 @@ impl Closed {
     pub fn duration_ns(&self) -> Option<u64> {
         span_ns(self.conn.start_ns, self.end_ns)
     }
+
+    /// The history row for an ended connection, failed connect or UDP flow
+    /// (what the store keeps); `None` for other events.
+    pub fn from_ended(ev: &ConnEvent, uid: Option<u32>) -> Option<Closed> {
+        let (state, failed) = match ev.action {
+            Action::Closed => (State::Close, false),
+            Action::Failed => (State::SynSent, true),
+            Action::UdpFlow => (State::Flow, false),
+            _ => return None,
+        };
+        let mut conn = Table::row_from_event(ev, Key::Tuple(ev.tuple()), state);
+        conn.uid = uid;
+        Some(Closed {
+            conn,
+            end_ns: ev.ts_ns,
+            failed,
+        })
+    }
+
+    /// The same row with wall-clock times (show it with `Clock::fixed(0)`), so
+    /// rows from the store (which may predate this boot) and the ring mix.
+    pub fn on_wall_clock(mut self, clock: &crate::core::clock::Clock) -> Closed {
+        let off = clock.offset_ns();
+        let wall = |ns: u64| {
+            if ns == 0 {
+                0
+            } else {
+                (ns as i128 + off).clamp(0, u64::MAX as i128) as u64
+            }
+        };
+        self.end_ns = wall(self.end_ns);
+        self.conn.start_ns = wall(self.conn.start_ns);
+        self.conn.last_ns = wall(self.conn.last_ns);
+        self.conn.seen_ns = wall(self.conn.seen_ns);
+        self
+    }
 }
 
 /// Totals since the table was created. Monotonic, so views can diff two copies.

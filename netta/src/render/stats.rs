@@ -880,4 +880,55 @@ mod view_snapshots {
             &fixture::clock()
         ));
     }
+
+    /// The event the agent publishes when a history row ends.
+    fn ended(h: &crate::core::table::Closed) -> crate::core::event::ConnEvent {
+        use crate::core::event::{Action, ConnEvent, Proto};
+        let c = &h.conn;
+        let mut e = ConnEvent::lost(h.end_ns, 0);
+        e.action = match (h.failed, c.proto) {
+            (true, _) => Action::Failed,
+            (false, Proto::Udp) => Action::UdpFlow,
+            (false, Proto::Tcp) => Action::Closed,
+        };
+        e.proto = c.proto;
+        e.local = c.local;
+        e.remote = c.remote;
+        e.direction = c.direction;
+        e.pid = c.pid;
+        e.comm = c.comm;
+        e.owner = c.owner;
+        e.start_ns = c.start_ns;
+        e.bytes_sent = c.bytes_sent;
+        e.bytes_recv = c.bytes_recv;
+        e.count = c.packets;
+        e
+    }
+
+    /// `list --history` reads the store: its rows look exactly like the ring's.
+    #[test]
+    fn history_from_the_store_renders_as_from_the_ring() {
+        let clock = fixture::clock();
+        let ring = fixture::snapshot().history;
+        let stored: Vec<_> = ring
+            .iter()
+            .map(|h| {
+                let row = crate::core::stored::ConnRow::from_event(&ended(h), &clock, None);
+                row.unwrap().to_closed().unwrap()
+            })
+            .collect();
+        let wall = crate::core::clock::Clock::fixed(0);
+        assert_eq!(
+            view::render_history(&stored, &wall),
+            view::render_history(&ring, &clock)
+        );
+        let moved: Vec<_> = ring
+            .iter()
+            .map(|h| h.clone().on_wall_clock(&clock))
+            .collect();
+        assert_eq!(
+            view::render_history(&moved, &wall),
+            view::render_history(&ring, &clock)
+        );
+    }
 }

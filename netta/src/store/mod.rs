@@ -84,7 +84,13 @@ impl Store {
     /// `history.db.corrupt-<unix seconds>` and a fresh one starts; the returned
     /// notice says so in one line.
     pub fn open(state_dir: &Path) -> Result<(Store, Option<String>), StoreError> {
-        std::fs::create_dir_all(state_dir).map_err(|e| StoreError::Dir(state_dir.into(), e))?;
+        use std::os::unix::fs::DirBuilderExt;
+        // The history is as private as the API that serves it: no access for others.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o750)
+            .create(state_dir)
+            .map_err(|e| StoreError::Dir(state_dir.into(), e))?;
         let path = Store::path_in(state_dir);
         match Store::open_file(&path) {
             Ok(s) => Ok((s, None)),
@@ -113,6 +119,27 @@ impl Store {
     }
 
     fn open_file(path: &Path) -> Result<Store, StoreError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        // A new file is created 0640 (an empty file is an empty database); SQLite
+        // gives the -wal and -shm files the same mode.
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o640)
+            .open(path)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(StoreError::Open(
+                    path.into(),
+                    rusqlite::Error::SqliteFailure(
+                        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                        Some(e.to_string()),
+                    ),
+                ))
+            }
+        }
         let mut db = Connection::open(path).map_err(|e| StoreError::Open(path.into(), e))?;
         configure(&db).map_err(|e| StoreError::Open(path.into(), e))?;
         check(&mut db).map_err(|e| StoreError::Schema(path.into(), e))?;
@@ -325,6 +352,21 @@ pub(crate) mod tests {
             s.db.query_row("PRAGMA journal_mode", [], |r| r.get(0))
                 .unwrap();
         assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn a_new_store_is_closed_to_other_users() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let (mut s, _) = Store::open(&state).unwrap();
+        s.insert(&[Row::Conn(conn_row(1, 1, 2, "a"))]).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&state) & 0o007, 0, "{:o}", mode(&state));
+        for f in [FILE_NAME, "history.db-wal"] {
+            let m = mode(&state.join(f));
+            assert_eq!(m & 0o137, 0, "{f}: {m:o}");
+        }
     }
 
     #[test]

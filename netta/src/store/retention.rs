@@ -24,8 +24,22 @@ impl Default for Retention {
     }
 }
 
+/// How often the writer prunes by age (a short age limit prunes more often).
+pub const DEFAULT_PRUNE_EVERY: Duration = Duration::from_secs(30);
+
+impl Retention {
+    /// Often enough that rows outlive the age limit by a tenth of it at most
+    /// (1 s to 30 s).
+    pub fn prune_every(&self) -> Duration {
+        (self.max_age / 10).clamp(Duration::from_secs(1), DEFAULT_PRUNE_EVERY)
+    }
+}
+
 /// Rows deleted per transaction.
 pub const CHUNK: i64 = 5_000;
+/// Rows deleted per transaction over the size limit: small, so the store ends
+/// close under the limit rather than far below it.
+pub const SIZE_CHUNK: i64 = 1_000;
 
 pub fn used_bytes(db: &Connection) -> rusqlite::Result<u64> {
     let pages: i64 = db.query_row("PRAGMA page_count", [], |r| r.get(0))?;
@@ -53,12 +67,12 @@ pub fn prune_step(db: &mut Connection, r: &Retention, now_us: i64) -> rusqlite::
     if n == 0 && used_bytes(&tx)? > r.max_bytes {
         n += tx.execute(
             "DELETE FROM conn WHERE id IN (SELECT id FROM conn ORDER BY id LIMIT ?1)",
-            [CHUNK],
+            [SIZE_CHUNK],
         )?;
         if n == 0 {
             n += tx.execute(
                 "DELETE FROM alert WHERE id IN (SELECT id FROM alert ORDER BY id LIMIT ?1)",
-                [CHUNK],
+                [SIZE_CHUNK],
             )?;
         }
     }
@@ -81,6 +95,17 @@ mod tests {
     use super::super::tests::conn_row;
     use super::super::{Row, Store};
     use super::*;
+
+    #[test]
+    fn short_age_limits_prune_more_often() {
+        let r = |s| Retention {
+            max_age: Duration::from_secs(s),
+            ..Retention::default()
+        };
+        assert_eq!(Retention::default().prune_every(), DEFAULT_PRUNE_EVERY);
+        assert_eq!(r(60).prune_every(), Duration::from_secs(6));
+        assert_eq!(r(2).prune_every(), Duration::from_secs(1));
+    }
 
     #[test]
     fn old_rows_go_and_recent_ones_stay() {

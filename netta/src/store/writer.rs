@@ -17,6 +17,9 @@ use super::Store;
 use crate::agent::Record;
 use crate::core::clock::Clock;
 
+/// How often the writer compares the store's size with its limit.
+const SIZE_CHECK: Duration = Duration::from_secs(1);
+
 #[derive(Clone, Copy, Debug)]
 pub struct WriterOptions {
     /// Longest a row waits before it is committed: what a `kill -9` can lose.
@@ -34,7 +37,7 @@ impl Default for WriterOptions {
             batch_interval: Duration::from_millis(250),
             max_batch: 16_384,
             retention: Retention::default(),
-            prune_every: Duration::from_secs(30),
+            prune_every: retention::DEFAULT_PRUNE_EVERY,
             baseline: None,
         }
     }
@@ -48,6 +51,8 @@ pub struct StoreStats {
     pub rows_dropped: AtomicU64,
     pub rows_pruned: AtomicU64,
     pub commits: AtomicU64,
+    /// Bytes of live pages, as retention counts them (checked about once a second).
+    pub used_bytes: AtomicU64,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -56,6 +61,8 @@ pub struct StatsValue {
     pub rows_dropped: u64,
     pub rows_pruned: u64,
     pub commits: u64,
+    #[serde(default)]
+    pub used_bytes: u64,
 }
 
 impl StoreStats {
@@ -65,6 +72,7 @@ impl StoreStats {
             rows_dropped: self.rows_dropped.load(Ordering::Relaxed),
             rows_pruned: self.rows_pruned.load(Ordering::Relaxed),
             commits: self.commits.load(Ordering::Relaxed),
+            used_bytes: self.used_bytes.load(Ordering::Relaxed),
         }
     }
 }
@@ -216,6 +224,7 @@ fn run(
     };
     let mut failing = None;
     let mut next_prune = Instant::now();
+    let mut next_size_check = Instant::now();
     let mut pruning = false;
     loop {
         let stopping = stop.load(Ordering::Relaxed);
@@ -266,6 +275,14 @@ fn run(
         if Instant::now() >= next_prune {
             pruning = true;
             next_prune = Instant::now() + opts.prune_every;
+        }
+        // Over the size limit: prune now, not at the next round.
+        if Instant::now() >= next_size_check {
+            next_size_check = Instant::now() + SIZE_CHECK;
+            if let Ok(used) = retention::used_bytes(store.db()) {
+                stats.used_bytes.store(used, Ordering::Relaxed);
+                pruning |= used > opts.retention.max_bytes;
+            }
         }
         if pruning {
             match retention::prune_step(store.db(), &opts.retention, now_us()) {
