@@ -115,7 +115,7 @@ fn runs_unprivileged_with_only_the_documented_capabilities() {
         .unwrap()
         .status
         .success());
-    let caps = "+bpf,+perfmon,+dac_read_search,+sys_ptrace";
+    let caps = "+bpf,+perfmon,+dac_read_search,+sys_ptrace,+net_raw";
     let run = |caps: &str| {
         Command::new("setpriv")
             .env("NETTA_API", isolated_api())
