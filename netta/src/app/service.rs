@@ -131,11 +131,11 @@ impl Backend for AgentBackend {
         }
     }
     fn snapshot(&self, history: bool) -> Snapshot {
-        let mut snap = self.shared.snapshot();
-        if !history {
-            snap.history = Vec::new();
+        if history {
+            self.shared.snapshot()
+        } else {
+            self.shared.live_snapshot()
         }
-        snap
     }
     fn incidents(&self) -> Vec<Alert> {
         crate::app::views::alerts(&self.shared)
@@ -162,7 +162,7 @@ impl Backend for AgentBackend {
         Ok(())
     }
     fn table(&self) -> serde_json::Value {
-        let snap = self.shared.snapshot();
+        let snap = self.shared.live_snapshot();
         let clock = self.shared.clock.clone();
         serde_json::Value::Array(
             snap.conns

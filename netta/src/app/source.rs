@@ -120,13 +120,8 @@ impl Source {
     pub async fn snapshot(&self, history: bool) -> anyhow::Result<Snapshot> {
         match self {
             Source::Attached { client, .. } => Ok(client.snapshot(history).await?),
-            Source::Standalone(a) => {
-                let mut snap = a.shared.snapshot();
-                if !history {
-                    snap.history = Vec::new();
-                }
-                Ok(snap)
-            }
+            Source::Standalone(a) if history => Ok(a.shared.snapshot()),
+            Source::Standalone(a) => Ok(a.shared.live_snapshot()),
         }
     }
 

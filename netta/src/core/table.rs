@@ -809,8 +809,17 @@ impl Table {
     /// A copy for rendering and statistics, taken under the lock and used outside it.
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
-            conns: self.live.values().cloned().collect(),
             history: self.history.iter().cloned().collect(),
+            ..self.live_snapshot()
+        }
+    }
+
+    /// The open rows and the counters, without the history: what live views
+    /// and the table rules read every second.
+    pub fn live_snapshot(&self) -> Snapshot {
+        Snapshot {
+            conns: self.live.values().cloned().collect(),
+            history: Vec::new(),
             counters: self.counters(),
         }
     }
