@@ -36,13 +36,14 @@ pub fn live_bench(runs: usize) -> anyhow::Result<()> {
     let mut table = Table::default();
     table.reconcile(&snap.sockets, boot_now(), &mut |_| None);
     let mut sample = Vec::new();
+    let mut sampler = crate::core::live::Sampler::default();
     let (mut wall, mut cpu) = (Vec::new(), Vec::new());
     let mut updated = 0;
     for _ in 0..runs.max(1) {
         sample.clear();
         let (t0, c0) = (Instant::now(), cpu_seconds());
         os.tcp_counters(&mut sample).context("sock_diag dump")?;
-        updated = crate::core::live::apply_sample(&mut table, &sample, boot_now());
+        updated = sampler.apply(&mut table, &sample, boot_now());
         wall.push(t0.elapsed().as_secs_f64() * 1e3);
         cpu.push((cpu_seconds() - c0) * 1e3);
     }

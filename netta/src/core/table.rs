@@ -296,6 +296,11 @@ impl Table {
         self.live.values_mut()
     }
 
+    /// One open row, for the live refresh to update in place.
+    pub(crate) fn row_mut(&mut self, key: &Key) -> Option<&mut Conn> {
+        self.live.get_mut(key)
+    }
+
     /// The live row of an event's socket: by socket address, else by 4-tuple.
     fn find(&self, sock: u64, tuple: &Tuple) -> Option<&Conn> {
         self.live
@@ -482,6 +487,10 @@ impl Table {
                 if row.domain.is_none() {
                     row.domain = old.domain;
                 }
+                // The same socket: what the live refresh counted (and reported) stays.
+                row.bytes_sent = row.bytes_sent.max(old.bytes_sent);
+                row.bytes_recv = row.bytes_recv.max(old.bytes_recv);
+                row.live = old.live;
             }
         }
         if !pending {
