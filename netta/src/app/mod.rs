@@ -468,10 +468,11 @@ pub async fn agent(s: &Settings, args: &crate::settings::cli::AgentArgs) -> anyh
         opts.baseline = service::load_baseline(st);
     }
     let started = std::time::Instant::now();
+    let update_every = opts.update_every;
     let agent = Agent::start(opts).await;
     // The store subscribes first, so it sees every record from the start.
     let writer = match (store, &store_settings) {
-        (Some(st), Some(set)) => service::start_writer(&agent, st, set, &s.rules),
+        (Some(st), Some(set)) => service::start_writer(&agent, st, set, &s.rules, update_every),
         _ => None,
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -86,6 +86,7 @@ pub fn start_writer(
     store: Store,
     s: &StoreSettings,
     rules: &crate::detect::Rules,
+    update_every: Option<std::time::Duration>,
 ) -> Option<Writer> {
     let rx = agent.shared.subscribe(STORE_TAP);
     let opts = WriterOptions {
@@ -95,6 +96,11 @@ pub fn start_writer(
             .new_destination
             .enabled
             .then_some(rules.new_destination),
+        // An open connection's first update comes one interval after start;
+        // without updates, no open row of an earlier run will be continued.
+        open_grace: update_every.map_or(std::time::Duration::ZERO, |d| {
+            2 * d + std::time::Duration::from_secs(5)
+        }),
         ..Default::default()
     };
     match Writer::spawn(store, rx, agent.shared.clock.clone(), opts) {

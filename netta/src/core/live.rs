@@ -46,14 +46,17 @@ const FULL_EVERY: u32 = 8;
 /// socket and touches no row: a socket whose counters did not change, and
 /// whose row's rates are already 0, is skipped. Sockets not seen before (or
 /// whose row was replaced) are matched by address, in one pass over the table;
-/// every [`FULL_EVERY`] samples all rows are visited (and sockets without a
-/// row looked for again).
+/// every [`FULL_EVERY`] samples all rows are visited. A socket the table had no
+/// row for (its event was still on its way) is looked for again whenever rows
+/// were added since.
 #[derive(Debug, Default)]
 pub struct Sampler {
     seen: FxHashMap<u64, Seen>,
     round: u32,
     /// When the previous sample was applied.
     prev_ns: u64,
+    /// The table's count of rows ever added at the last match by address.
+    observed: u64,
     /// Indexes of the sample's sockets to match by address (kept allocated).
     unmatched: Vec<usize>,
 }
@@ -96,6 +99,7 @@ impl Sampler {
         self.round = self.round.wrapping_add(1);
         let round = self.round;
         let full = round.is_multiple_of(FULL_EVERY);
+        let new_rows = table.observed() != self.observed;
         let prev_ns = std::mem::replace(&mut self.prev_ns, now);
         let mut current = 0;
         self.unmatched.clear();
@@ -108,7 +112,7 @@ impl Sampler {
             let last_round = seen.round == round.wrapping_sub(1);
             seen.round = round;
             let Some(key) = seen.key else {
-                if full {
+                if full || new_rows {
                     self.unmatched.push(i);
                 }
                 continue;
@@ -146,7 +150,8 @@ impl Sampler {
     /// The unmatched sockets' rows, found by address in one pass over the table.
     fn match_by_address(&mut self, table: &mut Table, sample: &[DiagSocket], now: u64) -> usize {
         let round = self.round;
-        // Without a row until found below (looked for again at the next full round).
+        self.observed = table.observed();
+        // Without a row until found below.
         for i in &self.unmatched {
             let s = &sample[*i];
             if let Some(c) = counters(s) {
@@ -322,6 +327,21 @@ mod tests {
         assert_eq!(t.counters().bytes_sent, 1_000_000);
         let snap: Snapshot = t.snapshot();
         assert_eq!(snap.counters.bytes_recv, 50);
+    }
+
+    #[test]
+    fn a_socket_sampled_before_its_event_is_matched_once_its_row_comes() {
+        let mut t = Table::default();
+        let mut sm = Sampler::default();
+        assert_eq!(sm.apply(&mut t, &sample(2_000, 0), SEC), 0);
+        assert_eq!(sm.seen[&77].key, None);
+        let mut ev = ConnEvent::blank(Action::Opened, SEC);
+        ev.sock = 1;
+        ev.local = "127.0.0.1:40000".parse().unwrap();
+        ev.remote = "127.0.0.1:8080".parse().unwrap();
+        t.apply(&ev);
+        assert_eq!(sm.apply(&mut t, &sample(4_000, 0), 2 * SEC), 1);
+        assert_eq!(row(&t).bytes_sent, 4_000);
     }
 
     #[test]

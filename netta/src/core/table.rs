@@ -296,6 +296,11 @@ impl Table {
         self.live.values_mut()
     }
 
+    /// Rows ever added (cheap: no pass over the rows, unlike [`Table::counters`]).
+    pub fn observed(&self) -> u64 {
+        self.counters.observed
+    }
+
     /// One open row, for the live refresh to update in place.
     pub(crate) fn row_mut(&mut self, key: &Key) -> Option<&mut Conn> {
         self.live.get_mut(key)
