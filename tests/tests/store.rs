@@ -3,7 +3,6 @@
 //! strangers refused; a corrupt store moved aside; a full disk dropping (and
 //! counting) history rows while tracing goes on; retention by age and by size
 //! pruning a running agent's store while it keeps storing.
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
@@ -270,20 +269,6 @@ fn a_corrupt_store_is_moved_aside_and_the_agent_runs() {
     assert!(out.trim_start().starts_with('['), "{out}");
     agent.signal(libc::SIGTERM);
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// GET over the API socket, the body as JSON.
-fn api_get(sock: &Path, path: &str) -> Value {
-    let mut s = std::os::unix::net::UnixStream::connect(sock).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
 
 #[test]

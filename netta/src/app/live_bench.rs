@@ -100,27 +100,42 @@ fn synthetic(conns: usize) -> Table {
     table
 }
 
-/// One `top` frame as the standalone view makes it (the table's picture, the
-/// update from it, then drawing it on a 200×50 screen), `frames` times, on
-/// `conns` connections.
+/// One `top` frame as the standalone view makes it (a picture of the table,
+/// the update from it, then drawing it on a 200×50 screen), `frames` times, on
+/// `conns` connections; then as an attached view makes it, the picture coming
+/// as the agent's API sends it (JSON, opaque keys).
 pub fn top_bench(conns: usize, frames: usize) -> anyhow::Result<()> {
+    use crate::core::top::{opaque_key, Picture, Top};
     use ratatui::backend::TestBackend;
     use ratatui::Terminal;
     let table = synthetic(conns);
     let services = crate::core::services::Services::builtin();
-    let mut top = crate::core::top::Top::new("eBPF, ring buffer".into(), services);
+    let ids = crate::host::identity::get().sock_ids;
     let mut term = Terminal::new(TestBackend::new(200, 50))?;
-    let (mut times, mut pictures) = (Vec::new(), Vec::new());
-    for i in 0..frames.max(1) {
-        let t0 = Instant::now();
-        let snap = table.live_snapshot();
-        let t1 = Instant::now();
-        top.update(&snap, 10_000_000_000 + i as u64 * 1_000_000_000, 0);
-        term.draw(|f| crate::render::top::draw(f, &mut top, true))?;
-        drop(snap);
-        times.push(t0.elapsed().as_secs_f64() * 1e3);
-        pictures.push((t1 - t0).as_secs_f64() * 1e3);
-    }
+    let mut frame = |attached: bool| -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
+        let mut top = Top::new("eBPF, ring buffer".into(), services.clone());
+        let (mut times, mut pictures) = (Vec::new(), Vec::new());
+        for i in 0..frames.max(1) {
+            let now = 10_000_000_000 + i as u64 * 1_000_000_000;
+            let t0 = Instant::now();
+            let pic = if attached {
+                let pic = Picture::of(table.conns(), table.counters(), now, |k| {
+                    opaque_key(&ids, k)
+                });
+                serde_json::from_slice(&serde_json::to_vec(&pic)?)?
+            } else {
+                Picture::of(table.conns(), table.counters(), now, |k| k)
+            };
+            let t1 = Instant::now();
+            top.update(&pic, now, 0);
+            term.draw(|f| crate::render::top::draw(f, &mut top, true))?;
+            times.push(t0.elapsed().as_secs_f64() * 1e3);
+            pictures.push((t1 - t0).as_secs_f64() * 1e3);
+        }
+        Ok((times, pictures))
+    };
+    let (times, pictures) = frame(false)?;
+    let (attached, attached_pictures) = frame(true)?;
     print_out(
         &(serde_json::json!({
             "connections": conns,
@@ -128,8 +143,12 @@ pub fn top_bench(conns: usize, frames: usize) -> anyhow::Result<()> {
             "frame_ms_median": percentile(times.clone(), 0.5),
             "frame_ms_p99": percentile(times.clone(), 0.99),
             "frame_ms_max": percentile(times, 1.0),
-            // Of which the table's picture (a copy of the open rows).
-            "snapshot_ms_median": percentile(pictures, 0.5),
+            // Of which the table's picture.
+            "picture_ms_median": percentile(pictures, 0.5),
+            // Attached: the picture serialised (by the agent) and parsed (by the view).
+            "attached_frame_ms_median": percentile(attached.clone(), 0.5),
+            "attached_frame_ms_p99": percentile(attached, 0.99),
+            "attached_picture_ms_median": percentile(attached_pictures, 0.5),
         })
         .to_string()
             + "\n"),

@@ -143,6 +143,14 @@ impl Backend for AgentBackend {
             self.shared.live_snapshot()
         }
     }
+    fn top(&self) -> crate::core::top::Picture {
+        let ids = crate::host::identity::get().sock_ids;
+        let now = self.shared.now_ns();
+        let t = self.shared.table();
+        crate::core::top::Picture::of(t.conns(), t.counters(), now, |k| {
+            crate::core::top::opaque_key(&ids, k)
+        })
+    }
     fn incidents(&self) -> Vec<Alert> {
         crate::app::views::alerts(&self.shared)
     }

@@ -158,8 +158,8 @@ async fn show(src: &Source, args: &TopArgs) -> anyhow::Result<()> {
                 continue;
             }
             _ = tick.tick() => {
-                let snap = src.snapshot(false).await?;
-                top.update(&snap, boot_now(), started_ns);
+                let now = boot_now();
+                top.update(&src.picture(now).await?, now, started_ns);
                 top.set_alerts(alert_lines(&src.incidents().await?));
             }
         }

@@ -4,10 +4,12 @@
 //! and bytes over time, and what each key does. Pure: time is passed in, so the
 //! rendering tests (`render::top`) feed it fixed states.
 //!
-//! A frame must stay cheap with tens of thousands of connections: an update is
-//! linear in the table (rows are `Copy`, no per-row allocation; service names
-//! are looked up only for the rows drawn), and the renderer draws only the
-//! visible rows.
+//! A frame must stay cheap with tens of thousands of connections: a
+//! [`Picture`] of the table is one compact row per connection (what an
+//! attached `top` gets from the agent's API, instead of the whole table), an
+//! update is linear in it (rows are `Copy`, no per-row allocation; service
+//! names are looked up only for the rows drawn), and the renderer draws only
+//! the visible rows.
 use std::collections::VecDeque;
 
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -16,6 +18,7 @@ use crate::core::event::{Action, ConnEvent, Proto, State};
 use crate::core::filter::{Filter, Subject};
 use crate::core::sanitize::Comm;
 use crate::core::services::Services;
+use crate::core::sock_id::SockIds;
 use crate::core::table::{Conn, Counters, Key, Snapshot, Tuple};
 
 const SEC: u64 = 1_000_000_000;
@@ -91,8 +94,11 @@ pub struct Header {
     pub evicted: u64,
 }
 
-/// One connection as the table shows it (text escaped at render time).
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// One connection as the table shows it (text escaped at render time). On the
+/// agent's API a JSON array, not an object: a picture of 10,000 rows is then
+/// about a quarter of the table's JSON.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(from = "RowWire", into = "RowWire")]
 pub struct Row {
     pub key: Key,
     pub proto: Proto,
@@ -110,6 +116,118 @@ pub struct Row {
     pub age_ns: Option<u64>,
     pub rtt_us: u32,
     pub retrans: u32,
+}
+
+/// [`Row`]'s fields in order.
+type RowWire = (
+    Key,
+    Proto,
+    u32,
+    Comm,
+    std::net::SocketAddr,
+    std::net::SocketAddr,
+    bool,
+    State,
+    u64,
+    u64,
+    u64,
+    u64,
+    Option<u64>,
+    u32,
+    u32,
+);
+
+impl From<Row> for RowWire {
+    fn from(r: Row) -> RowWire {
+        (
+            r.key, r.proto, r.pid, r.comm, r.local, r.remote, r.has_peer, r.state, r.rate_in,
+            r.rate_out, r.sent, r.recv, r.age_ns, r.rtt_us, r.retrans,
+        )
+    }
+}
+
+impl From<RowWire> for Row {
+    fn from(w: RowWire) -> Row {
+        let (key, proto, pid, comm, local, remote, has_peer, state, rate_in, rate_out) =
+            (w.0, w.1, w.2, w.3, w.4, w.5, w.6, w.7, w.8, w.9);
+        Row {
+            key,
+            proto,
+            pid,
+            comm,
+            local,
+            remote,
+            has_peer,
+            state,
+            rate_in,
+            rate_out,
+            sent: w.10,
+            recv: w.11,
+            age_ns: w.12,
+            rtt_us: w.13,
+            retrans: w.14,
+        }
+    }
+}
+
+/// What `top` needs of the table at one moment: its connections as rows
+/// (listeners counted, not listed) and the counters.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Picture {
+    pub counters: Counters,
+    pub listening: usize,
+    /// Bytes per second over all connections.
+    pub in_per_s: u64,
+    pub out_per_s: u64,
+    pub rows: Vec<Row>,
+}
+
+impl Picture {
+    /// The table's rows at `now`. `key` gives the key each row is shown with:
+    /// for another process, opaque socket ids, never kernel addresses.
+    pub fn of<'a>(
+        conns: impl IntoIterator<Item = &'a Conn>,
+        counters: Counters,
+        now: u64,
+        key: impl Fn(Key) -> Key,
+    ) -> Picture {
+        let mut p = Picture {
+            counters,
+            ..Picture::default()
+        };
+        for c in conns {
+            p.in_per_s = p.in_per_s.saturating_add(c.live.rate_recv);
+            p.out_per_s = p.out_per_s.saturating_add(c.live.rate_sent);
+            if c.state.is_listener() {
+                p.listening += 1;
+            } else {
+                p.rows.push(Row {
+                    key: key(c.key),
+                    ..row(c, now)
+                });
+            }
+        }
+        p
+    }
+
+    /// From a snapshot (keys as they are).
+    pub fn of_snapshot(snap: &Snapshot, now: u64) -> Picture {
+        Picture::of(&snap.conns, snap.counters, now, |k| k)
+    }
+}
+
+/// A key for another process: a socket address becomes its opaque id (stable
+/// for the agent's run, so selections and sparklines follow it).
+pub fn opaque_key(ids: &SockIds, k: Key) -> Key {
+    let id = |s: u64| ids.id(s).map_or(0, |i| i.0);
+    match k {
+        Key::Sock(s) => Key::Sock(id(s)),
+        Key::Flow { sock, remote } => Key::Flow {
+            sock: id(sock),
+            remote,
+        },
+        k => k,
+    }
 }
 
 impl Row {
@@ -238,13 +356,13 @@ impl Top {
 
     /// A new picture of the table at `now` (kernel clock), the agent up since
     /// `started_ns`. Paused, only the clock moves.
-    pub fn update(&mut self, snap: &Snapshot, now: u64, started_ns: u64) {
+    pub fn update(&mut self, pic: &Picture, now: u64, started_ns: u64) {
         self.header.uptime_ns = now.saturating_sub(started_ns);
         self.now_ns = now;
         if self.paused {
             return;
         }
-        let c = snap.counters;
+        let c = pic.counters;
         let h = &mut self.header;
         if let Some((then, p)) = self.prev {
             let span = now.saturating_sub(then);
@@ -258,23 +376,20 @@ impl Top {
         self.prev = Some((now, c));
         h.lost = c.lost;
         h.evicted = c.table_evicted;
+        h.listening = pic.listening;
+        h.live = pic.rows.len();
+        h.in_per_s = pic.in_per_s;
+        h.out_per_s = pic.out_per_s;
+        self.all.clear();
+        self.all.extend_from_slice(&pic.rows);
+        // Sparklines of the connections still open, one sample per update.
         self.generation += 1;
         let generation = self.generation;
-        let (mut listening, mut rate_in, mut rate_out) = (0, 0u64, 0u64);
-        self.all.clear();
-        for c in &snap.conns {
-            rate_in = rate_in.saturating_add(c.live.rate_recv);
-            rate_out = rate_out.saturating_add(c.live.rate_sent);
-            if c.state.is_listener() {
-                listening += 1;
-                continue;
-            }
-            self.all.push(row(c, now));
-            let rate = c.live.rate_sent.saturating_add(c.live.rate_recv);
-            let spark = match self.spark.get_mut(&c.key) {
+        for r in &pic.rows {
+            let spark = match self.spark.get_mut(&r.key) {
                 Some(s) => s,
-                None if rate == 0 => continue,
-                None => self.spark.entry(c.key).or_insert(Spark {
+                None if r.rate() == 0 => continue,
+                None => self.spark.entry(r.key).or_insert(Spark {
                     seen: 0,
                     samples: VecDeque::new(),
                 }),
@@ -283,15 +398,9 @@ impl Top {
             if spark.samples.len() == SPARK_LEN {
                 spark.samples.pop_front();
             }
-            spark.samples.push_back(rate);
+            spark.samples.push_back(r.rate());
         }
-        // The sparklines of connections no longer open go.
         self.spark.retain(|_, s| s.seen == generation);
-        let h = &mut self.header;
-        h.listening = listening;
-        h.live = snap.conns.len() - listening;
-        h.in_per_s = rate_in;
-        h.out_per_s = rate_out;
         self.rebuild();
     }
 
@@ -605,11 +714,35 @@ mod tests {
         c
     }
 
-    fn picture(conns: Vec<Conn>) -> Snapshot {
-        Snapshot {
-            conns,
-            ..Snapshot::default()
-        }
+    fn picture(conns: Vec<Conn>) -> Picture {
+        Picture::of(&conns, Counters::default(), SEC, |k| k)
+    }
+
+    #[test]
+    fn a_picture_travels_as_arrays_with_the_keys_it_was_given() {
+        let mut listener = busy(3, 8080, 0);
+        listener.state = State::Listen;
+        listener.remote = "0.0.0.0:0".parse().unwrap();
+        let conns = [busy(1, 40000, 500), listener];
+        let p = Picture::of(&conns, Counters::default(), SEC, |k| match k {
+            Key::Sock(s) => Key::Sock(s + 100),
+            k => k,
+        });
+        assert_eq!((p.rows.len(), p.listening, p.out_per_s), (1, 1, 500));
+        assert_eq!(p.rows[0].key, Key::Sock(101), "shown with the key given");
+        let json = serde_json::to_value(&p).unwrap();
+        assert!(json["rows"][0].is_array(), "{json}");
+        let back: Picture = serde_json::from_value(json).unwrap();
+        assert_eq!(back, p);
+        // What the agent's API sends: no kernel address, the same id each time.
+        let ids = SockIds::new([7; 16]);
+        let kernel = Key::Sock(0xffff_8880_1234_5678);
+        let shown = opaque_key(&ids, kernel);
+        assert_ne!(shown, kernel);
+        assert_eq!(shown, opaque_key(&ids, kernel));
+        let Key::Sock(id) = shown else { panic!() };
+        assert!(id < 1 << 63);
+        assert_eq!(opaque_key(&ids, Key::Inode(9)), Key::Inode(9));
     }
 
     #[test]

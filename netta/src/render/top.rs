@@ -493,7 +493,7 @@ mod tests {
     use crate::core::event::{Action, ConnEvent, Direction, Proto, State};
     use crate::core::services::Services;
     use crate::core::table::Snapshot;
-    use crate::core::top::{AlertLine, Input};
+    use crate::core::top::{AlertLine, Input, Picture};
     use crate::fixture::conn;
     use ratatui::backend::TestBackend;
     use ratatui::Terminal;
@@ -571,11 +571,19 @@ mod tests {
             ..Snapshot::default()
         };
         let mut top = Top::new("eBPF, ring buffer".into(), Services::builtin());
-        top.update(&snap, 200 * SEC, 100 * SEC);
+        top.update(
+            &Picture::of_snapshot(&snap, 200 * SEC),
+            200 * SEC,
+            100 * SEC,
+        );
         snap.counters.opened = 10;
         snap.counters.closed = 4;
         snap.counters.lost = 2;
-        top.update(&snap, 202 * SEC, 100 * SEC);
+        top.update(
+            &Picture::of_snapshot(&snap, 202 * SEC),
+            202 * SEC,
+            100 * SEC,
+        );
         let mut ev = ConnEvent::blank(Action::Opened, 150 * SEC);
         ev.local = up.local;
         ev.remote = up.remote;
@@ -652,7 +660,7 @@ mod tests {
             ..Snapshot::default()
         };
         let mut top = Top::new("test".into(), Services::builtin());
-        top.update(&snap, 2 * SEC, SEC);
+        top.update(&Picture::of_snapshot(&snap, 2 * SEC), 2 * SEC, SEC);
         top.key(Input::Char('b'));
         // 14 lines: 3 header, a border, the column titles, 8 rows, the footer.
         let names = |s: &str| -> Vec<String> {
