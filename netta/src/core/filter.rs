@@ -1,6 +1,9 @@
 //! Which live rows a view shows, and in what order.
+use std::net::SocketAddr;
+
 use crate::core::event::{Proto, State};
 use crate::core::history_query::Query;
+use crate::core::sanitize::Comm;
 use crate::core::table::{Closed, Conn, Snapshot};
 
 /// The stored actions that are history rows (listener changes are not).
@@ -92,16 +95,40 @@ impl Filter {
     }
 
     pub fn matches(&self, c: &Conn) -> bool {
-        (self.states.is_empty() || self.states.contains(&c.state))
-            && self.proto.is_none_or(|p| p == c.proto)
+        self.accepts(Subject {
+            state: c.state,
+            proto: c.proto,
+            local: c.local,
+            remote: c.has_peer().then_some(c.remote),
+            pid: c.pid,
+            comm: c.comm,
+        })
+    }
+
+    /// The same test on the fields a view's own row type carries.
+    pub fn accepts(&self, s: Subject) -> bool {
+        (self.states.is_empty() || self.states.contains(&s.state))
+            && self.proto.is_none_or(|p| p == s.proto)
             && self
                 .port
-                .is_none_or(|p| c.local.port() == p || (c.has_peer() && c.remote.port() == p))
-            && self.pid.is_none_or(|p| p == c.pid)
+                .is_none_or(|p| s.local.port() == p || s.remote.is_some_and(|r| r.port() == p))
+            && self.pid.is_none_or(|p| p == s.pid)
             && self.process.as_ref().is_none_or(|name| {
-                String::from_utf8_lossy(c.comm.as_bytes()).contains(name.as_str())
+                String::from_utf8_lossy(s.comm.as_bytes()).contains(name.as_str())
             })
     }
+}
+
+/// What a filter looks at in a row.
+#[derive(Clone, Copy, Debug)]
+pub struct Subject {
+    pub state: State,
+    pub proto: Proto,
+    pub local: SocketAddr,
+    /// `None` without a peer (listeners, unconnected UDP sockets).
+    pub remote: Option<SocketAddr>,
+    pub pid: u32,
+    pub comm: Comm,
 }
 
 fn proto(s: &str) -> Option<Proto> {
