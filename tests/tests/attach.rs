@@ -80,6 +80,47 @@ fn views_attach_to_the_running_agent_and_standalone_forces_their_own() {
                 .any(|a| a.as_str().is_some_and(|a| a.ends_with(&suffix)))
     });
     assert!(held_row, "no at-hold row in top's picture: {body}");
+    // The table and the record stream that attached views read key sockets by
+    // opaque ids too: the rows are there, their kernel addresses are not.
+    let body = api_body(&sock, "/v1/view/snapshot?history=true");
+    assert_no_kernel_address("/v1/view/snapshot", &body);
+    let snap: Value = serde_json::from_str(&body).unwrap();
+    let socks = snap["conns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["key"]["Sock"].as_u64().is_some_and(|k| k != 0))
+        .count();
+    assert!(socks > 0, "no row keyed by socket: {body}");
+    let records = {
+        use std::io::{Read, Write};
+        let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        write!(s, "GET /v1/view/records HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        let mut rec_srv = Traffic::spawn(&["tcp-server", "127.0.0.1:0", "2", "1", "at-rec-srv"]);
+        let rec_to = format!("127.0.0.1:{}", rec_srv.expect_line("port "));
+        Traffic::spawn(&["tcp-client", &rec_to, "2", "1", "at-rec"]).finish();
+        rec_srv.finish();
+        // The stream never ends (the hooks see the whole machine): read a while.
+        let until = Instant::now() + Duration::from_secs(3);
+        let mut got = Vec::new();
+        let mut buf = [0u8; 65536];
+        while Instant::now() < until {
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(_) => {}
+            }
+        }
+        String::from_utf8_lossy(&got).into_owned()
+    };
+    assert!(
+        records.contains("\"sock\""),
+        "no record with a socket: {records}"
+    );
+    assert_no_kernel_address("/v1/view/records", &records);
     // list --history: the short connections, closed before the view started.
     loop {
         let h: Value = serde_json::from_str(&view(&["list", "--history", "--json"])).unwrap();

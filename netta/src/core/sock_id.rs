@@ -45,6 +45,12 @@ impl SockIds {
         }
     }
 
+    /// The id as a number, 0 for no socket: what replaces a kernel address in
+    /// values that leave the process with a socket field of their own.
+    pub fn opaque(&self, sock: u64) -> u64 {
+        self.id(sock).map_or(0, |i| i.0)
+    }
+
     /// The id of the socket at kernel address `sock`; `None` for 0 (no socket).
     pub fn id(&self, sock: u64) -> Option<SockId> {
         if sock == 0 {

@@ -13,6 +13,7 @@ use rustc_hash::FxHashMap;
 use crate::core::event::{span_ns, Action, ConnEvent, Direction, OwnerSource, Proto, State};
 use crate::core::proc_net::{Owner, ProcSocket};
 use crate::core::sanitize::{Comm, Domain};
+use crate::core::sock_id::SockIds;
 use crate::core::tuple::unspecified_like;
 pub use crate::core::tuple::Tuple;
 
@@ -29,6 +30,21 @@ pub enum Key {
     Inode(u64),
     /// Inode-less /proc rows (TIME_WAIT, orphans).
     Tuple(Tuple),
+}
+
+impl Key {
+    /// The key with the kernel's socket address replaced by its opaque id, for
+    /// anything that leaves the process (ids still join: one socket, one id).
+    pub fn hidden(self, ids: &SockIds) -> Key {
+        match self {
+            Key::Sock(s) => Key::Sock(ids.opaque(s)),
+            Key::Flow { sock, remote } => Key::Flow {
+                sock: ids.opaque(sock),
+                remote,
+            },
+            k @ (Key::Inode(_) | Key::Tuple(_)) => k,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -845,6 +861,19 @@ pub struct Snapshot {
     pub conns: Vec<Conn>,
     pub history: Vec<Closed>,
     pub counters: Counters,
+}
+
+impl Snapshot {
+    /// Every row keyed by opaque socket ids instead of kernel addresses.
+    pub fn hide_sockets(&mut self, ids: &SockIds) {
+        let rows = self
+            .conns
+            .iter_mut()
+            .chain(self.history.iter_mut().map(|h| &mut h.conn));
+        for c in rows {
+            c.key = c.key.hidden(ids);
+        }
+    }
 }
 
 #[cfg(test)]

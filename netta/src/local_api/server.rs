@@ -303,7 +303,9 @@ async fn view_snapshot(
     Query(p): Query<SnapshotParams>,
 ) -> Response {
     match blocking(move || {
-        serde_json::to_vec(&st.backend.snapshot(p.history))
+        let mut snap = st.backend.snapshot(p.history);
+        snap.hide_sockets(&crate::host::identity::get().sock_ids);
+        serde_json::to_vec(&snap)
             .map_err(|e| Fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
     })
     .await
@@ -377,7 +379,19 @@ async fn view_records(_: Allowed, State(st): State<AppState>) -> Response {
     ndjson(|tx| async move { follow(live, stop, &tx, write_record).await })
 }
 
+/// A record as attached views read it: its socket by opaque id, never the
+/// kernel's address.
 fn write_record(buf: &mut Vec<u8>, r: &Record) {
+    let hidden;
+    let r = match r {
+        Record::Event(ev) if ev.sock != 0 => {
+            let mut ev = ev.clone();
+            ev.sock = crate::host::identity::get().sock_ids.opaque(ev.sock);
+            hidden = Record::Event(ev);
+            &hidden
+        }
+        r => r,
+    };
     if serde_json::to_writer(&mut *buf, r).is_ok() {
         buf.push(b'\n');
     }
