@@ -36,6 +36,8 @@ pub enum Part {
     Service,
     /// The generated history store and its queries.
     Store,
+    /// Agent CPU per record with one file sink and with two.
+    Sinks,
 }
 
 impl Opts {
@@ -597,6 +599,11 @@ fn run_part(part: Part, netta: &Path, dir: &Path, opts: &Opts) -> Result<String>
             agent_service(netta, dir, opts)
         }
         Part::Store => store_history(netta, dir, opts.store_rows),
+        Part::Sinks => {
+            let _nginx = start_nginx(dir)?;
+            run_ab(opts.requests.min(2000))?;
+            sink_cost(netta, dir, opts)
+        }
     }
 }
 
@@ -644,6 +651,7 @@ pub fn run(root: &Path, netta: &Path, opts: &Opts) -> Result<String> {
         results.push(r);
     }
     let service = agent_service(netta, &dir, opts);
+    let sinks = sink_cost(netta, &dir, opts);
     drop(nginx);
     let ingest = criterion(root, opts.smoke)?;
     let seed = seeding(netta, opts.sockets, if opts.smoke { 1 } else { 5 });
@@ -657,6 +665,10 @@ pub fn run(root: &Path, netta: &Path, opts: &Opts) -> Result<String> {
     match service {
         Ok(text) => out.push_str(&text),
         Err(e) => eprintln!("bench: agent service benchmark failed: {e:#}"),
+    }
+    match sinks {
+        Ok(text) => out.push_str(&text),
+        Err(e) => eprintln!("bench: sink cost benchmark failed: {e:#}"),
     }
     match store {
         Ok(text) => out.push_str(&text),
@@ -688,9 +700,21 @@ struct ServiceAgent(Child);
 impl ServiceAgent {
     /// With its store in `state`, or none (`--no-store`).
     fn start(netta: &Path, state: Option<&Path>, sock: &Path) -> Result<ServiceAgent> {
+        Self::with_sinks(netta, state, sock, &["file:/dev/null".to_string()])
+    }
+
+    fn with_sinks(
+        netta: &Path,
+        state: Option<&Path>,
+        sock: &Path,
+        sinks: &[String],
+    ) -> Result<ServiceAgent> {
         let mut cmd = Command::new(netta);
-        cmd.args(["agent", "--sink", "file:/dev/null", "--api"])
-            .arg(sock);
+        cmd.arg("agent");
+        for s in sinks {
+            cmd.args(["--sink", s]);
+        }
+        cmd.arg("--api").arg(sock);
         match state {
             Some(d) => cmd.arg("--state-dir").arg(d),
             None => cmd.arg("--no-store"),
@@ -831,6 +855,104 @@ fn agent_service(netta: &Path, dir: &Path, opts: &Opts) -> Result<String> {
         rps_on / rps_off,
         opts.requests as u64 * opts.runs as u64,
         per_million / 1e6,
+    );
+    Ok(o)
+}
+
+/// CPU time of every live thread of `pid`, in ns (`/proc/PID/task/*/schedstat`):
+/// finer than the 10 ms ticks of `/proc/PID/stat`, for short runs.
+fn threads_cpu_ns(pid: u32) -> Option<u64> {
+    let mut total = 0;
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let p = t.ok()?.path().join("schedstat");
+        if let Ok(s) = std::fs::read_to_string(p) {
+            total += s.split_whitespace().next()?.parse::<u64>().ok()?;
+        }
+    }
+    Some(total)
+}
+
+/// Spread of a sample: `min–max`.
+fn spread(v: &[f64]) -> String {
+    let lo = v.iter().cloned().fold(f64::INFINITY, f64::min);
+    let hi = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    format!("{lo:.2}–{hi:.2}")
+}
+
+/// One `ab` run with `netta agent --no-store` writing to `sinks` file sinks: the
+/// agent's CPU µs per record written, and the records.
+fn sink_run(netta: &Path, dir: &Path, sinks: usize, requests: u32) -> Result<(f64, u64)> {
+    let sock = dir.join("sinks.sock");
+    let files: Vec<PathBuf> = (0..sinks)
+        .map(|i| dir.join(format!("sink-{i}.json")))
+        .collect();
+    for f in &files {
+        let _ = std::fs::remove_file(f);
+    }
+    let specs: Vec<String> = files
+        .iter()
+        .map(|f| format!("file:{}", f.display()))
+        .collect();
+    let agent = ServiceAgent::with_sinks(netta, None, &sock, &specs)?;
+    let pid = agent.0.id();
+    let cpu0 = threads_cpu_ns(pid).context("agent CPU")?;
+    run_ab(requests)?;
+    // The ring is read in batches: let the last records reach the files.
+    std::thread::sleep(Duration::from_millis(500));
+    let cpu1 = threads_cpu_ns(pid).context("agent CPU")?;
+    drop(agent);
+    let lines = |f: &Path| -> Result<u64> {
+        let text = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
+        Ok(text.iter().filter(|b| **b == b'\n').count() as u64)
+    };
+    let counts: Vec<u64> = files.iter().map(|f| lines(f)).collect::<Result<_>>()?;
+    for f in &files {
+        let _ = std::fs::remove_file(f);
+    }
+    // Lines written after the second CPU reading (at shutdown) are few; both
+    // sinks must have the same.
+    if counts.windows(2).any(|w| w[0] != w[1]) {
+        bail!("the sinks wrote different line counts: {counts:?}");
+    }
+    let records = counts[0].max(1);
+    Ok((
+        cpu1.saturating_sub(cpu0) as f64 / 1e3 / records as f64,
+        records,
+    ))
+}
+
+/// `netta agent` with one file sink and with two on the same `ab` workload,
+/// alternating (and alternating which goes first): agent CPU µs per record.
+fn sink_cost(netta: &Path, dir: &Path, opts: &Opts) -> Result<String> {
+    let (mut one, mut two, mut records) = (Vec::new(), Vec::new(), 0);
+    let runs = opts.runs.max(1);
+    for i in 0..runs {
+        let order = if i % 2 == 0 { [1, 2] } else { [2, 1] };
+        for sinks in order {
+            let (us, n) = sink_run(netta, dir, sinks, opts.requests)?;
+            records += n;
+            eprintln!(
+                "bench: sinks run {}: {sinks} sink(s), {us:.2} µs/record over {n} records",
+                i + 1
+            );
+            if sinks == 1 {
+                one.push(us)
+            } else {
+                two.push(us)
+            }
+        }
+    }
+    let (m1, m2) = (median(one.clone()), median(two.clone()));
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "\nSinks (`netta agent --no-store --sink file:A [--sink file:B]`, `ab -n {} -c {CONCURRENCY}`, {runs} run(s) each, \
+         alternating): agent CPU per record written (all threads, /proc/PID/task/*/schedstat) with one file sink \
+         {m1:.2} µs (median; runs {}), with two {m2:.2} µs (runs {}); two/one {:.2}; {records} records in all.",
+        opts.requests,
+        spread(&one),
+        spread(&two),
+        m2 / m1,
     );
     Ok(o)
 }

@@ -156,7 +156,7 @@ pub async fn events(s: &Settings, args: &EventsArgs) -> anyhow::Result<()> {
         anyhow::bail!("--since replays the agent's stored history: start `netta agent` first");
     }
     // The agent's stdout sink: the one JSON-lines writer, subscribed before we say so.
-    let sinks = Sinks::start(&agent.shared, &[SinkSpec::Stdout]);
+    let sinks = Sinks::start(&agent.shared, &[SinkSpec::Stdout], args.ends.filter());
     eprintln!("netta: standalone ({})", agent.mode().describe());
     let stop = stop_signal();
     tokio::pin!(stop);
@@ -196,10 +196,8 @@ async fn events_attached(
     client: &crate::local_api::client::Client,
     args: &EventsArgs,
 ) -> anyhow::Result<()> {
-    let path = match args.since {
-        Some(us) => format!("/v1/events?since_us={us}"),
-        None => "/v1/events".to_string(),
-    };
+    let query = crate::local_api::EventsQuery::new(args.since, &args.ends.filter());
+    let path = format!("/v1/events?{}", query.to_query_string());
     let mut failed = None;
     let follow = client.stream(&path, |chunk| {
         let mut b = chunk.to_vec();
@@ -490,7 +488,7 @@ pub async fn agent(s: &Settings, args: &crate::settings::cli::AgentArgs) -> anyh
         },
         api_stop_rx,
     );
-    let outputs = Sinks::start(&agent.shared, &sinks);
+    let outputs = Sinks::start(&agent.shared, &sinks, Default::default());
     let metrics = listener.map(|l| {
         let shared = agent.shared.clone();
         tokio::spawn(async move { crate::metrics::serve_on(l, shared, stop_rx).await })
