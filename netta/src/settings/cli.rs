@@ -82,6 +82,7 @@ fn parse_ring_size(s: &str) -> Result<u32, String> {
 }
 
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
     /// Do not load eBPF; poll /proc instead.
     #[arg(long, global = true)]
@@ -177,8 +178,13 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff).
-    Manpage,
+    /// Print the man page netta(8), or write every command's page to a directory.
+    Manpage {
+        /// Write netta.8, netta-list.8, ... (one page per command) into DIR and
+        /// print their paths.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<std::path::PathBuf>,
+    },
     /// Generate a history store and time queries on it (for `cargo xtask bench`).
     #[command(hide = true)]
     StoreBench {
