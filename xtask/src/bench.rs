@@ -3,9 +3,11 @@
 //! nginx serves a tiny page on 127.0.0.1 with keep-alive off, and `ab` makes one
 //! connection per request. Each tracer (netta with the ring buffer, netta with
 //! the perf array, libbpf-tools' tcplife, and a 2 s `ss -tanp` poll) runs in turns
-//! alternating with untraced runs; medians are reported. Then the ingest
-//! micro-benchmark (criterion) and the seeding benchmark (50,000 sockets in a
-//! network namespace, against `ss -tanp`). Results go to stdout and BENCHMARKS.md.
+//! alternating with untraced runs; medians are reported. Then the agent as a
+//! service, the agent's CPU per record with one sink and with two (`--only
+//! sinks`), the ingest and sink micro-benchmarks (criterion) and the seeding
+//! benchmark (50,000 sockets in a network namespace, against `ss -tanp`).
+//! Results go to stdout and BENCHMARKS.md.
 use std::collections::{BTreeSet, HashSet};
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read};
@@ -879,20 +881,50 @@ fn spread(v: &[f64]) -> String {
     format!("{lo:.2}–{hi:.2}")
 }
 
-/// One `ab` run with `netta agent --no-store` writing to `sinks` file sinks: the
-/// agent's CPU µs per record written, and the records.
-fn sink_run(netta: &Path, dir: &Path, sinks: usize, requests: u32) -> Result<(f64, u64)> {
+/// The sinks of one configuration of the sink benchmark.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SinkSet {
+    /// One file.
+    One,
+    /// A file and `/dev/null`: netta's own cost of a second sink (the kernel
+    /// copies nothing for /dev/null).
+    PlusNull,
+    /// Two files: the second also costs the kernel's copy of every line.
+    Two,
+}
+
+impl SinkSet {
+    const ALL: [SinkSet; 3] = [SinkSet::One, SinkSet::PlusNull, SinkSet::Two];
+
+    fn name(self) -> &'static str {
+        match self {
+            SinkSet::One => "one file sink",
+            SinkSet::PlusNull => "a file and file:/dev/null",
+            SinkSet::Two => "two file sinks",
+        }
+    }
+}
+
+/// One `ab` run with `netta agent --no-store` writing to `set`: the agent's CPU
+/// µs per record written, and the records. A run that saw fewer records than
+/// requests (the kernel stream disturbed by something else on the machine) is
+/// an error, so the caller can run it again.
+fn sink_run(netta: &Path, dir: &Path, set: SinkSet, requests: u32) -> Result<(f64, u64)> {
     let sock = dir.join("sinks.sock");
-    let files: Vec<PathBuf> = (0..sinks)
-        .map(|i| dir.join(format!("sink-{i}.json")))
-        .collect();
+    let files: Vec<PathBuf> = match set {
+        SinkSet::One | SinkSet::PlusNull => vec![dir.join("sink-0.json")],
+        SinkSet::Two => vec![dir.join("sink-0.json"), dir.join("sink-1.json")],
+    };
     for f in &files {
         let _ = std::fs::remove_file(f);
     }
-    let specs: Vec<String> = files
+    let mut specs: Vec<String> = files
         .iter()
         .map(|f| format!("file:{}", f.display()))
         .collect();
+    if set == SinkSet::PlusNull {
+        specs.push("file:/dev/null".into());
+    }
     let agent = ServiceAgent::with_sinks(netta, None, &sock, &specs)?;
     let pid = agent.0.id();
     let cpu0 = threads_cpu_ns(pid).context("agent CPU")?;
@@ -909,51 +941,74 @@ fn sink_run(netta: &Path, dir: &Path, sinks: usize, requests: u32) -> Result<(f6
     for f in &files {
         let _ = std::fs::remove_file(f);
     }
-    // Lines written after the second CPU reading (at shutdown) are few; both
-    // sinks must have the same.
+    // Both files get every line.
     if counts.windows(2).any(|w| w[0] != w[1]) {
         bail!("the sinks wrote different line counts: {counts:?}");
     }
-    let records = counts[0].max(1);
+    let records = counts[0];
+    if records < u64::from(requests) {
+        bail!("only {records} records for {requests} requests: the kernel stream was disturbed");
+    }
     Ok((
         cpu1.saturating_sub(cpu0) as f64 / 1e3 / records as f64,
         records,
     ))
 }
 
-/// `netta agent` with one file sink and with two on the same `ab` workload,
-/// alternating (and alternating which goes first): agent CPU µs per record.
+/// `netta agent` with one file sink, with a second sink on /dev/null, and with
+/// two file sinks, on the same `ab` workload, in rotating order: agent CPU µs
+/// per record (medians and spreads).
 fn sink_cost(netta: &Path, dir: &Path, opts: &Opts) -> Result<String> {
-    let (mut one, mut two, mut records) = (Vec::new(), Vec::new(), 0);
+    let mut us: Vec<Vec<f64>> = vec![Vec::new(); SinkSet::ALL.len()];
+    let mut records = 0;
     let runs = opts.runs.max(1);
     for i in 0..runs {
-        let order = if i % 2 == 0 { [1, 2] } else { [2, 1] };
-        for sinks in order {
-            let (us, n) = sink_run(netta, dir, sinks, opts.requests)?;
+        for k in 0..SinkSet::ALL.len() {
+            let at = (i + k) % SinkSet::ALL.len();
+            let set = SinkSet::ALL[at];
+            let mut tries = 0;
+            let (cost, n) = loop {
+                tries += 1;
+                match sink_run(netta, dir, set, opts.requests) {
+                    Ok(r) => break r,
+                    Err(e) if tries < 3 => eprintln!("bench: sinks run {}: {e:#}; again", i + 1),
+                    Err(e) => return Err(e),
+                }
+            };
             records += n;
             eprintln!(
-                "bench: sinks run {}: {sinks} sink(s), {us:.2} µs/record over {n} records",
-                i + 1
+                "bench: sinks run {}: {}, {cost:.2} µs/record over {n} records",
+                i + 1,
+                set.name()
             );
-            if sinks == 1 {
-                one.push(us)
-            } else {
-                two.push(us)
-            }
+            us[at].push(cost);
         }
     }
-    let (m1, m2) = (median(one.clone()), median(two.clone()));
+    let m: Vec<f64> = us.iter().map(|v| median(v.clone())).collect();
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "\nSinks (`netta agent --no-store --sink file:A [--sink file:B]`, `ab -n {} -c {CONCURRENCY}`, {runs} run(s) each, \
-         alternating): agent CPU per record written (all threads, /proc/PID/task/*/schedstat) with one file sink \
-         {m1:.2} µs (median; runs {}), with two {m2:.2} µs (runs {}); two/one {:.2}; {records} records in all.",
-        opts.requests,
-        spread(&one),
-        spread(&two),
-        m2 / m1,
+        "\nSinks (`netta agent --no-store --sink file:A [--sink file:/dev/null | --sink file:B]`, \
+         `ab -n {} -c {CONCURRENCY}`, {runs} run(s) each, in rotating order): agent CPU per record written \
+         (all threads, /proc/PID/task/*/schedstat; median, and the runs' range):\n",
+        opts.requests
     );
+    let _ = writeln!(
+        o,
+        "| sinks | µs per record | runs | vs one sink |\n|---|---|---|---|"
+    );
+    for (k, set) in SinkSet::ALL.iter().enumerate() {
+        let _ = writeln!(
+            o,
+            "| {} | {:.2} | {} | {:+.2} µs ({:.2}×) |",
+            set.name(),
+            m[k],
+            spread(&us[k]),
+            m[k] - m[0],
+            m[k] / m[0]
+        );
+    }
+    let _ = writeln!(o, "\n{records} records in all.");
     Ok(o)
 }
 
@@ -1085,7 +1140,7 @@ fn report(
     }
     let _ = writeln!(
         o,
-        "\nIngest (decode + table update, no kernel; criterion, one core):\n"
+        "\nIngest (decode + table update, no kernel; criterion, one core) and the sinks (`sinks-N`: the records serialised once per batch and written by N file sinks to /dev/null, on the agent's two runtime threads):\n"
     );
     for (name, thrpt) in ingest {
         let _ = writeln!(o, "- `{name}`: {thrpt}");
