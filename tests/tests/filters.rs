@@ -107,9 +107,12 @@ fn events_dport_writes_only_that_ports_lines() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A `list --json` row's ECS ends: (source, destination) as (ip, port), by its
-/// direction; both ways round when it is unknown.
-fn row_ends(v: &Value) -> Vec<((String, u64), (String, u64))> {
+/// An end: (ip, port).
+type End = (String, u64);
+
+/// A `list --json` row's ECS ends: (source, destination), by its direction;
+/// both ways round when it is unknown.
+fn row_ends(v: &Value) -> Vec<(End, End)> {
     let end = |k: &str| {
         (
             str_at(v, &[k, "ip"]).unwrap_or("").to_string(),
@@ -167,20 +170,18 @@ fn list_sport_dport_src_dst_select_the_ecs_ends() {
         std::thread::sleep(Duration::from_millis(200));
     }
     // Every row each filter returns passes it, and the ones expected are there.
-    let check = |global: &[&str],
-                 filter: &[&str],
-                 pass: &dyn Fn(&(String, u64), &(String, u64)) -> bool,
-                 want: usize| {
-        let rows = list(global, filter);
-        for r in &rows {
-            assert!(
-                row_ends(r).iter().any(|(s, d)| pass(s, d)),
-                "{filter:?} returned a row that does not pass: {r}"
-            );
-        }
-        let n = ours(&rows);
-        assert_eq!(n, want, "{global:?} {filter:?}: {rows:#?}");
-    };
+    let check =
+        |global: &[&str], filter: &[&str], pass: &dyn Fn(&End, &End) -> bool, want: usize| {
+            let rows = list(global, filter);
+            for r in &rows {
+                assert!(
+                    row_ends(r).iter().any(|(s, d)| pass(s, d)),
+                    "{filter:?} returned a row that does not pass: {r}"
+                );
+            }
+            let n = ours(&rows);
+            assert_eq!(n, want, "{global:?} {filter:?}: {rows:#?}");
+        };
     let dport = |_: &(String, u64), d: &(String, u64)| d.1 == port as u64;
     check(&api, &["--dport", &p], &dport, 11);
     check(
