@@ -588,3 +588,48 @@ impl Global {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// `-j` is `--json` on every command that has `--json`.
+    #[test]
+    fn every_json_flag_has_the_short_j() {
+        fn walk(c: &clap::Command, found: &mut Vec<String>) {
+            for a in c.get_arguments() {
+                if a.get_long() == Some("json") {
+                    assert_eq!(a.get_short(), Some('j'), "{} --json", c.get_name());
+                    found.push(c.get_name().to_string());
+                }
+            }
+            for s in c.get_subcommands() {
+                walk(s, found);
+            }
+        }
+        let mut found = Vec::new();
+        walk(&Cli::command(), &mut found);
+        found.sort();
+        assert_eq!(
+            found,
+            ["detect", "doctor", "history", "list", "monitor", "show", "stats"]
+        );
+        let cli = Cli::try_parse_from([
+            "netta",
+            "list",
+            "-j",
+            "--dport",
+            "22",
+            "--src",
+            "10.0.0.0/8",
+        ])
+        .unwrap();
+        let Some(Command::List(l)) = cli.command else {
+            panic!("list")
+        };
+        assert!(l.json);
+        assert_eq!(l.filter.ends.dport, Some(22));
+        assert!(Cli::try_parse_from(["netta", "events", "--dst", "300.1.1.1"]).is_err());
+    }
+}
