@@ -29,6 +29,8 @@ fn agent_feeds_a_tcp_sink_serves_metrics_and_stops_on_sigterm() {
     require_ebpf!("agent");
     let (sink, lines) = tcp_line_receiver();
     let metrics = format!("127.0.0.1:{}", free_tcp_port("127.0.0.1"));
+    // Its own store: the machine's /var/lib/netta may hold another netta's.
+    let state = temp_dir("agent-sink-state");
     let mut child = netta_cmd()
         .args([
             "agent",
@@ -36,6 +38,8 @@ fn agent_feeds_a_tcp_sink_serves_metrics_and_stops_on_sigterm() {
             &format!("tcp://{sink}"),
             "--metrics",
             &metrics,
+            "--state-dir",
+            state.to_str().unwrap(),
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -103,6 +107,7 @@ fn agent_feeds_a_tcp_sink_serves_metrics_and_stops_on_sigterm() {
         })
         .count();
     assert_eq!(closed, 10, "both ends of 5 connections reached the sink");
+    let _ = std::fs::remove_dir_all(&state);
 }
 
 #[test]
