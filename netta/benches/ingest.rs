@@ -102,5 +102,70 @@ fn ingest(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, ingest);
+/// The sinks of `netta agent` on the same records: serialised once per batch
+/// (fan-out) and written by one or two file sinks to /dev/null (no kernel copy),
+/// so the difference is what a second sink costs netta itself.
+fn sinks(c: &mut Criterion) {
+    use netta::api::sink::{fan_out, run, SinkSpec, SinkStats};
+    use netta::api::{Clock, Record};
+    use std::sync::Arc;
+    use tokio::sync::{mpsc, watch};
+    const CONNS: u32 = 25_000;
+    let raw = records(CONNS);
+    let events: Vec<ConnEvent> = raw
+        .chunks_exact(EVENT_SIZE)
+        .filter_map(|r| ConnEvent::decode(r).ok())
+        .collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut g = c.benchmark_group("ingest");
+    g.throughput(Throughput::Elements(events.len() as u64));
+    for n in [1usize, 2] {
+        g.bench_function(format!("sinks-{n}"), |b| {
+            b.iter_batched(
+                || {
+                    let (tx, rx) = mpsc::channel(events.len());
+                    for e in &events {
+                        let _ = tx.try_send(Record::Event(e.clone()));
+                    }
+                    rx
+                },
+                |rx| {
+                    rt.block_on(async {
+                        let clock = Clock::fixed(0);
+                        let (stop, stop_rx) = watch::channel(false);
+                        let (_fan_stop, fan_rx) = watch::channel(false);
+                        let mut outs = Vec::new();
+                        let mut tasks = Vec::new();
+                        for _ in 0..n {
+                            let (tx, rx) = mpsc::channel(1 << 12);
+                            let stats = Arc::new(SinkStats::default());
+                            outs.push((tx, stats.clone()));
+                            let spec = SinkSpec::File("/dev/null".into());
+                            tasks.push(tokio::spawn(run(
+                                spec,
+                                rx,
+                                clock.clone(),
+                                stats,
+                                stop_rx.clone(),
+                            )));
+                        }
+                        fan_out(rx, clock.clone(), outs, Default::default(), fan_rx).await;
+                        let _ = stop.send(true);
+                        for t in tasks {
+                            let _ = t.await;
+                        }
+                    })
+                },
+                BatchSize::LargeInput,
+            )
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, ingest, sinks);
 criterion_main!(benches);

@@ -49,7 +49,7 @@ pub mod api {
     /// Pure pieces with their own tests upstream (Community ID, opaque socket ids).
     pub use crate::core::{community_id, sock_id};
     /// History filters (parsed from flags and the API's query string).
-    pub use crate::core::{history_query, when};
+    pub use crate::core::{filter, history_query, when};
     pub use crate::core::{pipeline, proc_net::parse_net, services::Services};
     pub use crate::detect::{Alert, Detector, RuleId, Rules, Severity};
     /// systemd notification (sd_notify).
@@ -73,6 +73,6 @@ pub mod api {
     pub mod sink {
         pub use crate::settings::http_spec::{parse_sink, HttpOptions, HttpSpec};
         pub use crate::settings::sink_spec::SinkSpec;
-        pub use crate::sink::{fan_out, run, LineMaker, SinkStats, BUFFER_LINES};
+        pub use crate::sink::{fan_out, run, Chunk, LineMaker, SinkStats, BUFFER_LINES};
     }
 }

@@ -16,7 +16,7 @@ use sink_under_test::{off_runtime, opened, start_sink, stop_sink};
 
 async fn send(
     maker: &mut sink::LineMaker,
-    tx: &mpsc::Sender<bytes::Bytes>,
+    tx: &mpsc::Sender<sink::Chunk>,
     ids: std::ops::RangeInclusive<u16>,
 ) {
     for id in ids {

@@ -50,7 +50,8 @@ fn prometheus_scrapes_netta_and_answers_a_netta_query() {
     let prom = format!("127.0.0.1:{}", free_tcp_port("127.0.0.1"));
     let _netta = Killed(
         netta_cmd()
-            .args(["agent", "--metrics", &metrics])
+            // No store: the machine's /var/lib/netta is not this test's.
+            .args(["agent", "--no-store", "--metrics", &metrics])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -23,7 +23,8 @@ fn ready_comes_when_events_flow_then_watchdog_then_stopping() {
     let notify = UnixDatagram::bind(&path).unwrap();
     let (sink, lines) = tcp_line_receiver();
     let mut child = netta_cmd()
-        .args(["agent", "--sink", &format!("tcp://{sink}")])
+        // No store: the machine's /var/lib/netta is not this test's.
+        .args(["agent", "--no-store", "--sink", &format!("tcp://{sink}")])
         .env("NOTIFY_SOCKET", &path)
         .env("WATCHDOG_USEC", "400000")
         .stdin(Stdio::null())

@@ -3,9 +3,11 @@
 //! nginx serves a tiny page on 127.0.0.1 with keep-alive off, and `ab` makes one
 //! connection per request. Each tracer (netta with the ring buffer, netta with
 //! the perf array, libbpf-tools' tcplife, and a 2 s `ss -tanp` poll) runs in turns
-//! alternating with untraced runs; medians are reported. Then the ingest
-//! micro-benchmark (criterion) and the seeding benchmark (50,000 sockets in a
-//! network namespace, against `ss -tanp`). Results go to stdout and BENCHMARKS.md.
+//! alternating with untraced runs; medians are reported. Then the agent as a
+//! service, the agent's CPU per record with one sink and with two (`--only
+//! sinks`), the ingest and sink micro-benchmarks (criterion) and the seeding
+//! benchmark (50,000 sockets in a network namespace, against `ss -tanp`).
+//! Results go to stdout and BENCHMARKS.md.
 use std::collections::{BTreeSet, HashSet};
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read};
@@ -36,6 +38,8 @@ pub enum Part {
     Service,
     /// The generated history store and its queries.
     Store,
+    /// Agent CPU per record with one file sink and with two.
+    Sinks,
 }
 
 impl Opts {
@@ -597,6 +601,11 @@ fn run_part(part: Part, netta: &Path, dir: &Path, opts: &Opts) -> Result<String>
             agent_service(netta, dir, opts)
         }
         Part::Store => store_history(netta, dir, opts.store_rows),
+        Part::Sinks => {
+            let _nginx = start_nginx(dir)?;
+            run_ab(opts.requests.min(2000))?;
+            sink_cost(netta, dir, opts)
+        }
     }
 }
 
@@ -644,6 +653,7 @@ pub fn run(root: &Path, netta: &Path, opts: &Opts) -> Result<String> {
         results.push(r);
     }
     let service = agent_service(netta, &dir, opts);
+    let sinks = sink_cost(netta, &dir, opts);
     drop(nginx);
     let ingest = criterion(root, opts.smoke)?;
     let seed = seeding(netta, opts.sockets, if opts.smoke { 1 } else { 5 });
@@ -657,6 +667,10 @@ pub fn run(root: &Path, netta: &Path, opts: &Opts) -> Result<String> {
     match service {
         Ok(text) => out.push_str(&text),
         Err(e) => eprintln!("bench: agent service benchmark failed: {e:#}"),
+    }
+    match sinks {
+        Ok(text) => out.push_str(&text),
+        Err(e) => eprintln!("bench: sink cost benchmark failed: {e:#}"),
     }
     match store {
         Ok(text) => out.push_str(&text),
@@ -688,9 +702,21 @@ struct ServiceAgent(Child);
 impl ServiceAgent {
     /// With its store in `state`, or none (`--no-store`).
     fn start(netta: &Path, state: Option<&Path>, sock: &Path) -> Result<ServiceAgent> {
+        Self::with_sinks(netta, state, sock, &["file:/dev/null".to_string()])
+    }
+
+    fn with_sinks(
+        netta: &Path,
+        state: Option<&Path>,
+        sock: &Path,
+        sinks: &[String],
+    ) -> Result<ServiceAgent> {
         let mut cmd = Command::new(netta);
-        cmd.args(["agent", "--sink", "file:/dev/null", "--api"])
-            .arg(sock);
+        cmd.arg("agent");
+        for s in sinks {
+            cmd.args(["--sink", s]);
+        }
+        cmd.arg("--api").arg(sock);
         match state {
             Some(d) => cmd.arg("--state-dir").arg(d),
             None => cmd.arg("--no-store"),
@@ -835,6 +861,157 @@ fn agent_service(netta: &Path, dir: &Path, opts: &Opts) -> Result<String> {
     Ok(o)
 }
 
+/// CPU time of every live thread of `pid`, in ns (`/proc/PID/task/*/schedstat`):
+/// finer than the 10 ms ticks of `/proc/PID/stat`, for short runs.
+fn threads_cpu_ns(pid: u32) -> Option<u64> {
+    let mut total = 0;
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let p = t.ok()?.path().join("schedstat");
+        if let Ok(s) = std::fs::read_to_string(p) {
+            total += s.split_whitespace().next()?.parse::<u64>().ok()?;
+        }
+    }
+    Some(total)
+}
+
+/// Spread of a sample: `min–max`.
+fn spread(v: &[f64]) -> String {
+    let lo = v.iter().cloned().fold(f64::INFINITY, f64::min);
+    let hi = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    format!("{lo:.2}–{hi:.2}")
+}
+
+/// The sinks of one configuration of the sink benchmark.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SinkSet {
+    /// One file.
+    One,
+    /// A file and `/dev/null`: netta's own cost of a second sink (the kernel
+    /// copies nothing for /dev/null).
+    PlusNull,
+    /// Two files: the second also costs the kernel's copy of every line.
+    Two,
+}
+
+impl SinkSet {
+    const ALL: [SinkSet; 3] = [SinkSet::One, SinkSet::PlusNull, SinkSet::Two];
+
+    fn name(self) -> &'static str {
+        match self {
+            SinkSet::One => "one file sink",
+            SinkSet::PlusNull => "a file and file:/dev/null",
+            SinkSet::Two => "two file sinks",
+        }
+    }
+}
+
+/// One `ab` run with `netta agent --no-store` writing to `set`: the agent's CPU
+/// µs per record written, and the records. A run that saw fewer records than
+/// requests (the kernel stream disturbed by something else on the machine) is
+/// an error, so the caller can run it again.
+fn sink_run(netta: &Path, dir: &Path, set: SinkSet, requests: u32) -> Result<(f64, u64)> {
+    let sock = dir.join("sinks.sock");
+    let files: Vec<PathBuf> = match set {
+        SinkSet::One | SinkSet::PlusNull => vec![dir.join("sink-0.json")],
+        SinkSet::Two => vec![dir.join("sink-0.json"), dir.join("sink-1.json")],
+    };
+    for f in &files {
+        let _ = std::fs::remove_file(f);
+    }
+    let mut specs: Vec<String> = files
+        .iter()
+        .map(|f| format!("file:{}", f.display()))
+        .collect();
+    if set == SinkSet::PlusNull {
+        specs.push("file:/dev/null".into());
+    }
+    let agent = ServiceAgent::with_sinks(netta, None, &sock, &specs)?;
+    let pid = agent.0.id();
+    let cpu0 = threads_cpu_ns(pid).context("agent CPU")?;
+    run_ab(requests)?;
+    // The ring is read in batches: let the last records reach the files.
+    std::thread::sleep(Duration::from_millis(500));
+    let cpu1 = threads_cpu_ns(pid).context("agent CPU")?;
+    drop(agent);
+    let lines = |f: &Path| -> Result<u64> {
+        let text = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
+        Ok(text.iter().filter(|b| **b == b'\n').count() as u64)
+    };
+    let counts: Vec<u64> = files.iter().map(|f| lines(f)).collect::<Result<_>>()?;
+    for f in &files {
+        let _ = std::fs::remove_file(f);
+    }
+    // Both files get every line.
+    if counts.windows(2).any(|w| w[0] != w[1]) {
+        bail!("the sinks wrote different line counts: {counts:?}");
+    }
+    let records = counts[0];
+    if records < u64::from(requests) {
+        bail!("only {records} records for {requests} requests: the kernel stream was disturbed");
+    }
+    Ok((
+        cpu1.saturating_sub(cpu0) as f64 / 1e3 / records as f64,
+        records,
+    ))
+}
+
+/// `netta agent` with one file sink, with a second sink on /dev/null, and with
+/// two file sinks, on the same `ab` workload, in rotating order: agent CPU µs
+/// per record (medians and spreads).
+fn sink_cost(netta: &Path, dir: &Path, opts: &Opts) -> Result<String> {
+    let mut us: Vec<Vec<f64>> = vec![Vec::new(); SinkSet::ALL.len()];
+    let mut records = 0;
+    let runs = opts.runs.max(1);
+    for i in 0..runs {
+        for k in 0..SinkSet::ALL.len() {
+            let at = (i + k) % SinkSet::ALL.len();
+            let set = SinkSet::ALL[at];
+            let mut tries = 0;
+            let (cost, n) = loop {
+                tries += 1;
+                match sink_run(netta, dir, set, opts.requests) {
+                    Ok(r) => break r,
+                    Err(e) if tries < 3 => eprintln!("bench: sinks run {}: {e:#}; again", i + 1),
+                    Err(e) => return Err(e),
+                }
+            };
+            records += n;
+            eprintln!(
+                "bench: sinks run {}: {}, {cost:.2} µs/record over {n} records",
+                i + 1,
+                set.name()
+            );
+            us[at].push(cost);
+        }
+    }
+    let m: Vec<f64> = us.iter().map(|v| median(v.clone())).collect();
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "\nSinks (`netta agent --no-store --sink file:A [--sink file:/dev/null | --sink file:B]`, \
+         `ab -n {} -c {CONCURRENCY}`, {runs} run(s) each, in rotating order): agent CPU per record written \
+         (all threads, /proc/PID/task/*/schedstat; median, and the runs' range):\n",
+        opts.requests
+    );
+    let _ = writeln!(
+        o,
+        "| sinks | µs per record | runs | vs one sink |\n|---|---|---|---|"
+    );
+    for (k, set) in SinkSet::ALL.iter().enumerate() {
+        let _ = writeln!(
+            o,
+            "| {} | {:.2} | {} | {:+.2} µs ({:.2}×) |",
+            set.name(),
+            m[k],
+            spread(&us[k]),
+            m[k] - m[0],
+            m[k] / m[0]
+        );
+    }
+    let _ = writeln!(o, "\n{records} records in all.");
+    Ok(o)
+}
+
 /// The history store: a generated week of `rows` connections, its size, and
 /// the median time of indexed history queries (`netta store-bench`).
 pub fn store_history(netta: &Path, dir: &Path, rows: u64) -> Result<String> {
@@ -973,7 +1150,7 @@ fn report(
     }
     let _ = writeln!(
         o,
-        "\nIngest (decode + table update, no kernel; criterion, one core):\n"
+        "\nIngest (decode + table update, no kernel; criterion, one core) and the sinks (`sinks-N`: the records serialised once per batch and written by N file sinks to /dev/null, on the agent's two runtime threads):\n"
     );
     for (name, thrpt) in ingest {
         let _ = writeln!(o, "- `{name}`: {thrpt}");

@@ -49,6 +49,8 @@ const TEST_PEER_PACKAGES: &[&str] = &[
     "python3",
     "tmux",
     "dnsmasq-base",
+    // man pages rendered as man-db shows them, warnings checked.
+    "man-db",
 ];
 
 /// Environment that `cargo run` / the rustup proxy / an outer build leak into this process and

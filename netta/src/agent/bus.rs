@@ -8,6 +8,7 @@ use tokio::sync::mpsc;
 use crate::core::clock::Clock;
 use crate::core::dns::Seen;
 use crate::core::event::ConnEvent;
+use crate::core::filter::EndsFilter;
 use crate::detect::Alert;
 use crate::host::containers::Containers;
 use crate::render::ecs;
@@ -24,6 +25,16 @@ pub enum Record {
 }
 
 impl Record {
+    /// Whether its line passes `--sport`/`--dport`/`--src`/`--dst`: by the ECS
+    /// ends the line shows (a DNS answer's source is the server).
+    pub fn passes(&self, f: &EndsFilter) -> bool {
+        match self {
+            Record::Event(ev) => f.event(ev),
+            Record::Alert(a) => f.alert(a.source_ip),
+            Record::Dns(d) => f.pair(Some(d.server), Some(d.client)),
+        }
+    }
+
     /// Appends the record as one ECS JSON line.
     pub fn write_json(&self, out: &mut Vec<u8>, clock: &Clock, containers: &mut Containers) {
         match self {

@@ -73,7 +73,7 @@ pub fn examine_on(kernel: &dyn Facilities, opts: &Options) -> Report {
     drop(loaded);
     Report {
         kernel: kernel_release(),
-        btf: Path::new("/sys/kernel/btf/vmlinux").exists(),
+        btf: Path::new(crate::host::btf::KERNEL_BTF).exists(),
         tracefs: tracefs::ensure_mounted().map(|p| p.display().to_string()),
         caps: vec![
             ("CAP_BPF", has(CAP_BPF)),

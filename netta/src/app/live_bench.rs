@@ -105,7 +105,7 @@ fn synthetic(conns: usize) -> Table {
 /// `conns` connections; then as an attached view makes it, the picture coming
 /// as the agent's API sends it (JSON, opaque keys).
 pub fn top_bench(conns: usize, frames: usize) -> anyhow::Result<()> {
-    use crate::core::top::{opaque_key, Picture, Top};
+    use crate::core::top::{Picture, Top};
     use ratatui::backend::TestBackend;
     use ratatui::Terminal;
     let table = synthetic(conns);
@@ -119,9 +119,7 @@ pub fn top_bench(conns: usize, frames: usize) -> anyhow::Result<()> {
             let now = 10_000_000_000 + i as u64 * 1_000_000_000;
             let t0 = Instant::now();
             let pic = if attached {
-                let pic = Picture::of(table.conns(), table.counters(), now, |k| {
-                    opaque_key(&ids, k)
-                });
+                let pic = Picture::of(table.conns(), table.counters(), now, |k| k.hidden(&ids));
                 serde_json::from_slice(&serde_json::to_vec(&pic)?)?
             } else {
                 Picture::of(table.conns(), table.counters(), now, |k| k)

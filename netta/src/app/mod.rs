@@ -48,12 +48,14 @@ pub fn main() -> i32 {
             clap_complete::generate(*shell, &mut Cli::command(), "netta", &mut std::io::stdout());
             return 0;
         }
-        Some(Command::Manpage) => {
-            if let Err(e) = clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
-                eprintln!("netta: {e}");
-                return 1;
-            }
-            return 0;
+        Some(Command::Manpage { dir }) => {
+            return match manpages(dir.as_deref()) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("netta: {e:#}");
+                    1
+                }
+            };
         }
         _ => {}
     }
@@ -114,7 +116,9 @@ pub fn main() -> i32 {
                 frames,
             }) => live_bench::top_bench(*connections, *frames),
             Some(Command::Agent(a)) => agent(&s, a).await,
-            Some(Command::Completions { .. } | Command::Manpage | Command::Doctor { .. }) => Ok(()),
+            Some(
+                Command::Completions { .. } | Command::Manpage { .. } | Command::Doctor { .. },
+            ) => Ok(()),
             None => menu(&s).await,
         }
     });
@@ -127,6 +131,22 @@ pub fn main() -> i32 {
             1
         }
     }
+}
+
+/// `netta manpage`: netta(8) on stdout, or every page into `dir`.
+fn manpages(dir: Option<&Path>) -> anyhow::Result<()> {
+    let pages = crate::render::manpage::pages(Cli::command())?;
+    let Some(dir) = dir else {
+        return print_out(&pages[0].roff);
+    };
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut written = String::new();
+    for p in &pages {
+        let path = dir.join(p.file_name());
+        std::fs::write(&path, &p.roff).with_context(|| format!("writing {}", path.display()))?;
+        written.push_str(&format!("{}\n", path.display()));
+    }
+    print_out(&written)
 }
 
 /// Sleeps for `d`, or forever when `None`.
@@ -156,7 +176,7 @@ pub async fn events(s: &Settings, args: &EventsArgs) -> anyhow::Result<()> {
         anyhow::bail!("--since replays the agent's stored history: start `netta agent` first");
     }
     // The agent's stdout sink: the one JSON-lines writer, subscribed before we say so.
-    let sinks = Sinks::start(&agent.shared, &[SinkSpec::Stdout]);
+    let sinks = Sinks::start(&agent.shared, &[SinkSpec::Stdout], args.ends.filter());
     eprintln!("netta: standalone ({})", agent.mode().describe());
     let stop = stop_signal();
     tokio::pin!(stop);
@@ -196,10 +216,8 @@ async fn events_attached(
     client: &crate::local_api::client::Client,
     args: &EventsArgs,
 ) -> anyhow::Result<()> {
-    let path = match args.since {
-        Some(us) => format!("/v1/events?since_us={us}"),
-        None => "/v1/events".to_string(),
-    };
+    let query = crate::local_api::EventsQuery::new(args.since, &args.ends.filter());
+    let path = format!("/v1/events?{}", query.to_query_string());
     let mut failed = None;
     let follow = client.stream(&path, |chunk| {
         let mut b = chunk.to_vec();
@@ -491,7 +509,7 @@ pub async fn agent(s: &Settings, args: &crate::settings::cli::AgentArgs) -> anyh
         },
         api_stop_rx,
     );
-    let outputs = Sinks::start(&agent.shared, &sinks);
+    let outputs = Sinks::start(&agent.shared, &sinks, Default::default());
     let metrics = listener.map(|l| {
         let shared = agent.shared.clone();
         tokio::spawn(async move { crate::metrics::serve_on(l, shared, stop_rx).await })

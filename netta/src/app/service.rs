@@ -147,9 +147,7 @@ impl Backend for AgentBackend {
         let ids = crate::host::identity::get().sock_ids;
         let now = self.shared.now_ns();
         let t = self.shared.table();
-        crate::core::top::Picture::of(t.conns(), t.counters(), now, |k| {
-            crate::core::top::opaque_key(&ids, k)
-        })
+        crate::core::top::Picture::of(t.conns(), t.counters(), now, |k| k.hidden(&ids))
     }
     fn incidents(&self) -> Vec<Alert> {
         crate::app::views::alerts(&self.shared)

@@ -124,7 +124,7 @@ pub async fn run(s: &Settings, args: &TopArgs) -> anyhow::Result<()> {
 }
 
 async fn show(src: &Source, args: &TopArgs) -> anyhow::Result<()> {
-    let color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let color = crate::render::style::wanted();
     let started_ns = src.started_ns();
     let mut records = src.subscribe(4096).await?;
     let mut top = Top::new(src.mode(), src.services().clone());

@@ -1,10 +1,13 @@
-//! Which live rows a view shows, and in what order.
+//! Which rows a view shows, and in what order; which events `netta events` writes.
 use std::net::SocketAddr;
 
-use crate::core::event::{Proto, State};
-use crate::core::history_query::Query;
+use ipnet::IpNet;
+
+use crate::core::event::{Action, ConnEvent, Direction, Proto, State};
+use crate::core::history_query::{parse_net, Query};
 use crate::core::sanitize::Comm;
 use crate::core::table::{Closed, Conn, Snapshot};
+use crate::core::tuple::Ends;
 
 /// The stored actions that are history rows (listener changes are not).
 pub const HISTORY_ACTIONS: &str = "closed,failed,udp-flow";
@@ -18,6 +21,62 @@ pub struct Filter {
     pub pid: Option<u32>,
     /// Substring of the (raw) process name.
     pub process: Option<String>,
+    /// The ECS ends ([`Ends`]): the source started the connection, the destination
+    /// was connected to (a listener is a destination).
+    pub ends: EndsFilter,
+}
+
+/// `--sport`, `--dport`, `--src`, `--dst`: ports and networks of the ECS ends.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EndsFilter {
+    pub sport: Option<u16>,
+    pub dport: Option<u16>,
+    pub src: Option<IpNet>,
+    pub dst: Option<IpNet>,
+}
+
+impl EndsFilter {
+    pub fn is_empty(&self) -> bool {
+        *self == EndsFilter::default()
+    }
+
+    /// Whether one (source, destination) pair passes; a missing end passes no
+    /// condition on it.
+    pub fn pair(&self, source: Option<SocketAddr>, destination: Option<SocketAddr>) -> bool {
+        let port = |want: Option<u16>, end: Option<SocketAddr>| {
+            want.is_none_or(|p| end.is_some_and(|a| a.port() == p))
+        };
+        let net = |want: Option<IpNet>, end: Option<SocketAddr>| {
+            want.is_none_or(|n| {
+                end.is_some_and(|a| n.contains(&crate::core::event::normalize(a.ip())))
+            })
+        };
+        port(self.sport, source)
+            && port(self.dport, destination)
+            && net(self.src, source)
+            && net(self.dst, destination)
+    }
+
+    /// Whether the connection passes: one way round, or, direction unknown, either.
+    pub fn ends(&self, ends: Ends) -> bool {
+        self.is_empty() || ends.pairs().any(|(s, d)| self.pair(s, d))
+    }
+
+    /// Whether an alert passes: it has a source address (the suspect) and no ports.
+    pub fn alert(&self, source_ip: Option<std::net::IpAddr>) -> bool {
+        self.pair(source_ip.map(|ip| SocketAddr::new(ip, 0)), None) && self.sport.is_none()
+    }
+
+    /// Whether `netta events` writes this event's line. Health lines
+    /// (`events-lost`, `table-evicted`) always pass, so a reader still learns
+    /// what is missing.
+    pub fn event(&self, ev: &ConnEvent) -> bool {
+        if self.is_empty() || matches!(ev.action, Action::EventsLost | Action::TableEvicted) {
+            return true;
+        }
+        let listen = matches!(ev.action, Action::ListenStarted | Action::ListenStopped);
+        self.ends(Ends::of(ev.direction, ev.local, ev.remote, listen))
+    }
 }
 
 impl Filter {
@@ -37,6 +96,10 @@ impl Filter {
             port: self.port,
             pid: self.pid,
             process: self.process.clone(),
+            sport: self.ends.sport,
+            dport: self.ends.dport,
+            src: self.ends.src.map(|n| n.to_string()),
+            dst: self.ends.dst.map(|n| n.to_string()),
             action: Some(HISTORY_ACTIONS.to_string()),
             limit: Some(limit),
             ..Query::default()
@@ -44,7 +107,8 @@ impl Filter {
     }
 
     /// The filter from words, named as `list`'s flags are: `state:established`
-    /// (repeatable), `proto:tcp`, `port:443`, `pid:1234`, `process:curl` (`=` works
+    /// (repeatable), `proto:tcp`, `port:443`, `pid:1234`, `process:curl`,
+    /// `sport:40000`, `dport:443`, `src:10.0.0.0/8`, `dst:192.0.2.7` (`=` works
     /// too, and `--port 443` as on the command line). A bare `tcp`/`udp` is the
     /// protocol, a bare number the port, a state name the state, any other word
     /// a process name.
@@ -55,7 +119,7 @@ impl Filter {
             let w = w.trim_start_matches("--");
             let (key, value) = match w.split_once([':', '=']) {
                 Some((k, v)) => (k, v.to_string()),
-                None if matches!(w, "state" | "proto" | "port" | "pid" | "process") => {
+                None if KEYS.contains(&w) => {
                     let v = words.next().ok_or_else(|| format!("`{w}` needs a value"))?;
                     (w, v.to_string())
                 }
@@ -69,7 +133,11 @@ impl Filter {
                 "proto" => {
                     f.proto = Some(proto(&value).ok_or(format!("unknown protocol `{shown}`"))?)
                 }
-                "port" => f.port = Some(value.parse().map_err(|_| format!("bad port `{shown}`"))?),
+                "port" => f.port = Some(port(&value)?),
+                "sport" => f.ends.sport = Some(port(&value)?),
+                "dport" => f.ends.dport = Some(port(&value)?),
+                "src" => f.ends.src = Some(parse_net(&value).map_err(|e| e.to_string())?),
+                "dst" => f.ends.dst = Some(parse_net(&value).map_err(|e| e.to_string())?),
                 "pid" => f.pid = Some(value.parse().map_err(|_| format!("bad pid `{shown}`"))?),
                 "process" | "proc" | "comm" => f.process = Some(value),
                 "" => {
@@ -85,9 +153,7 @@ impl Filter {
                 }
                 other => {
                     let other = crate::core::sanitize::escape(other.as_bytes());
-                    return Err(format!(
-                        "unknown filter `{other}` (state, proto, port, pid, process)"
-                    ));
+                    return Err(format!("unknown filter `{other}` ({})", KEYS.join(", ")));
                 }
             }
         }
@@ -102,6 +168,7 @@ impl Filter {
             remote: c.has_peer().then_some(c.remote),
             pid: c.pid,
             comm: c.comm,
+            direction: c.direction,
         })
     }
 
@@ -116,6 +183,13 @@ impl Filter {
             && self.process.as_ref().is_none_or(|name| {
                 String::from_utf8_lossy(s.comm.as_bytes()).contains(name.as_str())
             })
+            && self.ends.ends(Ends::of(
+                s.direction,
+                s.local,
+                s.remote
+                    .unwrap_or_else(|| crate::core::tuple::unspecified_like(s.local)),
+                s.state.is_listener(),
+            ))
     }
 }
 
@@ -129,6 +203,17 @@ pub struct Subject {
     pub remote: Option<SocketAddr>,
     pub pid: u32,
     pub comm: Comm,
+    pub direction: Direction,
+}
+
+/// The keys of filter words.
+const KEYS: [&str; 9] = [
+    "state", "proto", "port", "pid", "process", "sport", "dport", "src", "dst",
+];
+
+fn port(s: &str) -> Result<u16, String> {
+    s.parse()
+        .map_err(|_| format!("bad port `{}`", crate::core::sanitize::escape(s.as_bytes())))
 }
 
 fn proto(s: &str) -> Option<Proto> {
@@ -182,6 +267,7 @@ pub fn select_closed(rows: &[Closed], filter: &Filter) -> Vec<Closed> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::event::Direction;
 
     #[test]
     fn words_name_the_same_filters_as_list_flags() {
@@ -205,5 +291,174 @@ mod tests {
             .unwrap_err()
             .contains("unknown filter"));
         assert!(Filter::parse_words("state:\x1b").is_err());
+        let ends = Filter::parse_words("sport:40000 --dport 443 src=10.0.0.0/8 dst:192.0.2.7")
+            .unwrap()
+            .ends;
+        assert_eq!(
+            ends,
+            EndsFilter {
+                sport: Some(40000),
+                dport: Some(443),
+                src: Some("10.0.0.0/8".parse().unwrap()),
+                dst: Some("192.0.2.7/32".parse().unwrap()),
+            }
+        );
+        assert!(Filter::parse_words("dst:10.0.0.0/33")
+            .unwrap_err()
+            .contains("CIDR"));
+        assert!(Filter::parse_words("sport:http")
+            .unwrap_err()
+            .contains("bad port"));
+    }
+
+    fn conn(local: &str, remote: &str, state: State, direction: Direction) -> Conn {
+        let mut e = ConnEvent::lost(1, 0);
+        e.action = Action::Opened;
+        e.local = local.parse().unwrap();
+        e.remote = remote.parse().unwrap();
+        e.direction = direction;
+        let mut c = Closed::from_ended(
+            &ConnEvent {
+                action: Action::Closed,
+                ..e
+            },
+            None,
+        )
+        .unwrap()
+        .conn;
+        c.state = state;
+        c
+    }
+
+    fn ends(text: &str) -> Filter {
+        Filter::parse_words(text).unwrap()
+    }
+
+    /// Source and destination are the ECS ones: the side that started the
+    /// connection is the source, whichever end this host is.
+    #[test]
+    fn ends_follow_who_started_the_connection() {
+        let accepted = conn(
+            "127.0.0.1:8080",
+            "10.1.2.3:45000",
+            State::Established,
+            Direction::Ingress,
+        );
+        let made = conn(
+            "10.9.9.9:45001",
+            "192.0.2.7:443",
+            State::Established,
+            Direction::Egress,
+        );
+        let listener = conn(
+            "0.0.0.0:8080",
+            "0.0.0.0:0",
+            State::Listen,
+            Direction::Unknown,
+        );
+        let pass = |f: &str| -> Vec<bool> {
+            let f = ends(f);
+            [&accepted, &made, &listener]
+                .iter()
+                .map(|c| f.matches(c))
+                .collect()
+        };
+        assert_eq!(pass("dport:8080"), [true, false, true], "the server's port");
+        assert_eq!(
+            pass("sport:45000"),
+            [true, false, false],
+            "the client's port"
+        );
+        assert_eq!(pass("sport:8080"), [false, false, false]);
+        assert_eq!(pass("src:10.0.0.0/8"), [true, true, false]);
+        assert_eq!(pass("dst:192.0.2.0/24"), [false, true, false]);
+        assert_eq!(pass("dst:0.0.0.0/0"), [true, true, true]);
+        assert_eq!(
+            pass("src:0.0.0.0/0"),
+            [true, true, false],
+            "a listener has no source"
+        );
+        assert_eq!(pass("src:10.1.2.3 dport:8080"), [true, false, false]);
+        assert_eq!(pass("src:10.1.2.3 dport:443"), [false, false, false]);
+        assert_eq!(
+            pass("dst:::1/128"),
+            [false, false, false],
+            "IPv6 never holds IPv4"
+        );
+        // IPv4-mapped IPv6 addresses are their IPv4 selves.
+        let mapped = conn(
+            "[::ffff:127.0.0.1]:5000",
+            "[::ffff:10.0.0.1]:53",
+            State::Established,
+            Direction::Egress,
+        );
+        assert!(ends("dst:10.0.0.0/8").matches(&mapped));
+    }
+
+    /// A connection of unknown direction matches either way round, but one way
+    /// round at a time.
+    #[test]
+    fn unknown_direction_matches_either_way_round() {
+        let seen = conn(
+            "127.0.0.1:22",
+            "10.1.2.3:50000",
+            State::Established,
+            Direction::Unknown,
+        );
+        for f in [
+            "dport:22",
+            "sport:22",
+            "sport:50000 dport:22",
+            "sport:22 dport:50000",
+            "src:10.1.2.3 dport:22",
+        ] {
+            assert!(ends(f).matches(&seen), "{f}");
+        }
+        assert!(!ends("sport:22 dport:22").matches(&seen));
+        assert!(
+            !ends("src:10.1.2.3 sport:22").matches(&seen),
+            "10.1.2.3 is port 50000"
+        );
+    }
+
+    #[test]
+    fn events_pass_by_their_ends_and_health_lines_always() {
+        let f = EndsFilter {
+            dport: Some(8080),
+            ..EndsFilter::default()
+        };
+        let mut ev = ConnEvent::lost(1, 0);
+        ev.action = Action::Closed;
+        ev.direction = Direction::Ingress;
+        ev.local = "127.0.0.1:8080".parse().unwrap();
+        ev.remote = "127.0.0.1:45000".parse().unwrap();
+        assert!(f.event(&ev));
+        ev.direction = Direction::Egress;
+        assert!(!f.event(&ev), "egress: 8080 is this host's source port");
+        ev.action = Action::ListenStarted;
+        ev.remote = "0.0.0.0:0".parse().unwrap();
+        assert!(f.event(&ev), "a listener is a destination");
+        assert!(f.event(&ConnEvent::lost(1, 3)));
+        let mut evicted = ConnEvent::lost(1, 3);
+        evicted.action = Action::TableEvicted;
+        assert!(f.event(&evicted));
+        // Alerts have only a source address.
+        let src = EndsFilter {
+            src: Some("10.0.0.0/8".parse().unwrap()),
+            ..EndsFilter::default()
+        };
+        assert!(src.alert(Some("10.2.3.4".parse().unwrap())));
+        assert!(!src.alert(Some("192.0.2.1".parse().unwrap())));
+        assert!(!src.alert(None));
+        assert!(!f.alert(Some("10.2.3.4".parse().unwrap())));
+        assert!(EndsFilter::default().alert(None));
+    }
+
+    #[test]
+    fn history_queries_carry_the_ends() {
+        let q = ends("sport:1 dport:2 src:10.0.0.1 dst:10.0.0.0/8").history_query(5);
+        assert_eq!((q.sport, q.dport), (Some(1), Some(2)));
+        assert_eq!(q.src.as_deref(), Some("10.0.0.1/32"));
+        assert_eq!(q.dst.as_deref(), Some("10.0.0.0/8"));
     }
 }

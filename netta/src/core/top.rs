@@ -14,11 +14,10 @@ use std::collections::VecDeque;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use crate::core::event::{Action, ConnEvent, Proto, State};
+use crate::core::event::{Action, ConnEvent, Direction, Proto, State};
 use crate::core::filter::{Filter, Subject};
 use crate::core::sanitize::Comm;
 use crate::core::services::Services;
-use crate::core::sock_id::SockIds;
 use crate::core::table::{Conn, Counters, Key, Snapshot, Tuple};
 
 const SEC: u64 = 1_000_000_000;
@@ -116,6 +115,7 @@ pub struct Row {
     pub age_ns: Option<u64>,
     pub rtt_us: u32,
     pub retrans: u32,
+    pub direction: Direction,
 }
 
 /// [`Row`]'s fields in order.
@@ -135,13 +135,28 @@ type RowWire = (
     Option<u64>,
     u32,
     u32,
+    Direction,
 );
 
 impl From<Row> for RowWire {
     fn from(r: Row) -> RowWire {
         (
-            r.key, r.proto, r.pid, r.comm, r.local, r.remote, r.has_peer, r.state, r.rate_in,
-            r.rate_out, r.sent, r.recv, r.age_ns, r.rtt_us, r.retrans,
+            r.key,
+            r.proto,
+            r.pid,
+            r.comm,
+            r.local,
+            r.remote,
+            r.has_peer,
+            r.state,
+            r.rate_in,
+            r.rate_out,
+            r.sent,
+            r.recv,
+            r.age_ns,
+            r.rtt_us,
+            r.retrans,
+            r.direction,
         )
     }
 }
@@ -166,6 +181,7 @@ impl From<RowWire> for Row {
             age_ns: w.12,
             rtt_us: w.13,
             retrans: w.14,
+            direction: w.15,
         }
     }
 }
@@ -216,20 +232,6 @@ impl Picture {
     }
 }
 
-/// A key for another process: a socket address becomes its opaque id (stable
-/// for the agent's run, so selections and sparklines follow it).
-pub fn opaque_key(ids: &SockIds, k: Key) -> Key {
-    let id = |s: u64| ids.id(s).map_or(0, |i| i.0);
-    match k {
-        Key::Sock(s) => Key::Sock(id(s)),
-        Key::Flow { sock, remote } => Key::Flow {
-            sock: id(sock),
-            remote,
-        },
-        k => k,
-    }
-}
-
 impl Row {
     pub fn rate(&self) -> u64 {
         self.rate_in.saturating_add(self.rate_out)
@@ -246,6 +248,7 @@ impl Row {
             remote: self.has_peer.then_some(self.remote),
             pid: self.pid,
             comm: self.comm,
+            direction: self.direction,
         }
     }
 }
@@ -662,6 +665,7 @@ fn row(c: &Conn, now: u64) -> Row {
         age_ns: (c.start_ns != 0).then(|| now.saturating_sub(c.start_ns)),
         rtt_us: c.live.rtt_us,
         retrans: c.live.retrans,
+        direction: c.direction,
     }
 }
 
@@ -696,7 +700,7 @@ fn processes(rows: &[Row]) -> Vec<ProcRow> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::event::Direction;
+    use crate::core::sock_id::SockIds;
     use crate::fixture::conn;
 
     fn busy(sock: u64, port: u16, rate: u64) -> Conn {
@@ -737,12 +741,12 @@ mod tests {
         // What the agent's API sends: no kernel address, the same id each time.
         let ids = SockIds::new([7; 16]);
         let kernel = Key::Sock(0xffff_8880_1234_5678);
-        let shown = opaque_key(&ids, kernel);
+        let shown = kernel.hidden(&ids);
         assert_ne!(shown, kernel);
-        assert_eq!(shown, opaque_key(&ids, kernel));
+        assert_eq!(shown, kernel.hidden(&ids));
         let Key::Sock(id) = shown else { panic!() };
         assert!(id < 1 << 63);
-        assert_eq!(opaque_key(&ids, Key::Inode(9)), Key::Inode(9));
+        assert_eq!(Key::Inode(9).hidden(&ids), Key::Inode(9));
     }
 
     #[test]

@@ -47,9 +47,12 @@ fn u32_at(b: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
 }
 
+/// The running kernel's BTF.
+pub const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
+
 impl Btf {
     pub fn from_sys_fs() -> Result<Btf, String> {
-        Btf::from_file(Path::new("/sys/kernel/btf/vmlinux"))
+        Btf::from_file(Path::new(KERNEL_BTF))
     }
 
     pub fn from_file(path: &Path) -> Result<Btf, String> {

@@ -36,6 +36,9 @@ pub enum Transport {
     Perf,
 }
 
+/// Set: each program's kernel run time is printed at exit.
+pub const BPF_STATS_ENV: &str = "NETTA_BPF_STATS";
+
 #[derive(Clone, Copy, Debug)]
 pub struct Options {
     pub transport: Transport,
@@ -86,7 +89,7 @@ pub fn precheck() -> Option<String> {
             );
         }
     }
-    if !Path::new("/sys/kernel/btf/vmlinux").exists() {
+    if !Path::new(crate::host::btf::KERNEL_BTF).exists() {
         return Some("the kernel has no BTF (/sys/kernel/btf/vmlinux is missing)".into());
     }
     None
@@ -430,7 +433,7 @@ impl Attached {
         for t in self.tasks.drain(..) {
             let _ = t.await;
         }
-        if std::env::var_os("NETTA_BPF_STATS").is_some() {
+        if std::env::var_os(BPF_STATS_ENV).is_some() {
             self.print_stats();
         }
     }

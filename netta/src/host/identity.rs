@@ -95,9 +95,12 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// `host.id` comes from here.
+pub const MACHINE_ID: &str = "/etc/machine-id";
+
 impl Identity {
     pub fn detect() -> Identity {
-        let host_id = std::fs::read_to_string("/etc/machine-id")
+        let host_id = std::fs::read_to_string(MACHINE_ID)
             .ok()
             .map(|s| s.trim().to_string())
             .filter(|s| s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit()));

@@ -4,9 +4,15 @@
 use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
 
+/// Where systemd listens for notifications.
+pub const NOTIFY_SOCKET: &str = "NOTIFY_SOCKET";
+/// The watchdog period systemd asks for (µs), and the process it asks.
+pub const WATCHDOG_USEC: &str = "WATCHDOG_USEC";
+pub const WATCHDOG_PID: &str = "WATCHDOG_PID";
+
 /// Sends `state` to `$NOTIFY_SOCKET`; false when there is none or it failed.
 pub fn notify(state: &str) -> bool {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+    let Some(path) = std::env::var_os(NOTIFY_SOCKET) else {
         return false;
     };
     let Ok(sock) = UnixDatagram::unbound() else {
@@ -30,12 +36,12 @@ pub fn notify(state: &str) -> bool {
 /// How often to send `WATCHDOG=1` (half of `$WATCHDOG_USEC`), when systemd
 /// asked for it (and `$WATCHDOG_PID`, if set, is this process).
 pub fn watchdog_interval() -> Option<Duration> {
-    if let Ok(pid) = std::env::var("WATCHDOG_PID") {
+    if let Ok(pid) = std::env::var(WATCHDOG_PID) {
         if pid.trim().parse::<u32>().ok() != Some(std::process::id()) {
             return None;
         }
     }
-    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.trim().parse().ok()?;
+    let usec: u64 = std::env::var(WATCHDOG_USEC).ok()?.trim().parse().ok()?;
     (usec > 0).then(|| Duration::from_micros(usec / 2))
 }
 

@@ -178,11 +178,14 @@ fn expected_params(f: &str) -> &'static [usize] {
     }
 }
 
+/// Names hooks to rule out (see [`disabled_by_env`]).
+pub const DISABLE_HOOKS_ENV: &str = "NETTA_DISABLE_HOOKS";
+
 /// Hooks the user ruled out: `NETTA_DISABLE_HOOKS`, comma-separated labels or
 /// label prefixes (`fexit`, `tracepoint:sock:sock_send_length`). For testing the
 /// fallbacks on a kernel that has everything.
 pub fn disabled_by_env() -> Vec<String> {
-    std::env::var("NETTA_DISABLE_HOOKS")
+    std::env::var(DISABLE_HOOKS_ENV)
         .unwrap_or_default()
         .split(',')
         .map(str::trim)

@@ -1,7 +1,7 @@
 //! Port names from `/etc/services`.
 use crate::core::services::Services;
 
-const SERVICES_PATH: &str = "/etc/services";
+pub const SERVICES_PATH: &str = "/etc/services";
 
 /// The built-in table plus `/etc/services` when it can be read.
 pub fn load() -> Services {

@@ -16,9 +16,9 @@ use crate::core::table::Snapshot;
 use crate::detect::Alert;
 
 /// Where the API listens unless told otherwise.
-pub const DEFAULT_SOCKET: &str = "/run/netta/netta.sock";
+pub const DEFAULT_SOCKET: &str = crate::settings::defaults::API_SOCKET;
 /// Environment variable clients read for the socket path.
-pub const ENV: &str = "NETTA_API";
+pub const ENV: &str = crate::settings::defaults::API_ENV;
 
 /// What a client learns first: who it attached to.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -76,6 +76,57 @@ pub trait Backend: Send + Sync + 'static {
     fn store_path(&self) -> Option<PathBuf>;
     /// Prometheus text for `/metrics`.
     fn metrics(&self, accept: Option<&str>) -> (String, &'static str);
+}
+
+/// `/v1/events`' query: replay from `since_us` (wall µs), and the ends filter
+/// (`netta events --sport/--dport/--src/--dst`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct EventsQuery {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since_us: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sport: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dport: Option<u16>,
+    /// An address or CIDR network.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub src: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dst: Option<String>,
+}
+
+impl EventsQuery {
+    pub fn new(since_us: Option<i64>, f: &crate::core::filter::EndsFilter) -> EventsQuery {
+        EventsQuery {
+            since_us,
+            sport: f.sport,
+            dport: f.dport,
+            src: f.src.map(|n| n.to_string()),
+            dst: f.dst.map(|n| n.to_string()),
+        }
+    }
+
+    pub fn to_query_string(&self) -> String {
+        serde_urlencoded::to_string(self).unwrap_or_default()
+    }
+
+    /// The filter; a bad network is a one-line error.
+    pub fn filter(
+        &self,
+    ) -> Result<crate::core::filter::EndsFilter, crate::core::history_query::QueryError> {
+        let net = |s: &Option<String>| {
+            s.as_deref()
+                .map(crate::core::history_query::parse_net)
+                .transpose()
+        };
+        Ok(crate::core::filter::EndsFilter {
+            sport: self.sport,
+            dport: self.dport,
+            src: net(&self.src)?,
+            dst: net(&self.dst)?,
+        })
+    }
 }
 
 /// The socket path clients use: `--api`, then `NETTA_API`, then the default.

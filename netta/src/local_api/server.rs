@@ -285,13 +285,6 @@ async fn metrics(
 
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(default)]
-struct EventsParams {
-    /// Replay stored rows from this time (wall µs) before following live.
-    since_us: Option<i64>,
-}
-
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(default)]
 struct SnapshotParams {
     /// Include the closed rows kept in memory (a large reply: only views that need them).
     history: bool,
@@ -398,7 +391,15 @@ fn write_record(buf: &mut Vec<u8>, r: &Record) {
 }
 
 /// JSON lines: stored rows from `since_us` (as ECS events), then live records.
-async fn events(_: Allowed, State(st): State<AppState>, Query(p): Query<EventsParams>) -> Response {
+async fn events(
+    _: Allowed,
+    State(st): State<AppState>,
+    Query(p): Query<super::EventsQuery>,
+) -> Response {
+    let filter = match p.filter() {
+        Ok(f) => f,
+        Err(e) => return line(StatusCode::BAD_REQUEST, e.to_string()),
+    };
     // Subscribe before replaying, so nothing falls between the two.
     let live = st.backend.subscribe();
     let clock = st.backend.clock();
@@ -411,6 +412,10 @@ async fn events(_: Allowed, State(st): State<AppState>, Query(p): Query<EventsPa
                 let r = reader(&st)?;
                 HistoryQuery {
                     since_us: Some(since),
+                    sport: filter.sport,
+                    dport: filter.dport,
+                    src: filter.src.map(|n| n.to_string()),
+                    dst: filter.dst.map(|n| n.to_string()),
                     limit: Some(u64::MAX >> 1),
                     ..Default::default()
                 }
@@ -441,6 +446,9 @@ async fn events(_: Allowed, State(st): State<AppState>, Query(p): Query<EventsPa
             }
         }
         follow(live, stop, &tx, |buf, r| {
+            if !r.passes(&filter) {
+                return;
+            }
             if let Record::Event(ev) = r {
                 let ts = crate::store::row::wall_us(&clock, ev.ts_ns);
                 if ts <= replayed_until && crate::store::row::action_name(ev.action).is_some() {

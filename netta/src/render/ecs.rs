@@ -679,6 +679,43 @@ mod tests {
         e
     }
 
+    /// The lines' `source`/`destination` are the ends the filters match
+    /// (`core::tuple::Ends`; an unknown direction shows the local end as source).
+    #[test]
+    fn lines_show_the_ends_the_filters_use() {
+        use crate::core::tuple::Ends;
+        let addr = |v: &Value| -> Option<std::net::SocketAddr> {
+            let ip = v["ip"].as_str()?;
+            Some(std::net::SocketAddr::new(
+                ip.parse().ok()?,
+                v["port"].as_u64()? as u16,
+            ))
+        };
+        for action in [
+            Action::Opened,
+            Action::Closed,
+            Action::Failed,
+            Action::UdpFlow,
+            Action::ListenStarted,
+        ] {
+            for dir in [Direction::Ingress, Direction::Egress, Direction::Unknown] {
+                let mut e = base(action);
+                e.direction = dir;
+                if action == Action::ListenStarted {
+                    e.remote = "0.0.0.0:0".parse().unwrap();
+                }
+                let v = event_value(&e, &Clock::fixed(0));
+                let listen = action == Action::ListenStarted;
+                let (want_src, want_dst) = Ends::of(dir, e.local, e.remote, listen)
+                    .pairs()
+                    .next()
+                    .unwrap();
+                assert_eq!(addr(&v["source"]), want_src, "{action:?} {dir:?}");
+                assert_eq!(addr(&v["destination"]), want_dst, "{action:?} {dir:?}");
+            }
+        }
+    }
+
     #[test]
     fn ingress_close_puts_the_client_in_source() {
         let mut e = base(Action::Closed);

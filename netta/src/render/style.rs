@@ -2,8 +2,16 @@
 //! plain (and snapshot-testable). Off when stdout is not a terminal or NO_COLOR is set.
 use std::io::IsTerminal;
 
+/// Set and not empty: no colour anywhere (<https://no-color.org>).
+pub const NO_COLOR: &str = "NO_COLOR";
+
+/// Colour is wanted, wherever it goes.
+pub fn wanted() -> bool {
+    std::env::var_os(NO_COLOR).is_none_or(|v| v.is_empty())
+}
+
 pub fn enabled() -> bool {
-    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal()
+    wanted() && std::io::stdout().is_terminal()
 }
 
 const BOLD: &str = "\x1b[1m";

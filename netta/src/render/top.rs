@@ -454,6 +454,7 @@ pub const HELP: &[(&str, &str)] = &[
         "/",
         "filter, as list: state:S proto:P port:N pid:N process:NAME",
     ),
+    ("", "  and the ECS ends: sport:N dport:N src:CIDR dst:CIDR"),
     ("s", "next sort key (rate, bytes, age, process)"),
     ("r b a n", "sort by rate, bytes, age, process"),
     ("p, Space", "pause (the picture stays; keys still work)"),

@@ -5,7 +5,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::core::event::{Proto, State};
 use crate::host::ebpf::Transport;
-use crate::settings::defaults::{defaults, Interval};
+use crate::settings::defaults::{self, defaults, Interval};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -82,6 +82,7 @@ fn parse_ring_size(s: &str) -> Result<u32, String> {
 }
 
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
     /// Do not load eBPF; poll /proc instead.
     #[arg(long, global = true)]
@@ -114,14 +115,16 @@ pub struct Global {
     /// Most closed connections kept in history.
     #[arg(long, global = true, default_value_t = defaults().history_size)]
     pub history_size: usize,
-    /// Configuration file (TOML); flags override it. Default: /etc/netta/netta.toml if present.
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE", help = format!(
+        "Configuration file (TOML); flags override it. Default: {} if present",
+        defaults::CONFIG_PATH
+    ))]
     pub config: Option<std::path::PathBuf>,
     /// Detection rules file (TOML): thresholds, windows and allowlists.
     #[arg(long, global = true, value_name = "FILE")]
     pub rules: Option<std::path::PathBuf>,
     /// The agent's API socket (clients attach to it; `netta agent` serves it).
-    #[arg(long, global = true, value_name = "PATH", env = "NETTA_API")]
+    #[arg(long, global = true, value_name = "PATH", env = defaults::API_ENV)]
     pub api: Option<std::path::PathBuf>,
     /// Do not attach to a running agent: run one in this process.
     #[arg(long, global = true)]
@@ -134,6 +137,13 @@ pub struct Global {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Stream connection events as JSON lines (Elastic Common Schema) on stdout.
+    ///
+    /// One line per connection event, alert and DNS answer (docs/events.md), from
+    /// the running agent when one answers on the API socket, else from an agent in
+    /// this process. --sport, --dport, --src and --dst keep the lines whose
+    /// `source`/`destination` pass: an alert has only `source.ip` (the suspect), a
+    /// DNS answer has the server as its source. `events-lost` and `table-evicted`
+    /// lines always pass, so a reader still learns what is missing.
     Events(EventsArgs),
     /// List live connections (or closed ones with --history).
     List(ListArgs),
@@ -153,7 +163,7 @@ pub enum Command {
     /// what is degraded and why. Exit 0 in full eBPF mode.
     Doctor {
         /// One JSON object instead of text.
-        #[arg(long)]
+        #[arg(short, long)]
         json: bool,
     },
     /// Stored connection history: what connected where, when, and which process.
@@ -168,8 +178,13 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff).
-    Manpage,
+    /// Print the man page netta(8), or write every command's page to a directory.
+    Manpage {
+        /// Write netta.8, netta-list.8, ... (one page per command) into DIR and
+        /// print their paths.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<std::path::PathBuf>,
+    },
     /// Generate a history store and time queries on it (for `cargo xtask bench`).
     #[command(hide = true)]
     StoreBench {
@@ -202,7 +217,8 @@ pub enum Command {
 pub enum BaselineAction {
     /// Every learned destination (process, network, port) and the learning period.
     Show {
-        #[arg(long)]
+        /// JSON output.
+        #[arg(short, long)]
         json: bool,
         /// Read a store file instead of asking the agent.
         #[arg(long, value_name = "FILE")]
@@ -227,17 +243,23 @@ pub struct AgentArgs {
     /// Also stream every raw TCP state transition.
     #[arg(long)]
     pub all_states: bool,
-    /// Where the persistent history lives (default /var/lib/netta).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", help = format!(
+        "Where the persistent history lives (default {})",
+        defaults::STATE_DIR
+    ))]
     pub state_dir: Option<std::path::PathBuf>,
     /// Keep no persistent history.
     #[arg(long)]
     pub no_store: bool,
-    /// Drop stored history older than this (default 14d).
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = parse_duration, help = format!(
+        "Drop stored history older than this (default {})",
+        humantime::format_duration(defaults::RETENTION_AGE)
+    ))]
     pub retention_age: Option<Duration>,
-    /// Keep the store under this many bytes (default 536870912).
-    #[arg(long, value_parser = parse_retention_size)]
+    #[arg(long, value_parser = parse_retention_size, help = format!(
+        "Keep the store under this many bytes (default {})",
+        defaults::RETENTION_BYTES
+    ))]
     pub retention_size: Option<u64>,
 }
 
@@ -255,10 +277,52 @@ fn parse_time(s: &str) -> Result<i64, String> {
     crate::core::when::parse_time(s, crate::core::when::now_us())
 }
 
-fn parse_net(s: &str) -> Result<String, String> {
-    crate::core::history_query::parse_net(s)
-        .map(|n| n.to_string())
-        .map_err(|e| e.to_string())
+fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
+    crate::core::history_query::parse_net(s).map_err(|e| e.to_string())
+}
+
+/// `--sport`, `--dport`, `--src`, `--dst` (ss's names), for `list`, `events` and
+/// `history`: the ends as event lines name them, not local and remote as in ss.
+#[derive(Args, Debug, Default, Clone)]
+pub struct EndsArgs {
+    /// Only connections whose source port is this.
+    ///
+    /// The source is the side that started the connection (ECS `source`, as
+    /// event lines and the history store have it): for a connection this host
+    /// accepted, the remote client; for one it made, this host. Unlike ss, whose
+    /// sport is always the local port.
+    #[arg(long, value_name = "PORT")]
+    pub sport: Option<u16>,
+    /// Only connections whose destination port is this.
+    ///
+    /// The destination is the side that was connected to (ECS `destination`): a
+    /// listener's own address, and the server's end of each of its connections, so
+    /// `--dport 22` selects sshd's listener and every connection to it, in and out.
+    #[arg(long, value_name = "PORT")]
+    pub dport: Option<u16>,
+    /// Only connections whose source address is in this network (an address or
+    /// CIDR: 10.0.0.0/8, 2001:db8::/32).
+    ///
+    /// A connection whose direction netta does not know (open before netta
+    /// started, seen only in /proc) passes --sport, --dport, --src and --dst
+    /// either way round.
+    #[arg(long, value_name = "ADDR|CIDR", value_parser = parse_net)]
+    pub src: Option<ipnet::IpNet>,
+    /// Only connections whose destination address is in this network (an
+    /// address or CIDR).
+    #[arg(long, value_name = "ADDR|CIDR", value_parser = parse_net)]
+    pub dst: Option<ipnet::IpNet>,
+}
+
+impl EndsArgs {
+    pub fn filter(&self) -> crate::core::filter::EndsFilter {
+        crate::core::filter::EndsFilter {
+            sport: self.sport,
+            dport: self.dport,
+            src: self.src,
+            dst: self.dst,
+        }
+    }
 }
 
 fn parse_history_action(s: &str) -> Result<String, String> {
@@ -310,16 +374,8 @@ pub struct HistoryArgs {
     /// Source or destination port.
     #[arg(long)]
     pub port: Option<u16>,
-    #[arg(long)]
-    pub sport: Option<u16>,
-    #[arg(long)]
-    pub dport: Option<u16>,
-    /// Source address or CIDR network.
-    #[arg(long, value_parser = parse_net)]
-    pub src: Option<String>,
-    /// Destination address or CIDR network.
-    #[arg(long, value_parser = parse_net)]
-    pub dst: Option<String>,
+    #[command(flatten)]
+    pub ends: EndsArgs,
     #[arg(long, value_parser = parse_proto)]
     pub proto: Option<Proto>,
     /// Only connections to this DNS name or a name under it (example.com: also www.example.com).
@@ -333,7 +389,7 @@ pub struct HistoryArgs {
     #[arg(long, default_value_t = crate::core::history_query::DEFAULT_LIMIT)]
     pub limit: u64,
     /// JSON output (one array).
-    #[arg(long, conflicts_with = "csv")]
+    #[arg(short, long, conflicts_with = "csv")]
     pub json: bool,
     /// CSV output.
     #[arg(long)]
@@ -352,10 +408,10 @@ impl HistoryArgs {
             pid: self.pid,
             uid: self.user,
             port: self.port,
-            sport: self.sport,
-            dport: self.dport,
-            src: self.src.clone(),
-            dst: self.dst.clone(),
+            sport: self.ends.sport,
+            dport: self.ends.dport,
+            src: self.ends.src.map(|n| n.to_string()),
+            dst: self.ends.dst.map(|n| n.to_string()),
             proto: self.proto.map(|p| p.name().to_string()),
             domain: self.domain.clone(),
             action: (!self.action.is_empty()).then(|| self.action.join(",")),
@@ -370,7 +426,7 @@ pub struct StatsArgs {
     #[arg(long, value_parser = parse_duration)]
     pub watch: Option<Duration>,
     /// JSON output.
-    #[arg(long)]
+    #[arg(short, long)]
     pub json: bool,
 }
 
@@ -383,7 +439,7 @@ pub struct MonitorArgs {
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub interval: Duration,
     /// JSON lines output.
-    #[arg(long)]
+    #[arg(short, long)]
     pub json: bool,
 }
 
@@ -400,7 +456,7 @@ pub struct DetectArgs {
     #[arg(long, value_parser = parse_duration)]
     pub watch: Option<Duration>,
     /// JSON output.
-    #[arg(long)]
+    #[arg(short, long)]
     pub json: bool,
 }
 
@@ -433,6 +489,8 @@ pub struct EventsArgs {
     /// First replay the agent's stored events from this time (10m, RFC 3339), then follow.
     #[arg(long, value_parser = parse_time, value_name = "TIME")]
     pub since: Option<i64>,
+    #[command(flatten)]
+    pub ends: EndsArgs,
 }
 
 #[derive(Args, Debug, Default, Clone)]
@@ -452,6 +510,8 @@ pub struct FilterArgs {
     /// Only processes whose name contains this.
     #[arg(long)]
     pub process: Option<String>,
+    #[command(flatten)]
+    pub ends: EndsArgs,
 }
 
 impl FilterArgs {
@@ -462,6 +522,7 @@ impl FilterArgs {
             port: self.port,
             pid: self.pid,
             process: self.process.clone(),
+            ends: self.ends.filter(),
         }
     }
 }
@@ -477,7 +538,7 @@ pub struct ListArgs {
     #[arg(long, value_parser = parse_duration)]
     pub watch: Option<Duration>,
     /// JSON output.
-    #[arg(long)]
+    #[arg(short, long)]
     pub json: bool,
 }
 
@@ -528,5 +589,50 @@ impl Global {
         if !from_cli("rules") && c.rules.is_some() {
             self.rules = c.rules.clone();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// `-j` is `--json` on every command that has `--json`.
+    #[test]
+    fn every_json_flag_has_the_short_j() {
+        fn walk(c: &clap::Command, found: &mut Vec<String>) {
+            for a in c.get_arguments() {
+                if a.get_long() == Some("json") {
+                    assert_eq!(a.get_short(), Some('j'), "{} --json", c.get_name());
+                    found.push(c.get_name().to_string());
+                }
+            }
+            for s in c.get_subcommands() {
+                walk(s, found);
+            }
+        }
+        let mut found = Vec::new();
+        walk(&Cli::command(), &mut found);
+        found.sort();
+        assert_eq!(
+            found,
+            ["detect", "doctor", "history", "list", "monitor", "show", "stats"]
+        );
+        let cli = Cli::try_parse_from([
+            "netta",
+            "list",
+            "-j",
+            "--dport",
+            "22",
+            "--src",
+            "10.0.0.0/8",
+        ])
+        .unwrap();
+        let Some(Command::List(l)) = cli.command else {
+            panic!("list")
+        };
+        assert!(l.json);
+        assert_eq!(l.filter.ends.dport, Some(22));
+        assert!(Cli::try_parse_from(["netta", "events", "--dst", "300.1.1.1"]).is_err());
     }
 }

@@ -6,7 +6,20 @@ use std::time::Duration;
 use crate::core::table::Limits;
 use crate::host::ebpf;
 
+/// Read when present (`--config FILE` names another).
 pub const CONFIG_PATH: &str = "/etc/netta/netta.toml";
+/// The agent's local API socket (`--api`, `api =`).
+pub const API_SOCKET: &str = "/run/netta/netta.sock";
+/// Clients read the API socket's path from this variable when `--api` is not given.
+pub const API_ENV: &str = "NETTA_API";
+/// Where `netta agent` keeps its history store (`--state-dir`, `state_dir =`).
+pub const STATE_DIR: &str = "/var/lib/netta";
+/// The history store's file in the state directory (SQLite, with `-wal` beside it).
+pub const HISTORY_FILE: &str = "history.db";
+/// Stored history older than this goes (`--retention-age`).
+pub const RETENTION_AGE: Duration = Duration::from_secs(14 * 24 * 3600);
+/// The store is kept under this many bytes (`--retention-size`).
+pub const RETENTION_BYTES: u64 = 512 << 20;
 
 #[derive(Clone, Copy, Debug)]
 pub struct Defaults {

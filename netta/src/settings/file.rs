@@ -270,4 +270,46 @@ metrics = "127.0.0.1:9750"
             .to_string()
             .contains("cannot read"));
     }
+
+    /// The shipped example and the operations guide state the real defaults
+    /// (`settings::defaults`), so they cannot go stale.
+    #[test]
+    fn the_shipped_config_and_the_docs_state_the_real_defaults() {
+        use crate::settings::defaults::{self as d, defaults};
+        let text = include_str!("../../../packaging/netta.toml");
+        let c = Config::parse(text, "packaging/netta.toml").unwrap();
+        let want = defaults();
+        assert_eq!(c.transport, Some(want.transport));
+        assert_eq!(c.ring_size, Some(want.ring_size));
+        assert_eq!(c.reconcile_interval, Some(want.reconcile_interval));
+        assert_eq!(c.poll_interval, Some(want.poll_interval));
+        assert_eq!(c.udp_idle, Some(want.udp_idle));
+        assert_eq!(c.max_connections, Some(want.max_connections));
+        assert_eq!(c.history_size, Some(want.history_size));
+        assert_eq!(c.no_ebpf, Some(false));
+        assert_eq!(c.api.as_deref(), Some(Path::new(d::API_SOCKET)));
+        assert_eq!(c.state_dir.as_deref(), Some(Path::new(d::STATE_DIR)));
+        assert_eq!(c.retention_age, Some(d::RETENTION_AGE));
+        assert_eq!(c.retention_size, Some(d::RETENTION_BYTES));
+        let doc = include_str!("../../../docs/operations.md");
+        let row = |key: &str| -> &str {
+            doc.lines()
+                .find(|l| l.starts_with(&format!("| `{key}` |")))
+                .unwrap_or_else(|| panic!("operations.md has no row for {key}"))
+        };
+        let secs = |t: std::time::Duration| format!("\"{}\"", humantime::format_duration(t));
+        for (key, value) in [
+            ("ring_size", want.ring_size.to_string()),
+            ("reconcile_interval", secs(want.reconcile_interval)),
+            ("poll_interval", secs(want.poll_interval)),
+            ("udp_idle", secs(want.udp_idle)),
+            ("max_connections", want.max_connections.to_string()),
+            ("history_size", want.history_size.to_string()),
+            ("api", format!("\"{}\"", d::API_SOCKET)),
+            ("state_dir", format!("\"{}\"", d::STATE_DIR)),
+            ("[agent] retention_size", d::RETENTION_BYTES.to_string()),
+        ] {
+            assert!(row(key).contains(&value), "{key}: {value} in {}", row(key));
+        }
+    }
 }

@@ -1,7 +1,9 @@
-//! Serialising each record once and handing the line to every sink.
+//! Serialising each record once, a batch of them into one buffer, and handing
+//! that buffer to every sink: a second sink costs a reference count and a channel
+//! send per batch, not per line.
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 
 use super::lines::{notice_line, stop_requested};
@@ -9,13 +11,31 @@ use super::stats::SinkStats;
 use super::BATCH_BYTES;
 use crate::agent::Record;
 use crate::core::clock::Clock;
+use crate::core::filter::EndsFilter;
 use crate::host::containers::Containers;
 
-/// Serialises records into lines, without an allocation per line (they are cut
-/// from 64 KiB chunks).
+/// Whole JSON lines (each with its newline), shared by every sink that got them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Chunk {
+    pub data: Bytes,
+    /// Record lines in `data`.
+    pub lines: u64,
+}
+
+impl Chunk {
+    /// One line (with its newline).
+    pub fn line(data: Vec<u8>) -> Chunk {
+        Chunk {
+            data: Bytes::from(data),
+            lines: 1,
+        }
+    }
+}
+
+/// Serialises records into batches of lines, one buffer per batch.
 pub struct LineMaker {
-    buf: BytesMut,
-    scratch: Vec<u8>,
+    buf: Vec<u8>,
+    lines: u64,
     clock: Clock,
     containers: Containers,
 }
@@ -23,43 +43,55 @@ pub struct LineMaker {
 impl LineMaker {
     pub fn new(clock: Clock, containers: Containers) -> LineMaker {
         LineMaker {
-            buf: BytesMut::new(),
-            scratch: Vec::with_capacity(4096),
+            buf: Vec::with_capacity(BATCH_BYTES),
+            lines: 0,
             clock,
             containers,
         }
     }
 
-    /// The record's line, with its newline.
-    pub fn line(&mut self, r: &Record) -> Bytes {
-        self.scratch.clear();
-        r.write_json(&mut self.scratch, &self.clock, &mut self.containers);
-        if self.buf.capacity() < self.scratch.len() {
-            self.buf.reserve(BATCH_BYTES.max(self.scratch.len()));
+    /// Appends the record's line to the batch being made.
+    pub fn push(&mut self, r: &Record) {
+        r.write_json(&mut self.buf, &self.clock, &mut self.containers);
+        self.lines += 1;
+    }
+
+    /// The batch made so far; the next starts empty.
+    pub fn take(&mut self) -> Chunk {
+        let data = std::mem::replace(&mut self.buf, Vec::with_capacity(BATCH_BYTES));
+        Chunk {
+            data: Bytes::from(data),
+            lines: std::mem::take(&mut self.lines),
         }
-        self.buf.extend_from_slice(&self.scratch);
-        self.buf.split().freeze()
+    }
+
+    /// The record's line alone, as a batch of one.
+    pub fn line(&mut self, r: &Record) -> Chunk {
+        self.push(r);
+        self.take()
     }
 }
 
-/// Records serialised per wake-up (and per clock re-sync).
+/// Records serialised per wake-up (and per clock re-sync): one batch.
 const FAN_BATCH: usize = 256;
 
 /// One sink's input and what it missed because its channel was full.
 struct Out {
-    tx: mpsc::Sender<Bytes>,
+    tx: mpsc::Sender<Chunk>,
     missed: u64,
     stats: Arc<SinkStats>,
 }
 
-/// Serialises each record from `rx` once and hands the line to every sink. A full
-/// sink channel misses the line, counts it as dropped, and gets an `events-lost`
-/// line with the count once it has room. Ends when `rx` closes, or on `stop`
-/// after forwarding what `rx` holds (then the sinks see their channels close).
+/// Serialises the records from `rx` that pass `filter`, once, a batch per wake-up,
+/// and hands the batch to every sink. A full sink channel misses the batch,
+/// counts its lines as dropped, and gets an `events-lost` line with the count
+/// once it has room. Ends when `rx` closes, or on `stop` after forwarding what
+/// `rx` holds (then the sinks see their channels close).
 pub async fn fan_out(
     mut rx: mpsc::Receiver<Record>,
     clock: Clock,
-    outs: Vec<(mpsc::Sender<Bytes>, Arc<SinkStats>)>,
+    outs: Vec<(mpsc::Sender<Chunk>, Arc<SinkStats>)>,
+    filter: EndsFilter,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut maker = LineMaker::new(clock.clone(), Containers::new());
@@ -97,24 +129,30 @@ pub async fn fan_out(
         // The wall clock may have stepped since the last batch: @timestamp follows.
         clock.resync();
         for r in batch.drain(..) {
-            let line = maker.line(&r);
-            for o in &mut outs {
-                if o.missed > 0 {
-                    let notice = Bytes::from(notice_line(&clock, o.missed));
-                    if o.tx.try_send(notice).is_ok() {
-                        o.missed = 0;
-                    }
+            if r.passes(&filter) {
+                maker.push(&r);
+            }
+        }
+        let chunk = maker.take();
+        if chunk.lines == 0 {
+            continue;
+        }
+        for o in &mut outs {
+            if o.missed > 0 {
+                let notice = Chunk::line(notice_line(&clock, o.missed));
+                if o.tx.try_send(notice).is_ok() {
+                    o.missed = 0;
                 }
-                if (o.missed > 0 || o.tx.try_send(line.clone()).is_err()) && !o.tx.is_closed() {
-                    o.missed += 1;
-                    o.stats.add_dropped(1);
-                }
+            }
+            if (o.missed > 0 || o.tx.try_send(chunk.clone()).is_err()) && !o.tx.is_closed() {
+                o.missed += chunk.lines;
+                o.stats.add_dropped(chunk.lines);
             }
         }
     }
     for o in &outs {
         if o.missed > 0 {
-            let _ = o.tx.try_send(Bytes::from(notice_line(&clock, o.missed)));
+            let _ = o.tx.try_send(Chunk::line(notice_line(&clock, o.missed)));
         }
     }
 }
@@ -122,35 +160,78 @@ pub async fn fan_out(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::event::ConnEvent;
+    use crate::core::event::{Action, ConnEvent, Direction};
 
-    /// Every sink gets the same bytes, not a copy: one serialisation per record.
-    #[tokio::test]
-    async fn every_sink_shares_one_serialised_line() {
-        let (tap, rx) = mpsc::channel(16);
-        let mut sinks = Vec::new();
-        let mut outs = Vec::new();
-        for _ in 0..3 {
-            let (tx, rx) = mpsc::channel(16);
-            outs.push((tx, Arc::new(SinkStats::default())));
-            sinks.push(rx);
-        }
-        let (_stop, stop_rx) = watch::channel(false);
-        let fan = tokio::spawn(fan_out(rx, Clock::fixed(0), outs, stop_rx));
-        for n in 1..=5 {
-            tap.send(Record::Event(ConnEvent::lost(n, n)))
-                .await
-                .unwrap();
+    fn opened(sport: u16, dport: u16) -> Record {
+        let mut e = ConnEvent::lost(1, 0);
+        e.action = Action::Opened;
+        e.direction = Direction::Egress;
+        e.local = format!("127.0.0.1:{sport}").parse().unwrap();
+        e.remote = format!("127.0.0.1:{dport}").parse().unwrap();
+        Record::Event(e)
+    }
+
+    /// Runs the fan-out over `records` (all waiting, so one batch) into `sinks`
+    /// channels; what each received.
+    async fn fan(records: Vec<Record>, sinks: usize, filter: EndsFilter) -> Vec<Vec<Chunk>> {
+        let (tap, rx) = mpsc::channel(records.len().max(1));
+        for r in records {
+            tap.send(r).await.unwrap();
         }
         drop(tap);
-        fan.await.unwrap();
-        for _ in 1..=5 {
-            let lines: Vec<Bytes> = sinks.iter_mut().map(|s| s.try_recv().unwrap()).collect();
-            assert!(lines[0].ends_with(b"\n"));
-            for l in &lines[1..] {
-                assert_eq!(l, &lines[0]);
-                assert_eq!(l.as_ptr(), lines[0].as_ptr(), "the same buffer");
-            }
+        let mut rxs = Vec::new();
+        let mut outs = Vec::new();
+        for _ in 0..sinks {
+            let (tx, rx) = mpsc::channel(16);
+            outs.push((tx, Arc::new(SinkStats::default())));
+            rxs.push(rx);
         }
+        let (_stop, stop_rx) = watch::channel(false);
+        fan_out(rx, Clock::fixed(0), outs, filter, stop_rx).await;
+        rxs.iter_mut()
+            .map(|rx| std::iter::from_fn(|| rx.try_recv().ok()).collect())
+            .collect()
+    }
+
+    /// Every sink gets the same bytes, not a copy: one serialisation per record,
+    /// one buffer per batch.
+    #[tokio::test]
+    async fn every_sink_shares_one_serialised_batch() {
+        let records = (1..=5).map(|n| opened(40000 + n, 80)).collect();
+        let got = fan(records, 3, EndsFilter::default()).await;
+        assert_eq!(got[0].len(), 1, "one batch");
+        let first = &got[0][0];
+        assert_eq!(first.lines, 5);
+        assert_eq!(first.data.iter().filter(|b| **b == b'\n').count(), 5);
+        for other in &got[1..] {
+            assert_eq!(other, &got[0]);
+            assert_eq!(
+                other[0].data.as_ptr(),
+                first.data.as_ptr(),
+                "the same buffer"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn the_filter_keeps_passing_lines_and_every_loss_line() {
+        let records = vec![
+            opened(40001, 80),
+            opened(40002, 443),
+            Record::Event(ConnEvent::lost(1, 7)),
+            opened(40003, 80),
+        ];
+        let filter = EndsFilter {
+            dport: Some(80),
+            ..EndsFilter::default()
+        };
+        let got = fan(records, 1, filter).await;
+        let text = String::from_utf8(got[0][0].data.to_vec()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert_eq!(got[0][0].lines, 3);
+        assert!(lines[0].contains("40001") && lines[2].contains("40003"));
+        assert!(lines[1].contains("events-lost"));
+        assert!(!text.contains("443"));
     }
 }

@@ -2,7 +2,7 @@
 use super::lines::{stop_requested, Lines};
 use super::*;
 use bytes::Bytes;
-use std::io::{self, Write};
+use std::io::{self, IoSlice, Write};
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -19,11 +19,30 @@ pub(super) fn open_append(path: &Path) -> io::Result<std::fs::File> {
         .open(path)
 }
 
-/// Writes all of `data`, or as much as it can before an error: (bytes written, error).
-pub(super) fn write_counting(mut f: &std::fs::File, data: &[u8]) -> (usize, Option<io::Error>) {
+/// Most buffers handed to one `writev` (the kernel takes up to 1024).
+const MAX_IOV: usize = 512;
+
+/// Writes all of `bufs` in order, a `writev` for many batches at once, or as much
+/// as it can before an error: (bytes written, error).
+pub(super) fn write_counting(mut f: &std::fs::File, bufs: &[Bytes]) -> (usize, Option<io::Error>) {
+    let total: usize = bufs.iter().map(|b| b.len()).sum();
     let mut done = 0;
-    while done < data.len() {
-        match f.write(&data[done..]) {
+    while done < total {
+        let mut skip = done;
+        let slices: Vec<IoSlice<'_>> = bufs
+            .iter()
+            .filter_map(|b| {
+                if skip >= b.len() {
+                    skip -= b.len();
+                    return None;
+                }
+                let s = IoSlice::new(&b[skip..]);
+                skip = 0;
+                Some(s)
+            })
+            .take(MAX_IOV)
+            .collect();
+        match f.write_vectored(&slices) {
             Ok(0) => return (done, Some(io::ErrorKind::WriteZero.into())),
             Ok(n) => done += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -81,15 +100,16 @@ impl FileOut<'_> {
         self.retry_at = Instant::now() + self.backoff.delay();
     }
 
-    /// Writes what is queued; on trouble keeps it queued and schedules a retry.
+    /// Writes what is queued, the shared batches as they are (one `writev` for
+    /// all of them, off the runtime); on trouble keeps it queued and schedules a retry.
     pub(super) async fn flush(&mut self, lines: &mut Lines<'_>) {
         if self.file.is_none() && !self.open(lines.stats, true) {
             return;
         }
         while !lines.backlog.is_idle() {
             let Some(f) = self.file.clone() else { return };
-            let data = lines.chunk(CHUNK_BYTES).to_vec();
-            let (n, err) = tokio::task::spawn_blocking(move || write_counting(&f, &data))
+            let bufs = lines.pending(CHUNK_BYTES);
+            let (n, err) = tokio::task::spawn_blocking(move || write_counting(&f, &bufs))
                 .await
                 .unwrap_or_else(|e| (0, Some(io::Error::other(e))));
             lines.consume(n);
@@ -115,7 +135,7 @@ pub(super) async fn hangup(sig: &mut Option<Signal>) {
 
 pub(super) async fn run_file(
     path: &Path,
-    mut rx: mpsc::Receiver<Bytes>,
+    mut rx: mpsc::Receiver<Chunk>,
     mut lines: Lines<'_>,
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {

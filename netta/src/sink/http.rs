@@ -10,7 +10,6 @@
 //! for good: it is counted and reported the same way. At shutdown everything
 //! queued is sent within [`FINAL_FLUSH`]. `https://` runs the same over TLS
 //! ([`super::tls`]), its server verified, never falling back to plaintext.
-use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -28,44 +27,27 @@ use tokio::time::Instant;
 use crate::core::clock::{boot_now, Clock};
 use crate::core::event::ConnEvent;
 pub use crate::settings::http_spec::{HttpOptions, HttpSpec};
+use crate::sink::backlog::Backlog;
 use crate::sink::backoff::{log_failure, Backoff};
 use crate::sink::tls::Tls;
-use crate::sink::SinkStats;
+use crate::sink::{Chunk, SinkStats};
 
 /// How long the final flush may take at shutdown.
 pub const FINAL_FLUSH: Duration = Duration::from_millis(800);
 
 /// Lines waiting, bounded; dropping the oldest counts them as unreported.
 struct Queue {
-    lines: VecDeque<Bytes>,
-    bytes: usize,
-    max_lines: usize,
-    max_bytes: usize,
-    /// Dropped and not yet carried by a delivered `events-lost` line.
-    unreported: u64,
+    backlog: Backlog,
     /// When the oldest waiting line arrived.
     since: Option<Instant>,
 }
 
 impl Queue {
-    fn push(&mut self, line: Bytes) -> u64 {
-        if line.len() > self.max_bytes {
-            self.unreported += 1;
-            return 1;
+    fn push(&mut self, chunk: Chunk) -> u64 {
+        let dropped = self.backlog.push(chunk);
+        if self.backlog.lines() > 0 {
+            self.since.get_or_insert_with(Instant::now);
         }
-        let mut dropped = 0;
-        while !self.lines.is_empty()
-            && (self.lines.len() >= self.max_lines || self.bytes + line.len() > self.max_bytes)
-        {
-            if let Some(old) = self.lines.pop_front() {
-                self.bytes -= old.len();
-                dropped += 1;
-            }
-        }
-        self.bytes += line.len();
-        self.lines.push_back(line);
-        self.since.get_or_insert_with(Instant::now);
-        self.unreported += dropped;
         dropped
     }
 }
@@ -210,8 +192,8 @@ struct State<'a> {
 }
 
 impl State<'_> {
-    fn push(&mut self, line: Bytes) {
-        let dropped = self.queue.push(line);
+    fn push(&mut self, chunk: Chunk) {
+        let dropped = self.queue.push(chunk);
         if dropped > 0 {
             self.stats.dropped.fetch_add(dropped, Ordering::Relaxed);
             if !self.warned_full {
@@ -232,22 +214,23 @@ impl State<'_> {
             return Some(self.retry_at);
         }
         let since = self.queue.since?;
-        if self.queue.bytes >= self.opts.batch_bytes {
+        if self.queue.backlog.bytes() >= self.opts.batch_bytes {
             return Some(self.retry_at);
         }
         Some((since + self.opts.max_age).max(self.retry_at))
     }
 
     fn idle(&self) -> bool {
-        self.pending.is_none() && self.queue.lines.is_empty() && self.queue.unreported == 0
+        self.pending.is_none() && self.queue.backlog.is_idle()
     }
 
     /// The next batch: the pending one, else a new one from the queue, headed by
     /// a notice of the drops not reported yet.
     fn take_batch(&mut self) -> io::Result<&Batch> {
         if self.pending.is_none() {
-            let mut body = Vec::with_capacity(self.opts.batch_bytes.min(self.queue.bytes) + 512);
-            let reported = self.queue.unreported;
+            let queued = self.queue.backlog.bytes();
+            let mut body = Vec::with_capacity(self.opts.batch_bytes.min(queued) + 512);
+            let reported = self.queue.backlog.unreported;
             if reported > 0 {
                 crate::render::ecs::write_line(
                     &mut body,
@@ -256,18 +239,13 @@ impl State<'_> {
                     None,
                 );
             }
-            let mut lines = 0;
-            while let Some(l) = self.queue.lines.front() {
-                if lines > 0 && body.len() + l.len() > self.opts.batch_bytes {
-                    break;
-                }
-                body.extend_from_slice(l);
-                self.queue.bytes -= l.len();
-                self.queue.lines.pop_front();
-                lines += 1;
+            let room = self.opts.batch_bytes.saturating_sub(body.len());
+            let (bufs, lines) = self.queue.backlog.take_lines(room);
+            for b in &bufs {
+                body.extend_from_slice(b);
             }
-            self.queue.unreported = 0;
-            if self.queue.lines.is_empty() {
+            self.queue.backlog.unreported = 0;
+            if self.queue.backlog.lines() == 0 {
                 self.queue.since = None;
             } else {
                 self.queue.since = Some(Instant::now());
@@ -335,7 +313,7 @@ impl State<'_> {
                     );
                     self.stats.dropped.fetch_add(b.lines, Ordering::Relaxed);
                     // Those lines and the drops the batch reported are reported again.
-                    self.queue.unreported += b.lines + b.reported;
+                    self.queue.backlog.unreported += b.lines + b.reported;
                 }
                 self.retry_at = Instant::now();
             }
@@ -360,7 +338,7 @@ pub fn tls_for(spec: &HttpSpec, opts: &HttpOptions) -> Result<Option<Tls>, Strin
 pub async fn run(
     spec: HttpSpec,
     opts: HttpOptions,
-    mut rx: mpsc::Receiver<Bytes>,
+    mut rx: mpsc::Receiver<Chunk>,
     clock: Clock,
     stats: Arc<SinkStats>,
     mut shutdown: watch::Receiver<bool>,
@@ -368,11 +346,7 @@ pub async fn run(
     let tls = tls_for(&spec, &opts).map_err(io::Error::other)?;
     let mut st = State {
         queue: Queue {
-            lines: VecDeque::new(),
-            bytes: 0,
-            max_lines: opts.buffer_lines.max(1),
-            max_bytes: opts.buffer_bytes,
-            unreported: 0,
+            backlog: Backlog::new(opts.buffer_lines, opts.buffer_bytes),
             since: None,
         },
         pending: None,
@@ -401,7 +375,7 @@ pub async fn run(
             l = rx.recv() => {
                 let Some(l) = l else { break };
                 st.push(l);
-                while st.queue.bytes < opts.batch_bytes {
+                while st.queue.backlog.bytes() < opts.batch_bytes {
                     match rx.try_recv() {
                         Ok(l) => st.push(l),
                         Err(_) => break,
@@ -428,45 +402,11 @@ pub async fn run(
             tokio::time::sleep_until(st.retry_at.min(deadline)).await;
         }
     }
-    let left = st.queue.lines.len() as u64 + st.pending.as_ref().map_or(0, |b| b.lines);
+    let left = st.queue.backlog.lines() + st.pending.as_ref().map_or(0, |b| b.lines);
     if left > 0 {
         stats.dropped.fetch_add(left, Ordering::Relaxed);
         log::warn!("sink {}: {left} lines not delivered at shutdown", st.label);
     }
     stats.connected.store(false, Ordering::Relaxed);
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn queue_drops_the_oldest_and_counts() {
-        let mut q = Queue {
-            lines: VecDeque::new(),
-            bytes: 0,
-            max_lines: 3,
-            max_bytes: 100,
-            unreported: 0,
-            since: None,
-        };
-        for i in 0..5u8 {
-            q.push(Bytes::from(vec![b'a' + i, b'\n']));
-        }
-        assert_eq!(q.unreported, 2);
-        assert_eq!(q.lines.front().unwrap()[0], b'c');
-        assert_eq!(
-            q.push(Bytes::from(vec![b'x'; 101])),
-            1,
-            "too long for any buffer"
-        );
-        assert_eq!(
-            q.push(Bytes::from(vec![b'y'; 100])),
-            3,
-            "room made by dropping all"
-        );
-        assert_eq!(q.unreported, 6);
-        assert_eq!(q.bytes, 100);
-    }
 }

@@ -1,4 +1,4 @@
-//! Queueing serialised lines in a sink's backlog.
+//! Queueing serialised batches in a sink's backlog.
 use super::backlog::Backlog;
 use super::stats::SinkStats;
 use super::*;
@@ -21,7 +21,7 @@ pub(super) async fn stop_requested(rx: &mut watch::Receiver<bool>) {
     }
 }
 
-/// Queues serialised lines in the backlog.
+/// Queues serialised batches in the backlog.
 pub(super) struct Lines<'a> {
     pub(super) backlog: Backlog,
     pub(super) clock: Clock,
@@ -32,8 +32,9 @@ pub(super) struct Lines<'a> {
 }
 
 impl Lines<'_> {
-    pub(super) fn push(&mut self, line: &[u8]) -> usize {
-        let dropped = self.backlog.push(line);
+    pub(super) fn push(&mut self, chunk: Chunk) -> usize {
+        let len = chunk.data.len();
+        let dropped = self.backlog.push(chunk);
         if dropped > 0 {
             self.stats.add_dropped(dropped);
             if !self.warned_full {
@@ -46,31 +47,37 @@ impl Lines<'_> {
                 );
             }
         }
-        line.len()
+        len
     }
 
     /// Queues `first` and whatever else is already in the channel, up to a batch.
-    pub(super) fn ingest(&mut self, first: Bytes, rx: &mut mpsc::Receiver<Bytes>) {
-        let mut bytes = self.push(&first);
+    pub(super) fn ingest(&mut self, first: Chunk, rx: &mut mpsc::Receiver<Chunk>) {
+        let mut bytes = self.push(first);
         while bytes < BATCH_BYTES {
             match rx.try_recv() {
-                Ok(r) => bytes += self.push(&r),
+                Ok(r) => bytes += self.push(r),
                 Err(_) => break,
             }
         }
     }
 
     /// Queues everything left in the channel (at shutdown).
-    pub(super) fn drain(&mut self, rx: &mut mpsc::Receiver<Bytes>) {
+    pub(super) fn drain(&mut self, rx: &mut mpsc::Receiver<Chunk>) {
         while let Ok(r) = rx.try_recv() {
-            self.push(&r);
+            self.push(r);
         }
     }
 
-    /// Takes the next chunk to write (see [`Backlog::chunk`]).
+    /// Takes the next bytes to write (see [`Backlog::chunk`]).
     pub(super) fn chunk(&mut self, max: usize) -> &[u8] {
         let clock = self.clock.clone();
         self.backlog.chunk(max, move |n| notice_line(&clock, n))
+    }
+
+    /// Everything to write, as shared buffers (see [`Backlog::pending`]).
+    pub(super) fn pending(&mut self, max: usize) -> Vec<Bytes> {
+        let clock = self.clock.clone();
+        self.backlog.pending(max, move |n| notice_line(&clock, n))
     }
 
     pub(super) fn consume(&mut self, n: usize) {

@@ -3,9 +3,11 @@
 //! `json_lines` codec all read newline-delimited JSON over TCP or a Unix socket).
 //!
 //! Sinks consume lines serialised once for all of them ([`fan_out`], fed by one
-//! tap, [`crate::agent::Shared::subscribe`]): a sink whose channel is full misses
-//! lines (and is told how many), so a slow or absent destination never blocks
-//! the kernel reader or the other sinks. `http://` and `https://` post NDJSON
+//! tap, [`crate::agent::Shared::subscribe`]), a batch per wake-up in one shared
+//! buffer ([`Chunk`]) that every sink queues and writes as it is (a file: one
+//! `writev` per flush): a second sink costs little more than a second write. A
+//! sink whose channel is full misses the batch (and is told how many lines), so
+//! a slow or absent destination never blocks the kernel reader or the other sinks. `http://` and `https://` post NDJSON
 //! batches ([`http`]; TLS in [`tls`]). Sockets reconnect with exponential
 //! backoff; while disconnected the newest lines wait in a bounded buffer
 //! ([`BUFFER_LINES`], [`BUFFER_BYTES`]), the oldest are dropped, and the first line
@@ -17,8 +19,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
-
-use bytes::Bytes;
 
 use crate::core::clock::Clock;
 
@@ -51,7 +51,7 @@ mod stream;
 mod tls;
 
 pub use crate::settings::sink_spec::SinkSpec;
-pub use fanout::{fan_out, LineMaker};
+pub use fanout::{fan_out, Chunk, LineMaker};
 pub use running::Sinks;
 pub use stats::SinkStats;
 
@@ -63,7 +63,7 @@ use stdout::run_stdout;
 use stream::run_stream;
 use stream::Target;
 
-/// Writes the JSON lines from `rx` to `spec` until `shutdown` becomes
+/// Writes the batches of JSON lines from `rx` to `spec` until `shutdown` becomes
 /// true or the channel closes; then drains the channel, flushes (for a socket: one
 /// connection attempt, within about a second), and returns.
 ///
@@ -71,7 +71,7 @@ use stream::Target;
 /// normal end, `Ok`). Socket and rotation trouble is logged and retried.
 pub async fn run(
     spec: SinkSpec,
-    rx: mpsc::Receiver<Bytes>,
+    rx: mpsc::Receiver<Chunk>,
     clock: Clock,
     stats: Arc<SinkStats>,
     shutdown: watch::Receiver<bool>,

@@ -8,9 +8,14 @@ use tokio::task::JoinHandle;
 
 use super::{fan_out, run, SinkSpec, SinkStats};
 use crate::agent::Shared;
+use crate::core::filter::EndsFilter;
 
-/// Capacity of the tap and of each sink's channel.
-const CHANNEL: usize = 1 << 14;
+/// Capacity of the tap, in records.
+const TAP: usize = 1 << 14;
+/// Capacity of each sink's channel, in batches of up to 256 lines: a sink's
+/// task moves them to its own bounded backlog at once, so this only covers a
+/// write in progress (at most 32,768 lines).
+const CHANNEL: usize = 128;
 
 pub struct Sinks {
     tasks: Vec<JoinHandle<io::Result<()>>>,
@@ -20,8 +25,9 @@ pub struct Sinks {
 }
 
 impl Sinks {
-    /// Subscribes to `shared`'s bus and starts one task per spec.
-    pub fn start(shared: &Shared, specs: &[SinkSpec]) -> Sinks {
+    /// Subscribes to `shared`'s bus and starts one task per spec; they get the
+    /// records that pass `filter` (`netta events --dport ...`).
+    pub fn start(shared: &Shared, specs: &[SinkSpec], filter: EndsFilter) -> Sinks {
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
         let mut outs = Vec::new();
@@ -38,8 +44,8 @@ impl Sinks {
             )));
         }
         let (fan_stop, fan_rx) = watch::channel(false);
-        let tap = shared.subscribe(CHANNEL);
-        let fan = tokio::spawn(fan_out(tap, shared.clock.clone(), outs, fan_rx));
+        let tap = shared.subscribe(TAP);
+        let fan = tokio::spawn(fan_out(tap, shared.clock.clone(), outs, filter, fan_rx));
         Sinks {
             tasks,
             fan,

@@ -2,7 +2,6 @@
 use super::backoff::log_failure;
 use super::lines::{stop_requested, Lines};
 use super::*;
-use bytes::Bytes;
 use std::future::Future;
 use std::io;
 use std::path::PathBuf;
@@ -184,7 +183,7 @@ pub(super) async fn final_flush(
 
 pub(super) async fn run_stream(
     target: Target,
-    mut rx: mpsc::Receiver<Bytes>,
+    mut rx: mpsc::Receiver<Chunk>,
     mut lines: Lines<'_>,
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {

@@ -20,8 +20,8 @@ use crate::core::history_query::OPEN;
 pub use row::{ConnRow, Row};
 
 /// The history file's name inside the state directory.
-pub const FILE_NAME: &str = "history.db";
-pub const DEFAULT_STATE_DIR: &str = "/var/lib/netta";
+pub const FILE_NAME: &str = crate::settings::defaults::HISTORY_FILE;
+pub const DEFAULT_STATE_DIR: &str = crate::settings::defaults::STATE_DIR;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

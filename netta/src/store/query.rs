@@ -59,32 +59,45 @@ impl Query {
                 Box::new(v),
             );
         }
-        if let Some(v) = self.sport {
-            add(&mut w, &mut p, "src_port = ?", Box::new(v));
+        // The ECS ends as stored (the source started the connection); a row of
+        // unknown direction (seen only in /proc, or a listener) may be either
+        // way round, as the live filters have it (`core::filter::EndsFilter`).
+        let (mut straight, mut swapped) = (Vec::new(), Vec::new());
+        for (col, other, v) in [
+            ("src_port", "dst_port", self.sport),
+            ("dst_port", "src_port", self.dport),
+        ] {
+            if let Some(v) = v {
+                p.push(Box::new(v));
+                straight.push(format!("{col} = ?{}", p.len()));
+                swapped.push(format!("{other} = ?{}", p.len()));
+            }
         }
-        if let Some(v) = self.dport {
-            add(&mut w, &mut p, "dst_port = ?", Box::new(v));
-        }
-        for (col, val) in [("src_ip", &self.src), ("dst_ip", &self.dst)] {
+        for (col, other, val) in [
+            ("src_ip", "dst_ip", &self.src),
+            ("dst_ip", "src_ip", &self.dst),
+        ] {
             if let Some(s) = val {
                 let net = parse_net(s)?;
+                let n = p.len() + 1;
                 if net.prefix_len() == net.max_prefix_len() {
                     // One host: an indexed equality on the stored text form.
-                    add(
-                        &mut w,
-                        &mut p,
-                        &format!("{col} = ?"),
-                        Box::new(net.addr().to_string()),
-                    );
+                    p.push(Box::new(net.addr().to_string()));
+                    straight.push(format!("{col} = ?{n}"));
+                    swapped.push(format!("{other} = ?{n}"));
                 } else {
-                    add(
-                        &mut w,
-                        &mut p,
-                        &format!("netta_in_net({col}, ?)"),
-                        Box::new(net.to_string()),
-                    );
+                    p.push(Box::new(net.to_string()));
+                    straight.push(format!("netta_in_net({col}, ?{n})"));
+                    swapped.push(format!("netta_in_net({other}, ?{n})"));
                 }
             }
+        }
+        if !straight.is_empty() {
+            w.push(format!(
+                "(({}) OR (direction = 'unknown' AND {}))",
+                straight.join(" AND "),
+                swapped.join(" AND ")
+            ));
         }
         if let Some(s) = &self.domain {
             // The name itself, or a name under it (an indexed equality, then a suffix).
@@ -345,6 +358,8 @@ mod tests {
         assert_eq!(q("src=127.0.0.0/8").len(), 20);
         assert_eq!(q("dst=::1/128").len(), 0);
         assert_eq!(q("pid=99&uid=0"), vec![40007]);
+        assert_eq!(q("sport=40007&dst=192.168.1.9"), vec![40007]);
+        assert_eq!(q("sport=40007&dport=443").len(), 0);
         assert_eq!(q("proto=UDP"), vec![40001, 40005, 40009, 40013, 40017]);
         assert_eq!(q("action=udp-flow,%20connection-closed").len(), 20);
         assert_eq!(q("action=failed").len(), 0);
@@ -359,6 +374,36 @@ mod tests {
             .unwrap(),
             10
         );
+    }
+
+    /// A row of unknown direction passes the ends either way round, one way
+    /// at a time, as a live row does.
+    #[test]
+    fn unknown_direction_rows_pass_the_ends_either_way_round() {
+        let mut seen = conn_row(1_000, 22, 50_000, "sshd");
+        seen.direction = "unknown".into();
+        seen.dst = "10.1.2.3:50000".parse().unwrap();
+        let known = conn_row(1_001, 40_000, 22, "ssh");
+        let (_d, s) = store_with(vec![seen, known]);
+        let rd = s.reader().unwrap();
+        let q = |qs: &str| {
+            let query: Query = serde_urlencoded::from_str(qs).unwrap();
+            ports(&query.run(&rd).unwrap())
+        };
+        assert_eq!(q("dport=22"), vec![22, 40000]);
+        assert_eq!(q("sport=22"), vec![22]);
+        assert_eq!(q("src=10.1.2.3&dport=22"), vec![22]);
+        assert_eq!(
+            q("src=10.0.0.0/8&sport=22").len(),
+            0,
+            "10.1.2.3 is port 50000"
+        );
+        assert_eq!(
+            q("sport=40000"),
+            vec![40000],
+            "a known direction is one way"
+        );
+        assert_eq!(q("dport=40000").len(), 0);
     }
 
     #[test]
@@ -380,29 +425,37 @@ mod tests {
     }
 
     #[test]
-    fn the_port_query_uses_indexes_not_a_scan() {
+    fn port_queries_use_indexes_not_a_scan() {
         let (_d, s) = store_with(vec![]);
         let rd = s.reader().unwrap();
-        let (clause, _) = Query {
-            port: Some(80),
-            since_us: Some(1),
-            ..Default::default()
+        for q in [
+            Query {
+                port: Some(80),
+                since_us: Some(1),
+                ..Default::default()
+            },
+            // The ends: both ways round, each way an indexed lookup.
+            Query {
+                dport: Some(80),
+                since_us: Some(1),
+                ..Default::default()
+            },
+        ] {
+            let (clause, _) = q.parts().unwrap();
+            let plan: Vec<String> = rd
+                .db
+                .prepare(&format!("EXPLAIN QUERY PLAN SELECT * FROM conn{clause}"))
+                .unwrap()
+                .query_map(rusqlite::params![1i64, 80u16], |r| r.get::<_, String>(3))
+                .unwrap()
+                .map(|r| r.unwrap())
+                .collect();
+            let plan = plan.join("; ");
+            assert!(!plan.contains("SCAN conn"), "{plan}");
+            assert!(
+                plan.contains("conn_dport") && plan.contains("conn_sport"),
+                "{plan}"
+            );
         }
-        .parts()
-        .unwrap();
-        let plan: Vec<String> = rd
-            .db
-            .prepare(&format!("EXPLAIN QUERY PLAN SELECT * FROM conn{clause}"))
-            .unwrap()
-            .query_map(rusqlite::params![1i64, 80u16], |r| r.get::<_, String>(3))
-            .unwrap()
-            .map(|r| r.unwrap())
-            .collect();
-        let plan = plan.join("; ");
-        assert!(!plan.contains("SCAN conn"), "{plan}");
-        assert!(
-            plan.contains("conn_dport") && plan.contains("conn_sport"),
-            "{plan}"
-        );
     }
 }

@@ -12,8 +12,8 @@ pub struct Retention {
     pub max_bytes: u64,
 }
 
-pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(14 * 24 * 3600);
-pub const DEFAULT_MAX_BYTES: u64 = 512 << 20;
+pub const DEFAULT_MAX_AGE: Duration = crate::settings::defaults::RETENTION_AGE;
+pub const DEFAULT_MAX_BYTES: u64 = crate::settings::defaults::RETENTION_BYTES;
 
 impl Default for Retention {
     fn default() -> Self {

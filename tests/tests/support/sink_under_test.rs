@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, watch};
 /// A sink under test: its input (serialised lines), its counters, its stop
 /// switch (it drains and flushes first), its task, and a serialiser like the agent's.
 pub type SinkUnderTest = (
-    mpsc::Sender<bytes::Bytes>,
+    mpsc::Sender<sink::Chunk>,
     Arc<SinkStats>,
     watch::Sender<bool>,
     tokio::task::JoinHandle<std::io::Result<()>>,
