@@ -55,7 +55,11 @@ pub fn conn(
         packets: 0,
         last_ns: 100 * SEC,
         inode: 0,
-        uid: Some(0),
+        netns: 0,
+        who: crate::core::event::Who {
+            uid: Some(0),
+            ..Default::default()
+        },
         seen_ns: 100 * SEC,
         origin: Origin::Event,
         live: Default::default(),

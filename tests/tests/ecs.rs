@@ -37,7 +37,7 @@ fn every_action_conforms_and_carries_no_kernel_address() {
         for v6 in [false, true] {
             for dir in [Direction::Ingress, Direction::Egress] {
                 let mut line = Vec::new();
-                write_line(&mut line, &event(action, v6, dir), &clock, None);
+                write_line(&mut line, &event(action, v6, dir), &clock);
                 let text = String::from_utf8(line).unwrap();
                 let v = parse_event_line(text.trim_end());
                 assert_eq!(v["ecs"]["version"], netta_tests::ecs::ECS_VERSION);
@@ -57,7 +57,7 @@ fn every_action_conforms_and_carries_no_kernel_address() {
 fn failed_connects_have_outcome_failure_and_an_expected_type() {
     let mut line = Vec::new();
     let ev = event(Action::Failed, false, Direction::Egress);
-    write_line(&mut line, &ev, &Clock::new(), None);
+    write_line(&mut line, &ev, &Clock::new());
     let v = parse_event_line(std::str::from_utf8(&line).unwrap().trim_end());
     assert_eq!(v["event"]["outcome"], "failure");
     assert_eq!(v["client"]["port"], 8080);

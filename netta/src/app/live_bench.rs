@@ -34,7 +34,7 @@ pub fn live_bench(runs: usize) -> anyhow::Result<()> {
     let os = Os::default();
     let snap = os.read_sockets().context("reading /proc/net")?;
     let mut table = Table::default();
-    table.reconcile(&snap.sockets, boot_now(), &mut |_| None);
+    table.reconcile(&snap.sockets, &snap.netns, boot_now(), &mut |_| None);
     let mut sample = Vec::new();
     let (mut wall, mut cpu) = (Vec::new(), Vec::new());
     let mut updated = 0;
@@ -86,7 +86,11 @@ fn synthetic(conns: usize) -> Snapshot {
             packets: 0,
             last_ns: 0,
             inode: 0,
-            uid: Some(0),
+            netns: 0,
+            who: crate::core::event::Who {
+                uid: Some(0),
+                ..Default::default()
+            },
             seen_ns: 1,
             origin: Origin::Event,
             live: Live {

@@ -400,7 +400,7 @@ pub fn seed_bench(s: &Settings) -> anyhow::Result<()> {
         max_live: s.global.max_connections,
         max_history: s.global.history_size,
     });
-    table.reconcile(&snap.sockets, started, &mut |inode| {
+    table.reconcile(&snap.sockets, &snap.netns, started, &mut |inode| {
         owners
             .get_or_insert_with(|| crate::host::proc::socket_owners(root))
             .get(&inode)
@@ -549,6 +549,7 @@ fn agent_options(s: &Settings) -> crate::agent::AgentOptions {
         ebpf: crate::host::ebpf::Options {
             transport: s.global.transport,
             ring_bytes: s.global.ring_size,
+            process_args: s.global.process_args,
             ..Default::default()
         },
         reconcile_every: s.global.reconcile_interval.0,

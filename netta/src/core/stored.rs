@@ -106,17 +106,18 @@ impl ConnRow {
         e.count = self.packets;
         e.partial = self.partial;
         e.domain = self.domain.clone();
+        e.who.uid = self.uid;
         e
     }
 
     /// The row as the views' history shows it (wall-clock times: render with
     /// `Clock::fixed(0)`); `None` for listener changes.
     pub fn to_closed(&self) -> Option<crate::core::table::Closed> {
-        crate::core::table::Closed::from_ended(&self.to_event(), self.uid)
+        crate::core::table::Closed::from_ended(&self.to_event())
     }
 
     /// A row for a stored kind of event; `None` for the others (opened, state changes, losses).
-    pub fn from_event(ev: &ConnEvent, clock: &Clock, uid: Option<u32>) -> Option<ConnRow> {
+    pub fn from_event(ev: &ConnEvent, clock: &Clock) -> Option<ConnRow> {
         let action = action_name(ev.action)?;
         let (src, dst) = match ev.action {
             Action::ListenStarted | Action::ListenStopped => (
@@ -135,7 +136,7 @@ impl ConnRow {
             src,
             dst,
             pid: ev.pid,
-            uid,
+            uid: ev.who.uid,
             comm: ev.comm,
             owner: ev.owner.name().to_string(),
             bytes_sent: ev.bytes_sent,
@@ -212,16 +213,14 @@ mod tests {
     #[test]
     fn accepted_rows_put_the_client_in_source() {
         let clock = Clock::fixed(1_000_000_000_000_000_000);
-        let r =
-            ConnRow::from_event(&ev(Action::Closed, Direction::Ingress), &clock, Some(0)).unwrap();
+        let r = ConnRow::from_event(&ev(Action::Closed, Direction::Ingress), &clock).unwrap();
         assert_eq!(r.src, "127.0.0.1:45000".parse().unwrap());
         assert_eq!(r.dst, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(r.local(), r.dst);
         assert_eq!(r.ts_us, 1_000_000_000_000_000 + 3_000_000);
         assert_eq!(r.duration_us(), Some(2_000_000));
         assert_eq!(r.action, "closed");
-        let out =
-            ConnRow::from_event(&ev(Action::Closed, Direction::Egress), &clock, None).unwrap();
+        let out = ConnRow::from_event(&ev(Action::Closed, Direction::Egress), &clock).unwrap();
         assert_eq!(out.src, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(out.local(), out.src);
     }
@@ -235,10 +234,10 @@ mod tests {
             Action::EventsLost,
             Action::Pending,
         ] {
-            assert!(ConnRow::from_event(&ev(a, Direction::Egress), &clock, None).is_none());
+            assert!(ConnRow::from_event(&ev(a, Direction::Egress), &clock).is_none());
         }
-        let l = ConnRow::from_event(&ev(Action::ListenStarted, Direction::Unknown), &clock, None)
-            .unwrap();
+        let l =
+            ConnRow::from_event(&ev(Action::ListenStarted, Direction::Unknown), &clock).unwrap();
         assert_eq!(l.src.port(), 8080);
         assert_eq!(l.dst.port(), 0);
     }
@@ -247,7 +246,7 @@ mod tests {
     fn rows_survive_json_with_hostile_names() {
         let mut e = ev(Action::Closed, Direction::Egress);
         e.comm = Comm::from_bytes(b"a\n\x1b[31m\xff");
-        let r = ConnRow::from_event(&e, &Clock::fixed(0), None).unwrap();
+        let r = ConnRow::from_event(&e, &Clock::fixed(0)).unwrap();
         let back: ConnRow = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
         assert_eq!(back, r);
         // And back to an event: the same socket, seen from the same side.

@@ -107,9 +107,16 @@ pub struct Row {
     pub age_ns: Option<u64>,
     pub rtt_us: u32,
     pub retrans: u32,
+    /// Network namespace inode, and what is known of the owner (the detail pane).
+    pub netns: u32,
+    pub who: crate::core::event::Who,
 }
 
 impl Row {
+    pub fn tuple(&self) -> Tuple {
+        Tuple::new(self.netns, self.proto, self.local, self.remote)
+    }
+
     pub fn rate(&self) -> u64 {
         self.rate_in.saturating_add(self.rate_out)
     }
@@ -283,11 +290,7 @@ impl Top {
         let t = ev.tuple();
         if !self.events.contains_key(&t) && self.events.len() >= MAX_EVENT_CONNS {
             // Forget connections that are no longer listed.
-            let listed: Vec<Tuple> = self
-                .rows
-                .iter()
-                .map(|r| Tuple::new(r.proto, r.local, r.remote))
-                .collect();
+            let listed: Vec<Tuple> = self.rows.iter().map(Row::tuple).collect();
             self.events.retain(|k, _| listed.contains(k));
             if self.events.len() >= MAX_EVENT_CONNS {
                 return;
@@ -324,7 +327,7 @@ impl Top {
     /// The selected connection's recent events, oldest first.
     pub fn selected_events(&self) -> Vec<(u64, Action)> {
         self.selected_row()
-            .and_then(|r| self.events.get(&Tuple::new(r.proto, r.local, r.remote)))
+            .and_then(|r| self.events.get(&r.tuple()))
             .map(|q| q.iter().copied().collect())
             .unwrap_or_default()
     }
@@ -506,6 +509,8 @@ fn row(c: &Conn, services: &Services, now: u64) -> Row {
         age_ns: (c.start_ns != 0).then(|| now.saturating_sub(c.start_ns)),
         rtt_us: c.live.rtt_us,
         retrans: c.live.retrans,
+        netns: c.netns,
+        who: c.who.clone(),
     }
 }
 

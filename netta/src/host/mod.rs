@@ -3,9 +3,9 @@
 //! takes one as a value, so tests run the whole agent on a fake host. [`Os`] is
 //! the real one: the kernel program (`ebpf`, placed with `btf`, `tracefs` and
 //! `probe`, which picks a hook per capability),
-//! /proc (`proc`), /etc/services (`services`), cgroups (`containers`), DNS
-//! responses in every network namespace (`dns`) and the agent's own usage
-//! (`self_stats`).
+//! /proc (`proc`), /etc/services (`services`), cgroups and pods
+//! (`containers`), user names (`users`), DNS responses in every network
+//! namespace (`dns`) and the agent's own usage (`self_stats`).
 pub mod btf;
 pub mod containers;
 pub mod dns;
@@ -18,6 +18,7 @@ pub mod self_stats;
 pub mod services;
 pub mod sock_diag;
 pub mod tracefs;
+pub mod users;
 
 use std::future::Future;
 use std::io;
@@ -28,8 +29,11 @@ use netta_ebpf::{UdpFlowKey, UdpFlowStats};
 use rustc_hash::FxHashMap;
 use tokio::sync::watch;
 
+use crate::core::cgroup::Pod;
 use crate::core::clock::{boot_now, Clock};
 use crate::core::proc_net::Owner;
+use crate::core::process::Seed;
+use crate::core::sanitize::Text;
 use crate::core::services::Services;
 use crate::core::sock_diag::DiagSocket;
 pub use ebpf::{RecordHandler, Transport};
@@ -92,7 +96,7 @@ pub trait Host: Send + Sync + 'static {
         make_handler: MakeHandler<'_>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Kernel, String>;
-    /// The /proc/net socket tables.
+    /// The socket tables of every network namespace (/proc/<pid>/net).
     fn read_sockets(&self) -> io::Result<Sockets>;
     /// Socket inode -> owning process.
     fn socket_owners(&self) -> FxHashMap<u64, Owner>;
@@ -107,6 +111,37 @@ pub trait Host: Send + Sync + 'static {
     fn tcp_counters(&self, out: &mut Vec<DiagSocket>) -> io::Result<()> {
         let _ = out;
         Ok(())
+    }
+
+    /// The processes running now (seeding the process cache), with their
+    /// arguments when `args`.
+    fn processes(&self, _args: bool) -> Vec<Seed> {
+        Vec::new()
+    }
+
+    /// One process, as [`Host::processes`] reads it.
+    fn process(&self, _pid: u32, _args: bool) -> Option<Seed> {
+        None
+    }
+
+    /// The length of /proc's clock tick, ns (start times count in it).
+    fn tick_ns(&self) -> u64 {
+        10_000_000
+    }
+
+    /// The name of a user id here.
+    fn user_name(&self, _uid: u32) -> Option<Text> {
+        None
+    }
+
+    /// Every cgroup: (id, path from the cgroup v2 root).
+    fn cgroups(&self) -> Vec<(u64, String)> {
+        Vec::new()
+    }
+
+    /// Kubernetes pods this node logs for: (UID, pod with its name and namespace).
+    fn pods(&self) -> Vec<(String, Pod)> {
+        Vec::new()
     }
 
     /// Starts capturing DNS responses in every network namespace, or says in one
@@ -124,12 +159,19 @@ pub trait Host: Send + Sync + 'static {
 #[derive(Clone, Debug)]
 pub struct Os {
     pub proc_root: PathBuf,
+    /// Where the cgroup v2 hierarchy is mounted.
+    pub cgroup_root: PathBuf,
+    /// Where the kubelet keeps pod logs (`<namespace>_<name>_<uid>`).
+    pub pods_root: PathBuf,
 }
 
 impl Default for Os {
     fn default() -> Self {
+        let proc_root = PathBuf::from("/proc");
         Os {
-            proc_root: PathBuf::from("/proc"),
+            cgroup_root: containers::cgroup2_root(&proc_root),
+            proc_root,
+            pods_root: PathBuf::from("/var/log/pods"),
         }
     }
 }
@@ -168,6 +210,30 @@ impl Host for Os {
 
     fn services(&self) -> Services {
         services::load()
+    }
+
+    fn processes(&self, args: bool) -> Vec<Seed> {
+        proc::processes(&self.proc_root, &self.cgroup_root, args)
+    }
+
+    fn process(&self, pid: u32, args: bool) -> Option<Seed> {
+        proc::process(&self.proc_root, &self.cgroup_root, pid, args)
+    }
+
+    fn tick_ns(&self) -> u64 {
+        proc::tick_ns()
+    }
+
+    fn user_name(&self, uid: u32) -> Option<Text> {
+        users::lookup(uid)
+    }
+
+    fn cgroups(&self) -> Vec<(u64, String)> {
+        containers::walk(&self.cgroup_root)
+    }
+
+    fn pods(&self) -> Vec<(String, Pod)> {
+        containers::pods(&self.pods_root)
     }
 
     fn now_ns(&self) -> u64 {

@@ -377,7 +377,6 @@ async fn events(_: Allowed, State(st): State<AppState>, Query(p): Query<EventsPa
     let clock = st.backend.clock();
     let stop = st.stop.clone();
     ndjson(|tx| async move {
-        let mut containers = crate::host::containers::Containers::new();
         let mut replayed_until = i64::MIN;
         if let Some(since) = p.since_us {
             let rows = blocking(move || {
@@ -420,7 +419,7 @@ async fn events(_: Allowed, State(st): State<AppState>, Query(p): Query<EventsPa
                     return; // already sent from the store
                 }
             }
-            r.write_json(buf, &clock, &mut containers);
+            r.write_json(buf, &clock);
         })
         .await;
     })
@@ -428,12 +427,7 @@ async fn events(_: Allowed, State(st): State<AppState>, Query(p): Query<EventsPa
 
 /// A stored row as the same ECS line the live stream writes.
 fn write_row(buf: &mut Vec<u8>, row: &ConnRow) {
-    crate::render::ecs::write_line(
-        buf,
-        &row.to_event(),
-        &crate::core::clock::Clock::fixed(0),
-        None,
-    );
+    crate::render::ecs::write_line(buf, &row.to_event(), &crate::core::clock::Clock::fixed(0));
 }
 
 /// Serves until `stop` turns true, then removes the socket.

@@ -913,7 +913,7 @@ mod view_snapshots {
         let stored: Vec<_> = ring
             .iter()
             .map(|h| {
-                let row = crate::core::stored::ConnRow::from_event(&ended(h), &clock, None);
+                let row = crate::core::stored::ConnRow::from_event(&ended(h), &clock);
                 row.unwrap().to_closed().unwrap()
             })
             .collect();

@@ -89,6 +89,10 @@ pub struct Global {
     /// Do not capture DNS responses, nor name connections by them.
     #[arg(long, global = true)]
     pub no_dns: bool,
+    /// Keep each process's arguments (`process.args`): the first 1024 bytes,
+    /// escaped. Off by default: arguments can hold secrets.
+    #[arg(long, global = true)]
+    pub process_args: bool,
     /// How kernel records reach user space.
     #[arg(long, global = true, value_enum, default_value_t = defaults().transport)]
     pub transport: Transport,
@@ -517,6 +521,7 @@ impl Global {
         take!(max_connections);
         take!(history_size);
         take!(no_ebpf);
+        take!(process_args);
         let from_env =
             |id: &str| matches.value_source(id) == Some(clap::parser::ValueSource::EnvVariable);
         if !from_cli("api") && !from_env("api") && c.api.is_some() {

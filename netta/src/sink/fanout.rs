@@ -9,7 +9,6 @@ use super::stats::SinkStats;
 use super::BATCH_BYTES;
 use crate::agent::Record;
 use crate::core::clock::Clock;
-use crate::host::containers::Containers;
 
 /// Serialises records into lines, without an allocation per line (they are cut
 /// from 64 KiB chunks).
@@ -17,23 +16,21 @@ pub struct LineMaker {
     buf: BytesMut,
     scratch: Vec<u8>,
     clock: Clock,
-    containers: Containers,
 }
 
 impl LineMaker {
-    pub fn new(clock: Clock, containers: Containers) -> LineMaker {
+    pub fn new(clock: Clock) -> LineMaker {
         LineMaker {
             buf: BytesMut::new(),
             scratch: Vec::with_capacity(4096),
             clock,
-            containers,
         }
     }
 
     /// The record's line, with its newline.
     pub fn line(&mut self, r: &Record) -> Bytes {
         self.scratch.clear();
-        r.write_json(&mut self.scratch, &self.clock, &mut self.containers);
+        r.write_json(&mut self.scratch, &self.clock);
         if self.buf.capacity() < self.scratch.len() {
             self.buf.reserve(BATCH_BYTES.max(self.scratch.len()));
         }
@@ -62,7 +59,7 @@ pub async fn fan_out(
     outs: Vec<(mpsc::Sender<Bytes>, Arc<SinkStats>)>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut maker = LineMaker::new(clock.clone(), Containers::new());
+    let mut maker = LineMaker::new(clock.clone());
     let mut outs: Vec<Out> = outs
         .into_iter()
         .map(|(tx, stats)| Out {

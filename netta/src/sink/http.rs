@@ -253,7 +253,6 @@ impl State<'_> {
                     &mut body,
                     &ConnEvent::lost(boot_now(), reported),
                     &self.clock,
-                    None,
                 );
             }
             let mut lines = 0;
