@@ -734,7 +734,48 @@ pub fn conn_value(c: &Conn, clock: &Clock) -> Value {
     if let Some(d) = &c.domain {
         v["domain"] = json!(d.as_str());
     }
+    if c.netns != 0 {
+        v["netns"] = json!(c.netns);
+    }
+    who_value(&mut v, &c.who, clock);
     v
+}
+
+/// What is known of a row's owner, as `list --json` adds it to the row.
+fn who_value(v: &mut Value, who: &crate::core::event::Who, clock: &Clock) {
+    if let Some(uid) = who.uid {
+        v["uid"] = json!(uid);
+    }
+    if let Some(u) = &who.user {
+        v["user"] = json!(u.as_str());
+    }
+    if let Some(p) = &who.process {
+        if let Some(e) = &p.executable {
+            v["executable"] = json!(e.as_str());
+        }
+        if let Some(a) = &p.args {
+            v["args"] = json!(a.iter().map(|a| a.as_str()).collect::<Vec<_>>());
+        }
+        if p.ppid != 0 {
+            v["ppid"] = json!(p.ppid);
+        }
+        if p.start_ns != 0 {
+            v["process_start"] = json!(clock.rfc3339(p.start_ns));
+        }
+        v["entity_id"] = json!(&*p.entity_id);
+    }
+    if let Some(c) = &who.container {
+        if let Some(id) = &c.id {
+            v["container"] = json!(&**id);
+        }
+        if let Some(p) = &c.pod {
+            v["pod"] = json!({
+                "uid": &*p.uid,
+                "name": p.name.as_ref().map(|n| n.as_str()),
+                "namespace": p.namespace.as_ref().map(|n| n.as_str()),
+            });
+        }
+    }
 }
 
 /// A history row for `list --history --json`.
