@@ -198,8 +198,78 @@ fn a_connection_inside_a_network_namespace_stays_listed_with_its_namespace() {
         Some(u64::from(client.pid())),
         "{hold}"
     );
+    // `--netns` keeps this namespace's rows only; `--wide` shows it.
+    let ns_arg = inode.to_string();
+    let only = netta_json(&["list", "--json", "--api", &api, "--netns", &ns_arg]);
+    let only = only.as_array().unwrap();
+    assert!(only.len() >= 2, "{only:?}");
+    assert!(only.iter().all(|r| u64_at(r, &["netns"]) == Some(inode)));
+    let (ok, wide, err) = run_netta(&["list", "--wide", "--api", &api, "--netns", &ns_arg]);
+    assert!(ok, "{err}");
+    assert!(
+        wide.lines().nth(3).is_some_and(|h| h.contains("NETNS")),
+        "{wide}"
+    );
+    assert!(
+        wide.lines()
+            .any(|l| l.contains(&format!("{}/ns-hold", client.pid())) && l.contains(&ns_arg)),
+        "{wide}"
+    );
     drop(client);
     drop(server);
+}
+
+#[test]
+fn the_store_keeps_the_owner_and_history_filters_by_it() {
+    require_ebpf!("the_store_keeps_the_owner_and_history_filters_by_it");
+    let (_dir, state, sock) = agent_dir("identity-store");
+    let mut agent = AgentProc::start(&state, &sock, &["--process-args"]);
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    accept_all(l);
+    let code = format!("import socket; socket.create_connection(('127.0.0.1', {port})).close()");
+    let st = Command::new(python())
+        .args(["-c", &code])
+        .status()
+        .expect("run python3");
+    assert!(st.success());
+    let api = sock.display().to_string();
+    let port_arg = port.to_string();
+    // The writer commits within a second; ask until the row is there.
+    let mut rows = Vec::new();
+    for _ in 0..40 {
+        let v = netta_json(&[
+            "history", "--json", "--api", &api, "--dport", &port_arg, "--exe", "python3",
+        ]);
+        rows = v.as_array().cloned().unwrap_or_default();
+        if !rows.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let r = &rows[0];
+    assert_eq!(str_at(r, &["process", "executable"]), Some(python()), "{r}");
+    assert_eq!(
+        u64_at(r, &["process", "parent", "pid"]),
+        Some(u64::from(std::process::id()))
+    );
+    assert_eq!(
+        r["process"]["args"],
+        serde_json::json!([python(), "-c", code])
+    );
+    let own = std::fs::metadata("/proc/self/ns/net").unwrap().ino();
+    assert_eq!(u64_at(r, &["netns"]), Some(own));
+    // Another executable, or another namespace, finds nothing.
+    let none = netta_json(&[
+        "history", "--json", "--api", &api, "--dport", &port_arg, "--exe", "/bin/sh",
+    ]);
+    assert_eq!(none, serde_json::json!([]));
+    let none = netta_json(&[
+        "history", "--json", "--api", &api, "--dport", &port_arg, "--netns", "1",
+    ]);
+    assert_eq!(none, serde_json::json!([]));
+    agent.signal(libc::SIGTERM);
 }
 
 /// The cgroup v2 hierarchy's mount point (`/proc/self/mountinfo`).

@@ -292,6 +292,8 @@ pub async fn list(s: &Settings, args: &ListArgs) -> anyhow::Result<()> {
         let text = if args.json {
             let v: Vec<_> = rows.iter().map(|h| json::closed_value(h, &clock)).collect();
             serde_json::to_string_pretty(&v)? + "\n"
+        } else if args.wide {
+            view::render_history_wide(&rows, &clock)
         } else {
             view::render_history(&rows, &clock)
         };
@@ -305,6 +307,8 @@ pub async fn list(s: &Settings, args: &ListArgs) -> anyhow::Result<()> {
     let text = if args.json {
         let v: Vec<_> = rows.iter().map(|c| json::conn_value(c, &clock)).collect();
         serde_json::to_string_pretty(&v)? + "\n"
+    } else if args.wide {
+        view::render_list_wide("ACTIVE NETWORK CONNECTIONS", &rows)
     } else {
         view::render_list("ACTIVE NETWORK CONNECTIONS", &rows)
     };

@@ -129,6 +129,7 @@ async fn show(src: &Source, args: &TopArgs) -> anyhow::Result<()> {
     let services = src.services().clone();
     let mut records = src.subscribe(4096).await?;
     let mut top = Top::new(src.mode());
+    top.set_filter(&args.filter.words());
     let screen = Screen::enter()?;
     let mut term = Terminal::new(CrosstermBackend::new(io::stdout()))?;
     term.clear()?;

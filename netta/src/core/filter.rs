@@ -1,5 +1,6 @@
-//! Which live rows a view shows, and in what order.
-use crate::core::event::{Proto, State};
+//! Which live rows a view shows, and in what order: the one definition of every
+//! row filter (`list`, `top` and its `/` words, `history`'s store query).
+use crate::core::event::{Proto, State, Who};
 use crate::core::history_query::Query;
 use crate::core::table::{Closed, Conn, Snapshot};
 
@@ -15,6 +16,60 @@ pub struct Filter {
     pub pid: Option<u32>,
     /// Substring of the (raw) process name.
     pub process: Option<String>,
+    /// The owner's user: a uid, or a name (as this host names it).
+    pub user: Option<User>,
+    /// The executable: its full path, or (without a `/`) its file name.
+    pub exe: Option<String>,
+    /// Inode of the network namespace.
+    pub netns: Option<u32>,
+    /// The start of a container id (as `docker ps` shortens them), or a pod's
+    /// UID or name.
+    pub container: Option<String>,
+}
+
+/// A user, as a filter names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum User {
+    Id(u32),
+    Name(String),
+}
+
+impl User {
+    /// A number is a uid, anything else a name.
+    pub fn parse(s: &str) -> User {
+        s.parse()
+            .map_or_else(|_| User::Name(s.to_string()), User::Id)
+    }
+
+    pub fn matches(&self, who: &Who) -> bool {
+        match self {
+            User::Id(uid) => who.uid == Some(*uid),
+            User::Name(n) => who.user.as_ref().is_some_and(|u| u.as_str() == n),
+        }
+    }
+}
+
+/// Whether executable `exe` is the one `want` names: the same path, or (when
+/// `want` has no `/`) the same file name. The store's SQL is the same test.
+pub fn exe_matches(exe: &str, want: &str) -> bool {
+    if want.contains('/') {
+        exe == want
+    } else {
+        exe.rsplit('/').next() == Some(want)
+    }
+}
+
+/// Whether the owner's container is the one `want` names: its id starts with
+/// it, or its pod's UID or name is it.
+pub fn container_matches(who: &Who, want: &str) -> bool {
+    let Some(c) = &who.container else {
+        return false;
+    };
+    let want = want.to_ascii_lowercase();
+    c.id.as_deref().is_some_and(|id| id.starts_with(&want))
+        || c.pod
+            .as_ref()
+            .is_some_and(|p| *p.uid == *want || p.name.as_ref().is_some_and(|n| n.as_str() == want))
 }
 
 impl Filter {
@@ -34,6 +89,17 @@ impl Filter {
             port: self.port,
             pid: self.pid,
             process: self.process.clone(),
+            uid: match &self.user {
+                Some(User::Id(u)) => Some(*u),
+                _ => None,
+            },
+            user: match &self.user {
+                Some(User::Name(n)) => Some(n.clone()),
+                _ => None,
+            },
+            exe: self.exe.clone(),
+            netns: self.netns,
+            container: self.container.clone(),
             action: Some(HISTORY_ACTIONS.to_string()),
             limit: Some(limit),
             ..Query::default()
@@ -41,10 +107,11 @@ impl Filter {
     }
 
     /// The filter from words, named as `list`'s flags are: `state:established`
-    /// (repeatable), `proto:tcp`, `port:443`, `pid:1234`, `process:curl` (`=` works
-    /// too, and `--port 443` as on the command line). A bare `tcp`/`udp` is the
-    /// protocol, a bare number the port, a state name the state, any other word
-    /// a process name.
+    /// (repeatable), `proto:tcp`, `port:443`, `pid:1234`, `process:curl`,
+    /// `user:alice`, `exe:/usr/bin/curl`, `netns:4026531840`, `container:3f2a8b`
+    /// (`=` works too, and `--port 443` as on the command line). A bare
+    /// `tcp`/`udp` is the protocol, a bare number the port, a state name the
+    /// state, any other word a process name.
     pub fn parse_words(text: &str) -> Result<Filter, String> {
         let mut f = Filter::default();
         let mut words = text.split_whitespace();
@@ -52,7 +119,19 @@ impl Filter {
             let w = w.trim_start_matches("--");
             let (key, value) = match w.split_once([':', '=']) {
                 Some((k, v)) => (k, v.to_string()),
-                None if matches!(w, "state" | "proto" | "port" | "pid" | "process") => {
+                None if matches!(
+                    w,
+                    "state"
+                        | "proto"
+                        | "port"
+                        | "pid"
+                        | "process"
+                        | "user"
+                        | "exe"
+                        | "netns"
+                        | "container"
+                ) =>
+                {
                     let v = words.next().ok_or_else(|| format!("`{w}` needs a value"))?;
                     (w, v.to_string())
                 }
@@ -69,6 +148,16 @@ impl Filter {
                 "port" => f.port = Some(value.parse().map_err(|_| format!("bad port `{shown}`"))?),
                 "pid" => f.pid = Some(value.parse().map_err(|_| format!("bad pid `{shown}`"))?),
                 "process" | "proc" | "comm" => f.process = Some(value),
+                "user" => f.user = Some(User::parse(&value)),
+                "exe" => f.exe = Some(value),
+                "netns" => {
+                    f.netns = Some(
+                        value
+                            .parse()
+                            .map_err(|_| format!("bad network namespace `{shown}`"))?,
+                    )
+                }
+                "container" | "pod" => f.container = Some(value),
                 "" => {
                     if let Some(p) = proto(&value) {
                         f.proto = Some(p);
@@ -83,7 +172,7 @@ impl Filter {
                 other => {
                     let other = crate::core::sanitize::escape(other.as_bytes());
                     return Err(format!(
-                        "unknown filter `{other}` (state, proto, port, pid, process)"
+                        "unknown filter `{other}` (state, proto, port, pid, process, user, exe, netns, container)"
                     ));
                 }
             }
@@ -101,6 +190,16 @@ impl Filter {
             && self.process.as_ref().is_none_or(|name| {
                 String::from_utf8_lossy(c.comm.as_bytes()).contains(name.as_str())
             })
+            && self.user.as_ref().is_none_or(|u| u.matches(&c.who))
+            && self
+                .exe
+                .as_ref()
+                .is_none_or(|want| c.who.executable().is_some_and(|e| exe_matches(e, want)))
+            && self.netns.is_none_or(|n| n == c.netns)
+            && self
+                .container
+                .as_ref()
+                .is_none_or(|want| container_matches(&c.who, want))
     }
 }
 
@@ -178,5 +277,65 @@ mod tests {
             .unwrap_err()
             .contains("unknown filter"));
         assert!(Filter::parse_words("state:\x1b").is_err());
+    }
+
+    #[test]
+    fn owners_filter_by_user_executable_namespace_and_container() {
+        let mut c = crate::fixture::conn(
+            1,
+            Proto::Tcp,
+            "127.0.0.1:40000",
+            "127.0.0.1:443",
+            State::Established,
+            crate::core::event::Direction::Egress,
+            7,
+            b"python3",
+        );
+        c.netns = 4026531840;
+        c.who = crate::fixture::owned();
+        let yes = [
+            "user:alice",
+            "user:1000",
+            "exe:python3",
+            "exe:/usr/bin/python3",
+            "netns:4026531840",
+            "container:3f2a8b",
+            "container:3F2A8B5C",
+            "pod:web-0",
+            "container:6a1b3c4d-1111-2222-3333-444455556666",
+        ];
+        for w in yes {
+            assert!(Filter::parse_words(w).unwrap().matches(&c), "{w}");
+        }
+        let no = [
+            "user:bob",
+            "user:0",
+            "exe:python",
+            "exe:/bin/python3",
+            "netns:1",
+            "container:ffff",
+            "container:web",
+        ];
+        for w in no {
+            assert!(!Filter::parse_words(w).unwrap().matches(&c), "{w}");
+        }
+        assert!(Filter::parse_words("netns:x")
+            .unwrap_err()
+            .contains("network namespace"));
+        // A row nothing is known of matches none of them.
+        let mut bare = crate::fixture::conn(
+            2,
+            Proto::Tcp,
+            "127.0.0.1:1",
+            "127.0.0.1:2",
+            State::Established,
+            crate::core::event::Direction::Egress,
+            8,
+            b"x",
+        );
+        bare.who = Default::default();
+        for w in ["user:0", "exe:x", "container:0"] {
+            assert!(!Filter::parse_words(w).unwrap().matches(&bare), "{w}");
+        }
     }
 }

@@ -1,9 +1,10 @@
 //! Rows as the history store keeps them: pure data shared by the store, the
 //! API, and the renderers. Times are wall-clock microseconds since the epoch.
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 
 use crate::core::clock::Clock;
-use crate::core::event::{Action, ConnEvent, Direction, OwnerSource, Proto};
+use crate::core::event::{Action, ConnEvent, Direction, OwnerSource, Proto, Who};
 use crate::core::history_query::{action_name, ACTIONS};
 use crate::core::sanitize::{Comm, Domain};
 
@@ -22,7 +23,6 @@ pub struct ConnRow {
     pub dst: SocketAddr,
     /// 0 when the owner is unknown.
     pub pid: u32,
-    pub uid: Option<u32>,
     /// Raw bytes of the process name: escape before showing (see `sanitize`).
     #[serde(with = "comm_bytes")]
     pub comm: Comm,
@@ -36,6 +36,13 @@ pub struct ConnRow {
     /// The name DNS gave the remote address when the connection began.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<Domain>,
+    /// Inode of the socket's network namespace (0: unknown).
+    #[serde(default)]
+    pub netns: u32,
+    /// The owner's user, process (its start in wall-clock ns, as the row's other
+    /// times) and container, as far as known.
+    #[serde(default)]
+    pub who: Who,
 }
 
 /// Comm bytes travel over the API as an array of numbers: names need not be UTF-8.
@@ -106,7 +113,8 @@ impl ConnRow {
         e.count = self.packets;
         e.partial = self.partial;
         e.domain = self.domain.clone();
-        e.who.uid = self.uid;
+        e.netns = self.netns;
+        e.who = self.who.clone();
         e
     }
 
@@ -136,7 +144,6 @@ impl ConnRow {
             src,
             dst,
             pid: ev.pid,
-            uid: ev.who.uid,
             comm: ev.comm,
             owner: ev.owner.name().to_string(),
             bytes_sent: ev.bytes_sent,
@@ -144,6 +151,19 @@ impl ConnRow {
             packets: ev.count,
             partial: ev.partial,
             domain: ev.domain.clone(),
+            netns: ev.netns,
+            who: Who {
+                // Like the row's own times, the process's start in wall-clock time.
+                process: ev.who.process.as_ref().map(|p| {
+                    let mut p = crate::core::process::Process::clone(p);
+                    if p.start_ns != 0 {
+                        p.start_ns =
+                            (wall_us(clock, p.start_ns).max(0) as u64).saturating_mul(1000);
+                    }
+                    Arc::new(p)
+                }),
+                ..ev.who.clone()
+            },
         })
     }
 }
@@ -173,8 +193,12 @@ pub fn wall_us(clock: &Clock, mono_ns: u64) -> i64 {
 /// One destination the `new-destination` baseline has learned, as stored.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BaselineRow {
-    /// Raw bytes of the process name: escape before showing.
+    /// Raw bytes of the process name (empty once the executable is known):
+    /// escape before showing.
     pub comm: Comm,
+    /// The executable, when the baseline knows the program by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exe: Option<crate::core::sanitize::Text>,
     /// `203.0.113.0/24`.
     pub network: String,
     pub port: u16,
@@ -182,6 +206,16 @@ pub struct BaselineRow {
     pub first_us: i64,
     pub last_us: i64,
     pub count: u64,
+}
+
+impl BaselineRow {
+    /// The program: its executable, else its process name (escaped).
+    pub fn program(&self) -> String {
+        match &self.exe {
+            Some(e) => e.to_string(),
+            None => self.comm.to_string(),
+        }
+    }
 }
 
 /// The baseline as `netta baseline show` reports it.

@@ -309,6 +309,15 @@ pub struct HistoryArgs {
     /// Only this user (name or uid).
     #[arg(long, value_parser = parse_user)]
     pub user: Option<u32>,
+    /// Only this executable: its path, or its file name (`python3`).
+    #[arg(long, value_name = "PATH")]
+    pub exe: Option<String>,
+    /// Only this network namespace (its inode).
+    #[arg(long, value_name = "INODE")]
+    pub netns: Option<u32>,
+    /// Only this container (the start of its id) or pod (its UID or name).
+    #[arg(long, value_name = "ID")]
+    pub container: Option<String>,
     /// Source or destination port.
     #[arg(long)]
     pub port: Option<u16>,
@@ -352,6 +361,10 @@ impl HistoryArgs {
             process: self.process.clone(),
             pid: self.pid,
             uid: self.user,
+            user: None,
+            exe: self.exe.clone(),
+            netns: self.netns,
+            container: self.container.clone(),
             port: self.port,
             sport: self.sport,
             dport: self.dport,
@@ -393,6 +406,9 @@ pub struct TopArgs {
     /// How often the picture is refreshed.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub interval: Duration,
+    /// The first filter (`/` changes it).
+    #[command(flatten)]
+    pub filter: FilterArgs,
 }
 
 #[derive(Args, Debug)]
@@ -453,6 +469,18 @@ pub struct FilterArgs {
     /// Only processes whose name contains this.
     #[arg(long)]
     pub process: Option<String>,
+    /// Only this user's processes (name or uid).
+    #[arg(long, value_parser = parse_user)]
+    pub user: Option<u32>,
+    /// Only this executable: its path, or its file name (`python3`).
+    #[arg(long, value_name = "PATH")]
+    pub exe: Option<String>,
+    /// Only this network namespace (its inode, as `ls -iL /proc/PID/ns/net` shows).
+    #[arg(long, value_name = "INODE")]
+    pub netns: Option<u32>,
+    /// Only this container (the start of its id) or pod (its UID or name).
+    #[arg(long, value_name = "ID")]
+    pub container: Option<String>,
 }
 
 impl FilterArgs {
@@ -463,7 +491,34 @@ impl FilterArgs {
             port: self.port,
             pid: self.pid,
             process: self.process.clone(),
+            user: self.user.map(crate::core::filter::User::Id),
+            exe: self.exe.clone(),
+            netns: self.netns,
+            container: self.container.clone(),
         }
+    }
+
+    /// The same filter as `top`'s `/` words.
+    pub fn words(&self) -> String {
+        let mut w: Vec<String> = self
+            .state
+            .iter()
+            .map(|s| format!("state:{}", s.name().to_lowercase()))
+            .collect();
+        let mut add = |k: &str, v: Option<String>| {
+            if let Some(v) = v {
+                w.push(format!("{k}:{v}"));
+            }
+        };
+        add("proto", self.proto.map(|p| p.name().to_string()));
+        add("port", self.port.map(|p| p.to_string()));
+        add("pid", self.pid.map(|p| p.to_string()));
+        add("process", self.process.clone());
+        add("user", self.user.map(|u| u.to_string()));
+        add("exe", self.exe.clone());
+        add("netns", self.netns.map(|n| n.to_string()));
+        add("container", self.container.clone());
+        w.join(" ")
     }
 }
 
@@ -480,6 +535,9 @@ pub struct ListArgs {
     /// JSON output.
     #[arg(long)]
     pub json: bool,
+    /// Also each owner's user, parent, executable, network namespace, container and pod.
+    #[arg(long, short = 'w', conflicts_with = "json")]
+    pub wide: bool,
 }
 
 /// The file format of `netta export`.

@@ -325,7 +325,7 @@ mod tests {
         }
         let rows = Query::default().run(&reader).unwrap();
         assert_eq!(rows.len(), 100);
-        assert_eq!(rows[0].uid, Some(1234), "the record's user");
+        assert_eq!(rows[0].who.uid, Some(1234), "the record's user");
         let stats = w.stats();
         w.stop();
         assert_eq!(stats.value().rows_written, 100);
