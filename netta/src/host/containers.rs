@@ -12,10 +12,34 @@ const MAX_DIRS: usize = 200_000;
 /// Deepest directory walked below the root.
 const MAX_DEPTH: usize = 32;
 
-/// Where the cgroup v2 hierarchy is mounted (`/proc/self/mountinfo`), else
+/// Where the host's cgroup v2 hierarchy is: as init sees it, through
+/// `/proc/1/root` (in a container with the host's pids, that is the node's, whatever
+/// cgroup namespace the container has), else as this process sees it, else
 /// `/sys/fs/cgroup`.
 pub fn cgroup2_root(proc_root: &Path) -> PathBuf {
-    let info = std::fs::read(proc_root.join("self/mountinfo")).unwrap_or_default();
+    if let Some(m) = cgroup2_mount(&proc_root.join("1/mountinfo")) {
+        let via_init = proc_root.join("1/root").join(m.trim_start_matches('/'));
+        if via_init.join("cgroup.procs").exists() {
+            return via_init;
+        }
+    }
+    cgroup2_mount(&proc_root.join("self/mountinfo"))
+        .map_or_else(|| PathBuf::from("/sys/fs/cgroup"), PathBuf::from)
+}
+
+/// The kubelet's pod log directories, as init sees them (see [`cgroup2_root`]).
+pub fn pods_root(proc_root: &Path) -> PathBuf {
+    let via_init = proc_root.join("1/root/var/log/pods");
+    if via_init.is_dir() {
+        via_init
+    } else {
+        PathBuf::from("/var/log/pods")
+    }
+}
+
+/// The cgroup2 mount point in a mountinfo file.
+fn cgroup2_mount(mountinfo: &Path) -> Option<String> {
+    let info = std::fs::read(mountinfo).ok()?;
     let text = String::from_utf8_lossy(&info);
     for line in text.lines() {
         // id parent major:minor root mount-point options... - fstype source ...
@@ -24,11 +48,11 @@ pub fn cgroup2_root(proc_root: &Path) -> PathBuf {
         };
         if right.split_whitespace().next() == Some("cgroup2") {
             if let Some(mount) = left.split_whitespace().nth(4) {
-                return PathBuf::from(unescape_mount(mount));
+                return Some(unescape_mount(mount));
             }
         }
     }
-    PathBuf::from("/sys/fs/cgroup")
+    None
 }
 
 /// mountinfo writes space, tab, newline and backslash as `\ooo`.

@@ -159,7 +159,7 @@ pub trait Host: Send + Sync + 'static {
 #[derive(Clone, Debug)]
 pub struct Os {
     pub proc_root: PathBuf,
-    /// Where the cgroup v2 hierarchy is mounted.
+    /// Where the host's cgroup v2 hierarchy is.
     pub cgroup_root: PathBuf,
     /// Where the kubelet keeps pod logs (`<namespace>_<name>_<uid>`).
     pub pods_root: PathBuf,
@@ -170,8 +170,8 @@ impl Default for Os {
         let proc_root = PathBuf::from("/proc");
         Os {
             cgroup_root: containers::cgroup2_root(&proc_root),
+            pods_root: containers::pods_root(&proc_root),
             proc_root,
-            pods_root: PathBuf::from("/var/log/pods"),
         }
     }
 }
