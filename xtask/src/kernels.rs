@@ -553,9 +553,15 @@ const PROGRAMS: &[(&str, &str)] = &[
         "tcp_retransmit_synack",
         "tracepoint `tcp:tcp_retransmit_synack`",
     ),
-    ("sched_process_exec", "tracepoint `sched:sched_process_exec`"),
+    (
+        "sched_process_exec",
+        "tracepoint `sched:sched_process_exec`",
+    ),
     ("task_newtask", "tracepoint `task:task_newtask`"),
-    ("sched_process_exit", "tracepoint `sched:sched_process_exit`"),
+    (
+        "sched_process_exit",
+        "tracepoint `sched:sched_process_exit`",
+    ),
 ];
 
 /// Per-program kernel cost in each guest: ns per connection, and relative to

@@ -63,7 +63,7 @@ pub fn render_json(r: &BaselineReport, now_us: i64) -> String {
         "learning_until": utc(r.learning_until_us),
         "learning": now_us < r.learning_until_us,
         "destinations": r.destinations.iter().map(|d| json!({
-            "process": String::from_utf8_lossy(d.comm.as_bytes()),
+            "process": (!d.comm.is_empty()).then(|| String::from_utf8_lossy(d.comm.as_bytes())),
             "executable": d.exe.as_ref().map(|e| e.as_str()),
             "network": d.network,
             "port": d.port,
