@@ -40,7 +40,9 @@ pub use app::main;
 pub mod api {
     /// The running agent and its record bus.
     pub use crate::agent::{Agent, AgentOptions, Mode, Record, Shared};
-    pub use crate::core::event::{Direction, State};
+    pub use crate::core::event::{Direction, State, Who};
+    /// Text escaped as it enters (paths, arguments, user and pod names).
+    pub use crate::core::sanitize::Text;
     /// sock_diag answers (live TCP counters).
     pub use crate::core::sock_diag;
     pub use crate::core::table::{Limits, Table};
