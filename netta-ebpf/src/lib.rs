@@ -341,7 +341,8 @@ pub struct SockInfo {
     pub established: u8,
     /// 1 once this side queued a FIN (it went to FIN_WAIT1 or LAST_ACK).
     pub fin_sent: u8,
-    pub _pad: u32,
+    /// The socket's network namespace, read with its first record (0: not yet).
+    pub netns: u32,
 }
 
 const _: () = assert!(core::mem::size_of::<SockInfo>() == 104);

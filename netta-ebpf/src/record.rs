@@ -127,6 +127,7 @@ pub fn event_from_info(k: Kind, sock: u64, info: &SockInfo, now: u64) -> Event {
     ev.bytes_sent = info.bytes_sent;
     ev.bytes_recv = info.bytes_recv;
     ev.set_owner(&info.owner);
+    ev.netns = info.netns;
     ev.flags = info.flags;
     ev.new_state = st::ESTABLISHED;
     ev
@@ -143,12 +144,22 @@ pub fn tcp_record(k: Kind, sock: u64, now: u64) -> Event {
     ev
 }
 
+/// Reads a socket's network namespace once, with its first record: its
+/// other records take it from the map.
+#[inline(always)]
+pub fn keep_netns(sock: u64, i: &mut SockInfo) {
+    if i.netns == 0 {
+        i.netns = netns_of(sock);
+    }
+}
+
 /// Sends OPENED once per socket, as soon as its owner is known.
 #[inline(always)]
 pub fn open_if_ready<C: EbpfContext>(ctx: &C, sock: u64, info: *mut SockInfo, now: u64) {
     let i = unsafe { &mut *info };
     if i.established != 0 && i.opened_sent == 0 && !i.flags.contains(Flags::OWNER_UNKNOWN) {
         i.opened_sent = 1;
+        keep_netns(sock, i);
         let mut ev = event_from_info(Kind::Opened, sock, i, now);
         emit(&mut ev, ctx);
     }

@@ -13,8 +13,8 @@ use netta_ebpf::{
 
 use crate::maps::{CONFIG, LISTENERS, TCP_SOCKS};
 use crate::record::{
-    bump, current_owner, emit, event_from_info, open_if_ready, read_at, set_owner, status,
-    tcp_record, tp_field as field,
+    bump, current_owner, emit, event_from_info, keep_netns, open_if_ready, read_at, set_owner,
+    status, tcp_record, tp_field as field,
 };
 
 struct Transition {
@@ -162,6 +162,7 @@ fn on_established(ctx: &TracePointContext, t: &Transition, now: u64) {
     i.established = 1;
     i.ends = t.ends;
     if i.flags.contains(Flags::OWNER_UNKNOWN) {
+        keep_netns(t.sock, i);
         let mut ev = event_from_info(Kind::Pending, t.sock, i, now);
         if let Some(l) = unsafe { LISTENERS.get(listener_key(i.ends.family, i.ends.local_port)) } {
             ev.set_owner(&l.owner);
@@ -220,6 +221,7 @@ fn on_close(ctx: &TracePointContext, t: &Transition, now: u64) {
                                 | Flags::OWNER_FROM_LISTENER;
                         }
                     }
+                    keep_netns(t.sock, i);
                     if i.opened_sent == 0 {
                         i.opened_sent = 1;
                         let mut ev = event_from_info(Kind::Opened, t.sock, i, now);
