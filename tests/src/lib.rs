@@ -340,6 +340,28 @@ impl Drop for AgentProc {
     }
 }
 
+/// GET over the agent's API socket: the reply's body.
+pub fn api_body(sock: &std::path::Path, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(sock).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text.split_once("\r\n\r\n")
+        .map(|x| x.1.to_string())
+        .unwrap_or_else(|| panic!("no body: {text}"))
+}
+
+/// GET over the agent's API socket, the body as JSON.
+pub fn api_get(sock: &std::path::Path, path: &str) -> Value {
+    let body = api_body(sock, path);
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
 /// `netta ARGS`: (success, stdout, stderr).
 pub fn run_netta(args: &[&str]) -> (bool, String, String) {
     let out = netta_cmd().args(args).output().expect("run netta");

@@ -57,6 +57,29 @@ fn views_attach_to_the_running_agent_and_standalone_forces_their_own() {
         assert!(Instant::now() < deadline, "no at-hold row: {live}");
         std::thread::sleep(Duration::from_millis(200));
     }
+    // top's picture, as an attached `netta top` gets it: the held connection by
+    // name (its row an array: key, proto, pid, name bytes, local, remote, ...),
+    // opaque socket ids, never a kernel address.
+    let body = api_body(&sock, "/v1/view/top");
+    assert_no_kernel_address("/v1/view/top", &body);
+    let pic: Value = serde_json::from_str(&body).unwrap();
+    let suffix = format!(":{port}");
+    let held_row = pic["rows"].as_array().unwrap().iter().any(|r| {
+        let name: Vec<u8> = r[3]
+            .as_array()
+            .map(|b| {
+                b.iter()
+                    .filter_map(|x| x.as_u64())
+                    .map(|x| x as u8)
+                    .collect()
+            })
+            .unwrap_or_default();
+        name == b"at-hold"
+            && [&r[4], &r[5]]
+                .iter()
+                .any(|a| a.as_str().is_some_and(|a| a.ends_with(&suffix)))
+    });
+    assert!(held_row, "no at-hold row in top's picture: {body}");
     // list --history: the short connections, closed before the view started.
     loop {
         let h: Value = serde_json::from_str(&view(&["list", "--history", "--json"])).unwrap();

@@ -3,7 +3,6 @@
 //! strangers refused; a corrupt store moved aside; a full disk dropping (and
 //! counting) history rows while tracing goes on; retention by age and by size
 //! pruning a running agent's store while it keeps storing.
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
@@ -272,20 +271,6 @@ fn a_corrupt_store_is_moved_aside_and_the_agent_runs() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// GET over the API socket, the body as JSON.
-fn api_get(sock: &Path, path: &str) -> Value {
-    let mut s = std::os::unix::net::UnixStream::connect(sock).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {text}"))
-}
-
 #[test]
 fn a_full_disk_drops_history_rows_counted_and_tracing_goes_on() {
     let _serial = serial();
@@ -440,5 +425,105 @@ fn retention_by_size_keeps_a_running_agents_store_under_its_limit_and_the_newest
     let left = stored_on(s, old).len();
     assert!(left < 12_000, "{left} of the first burst's rows left");
     assert_eq!(store_stats(&sock)["rows_dropped"], 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// An open connection's row in the history: during a paced transfer, with
+/// `--update-interval 1s`, `netta history` shows the sender's connection as
+/// `open` with its bytes so far, growing, in one row; once it closes, its end's
+/// row (all the bytes) replaces it.
+#[test]
+fn open_connections_bytes_grow_in_the_history_until_their_end_replaces_them() {
+    let _serial = serial();
+    require_ebpf!("store open rows");
+    let dir = temp("open");
+    let state = dir.join("state");
+    let sock = dir.join("api.sock");
+    let s = sock.to_str().unwrap();
+    let mut agent = start_agent(&state, &sock, &["--update-interval", "1s"]);
+    let mut server = Traffic::spawn(&["tcp-server", "127.0.0.1:0", "1", "0", "st-sink"]);
+    let sport: u16 = server.expect_line("port ").parse().unwrap();
+    let mut sender = Traffic::spawn(&[
+        "paced-send",
+        &format!("127.0.0.1:{sport}"),
+        "2000000",
+        "8",
+        "st-paced",
+    ]);
+    let port: u16 = sender.expect_line("local ").parse().unwrap();
+    let p = port.to_string();
+    // The sender's socket's row: the source port is the sender's on both ends'
+    // rows; its own is the egress one.
+    let sender_row = |rows: &[Value], action: &str| -> Option<u64> {
+        rows.iter()
+            .find(|r| {
+                u64_at(r, &["source", "port"]) == Some(u64::from(port))
+                    && str_at(r, &["direction"]) == Some("egress")
+                    && str_at(r, &["action"]) == Some(action)
+            })
+            .map(|r| u64_at(r, &["bytes_sent"]).unwrap_or_else(|| panic!("{r}")))
+    };
+    let mut seen: Vec<u64> = Vec::new();
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(7) {
+        let got = rows(&["--api", s, "history", "--port", &p, "--json"]);
+        let open: Vec<&Value> = got
+            .iter()
+            .filter(|r| str_at(r, &["action"]) == Some("open"))
+            .filter(|r| str_at(r, &["direction"]) == Some("egress"))
+            .collect();
+        assert!(open.len() <= 1, "one open row per connection: {open:?}");
+        if let Some(b) = sender_row(&got, "open") {
+            assert_eq!(
+                str_at(open[0], &["process", "name"]),
+                Some("st-paced"),
+                "{got:?}"
+            );
+            if seen.last() != Some(&b) {
+                seen.push(b);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    // The text view says which connections are open.
+    let (ok, text, err) = run_netta(&["--api", s, "history", "--port", &p, "--action", "open"]);
+    assert!(ok, "{err}");
+    assert!(
+        text.lines()
+            .any(|l| l.contains(" open ") && l.contains("st-paced")),
+        "{text}"
+    );
+    let sent: u64 = sender.expect_line("sent ").parse().unwrap();
+    sender.finish();
+    server.finish();
+    eprintln!("open row's bytes during the transfer: {seen:?}; sent {sent}");
+    assert!(
+        seen.len() >= 3,
+        "the open row's bytes grew at least twice before the close: {seen:?}"
+    );
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+    assert!(seen.iter().all(|b| *b < sent), "{seen:?} of {sent}");
+    // Closed: its end replaces the open row, with every byte.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = rows(&["--api", s, "history", "--port", &p, "--json"]);
+        let ended = sender_row(&got, "closed");
+        if ended == Some(sent) && sender_row(&got, "open").is_none() {
+            let mine = |r: &&Value| u64_at(r, &["source", "port"]) == Some(u64::from(port));
+            assert!(
+                got.iter()
+                    .filter(mine)
+                    .all(|r| str_at(r, &["action"]) != Some("open")),
+                "both ends' open rows gone: {got:?}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no end row replaced the open one: {got:?}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    agent.signal(libc::SIGTERM);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -109,7 +109,9 @@ fn top_shows_a_transfer_sorts_filters_and_restores_the_terminal() {
     let mut sink = Traffic::spawn(&["tcp-server", "127.0.0.1:0", "2", "0", "nt-top-sink"]);
     let sport = sink.expect_line("port ");
     let to = format!("127.0.0.1:{sport}");
-    let mut sender = Traffic::spawn(&["paced-send", &to, "4000000", "40", "nt-top-send"]);
+    // Longer than the test can take on a loaded machine (it is killed at the end): the
+    // sender must still be moving data when the last sort is checked.
+    let mut sender = Traffic::spawn(&["paced-send", &to, "4000000", "300", "nt-top-send"]);
     let port = sender.expect_line("local ");
     // An idle connection on the same port, named to sort first by process.
     let mut idle = Traffic::spawn(&["hold", &to, "1", "nt-aa-idle"]);
@@ -163,7 +165,9 @@ fn top_shows_a_transfer_sorts_filters_and_restores_the_terminal() {
     let (idle_at, _) = line_with(&s, "nt-aa-idle").unwrap();
     assert!(send_at < idle_at, "by rate:\n{s}");
     tmux.keys(&["n"]);
-    let s = tmux.wait("sort by process", patience, |s| s.contains("sort:process"));
+    let s = tmux.wait("sort by process", patience, |s| {
+        s.contains("sort:process") && s.contains("nt-top-send") && s.contains("nt-aa-idle")
+    });
     let (send_at, _) = line_with(&s, "nt-top-send").expect("sender listed");
     let (idle_at, _) = line_with(&s, "nt-aa-idle").expect("idle listed");
     assert!(idle_at < send_at, "by process:\n{s}");

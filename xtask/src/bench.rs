@@ -866,6 +866,16 @@ pub fn store_history(netta: &Path, dir: &Path, rows: u64) -> Result<String> {
         v["file_bytes"].as_f64().unwrap_or(0.0) / 1e6,
         v["bytes_per_million"].as_f64().unwrap_or(0.0) / 1e6
     );
+    let _ = writeln!(
+        o,
+        "Open connections in the store ({} of them, updated then ended in the writer's batches): \
+         {:.0} `connection-updated` rows/s, each rewriting its connection's row; {:.0} ends/s \
+         that replace an open row. An end with no open row (most: they never lived through \
+         an update) costs one hash lookup more than before.\n",
+        v["open_connections"],
+        v["open_updates_per_s"].as_f64().unwrap_or(0.0),
+        v["open_ends_per_s"].as_f64().unwrap_or(0.0),
+    );
     let _ = writeln!(o, "| history query | median ms | rows |\n|---|---|---|");
     for q in v["queries"].as_array().into_iter().flatten() {
         let _ = writeln!(

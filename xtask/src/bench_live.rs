@@ -106,18 +106,25 @@ pub fn run(netta: &Path, opts: &Opts) -> Result<String> {
          {conns} idle established loopback connections ({sampled} sockets) in a network namespace.\n\n\
          | measure | value |\n|---|---|\n\
          | one refresh (sock_diag dump + table), wall, median / p99 | {wm:.2} ms / {wp:.2} ms |\n\
-         | one refresh, CPU | {cpu:.2} ms, {frac:.4} core at 1 Hz |\n\
+         | one refresh, CPU, mean of {runs} (the first, matching rows by address: {first:.2} ms) | {cpu:.2} ms, {frac:.4} core at 1 Hz |\n\
          | `netta events` agent over {secs} s (refresh, rules, /proc healing) | {agent:.4} core |\n\
-         | `netta top` frame on {conns} connections (update + draw, 200×50), median / p99 | {fm:.2} ms / {fp:.2} ms |\n",
+         | `netta top` frame on {conns} connections (table picture + update + draw, 200×50), median / p99 | {fm:.2} ms / {fp:.2} ms (picture {pm:.2} ms) |\n\
+         | the same attached to an agent (the picture as the API's JSON, written and parsed), median / p99 | {am:.2} ms / {ap:.2} ms (picture {apm:.2} ms) |\n",
         conns = opts.connections,
         sampled = refresh["sampled"],
         wm = f(&refresh, "wall_ms_median"),
         wp = f(&refresh, "wall_ms_p99"),
         cpu = f(&refresh, "cpu_ms_mean"),
+        runs = refresh["runs"],
+        first = f(&refresh, "cpu_ms_first"),
         frac = f(&refresh, "core_fraction_at_1hz"),
         secs = opts.seconds,
         agent = agent_core,
         fm = f(&frames, "frame_ms_median"),
         fp = f(&frames, "frame_ms_p99"),
+        pm = f(&frames, "picture_ms_median"),
+        am = f(&frames, "attached_frame_ms_median"),
+        ap = f(&frames, "attached_frame_ms_p99"),
+        apm = f(&frames, "attached_picture_ms_median"),
     ))
 }

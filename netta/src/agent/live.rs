@@ -7,31 +7,46 @@ use std::time::Duration;
 
 use super::Shared;
 use crate::core::live;
+use crate::core::sock_diag::DiagSocket;
 
-/// Samples the open connections' counters into the table; returns how many rows
-/// it updated. A host without sock_diag (old kernel, no permission) says so once.
-pub(super) async fn refresh(shared: &Arc<Shared>) -> usize {
-    let host = shared.host.clone();
-    let Ok(sample) = tokio::task::spawn_blocking(move || {
-        let mut out = Vec::new();
-        host.tcp_counters(&mut out).map(|()| out)
-    })
-    .await
-    else {
-        return 0;
-    };
-    match sample {
-        Ok(sample) => {
-            let now = shared.now_ns();
-            live::apply_sample(&mut shared.table(), &sample, now)
-        }
-        Err(e) => {
-            use std::sync::atomic::{AtomicBool, Ordering};
-            static WARNED: AtomicBool = AtomicBool::new(false);
-            if !WARNED.swap(true, Ordering::Relaxed) {
-                log::warn!("live TCP counters unavailable (sock_diag): {e}");
+/// The refresh's state between rounds: where each socket's row is, and the
+/// sample's buffer (kept allocated).
+#[derive(Default)]
+pub(super) struct Refresher {
+    sampler: live::Sampler,
+    sample: Vec<DiagSocket>,
+}
+
+impl Refresher {
+    /// Samples the open connections' counters into the table; returns how many
+    /// rows it updated. A host without sock_diag (old kernel, no permission)
+    /// says so once.
+    pub async fn refresh(&mut self, shared: &Arc<Shared>) -> usize {
+        let host = shared.host.clone();
+        let mut sample = std::mem::take(&mut self.sample);
+        let Ok((sample, result)) = tokio::task::spawn_blocking(move || {
+            sample.clear();
+            let r = host.tcp_counters(&mut sample);
+            (sample, r)
+        })
+        .await
+        else {
+            return 0;
+        };
+        self.sample = sample;
+        match result {
+            Ok(()) => {
+                let now = shared.now_ns();
+                self.sampler.apply(&mut shared.table(), &self.sample, now)
             }
-            0
+            Err(e) => {
+                use std::sync::atomic::{AtomicBool, Ordering};
+                static WARNED: AtomicBool = AtomicBool::new(false);
+                if !WARNED.swap(true, Ordering::Relaxed) {
+                    log::warn!("live TCP counters unavailable (sock_diag): {e}");
+                }
+                0
+            }
         }
     }
 }

@@ -149,7 +149,7 @@ impl Shared {
 
     /// Runs the table rules on the current table and publishes new alerts.
     pub fn detect_now(&self) {
-        let snap = self.snapshot();
+        let snap = self.live_snapshot();
         let now = self.now_ns();
         let mut alerts = Vec::new();
         {
@@ -176,6 +176,11 @@ impl Shared {
 
     pub fn snapshot(&self) -> Snapshot {
         self.table().snapshot()
+    }
+
+    /// The open rows and counters only (no history copy).
+    pub fn live_snapshot(&self) -> Snapshot {
+        self.table().live_snapshot()
     }
 
     /// The pipeline on one batch: the owners (process records taking effect at

@@ -201,13 +201,14 @@ pub(super) async fn detect_loop(
     const TICK: Duration = Duration::from_secs(1);
     let mut tick = tokio::time::interval(TICK);
     let mut updates = super::live::Schedule::new(update_every);
+    let mut live = super::live::Refresher::default();
     let mut evicted_seen = 0;
     loop {
         tokio::select! {
             _ = shutdown.changed() => break,
             at = tick.tick() => {
                 shared.clock.resync();
-                super::live::refresh(&shared).await;
+                live.refresh(&shared).await;
                 shared.detect_now();
                 if updates.due(at, TICK) {
                     super::live::publish_updates(&shared);

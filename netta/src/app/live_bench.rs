@@ -7,9 +7,9 @@ use anyhow::Context as _;
 
 use crate::app::output::print_out;
 use crate::core::clock::boot_now;
-use crate::core::event::{Direction, OwnerSource, Proto, State};
+use crate::core::event::{Action, ConnEvent, Direction, OwnerSource};
 use crate::core::sanitize::Comm;
-use crate::core::table::{Conn, Key, Live, Origin, Snapshot, Table};
+use crate::core::table::{Key, Live, Table};
 use crate::host::{Host, Os};
 
 /// CPU seconds this process has used (user + system).
@@ -29,20 +29,23 @@ fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
 }
 
 /// Seeds a table from /proc as the agent does, then times `runs` refreshes
-/// (sock_diag dump + applying it): wall ms and CPU ms per refresh.
+/// (sock_diag dump + applying it) as the agent makes them once a second: wall
+/// ms and CPU ms per refresh. The first finds every row by address; the
+/// others by socket cookie, leaving idle rows alone but every 8th time.
 pub fn live_bench(runs: usize) -> anyhow::Result<()> {
     let os = Os::default();
     let snap = os.read_sockets().context("reading /proc/net")?;
     let mut table = Table::default();
     table.reconcile(&snap.sockets, &snap.netns, boot_now(), &mut |_| None);
     let mut sample = Vec::new();
+    let mut sampler = crate::core::live::Sampler::default();
     let (mut wall, mut cpu) = (Vec::new(), Vec::new());
     let mut updated = 0;
     for _ in 0..runs.max(1) {
         sample.clear();
         let (t0, c0) = (Instant::now(), cpu_seconds());
         os.tcp_counters(&mut sample).context("sock_diag dump")?;
-        updated = crate::core::live::apply_sample(&mut table, &sample, boot_now());
+        updated = sampler.apply(&mut table, &sample, boot_now());
         wall.push(t0.elapsed().as_secs_f64() * 1e3);
         cpu.push((cpu_seconds() - c0) * 1e3);
     }
@@ -56,6 +59,7 @@ pub fn live_bench(runs: usize) -> anyhow::Result<()> {
             "wall_ms_median": percentile(wall.clone(), 0.5),
             "wall_ms_p99": percentile(wall, 0.99),
             "cpu_ms_mean": mean_cpu,
+            "cpu_ms_first": cpu.first().copied().unwrap_or(0.0),
             // Refreshing once a second costs this fraction of one core.
             "core_fraction_at_1hz": mean_cpu / 1e3,
         })
@@ -64,68 +68,74 @@ pub fn live_bench(runs: usize) -> anyhow::Result<()> {
     )
 }
 
-/// `conns` synthetic open connections, all moving data.
-fn synthetic(conns: usize) -> Snapshot {
-    let mut snap = Snapshot::default();
+/// A table of `conns` synthetic open connections, all moving data.
+fn synthetic(conns: usize) -> Table {
+    let mut table = Table::default();
     for i in 0..conns {
         let port = 10_000 + (i % 50_000) as u16;
         let host = (i / 50_000) as u8;
-        snap.conns.push(Conn {
-            key: Key::Sock(i as u64 + 1),
-            proto: Proto::Tcp,
-            local: format!("10.0.{host}.1:{port}").parse().unwrap(),
-            remote: format!("192.0.2.{}:443", i % 250).parse().unwrap(),
-            state: State::Established,
-            direction: Direction::Egress,
-            pid: 1000 + (i % 300) as u32,
-            comm: Comm::from_bytes(format!("proc{}", i % 300).as_bytes()),
-            owner: OwnerSource::Hook,
-            start_ns: 1_000_000_000,
-            bytes_sent: (i as u64) * 1_000,
-            bytes_recv: (i as u64) * 300,
-            packets: 0,
-            last_ns: 0,
-            inode: 0,
-            netns: 0,
-            who: crate::core::event::Who {
-                uid: Some(0),
-                ..Default::default()
-            },
-            seen_ns: 1,
-            origin: Origin::Event,
-            live: Live {
-                rate_sent: (i as u64 * 7919) % 1_000_000,
-                rate_recv: (i as u64 * 104_729) % 100_000,
-                rtt_us: 100 + (i % 900) as u32,
-                ..Live::default()
-            },
-            domain: None,
-        });
+        let mut ev = ConnEvent::blank(Action::Opened, 1_000_000_000);
+        ev.sock = i as u64 + 1;
+        ev.local = format!("10.0.{host}.1:{port}").parse().unwrap();
+        ev.remote = format!("192.0.2.{}:443", i % 250).parse().unwrap();
+        ev.direction = Direction::Egress;
+        ev.pid = 1000 + (i % 300) as u32;
+        ev.comm = Comm::from_bytes(format!("proc{}", i % 300).as_bytes());
+        ev.owner = OwnerSource::Hook;
+        ev.start_ns = 1_000_000_000;
+        table.apply(&ev);
     }
-    snap
+    for c in table.rows_mut() {
+        let Key::Sock(s) = c.key else { continue };
+        let i = s - 1;
+        c.bytes_sent = i * 1_000;
+        c.bytes_recv = i * 300;
+        c.live = Live {
+            rate_sent: (i * 7919) % 1_000_000,
+            rate_recv: (i * 104_729) % 100_000,
+            rtt_us: 100 + (i % 900) as u32,
+            ..Live::default()
+        };
+    }
+    table
 }
 
-/// One `top` frame (update from a snapshot, then drawing it on a 200×50
-/// screen), `frames` times, on `conns` connections.
+/// One `top` frame as the standalone view makes it (a picture of the table,
+/// the update from it, then drawing it on a 200×50 screen), `frames` times, on
+/// `conns` connections; then as an attached view makes it, the picture coming
+/// as the agent's API sends it (JSON, opaque keys).
 pub fn top_bench(conns: usize, frames: usize) -> anyhow::Result<()> {
+    use crate::core::top::{opaque_key, Picture, Top};
     use ratatui::backend::TestBackend;
     use ratatui::Terminal;
-    let snap = synthetic(conns);
+    let table = synthetic(conns);
     let services = crate::core::services::Services::builtin();
-    let mut top = crate::core::top::Top::new("eBPF, ring buffer".into());
+    let ids = crate::host::identity::get().sock_ids;
     let mut term = Terminal::new(TestBackend::new(200, 50))?;
-    let mut times = Vec::new();
-    for i in 0..frames.max(1) {
-        let t0 = Instant::now();
-        top.update(
-            &snap,
-            &services,
-            10_000_000_000 + i as u64 * 1_000_000_000,
-            0,
-        );
-        term.draw(|f| crate::render::top::draw(f, &mut top, true))?;
-        times.push(t0.elapsed().as_secs_f64() * 1e3);
-    }
+    let mut frame = |attached: bool| -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
+        let mut top = Top::new("eBPF, ring buffer".into(), services.clone());
+        let (mut times, mut pictures) = (Vec::new(), Vec::new());
+        for i in 0..frames.max(1) {
+            let now = 10_000_000_000 + i as u64 * 1_000_000_000;
+            let t0 = Instant::now();
+            let pic = if attached {
+                let pic = Picture::of(table.conns(), table.counters(), now, |k| {
+                    opaque_key(&ids, k)
+                });
+                serde_json::from_slice(&serde_json::to_vec(&pic)?)?
+            } else {
+                Picture::of(table.conns(), table.counters(), now, |k| k)
+            };
+            let t1 = Instant::now();
+            top.update(&pic, now, 0);
+            term.draw(|f| crate::render::top::draw(f, &mut top, true))?;
+            times.push(t0.elapsed().as_secs_f64() * 1e3);
+            pictures.push((t1 - t0).as_secs_f64() * 1e3);
+        }
+        Ok((times, pictures))
+    };
+    let (times, pictures) = frame(false)?;
+    let (attached, attached_pictures) = frame(true)?;
     print_out(
         &(serde_json::json!({
             "connections": conns,
@@ -133,6 +143,12 @@ pub fn top_bench(conns: usize, frames: usize) -> anyhow::Result<()> {
             "frame_ms_median": percentile(times.clone(), 0.5),
             "frame_ms_p99": percentile(times.clone(), 0.99),
             "frame_ms_max": percentile(times, 1.0),
+            // Of which the table's picture.
+            "picture_ms_median": percentile(pictures, 0.5),
+            // Attached: the picture serialised (by the agent) and parsed (by the view).
+            "attached_frame_ms_median": percentile(attached.clone(), 0.5),
+            "attached_frame_ms_p99": percentile(attached, 0.99),
+            "attached_picture_ms_median": percentile(attached_pictures, 0.5),
         })
         .to_string()
             + "\n"),

@@ -472,10 +472,11 @@ pub async fn agent(s: &Settings, args: &crate::settings::cli::AgentArgs) -> anyh
         opts.baseline = service::load_baseline(st);
     }
     let started = std::time::Instant::now();
+    let update_every = opts.update_every;
     let agent = Agent::start(opts).await;
     // The store subscribes first, so it sees every record from the start.
     let writer = match (store, &store_settings) {
-        (Some(st), Some(set)) => service::start_writer(&agent, st, set, &s.rules),
+        (Some(st), Some(set)) => service::start_writer(&agent, st, set, &s.rules, update_every),
         _ => None,
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -682,6 +683,10 @@ pub fn store_bench(rows: u64, dir: &Path) -> anyhow::Result<()> {
     let n = crate::store::query::Query::default().count(&r)?;
     let bytes = std::fs::metadata(&path)?.len();
     let q = crate::store::bench::time_queries(&r, 5)?;
+    let open_dir = dir.join("open");
+    let _ = std::fs::remove_dir_all(&open_dir);
+    let open = crate::store::bench::open_cost(&open_dir, 10_000, 4)?;
+    let _ = std::fs::remove_dir_all(&open_dir);
     let v = serde_json::json!({
         "rows": n,
         "generate_s": generated.map(|g| g.0),
@@ -691,6 +696,9 @@ pub fn store_bench(rows: u64, dir: &Path) -> anyhow::Result<()> {
         "file_bytes": bytes,
         "bytes_per_million": bytes as f64 / (n.max(1) as f64 / 1e6),
         "queries": q.iter().map(|(name, ms, rows)| serde_json::json!({"query": name, "median_ms": ms, "rows": rows})).collect::<Vec<_>>(),
+        "open_connections": open.connections,
+        "open_updates_per_s": open.updates_per_s,
+        "open_ends_per_s": open.ends_per_s,
     });
     print_out(&(v.to_string() + "\n"))
 }

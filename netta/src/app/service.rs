@@ -86,6 +86,7 @@ pub fn start_writer(
     store: Store,
     s: &StoreSettings,
     rules: &crate::detect::Rules,
+    update_every: Option<std::time::Duration>,
 ) -> Option<Writer> {
     let rx = agent.shared.subscribe(STORE_TAP);
     let opts = WriterOptions {
@@ -95,6 +96,11 @@ pub fn start_writer(
             .new_destination
             .enabled
             .then_some(rules.new_destination),
+        // An open connection's first update comes one interval after start;
+        // without updates, no open row of an earlier run will be continued.
+        open_grace: update_every.map_or(std::time::Duration::ZERO, |d| {
+            2 * d + std::time::Duration::from_secs(5)
+        }),
         ..Default::default()
     };
     match Writer::spawn(store, rx, agent.shared.clock.clone(), opts) {
@@ -131,11 +137,19 @@ impl Backend for AgentBackend {
         }
     }
     fn snapshot(&self, history: bool) -> Snapshot {
-        let mut snap = self.shared.snapshot();
-        if !history {
-            snap.history = Vec::new();
+        if history {
+            self.shared.snapshot()
+        } else {
+            self.shared.live_snapshot()
         }
-        snap
+    }
+    fn top(&self) -> crate::core::top::Picture {
+        let ids = crate::host::identity::get().sock_ids;
+        let now = self.shared.now_ns();
+        let t = self.shared.table();
+        crate::core::top::Picture::of(t.conns(), t.counters(), now, |k| {
+            crate::core::top::opaque_key(&ids, k)
+        })
     }
     fn incidents(&self) -> Vec<Alert> {
         crate::app::views::alerts(&self.shared)
@@ -162,7 +176,7 @@ impl Backend for AgentBackend {
         Ok(())
     }
     fn table(&self) -> serde_json::Value {
-        let snap = self.shared.snapshot();
+        let snap = self.shared.live_snapshot();
         let clock = self.shared.clock.clone();
         serde_json::Value::Array(
             snap.conns

@@ -12,8 +12,9 @@ use crate::core::clock::Clock;
 use crate::core::filter::Filter;
 use crate::core::services::Services;
 use crate::core::table::{Closed, Snapshot};
+use crate::core::top::Picture;
 use crate::detect::Alert;
-use crate::local_api::client::Client;
+use crate::local_api::client::{Client, ClientError};
 use crate::local_api::{self as api, Hello};
 use crate::settings::cli::Global;
 
@@ -120,12 +121,26 @@ impl Source {
     pub async fn snapshot(&self, history: bool) -> anyhow::Result<Snapshot> {
         match self {
             Source::Attached { client, .. } => Ok(client.snapshot(history).await?),
-            Source::Standalone(a) => {
-                let mut snap = a.shared.snapshot();
-                if !history {
-                    snap.history = Vec::new();
+            Source::Standalone(a) if history => Ok(a.shared.snapshot()),
+            Source::Standalone(a) => Ok(a.shared.live_snapshot()),
+        }
+    }
+
+    /// What `netta top` shows of the table at `now`: the agent's picture
+    /// (compact, opaque socket ids), or this process's table.
+    pub async fn picture(&self, now: u64) -> anyhow::Result<Picture> {
+        match self {
+            Source::Attached { client, .. } => match client.top().await {
+                Ok(p) => Ok(p),
+                // An agent from before `/v1/view/top`: from its whole table.
+                Err(ClientError::Status(..)) => {
+                    Ok(Picture::of_snapshot(&client.snapshot(false).await?, now))
                 }
-                Ok(snap)
+                Err(e) => Err(e.into()),
+            },
+            Source::Standalone(a) => {
+                let t = a.shared.table();
+                Ok(Picture::of(t.conns(), t.counters(), now, |k| k))
             }
         }
     }

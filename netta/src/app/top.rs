@@ -126,9 +126,8 @@ pub async fn run(s: &Settings, args: &TopArgs) -> anyhow::Result<()> {
 async fn show(src: &Source, args: &TopArgs) -> anyhow::Result<()> {
     let color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let started_ns = src.started_ns();
-    let services = src.services().clone();
     let mut records = src.subscribe(4096).await?;
-    let mut top = Top::new(src.mode());
+    let mut top = Top::new(src.mode(), src.services().clone());
     top.set_filter(&args.filter.words());
     let screen = Screen::enter()?;
     let mut term = Terminal::new(CrosstermBackend::new(io::stdout()))?;
@@ -160,8 +159,8 @@ async fn show(src: &Source, args: &TopArgs) -> anyhow::Result<()> {
                 continue;
             }
             _ = tick.tick() => {
-                let snap = src.snapshot(false).await?;
-                top.update(&snap, &services, boot_now(), started_ns);
+                let now = boot_now();
+                top.update(&src.picture(now).await?, now, started_ns);
                 top.set_alerts(alert_lines(&src.incidents().await?));
             }
         }

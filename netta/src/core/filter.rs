@@ -1,7 +1,10 @@
 //! Which live rows a view shows, and in what order: the one definition of every
 //! row filter (`list`, `top` and its `/` words, `history`'s store query).
+use std::net::SocketAddr;
+
 use crate::core::event::{Proto, State, Who};
 use crate::core::history_query::Query;
+use crate::core::sanitize::Comm;
 use crate::core::table::{Closed, Conn, Snapshot};
 
 /// The stored actions that are history rows (listener changes are not).
@@ -181,27 +184,66 @@ impl Filter {
     }
 
     pub fn matches(&self, c: &Conn) -> bool {
-        (self.states.is_empty() || self.states.contains(&c.state))
-            && self.proto.is_none_or(|p| p == c.proto)
+        self.accepts(Subject {
+            state: c.state,
+            proto: c.proto,
+            local: c.local,
+            remote: c.has_peer().then_some(c.remote),
+            pid: c.pid,
+            comm: c.comm,
+            netns: c.netns,
+            who: Some(&c.who),
+        })
+    }
+
+    /// The same test on the fields a view's own row type carries.
+    pub fn accepts(&self, s: Subject<'_>) -> bool {
+        let who = s.who.unwrap_or(&NOBODY);
+        (self.states.is_empty() || self.states.contains(&s.state))
+            && self.proto.is_none_or(|p| p == s.proto)
             && self
                 .port
-                .is_none_or(|p| c.local.port() == p || (c.has_peer() && c.remote.port() == p))
-            && self.pid.is_none_or(|p| p == c.pid)
+                .is_none_or(|p| s.local.port() == p || s.remote.is_some_and(|r| r.port() == p))
+            && self.pid.is_none_or(|p| p == s.pid)
             && self.process.as_ref().is_none_or(|name| {
-                String::from_utf8_lossy(c.comm.as_bytes()).contains(name.as_str())
+                String::from_utf8_lossy(s.comm.as_bytes()).contains(name.as_str())
             })
-            && self.user.as_ref().is_none_or(|u| u.matches(&c.who))
+            && self.user.as_ref().is_none_or(|u| u.matches(who))
             && self
                 .exe
                 .as_ref()
-                .is_none_or(|want| c.who.executable().is_some_and(|e| exe_matches(e, want)))
-            && self.netns.is_none_or(|n| n == c.netns)
+                .is_none_or(|want| who.executable().is_some_and(|e| exe_matches(e, want)))
+            && self.netns.is_none_or(|n| n == s.netns)
             && self
                 .container
                 .as_ref()
-                .is_none_or(|want| container_matches(&c.who, want))
+                .is_none_or(|want| container_matches(who, want))
     }
 }
+
+/// What a filter looks at in a row.
+#[derive(Clone, Copy, Debug)]
+pub struct Subject<'a> {
+    pub state: State,
+    pub proto: Proto,
+    pub local: SocketAddr,
+    /// `None` without a peer (listeners, unconnected UDP sockets).
+    pub remote: Option<SocketAddr>,
+    pub pid: u32,
+    pub comm: Comm,
+    pub netns: u32,
+    /// What is known of the owner (`None`: nothing).
+    pub who: Option<&'a Who>,
+}
+
+/// An owner nothing is known of.
+static NOBODY: Who = Who {
+    uid: None,
+    user: None,
+    cgroup: 0,
+    process: None,
+    container: None,
+};
 
 fn proto(s: &str) -> Option<Proto> {
     match s.to_ascii_lowercase().as_str() {

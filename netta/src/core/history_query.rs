@@ -8,13 +8,19 @@ use ipnet::IpNet;
 use crate::core::event::Action;
 
 /// Which kinds of connection event the history keeps, with their stored names.
-pub const ACTIONS: [(Action, &str); 5] = [
+/// `open` is a connection still open at its last `connection-updated`: one row
+/// per connection, its totals so far, replaced by its end's row.
+pub const ACTIONS: [(Action, &str); 6] = [
     (Action::Closed, "closed"),
     (Action::Failed, "failed"),
     (Action::UdpFlow, "udp-flow"),
     (Action::ListenStarted, "listen-start"),
     (Action::ListenStopped, "listen-stop"),
+    (Action::Updated, OPEN),
 ];
+
+/// The stored action of a connection still open.
+pub const OPEN: &str = "open";
 
 pub fn action_name(a: Action) -> Option<&'static str> {
     ACTIONS.iter().find(|(x, _)| *x == a).map(|(_, n)| *n)
@@ -72,7 +78,7 @@ pub enum QueryError {
     Net(String),
     #[error("unknown protocol `{0}` (tcp or udp)")]
     Proto(String),
-    #[error("unknown action `{0}` (closed, failed, udp-flow, listen-start, listen-stop)")]
+    #[error("unknown action `{0}` (closed, failed, udp-flow, listen-start, listen-stop, open)")]
     Action(String),
     #[error("--since is after --until")]
     Order,
@@ -114,6 +120,8 @@ mod tests {
         assert_eq!(parse_action("connection-failed"), Some("failed"));
         assert_eq!(parse_action("LISTEN-START"), Some("listen-start"));
         assert_eq!(parse_action("opened"), None);
+        assert_eq!(parse_action("connection-updated"), Some("open"));
+        assert_eq!(parse_action("Open"), Some("open"));
         assert_eq!(action_name(Action::UdpFlow), Some("udp-flow"));
         assert_eq!(
             parse_domain(" Bar-Test.Example. ").unwrap(),

@@ -1,5 +1,12 @@
-//! NETLINK_SOCK_DIAG messages (what `ss -ti` reads): the dump request and the
-//! parser of its untrusted answer. Pure: `host::sock_diag` does the socket I/O.
+//! NETLINK_SOCK_DIAG messages (what `ss -ti` reads): the dump requests and the
+//! parser of their untrusted answers. Pure: `host::sock_diag` does the socket I/O.
+//!
+//! Two requests: `SOCK_DIAG_BY_FAMILY` names one address family, so IPv4 and
+//! IPv6 take two dumps, and each walks the kernel's whole established-socket
+//! hash table (262,144 buckets on a machine with a few GiB). The older
+//! `TCPDIAG_GETSOCK` request dumps both families in one walk (the kernel keeps
+//! it for compatibility, and answers it with the same messages): half the
+//! fixed cost of a refresh.
 //! Only the few `tcp_info` fields netta shows are read, each by its fixed offset
 //! in `struct tcp_info` (linux/tcp.h), and only when the kernel's copy is long
 //! enough to hold it (older kernels send a shorter struct).
@@ -9,6 +16,9 @@ use crate::core::event::{normalize, State};
 
 /// `SOCK_DIAG_BY_FAMILY`, the message type of requests and answers.
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
+/// `TCPDIAG_GETSOCK`: the compatibility request, all families; its answers
+/// carry this type.
+const TCPDIAG_GETSOCK: u16 = 18;
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
 const NLM_F_REQUEST: u16 = 1;
@@ -20,6 +30,8 @@ const DIAG_MSG: usize = 72;
 const INET_DIAG_INFO: u16 = 2;
 /// Length of the request: header + `struct inet_diag_req_v2`.
 pub const REQUEST_LEN: usize = NLMSG_HDR + 56;
+/// Length of the compatibility request: header + `struct inet_diag_req`.
+pub const COMPAT_REQUEST_LEN: usize = NLMSG_HDR + 60;
 
 /// The kernel's TCP states worth a live sample: connections that carry data.
 /// (Listeners, TIME_WAIT and SYN states have no counters to show.)
@@ -48,6 +60,8 @@ pub struct TcpCounters {
 /// One socket of a dump.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DiagSocket {
+    /// The kernel's socket cookie: unique for the socket's life, never reused.
+    pub cookie: u64,
     pub local: SocketAddr,
     pub remote: SocketAddr,
     /// `None` for kernel states this build does not know.
@@ -81,6 +95,21 @@ pub fn request(family: u8, states: u32, seq: u32) -> [u8; REQUEST_LEN] {
     b[17] = libc::IPPROTO_TCP as u8;
     b[18] = 1 << (INET_DIAG_INFO - 1);
     b[20..24].copy_from_slice(&states.to_ne_bytes());
+    b
+}
+
+/// The compatibility dump request: TCP sockets of every family in `states`,
+/// asking for `tcp_info`.
+pub fn request_all_families(states: u32, seq: u32) -> [u8; COMPAT_REQUEST_LEN] {
+    let mut b = [0u8; COMPAT_REQUEST_LEN];
+    b[0..4].copy_from_slice(&(COMPAT_REQUEST_LEN as u32).to_ne_bytes());
+    b[4..6].copy_from_slice(&TCPDIAG_GETSOCK.to_ne_bytes());
+    b[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+    b[8..12].copy_from_slice(&seq.to_ne_bytes());
+    // struct inet_diag_req: family (0: all), src_len, dst_len, ext, the
+    // 48-byte socket id, states, dbs.
+    b[19] = 1 << (INET_DIAG_INFO - 1);
+    b[68..72].copy_from_slice(&states.to_ne_bytes());
     b
 }
 
@@ -124,7 +153,7 @@ pub fn parse(buf: &[u8], out: &mut Vec<DiagSocket>) -> Parsed {
                 p.done = true;
                 break;
             }
-            SOCK_DIAG_BY_FAMILY => match socket(body) {
+            SOCK_DIAG_BY_FAMILY | TCPDIAG_GETSOCK => match socket(body) {
                 Some(s) => out.push(s),
                 None => p.bad += 1,
             },
@@ -156,6 +185,7 @@ fn socket(b: &[u8]) -> Option<DiagSocket> {
     // inet_diag_sockid starts at 4: sport(2) dport(2) src(16) dst(16) if(4) cookie(8).
     let local = addr(8, 4)?;
     let remote = addr(24, 6)?;
+    let cookie = u64::from(u32_at(b, 44)?) | u64::from(u32_at(b, 48)?) << 32;
     let uid = u32_at(b, 64)?;
     let inode = u32_at(b, 68)?;
     let mut info = None;
@@ -172,6 +202,7 @@ fn socket(b: &[u8]) -> Option<DiagSocket> {
         at += (len + 3) & !3;
     }
     Some(DiagSocket {
+        cookie,
         local,
         remote,
         state: State::from_tcp(b[1]),
@@ -217,6 +248,9 @@ pub(crate) mod tests {
         m[d + 1] = state;
         put(&mut m, 8, local, 4);
         put(&mut m, 24, remote, 6);
+        // The cookie: the socket's port pair, so each test socket has its own.
+        m[d + 44..d + 48].copy_from_slice(&u32::from(local.port()).to_ne_bytes());
+        m[d + 48..d + 52].copy_from_slice(&u32::from(remote.port()).to_ne_bytes());
         m[d + 64..d + 68].copy_from_slice(&1000u32.to_ne_bytes());
         m[d + 68..d + 72].copy_from_slice(&4242u32.to_ne_bytes());
         let alen = 4 + info.len();
@@ -272,6 +306,7 @@ pub(crate) mod tests {
         assert_eq!(out[0].remote.port(), 443);
         assert_eq!(out[0].state, Some(State::Established));
         assert_eq!((out[0].inode, out[0].uid), (4242, 1000));
+        assert_eq!(out[0].cookie, 40000 | 443 << 32);
         let i = out[0].info.unwrap();
         assert_eq!((i.bytes_acked, i.bytes_received), (Some(1000), Some(20)));
         assert_eq!((i.rtt_us, i.total_retrans), (31, 2));
@@ -305,6 +340,40 @@ pub(crate) mod tests {
         let mut bad = good.clone();
         bad[0..4].copy_from_slice(&10_000u32.to_ne_bytes());
         assert_eq!(parse(&bad, &mut Vec::new()).bad, 1);
+    }
+
+    #[test]
+    fn answers_to_the_compatibility_request_parse_the_same() {
+        let mut m = message(
+            "[2001:db8::2]:443".parse().unwrap(),
+            "[2001:db8::1]:5555".parse().unwrap(),
+            1,
+            &info(9, 8, 7, 6),
+        );
+        m[4..6].copy_from_slice(&TCPDIAG_GETSOCK.to_ne_bytes());
+        m.extend(done());
+        let mut out = Vec::new();
+        let p = parse(&m, &mut out);
+        assert!(p.done && p.bad == 0, "{p:?}");
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].local.port(), 443);
+        assert_eq!(out[0].info.unwrap().bytes_acked, Some(9));
+        // Other message types are skipped, not taken for sockets.
+        m[4..6].copy_from_slice(&19u16.to_ne_bytes());
+        let mut out = Vec::new();
+        parse(&m, &mut out);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn the_compatibility_request_asks_for_every_family_in_one_dump() {
+        let r = request_all_families(LIVE_STATES, 3);
+        assert_eq!(u32_at(&r, 0), Some(COMPAT_REQUEST_LEN as u32));
+        assert_eq!(u16_at(&r, 4), Some(TCPDIAG_GETSOCK));
+        assert_eq!(u16_at(&r, 6), Some(NLM_F_REQUEST | NLM_F_DUMP));
+        assert_eq!(r[16], 0, "AF_UNSPEC");
+        assert_eq!(r[19], 2, "INET_DIAG_INFO only");
+        assert_eq!(u32_at(&r, 68), Some(LIVE_STATES));
     }
 
     #[test]

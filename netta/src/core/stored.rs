@@ -67,6 +67,15 @@ impl ConnRow {
         }
     }
 
+    /// The other end's address.
+    pub fn remote(&self) -> SocketAddr {
+        if self.direction == Direction::Ingress.name() {
+            self.src
+        } else {
+            self.dst
+        }
+    }
+
     pub fn duration_us(&self) -> Option<i64> {
         self.start_us
             .filter(|s| *s <= self.ts_us)
@@ -92,11 +101,7 @@ impl ConnRow {
             _ => Direction::Unknown,
         };
         e.local = self.local();
-        e.remote = if e.direction == Direction::Ingress {
-            self.src
-        } else {
-            self.dst
-        };
+        e.remote = self.remote();
         e.pid = self.pid;
         e.comm = self.comm;
         e.owner = match self.owner.as_str() {
@@ -274,6 +279,20 @@ mod tests {
             ConnRow::from_event(&ev(Action::ListenStarted, Direction::Unknown), &clock).unwrap();
         assert_eq!(l.src.port(), 8080);
         assert_eq!(l.dst.port(), 0);
+    }
+
+    #[test]
+    fn updates_are_open_rows_with_their_totals_so_far() {
+        let mut e = ev(Action::Updated, Direction::Ingress);
+        e.bytes_sent = 5_000;
+        e.bytes_recv = 70;
+        let r = ConnRow::from_event(&e, &Clock::fixed(0)).unwrap();
+        assert_eq!(r.action, "open");
+        assert_eq!((r.bytes_sent, r.bytes_recv), (5_000, 70));
+        assert_eq!((r.local(), r.remote()), (e.local, e.remote));
+        assert_eq!(r.duration_us(), Some(2_000_000), "its age so far");
+        assert_eq!(r.to_event().action, Action::Updated);
+        assert!(r.to_closed().is_none(), "not a closed connection");
     }
 
     #[test]

@@ -306,6 +306,16 @@ impl Table {
         self.live.values_mut()
     }
 
+    /// Rows ever added (cheap: no pass over the rows, unlike [`Table::counters`]).
+    pub fn observed(&self) -> u64 {
+        self.counters.observed
+    }
+
+    /// One open row, for the live refresh to update in place.
+    pub(crate) fn row_mut(&mut self, key: &Key) -> Option<&mut Conn> {
+        self.live.get_mut(key)
+    }
+
     /// The live row of an event's socket: by socket address, else by 4-tuple.
     fn find(&self, sock: u64, tuple: &Tuple) -> Option<&Conn> {
         self.live
@@ -492,6 +502,10 @@ impl Table {
                 if row.domain.is_none() {
                     row.domain = old.domain;
                 }
+                // The same socket: what the live refresh counted (and reported) stays.
+                row.bytes_sent = row.bytes_sent.max(old.bytes_sent);
+                row.bytes_recv = row.bytes_recv.max(old.bytes_recv);
+                row.live = old.live;
             }
         }
         if !pending {
@@ -845,8 +859,17 @@ impl Table {
     /// A copy for rendering and statistics, taken under the lock and used outside it.
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
-            conns: self.live.values().cloned().collect(),
             history: self.history.iter().cloned().collect(),
+            ..self.live_snapshot()
+        }
+    }
+
+    /// The open rows and the counters, without the history: what live views
+    /// and the table rules read every second.
+    pub fn live_snapshot(&self) -> Snapshot {
+        Snapshot {
+            conns: self.live.values().cloned().collect(),
+            history: Vec::new(),
             counters: self.counters(),
         }
     }

@@ -24,6 +24,7 @@ use std::future::Future;
 use std::io;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 
 use netta_ebpf::{UdpFlowKey, UdpFlowStats};
 use rustc_hash::FxHashMap;
@@ -156,13 +157,25 @@ pub trait Host: Send + Sync + 'static {
 }
 
 /// The real machine.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Os {
     pub proc_root: PathBuf,
     /// Where the host's cgroup v2 hierarchy is.
     pub cgroup_root: PathBuf,
     /// Where the kubelet keeps pod logs (`<namespace>_<name>_<uid>`).
     pub pods_root: PathBuf,
+    /// The sock_diag socket, opened at the first refresh and kept.
+    diag: Arc<Mutex<Option<sock_diag::Diag>>>,
+}
+
+impl std::fmt::Debug for Os {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Os")
+            .field("proc_root", &self.proc_root)
+            .field("cgroup_root", &self.cgroup_root)
+            .field("pods_root", &self.pods_root)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for Os {
@@ -172,6 +185,7 @@ impl Default for Os {
             cgroup_root: containers::cgroup2_root(&proc_root),
             pods_root: containers::pods_root(&proc_root),
             proc_root,
+            diag: Arc::default(),
         }
     }
 }
@@ -245,7 +259,16 @@ impl Host for Os {
     }
 
     fn tcp_counters(&self, out: &mut Vec<DiagSocket>) -> io::Result<()> {
-        sock_diag::Diag::open()?.tcp(out)
+        let mut diag = self.diag.lock().unwrap_or_else(|e| e.into_inner());
+        if diag.is_none() {
+            *diag = Some(sock_diag::Diag::open()?);
+        }
+        let result = diag.as_mut().map_or(Ok(()), |d| d.tcp(out));
+        if result.is_err() {
+            // A socket in a bad state (an interrupted dump) is not reused.
+            *diag = None;
+        }
+        result
     }
 
     fn start_dns(

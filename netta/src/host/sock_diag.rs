@@ -1,7 +1,9 @@
-//! Live TCP counters from the kernel over NETLINK_SOCK_DIAG: one dump per
-//! family of the sockets in [`LIVE_STATES`], each with its `tcp_info`. The
-//! state filter runs in the kernel, so idle listeners and TIME_WAIT remnants
-//! cost nothing. Works without eBPF (it is what `ss -ti` reads).
+//! Live TCP counters from the kernel over NETLINK_SOCK_DIAG: one dump of the
+//! sockets in [`LIVE_STATES`], each with its `tcp_info`, for both families at
+//! once (the compatibility request; a kernel that refuses it gets one dump per
+//! family). The state filter runs in the kernel, so idle listeners and
+//! TIME_WAIT remnants cost nothing. Works without eBPF (it is what `ss -ti`
+//! reads). The socket and its buffer are kept across refreshes.
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
@@ -12,7 +14,19 @@ pub struct Diag {
     fd: OwnedFd,
     seq: u32,
     buf: Vec<u8>,
+    /// Whether the kernel answers the all-families request (`None`: not asked yet).
+    all_families: Option<bool>,
 }
+
+/// What one dump asks for.
+#[derive(Clone, Copy)]
+enum Dump {
+    AllFamilies,
+    Family(u8),
+}
+
+/// The kernel hands out at most this much per `recv` of a dump.
+const RECV_BUF: usize = 64 * 1024;
 
 impl Diag {
     pub fn open() -> io::Result<Diag> {
@@ -32,19 +46,45 @@ impl Diag {
         Ok(Diag {
             fd,
             seq: 0,
-            buf: vec![0u8; 64 * 1024],
+            buf: vec![0u8; RECV_BUF],
+            all_families: None,
         })
     }
 
     /// Every live TCP socket (IPv4 and IPv6) with its counters.
     pub fn tcp(&mut self, out: &mut Vec<DiagSocket>) -> io::Result<()> {
-        self.dump(libc::AF_INET as u8, out)?;
-        self.dump(libc::AF_INET6 as u8, out)
+        if self.all_families != Some(false) {
+            let before = out.len();
+            match self.dump(Dump::AllFamilies, out) {
+                Ok(()) => {
+                    self.all_families = Some(true);
+                    return Ok(());
+                }
+                // Refused the first time: this kernel has no compatibility request.
+                Err(_) if self.all_families.is_none() => {
+                    out.truncate(before);
+                    self.all_families = Some(false);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.dump(Dump::Family(libc::AF_INET as u8), out)?;
+        self.dump(Dump::Family(libc::AF_INET6 as u8), out)
     }
 
-    fn dump(&mut self, family: u8, out: &mut Vec<DiagSocket>) -> io::Result<()> {
+    fn dump(&mut self, what: Dump, out: &mut Vec<DiagSocket>) -> io::Result<()> {
         self.seq = self.seq.wrapping_add(1);
-        let req = sock_diag::request(family, LIVE_STATES, self.seq);
+        let (v2, compat);
+        let req: &[u8] = match what {
+            Dump::AllFamilies => {
+                compat = sock_diag::request_all_families(LIVE_STATES, self.seq);
+                &compat
+            }
+            Dump::Family(family) => {
+                v2 = sock_diag::request(family, LIVE_STATES, self.seq);
+                &v2
+            }
+        };
         // SAFETY: sockaddr_nl zeroed is the kernel as destination.
         let mut to: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
         to.nl_family = libc::AF_NETLINK as u16;
@@ -85,7 +125,8 @@ impl Diag {
             let p = sock_diag::parse(&self.buf[..n as usize], out);
             if let Some(errno) = p.error {
                 // A kernel without IPv6 answers the AF_INET6 dump with an error.
-                return if errno == 0 || family == libc::AF_INET6 as u8 {
+                let no_ipv6 = matches!(what, Dump::Family(f) if f == libc::AF_INET6 as u8);
+                return if errno == 0 || no_ipv6 {
                     Ok(())
                 } else {
                     Err(io::Error::from_raw_os_error(errno))

@@ -164,6 +164,11 @@ impl Client {
             .await
     }
 
+    /// What `netta top` shows of the agent's table now.
+    pub async fn top(&self) -> Result<crate::core::top::Picture, ClientError> {
+        self.get_json("/v1/view/top").await
+    }
+
     pub async fn incidents(&self) -> Result<Vec<crate::detect::Alert>, ClientError> {
         self.get_json("/v1/view/incidents").await
     }
@@ -273,6 +278,9 @@ mod tests {
                 s.history.clear();
             }
             s
+        }
+        fn top(&self) -> crate::core::top::Picture {
+            crate::core::top::Picture::of_snapshot(&self.snapshot(false), 0)
         }
         fn incidents(&self) -> Vec<crate::detect::Alert> {
             Vec::new()
@@ -386,6 +394,12 @@ mod tests {
         assert_eq!(got.history, want.history);
         assert_eq!(got.counters, want.counters);
         assert!(c.snapshot(false).await.unwrap().history.is_empty());
+        // `top`'s picture: the same connections, listeners counted apart.
+        let pic = c.top().await.unwrap();
+        let listening = want.conns.iter().filter(|c| c.state.is_listener()).count();
+        assert_eq!(pic.listening, listening);
+        assert_eq!(pic.rows.len(), want.conns.len() - listening);
+        assert_eq!(pic.counters, want.counters);
         assert!(c.incidents().await.unwrap().is_empty());
         let mut rx = c.records(16).await.unwrap();
         let mut ev = conn_row(5_000_000, 40_001, 8080, "new").to_event();

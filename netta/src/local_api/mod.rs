@@ -58,6 +58,8 @@ pub trait Backend: Send + Sync + 'static {
     fn table(&self) -> serde_json::Value;
     /// The table as netta's views read it; closed rows only when `history`.
     fn snapshot(&self, history: bool) -> Snapshot;
+    /// What `netta top` shows of the table now (compact, opaque socket ids).
+    fn top(&self) -> crate::core::top::Picture;
     /// Every incident since the agent started, after a fresh look at the table.
     fn incidents(&self) -> Vec<Alert>;
     /// The stored `new-destination` baseline (blocking: reads the store).

@@ -192,6 +192,7 @@ pub fn router(backend: Arc<dyn Backend>, policy: Policy, stop: watch::Receiver<b
         .route("/v1/stats", live(|b| b.stats()))
         .route("/v1/alerts", live(|b| b.alerts()))
         .route("/v1/view/snapshot", get(view_snapshot))
+        .route("/v1/view/top", get(view_top))
         .route(
             "/v1/view/incidents",
             get(|_: Allowed, State(st): State<AppState>| async move {
@@ -303,6 +304,18 @@ async fn view_snapshot(
 ) -> Response {
     match blocking(move || {
         serde_json::to_vec(&st.backend.snapshot(p.history))
+            .map_err(|e| Fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+    })
+    .await
+    {
+        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(fail) => fail.into_response(),
+    }
+}
+
+async fn view_top(_: Allowed, State(st): State<AppState>) -> Response {
+    match blocking(move || {
+        serde_json::to_vec(&st.backend.top())
             .map_err(|e| Fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
     })
     .await

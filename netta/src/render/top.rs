@@ -10,7 +10,7 @@ use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Sparkline, T
 use ratatui::Frame;
 
 use crate::core::format::{duration, human_bytes, owner};
-use crate::core::top::{Pane, Top};
+use crate::core::top::{Pane, Row as TopRow, Top};
 
 /// `1.2 MiB/s`, `0 B/s`.
 fn rate(n: u64) -> String {
@@ -111,11 +111,11 @@ fn header(f: &mut Frame, area: Rect, top: &Top, look: &Look) {
     f.render_widget(Paragraph::new(vec![Line::from(first), second, third]), area);
 }
 
-fn remote_text(r: &crate::core::top::Row) -> String {
+fn remote_text(top: &Top, r: &TopRow) -> String {
     if !r.has_peer {
         return "*".into();
     }
-    match &r.service {
+    match top.service(r) {
         Some(s) => format!("{} ({s})", r.remote),
         None => r.remote.to_string(),
     }
@@ -127,7 +127,7 @@ struct Column {
     title: &'static str,
     width: u16,
     priority: u8,
-    cell: fn(&crate::core::top::Row) -> String,
+    cell: fn(&Top, &TopRow) -> String,
 }
 
 fn dash_if_zero(n: u32, text: impl FnOnce() -> String) -> String {
@@ -143,7 +143,7 @@ const COLUMNS: [Column; 11] = [
         title: "PROCESS",
         width: 15,
         priority: 0,
-        cell: |r| {
+        cell: |_, r| {
             if r.comm.is_empty() {
                 "-".into()
             } else {
@@ -155,20 +155,20 @@ const COLUMNS: [Column; 11] = [
         title: "PID",
         width: 7,
         priority: 6,
-        cell: |r| dash_if_zero(r.pid, || r.pid.to_string()),
+        cell: |_, r| dash_if_zero(r.pid, || r.pid.to_string()),
     },
     // The local address, or only its port where the screen is narrow.
     Column {
         title: "LOCAL",
         width: 21,
         priority: 10,
-        cell: |r| r.local.to_string(),
+        cell: |_, r| r.local.to_string(),
     },
     Column {
         title: "LPORT",
         width: 6,
         priority: 4,
-        cell: |r| r.local.port().to_string(),
+        cell: |_, r| r.local.port().to_string(),
     },
     Column {
         title: "REMOTE",
@@ -180,37 +180,37 @@ const COLUMNS: [Column; 11] = [
         title: "STATE",
         width: 11,
         priority: 7,
-        cell: |r| r.state.name().into(),
+        cell: |_, r| r.state.name().into(),
     },
     Column {
         title: "IN/s",
         width: 10,
         priority: 3,
-        cell: |r| rate(r.rate_in),
+        cell: |_, r| rate(r.rate_in),
     },
     Column {
         title: "OUT/s",
         width: 10,
         priority: 2,
-        cell: |r| rate(r.rate_out),
+        cell: |_, r| rate(r.rate_out),
     },
     Column {
         title: "TOTAL",
         width: 9,
         priority: 5,
-        cell: |r| human_bytes(r.total()),
+        cell: |_, r| human_bytes(r.total()),
     },
     Column {
         title: "AGE",
         width: 6,
         priority: 8,
-        cell: |r| r.age_ns.map_or("-".into(), duration),
+        cell: |_, r| r.age_ns.map_or("-".into(), duration),
     },
     Column {
         title: "RTT",
         width: 6,
         priority: 9,
-        cell: |r| dash_if_zero(r.rtt_us, || duration(u64::from(r.rtt_us) * 1000)),
+        cell: |_, r| dash_if_zero(r.rtt_us, || duration(u64::from(r.rtt_us) * 1000)),
     },
 ];
 
@@ -237,13 +237,37 @@ fn columns_for(width: u16) -> Vec<&'static Column> {
     chosen.into_iter().map(|i| &COLUMNS[i]).collect()
 }
 
+/// The first row to show so that `selected` is in a window of `height` rows,
+/// moving `offset` as little as possible (as ratatui's own scrolling does).
+fn window(offset: usize, selected: usize, len: usize, height: usize) -> usize {
+    let height = height.max(1);
+    let offset = offset.min(len.saturating_sub(1));
+    if selected < offset {
+        selected
+    } else if selected >= offset + height {
+        selected + 1 - height
+    } else {
+        offset
+    }
+}
+
+/// Rows a table fits in `area` under a top border and its header line.
+fn table_rows(area: Rect) -> usize {
+    usize::from(area.height.saturating_sub(2))
+}
+
 fn connections(f: &mut Frame, area: Rect, top: &mut Top, look: &Look) {
     let cols = columns_for(area.width);
     let head = Row::new(cols.iter().map(|c| c.title)).style(look.head());
-    let rows = top
-        .rows
+    // Only the rows on screen are formatted: a frame costs the same with 10
+    // connections or 100,000.
+    let height = table_rows(area);
+    let offset = window(top.offset, top.selected, top.rows.len(), height);
+    let end = (offset + height).min(top.rows.len());
+    let shown = &top.rows[offset.min(end)..end];
+    let rows = shown
         .iter()
-        .map(|r| Row::new(cols.iter().map(|c| Cell::from((c.cell)(r)))));
+        .map(|r| Row::new(cols.iter().map(|c| Cell::from((c.cell)(top, r)))));
     let widths: Vec<Constraint> = cols
         .iter()
         .map(|c| {
@@ -261,16 +285,18 @@ fn connections(f: &mut Frame, area: Rect, top: &mut Top, look: &Look) {
         .column_spacing(1)
         .row_highlight_style(look.selected());
     let mut state = TableState::default()
-        .with_offset(top.offset)
-        .with_selected((!top.rows.is_empty()).then_some(top.selected));
+        .with_selected((!shown.is_empty()).then_some(top.selected.saturating_sub(offset)));
     f.render_stateful_widget(table, area, &mut state);
-    top.offset = state.offset();
+    top.offset = offset;
 }
 
 /// Who owns the selected connection and where: user, executable, parent, age;
 /// network namespace, container, pod and process entity id. (Escaped text only.)
-fn owner_lines(r: &crate::core::top::Row, now_ns: u64) -> [Line<'static>; 2] {
-    let w = &r.who;
+fn owner_lines(r: &crate::core::top::Row, top: &Top) -> [Line<'static>; 2] {
+    static NOBODY: std::sync::LazyLock<crate::core::event::Who> =
+        std::sync::LazyLock::new(Default::default);
+    let now_ns = top.now_ns;
+    let w = top.owner(r).unwrap_or(&NOBODY);
     let p = w.process.as_deref();
     let user = match (&w.user, w.uid) {
         (Some(n), Some(u)) => format!("{n} ({u})"),
@@ -321,7 +347,7 @@ fn detail(f: &mut Frame, area: Rect, top: &Top, look: &Look) {
             r.proto.upper(),
             owner(r.pid, &r.comm),
             r.local,
-            remote_text(r),
+            remote_text(top, r),
             r.state.name()
         )),
         Line::from(format!(
@@ -338,7 +364,7 @@ fn detail(f: &mut Frame, area: Rect, top: &Top, look: &Look) {
             r.retrans
         )),
     ];
-    lines.extend(owner_lines(r, top.now_ns));
+    lines.extend(owner_lines(r, top));
     f.render_widget(Paragraph::new(lines), info);
     let data = top.sparkline();
     let peak = data.iter().copied().max().unwrap_or(0);
@@ -375,7 +401,11 @@ fn detail(f: &mut Frame, area: Rect, top: &Top, look: &Look) {
 
 fn processes(f: &mut Frame, area: Rect, top: &Top, look: &Look) {
     let head = Row::new(["PROCESS", "PID", "CONNS", "IN/s", "OUT/s", "TOTAL"]).style(look.head());
-    let rows = top.procs.iter().map(|p| {
+    let height = table_rows(area);
+    let offset = window(0, top.selected, top.procs.len(), height);
+    let end = (offset + height).min(top.procs.len());
+    let shown = &top.procs[offset.min(end)..end];
+    let rows = shown.iter().map(|p| {
         Row::new([
             if p.comm.is_empty() {
                 "-".to_string()
@@ -409,8 +439,8 @@ fn processes(f: &mut Frame, area: Rect, top: &Top, look: &Look) {
                 .title(format!(" Processes ({}) ", top.procs.len())),
         )
         .row_highlight_style(look.selected());
-    let mut state =
-        TableState::default().with_selected((!top.procs.is_empty()).then_some(top.selected));
+    let mut state = TableState::default()
+        .with_selected((!shown.is_empty()).then_some(top.selected.saturating_sub(offset)));
     f.render_stateful_widget(table, area, &mut state);
 }
 
@@ -501,7 +531,7 @@ mod tests {
     use crate::core::event::{Action, ConnEvent, Direction, Proto, State};
     use crate::core::services::Services;
     use crate::core::table::Snapshot;
-    use crate::core::top::{AlertLine, Input};
+    use crate::core::top::{AlertLine, Input, Picture};
     use crate::fixture::conn;
     use ratatui::backend::TestBackend;
     use ratatui::Terminal;
@@ -584,12 +614,20 @@ mod tests {
             conns: vec![up.clone(), ssh, listener, evil],
             ..Snapshot::default()
         };
-        let mut top = Top::new("eBPF, ring buffer".into());
-        top.update(&snap, &Services::builtin(), 200 * SEC, 100 * SEC);
+        let mut top = Top::new("eBPF, ring buffer".into(), Services::builtin());
+        top.update(
+            &Picture::of_snapshot(&snap, 200 * SEC),
+            200 * SEC,
+            100 * SEC,
+        );
         snap.counters.opened = 10;
         snap.counters.closed = 4;
         snap.counters.lost = 2;
-        top.update(&snap, &Services::builtin(), 202 * SEC, 100 * SEC);
+        top.update(
+            &Picture::of_snapshot(&snap, 202 * SEC),
+            202 * SEC,
+            100 * SEC,
+        );
         let mut ev = ConnEvent::blank(Action::Opened, 150 * SEC);
         ev.local = up.local;
         ev.remote = up.remote;
@@ -641,6 +679,59 @@ mod tests {
         insta::assert_snapshot!(format!(
             "{procs}---\n{alerts}---\n{help}---\n{typing}---\n{filtered}"
         ));
+    }
+
+    #[test]
+    fn only_the_rows_on_screen_are_drawn_and_the_selection_stays_in_view() {
+        let conns = (0..500u16)
+            .map(|i| {
+                let mut c = conn(
+                    u64::from(i) + 1,
+                    Proto::Tcp,
+                    &format!("127.0.0.1:{}", 20_000 + i),
+                    "127.0.0.1:443",
+                    State::Established,
+                    Direction::Egress,
+                    1,
+                    format!("p{i}").as_bytes(),
+                );
+                c.bytes_sent = u64::from(i) * 1000;
+                c
+            })
+            .collect();
+        let snap = Snapshot {
+            conns,
+            ..Snapshot::default()
+        };
+        let mut top = Top::new("test".into(), Services::builtin());
+        top.update(&Picture::of_snapshot(&snap, 2 * SEC), 2 * SEC, SEC);
+        top.key(Input::Char('b'));
+        // 14 lines: 3 header, a border, the column titles, 8 rows, the footer.
+        let names = |s: &str| -> Vec<String> {
+            s.lines()
+                .skip(5)
+                .take(8)
+                .map(|l| l.split_whitespace().next().unwrap_or("").to_string())
+                .collect()
+        };
+        let first = screen(&mut top, 100, 14);
+        assert_eq!(names(&first)[0], "p499", "{first}");
+        assert_eq!(names(&first)[7], "p492");
+        top.key(Input::Char('G'));
+        let last = screen(&mut top, 100, 14);
+        assert_eq!(names(&last)[7], "p0", "{last}");
+        assert_eq!(top.offset, 492);
+        // Moving up inside the window does not scroll it.
+        for _ in 0..7 {
+            top.key(Input::Up);
+        }
+        assert_eq!(names(&screen(&mut top, 100, 14))[0], "p7");
+        top.key(Input::Up);
+        assert_eq!(names(&screen(&mut top, 100, 14))[0], "p8");
+        assert_eq!(top.offset, 491);
+        top.key(Input::Char('g'));
+        assert_eq!(names(&screen(&mut top, 100, 14))[0], "p499");
+        assert_eq!(top.offset, 0);
     }
 
     #[test]

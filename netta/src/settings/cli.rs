@@ -269,7 +269,9 @@ fn parse_history_action(s: &str) -> Result<String, String> {
     crate::core::history_query::parse_action(s)
         .map(str::to_string)
         .ok_or_else(|| {
-            format!("unknown action `{s}` (closed, failed, udp-flow, listen-start, listen-stop)")
+            format!(
+                "unknown action `{s}` (closed, failed, udp-flow, listen-start, listen-stop, open)"
+            )
         })
 }
 
@@ -336,7 +338,8 @@ pub struct HistoryArgs {
     /// Only connections to this DNS name or a name under it (example.com: also www.example.com).
     #[arg(long, value_parser = parse_domain)]
     pub domain: Option<String>,
-    /// Only these actions (repeatable): closed, failed, udp-flow, listen-start, listen-stop.
+    /// Only these actions (repeatable): closed, failed, udp-flow, listen-start, listen-stop,
+    /// open (connections still open: their bytes so far).
     #[arg(long, value_parser = parse_history_action)]
     pub action: Vec<String>,
     /// At most this many rows (the newest).

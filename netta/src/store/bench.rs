@@ -118,6 +118,68 @@ pub fn generate(dir: &Path, rows: u64, span: Duration) -> Result<(Store, Generat
     Ok((store, generated))
 }
 
+/// What open connections cost the writer (`netta store-bench`).
+#[derive(Clone, Copy, Debug)]
+pub struct OpenCost {
+    pub connections: u64,
+    /// `connection-updated` rows per second, each rewriting its connection's row
+    /// (after the first round, which inserts them).
+    pub updates_per_s: f64,
+    /// Ends per second that replace an open row (delete it, insert the end).
+    pub ends_per_s: f64,
+}
+
+/// In a fresh store in `dir`: `connections` open connections updated `rounds`
+/// times, then ended, in the writer's batch size.
+pub fn open_cost(dir: &Path, connections: u64, rounds: u32) -> Result<OpenCost, StoreError> {
+    let (mut store, _) = Store::open(dir)?;
+    let batch_rows = super::writer::WriterOptions::default().max_batch;
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let now = now_us();
+    let conns: Vec<ConnRow> = (0..connections)
+        .map(|i| {
+            let mut r = row(&mut rng, i, now);
+            // Distinct sockets: one source port per connection, per address.
+            r.src.set_port(1024 + (i % 60_000) as u16);
+            r.src
+                .set_ip(std::net::Ipv4Addr::from(0x0a00_0000 + (i / 60_000) as u32).into());
+            r
+        })
+        .collect();
+    let write = |store: &mut Store, rows: Vec<Row>| -> Result<f64, StoreError> {
+        let t = Instant::now();
+        for chunk in rows.chunks(batch_rows) {
+            store.insert(chunk)?;
+        }
+        Ok(t.elapsed().as_secs_f64())
+    };
+    let mut update_s = 0.0;
+    for round in 0..rounds.max(2) {
+        let rows = conns
+            .iter()
+            .map(|c| {
+                let mut u = c.clone();
+                u.action = super::OPEN.into();
+                u.ts_us = now + i64::from(round);
+                u.bytes_sent = c.bytes_sent * u64::from(round + 1);
+                Row::Conn(u)
+            })
+            .collect();
+        let took = write(&mut store, rows)?;
+        if round > 0 {
+            update_s += took;
+        }
+    }
+    let ends = conns.iter().cloned().map(Row::Conn).collect();
+    let ends_s = write(&mut store, ends)?;
+    let updated = connections as f64 * f64::from(rounds.max(2) - 1);
+    Ok(OpenCost {
+        connections,
+        updates_per_s: updated / update_s.max(1e-9),
+        ends_per_s: connections as f64 / ends_s.max(1e-9),
+    })
+}
+
 /// Row `i` of the generated history, ending at `ts`.
 fn row(rng: &mut Rng, i: u64, ts: i64) -> ConnRow {
     use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -255,5 +317,23 @@ mod tests {
         assert_eq!(got[0].2, 3, "three marked rows");
         assert!(got[1].2 <= 3);
         assert!(got[3].2 > 0 && got[3].2 <= 100);
+    }
+
+    #[test]
+    fn the_open_rows_bench_leaves_one_ended_row_per_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = open_cost(dir.path(), 70_000, 2).unwrap();
+        assert!(c.updates_per_s > 0.0 && c.ends_per_s > 0.0);
+        let r = Reader::open(&Store::path_in(dir.path())).unwrap();
+        let all = Query {
+            limit: Some(u64::MAX >> 1),
+            ..Default::default()
+        };
+        assert_eq!(all.count(&r).unwrap(), 70_000);
+        let open = Query {
+            action: Some("open".into()),
+            ..Default::default()
+        };
+        assert_eq!(open.count(&r).unwrap(), 0);
     }
 }

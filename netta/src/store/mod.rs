@@ -1,9 +1,10 @@
 //! The persistent history: an embedded SQLite file (`history.db` in the state
 //! directory) holding ended connections, UDP flows, listener changes, alerts and
-//! incidents. The agent writes it from one thread off the hot path (`writer`);
+//! incidents, and the connections still open with their totals so far (`open`). The agent writes it from one thread off the hot path (`writer`);
 //! views and `netta history` read it (`query`), through the API or directly.
 pub mod baseline;
 pub mod bench;
+pub mod open;
 pub mod query;
 pub mod retention;
 pub mod row;
@@ -13,8 +14,9 @@ pub mod writer;
 use std::path::{Path, PathBuf};
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
-use rusqlite::{params, Connection, OpenFlags};
+use rusqlite::{params, CachedStatement, Connection, OpenFlags, ToSql};
 
+use crate::core::history_query::OPEN;
 pub use row::{ConnRow, Row};
 
 /// The history file's name inside the state directory.
@@ -39,6 +41,7 @@ pub enum StoreError {
 pub struct Store {
     db: Connection,
     path: PathBuf,
+    open: open::OpenRows,
 }
 
 /// A connection that reads (views, the API, `--store FILE`).
@@ -143,9 +146,11 @@ impl Store {
         let mut db = Connection::open(path).map_err(|e| StoreError::Open(path.into(), e))?;
         configure(&db).map_err(|e| StoreError::Open(path.into(), e))?;
         check(&mut db).map_err(|e| StoreError::Schema(path.into(), e))?;
+        let open = open::OpenRows::load(&db).map_err(|e| StoreError::Open(path.into(), e))?;
         Ok(Store {
             db,
             path: path.into(),
+            open,
         })
     }
 
@@ -158,9 +163,20 @@ impl Store {
         Reader::open(&self.path)
     }
 
-    /// Writes rows in one transaction: all or nothing.
+    /// Writes rows in one transaction: all or nothing. An open connection's
+    /// row is rewritten in place; an end replaces its connection's open row.
     pub fn insert(&mut self, rows: &[Row]) -> rusqlite::Result<()> {
-        let tx = self.db.transaction()?;
+        let result = self.insert_rows(rows);
+        if result.is_err() {
+            // Rolled back: which open row is where comes from the file again.
+            let _ = self.open.reload(&self.db);
+        }
+        result
+    }
+
+    fn insert_rows(&mut self, rows: &[Row]) -> rusqlite::Result<()> {
+        let Store { db, open, .. } = self;
+        let tx = db.transaction()?;
         {
             let mut conn = tx.prepare_cached(
                 "INSERT INTO conn (ts_us, start_us, action, proto, direction, src_ip, src_port,
@@ -170,6 +186,17 @@ impl Store {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
                  ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)",
             )?;
+            let mut reopen = tx.prepare_cached(
+                "UPDATE conn SET ts_us = ?1, start_us = ?2, action = ?3, proto = ?4,
+                 direction = ?5, src_ip = ?6, src_port = ?7, dst_ip = ?8, dst_port = ?9, pid = ?10,
+                 uid = ?11, comm = ?12, owner = ?13, bytes_sent = ?14, bytes_recv = ?15,
+                 packets = ?16, partial = ?17, domain = ?18, netns = ?19, user_name = ?20,
+                 exe = ?21, args = ?22, ppid = ?23, process_start_us = ?24, entity_id = ?25,
+                 container = ?26, pod_uid = ?27, pod_name = ?28, pod_namespace = ?29
+                 WHERE id = ?30 AND action = 'open'",
+            )?;
+            let mut unopen =
+                tx.prepare_cached("DELETE FROM conn WHERE id = ?1 AND action = 'open'")?;
             let mut alert = tx.prepare_cached(
                 "INSERT INTO alert (ts_us, first_us, rule, severity, key, message, src_ip, updates,
                  ended, evidence) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -183,45 +210,25 @@ impl Store {
             )?;
             for r in rows {
                 match r {
+                    Row::Conn(c) if c.action == OPEN => {
+                        let k = open::key(c);
+                        let id = match open.get(&k) {
+                            Some(id) if write_conn(&mut reopen, c, Some(id))? == 1 => id,
+                            // The first update, or its row went (retention): a new row.
+                            _ => {
+                                write_conn(&mut conn, c, None)?;
+                                tx.last_insert_rowid()
+                            }
+                        };
+                        open.set(k, id);
+                    }
                     Row::Conn(c) => {
-                        let p = c.who.process.as_deref();
-                        let pod = c.who.container.as_ref().and_then(|c| c.pod.as_ref());
-                        let args = p.and_then(|p| p.args.as_ref()).map(|a| {
-                            serde_json::to_string(&a.iter().map(|a| a.as_str()).collect::<Vec<_>>())
-                                .unwrap_or_default()
-                        });
-                        conn.execute(params![
-                            c.ts_us,
-                            c.start_us,
-                            c.action,
-                            c.proto,
-                            c.direction,
-                            c.src.ip().to_string(),
-                            c.src.port(),
-                            c.dst.ip().to_string(),
-                            c.dst.port(),
-                            c.pid,
-                            c.who.uid,
-                            RawText(c.comm.as_bytes()),
-                            c.owner,
-                            c.bytes_sent as i64,
-                            c.bytes_recv as i64,
-                            c.packets as i64,
-                            c.partial,
-                            c.domain.as_ref().map(|d| d.as_str()),
-                            (c.netns != 0).then_some(c.netns),
-                            c.who.user.as_ref().map(|u| u.as_str()),
-                            p.and_then(|p| p.executable.as_ref()).map(|e| e.as_str()),
-                            args,
-                            p.map(|p| p.ppid).filter(|n| *n != 0),
-                            p.filter(|p| p.start_ns != 0)
-                                .map(|p| (p.start_ns / 1000) as i64),
-                            p.map(|p| &*p.entity_id),
-                            c.who.container_id(),
-                            pod.map(|p| &*p.uid),
-                            pod.and_then(|p| p.name.as_ref()).map(|n| n.as_str()),
-                            pod.and_then(|p| p.namespace.as_ref()).map(|n| n.as_str()),
-                        ])?;
+                        if open::ends(&c.action) {
+                            if let Some(id) = open.take(&open::key(c)) {
+                                unopen.execute([id])?;
+                            }
+                        }
+                        write_conn(&mut conn, c, None)?;
                     }
                     Row::Alert(a) => {
                         let src = a.src_ip.map(|ip| ip.to_string());
@@ -255,6 +262,12 @@ impl Store {
             }
         }
         tx.commit()
+    }
+
+    /// Ends the open rows an earlier run left that this one did not continue
+    /// (see [`open::OpenRows::finish_carried`]); returns how many.
+    pub fn finish_carried(&mut self) -> rusqlite::Result<usize> {
+        self.open.finish_carried(&mut self.db)
     }
 
     pub(crate) fn db(&mut self) -> &mut Connection {
@@ -318,6 +331,73 @@ impl Reader {
         query::register_functions(&db).map_err(|e| StoreError::Open(path.into(), e))?;
         Ok(Reader { db })
     }
+}
+
+/// One `conn` row's 18 values in column order, for the INSERT, or with the
+/// row's id as `?19` for the rewrite of an open row.
+fn write_conn(
+    st: &mut CachedStatement<'_>,
+    c: &ConnRow,
+    id: Option<i64>,
+) -> rusqlite::Result<usize> {
+    let (src_ip, dst_ip) = (c.src.ip().to_string(), c.dst.ip().to_string());
+    let (src_port, dst_port) = (c.src.port(), c.dst.port());
+    let comm = RawText(c.comm.as_bytes());
+    let (sent, recv, packets) = (c.bytes_sent as i64, c.bytes_recv as i64, c.packets as i64);
+    let domain = c.domain.as_ref().map(|d| d.as_str());
+    // What was known of the owner.
+    let p = c.who.process.as_deref();
+    let pod = c.who.container.as_ref().and_then(|c| c.pod.as_ref());
+    let netns = (c.netns != 0).then_some(c.netns);
+    let user = c.who.user.as_ref().map(|u| u.as_str());
+    let exe = p.and_then(|p| p.executable.as_ref()).map(|e| e.as_str());
+    let args = p.and_then(|p| p.args.as_ref()).map(|a| {
+        serde_json::to_string(&a.iter().map(|a| a.as_str()).collect::<Vec<_>>()).unwrap_or_default()
+    });
+    let ppid = p.map(|p| p.ppid).filter(|n| *n != 0);
+    let start = p
+        .filter(|p| p.start_ns != 0)
+        .map(|p| (p.start_ns / 1000) as i64);
+    let entity = p.map(|p| &*p.entity_id);
+    let container = c.who.container_id();
+    let pod_uid = pod.map(|p| &*p.uid);
+    let pod_name = pod.and_then(|p| p.name.as_ref()).map(|n| n.as_str());
+    let pod_ns = pod.and_then(|p| p.namespace.as_ref()).map(|n| n.as_str());
+    let id_value = id.unwrap_or(0);
+    let values: [&dyn ToSql; 30] = [
+        &c.ts_us,
+        &c.start_us,
+        &c.action,
+        &c.proto,
+        &c.direction,
+        &src_ip,
+        &src_port,
+        &dst_ip,
+        &dst_port,
+        &c.pid,
+        &c.who.uid,
+        &comm,
+        &c.owner,
+        &sent,
+        &recv,
+        &packets,
+        &c.partial,
+        &domain,
+        &netns,
+        &user,
+        &exe,
+        &args,
+        &ppid,
+        &start,
+        &entity,
+        &container,
+        &pod_uid,
+        &pod_name,
+        &pod_ns,
+        &id_value,
+    ];
+    let n = if id.is_some() { 30 } else { 29 };
+    st.execute(&values[..n])
 }
 
 /// Process names are raw bytes: stored as TEXT without UTF-8 conversion, so

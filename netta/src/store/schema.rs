@@ -73,7 +73,10 @@ const MIGRATIONS: &[&str] = &[
     // 3: the name DNS gave the destination (NULL: none known).
     "ALTER TABLE conn ADD COLUMN domain TEXT;
     CREATE INDEX conn_domain ON conn(domain, ts_us);",
-    // 4: who owned the connection and where (NULL: not known): its network
+    // 4: connections still open (action 'open', one row each, replaced by their
+    // end): found at open without a scan of the whole table.
+    "CREATE INDEX conn_open ON conn(id) WHERE action = 'open';",
+    // 5: who owned the connection and where (NULL: not known): its network
     // namespace, the user's name, the process (executable, arguments, parent,
     // start, entity id), the container and the pod; and the baseline learns per
     // executable (`exe`, '' while only the process name is known).
@@ -90,7 +93,7 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE conn ADD COLUMN pod_namespace TEXT;
     CREATE INDEX conn_exe ON conn(exe, ts_us) WHERE exe IS NOT NULL;
     CREATE INDEX conn_container ON conn(container, ts_us) WHERE container IS NOT NULL;
-    CREATE TABLE baseline4 (
+    CREATE TABLE baseline5 (
         comm TEXT NOT NULL,
         exe TEXT NOT NULL,
         dst_net TEXT NOT NULL,
@@ -101,10 +104,10 @@ const MIGRATIONS: &[&str] = &[
         count INTEGER NOT NULL,
         PRIMARY KEY (comm, exe, dst_net, dst_port, proto)
     );
-    INSERT INTO baseline4
+    INSERT INTO baseline5
         SELECT comm, '', dst_net, dst_port, proto, first_us, last_us, count FROM baseline;
     DROP TABLE baseline;
-    ALTER TABLE baseline4 RENAME TO baseline;",
+    ALTER TABLE baseline5 RENAME TO baseline;",
 ];
 
 /// The schema version this build writes.
@@ -167,6 +170,14 @@ mod tests {
                     .unwrap();
                 assert_eq!(n, 1, "table {t} from version {start}");
             }
+            let open: i64 = db
+                .query_row(
+                    "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'conn_open'",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(open, 1, "the open rows' index from version {start}");
             // A second open changes nothing.
             assert_eq!(migrate(&mut db).unwrap(), VERSION);
         }

@@ -28,6 +28,10 @@ pub struct WriterOptions {
     pub prune_every: Duration,
     /// Learn `new-destination` baseline rows from outbound connections.
     pub baseline: Option<crate::detect::rules::NewDestination>,
+    /// How long after start an open row an earlier run left may wait for an
+    /// update of this run; after that its connection is taken as ended
+    /// ([`super::open::OpenRows::finish_carried`]). Two update intervals.
+    pub open_grace: Duration,
 }
 
 impl Default for WriterOptions {
@@ -38,6 +42,7 @@ impl Default for WriterOptions {
             retention: Retention::default(),
             prune_every: retention::DEFAULT_PRUNE_EVERY,
             baseline: None,
+            open_grace: Duration::from_secs(65),
         }
     }
 }
@@ -200,6 +205,8 @@ fn run(
     let mut next_prune = Instant::now();
     let mut next_size_check = Instant::now();
     let mut pruning = false;
+    let carried_until = Instant::now() + opts.open_grace;
+    let mut carried = true;
     loop {
         let stopping = stop.load(Ordering::Relaxed);
         let mut closed = false;
@@ -245,6 +252,16 @@ fn run(
         }
         if closed || (stopping && got == 0) {
             break;
+        }
+        if carried && Instant::now() >= carried_until {
+            carried = false;
+            match store.finish_carried() {
+                Ok(0) => {}
+                Ok(n) => log::info!(
+                    "history store: {n} connections left open by the last run ended meanwhile"
+                ),
+                Err(e) => log::warn!("history store: ending the last run's open rows failed: {e}"),
+            }
         }
         if Instant::now() >= next_prune {
             pruning = true;
