@@ -1,10 +1,12 @@
 //! The kernel/user event ABI of netta, defined once.
 //!
-//! The kernel program (`src/main.rs`, built for `bpfel-unknown-none`) writes [`Event`]
-//! records into a ring buffer or perf array; the agent reads them back with
-//! [`Event::from_bytes`]. Both sides compile this file, so a change to the layout
-//! cannot reach one side only. The `const` assertions below pin the layout on
-//! every target that builds it.
+//! The kernel program (`src/main.rs`, built for `bpfel-unknown-none`) writes
+//! records into a ring buffer or perf array: connection records ([`Event`]) and
+//! process records ([`TaskEvent`], [`ExecEvent`]). Every record starts with its
+//! timestamp and then its [`Kind`] byte ([`record_kind`]), which tells the agent
+//! which it is. Both sides compile this file, so a change to the layout cannot
+//! reach one side only. The `const` assertions below pin the layout on every
+//! target that builds it.
 #![no_std]
 
 /// Kinds of record the kernel emits. `Event::kind` holds the `u8` (any byte can
@@ -30,10 +32,16 @@ pub enum Kind {
     /// owner's context yet: the agent lists it now (owner provisional, from the
     /// listener) and reports it opened when `Opened` follows.
     Pending = 9,
+    /// A process replaced its program ([`ExecEvent`]).
+    Exec = 10,
+    /// A new process, not a thread ([`TaskEvent`]): its parent's program, until it execs.
+    Fork = 11,
+    /// A process's main thread exited ([`TaskEvent`]).
+    Exit = 12,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 12] = [
         Kind::Opened,
         Kind::Closed,
         Kind::Failed,
@@ -43,7 +51,15 @@ impl Kind {
         Kind::State,
         Kind::ResetSent,
         Kind::Pending,
+        Kind::Exec,
+        Kind::Fork,
+        Kind::Exit,
     ];
+
+    /// A process record (not about a socket).
+    pub fn is_process(self) -> bool {
+        matches!(self, Kind::Exec | Kind::Fork | Kind::Exit)
+    }
 }
 
 /// A byte that names no [`Kind`].
@@ -105,15 +121,23 @@ pub const COMM_LEN: usize = 16;
 /// An address in network byte order: IPv4 fills the first 4 bytes, IPv6 all 16.
 pub type Addr = [u8; 16];
 
-/// One fixed-size record from kernel to user space. Addresses are in network
-/// byte order; an IPv4 address fills the first 4 bytes. Ports are host order.
-/// `local`/`remote` are from the socket's own point of view.
+/// One fixed-size connection record from kernel to user space. Addresses are in
+/// network byte order; an IPv4 address fills the first 4 bytes. Ports are host
+/// order. `local`/`remote` are from the socket's own point of view.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Event {
     /// `bpf_ktime_get_boot_ns()` (CLOCK_BOOTTIME: counts suspend, never steps) when
     /// the record was made.
     pub ts_ns: u64,
+    /// A [`Kind`], as its byte (at [`KIND_OFFSET`] in every record).
+    pub kind: u8,
+    pub flags: Flags,
+    pub old_state: u8,
+    pub new_state: u8,
+    pub protocol: u8,
+    pub _pad: u8,
+    pub family: u16,
     /// Kernel address of the socket: the identity of a connection for its life.
     pub sock: u64,
     /// When the connection began (SYN_SENT / SYN_RECV / LISTEN / first datagram).
@@ -124,32 +148,130 @@ pub struct Event {
     pub bytes_recv: u64,
     /// UDP: datagrams in the flow so far.
     pub packets: u64,
+    /// The owner's cgroup (v2 id: the inode of its directory in the cgroup file system).
+    pub cgroup: u64,
     pub local_addr: Addr,
     pub remote_addr: Addr,
     /// Process id (tgid) of the owner.
     pub pid: u32,
+    /// The owner's (real) user id.
+    pub uid: u32,
+    /// Inode of the socket's network namespace (0: not read).
+    pub netns: u32,
     pub local_port: u16,
     pub remote_port: u16,
-    pub family: u16,
-    /// A [`Kind`], as its byte.
-    pub kind: u8,
-    pub flags: Flags,
-    pub old_state: u8,
-    pub new_state: u8,
-    pub protocol: u8,
-    pub _pad: u8,
     /// Thread command of the owner, NUL-padded; not sanitised.
     pub comm: [u8; COMM_LEN],
 }
 
 pub const EVENT_SIZE: usize = core::mem::size_of::<Event>();
+/// Where every record keeps its [`Kind`] byte: after its 8-byte timestamp.
+pub const KIND_OFFSET: usize = 8;
 
-const _: () = assert!(EVENT_SIZE == 112);
+const _: () = assert!(EVENT_SIZE == 128);
 const _: () = assert!(core::mem::align_of::<Event>() == 8);
-const _: () = assert!(core::mem::offset_of!(Event, local_addr) == 48);
-const _: () = assert!(core::mem::offset_of!(Event, pid) == 80);
-const _: () = assert!(core::mem::offset_of!(Event, kind) == 90);
-const _: () = assert!(core::mem::offset_of!(Event, comm) == 96);
+const _: () = assert!(core::mem::offset_of!(Event, kind) == KIND_OFFSET);
+const _: () = assert!(core::mem::offset_of!(Event, sock) == 16);
+const _: () = assert!(core::mem::offset_of!(Event, cgroup) == 56);
+const _: () = assert!(core::mem::offset_of!(Event, local_addr) == 64);
+const _: () = assert!(core::mem::offset_of!(Event, pid) == 96);
+const _: () = assert!(core::mem::offset_of!(Event, netns) == 104);
+const _: () = assert!(core::mem::offset_of!(Event, comm) == 112);
+
+/// The [`Kind`] byte of a record (any record), `None` if it is too short to have one.
+pub fn record_kind(buf: &[u8]) -> Option<u8> {
+    buf.get(KIND_OFFSET).copied()
+}
+
+/// Who owns a socket: taken from the running task where it is the owner.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Owner {
+    pub cgroup: u64,
+    pub pid: u32,
+    pub uid: u32,
+    pub comm: [u8; COMM_LEN],
+}
+
+const _: () = assert!(core::mem::size_of::<Owner>() == 32);
+
+/// A process record: fork and exit, and the head of [`ExecEvent`]. The start
+/// time (`task_struct.start_boottime`, what /proc's start time counts too) and the
+/// pid name one process for its life, across execs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TaskEvent {
+    pub ts_ns: u64,
+    pub kind: u8,
+    /// Exec: [`exec_flags`].
+    pub flags: u8,
+    /// Exec: bytes of `path` and `args` in use.
+    pub path_len: u16,
+    pub args_len: u16,
+    pub _pad: u16,
+    /// Process id (tgid); for a fork, the new process's.
+    pub pid: u32,
+    /// Its parent's process id.
+    pub ppid: u32,
+    /// CLOCK_BOOTTIME ns when the process was created.
+    pub start_ns: u64,
+    pub cgroup: u64,
+    pub uid: u32,
+    pub _pad2: u32,
+    pub comm: [u8; COMM_LEN],
+}
+
+pub const TASK_EVENT_SIZE: usize = core::mem::size_of::<TaskEvent>();
+const _: () = assert!(TASK_EVENT_SIZE == 64);
+const _: () = assert!(core::mem::offset_of!(TaskEvent, kind) == KIND_OFFSET);
+
+/// Longest executable path and argument list an exec record carries.
+pub const EXEC_PATH_LEN: usize = 256;
+pub const EXEC_ARGS_LEN: usize = 1024;
+
+/// Bits of an exec record's `flags`.
+pub mod exec_flags {
+    /// The path given to execve was longer than `EXEC_PATH_LEN`.
+    pub const PATH_TRUNCATED: u8 = 1 << 0;
+    /// The arguments were longer than `EXEC_ARGS_LEN`.
+    pub const ARGS_TRUNCATED: u8 = 1 << 1;
+    /// The record carries arguments (`--process-args`), and is full size.
+    pub const HAS_ARGS: u8 = 1 << 2;
+}
+
+/// An exec: the process, the path its program was started by (as given to execve)
+/// and, with `--process-args`, its arguments (NUL-separated). Without arguments
+/// only the first [`EXEC_SIZE_NO_ARGS`] bytes are sent.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExecEvent {
+    pub task: TaskEvent,
+    pub path: [u8; EXEC_PATH_LEN],
+    pub args: [u8; EXEC_ARGS_LEN],
+}
+
+pub const EXEC_SIZE_NO_ARGS: usize = core::mem::offset_of!(ExecEvent, args);
+const _: () = assert!(EXEC_SIZE_NO_ARGS == 320);
+const _: () = assert!(core::mem::size_of::<ExecEvent>() == 1344);
+
+/// The largest record: what a reader must be able to hold.
+pub const MAX_RECORD_SIZE: usize = core::mem::size_of::<ExecEvent>();
+
+impl TaskEvent {
+    /// Reads one process record from untrusted bytes (`None`: too short).
+    pub fn from_bytes(buf: &[u8]) -> Option<TaskEvent> {
+        if buf.len() < TASK_EVENT_SIZE {
+            return None;
+        }
+        // SAFETY: repr(C) of integers and bytes, length checked, unaligned read.
+        Some(unsafe { core::ptr::read_unaligned(buf.as_ptr() as *const TaskEvent) })
+    }
+
+    pub fn as_bytes(&self) -> &[u8; TASK_EVENT_SIZE] {
+        // SAFETY: repr(C) with explicit padding fields.
+        unsafe { &*(self as *const TaskEvent as *const [u8; TASK_EVENT_SIZE]) }
+    }
+}
 
 impl Event {
     /// Reads one record from untrusted bytes. `None` if the slice is shorter
@@ -166,6 +288,15 @@ impl Event {
     pub fn as_bytes(&self) -> &[u8; EVENT_SIZE] {
         // SAFETY: repr(C) with explicit padding fields, so no uninitialised bytes.
         unsafe { &*(self as *const Event as *const [u8; EVENT_SIZE]) }
+    }
+
+    /// Takes `o` as the record's owner.
+    #[inline(always)]
+    pub fn set_owner(&mut self, o: &Owner) {
+        self.pid = o.pid;
+        self.uid = o.uid;
+        self.cgroup = o.cgroup;
+        self.comm = o.comm;
     }
 
     /// Copies a socket's addresses and ports into the record.
@@ -203,26 +334,25 @@ pub struct SockInfo {
     pub bytes_sent: u64,
     pub bytes_recv: u64,
     pub ends: Endpoints,
-    pub pid: u32,
+    pub owner: Owner,
     pub flags: Flags,
     /// 1 once the `Opened` record went out.
     pub opened_sent: u8,
     pub established: u8,
     /// 1 once this side queued a FIN (it went to FIN_WAIT1 or LAST_ACK).
     pub fin_sent: u8,
-    pub comm: [u8; COMM_LEN],
+    /// The socket's network namespace, read with its first record (0: not yet).
+    pub netns: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<SockInfo>() == 88);
+const _: () = assert!(core::mem::size_of::<SockInfo>() == 104);
 
 /// Owner of a listening port (`LISTENERS`, keyed by [`listener_key`]), used when an
 /// accepted socket closes before any hook in its owner's context ran.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct ListenerInfo {
-    pub pid: u32,
-    pub _pad: u32,
-    pub comm: [u8; COMM_LEN],
+    pub owner: Owner,
 }
 
 /// Key of a UDP flow: the socket and where it sends to.
@@ -245,11 +375,6 @@ pub struct UdpFlowStats {
     pub last_ns: u64,
     pub packets: u64,
     pub bytes: u64,
-    pub local_addr: Addr,
-    pub pid: u32,
-    pub local_port: u16,
-    pub _pad: u16,
-    pub comm: [u8; COMM_LEN],
 }
 
 /// Destination a thread passed to sendto/sendmsg, stashed until the
@@ -301,6 +426,7 @@ pub mod maps {
         TCP_SOCKS: TCP_SOCKS,
         LISTENERS: LISTENERS,
         SEND_DEST: SEND_DEST,
+        EXEC_SCRATCH: EXEC_SCRATCH,
     }
 }
 
@@ -316,7 +442,8 @@ pub struct Config {
     /// 1: `sock_send_length` counts UDP datagrams (the fexit of `udp_sendmsg` is
     /// not attached).
     pub udp_via_length: u8,
-    pub _pad: u8,
+    /// 1: exec records carry the arguments (`--process-args`).
+    pub capture_args: u8,
     /// Force a ring-buffer wakeup once this many bytes are waiting; below it the
     /// agent's periodic drain picks records up, which saves a wakeup per record.
     pub wakeup_bytes: u32,
@@ -348,8 +475,25 @@ pub struct Config {
     pub off_skb_head: u32,
     pub off_skb_network_header: u32,
     pub off_skb_transport_header: u32,
-    pub _pad2: u32,
+    /// `sock_common.skc_net` (the `struct net *`) and, in `struct net`, the
+    /// namespace's inode (`ns.inum`): a record's network namespace.
+    pub off_skc_net: u32,
+    pub off_net_inum: u32,
+    /// `task_struct`: `real_parent`, `tgid`, `pid`, `start_boottime`, `mm`,
+    /// `children` and `sibling`; `mm_struct`: `arg_start`, `arg_end`. The process
+    /// records read them (0: that capability is not attached).
+    pub off_task_real_parent: u32,
+    pub off_task_tgid: u32,
+    pub off_task_pid: u32,
+    pub off_task_start: u32,
+    pub off_task_mm: u32,
+    pub off_task_children: u32,
+    pub off_task_sibling: u32,
+    pub off_mm_arg_start: u32,
+    pub off_mm_arg_end: u32,
 }
+
+const _: () = assert!(core::mem::size_of::<Config>() == 120);
 
 /// Names of the programs in the object (the kernel's hook functions), shared with
 /// the loader.
@@ -375,6 +519,10 @@ pub mod prog {
         /// layout differs, and it only fired for resets on a full socket).
         RESET_V4: tcp_v4_send_reset_entry,
         RESET_V6: tcp_v6_send_reset_entry,
+        /// Process identity: exec, new process, exit.
+        EXEC: sched_process_exec,
+        NEWTASK: task_newtask,
+        EXIT: sched_process_exit,
     }
 }
 
@@ -410,6 +558,8 @@ pub mod tp {
         (SENDMSG_ENTER, SENDMSG_FIELDS),
         (SEND_RESET, SEND_RESET_FIELDS),
         (SYNACK, SYNACK_FIELDS),
+        (EXEC, EXEC_FIELDS),
+        (NEWTASK, NEWTASK_FIELDS),
     ];
 
     /// `layout! { module, LIST: field(offset, size), .. }`: one constant per field
@@ -453,6 +603,18 @@ pub mod tp {
         synack, SYNACK_FIELDS: skaddr(8, 8), sport(24, 2)
     }
 
+    pub const EXEC: Tracepoint = ("sched", "sched_process_exec");
+    layout! {
+        /// `filename` is a `__data_loc`: offset (low 16 bits) and length of the string.
+        exec, EXEC_FIELDS: filename(8, 4)
+    }
+
+    pub const NEWTASK: Tracepoint = ("task", "task_newtask");
+    layout! { newtask, NEWTASK_FIELDS: pid(8, 4), clone_flags(32, 8) }
+
+    /// No field is read: the program asks the running task.
+    pub const EXIT: Tracepoint = ("sched", "sched_process_exit");
+
     pub const SEND_RESET: Tracepoint = ("tcp", "tcp_send_reset");
     layout! {
         /// The 6.10+ layout (sockaddr addresses), from when it also fires without a socket.
@@ -478,6 +640,9 @@ macro_rules! plain {
 
 plain!(
     Event,
+    Owner,
+    TaskEvent,
+    ExecEvent,
     Endpoints,
     SockInfo,
     ListenerInfo,

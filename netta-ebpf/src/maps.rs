@@ -6,7 +6,7 @@ use aya_ebpf::{
     Global,
 };
 use netta_ebpf::{
-    counter, Config, Event, ListenerInfo, SendDest, SockInfo, UdpFlowKey, UdpFlowStats,
+    counter, Config, Event, ExecEvent, ListenerInfo, SendDest, SockInfo, UdpFlowKey, UdpFlowStats,
 };
 
 /// Set by the loader (offsets from BTF); the defaults only matter to nobody.
@@ -40,3 +40,7 @@ pub static SYNACK_RETRANS: LruHashMap<u32, u64> = LruHashMap::with_max_entries(4
 
 #[map]
 pub static SEND_DEST: LruHashMap<u64, SendDest> = LruHashMap::with_max_entries(16_384, 0);
+
+/// Where an exec record is built: it is larger than the BPF stack.
+#[map]
+pub static EXEC_SCRATCH: PerCpuArray<ExecEvent> = PerCpuArray::with_max_entries(1, 0);

@@ -3,13 +3,16 @@
 use core::intrinsics::{atomic_xadd, AtomicOrdering};
 
 use aya_ebpf::{
-    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_probe_read_kernel},
+    bindings::{BPF_F_CURRENT_CPU, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_probe_read_kernel,
+        generated::{bpf_get_current_cgroup_id, bpf_get_current_uid_gid, bpf_perf_event_output},
+    },
     programs::TracePointContext,
     EbpfContext,
 };
 use netta_ebpf::{
-    counter, tcp_state as st, tp::Field, Event, Flags, Kind, SockInfo, COMM_LEN, IPPROTO_TCP,
+    counter, tcp_state as st, tp::Field, Event, Flags, Kind, Owner, SockInfo, IPPROTO_TCP,
 };
 
 use crate::maps::{CONFIG, COUNTERS, EVENTS, PERF_EVENTS};
@@ -38,12 +41,32 @@ pub fn bump(idx: u32) {
     }
 }
 
+/// Sends a connection record, with its socket's network namespace (read here, so
+/// only records that go out pay for it).
 #[inline(always)]
-pub fn emit<C: EbpfContext>(ev: &Event, ctx: &C) {
+pub fn emit<C: EbpfContext>(ev: &mut Event, ctx: &C) {
+    if ev.sock != 0 && ev.netns == 0 {
+        ev.netns = netns_of(ev.sock);
+    }
+    emit_bytes(ctx, ev.as_bytes());
+}
+
+/// Sends any record: the ring buffer, or the perf array of this CPU.
+#[inline(always)]
+pub fn emit_bytes<C: EbpfContext>(ctx: &C, data: &[u8]) {
     let cfg = CONFIG.load();
     if cfg.use_perf != 0 {
         // perf counts a full buffer itself (PERF_RECORD_LOST), which the agent reads.
-        PERF_EVENTS.output(ctx, ev, 0);
+        // SAFETY: the map's address is what the loader relocates; data is valid for its length.
+        unsafe {
+            bpf_perf_event_output(
+                ctx.as_ptr(),
+                core::ptr::addr_of!(PERF_EVENTS).cast_mut().cast(),
+                BPF_F_CURRENT_CPU,
+                data.as_ptr().cast_mut().cast(),
+                data.len() as u64,
+            )
+        };
         return;
     }
     // Wake the reader only once a batch is waiting; it also drains on a short timer.
@@ -52,16 +75,33 @@ pub fn emit<C: EbpfContext>(ev: &Event, ctx: &C) {
     } else {
         BPF_RB_NO_WAKEUP
     };
-    if EVENTS.output::<Event>(ev, wake as u64).is_err() {
+    if EVENTS.output::<[u8]>(data, wake as u64).is_err() {
         bump(counter::LOST);
     }
 }
 
+/// The inode of a socket's network namespace (`sk->__sk_common.skc_net->ns.inum`);
+/// 0 when it cannot be read.
 #[inline(always)]
-pub fn current_owner() -> (u32, [u8; COMM_LEN]) {
-    let pid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    let comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
-    (pid, comm)
+pub fn netns_of(sock: u64) -> u32 {
+    let cfg = CONFIG.load();
+    match read_at::<u64>(sock, cfg.off_skc_net) {
+        Ok(net) if net != 0 => read_at::<u32>(net, cfg.off_net_inum).unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// The running task as an owner: process id, user, cgroup and command.
+#[inline(always)]
+pub fn current_owner() -> Owner {
+    // SAFETY: helpers without arguments.
+    let (uid_gid, cgroup) = unsafe { (bpf_get_current_uid_gid(), bpf_get_current_cgroup_id()) };
+    Owner {
+        pid: (bpf_get_current_pid_tgid() >> 32) as u32,
+        uid: uid_gid as u32,
+        cgroup,
+        comm: bpf_get_current_comm().unwrap_or([0; netta_ebpf::COMM_LEN]),
+    }
 }
 
 #[inline(always)]
@@ -86,8 +126,8 @@ pub fn event_from_info(k: Kind, sock: u64, info: &SockInfo, now: u64) -> Event {
     ev.start_ns = info.start_ns;
     ev.bytes_sent = info.bytes_sent;
     ev.bytes_recv = info.bytes_recv;
-    ev.pid = info.pid;
-    ev.comm = info.comm;
+    ev.set_owner(&info.owner);
+    ev.netns = info.netns;
     ev.flags = info.flags;
     ev.new_state = st::ESTABLISHED;
     ev
@@ -104,14 +144,24 @@ pub fn tcp_record(k: Kind, sock: u64, now: u64) -> Event {
     ev
 }
 
+/// Reads a socket's network namespace once, with its first record: its
+/// other records take it from the map.
+#[inline(always)]
+pub fn keep_netns(sock: u64, i: &mut SockInfo) {
+    if i.netns == 0 {
+        i.netns = netns_of(sock);
+    }
+}
+
 /// Sends OPENED once per socket, as soon as its owner is known.
 #[inline(always)]
 pub fn open_if_ready<C: EbpfContext>(ctx: &C, sock: u64, info: *mut SockInfo, now: u64) {
     let i = unsafe { &mut *info };
     if i.established != 0 && i.opened_sent == 0 && !i.flags.contains(Flags::OWNER_UNKNOWN) {
         i.opened_sent = 1;
-        let ev = event_from_info(Kind::Opened, sock, i, now);
-        emit(&ev, ctx);
+        keep_netns(sock, i);
+        let mut ev = event_from_info(Kind::Opened, sock, i, now);
+        emit(&mut ev, ctx);
     }
 }
 
@@ -120,9 +170,7 @@ pub fn open_if_ready<C: EbpfContext>(ctx: &C, sock: u64, info: *mut SockInfo, no
 pub fn set_owner(info: *mut SockInfo) {
     let i = unsafe { &mut *info };
     if i.flags.contains(Flags::OWNER_UNKNOWN) {
-        let (pid, comm) = current_owner();
-        i.pid = pid;
-        i.comm = comm;
+        i.owner = current_owner();
         i.flags
             .remove(Flags::OWNER_UNKNOWN | Flags::OWNER_FROM_LISTENER);
     }

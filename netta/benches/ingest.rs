@@ -3,7 +3,8 @@
 //! Run with `cargo bench -p netta --bench ingest` (or `cargo xtask bench`).
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use netta::api::pipeline::{self, BATCH};
-use netta::api::{ConnEvent, Containers, Detector, Limits, Rules, Services, Table};
+use netta::api::process::{Limits as ProcLimits, ProcessCache, Seed};
+use netta::api::{ConnEvent, Detector, Limits, Rules, Services, Table};
 use netta_ebpf::{Event, Flags, Kind, AF_INET, EVENT_SIZE, IPPROTO_TCP};
 
 /// A loopback workload like `ab` against a local server: for each connection, the
@@ -39,6 +40,24 @@ fn records(conns: u32) -> Vec<u8> {
     out
 }
 
+/// The process cache as the agent has it: both processes known (seeded), so
+/// every event's lookup finds its process.
+fn procs() -> ProcessCache {
+    let mut c = ProcessCache::new(ProcLimits::DEFAULT, "bench", 10_000_000);
+    for pid in [1000, 1001] {
+        c.seed(&Seed {
+            pid,
+            ppid: 1,
+            start_ns: 0,
+            uid: 0,
+            cgroup: 0,
+            executable: Some(b"/usr/bin/ab".to_vec()),
+            args: None,
+        });
+    }
+    c
+}
+
 fn ingest(c: &mut Criterion) {
     const CONNS: u32 = 50_000;
     let raw = records(CONNS);
@@ -56,9 +75,23 @@ fn ingest(c: &mut Criterion) {
     });
     g.bench_function("decode+table", |b| {
         b.iter_batched_ref(
-            || (Table::new(Limits::default()), Vec::with_capacity(BATCH)),
-            |(table, batch)| {
-                pipeline::ingest(&raw, EVENT_SIZE, batch, &mut (), table, &mut Vec::new())
+            || {
+                (
+                    Table::new(Limits::default()),
+                    Vec::with_capacity(BATCH),
+                    procs(),
+                )
+            },
+            |(table, batch, procs)| {
+                pipeline::ingest(
+                    &raw,
+                    EVENT_SIZE,
+                    batch,
+                    procs,
+                    &mut (),
+                    table,
+                    &mut Vec::new(),
+                )
             },
             BatchSize::LargeInput,
         )
@@ -71,25 +104,34 @@ fn ingest(c: &mut Criterion) {
                     Detector::new(Rules::default(), Services::builtin(), 0),
                     Vec::with_capacity(BATCH),
                     Vec::new(),
+                    procs(),
                 )
             },
-            |(table, det, batch, alerts)| {
-                pipeline::ingest(&raw, EVENT_SIZE, batch, det, table, alerts)
+            |(table, det, batch, alerts, procs)| {
+                pipeline::ingest(&raw, EVENT_SIZE, batch, procs, det, table, alerts)
             },
             BatchSize::LargeInput,
         )
     });
     g.bench_function("decode+json-line", |b| {
         let clock = netta::api::Clock::new();
-        // As a sink does: one container lookup per line, from its own cache.
-        let mut containers = Containers::new();
+        // As the agent does: the batch's owners from the process cache, then a
+        // line per event (with process.executable, entity_id, parent, start).
+        let mut procs = procs();
+        let mut batch = Vec::with_capacity(BATCH);
         let mut out = Vec::with_capacity(1 << 20);
         b.iter(|| {
             let mut bytes = 0;
-            for rec in raw.chunks_exact(EVENT_SIZE) {
-                if let Ok(ev) = ConnEvent::decode(rec) {
-                    let id = containers.of(ev.pid);
-                    netta::api::write_line(&mut out, &ev, &clock, id.as_deref());
+            for chunk in raw.chunks(BATCH * EVENT_SIZE) {
+                batch.clear();
+                batch.extend(
+                    chunk
+                        .chunks_exact(EVENT_SIZE)
+                        .filter_map(|r| ConnEvent::decode(r).ok()),
+                );
+                pipeline::identify(&mut procs, &mut (), &mut batch, &[]);
+                for ev in &batch {
+                    netta::api::write_line(&mut out, ev, &clock);
                 }
                 if out.len() > (1 << 20) {
                     bytes += out.len();

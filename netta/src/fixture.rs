@@ -55,11 +55,61 @@ pub fn conn(
         packets: 0,
         last_ns: 100 * SEC,
         inode: 0,
-        uid: Some(0),
+        netns: 0,
+        who: crate::core::event::Who {
+            uid: Some(0),
+            ..Default::default()
+        },
         seen_ns: 100 * SEC,
         origin: Origin::Event,
         live: Default::default(),
         domain: None,
+    }
+}
+
+/// Inodes of the fixture's network namespaces: the host's and a pod's.
+pub const HOST_NETNS: u32 = 4_026_531_840;
+pub const POD_NETNS: u32 = 4_026_532_999;
+
+/// The fixture's nginx: in a pod's container, its user without a name here.
+fn owned_nginx() -> crate::core::event::Who {
+    let mut who = owned();
+    who.uid = Some(101);
+    who.user = None;
+    who.process = None;
+    who
+}
+
+/// An owner everything is known of: alice's python3 (pid 42, parent 7, started
+/// at wall-clock 2023-11-14T22:13:20Z), with arguments, in a pod's container.
+pub fn owned() -> crate::core::event::Who {
+    use crate::core::cgroup::{Container, Pod};
+    use crate::core::process::Process;
+    use crate::core::sanitize::Text;
+    use std::sync::Arc;
+    crate::core::event::Who {
+        uid: Some(1000),
+        user: Some(Text::escaped(b"alice", 64)),
+        cgroup: 0,
+        process: Some(Arc::new(Process {
+            pid: 42,
+            ppid: 7,
+            start_ns: 1_700_000_000_000_000_000,
+            uid: 1000,
+            cgroup: 0,
+            entity_id: "0123456789abcdef0123456789abcdef".into(),
+            executable: Some(Text::escaped(b"/usr/bin/python3", 256)),
+            args: Some(vec![Text::escaped(b"python3", 64), Text::escaped(b"-c\n", 64)].into()),
+            args_truncated: false,
+        })),
+        container: Some(Arc::new(Container {
+            id: Some("3f2a8b5c".repeat(8).into()),
+            pod: Some(Pod {
+                uid: "6a1b3c4d-1111-2222-3333-444455556666".into(),
+                name: Some(Text::escaped(b"web-0", 64)),
+                namespace: Some(Text::escaped(b"default", 64)),
+            }),
+        })),
     }
 }
 
@@ -199,6 +249,14 @@ pub fn snapshot() -> Snapshot {
     conns[3].bytes_recv = 48_000;
     conns[9].packets = 12;
     conns[9].bytes_sent = 480;
+    // The host's network namespace, but nginx runs in a pod's container.
+    for c in &mut conns {
+        c.netns = HOST_NETNS;
+    }
+    for c in conns.iter_mut().filter(|c| c.pid == 4321) {
+        c.netns = POD_NETNS;
+        c.who = owned_nginx();
+    }
     let mut closed = conn(
         11,
         Tcp,

@@ -40,10 +40,14 @@ pub use app::main;
 pub mod api {
     /// The running agent and its record bus.
     pub use crate::agent::{Agent, AgentOptions, Mode, Record, Shared};
-    pub use crate::core::event::{Direction, State};
+    pub use crate::core::event::{Direction, State, Who};
+    /// Text escaped as it enters (paths, arguments, user and pod names).
+    pub use crate::core::sanitize::Text;
     /// sock_diag answers (live TCP counters).
     pub use crate::core::sock_diag;
     pub use crate::core::table::{Limits, Table};
+    /// Processes and containers: the cache and the parsers of what /proc and cgroups say.
+    pub use crate::core::{cgroup, proc_pid, process};
     /// The pure core: kernel records, the table and the one ingest pipeline.
     pub use crate::core::{clock::Clock, event::Action, event::ConnEvent, event::Proto};
     /// Pure pieces with their own tests upstream (Community ID, opaque socket ids).
@@ -55,7 +59,7 @@ pub mod api {
     /// systemd notification (sd_notify).
     pub use crate::host::notify;
     /// What netta reads about the kernel before loading.
-    pub use crate::host::{btf::Btf, containers::Containers, tracefs};
+    pub use crate::host::{btf::Btf, tracefs};
     /// ECS JSON lines: events and the one alert document.
     pub use crate::render::ecs::{alert_value, write_line, ECS_VERSION};
 

@@ -83,13 +83,19 @@ fn evidence<'a>(alert: &'a Value, key: &str) -> Option<&'a Value> {
 }
 
 /// Whether the baseline is learning, and the ports it holds for `cli` on `network`.
+/// It knows programs by their executable once known: every client here is
+/// `netta-traffic` (each test's ports are its own), not named `cli`.
 fn learned_ports(sock: &str, cli: &str, network: &str) -> (bool, Vec<u64>) {
     let v = netta_json(&["--api", sock, "baseline", "show", "--json"]);
+    let exe = traffic_bin().display().to_string();
     let mut ports: Vec<u64> = v["destinations"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|d| d["process"] == cli && d["network"] == network)
+        .filter(|d| {
+            let by_exe = d["executable"] == exe.as_str() && d["process"].is_null();
+            (by_exe || d["process"] == cli) && d["network"] == network
+        })
         .filter_map(|d| d["port"].as_u64())
         .collect();
     ports.sort_unstable();

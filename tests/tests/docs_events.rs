@@ -2,9 +2,10 @@
 //! example (one line per `event.action`, alerts of three rules), captures what
 //! `netta events` writes, validates it against ECS, and checks each
 //! `<!-- netta-example: KEY -->` block of the document against it. What differs
-//! from run to run (times, ids, ports, pids, host, counts) is compared by type
-//! only; the fields and every other value must match. `NETTA_BLESS=1` rewrites
-//! the blocks with this run's lines.
+//! from run to run (times, ids, ports, pids, host, counts, where the test
+//! binaries live, namespaces) is compared by type only; the fields and every
+//! other value must match. `NETTA_BLESS=1` rewrites the blocks with this run's
+//! lines.
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -30,6 +31,12 @@ const VARYING: &[&str] = &[
     "client.port",
     "server.port",
     "process.pid",
+    "process.executable",
+    "process.parent.pid",
+    "process.start",
+    "process.entity_id",
+    "netta.netns",
+    "netta.cgroup",
     "netta.sock_id",
     "network.community_id",
     "netta.incident",

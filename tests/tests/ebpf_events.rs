@@ -238,11 +238,31 @@ fn doctor_reports_full_ebpf_mode_with_a_hook_for_every_capability() {
     assert_eq!(v["transport"], "ring", "{v:#}");
     assert_eq!(v["btf"], true);
     let hooks = v["hooks"].as_array().unwrap();
-    assert_eq!(hooks.len(), 5, "{v:#}");
+    assert_eq!(hooks.len(), 6, "{v:#}");
     for h in hooks {
         assert!(h["chosen"].is_string(), "{h:#}");
     }
     assert!(v["degraded"].as_array().unwrap().is_empty(), "{v:#}");
+}
+
+/// Without the process records only process identity is lost, and doctor says
+/// so; the connection hooks stay.
+#[test]
+fn without_the_exec_tracepoint_only_process_identity_degrades() {
+    require_ebpf!("process_identity_degraded");
+    let (code, v) = doctor(&[("NETTA_DISABLE_HOOKS", "tracepoint:sched:sched_process_exec")]);
+    assert_eq!(code, 1, "{v:#}");
+    let degraded = v["degraded"].as_array().unwrap();
+    assert_eq!(degraded.len(), 1, "{v:#}");
+    assert_eq!(degraded[0]["capability"], "process identity", "{v:#}");
+    assert!(
+        degraded[0]["effect"]
+            .as_str()
+            .is_some_and(|w| w.contains("/proc")),
+        "{v:#}"
+    );
+    let mode = v["mode"].as_str().unwrap_or("");
+    assert!(mode.starts_with("eBPF, ring buffer"), "{v:#}");
 }
 
 #[test]

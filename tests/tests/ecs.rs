@@ -37,7 +37,7 @@ fn every_action_conforms_and_carries_no_kernel_address() {
         for v6 in [false, true] {
             for dir in [Direction::Ingress, Direction::Egress] {
                 let mut line = Vec::new();
-                write_line(&mut line, &event(action, v6, dir), &clock, None);
+                write_line(&mut line, &event(action, v6, dir), &clock);
                 let text = String::from_utf8(line).unwrap();
                 let v = parse_event_line(text.trim_end());
                 assert_eq!(v["ecs"]["version"], netta_tests::ecs::ECS_VERSION);
@@ -53,11 +53,72 @@ fn every_action_conforms_and_carries_no_kernel_address() {
     }
 }
 
+/// An owner everything is known of: its process (with arguments), user, and a
+/// container in a Kubernetes pod, in a network namespace.
+fn owned(mut e: ConnEvent) -> ConnEvent {
+    use netta::api::cgroup::{Container, Pod};
+    use netta::api::process::Process;
+    use netta::api::Text;
+    use std::sync::Arc;
+    let text = |s: &str| Text::escaped(s.as_bytes(), 256);
+    e.netns = 4_026_531_840;
+    e.who.uid = Some(1000);
+    e.who.user = Some(text("alice"));
+    e.who.cgroup = 7741;
+    e.who.process = Some(Arc::new(Process {
+        pid: 1,
+        ppid: 7,
+        start_ns: 500_000_000,
+        uid: 1000,
+        cgroup: 7741,
+        entity_id: "0123456789abcdef0123456789abcdef".into(),
+        executable: Some(text("/usr/bin/python3")),
+        args: Some(vec![text("python3"), text("-c"), text("pass")].into()),
+        args_truncated: true,
+    }));
+    e.who.container = Some(Arc::new(Container {
+        id: Some("3f2a8b5c".repeat(8).into()),
+        pod: Some(Pod {
+            uid: "6a1b3c4d-1111-2222-3333-444455556666".into(),
+            name: Some(text("web-0")),
+            namespace: Some(text("shop")),
+        }),
+    }));
+    e
+}
+
+#[test]
+fn every_owner_field_conforms() {
+    let clock = Clock::new();
+    for action in Action::REPORTED {
+        let mut line = Vec::new();
+        write_line(
+            &mut line,
+            &owned(event(action, false, Direction::Egress)),
+            &clock,
+        );
+        let v = parse_event_line(std::str::from_utf8(&line).unwrap().trim_end());
+        if matches!(action, Action::EventsLost | Action::TableEvicted) {
+            continue;
+        }
+        assert_eq!(v["process"]["executable"], "/usr/bin/python3", "{v}");
+        assert_eq!(v["process"]["args_count"], 3);
+        assert_eq!(v["process"]["parent"]["pid"], 7);
+        assert!(v["process"]["start"].is_string());
+        assert_eq!(v["user"]["id"], "1000");
+        assert_eq!(v["user"]["name"], "alice");
+        assert_eq!(v["orchestrator"]["resource"]["name"], "web-0");
+        assert_eq!(v["orchestrator"]["namespace"], "shop");
+        assert_eq!(v["netta"]["netns"], 4_026_531_840u32);
+        assert_eq!(v["netta"]["args_truncated"], true);
+    }
+}
+
 #[test]
 fn failed_connects_have_outcome_failure_and_an_expected_type() {
     let mut line = Vec::new();
     let ev = event(Action::Failed, false, Direction::Egress);
-    write_line(&mut line, &ev, &Clock::new(), None);
+    write_line(&mut line, &ev, &Clock::new());
     let v = parse_event_line(std::str::from_utf8(&line).unwrap().trim_end());
     assert_eq!(v["event"]["outcome"], "failure");
     assert_eq!(v["client"]["port"], 8080);

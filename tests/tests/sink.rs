@@ -88,7 +88,7 @@ async fn accept(listener: &TcpListener) -> Lines<BufReader<TcpStream>> {
 
 /// Sends the records' lines, serialised once as the agent does it.
 async fn send(tx: &mpsc::Sender<sink::Chunk>, ids: std::ops::RangeInclusive<u64>) {
-    let mut maker = sink::LineMaker::new(Clock::fixed(0), netta::api::Containers::none());
+    let mut maker = sink::LineMaker::new(Clock::fixed(0));
     for id in ids {
         tx.send(maker.line(&record(id)))
             .await

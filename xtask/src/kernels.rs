@@ -25,6 +25,11 @@ pub const SUITES: &[(&str, &str)] = &[
 /// Tests run in every guest: (test binary, filter). `""` runs the whole binary.
 pub const GUEST_TESTS: &[(&str, &str)] = &[
     ("ebpf_events", ""),
+    (
+        "identity",
+        "a_short_lived_python_client_shows_its_executable_user_and_parent",
+    ),
+    ("identity", "a_forked_child_runs_its_parents_program"),
     ("detection", "syn_scan_raises_a_syn_port_scan_alert"),
     (
         "detection",
@@ -482,7 +487,7 @@ fn doctor_json(r: &GuestResult) -> serde_json::Value {
 
 /// The results as a Markdown table (kernel, mode, each capability, tests) for the README.
 pub fn markdown(rows: &[GuestResult]) -> String {
-    let mut s = String::from("| kernel | mode | TCP lifecycle | accepted-socket owner | UDP flows | TCP resets sent | SYN-ACK retransmits | tests |\n|---|---|---|---|---|---|---|---|\n");
+    let mut s = String::from("| kernel | mode | TCP lifecycle | accepted-socket owner | UDP flows | TCP resets sent | SYN-ACK retransmits | process identity | tests |\n|---|---|---|---|---|---|---|---|---|\n");
     for r in rows {
         let v = doctor_json(r);
         let hook = |cap: &str| {
@@ -498,7 +503,7 @@ pub fn markdown(rows: &[GuestResult]) -> String {
         let groups_ok = r.tests.iter().filter(|t| t.problem.is_none()).count();
         let tests: u64 = r.tests.iter().map(|t| t.passed).sum();
         s.push_str(&format!(
-            "| {} {} | {} | {} | {} | {} | {} | {} | {groups_ok}/{} groups, {tests} tests passed |\n",
+            "| {} {} | {} | {} | {} | {} | {} | {} | {} | {groups_ok}/{} groups, {tests} tests passed |\n",
             r.label,
             r.release,
             v["mode"].as_str().unwrap_or("?"),
@@ -507,6 +512,7 @@ pub fn markdown(rows: &[GuestResult]) -> String {
             hook("UDP flows"),
             hook("TCP resets sent"),
             hook("SYN-ACK retransmits"),
+            hook("process identity"),
             r.tests.len()
         ));
     }
@@ -546,6 +552,15 @@ const PROGRAMS: &[(&str, &str)] = &[
     (
         "tcp_retransmit_synack",
         "tracepoint `tcp:tcp_retransmit_synack`",
+    ),
+    (
+        "sched_process_exec",
+        "tracepoint `sched:sched_process_exec`",
+    ),
+    ("task_newtask", "tracepoint `task:task_newtask`"),
+    (
+        "sched_process_exit",
+        "tracepoint `sched:sched_process_exit`",
     ),
 ];
 

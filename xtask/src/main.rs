@@ -377,6 +377,7 @@ impl Ctx {
             "history_query",
             "sock_diag",
             "dns",
+            "proc_pid",
         ];
         self.ensure_bpf_toolchain()?;
         let have_fuzz = Command::new("cargo")

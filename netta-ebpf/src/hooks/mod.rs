@@ -10,7 +10,9 @@
 //! | `udp` | (shared) | per-flow accounting both UDP paths use |
 //! | `reset` | `tcp:tcp_send_reset` | resets the kernel sends (scans) |
 //! | `synack` | `tcp:tcp_retransmit_synack` | SYN-ACK retransmits per port (SYN floods) |
+//! | `process` | `sched:sched_process_{exec,exit}`, `task:task_newtask` | process identity |
 mod accept;
+mod process;
 mod reset;
 mod send_dest;
 mod set_state;

@@ -36,7 +36,7 @@ fn try_send_reset(ctx: &TracePointContext) -> Result<(), i64> {
     } else {
         return Ok(());
     }
-    emit(&ev, ctx);
+    emit(&mut ev, ctx);
     Ok(())
 }
 
@@ -88,7 +88,7 @@ fn try_reset_entry(ctx: &FEntryContext, family: u16) -> Result<(), i64> {
         ev.remote_addr = read_at(ip, 8)?;
         ev.local_addr = read_at(ip, 24)?;
     }
-    emit(&ev, ctx);
+    emit(&mut ev, ctx);
     Ok(())
 }
 

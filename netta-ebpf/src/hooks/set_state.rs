@@ -2,7 +2,7 @@
 //! listen and close, which run in the owner's own syscall.
 use aya_ebpf::{
     bindings::{BPF_ANY, BPF_NOEXIST},
-    helpers::bpf_ktime_get_boot_ns,
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_boot_ns},
     macros::tracepoint,
     programs::TracePointContext,
 };
@@ -13,8 +13,8 @@ use netta_ebpf::{
 
 use crate::maps::{CONFIG, LISTENERS, TCP_SOCKS};
 use crate::record::{
-    bump, current_owner, emit, event_from_info, open_if_ready, read_at, set_owner, status,
-    tcp_record, tp_field as field,
+    bump, current_owner, emit, event_from_info, keep_netns, open_if_ready, read_at, set_owner,
+    status, tcp_record, tp_field as field,
 };
 
 struct Transition {
@@ -77,17 +77,15 @@ fn try_set_state(ctx: &TracePointContext) -> Result<(), i64> {
     };
     let now = unsafe { bpf_ktime_get_boot_ns() };
     if CONFIG.load().all_states != 0 {
-        let ev = event_from_transition(Kind::State, &t, now);
-        emit(&ev, ctx);
+        let mut ev = event_from_transition(Kind::State, &t, now);
+        emit(&mut ev, ctx);
     }
     match t.new {
         st::SYN_SENT => {
             // connect(): process context, so `current` owns the socket.
-            let (pid, comm) = current_owner();
             let info = SockInfo {
                 start_ns: now,
-                pid,
-                comm,
+                owner: current_owner(),
                 flags: Flags::INITIATOR,
                 ends: t.ends,
                 ..SockInfo::zeroed()
@@ -116,17 +114,17 @@ fn try_set_state(ctx: &TracePointContext) -> Result<(), i64> {
             }
         }
         st::LISTEN => {
-            let (pid, comm) = current_owner();
-            let l = ListenerInfo { pid, _pad: 0, comm };
+            let l = ListenerInfo {
+                owner: current_owner(),
+            };
             let _ = LISTENERS.insert(
                 listener_key(t.ends.family, t.ends.local_port),
                 l,
                 BPF_ANY as u64,
             );
             let mut ev = event_from_transition(Kind::ListenStarted, &t, now);
-            ev.pid = pid;
-            ev.comm = comm;
-            emit(&ev, ctx);
+            ev.set_owner(&l.owner);
+            emit(&mut ev, ctx);
         }
         st::CLOSE => on_close(ctx, &t, now),
         _ => {}
@@ -164,13 +162,13 @@ fn on_established(ctx: &TracePointContext, t: &Transition, now: u64) {
     i.established = 1;
     i.ends = t.ends;
     if i.flags.contains(Flags::OWNER_UNKNOWN) {
+        keep_netns(t.sock, i);
         let mut ev = event_from_info(Kind::Pending, t.sock, i, now);
         if let Some(l) = unsafe { LISTENERS.get(listener_key(i.ends.family, i.ends.local_port)) } {
-            ev.pid = l.pid;
-            ev.comm = l.comm;
+            ev.set_owner(&l.owner);
             ev.flags = ev.flags.difference(Flags::OWNER_UNKNOWN) | Flags::OWNER_FROM_LISTENER;
         }
-        emit(&ev, ctx);
+        emit(&mut ev, ctx);
     }
     open_if_ready(ctx, t.sock, ptr, now);
 }
@@ -182,27 +180,25 @@ fn on_close(ctx: &TracePointContext, t: &Transition, now: u64) {
             let key = listener_key(t.ends.family, t.ends.local_port);
             let mut ev = event_from_transition(Kind::ListenStopped, t, now);
             if let Some(l) = unsafe { LISTENERS.get(key) } {
-                ev.pid = l.pid;
-                ev.comm = l.comm;
-                let (pid, _) = current_owner();
+                ev.set_owner(&l.owner);
+                let pid = (bpf_get_current_pid_tgid() >> 32) as u32;
                 // Another SO_REUSEPORT listener on the port may still be open.
-                if l.pid == pid {
+                if l.owner.pid == pid {
                     let _ = LISTENERS.remove(key);
                 }
             }
-            emit(&ev, ctx);
+            emit(&mut ev, ctx);
         }
         st::SYN_SENT => {
             let mut ev = event_from_transition(Kind::Failed, t, now);
             if let Some(i) = unsafe { TCP_SOCKS.get(t.sock) } {
-                ev.pid = i.pid;
-                ev.comm = i.comm;
+                ev.set_owner(&i.owner);
                 ev.start_ns = i.start_ns;
                 ev.flags = i.flags;
             } else {
                 ev.flags = Flags::INITIATOR | Flags::OWNER_UNKNOWN | Flags::PARTIAL;
             }
-            emit(&ev, ctx);
+            emit(&mut ev, ctx);
             let _ = TCP_SOCKS.remove(t.sock);
         }
         st::SYN_RECV => {
@@ -220,22 +216,22 @@ fn on_close(ctx: &TracePointContext, t: &Transition, now: u64) {
                     if i.flags.contains(Flags::OWNER_UNKNOWN) {
                         let key = listener_key(i.ends.family, i.ends.local_port);
                         if let Some(l) = unsafe { LISTENERS.get(key) } {
-                            i.pid = l.pid;
-                            i.comm = l.comm;
+                            i.owner = l.owner;
                             i.flags = i.flags.difference(Flags::OWNER_UNKNOWN)
                                 | Flags::OWNER_FROM_LISTENER;
                         }
                     }
+                    keep_netns(t.sock, i);
                     if i.opened_sent == 0 {
                         i.opened_sent = 1;
-                        let ev = event_from_info(Kind::Opened, t.sock, i, now);
-                        emit(&ev, ctx);
+                        let mut ev = event_from_info(Kind::Opened, t.sock, i, now);
+                        emit(&mut ev, ctx);
                     }
                     read_byte_counters(t.sock, i);
                     let mut ev = event_from_info(Kind::Closed, t.sock, i, now);
                     ev.old_state = t.old;
                     ev.new_state = st::CLOSE;
-                    emit(&ev, ctx);
+                    emit(&mut ev, ctx);
                     let _ = TCP_SOCKS.remove(t.sock);
                 }
                 None => {
@@ -244,7 +240,7 @@ fn on_close(ctx: &TracePointContext, t: &Transition, now: u64) {
                     let mut ev = event_from_transition(Kind::Closed, t, now);
                     ev.start_ns = 0;
                     ev.flags = Flags::PARTIAL | Flags::OWNER_UNKNOWN;
-                    emit(&ev, ctx);
+                    emit(&mut ev, ctx);
                 }
             }
         }

@@ -82,17 +82,12 @@ pub fn account<C: EbpfContext>(
     }
     // skc_num: the bound local port, host order (assigned by the send that just ran).
     let local_port: u16 = read_at(sk, cfg.off_num)?;
-    let (pid, comm) = current_owner();
+    // Who and where are in the flow's record; the map keeps only the counts.
     let stats = UdpFlowStats {
         first_ns: now,
         last_ns: now,
         packets: 1,
         bytes: ret as u64,
-        local_addr,
-        pid,
-        local_port,
-        _pad: 0,
-        comm,
     };
     if UDP_FLOWS.insert(key, stats, BPF_NOEXIST as u64).is_err() {
         // Lost a race with another CPU inserting the same flow: count there instead.
@@ -115,10 +110,9 @@ pub fn account<C: EbpfContext>(
     ev.local_port = local_port;
     ev.remote_addr = key.remote_addr;
     ev.remote_port = key.remote_port;
-    ev.pid = pid;
-    ev.comm = comm;
+    ev.set_owner(&current_owner());
     ev.packets = 1;
     ev.bytes_sent = ret as u64;
-    emit(&ev, ctx);
+    emit(&mut ev, ctx);
     Ok(())
 }

@@ -10,11 +10,13 @@ use crate::core::dns::Seen;
 use crate::core::event::ConnEvent;
 use crate::core::filter::EndsFilter;
 use crate::detect::Alert;
-use crate::host::containers::Containers;
 use crate::render::ecs;
 
 /// What subscribers receive: connection events and detection alerts, in order.
 /// Attached views get the same records from the agent's API (serde JSON lines).
+// Events are nearly every record: boxing them to shrink the rare ones would cost
+// an allocation per event.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Record {
@@ -36,12 +38,9 @@ impl Record {
     }
 
     /// Appends the record as one ECS JSON line.
-    pub fn write_json(&self, out: &mut Vec<u8>, clock: &Clock, containers: &mut Containers) {
+    pub fn write_json(&self, out: &mut Vec<u8>, clock: &Clock) {
         match self {
-            Record::Event(ev) => {
-                let id = containers.of(ev.pid);
-                ecs::write_line(out, ev, clock, id.as_deref())
-            }
+            Record::Event(ev) => ecs::write_line(out, ev, clock),
             Record::Alert(a) => ecs::write_alert_line(out, a, clock),
             Record::Dns(d) => ecs::write_dns_line(out, d, clock),
         }

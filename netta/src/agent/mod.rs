@@ -6,6 +6,7 @@
 mod bus;
 pub mod dns;
 mod live;
+pub mod owners;
 mod tasks;
 #[cfg(test)]
 mod tests;
@@ -20,7 +21,8 @@ pub use bus::Record;
 use crate::core::clock::Clock;
 use crate::core::dns_cache;
 use crate::core::event::ConnEvent;
-use crate::core::pipeline;
+use crate::core::pipeline::{self, ProcRecords};
+use crate::core::process;
 use crate::core::services::Services;
 use crate::core::table::{Limits, Snapshot, Table};
 use crate::detect::{Alert, Detector, Rules};
@@ -46,6 +48,9 @@ pub struct AgentOptions {
     /// Capture DNS responses and name connections by them (`--no-dns`: off).
     pub dns: bool,
     pub dns_limits: dns_cache::Limits,
+    /// Bounds of the process cache. (`ebpf.process_args` says whether processes'
+    /// arguments are kept.)
+    pub process_limits: process::Limits,
 }
 
 impl Default for AgentOptions {
@@ -63,6 +68,7 @@ impl Default for AgentOptions {
             baseline: None,
             dns: true,
             dns_limits: dns_cache::Limits::DEFAULT,
+            process_limits: process::Limits::DEFAULT,
         }
     }
 }
@@ -97,6 +103,7 @@ pub struct Shared {
     dns: Mutex<dns::DnsState>,
     /// Whether DNS attribution is on (it costs nothing when off).
     dns_on: bool,
+    owners: Mutex<owners::Owners>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -123,6 +130,11 @@ impl Shared {
 
     pub fn dns_on(&self) -> bool {
         self.dns_on
+    }
+
+    /// The process cache and the names of users and containers.
+    pub fn owners(&self) -> MutexGuard<'_, owners::Owners> {
+        lock(&self.owners)
     }
 
     /// Port names, read from the host once at start.
@@ -171,9 +183,14 @@ impl Shared {
         self.table().live_snapshot()
     }
 
-    /// The pipeline on one batch: detection, then the table, then what changed
-    /// and any alerts to the bus.
-    pub fn apply_batch(&self, batch: &mut Vec<ConnEvent>) {
+    /// The pipeline on one batch: the owners (process records taking effect at
+    /// their place), detection, then the table, then what changed and any alerts
+    /// to the bus.
+    pub fn apply_batch(&self, batch: &mut Vec<ConnEvent>, procs: &mut ProcRecords) {
+        if !procs.is_empty() || !batch.is_empty() {
+            self.owners().identify(batch, procs);
+            procs.clear();
+        }
         if batch.is_empty() {
             return;
         }
@@ -222,15 +239,16 @@ impl Shared {
 struct BatchDecoder {
     shared: Arc<Shared>,
     batch: Vec<ConnEvent>,
+    procs: ProcRecords,
     bad: u64,
 }
 
 impl RecordHandler for BatchDecoder {
     fn record(&mut self, bytes: &[u8]) {
-        match pipeline::decode_into(&mut self.batch, bytes) {
+        match pipeline::decode_into(&mut self.batch, &mut self.procs, bytes) {
             Ok(()) => {
-                if self.batch.len() >= pipeline::BATCH {
-                    self.shared.apply_batch(&mut self.batch);
+                if self.batch.len() + self.procs.len() >= pipeline::BATCH {
+                    self.shared.apply_batch(&mut self.batch, &mut self.procs);
                 }
             }
             Err(e) => {
@@ -251,7 +269,7 @@ impl RecordHandler for BatchDecoder {
     }
 
     fn flush(&mut self) {
-        self.shared.apply_batch(&mut self.batch);
+        self.shared.apply_batch(&mut self.batch, &mut self.procs);
     }
 }
 
@@ -297,7 +315,15 @@ impl Agent {
             host: host.clone(),
             dns: Mutex::new(dns::DnsState::new(opts.dns_limits)),
             dns_on: opts.dns,
+            owners: Mutex::new(owners::Owners::new(
+                host.clone(),
+                opts.process_limits,
+                opts.ebpf.process_args,
+            )),
         });
+        // The processes older than netta, before the stream starts: its first
+        // records may be theirs. (Those started meanwhile are seeded again below.)
+        tasks::seed_processes(&shared).await;
         let kernel = if opts.force_polling {
             Err("eBPF disabled by --no-ebpf".to_string())
         } else {
@@ -305,6 +331,7 @@ impl Agent {
                 Box::new(BatchDecoder {
                     shared: shared.clone(),
                     batch: Vec::with_capacity(pipeline::BATCH),
+                    procs: ProcRecords::new(),
                     bad: 0,
                 })
             };
@@ -339,6 +366,7 @@ impl Agent {
             eprintln!("netta: eBPF unavailable: {reason}; polling /proc instead");
         }
         // Seed.
+        tasks::seed_processes(&agent.shared).await;
         agent.reconcile_once(false).await;
         // Loading parsed kernel BTF and seeding read all of /proc/net: give the
         // freed memory back rather than keep it resident for the agent's life.

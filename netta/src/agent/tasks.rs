@@ -13,6 +13,54 @@ use crate::core::proc_net::Owner;
 use crate::core::table::{Closed, Conn, Key};
 use crate::host::KernelMaps;
 
+/// Adds the processes /proc shows to the process cache (those it does not know).
+pub(super) async fn seed_processes(shared: &Arc<Shared>) {
+    let host = shared.host.clone();
+    let args = shared.owners().args();
+    if let Ok(seeds) = tokio::task::spawn_blocking(move || host.processes(args)).await {
+        shared.owners().seed(&seeds);
+    }
+}
+
+/// Gives the rows /proc brought in (their owners found through /proc) what the
+/// process cache knows of their processes, reading /proc for a process it does
+/// not know; and forgets the processes that exited a while ago.
+fn identify_rows(shared: &Shared) {
+    let now = shared.now_ns();
+    let pids: Vec<u32> = shared
+        .table()
+        .conns()
+        .filter(|c| c.pid != 0 && c.who.process.is_none())
+        .map(|c| c.pid)
+        .collect();
+    if pids.is_empty() {
+        shared.owners().procs.expire(now);
+        return;
+    }
+    let mut whos = FxHashMap::default();
+    {
+        let mut o = shared.owners();
+        o.procs.expire(now);
+        let args = o.args();
+        for pid in pids {
+            if whos.contains_key(&pid) {
+                continue;
+            }
+            let mut who = o.who_now(pid, now);
+            if who.is_none() {
+                if let Some(seed) = shared.host.process(pid, args) {
+                    o.seed(std::slice::from_ref(&seed));
+                    who = o.who_now(pid, now);
+                }
+            }
+            whos.insert(pid, who);
+        }
+    }
+    shared
+        .table()
+        .identify_rows(|pid| whos.get(&pid).cloned().flatten());
+}
+
 pub(super) async fn reconcile(shared: &Arc<Shared>, emit: bool) {
     let started = shared.now_ns();
     let host = shared.host.clone();
@@ -33,13 +81,14 @@ pub(super) async fn reconcile(shared: &Arc<Shared>, emit: bool) {
     let mut owners: Option<FxHashMap<u64, Owner>> = None;
     let report = {
         let mut t = shared.table();
-        t.reconcile(&snap.sockets, started, &mut |inode| {
+        t.reconcile(&snap.sockets, &snap.netns, started, &mut |inode| {
             owners
                 .get_or_insert_with(|| shared.host.socket_owners())
                 .get(&inode)
                 .copied()
         })
     };
+    identify_rows(shared);
     if shared.dns_on() {
         let now = shared.now_ns();
         let mut dns = shared.dns();
@@ -123,7 +172,7 @@ pub(super) async fn kernel_poll_loop(
         if lost > lost_seen {
             let mut batch = vec![ConnEvent::lost(shared.now_ns(), lost - lost_seen)];
             lost_seen = lost;
-            shared.apply_batch(&mut batch);
+            shared.apply_batch(&mut batch, &mut Vec::new());
         }
         let idle_before = shared.now_ns().saturating_sub(udp_idle.as_nanos() as u64);
         sweep_udp(&shared, &maps, idle_before);

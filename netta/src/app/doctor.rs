@@ -96,6 +96,9 @@ fn remedy(cap: Capability) -> &'static str {
             "a kernel with BPF trampolines (fentry/fexit: x86-64, BTF, 5.5+, not blocked by a security policy) or Linux 6.3+ provides it"
         }
         Capability::SynackRetransmits => "a kernel with tcp:tcp_retransmit_synack (4.15+)",
+        Capability::ProcessIdentity => {
+            "a kernel with sched:sched_process_exec/exit, task:task_newtask and task_struct.start_boottime in its BTF (5.5+)"
+        }
     }
 }
 

@@ -36,7 +36,7 @@ pub fn live_bench(runs: usize) -> anyhow::Result<()> {
     let os = Os::default();
     let snap = os.read_sockets().context("reading /proc/net")?;
     let mut table = Table::default();
-    table.reconcile(&snap.sockets, boot_now(), &mut |_| None);
+    table.reconcile(&snap.sockets, &snap.netns, boot_now(), &mut |_| None);
     let mut sample = Vec::new();
     let mut sampler = crate::core::live::Sampler::default();
     let (mut wall, mut cpu) = (Vec::new(), Vec::new());

@@ -310,6 +310,8 @@ pub async fn list(s: &Settings, args: &ListArgs) -> anyhow::Result<()> {
         let text = if args.json {
             let v: Vec<_> = rows.iter().map(|h| json::closed_value(h, &clock)).collect();
             serde_json::to_string_pretty(&v)? + "\n"
+        } else if args.wide {
+            view::render_history_wide(&rows, &clock)
         } else {
             view::render_history(&rows, &clock)
         };
@@ -323,6 +325,8 @@ pub async fn list(s: &Settings, args: &ListArgs) -> anyhow::Result<()> {
     let text = if args.json {
         let v: Vec<_> = rows.iter().map(|c| json::conn_value(c, &clock)).collect();
         serde_json::to_string_pretty(&v)? + "\n"
+    } else if args.wide {
+        view::render_list_wide("ACTIVE NETWORK CONNECTIONS", &rows)
     } else {
         view::render_list("ACTIVE NETWORK CONNECTIONS", &rows)
     };
@@ -418,7 +422,7 @@ pub fn seed_bench(s: &Settings) -> anyhow::Result<()> {
         max_live: s.global.max_connections,
         max_history: s.global.history_size,
     });
-    table.reconcile(&snap.sockets, started, &mut |inode| {
+    table.reconcile(&snap.sockets, &snap.netns, started, &mut |inode| {
         owners
             .get_or_insert_with(|| crate::host::proc::socket_owners(root))
             .get(&inode)
@@ -568,6 +572,7 @@ fn agent_options(s: &Settings) -> crate::agent::AgentOptions {
         ebpf: crate::host::ebpf::Options {
             transport: s.global.transport,
             ring_bytes: s.global.ring_size,
+            process_args: s.global.process_args,
             ..Default::default()
         },
         reconcile_every: s.global.reconcile_interval.0,

@@ -248,7 +248,7 @@ mod tests {
         e.local = format!("127.0.0.1:{port}").parse().unwrap();
         e.remote = "127.0.0.1:80".parse().unwrap();
         e.pid = 7;
-        Closed::from_ended(&e, None).unwrap()
+        Closed::from_ended(&e).unwrap()
     }
 
     #[test]

@@ -2,10 +2,13 @@
 //! synthesised by the /proc poller. Everything downstream (table, JSON, detection)
 //! sees only these.
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 
-use netta_ebpf::{tcp_state, Flags, Kind, AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP};
+use netta_ebpf::{exec_flags, tcp_state, Flags, Kind, AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP};
 
-use crate::core::sanitize::{Comm, Domain};
+use crate::core::cgroup::Container;
+use crate::core::process::{ProcAction, ProcEvent, Process};
+use crate::core::sanitize::{Comm, Domain, Text};
 
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
@@ -243,6 +246,61 @@ impl OwnerSource {
     }
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// Who owns a socket, beyond pid and comm: the user and the cgroup (from the
+/// kernel record, or /proc), and what the process cache and the cgroup map know
+/// of them (`core::process`, `core::cgroup`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Who {
+    /// The owner's user id (a /proc row: the socket's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    /// Its name on this host (escaped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<Text>,
+    /// The owner's cgroup v2 id (0: unknown).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cgroup: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<Arc<Process>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<Arc<Container>>,
+}
+
+impl Who {
+    /// The executable, if known.
+    pub fn executable(&self) -> Option<&str> {
+        Some(self.process.as_ref()?.executable.as_ref()?.as_str())
+    }
+
+    /// The container id, if the owner runs in one.
+    pub fn container_id(&self) -> Option<&str> {
+        self.container.as_ref()?.id.as_deref()
+    }
+
+    /// Takes from `other` (the same owner, known earlier) what this lacks.
+    pub fn fill_from(&mut self, other: &Who) {
+        if self.uid.is_none() {
+            self.uid = other.uid;
+        }
+        if self.user.is_none() && self.uid == other.uid {
+            self.user = other.user.clone();
+        }
+        if self.cgroup == 0 {
+            self.cgroup = other.cgroup;
+        }
+        if self.process.is_none() {
+            self.process = other.process.clone();
+        }
+        if self.container.is_none() {
+            self.container = other.container.clone();
+        }
+    }
+}
+
 /// One connection lifecycle event. Times are CLOCK_BOOTTIME nanoseconds
 /// (the clock of `bpf_ktime_get_boot_ns`); see [`crate::core::clock::Clock`] for wall time.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -284,12 +342,17 @@ pub struct ConnEvent {
     /// The name DNS recently gave the remote address (`core::dns_cache`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<Domain>,
+    /// Inode of the socket's network namespace (0: unknown).
+    #[serde(default)]
+    pub netns: u32,
+    #[serde(default)]
+    pub who: Who,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
-    #[error("record of {0} bytes is shorter than an event ({size} bytes)", size = netta_ebpf::EVENT_SIZE)]
-    Short(usize),
+    #[error("record of {0} bytes is shorter than its kind's ({1} bytes)")]
+    Short(usize, usize),
     #[error("unknown record kind {0}")]
     Kind(u8),
     #[error("unknown record flags {0:#04x}")]
@@ -321,10 +384,74 @@ pub fn socket_addr(family: u16, raw: &[u8; 16], port: u16) -> SocketAddr {
     SocketAddr::new(ip, port)
 }
 
+/// One kernel record, decoded: about a connection, or about a process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decoded {
+    Conn(ConnEvent),
+    Proc(ProcEvent),
+}
+
+/// Decodes one untrusted kernel record of any kind (the kind byte says which).
+pub fn decode_record(buf: &[u8]) -> Result<Decoded, DecodeError> {
+    let kind = netta_ebpf::record_kind(buf)
+        .ok_or(DecodeError::Short(buf.len(), netta_ebpf::TASK_EVENT_SIZE))?;
+    match Kind::try_from(kind) {
+        Ok(k) if k.is_process() => ProcEvent::decode(buf).map(Decoded::Proc),
+        _ => ConnEvent::decode(buf).map(Decoded::Conn),
+    }
+}
+
+impl ProcEvent {
+    /// Decodes one untrusted process record (fork, exit, or exec with its path).
+    pub fn decode(buf: &[u8]) -> Result<ProcEvent, DecodeError> {
+        use netta_ebpf::{EXEC_ARGS_LEN, EXEC_PATH_LEN, EXEC_SIZE_NO_ARGS, TASK_EVENT_SIZE};
+        let short = |need| DecodeError::Short(buf.len(), need);
+        let raw = netta_ebpf::TaskEvent::from_bytes(buf).ok_or(short(TASK_EVENT_SIZE))?;
+        let action = match Kind::try_from(raw.kind).map_err(|k| DecodeError::Kind(k.0))? {
+            Kind::Exec => ProcAction::Exec,
+            Kind::Fork => ProcAction::Fork,
+            Kind::Exit => ProcAction::Exit,
+            _ => return Err(DecodeError::Kind(raw.kind)),
+        };
+        let mut ev = ProcEvent {
+            action,
+            ts_ns: raw.ts_ns,
+            pid: raw.pid,
+            ppid: raw.ppid,
+            uid: raw.uid,
+            start_ns: raw.start_ns,
+            cgroup: raw.cgroup,
+            comm: Comm::from_kernel(&raw.comm),
+            path: Vec::new(),
+            path_truncated: false,
+            args: None,
+            args_truncated: false,
+        };
+        if action != ProcAction::Exec {
+            return Ok(ev);
+        }
+        let body = buf
+            .get(TASK_EVENT_SIZE..EXEC_SIZE_NO_ARGS)
+            .ok_or(short(EXEC_SIZE_NO_ARGS))?;
+        let n = usize::from(raw.path_len).min(EXEC_PATH_LEN);
+        ev.path = body[..n].to_vec();
+        ev.path_truncated = raw.flags & exec_flags::PATH_TRUNCATED != 0;
+        if raw.flags & exec_flags::HAS_ARGS != 0 {
+            let full = EXEC_SIZE_NO_ARGS + EXEC_ARGS_LEN;
+            let args = buf.get(EXEC_SIZE_NO_ARGS..full).ok_or(short(full))?;
+            let n = usize::from(raw.args_len).min(EXEC_ARGS_LEN);
+            ev.args = Some(args[..n].to_vec());
+            ev.args_truncated = raw.flags & exec_flags::ARGS_TRUNCATED != 0;
+        }
+        Ok(ev)
+    }
+}
+
 impl ConnEvent {
-    /// Decodes one untrusted kernel record.
+    /// Decodes one untrusted connection record.
     pub fn decode(buf: &[u8]) -> Result<ConnEvent, DecodeError> {
-        let raw = netta_ebpf::Event::from_bytes(buf).ok_or(DecodeError::Short(buf.len()))?;
+        let raw = netta_ebpf::Event::from_bytes(buf)
+            .ok_or(DecodeError::Short(buf.len(), netta_ebpf::EVENT_SIZE))?;
         ConnEvent::from_raw(&raw)
     }
 
@@ -340,6 +467,7 @@ impl ConnEvent {
             Kind::State => Action::StateChanged,
             Kind::Pending => Action::Pending,
             Kind::ResetSent => Action::ResetSent,
+            Kind::Exec | Kind::Fork | Kind::Exit => return Err(DecodeError::Kind(raw.kind)),
         };
         let flags =
             Flags::from_bits(raw.flags.bits()).ok_or(DecodeError::Flags(raw.flags.bits()))?;
@@ -389,6 +517,19 @@ impl ConnEvent {
             rtt_us: 0,
             retrans: 0,
             domain: None,
+            netns: raw.netns,
+            who: Who {
+                // The owner's, where a hook in its context took it.
+                uid: (owner != OwnerSource::Unknown).then_some(raw.uid),
+                user: None,
+                cgroup: if owner == OwnerSource::Unknown {
+                    0
+                } else {
+                    raw.cgroup
+                },
+                process: None,
+                container: None,
+            },
         })
     }
 
@@ -420,6 +561,8 @@ impl ConnEvent {
             rtt_us: 0,
             retrans: 0,
             domain: None,
+            netns: 0,
+            who: Who::default(),
         }
     }
 
@@ -494,7 +637,7 @@ mod tests {
         let r = raw(Kind::Opened as u8);
         assert_eq!(
             ConnEvent::decode(&r.as_bytes()[..50]),
-            Err(DecodeError::Short(50))
+            Err(DecodeError::Short(50, netta_ebpf::EVENT_SIZE))
         );
         assert_eq!(
             ConnEvent::decode(raw(99).as_bytes()),
@@ -541,25 +684,125 @@ mod tests {
     }
 
     #[test]
+    fn decodes_the_owners_user_cgroup_and_namespace() {
+        let mut r = raw(Kind::Opened as u8);
+        r.uid = 1000;
+        r.cgroup = 0x1234;
+        r.netns = 4026531840;
+        let ev = ConnEvent::decode(r.as_bytes()).unwrap();
+        assert_eq!(
+            (ev.who.uid, ev.who.cgroup, ev.netns),
+            (Some(1000), 0x1234, 4026531840)
+        );
+        // An owner no hook took has no user either (the fields are zero, not root).
+        r.flags = Flags::INITIATOR | Flags::OWNER_UNKNOWN;
+        let ev = ConnEvent::decode(r.as_bytes()).unwrap();
+        assert_eq!((ev.who.uid, ev.who.cgroup), (None, 0));
+    }
+
+    fn task(kind: Kind) -> netta_ebpf::ExecEvent {
+        let mut e = netta_ebpf::ExecEvent::zeroed();
+        e.task.kind = kind as u8;
+        e.task.ts_ns = 9_000;
+        e.task.pid = 77;
+        e.task.ppid = 1;
+        e.task.uid = 1000;
+        e.task.start_ns = 8_000;
+        e.task.cgroup = 99;
+        e.task.comm[..7].copy_from_slice(b"python3");
+        e
+    }
+
+    fn bytes(e: &netta_ebpf::ExecEvent, len: usize) -> Vec<u8> {
+        // SAFETY: a repr(C) record of plain integers and bytes.
+        let all = unsafe {
+            std::slice::from_raw_parts(
+                e as *const _ as *const u8,
+                std::mem::size_of::<netta_ebpf::ExecEvent>(),
+            )
+        };
+        all[..len].to_vec()
+    }
+
+    #[test]
+    fn decodes_process_records_by_their_kind() {
+        use netta_ebpf::{EXEC_SIZE_NO_ARGS, TASK_EVENT_SIZE};
+        let fork = task(Kind::Fork);
+        let Ok(Decoded::Proc(p)) = decode_record(&bytes(&fork, TASK_EVENT_SIZE)) else {
+            panic!("a fork record");
+        };
+        assert_eq!(
+            (p.action, p.pid, p.ppid, p.start_ns),
+            (ProcAction::Fork, 77, 1, 8_000)
+        );
+        let mut exec = task(Kind::Exec);
+        exec.path[..15].copy_from_slice(b"/usr/bin/python");
+        exec.task.path_len = 15;
+        let Ok(Decoded::Proc(p)) = decode_record(&bytes(&exec, EXEC_SIZE_NO_ARGS)) else {
+            panic!("an exec record");
+        };
+        assert_eq!(p.path, b"/usr/bin/python");
+        assert_eq!(p.args, None);
+        // With arguments the record is full size; cut short, it is an error.
+        exec.task.flags = exec_flags::HAS_ARGS | exec_flags::ARGS_TRUNCATED;
+        exec.args[..6].copy_from_slice(b"py\0-c\0");
+        exec.task.args_len = 6;
+        let full = std::mem::size_of::<netta_ebpf::ExecEvent>();
+        let Ok(Decoded::Proc(p)) = decode_record(&bytes(&exec, full)) else {
+            panic!("an exec record with arguments");
+        };
+        assert_eq!(p.args.as_deref(), Some(&b"py\0-c\0"[..]));
+        assert!(p.args_truncated);
+        assert_eq!(
+            decode_record(&bytes(&exec, EXEC_SIZE_NO_ARGS)),
+            Err(DecodeError::Short(EXEC_SIZE_NO_ARGS, full))
+        );
+        // Lengths past the buffers are bounded, not trusted.
+        exec.task.path_len = u16::MAX;
+        exec.task.args_len = u16::MAX;
+        let Ok(Decoded::Proc(p)) = decode_record(&bytes(&exec, full)) else {
+            panic!("bounded");
+        };
+        assert_eq!(p.path.len(), netta_ebpf::EXEC_PATH_LEN);
+        // A connection record is a connection event; nothing is a short error.
+        let conn = raw(Kind::Opened as u8);
+        assert!(matches!(
+            decode_record(conn.as_bytes()),
+            Ok(Decoded::Conn(_))
+        ));
+        assert!(decode_record(&[]).is_err());
+        assert_eq!(
+            ConnEvent::decode(&bytes(&fork, TASK_EVENT_SIZE)),
+            Err(DecodeError::Short(TASK_EVENT_SIZE, netta_ebpf::EVENT_SIZE))
+        );
+    }
+
+    #[test]
     fn abi_layout_is_what_the_kernel_writes() {
         // The kernel program compiles the same struct; these pin the wire format.
         use core::mem::{offset_of, size_of};
         use netta_ebpf::Event as E;
-        assert_eq!(size_of::<E>(), 112);
+        assert_eq!(size_of::<E>(), 128);
         assert_eq!(offset_of!(E, ts_ns), 0);
-        assert_eq!(offset_of!(E, sock), 8);
-        assert_eq!(offset_of!(E, start_ns), 16);
-        assert_eq!(offset_of!(E, packets), 40);
-        assert_eq!(offset_of!(E, local_addr), 48);
-        assert_eq!(offset_of!(E, remote_addr), 64);
-        assert_eq!(offset_of!(E, pid), 80);
-        assert_eq!(offset_of!(E, local_port), 84);
-        assert_eq!(offset_of!(E, family), 88);
-        assert_eq!(offset_of!(E, kind), 90);
-        assert_eq!(offset_of!(E, comm), 96);
-        assert_eq!(size_of::<netta_ebpf::SockInfo>(), 88);
+        assert_eq!(offset_of!(E, kind), 8);
+        assert_eq!(offset_of!(E, family), 14);
+        assert_eq!(offset_of!(E, sock), 16);
+        assert_eq!(offset_of!(E, start_ns), 24);
+        assert_eq!(offset_of!(E, packets), 48);
+        assert_eq!(offset_of!(E, cgroup), 56);
+        assert_eq!(offset_of!(E, local_addr), 64);
+        assert_eq!(offset_of!(E, remote_addr), 80);
+        assert_eq!(offset_of!(E, pid), 96);
+        assert_eq!(offset_of!(E, uid), 100);
+        assert_eq!(offset_of!(E, netns), 104);
+        assert_eq!(offset_of!(E, local_port), 108);
+        assert_eq!(offset_of!(E, comm), 112);
+        assert_eq!(size_of::<netta_ebpf::TaskEvent>(), 64);
+        assert_eq!(offset_of!(netta_ebpf::TaskEvent, kind), 8);
+        assert_eq!(size_of::<netta_ebpf::ExecEvent>(), 1344);
+        assert_eq!(size_of::<netta_ebpf::SockInfo>(), 104);
         assert_eq!(size_of::<netta_ebpf::UdpFlowKey>(), 32);
-        assert_eq!(size_of::<netta_ebpf::UdpFlowStats>(), 72);
-        assert_eq!(size_of::<netta_ebpf::Config>(), 80);
+        assert_eq!(size_of::<netta_ebpf::UdpFlowStats>(), 32);
+        assert_eq!(size_of::<netta_ebpf::Config>(), 120);
     }
 }

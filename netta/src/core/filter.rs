@@ -1,9 +1,11 @@
-//! Which rows a view shows, and in what order; which events `netta events` writes.
+//! Which rows a view shows, and in what order; which events `netta events`
+//! writes: the one definition of every row filter (`list`, `top` and its `/`
+//! words, `history`'s store query).
 use std::net::SocketAddr;
 
 use ipnet::IpNet;
 
-use crate::core::event::{Action, ConnEvent, Direction, Proto, State};
+use crate::core::event::{Action, ConnEvent, Direction, Proto, State, Who};
 use crate::core::history_query::{parse_net, Query};
 use crate::core::sanitize::Comm;
 use crate::core::table::{Closed, Conn, Snapshot};
@@ -24,6 +26,15 @@ pub struct Filter {
     /// The ECS ends ([`Ends`]): the source started the connection, the destination
     /// was connected to (a listener is a destination).
     pub ends: EndsFilter,
+    /// The owner's user: a uid, or a name (as this host names it).
+    pub user: Option<User>,
+    /// The executable: its full path, or (without a `/`) its file name.
+    pub exe: Option<String>,
+    /// Inode of the network namespace.
+    pub netns: Option<u32>,
+    /// The start of a container id (as `docker ps` shortens them), or a pod's
+    /// UID or name.
+    pub container: Option<String>,
 }
 
 /// `--sport`, `--dport`, `--src`, `--dst`: ports and networks of the ECS ends.
@@ -79,6 +90,51 @@ impl EndsFilter {
     }
 }
 
+/// A user, as a filter names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum User {
+    Id(u32),
+    Name(String),
+}
+
+impl User {
+    /// A number is a uid, anything else a name.
+    pub fn parse(s: &str) -> User {
+        s.parse()
+            .map_or_else(|_| User::Name(s.to_string()), User::Id)
+    }
+
+    pub fn matches(&self, who: &Who) -> bool {
+        match self {
+            User::Id(uid) => who.uid == Some(*uid),
+            User::Name(n) => who.user.as_ref().is_some_and(|u| u.as_str() == n),
+        }
+    }
+}
+
+/// Whether executable `exe` is the one `want` names: the same path, or (when
+/// `want` has no `/`) the same file name. The store's SQL is the same test.
+pub fn exe_matches(exe: &str, want: &str) -> bool {
+    if want.contains('/') {
+        exe == want
+    } else {
+        exe.rsplit('/').next() == Some(want)
+    }
+}
+
+/// Whether the owner's container is the one `want` names: its id starts with
+/// it, or its pod's UID or name is it.
+pub fn container_matches(who: &Who, want: &str) -> bool {
+    let Some(c) = &who.container else {
+        return false;
+    };
+    let want = want.to_ascii_lowercase();
+    c.id.as_deref().is_some_and(|id| id.starts_with(&want))
+        || c.pod
+            .as_ref()
+            .is_some_and(|p| *p.uid == *want || p.name.as_ref().is_some_and(|n| n.as_str() == want))
+}
+
 impl Filter {
     /// Listeners only (the menu's "listening ports").
     pub fn listening() -> Filter {
@@ -100,6 +156,17 @@ impl Filter {
             dport: self.ends.dport,
             src: self.ends.src.map(|n| n.to_string()),
             dst: self.ends.dst.map(|n| n.to_string()),
+            uid: match &self.user {
+                Some(User::Id(u)) => Some(*u),
+                _ => None,
+            },
+            user: match &self.user {
+                Some(User::Name(n)) => Some(n.clone()),
+                _ => None,
+            },
+            exe: self.exe.clone(),
+            netns: self.netns,
+            container: self.container.clone(),
             action: Some(HISTORY_ACTIONS.to_string()),
             limit: Some(limit),
             ..Query::default()
@@ -108,8 +175,9 @@ impl Filter {
 
     /// The filter from words, named as `list`'s flags are: `state:established`
     /// (repeatable), `proto:tcp`, `port:443`, `pid:1234`, `process:curl`,
-    /// `sport:40000`, `dport:443`, `src:10.0.0.0/8`, `dst:192.0.2.7` (`=` works
-    /// too, and `--port 443` as on the command line). A bare `tcp`/`udp` is the
+    /// `sport:40000`, `dport:443`, `src:10.0.0.0/8`, `dst:192.0.2.7`, `user:alice`,
+    /// `exe:/usr/bin/curl`, `netns:4026531840`, `container:3f2a8b` (`=` works too,
+    /// and `--port 443` as on the command line). A bare `tcp`/`udp` is the
     /// protocol, a bare number the port, a state name the state, any other word
     /// a process name.
     pub fn parse_words(text: &str) -> Result<Filter, String> {
@@ -140,6 +208,16 @@ impl Filter {
                 "dst" => f.ends.dst = Some(parse_net(&value).map_err(|e| e.to_string())?),
                 "pid" => f.pid = Some(value.parse().map_err(|_| format!("bad pid `{shown}`"))?),
                 "process" | "proc" | "comm" => f.process = Some(value),
+                "user" => f.user = Some(User::parse(&value)),
+                "exe" => f.exe = Some(value),
+                "netns" => {
+                    f.netns = Some(
+                        value
+                            .parse()
+                            .map_err(|_| format!("bad network namespace `{shown}`"))?,
+                    )
+                }
+                "container" | "pod" => f.container = Some(value),
                 "" => {
                     if let Some(p) = proto(&value) {
                         f.proto = Some(p);
@@ -169,11 +247,14 @@ impl Filter {
             pid: c.pid,
             comm: c.comm,
             direction: c.direction,
+            netns: c.netns,
+            who: Some(&c.who),
         })
     }
 
     /// The same test on the fields a view's own row type carries.
-    pub fn accepts(&self, s: Subject) -> bool {
+    pub fn accepts(&self, s: Subject<'_>) -> bool {
+        let who = s.who.unwrap_or(&NOBODY);
         (self.states.is_empty() || self.states.contains(&s.state))
             && self.proto.is_none_or(|p| p == s.proto)
             && self
@@ -190,12 +271,22 @@ impl Filter {
                     .unwrap_or_else(|| crate::core::tuple::unspecified_like(s.local)),
                 s.state.is_listener(),
             ))
+            && self.user.as_ref().is_none_or(|u| u.matches(who))
+            && self
+                .exe
+                .as_ref()
+                .is_none_or(|want| who.executable().is_some_and(|e| exe_matches(e, want)))
+            && self.netns.is_none_or(|n| n == s.netns)
+            && self
+                .container
+                .as_ref()
+                .is_none_or(|want| container_matches(who, want))
     }
 }
 
 /// What a filter looks at in a row.
 #[derive(Clone, Copy, Debug)]
-pub struct Subject {
+pub struct Subject<'a> {
     pub state: State,
     pub proto: Proto,
     pub local: SocketAddr,
@@ -204,17 +295,42 @@ pub struct Subject {
     pub pid: u32,
     pub comm: Comm,
     pub direction: Direction,
+    pub netns: u32,
+    /// What is known of the owner (`None`: nothing).
+    pub who: Option<&'a Who>,
 }
 
 /// The keys of filter words.
-const KEYS: [&str; 9] = [
-    "state", "proto", "port", "pid", "process", "sport", "dport", "src", "dst",
+const KEYS: [&str; 14] = [
+    "state",
+    "proto",
+    "port",
+    "pid",
+    "process",
+    "sport",
+    "dport",
+    "src",
+    "dst",
+    "user",
+    "exe",
+    "netns",
+    "container",
+    "pod",
 ];
 
 fn port(s: &str) -> Result<u16, String> {
     s.parse()
         .map_err(|_| format!("bad port `{}`", crate::core::sanitize::escape(s.as_bytes())))
 }
+
+/// An owner nothing is known of.
+static NOBODY: Who = Who {
+    uid: None,
+    user: None,
+    cgroup: 0,
+    process: None,
+    container: None,
+};
 
 fn proto(s: &str) -> Option<Proto> {
     match s.to_ascii_lowercase().as_str() {
@@ -317,13 +433,10 @@ mod tests {
         e.local = local.parse().unwrap();
         e.remote = remote.parse().unwrap();
         e.direction = direction;
-        let mut c = Closed::from_ended(
-            &ConnEvent {
-                action: Action::Closed,
-                ..e
-            },
-            None,
-        )
+        let mut c = Closed::from_ended(&ConnEvent {
+            action: Action::Closed,
+            ..e
+        })
         .unwrap()
         .conn;
         c.state = state;
@@ -460,5 +573,65 @@ mod tests {
         assert_eq!((q.sport, q.dport), (Some(1), Some(2)));
         assert_eq!(q.src.as_deref(), Some("10.0.0.1/32"));
         assert_eq!(q.dst.as_deref(), Some("10.0.0.0/8"));
+    }
+
+    #[test]
+    fn owners_filter_by_user_executable_namespace_and_container() {
+        let mut c = crate::fixture::conn(
+            1,
+            Proto::Tcp,
+            "127.0.0.1:40000",
+            "127.0.0.1:443",
+            State::Established,
+            crate::core::event::Direction::Egress,
+            7,
+            b"python3",
+        );
+        c.netns = 4026531840;
+        c.who = crate::fixture::owned();
+        let yes = [
+            "user:alice",
+            "user:1000",
+            "exe:python3",
+            "exe:/usr/bin/python3",
+            "netns:4026531840",
+            "container:3f2a8b",
+            "container:3F2A8B5C",
+            "pod:web-0",
+            "container:6a1b3c4d-1111-2222-3333-444455556666",
+        ];
+        for w in yes {
+            assert!(Filter::parse_words(w).unwrap().matches(&c), "{w}");
+        }
+        let no = [
+            "user:bob",
+            "user:0",
+            "exe:python",
+            "exe:/bin/python3",
+            "netns:1",
+            "container:ffff",
+            "container:web",
+        ];
+        for w in no {
+            assert!(!Filter::parse_words(w).unwrap().matches(&c), "{w}");
+        }
+        assert!(Filter::parse_words("netns:x")
+            .unwrap_err()
+            .contains("network namespace"));
+        // A row nothing is known of matches none of them.
+        let mut bare = crate::fixture::conn(
+            2,
+            Proto::Tcp,
+            "127.0.0.1:1",
+            "127.0.0.1:2",
+            State::Established,
+            crate::core::event::Direction::Egress,
+            8,
+            b"x",
+        );
+        bare.who = Default::default();
+        for w in ["user:0", "exe:x", "container:0"] {
+            assert!(!Filter::parse_words(w).unwrap().matches(&bare), "{w}");
+        }
     }
 }

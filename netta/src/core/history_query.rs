@@ -48,6 +48,15 @@ pub struct Query {
     pub process: Option<String>,
     pub pid: Option<u32>,
     pub uid: Option<u32>,
+    /// A user's name, as the agent named it when it stored the row.
+    pub user: Option<String>,
+    /// An executable: its full path, or (without a `/`) its file name
+    /// (`core::filter::exe_matches`).
+    pub exe: Option<String>,
+    /// Inode of a network namespace.
+    pub netns: Option<u32>,
+    /// The start of a container id, or a pod's UID or name.
+    pub container: Option<String>,
     /// Source or destination port.
     pub port: Option<u16>,
     pub sport: Option<u16>,

@@ -384,8 +384,9 @@ mod tests {
             state: State::Established,
             inode: 9,
             uid: 0,
+            netns: 0,
         };
-        t.reconcile(&[proc_row], 10, &mut |_| None);
+        t.reconcile(&[proc_row], &[0], 10, &mut |_| None);
         let mut sm = Sampler::default();
         assert_eq!(sm.apply(&mut t, &sample(100, 0), SEC), 1);
         assert_eq!(sm.seen[&77].key, Some(Key::Inode(9)));

@@ -1,7 +1,9 @@
 //! The pure core: no tokio, no I/O, time passed in. Kernel records and their
 //! decoding, addresses, the live table and its history, /proc/net parsing,
 //! clock conversion, sanitising, service names and the text of numbers, DNS
-//! responses (`dns`) and what they named (`dns_cache`).
+//! responses (`dns`) and what they named (`dns_cache`), processes (`process`,
+//! `proc_pid`) and containers (`cgroup`).
+pub mod cgroup;
 pub mod clock;
 pub mod community_id;
 pub mod dns;
@@ -13,6 +15,8 @@ pub mod history_query;
 pub mod live;
 pub mod pipeline;
 pub mod proc_net;
+pub mod proc_pid;
+pub mod process;
 pub mod sanitize;
 pub mod services;
 pub mod sock_diag;

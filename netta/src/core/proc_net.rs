@@ -18,6 +18,8 @@ pub struct ProcSocket {
     /// 0 for sockets no process holds (TIME_WAIT, NEW_SYN_RECV, orphans).
     pub inode: u64,
     pub uid: u32,
+    /// Inode of the network namespace whose tables listed it (the reader sets it).
+    pub netns: u32,
 }
 
 /// A line of a /proc/net table that could not be parsed.
@@ -144,6 +146,7 @@ fn parse_line(line: &[u8], proto: Proto) -> Result<ProcSocket, String> {
         state,
         inode,
         uid,
+        netns: 0,
     })
 }
 
@@ -315,6 +318,7 @@ pub(crate) mod tests {
                     state: State::Listen,
                     inode: 12345,
                     uid: 0,
+                    netns: 0,
                 },
                 ProcSocket {
                     proto: Proto::Tcp,
@@ -323,6 +327,7 @@ pub(crate) mod tests {
                     state: State::Established,
                     inode: 23456,
                     uid: 1000,
+                    netns: 0,
                 },
                 ProcSocket {
                     proto: Proto::Tcp,
@@ -331,6 +336,7 @@ pub(crate) mod tests {
                     state: State::TimeWait,
                     inode: 0,
                     uid: 0,
+                    netns: 0,
                 },
             ]
         );

@@ -1,7 +1,8 @@
 //! Process names are chosen by whoever runs the process (`prctl(PR_SET_NAME)`,
 //! argv[0]), so they are hostile input. They are stored as raw bytes and only
 //! ever leave netta through these functions. DNS names come off the wire, from
-//! whoever answers: [`Domain`] makes them plain text once, as they enter.
+//! whoever answers: [`Domain`] makes them plain text once, as they enter, and so
+//! does [`Text`] for executable paths, arguments, user and pod names.
 use std::fmt;
 use std::sync::Arc;
 
@@ -142,6 +143,62 @@ fn escape_into(mut raw: &[u8], out: &mut impl fmt::Write) -> fmt::Result {
         }
     }
     Ok(())
+}
+
+/// Untrusted text (a path, an argument, a user name) escaped once, as it enters
+/// (see [`escape`]), and bounded: one line that cannot drive a terminal, which
+/// every view, log line and JSON document can show as it is (CSV still needs
+/// [`csv_cell`]). Cheap to clone (shared).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Text(Arc<str>);
+
+impl Text {
+    /// Escapes the first `max` raw bytes of `raw`.
+    pub fn escaped(raw: &[u8], max: usize) -> Text {
+        Text(escape(&raw[..raw.len().min(max)]).into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Text({})", self.0)
+    }
+}
+
+impl serde::Serialize for Text {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+/// Text from the API or the store is taken as it is when nothing in it could
+/// drive a terminal, and escaped otherwise: no raw text gets in this way either.
+impl<'de> serde::Deserialize<'de> for Text {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Text, D::Error> {
+        let s: String = serde::Deserialize::deserialize(d)?;
+        Ok(Text::from_shown(&s))
+    }
+}
+
+impl Text {
+    /// Text that was escaped before (the store, the API): kept when it is safe.
+    pub fn from_shown(s: &str) -> Text {
+        if s.chars().any(is_dangerous) {
+            Text(escape(s.as_bytes()).into())
+        } else {
+            Text(s.into())
+        }
+    }
 }
 
 /// A CSV cell that a spreadsheet will not evaluate: values starting with `=`, `+`,
@@ -293,6 +350,23 @@ mod tests {
         assert_eq!(full.as_bytes().len(), 16);
         assert_eq!(Comm::from_bytes(b"sshd\n").as_bytes(), b"sshd");
         assert_eq!(Comm::from_bytes(&[b'y'; 40]).as_bytes().len(), 16);
+    }
+
+    #[test]
+    fn text_is_escaped_once_and_bounded() {
+        let t = Text::escaped(b"/tmp/a\x1b[2J\n\xff", 64);
+        assert_eq!(t.as_str(), "/tmp/a\\e[2J\\n\\xff");
+        assert_eq!(Text::escaped(b"abcdef", 3).as_str(), "abc");
+        // What the API hands back stays as it was shown, raw controls do not.
+        let back: Text = serde_json::from_str(&serde_json::to_string(&t).unwrap()).unwrap();
+        assert_eq!(back, t);
+        assert_eq!(Text::from_shown("a\u{202e}b").as_str(), "a\\u{202e}b");
+        assert_eq!(Text::from_shown("a\x1bb").as_str(), "a\\eb");
+        assert_eq!(
+            Text::from_shown("C:\\x").as_str(),
+            "C:\\x",
+            "shown text stays"
+        );
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! Rows as the history store keeps them: pure data shared by the store, the
 //! API, and the renderers. Times are wall-clock microseconds since the epoch.
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 
 use crate::core::clock::Clock;
-use crate::core::event::{Action, ConnEvent, Direction, OwnerSource, Proto};
+use crate::core::event::{Action, ConnEvent, Direction, OwnerSource, Proto, Who};
 use crate::core::history_query::{action_name, ACTIONS};
 use crate::core::sanitize::{Comm, Domain};
 
@@ -22,7 +23,6 @@ pub struct ConnRow {
     pub dst: SocketAddr,
     /// 0 when the owner is unknown.
     pub pid: u32,
-    pub uid: Option<u32>,
     /// Raw bytes of the process name: escape before showing (see `sanitize`).
     #[serde(with = "comm_bytes")]
     pub comm: Comm,
@@ -36,6 +36,13 @@ pub struct ConnRow {
     /// The name DNS gave the remote address when the connection began.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<Domain>,
+    /// Inode of the socket's network namespace (0: unknown).
+    #[serde(default)]
+    pub netns: u32,
+    /// The owner's user, process (its start in wall-clock ns, as the row's other
+    /// times) and container, as far as known.
+    #[serde(default)]
+    pub who: Who,
 }
 
 /// Comm bytes travel over the API as an array of numbers: names need not be UTF-8.
@@ -111,17 +118,19 @@ impl ConnRow {
         e.count = self.packets;
         e.partial = self.partial;
         e.domain = self.domain.clone();
+        e.netns = self.netns;
+        e.who = self.who.clone();
         e
     }
 
     /// The row as the views' history shows it (wall-clock times: render with
     /// `Clock::fixed(0)`); `None` for listener changes.
     pub fn to_closed(&self) -> Option<crate::core::table::Closed> {
-        crate::core::table::Closed::from_ended(&self.to_event(), self.uid)
+        crate::core::table::Closed::from_ended(&self.to_event())
     }
 
     /// A row for a stored kind of event; `None` for the others (opened, state changes, losses).
-    pub fn from_event(ev: &ConnEvent, clock: &Clock, uid: Option<u32>) -> Option<ConnRow> {
+    pub fn from_event(ev: &ConnEvent, clock: &Clock) -> Option<ConnRow> {
         let action = action_name(ev.action)?;
         let (src, dst) = match ev.action {
             Action::ListenStarted | Action::ListenStopped => (
@@ -140,7 +149,6 @@ impl ConnRow {
             src,
             dst,
             pid: ev.pid,
-            uid,
             comm: ev.comm,
             owner: ev.owner.name().to_string(),
             bytes_sent: ev.bytes_sent,
@@ -148,6 +156,19 @@ impl ConnRow {
             packets: ev.count,
             partial: ev.partial,
             domain: ev.domain.clone(),
+            netns: ev.netns,
+            who: Who {
+                // Like the row's own times, the process's start in wall-clock time.
+                process: ev.who.process.as_ref().map(|p| {
+                    let mut p = crate::core::process::Process::clone(p);
+                    if p.start_ns != 0 {
+                        p.start_ns =
+                            (wall_us(clock, p.start_ns).max(0) as u64).saturating_mul(1000);
+                    }
+                    Arc::new(p)
+                }),
+                ..ev.who.clone()
+            },
         })
     }
 }
@@ -177,8 +198,12 @@ pub fn wall_us(clock: &Clock, mono_ns: u64) -> i64 {
 /// One destination the `new-destination` baseline has learned, as stored.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BaselineRow {
-    /// Raw bytes of the process name: escape before showing.
+    /// Raw bytes of the process name (empty once the executable is known):
+    /// escape before showing.
     pub comm: Comm,
+    /// The executable, when the baseline knows the program by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exe: Option<crate::core::sanitize::Text>,
     /// `203.0.113.0/24`.
     pub network: String,
     pub port: u16,
@@ -186,6 +211,16 @@ pub struct BaselineRow {
     pub first_us: i64,
     pub last_us: i64,
     pub count: u64,
+}
+
+impl BaselineRow {
+    /// The program: its executable, else its process name (escaped).
+    pub fn program(&self) -> String {
+        match &self.exe {
+            Some(e) => e.to_string(),
+            None => self.comm.to_string(),
+        }
+    }
 }
 
 /// The baseline as `netta baseline show` reports it.
@@ -217,16 +252,14 @@ mod tests {
     #[test]
     fn accepted_rows_put_the_client_in_source() {
         let clock = Clock::fixed(1_000_000_000_000_000_000);
-        let r =
-            ConnRow::from_event(&ev(Action::Closed, Direction::Ingress), &clock, Some(0)).unwrap();
+        let r = ConnRow::from_event(&ev(Action::Closed, Direction::Ingress), &clock).unwrap();
         assert_eq!(r.src, "127.0.0.1:45000".parse().unwrap());
         assert_eq!(r.dst, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(r.local(), r.dst);
         assert_eq!(r.ts_us, 1_000_000_000_000_000 + 3_000_000);
         assert_eq!(r.duration_us(), Some(2_000_000));
         assert_eq!(r.action, "closed");
-        let out =
-            ConnRow::from_event(&ev(Action::Closed, Direction::Egress), &clock, None).unwrap();
+        let out = ConnRow::from_event(&ev(Action::Closed, Direction::Egress), &clock).unwrap();
         assert_eq!(out.src, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(out.local(), out.src);
     }
@@ -240,10 +273,10 @@ mod tests {
             Action::EventsLost,
             Action::Pending,
         ] {
-            assert!(ConnRow::from_event(&ev(a, Direction::Egress), &clock, None).is_none());
+            assert!(ConnRow::from_event(&ev(a, Direction::Egress), &clock).is_none());
         }
-        let l = ConnRow::from_event(&ev(Action::ListenStarted, Direction::Unknown), &clock, None)
-            .unwrap();
+        let l =
+            ConnRow::from_event(&ev(Action::ListenStarted, Direction::Unknown), &clock).unwrap();
         assert_eq!(l.src.port(), 8080);
         assert_eq!(l.dst.port(), 0);
     }
@@ -253,7 +286,7 @@ mod tests {
         let mut e = ev(Action::Updated, Direction::Ingress);
         e.bytes_sent = 5_000;
         e.bytes_recv = 70;
-        let r = ConnRow::from_event(&e, &Clock::fixed(0), None).unwrap();
+        let r = ConnRow::from_event(&e, &Clock::fixed(0)).unwrap();
         assert_eq!(r.action, "open");
         assert_eq!((r.bytes_sent, r.bytes_recv), (5_000, 70));
         assert_eq!((r.local(), r.remote()), (e.local, e.remote));
@@ -266,7 +299,7 @@ mod tests {
     fn rows_survive_json_with_hostile_names() {
         let mut e = ev(Action::Closed, Direction::Egress);
         e.comm = Comm::from_bytes(b"a\n\x1b[31m\xff");
-        let r = ConnRow::from_event(&e, &Clock::fixed(0), None).unwrap();
+        let r = ConnRow::from_event(&e, &Clock::fixed(0)).unwrap();
         let back: ConnRow = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
         assert_eq!(back, r);
         // And back to an event: the same socket, seen from the same side.

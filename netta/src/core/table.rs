@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 
 use rustc_hash::FxHashMap;
 
-use crate::core::event::{span_ns, Action, ConnEvent, Direction, OwnerSource, Proto, State};
+use crate::core::event::{span_ns, Action, ConnEvent, Direction, OwnerSource, Proto, State, Who};
 use crate::core::proc_net::{Owner, ProcSocket};
 use crate::core::sanitize::{Comm, Domain};
 use crate::core::sock_id::SockIds;
@@ -76,7 +76,12 @@ pub struct Conn {
     /// Last activity (UDP flows), CLOCK_BOOTTIME ns.
     pub last_ns: u64,
     pub inode: u64,
-    pub uid: Option<u32>,
+    /// Inode of the socket's network namespace (0: unknown).
+    #[serde(default)]
+    pub netns: u32,
+    /// The owner's user, cgroup, process and container, as far as known.
+    #[serde(default)]
+    pub who: Who,
     /// When this table learned of the row; guards reconcile against fresh rows.
     pub seen_ns: u64,
     pub origin: Origin,
@@ -109,15 +114,19 @@ pub struct Live {
 
 impl Conn {
     pub fn tuple(&self) -> Tuple {
-        Tuple::new(self.proto, self.local, self.remote)
+        Tuple::new(self.netns, self.proto, self.local, self.remote)
     }
 
-    /// Takes the owner of the row this one replaces, when its own is unknown.
+    /// Takes the owner of the row this one replaces, when its own is unknown,
+    /// and what it knew of the owner that this one does not.
     fn inherit_owner(&mut self, old: &Conn) {
         if self.owner == OwnerSource::Unknown {
             self.pid = old.pid;
             self.comm = old.comm;
             self.owner = old.owner;
+            self.who = old.who.clone();
+        } else if self.pid == old.pid {
+            self.who.fill_from(&old.who);
         }
     }
 
@@ -140,6 +149,8 @@ impl Conn {
             owner: self.owner,
             start_ns: self.start_ns,
             domain: self.domain.clone(),
+            netns: self.netns,
+            who: self.who.clone(),
             ..ConnEvent::blank(action, ts_ns)
         }
     }
@@ -166,15 +177,14 @@ impl Closed {
 
     /// The history row for an ended connection, failed connect or UDP flow
     /// (what the store keeps); `None` for other events.
-    pub fn from_ended(ev: &ConnEvent, uid: Option<u32>) -> Option<Closed> {
+    pub fn from_ended(ev: &ConnEvent) -> Option<Closed> {
         let (state, failed) = match ev.action {
             Action::Closed => (State::Close, false),
             Action::Failed => (State::SynSent, true),
             Action::UdpFlow => (State::Flow, false),
             _ => return None,
         };
-        let mut conn = Table::row_from_event(ev, Key::Tuple(ev.tuple()), state);
-        conn.uid = uid;
+        let conn = Table::row_from_event(ev, Key::Tuple(ev.tuple()), state);
         Some(Closed {
             conn,
             end_ns: ev.ts_ns,
@@ -450,7 +460,8 @@ impl Table {
             packets: ev.count,
             last_ns: ev.ts_ns,
             inode: 0,
-            uid: None,
+            netns: ev.netns,
+            who: ev.who.clone(),
             seen_ns: ev.ts_ns,
             origin: Origin::Event,
             live: Live::default(),
@@ -503,7 +514,6 @@ impl Table {
         if let Some(key) = self.seeded.get(&ev.tuple()).copied() {
             if let Some(old) = self.remove(&key) {
                 row.inode = old.inode;
-                row.uid = old.uid;
                 row.inherit_owner(&old);
                 if row.domain.is_none() {
                     row.domain = old.domain;
@@ -533,6 +543,7 @@ impl Table {
             row.pid = ev.pid;
             row.comm = ev.comm;
             row.owner = ev.owner;
+            row.who = ev.who.clone();
         }
         if !first {
             return Applied::Quiet;
@@ -557,7 +568,6 @@ impl Table {
                 conn.direction = old.direction;
             }
             conn.inode = old.inode;
-            conn.uid = old.uid;
             conn.live = old.live;
             // Without the kernel's counters (no BTF offsets), the last live sample.
             if conn.bytes_sent == 0 && conn.bytes_recv == 0 {
@@ -600,7 +610,7 @@ impl Table {
 
     fn listen_stopped(&mut self, ev: &ConnEvent) -> Applied {
         self.counters.listen_stopped += 1;
-        self.take(ev.sock, &Tuple::listener(ev.proto, ev.local));
+        self.take(ev.sock, &Tuple::listener(ev.netns, ev.proto, ev.local));
         Applied::Changed
     }
 
@@ -666,12 +676,14 @@ impl Table {
         out
     }
 
-    /// Brings the table in line with a /proc snapshot read between `started_ns` and
-    /// now. Rows /proc lacks are removed only if the table knew them before the read
-    /// began; rows it adds get owners from `owner_of` (socket inode to process).
+    /// Brings the table in line with a /proc snapshot of the network namespaces
+    /// `read`, taken between `started_ns` and now. Rows /proc lacks are removed
+    /// only if the table knew them before the read began and their namespace was
+    /// read; rows it adds get owners from `owner_of` (socket inode to process).
     pub fn reconcile(
         &mut self,
         snap: &[ProcSocket],
+        read: &[u32],
         started_ns: u64,
         owner_of: &mut dyn FnMut(u64) -> Option<Owner>,
     ) -> ReconcileReport {
@@ -705,7 +717,10 @@ impl Table {
                         report.updated += 1;
                     }
                     row.inode = s.inode;
-                    row.uid = Some(s.uid);
+                    row.netns = s.netns;
+                    if row.who.uid.is_none() {
+                        row.who.uid = Some(s.uid);
+                    }
                     if row.owner == OwnerSource::Unknown && s.inode != 0 {
                         if let Some(o) = owner_of(s.inode) {
                             row.pid = o.pid;
@@ -714,7 +729,7 @@ impl Table {
                         }
                     }
                 }
-                None if row.seen_ns < started_ns => gone.push(row.key),
+                None if row.seen_ns < started_ns && read.contains(&row.netns) => gone.push(row.key),
                 None => {}
             }
         }
@@ -769,7 +784,11 @@ impl Table {
                 packets: 0,
                 last_ns: started_ns,
                 inode: s.inode,
-                uid: Some(s.uid),
+                netns: s.netns,
+                who: Who {
+                    uid: Some(s.uid),
+                    ..Who::default()
+                },
                 seen_ns: started_ns,
                 origin: Origin::Proc,
                 live: Live::default(),
@@ -832,6 +851,23 @@ impl Table {
         for row in self.live.values_mut() {
             if row.domain.is_none() && row.origin == Origin::Proc && row.has_peer() {
                 row.domain = name(row.remote.ip());
+            }
+        }
+    }
+
+    /// Gives rows whose process is not known yet what `who` knows of their pid
+    /// (rows /proc brought in, and owners found later), keeping what they have.
+    pub fn identify_rows(&mut self, mut who: impl FnMut(u32) -> Option<Who>) {
+        for row in self.live.values_mut() {
+            if row.pid != 0 && row.who.process.is_none() {
+                if let Some(w) = who(row.pid) {
+                    // The socket's user (from /proc/net) stays the row's.
+                    let uid = row.who.uid;
+                    row.who.fill_from(&w);
+                    if uid.is_some() {
+                        row.who.uid = uid;
+                    }
+                }
             }
         }
     }
@@ -903,6 +939,7 @@ mod tests {
             state,
             inode,
             uid: 1000,
+            netns: 0,
         }
     }
 
@@ -977,7 +1014,7 @@ mod tests {
             State::Established,
             99,
         )];
-        let r = t.reconcile(&snap, 50, &mut |ino| {
+        let r = t.reconcile(&snap, &[0], 50, &mut |ino| {
             (ino == 99).then_some(Owner {
                 pid: 1,
                 comm: Comm::from_bytes(b"sshd"),
@@ -1002,7 +1039,7 @@ mod tests {
         t.apply(&ev(Action::Opened, 2, "127.0.0.1:3", "127.0.0.1:4", 1_000));
         // The snapshot began at 500: socket 1 (known at 10) is gone, socket 2 is newer.
         let snap = [proc_row("127.0.0.1:9", "127.0.0.1:10", State::CloseWait, 5)];
-        let r = t.reconcile(&snap, 500, &mut |_| None);
+        let r = t.reconcile(&snap, &[0], 500, &mut |_| None);
         assert_eq!(r.removed.len(), 1);
         assert_eq!(r.removed[0].key, Key::Sock(1));
         assert!(t.get(&Key::Sock(2)).is_some());
@@ -1022,7 +1059,7 @@ mod tests {
             // Read before the close landed:
             proc_row("127.0.0.1:7", "127.0.0.1:8", State::Established, 12),
         ];
-        let r = t.reconcile(&snap, 500, &mut |_| None);
+        let r = t.reconcile(&snap, &[0], 500, &mut |_| None);
         assert_eq!(t.get(&Key::Sock(1)).unwrap().state, State::FinWait2);
         assert_eq!(r.updated, 1);
         assert!(r.added.is_empty(), "{:?}", r.added);
@@ -1036,9 +1073,9 @@ mod tests {
             proc_row("0.0.0.0:80", "0.0.0.0:0", State::Listen, 1),
             proc_row("0.0.0.0:80", "0.0.0.0:0", State::Listen, 2),
         ];
-        t.reconcile(&snap, 10, &mut |_| None);
+        t.reconcile(&snap, &[0], 10, &mut |_| None);
         assert_eq!(t.len(), 2);
-        let r = t.reconcile(&snap, 20, &mut |_| None);
+        let r = t.reconcile(&snap, &[0], 20, &mut |_| None);
         assert!(r.added.is_empty() && r.removed.is_empty());
         assert_eq!(t.len(), 2);
     }

@@ -11,10 +11,11 @@
 //! names are looked up only for the rows drawn), and the renderer draws only
 //! the visible rows.
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use crate::core::event::{Action, ConnEvent, Direction, Proto, State};
+use crate::core::event::{Action, ConnEvent, Direction, Proto, State, Who};
 use crate::core::filter::{Filter, Subject};
 use crate::core::sanitize::Comm;
 use crate::core::services::Services;
@@ -116,9 +117,17 @@ pub struct Row {
     pub rtt_us: u32,
     pub retrans: u32,
     pub direction: Direction,
+    /// Inode of the network namespace (0: unknown).
+    pub netns: u32,
+    /// What is known of the owner: an index into the picture's `owners`
+    /// ([`NO_OWNER`]: nothing), which rows of one process share.
+    pub owner: u32,
 }
 
-/// [`Row`]'s fields in order.
+/// A row whose owner nothing is known of.
+pub const NO_OWNER: u32 = u32::MAX;
+
+/// [`Row`]'s fields in order (the last three together: serde's tuples stop at 16).
 type RowWire = (
     Key,
     Proto,
@@ -135,7 +144,7 @@ type RowWire = (
     Option<u64>,
     u32,
     u32,
-    Direction,
+    (u32, u32, Direction),
 );
 
 impl From<Row> for RowWire {
@@ -156,7 +165,7 @@ impl From<Row> for RowWire {
             r.age_ns,
             r.rtt_us,
             r.retrans,
-            r.direction,
+            (r.netns, r.owner, r.direction),
         )
     }
 }
@@ -181,7 +190,9 @@ impl From<RowWire> for Row {
             age_ns: w.12,
             rtt_us: w.13,
             retrans: w.14,
-            direction: w.15,
+            netns: w.15 .0,
+            owner: w.15 .1,
+            direction: w.15 .2,
         }
     }
 }
@@ -196,6 +207,9 @@ pub struct Picture {
     pub in_per_s: u64,
     pub out_per_s: u64,
     pub rows: Vec<Row>,
+    /// The owners the rows name (`Row::owner`), each once.
+    #[serde(default)]
+    pub owners: Vec<Who>,
 }
 
 impl Picture {
@@ -211,14 +225,25 @@ impl Picture {
             counters,
             ..Picture::default()
         };
+        // One entry per owner: rows of one process share it (the same `Arc`s).
+        let mut owners: FxHashMap<OwnerKey, u32> = FxHashMap::default();
         for c in conns {
             p.in_per_s = p.in_per_s.saturating_add(c.live.rate_recv);
             p.out_per_s = p.out_per_s.saturating_add(c.live.rate_sent);
             if c.state.is_listener() {
                 p.listening += 1;
             } else {
+                let owner = if c.who == Who::default() {
+                    NO_OWNER
+                } else {
+                    *owners.entry(owner_key(&c.who)).or_insert_with(|| {
+                        p.owners.push(c.who.clone());
+                        p.owners.len() as u32 - 1
+                    })
+                };
                 p.rows.push(Row {
                     key: key(c.key),
+                    owner,
                     ..row(c, now)
                 });
             }
@@ -232,7 +257,31 @@ impl Picture {
     }
 }
 
+/// What tells owners apart cheaply: the user, the cgroup, and the process and
+/// container records (shared, so compared by address).
+type OwnerKey = (
+    Option<u32>,
+    u64,
+    usize,
+    usize,
+    Option<crate::core::sanitize::Text>,
+);
+
+fn owner_key(w: &Who) -> OwnerKey {
+    (
+        w.uid,
+        w.cgroup,
+        w.process.as_ref().map_or(0, |p| Arc::as_ptr(p) as usize),
+        w.container.as_ref().map_or(0, |c| Arc::as_ptr(c) as usize),
+        w.user.clone(),
+    )
+}
+
 impl Row {
+    pub fn tuple(&self) -> Tuple {
+        Tuple::new(self.netns, self.proto, self.local, self.remote)
+    }
+
     pub fn rate(&self) -> u64 {
         self.rate_in.saturating_add(self.rate_out)
     }
@@ -240,7 +289,7 @@ impl Row {
         self.sent.saturating_add(self.recv)
     }
 
-    fn subject(&self) -> Subject {
+    fn subject<'a>(&self, owners: &'a [Who]) -> Subject<'a> {
         Subject {
             state: self.state,
             proto: self.proto,
@@ -249,6 +298,8 @@ impl Row {
             pid: self.pid,
             comm: self.comm,
             direction: self.direction,
+            netns: self.netns,
+            who: owners.get(self.owner as usize),
         }
     }
 }
@@ -299,8 +350,10 @@ pub struct Top {
     pub now_ns: u64,
     prev: Option<(u64, Counters)>,
     services: Services,
-    /// The last picture's connections (listeners left out), unfiltered.
+    /// The last picture's connections (listeners left out), unfiltered, and
+    /// their owners.
     all: Vec<Row>,
+    owners: Vec<Who>,
     /// Indexes into `all` of the listed rows (reused between pictures).
     order: Vec<u32>,
     /// Updates so far: tells which sparklines belong to connections still open.
@@ -349,6 +402,7 @@ impl Top {
             prev: None,
             services,
             all: Vec::new(),
+            owners: Vec::new(),
             order: Vec::new(),
             generation: 0,
             spark: FxHashMap::default(),
@@ -385,6 +439,7 @@ impl Top {
         h.out_per_s = pic.out_per_s;
         self.all.clear();
         self.all.extend_from_slice(&pic.rows);
+        self.owners.clone_from(&pic.owners);
         // Sparklines of the connections still open, one sample per update.
         self.generation += 1;
         let generation = self.generation;
@@ -411,11 +466,13 @@ impl Top {
     /// kept on the same connection.
     fn rebuild(&mut self) {
         let selected_key = self.rows.get(self.selected).map(|r| r.key);
-        let (filter, all, by) = (&self.filter, &self.all, self.sort);
+        let (filter, all, owners, by) = (&self.filter, &self.all, &self.owners, self.sort);
         // Sorted as indexes (cheap to move), then copied out once.
         let order = &mut self.order;
         order.clear();
-        order.extend((0..all.len() as u32).filter(|i| filter.accepts(all[*i as usize].subject())));
+        order.extend(
+            (0..all.len() as u32).filter(|i| filter.accepts(all[*i as usize].subject(owners))),
+        );
         order.sort_by(|a, b| compare(by, &all[*a as usize], &all[*b as usize]));
         self.rows.clear();
         self.rows.extend(order.iter().map(|i| all[*i as usize]));
@@ -439,11 +496,7 @@ impl Top {
             // Forget connections no longer open, once per picture (it costs a
             // pass over the table, so not once per event).
             self.events_pruned = self.generation;
-            let open: FxHashSet<Tuple> = self
-                .all
-                .iter()
-                .map(|r| Tuple::new(r.proto, r.local, r.remote))
-                .collect();
+            let open: FxHashSet<Tuple> = self.all.iter().map(Row::tuple).collect();
             self.events.retain(|k, _| open.contains(k));
             if self.events.len() >= MAX_EVENT_CONNS {
                 return;
@@ -469,6 +522,11 @@ impl Top {
         self.rows.get(self.selected)
     }
 
+    /// What is known of a row's owner.
+    pub fn owner(&self, r: &Row) -> Option<&Who> {
+        self.owners.get(r.owner as usize)
+    }
+
     /// The service name of a row's remote port (or of its local one for
     /// accepted sockets, whose remote port is ephemeral); none without a peer.
     pub fn service(&self, r: &Row) -> Option<&str> {
@@ -492,7 +550,7 @@ impl Top {
     /// The selected connection's recent events, oldest first.
     pub fn selected_events(&self) -> Vec<(u64, Action)> {
         self.selected_row()
-            .and_then(|r| self.events.get(&Tuple::new(r.proto, r.local, r.remote)))
+            .and_then(|r| self.events.get(&r.tuple()))
             .map(|q| q.iter().copied().collect())
             .unwrap_or_default()
     }
@@ -666,6 +724,8 @@ fn row(c: &Conn, now: u64) -> Row {
         rtt_us: c.live.rtt_us,
         retrans: c.live.retrans,
         direction: c.direction,
+        netns: c.netns,
+        owner: NO_OWNER,
     }
 }
 
@@ -750,6 +810,46 @@ mod tests {
     }
 
     #[test]
+    fn rows_of_one_process_share_its_owner_and_filters_see_it() {
+        let owned = || {
+            let mut c = busy(1, 40000, 500);
+            c.netns = crate::fixture::HOST_NETNS;
+            c.who = crate::fixture::owned();
+            c
+        };
+        let a = owned();
+        let mut b = a.clone();
+        b.key = Key::Sock(2);
+        b.local = "127.0.0.1:40001".parse().unwrap();
+        let stranger = busy(3, 40002, 10);
+        let mut nobody = busy(4, 40003, 10);
+        nobody.who = Who::default();
+        let p = picture(vec![a, b, stranger, nobody]);
+        assert_eq!(p.owners.len(), 2, "one entry per owner");
+        assert_eq!((p.rows[0].owner, p.rows[1].owner), (0, 0));
+        assert_eq!((p.rows[2].owner, p.rows[3].owner), (1, NO_OWNER));
+        let back: Picture = serde_json::from_value(serde_json::to_value(&p).unwrap()).unwrap();
+        assert_eq!(back, p, "owners and namespaces travel with the rows");
+        let mut top = Top::new("test".into(), Services::builtin());
+        top.update(&back, SEC, 0);
+        top.set_filter("exe:python3 user:alice");
+        assert_eq!(top.rows.len(), 2);
+        let r = top.rows[0];
+        assert_eq!(
+            top.owner(&r).and_then(|w| w.executable()),
+            Some("/usr/bin/python3")
+        );
+        top.set_filter(&format!("netns:{}", crate::fixture::HOST_NETNS));
+        assert_eq!(top.rows.len(), 2);
+        top.set_filter("container:web-0");
+        assert_eq!(top.rows.len(), 2);
+        top.set_filter("user:0");
+        assert_eq!(top.rows.len(), 1, "the stranger (fixture uid 0)");
+        top.set_filter("");
+        assert_eq!(top.rows.len(), 4);
+    }
+
+    #[test]
     fn sparklines_follow_open_connections_and_skip_idle_ones() {
         let mut top = Top::new("test".into(), Services::builtin());
         let both = picture(vec![busy(1, 40000, 500), busy(2, 40001, 0)]);
@@ -794,6 +894,7 @@ mod tests {
         top.event(&event(60001));
         assert_eq!(top.events.len(), MAX_EVENT_CONNS);
         assert!(!top.events.contains_key(&Tuple::new(
+            0,
             Proto::Tcp,
             "127.0.0.1:60001".parse().unwrap(),
             "127.0.0.1:443".parse().unwrap()

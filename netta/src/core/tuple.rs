@@ -1,5 +1,6 @@
-//! The 4-tuple (protocol, local, remote): what identifies a connection across
-//! events, /proc rows and table rows. Built only here.
+//! The 4-tuple (protocol, local, remote) in its network namespace: what
+//! identifies a connection across events, /proc rows and table rows (two
+//! namespaces can each have 127.0.0.1:80). Built only here.
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::core::event::{ConnEvent, Proto};
@@ -9,14 +10,17 @@ use crate::core::proc_net::ProcSocket;
     Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
 )]
 pub struct Tuple {
+    /// Inode of the network namespace (0: unknown).
+    pub netns: u32,
     pub proto: Proto,
     pub local: SocketAddr,
     pub remote: SocketAddr,
 }
 
 impl Tuple {
-    pub fn new(proto: Proto, local: SocketAddr, remote: SocketAddr) -> Tuple {
+    pub fn new(netns: u32, proto: Proto, local: SocketAddr, remote: SocketAddr) -> Tuple {
         Tuple {
+            netns,
             proto,
             local,
             remote,
@@ -25,8 +29,8 @@ impl Tuple {
 
     /// A listener's tuple: the remote side is the unspecified address of the
     /// local family, port 0.
-    pub fn listener(proto: Proto, local: SocketAddr) -> Tuple {
-        Tuple::new(proto, local, unspecified_like(local))
+    pub fn listener(netns: u32, proto: Proto, local: SocketAddr) -> Tuple {
+        Tuple::new(netns, proto, local, unspecified_like(local))
     }
 }
 
@@ -41,13 +45,13 @@ pub fn unspecified_like(addr: SocketAddr) -> SocketAddr {
 
 impl ConnEvent {
     pub fn tuple(&self) -> Tuple {
-        Tuple::new(self.proto, self.local, self.remote)
+        Tuple::new(self.netns, self.proto, self.local, self.remote)
     }
 }
 
 impl ProcSocket {
     pub fn tuple(&self) -> Tuple {
-        Tuple::new(self.proto, self.local, self.remote)
+        Tuple::new(self.netns, self.proto, self.local, self.remote)
     }
 }
 

@@ -231,6 +231,12 @@ mod tests {
         assert!(btf.member_offset("tcp_sock", "bytes_received").is_some());
         assert!(btf.member_offset("tcp_sock", "bytes_acked").is_some());
         assert_eq!(btf.member_offset("sock_common", "skc_v6_daddr"), Some(56));
+        // A record's namespace, and what the process records read.
+        assert!(btf.member_offset("sock_common", "skc_net").is_some());
+        assert!(btf.member_offset("net", "ns").is_some());
+        assert!(btf.member_offset("ns_common", "inum").is_some());
+        assert!(btf.member_offset("task_struct", "start_boottime").is_some());
+        assert!(btf.member_offset("mm_struct", "arg_start").is_some());
         assert_eq!(btf.func_params("udp_sendmsg"), Some(3));
         assert!(matches!(
             btf.func_params("inet_csk_accept"),

@@ -32,6 +32,15 @@ pub struct DnsCapture {
 
 /// How often the namespaces are listed again (new containers, `ip netns add`).
 const RESCAN: Duration = Duration::from_secs(2);
+/// Receive buffer of each namespace's socket. Only DNS responses reach it (the
+/// filter drops the rest in the kernel), a few hundred bytes each (about 1-2 KiB
+/// of kernel memory with their buffers), and the thread drains a socket as soon
+/// as it is readable: 256 KiB (which the kernel doubles for its bookkeeping)
+/// holds a burst of hundreds of answers, and a host with hundreds of pod
+/// namespaces keeps its worst case in the low hundreds of MiB rather than the
+/// gigabytes a large default (`net.core.rmem_default`, often raised for other
+/// reasons) would allow. An answer dropped when it is full only costs a name.
+pub const RCVBUF: i32 = 256 * 1024;
 /// Packets read from one socket before the others get a turn.
 const BURST: usize = 64;
 
@@ -290,6 +299,7 @@ fn open_socket() -> io::Result<OwnedFd> {
     setsockopt(&fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)?;
     // Best effort: older kernels lack it, and `drain` skips outgoing copies then.
     let _ = setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &1i32);
+    setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &RCVBUF)?;
     // SAFETY: zeroed sockaddr_ll, then the fields bind reads.
     let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     sll.sll_family = libc::AF_PACKET as u16;
@@ -391,6 +401,32 @@ mod tests {
         assert_eq!(run(&prog, 0x86dd, &v6), 0);
         assert_eq!(run(&prog, 0x0806, &p), 0, "ARP");
         assert_eq!(run(&prog, 0x0800, &p[..10]), 0, "short");
+    }
+
+    #[test]
+    fn each_socket_has_a_small_receive_buffer() {
+        let fd = match open_socket() {
+            Ok(fd) => fd,
+            Err(e) => {
+                eprintln!("no AF_PACKET socket here: {e}");
+                return;
+            }
+        };
+        let mut got: i32 = 0;
+        let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
+        // SAFETY: got and len are valid for the sizes given.
+        let rc = unsafe {
+            libc::getsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&mut got as *mut i32).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(rc, 0);
+        // The kernel reports twice what was asked (its bookkeeping share).
+        assert_eq!(got, 2 * RCVBUF);
     }
 
     #[test]

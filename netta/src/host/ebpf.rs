@@ -47,6 +47,8 @@ pub struct Options {
     pub ring_bytes: u32,
     /// Pages per CPU for the perf transport (a power of two).
     pub perf_pages: usize,
+    /// Exec records carry the arguments (`--process-args`).
+    pub process_args: bool,
 }
 
 impl Default for Options {
@@ -56,6 +58,7 @@ impl Default for Options {
             all_states: false,
             ring_bytes: 2 << 20,
             perf_pages: 64,
+            process_args: false,
         }
     }
 }
@@ -203,11 +206,19 @@ fn load_once(
                 format!("the kernel's BTF has no {s}.{m}: unsupported kernel layout")
             })
         };
+        // The process records' offsets, when they are attached (`plan` checked BTF has them).
+        let task = |s: &str, m: &str| {
+            if probe::process_identity(&choices) {
+                btf.member_offset(s, m).unwrap_or(0)
+            } else {
+                0
+            }
+        };
         let cfg = Config {
             all_states: opts.all_states as u8,
             use_perf: (transport == Transport::Perf) as u8,
             udp_via_length: probe::udp_via_length(&choices) as u8,
-            _pad: 0,
+            capture_args: opts.process_args as u8,
             wakeup_bytes: (opts.ring_bytes / 16).max(4096),
             off_daddr: offset("sock_common", "skc_daddr")?,
             off_rcv_saddr: offset("sock_common", "skc_rcv_saddr")?,
@@ -226,7 +237,17 @@ fn load_once(
             off_skb_head: offset("sk_buff", "head")?,
             off_skb_network_header: offset("sk_buff", "network_header")?,
             off_skb_transport_header: offset("sk_buff", "transport_header")?,
-            _pad2: 0,
+            off_skc_net: offset("sock_common", "skc_net")?,
+            off_net_inum: offset("net", "ns")? + offset("ns_common", "inum")?,
+            off_task_real_parent: task("task_struct", "real_parent"),
+            off_task_tgid: task("task_struct", "tgid"),
+            off_task_pid: task("task_struct", "pid"),
+            off_task_start: task("task_struct", "start_boottime"),
+            off_task_mm: task("task_struct", "mm"),
+            off_task_children: task("task_struct", "children"),
+            off_task_sibling: task("task_struct", "sibling"),
+            off_mm_arg_start: task("mm_struct", "arg_start"),
+            off_mm_arg_end: task("mm_struct", "arg_end"),
         };
         (cfg, choices)
     };
@@ -485,7 +506,7 @@ async fn read_perf<S: RecordHandler>(
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let drain = |buf: &mut aya::maps::perf::PerfEventArrayBuffer<MapData>, handler: &mut S| {
-        let mut joined = [0u8; netta_ebpf::EVENT_SIZE];
+        let mut joined = [0u8; netta_ebpf::MAX_RECORD_SIZE];
         buf.for_each(|e| match e {
             aya::maps::perf::PerfEvent::Sample { head, tail } => {
                 if tail.is_empty() {

@@ -3,9 +3,9 @@
 //! takes one as a value, so tests run the whole agent on a fake host. [`Os`] is
 //! the real one: the kernel program (`ebpf`, placed with `btf`, `tracefs` and
 //! `probe`, which picks a hook per capability),
-//! /proc (`proc`), /etc/services (`services`), cgroups (`containers`), DNS
-//! responses in every network namespace (`dns`) and the agent's own usage
-//! (`self_stats`).
+//! /proc (`proc`), /etc/services (`services`), cgroups and pods
+//! (`containers`), user names (`users`), DNS responses in every network
+//! namespace (`dns`) and the agent's own usage (`self_stats`).
 pub mod btf;
 pub mod containers;
 pub mod dns;
@@ -18,6 +18,7 @@ pub mod self_stats;
 pub mod services;
 pub mod sock_diag;
 pub mod tracefs;
+pub mod users;
 
 use std::future::Future;
 use std::io;
@@ -29,8 +30,11 @@ use netta_ebpf::{UdpFlowKey, UdpFlowStats};
 use rustc_hash::FxHashMap;
 use tokio::sync::watch;
 
+use crate::core::cgroup::Pod;
 use crate::core::clock::{boot_now, Clock};
 use crate::core::proc_net::Owner;
+use crate::core::process::Seed;
+use crate::core::sanitize::Text;
 use crate::core::services::Services;
 use crate::core::sock_diag::DiagSocket;
 pub use ebpf::{RecordHandler, Transport};
@@ -93,7 +97,7 @@ pub trait Host: Send + Sync + 'static {
         make_handler: MakeHandler<'_>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Kernel, String>;
-    /// The /proc/net socket tables.
+    /// The socket tables of every network namespace (/proc/<pid>/net).
     fn read_sockets(&self) -> io::Result<Sockets>;
     /// Socket inode -> owning process.
     fn socket_owners(&self) -> FxHashMap<u64, Owner>;
@@ -108,6 +112,37 @@ pub trait Host: Send + Sync + 'static {
     fn tcp_counters(&self, out: &mut Vec<DiagSocket>) -> io::Result<()> {
         let _ = out;
         Ok(())
+    }
+
+    /// The processes running now (seeding the process cache), with their
+    /// arguments when `args`.
+    fn processes(&self, _args: bool) -> Vec<Seed> {
+        Vec::new()
+    }
+
+    /// One process, as [`Host::processes`] reads it.
+    fn process(&self, _pid: u32, _args: bool) -> Option<Seed> {
+        None
+    }
+
+    /// The length of /proc's clock tick, ns (start times count in it).
+    fn tick_ns(&self) -> u64 {
+        10_000_000
+    }
+
+    /// The name of a user id here.
+    fn user_name(&self, _uid: u32) -> Option<Text> {
+        None
+    }
+
+    /// Every cgroup: (id, path from the cgroup v2 root).
+    fn cgroups(&self) -> Vec<(u64, String)> {
+        Vec::new()
+    }
+
+    /// Kubernetes pods this node logs for: (UID, pod with its name and namespace).
+    fn pods(&self) -> Vec<(String, Pod)> {
+        Vec::new()
     }
 
     /// Starts capturing DNS responses in every network namespace, or says in one
@@ -125,6 +160,10 @@ pub trait Host: Send + Sync + 'static {
 #[derive(Clone)]
 pub struct Os {
     pub proc_root: PathBuf,
+    /// Where the host's cgroup v2 hierarchy is.
+    pub cgroup_root: PathBuf,
+    /// Where the kubelet keeps pod logs (`<namespace>_<name>_<uid>`).
+    pub pods_root: PathBuf,
     /// The sock_diag socket, opened at the first refresh and kept.
     diag: Arc<Mutex<Option<sock_diag::Diag>>>,
 }
@@ -133,14 +172,19 @@ impl std::fmt::Debug for Os {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Os")
             .field("proc_root", &self.proc_root)
+            .field("cgroup_root", &self.cgroup_root)
+            .field("pods_root", &self.pods_root)
             .finish_non_exhaustive()
     }
 }
 
 impl Default for Os {
     fn default() -> Self {
+        let proc_root = PathBuf::from("/proc");
         Os {
-            proc_root: PathBuf::from("/proc"),
+            cgroup_root: containers::cgroup2_root(&proc_root),
+            pods_root: containers::pods_root(&proc_root),
+            proc_root,
             diag: Arc::default(),
         }
     }
@@ -180,6 +224,30 @@ impl Host for Os {
 
     fn services(&self) -> Services {
         services::load()
+    }
+
+    fn processes(&self, args: bool) -> Vec<Seed> {
+        proc::processes(&self.proc_root, &self.cgroup_root, args)
+    }
+
+    fn process(&self, pid: u32, args: bool) -> Option<Seed> {
+        proc::process(&self.proc_root, &self.cgroup_root, pid, args)
+    }
+
+    fn tick_ns(&self) -> u64 {
+        proc::tick_ns()
+    }
+
+    fn user_name(&self, uid: u32) -> Option<Text> {
+        users::lookup(uid)
+    }
+
+    fn cgroups(&self) -> Vec<(u64, String)> {
+        containers::walk(&self.cgroup_root)
+    }
+
+    fn pods(&self) -> Vec<(String, Pod)> {
+        containers::pods(&self.pods_root)
     }
 
     fn now_ns(&self) -> u64 {

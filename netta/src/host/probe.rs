@@ -18,15 +18,17 @@ pub enum Capability {
     UdpFlows,
     Resets,
     SynackRetransmits,
+    ProcessIdentity,
 }
 
 impl Capability {
-    pub const ALL: [Capability; 5] = [
+    pub const ALL: [Capability; 6] = [
         Capability::Lifecycle,
         Capability::AcceptedOwner,
         Capability::UdpFlows,
         Capability::Resets,
         Capability::SynackRetransmits,
+        Capability::ProcessIdentity,
     ];
 
     pub fn name(self) -> &'static str {
@@ -36,6 +38,7 @@ impl Capability {
             Capability::UdpFlows => "UDP flows",
             Capability::Resets => "TCP resets sent",
             Capability::SynackRetransmits => "SYN-ACK retransmits",
+            Capability::ProcessIdentity => "process identity",
         }
     }
 
@@ -49,6 +52,9 @@ impl Capability {
             Capability::UdpFlows => "UDP flows are seen only by the /proc poll",
             Capability::Resets => "port-scan detection sees accepted handshakes only",
             Capability::SynackRetransmits => "syn-flood detection uses half-open pile-ups only",
+            Capability::ProcessIdentity => {
+                "executable, parent and arguments only for processes that /proc still shows"
+            }
         }
     }
 }
@@ -67,7 +73,22 @@ pub struct Mechanism {
     /// `tracepoint:sock:sock_send_length`, `fexit:inet_csk_accept`, ...
     pub label: String,
     pub programs: Vec<(&'static str, Attach)>,
+    /// Struct members (struct, member) its programs read, which BTF must have.
+    pub members: &'static [(&'static str, &'static str)],
 }
+
+/// What the process records read of `task_struct` and `mm_struct`.
+pub const PROCESS_MEMBERS: &[(&str, &str)] = &[
+    ("task_struct", "real_parent"),
+    ("task_struct", "tgid"),
+    ("task_struct", "pid"),
+    ("task_struct", "start_boottime"),
+    ("task_struct", "mm"),
+    ("task_struct", "children"),
+    ("task_struct", "sibling"),
+    ("mm_struct", "arg_start"),
+    ("mm_struct", "arg_end"),
+];
 
 impl Mechanism {
     fn new(programs: Vec<(&'static str, Attach)>) -> Mechanism {
@@ -85,7 +106,16 @@ impl Mechanism {
                 v
             })
             .join("+");
-        Mechanism { label, programs }
+        Mechanism {
+            label,
+            programs,
+            members: &[],
+        }
+    }
+
+    fn reading(mut self, members: &'static [(&'static str, &'static str)]) -> Mechanism {
+        self.members = members;
+        self
     }
 
     fn is_tracing(&self) -> bool {
@@ -164,6 +194,12 @@ pub fn mechanisms(cap: Capability, accept_params: Option<usize>) -> Vec<Mechanis
             prog::SYNACK,
             Attach::Tracepoint(tp::SYNACK),
         )])],
+        Capability::ProcessIdentity => vec![Mechanism::new(vec![
+            (prog::EXEC, Attach::Tracepoint(tp::EXEC)),
+            (prog::NEWTASK, Attach::Tracepoint(tp::NEWTASK)),
+            (prog::EXIT, Attach::Tracepoint(tp::EXIT)),
+        ])
+        .reading(PROCESS_MEMBERS)],
     }
 }
 
@@ -211,6 +247,13 @@ fn static_check(
 ) -> Option<String> {
     if matches_disabled(&m.label, disabled) {
         return Some("disabled by NETTA_DISABLE_HOOKS".into());
+    }
+    if let Some((st, member)) = m
+        .members
+        .iter()
+        .find(|(st, member)| btf.member_offset(st, member).is_none())
+    {
+        return Some(format!("the kernel's BTF has no {st}.{member}"));
     }
     for (_, a) in &m.programs {
         match a {
@@ -286,6 +329,13 @@ pub fn plan(
             }
         })
         .collect()
+}
+
+/// True when the process records are attached.
+pub fn process_identity(choices: &[Choice]) -> bool {
+    choices
+        .iter()
+        .any(|c| c.capability == Capability::ProcessIdentity && c.chosen.is_some())
 }
 
 /// True when UDP sends are counted by `sock_send_length` (not by the fexit).

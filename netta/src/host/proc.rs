@@ -1,16 +1,35 @@
-//! Reading /proc: the socket tables under `net/` (parsed by `core::proc_net`) and
-//! socket-inode owners (like `ss -p`).
+//! Reading /proc: the socket tables under `<pid>/net/` of every network
+//! namespace (parsed by `core::proc_net`), socket-inode owners (like `ss -p`),
+//! and the processes that existed before netta (`core::proc_pid`), which seed the
+//! process cache.
 use std::collections::hash_map::Entry;
 use std::fs;
-use std::io::{self, BufReader};
-use std::os::unix::ffi::OsStrExt;
+use std::io::{self, BufReader, Read};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use rustc_hash::FxHashMap;
 
 use crate::core::event::Proto;
 use crate::core::proc_net::{parse_dec, parse_into, Owner, ParseError, ProcSocket};
+use crate::core::proc_pid::{parse_stat_start, parse_status};
+use crate::core::process::{Seed, ARGS_MAX};
 use crate::core::sanitize::Comm;
+use crate::host::containers;
+
+/// The pids under `proc_root`, ascending.
+fn pids(proc_root: &Path) -> Vec<u32> {
+    let Ok(dir) = fs::read_dir(proc_root) else {
+        return Vec::new();
+    };
+    let mut pids: Vec<u32> = dir
+        .filter_map(|e| parse_dec(e.ok()?.file_name().as_bytes()))
+        .filter_map(|pid| u32::try_from(pid).ok())
+        .collect();
+    pids.sort_unstable();
+    pids
+}
 
 /// Maps socket inode -> owning process by walking `<proc_root>/<pid>/fd/*`
 /// symlinks (`socket:[12345]`), like `ss -p`. Pids are walked in ascending order
@@ -21,15 +40,7 @@ pub fn socket_owners(proc_root: &Path) -> FxHashMap<u64, Owner> {
     // per fd (openat, readlinkat, statat) where one readlink is enough, and it
     // has no raw-bytes comm.
     let mut owners = FxHashMap::default();
-    let Ok(dir) = fs::read_dir(proc_root) else {
-        return owners;
-    };
-    let mut pids: Vec<u32> = dir
-        .filter_map(|e| parse_dec(e.ok()?.file_name().as_bytes()))
-        .filter_map(|pid| u32::try_from(pid).ok())
-        .collect();
-    pids.sort_unstable();
-    for pid in pids {
+    for pid in pids(proc_root) {
         let pid_dir = proc_root.join(pid.to_string());
         let Ok(fds) = fs::read_dir(pid_dir.join("fd")) else {
             continue;
@@ -60,12 +71,16 @@ fn socket_inode(link: &[u8]) -> Option<u64> {
     parse_dec(link.strip_prefix(b"socket:[")?.strip_suffix(b"]")?)
 }
 
-/// All sockets in the four tables, plus the lines that did not parse.
+/// All sockets in the four tables of every namespace read, plus the lines that
+/// did not parse.
 #[derive(Debug, Default)]
 pub struct Sockets {
     pub sockets: Vec<ProcSocket>,
     /// (table name such as `"tcp6"`, error)
     pub errors: Vec<(String, ParseError)>,
+    /// The network namespaces whose tables were read: rows of others are not
+    /// judged by this read (their processes went away while it ran).
+    pub netns: Vec<u32>,
 }
 
 const TABLES: [(&str, Proto); 4] = [
@@ -75,12 +90,70 @@ const TABLES: [(&str, Proto); 4] = [
     ("udp6", Proto::Udp),
 ];
 
-/// Reads `<proc_root>/net/{tcp,tcp6,udp,udp6}`. A missing table (IPv6 disabled,
-/// no UDP) is skipped; other IO errors are returned.
+/// Every network namespace a process is in: its inode, and the pids in it
+/// (lowest first), any of which can show its tables.
+pub fn net_namespaces(proc_root: &Path) -> Vec<(u32, Vec<u32>)> {
+    let mut by: FxHashMap<u32, Vec<u32>> = FxHashMap::default();
+    for pid in pids(proc_root) {
+        let path = proc_root.join(pid.to_string()).join("ns/net");
+        // A namespace inode is 32 bits (`ns.inum`).
+        if let Ok(m) = fs::metadata(path) {
+            let pids = by.entry(m.ino() as u32).or_default();
+            // A few are enough: the next one serves if one exits mid-read.
+            if pids.len() < 4 {
+                pids.push(pid);
+            }
+        }
+    }
+    let mut all: Vec<(u32, Vec<u32>)> = by.into_iter().collect();
+    all.sort_unstable();
+    all
+}
+
+/// Reads `<pid>/net/{tcp,tcp6,udp,udp6}` for one process in each network
+/// namespace (`/proc/net` is only netta's own), so a container's connections are
+/// seen too, each socket tagged with its namespace. A namespace whose processes
+/// all went away mid-read is left out of `netns`. Without per-process
+/// namespaces (a fake /proc), `<proc_root>/net` is read as namespace 0.
 pub fn read_sockets(proc_root: &Path) -> io::Result<Sockets> {
     let mut snap = Sockets::default();
+    let namespaces = net_namespaces(proc_root);
+    if namespaces.is_empty() {
+        read_tables(&proc_root.join("net"), 0, &mut snap)?;
+        snap.netns.push(0);
+        return Ok(snap);
+    }
+    for (ns, pids) in namespaces {
+        let mut last = None;
+        for pid in pids {
+            let at = snap.sockets.len();
+            let errors = snap.errors.len();
+            match read_tables(&proc_root.join(pid.to_string()).join("net"), ns, &mut snap) {
+                Ok(()) => {
+                    snap.netns.push(ns);
+                    last = None;
+                    break;
+                }
+                Err(e) => {
+                    // Gone mid-read: drop what it gave and ask the next process.
+                    snap.sockets.truncate(at);
+                    snap.errors.truncate(errors);
+                    last = Some(e);
+                }
+            }
+        }
+        if let Some(e) = last {
+            log::debug!("network namespace {ns}: {e}");
+        }
+    }
+    Ok(snap)
+}
+
+/// Reads the four tables in `net` (one namespace's) onto `snap`. A missing table
+/// (IPv6 disabled, no UDP) is skipped; other IO errors are returned.
+fn read_tables(net: &Path, netns: u32, snap: &mut Sockets) -> io::Result<()> {
     let mut errors = Vec::new();
-    let net = proc_root.join("net");
+    let first = snap.sockets.len();
     for (name, proto) in TABLES {
         let path = net.join(name);
         let file = match fs::File::open(&path) {
@@ -96,7 +169,67 @@ pub fn read_sockets(proc_root: &Path) -> io::Result<Sockets> {
         snap.errors
             .extend(errors.drain(..).map(|e| (name.to_string(), e)));
     }
-    Ok(snap)
+    for s in &mut snap.sockets[first..] {
+        s.netns = netns;
+    }
+    Ok(())
+}
+
+/// `/proc`'s clock tick in ns (`USER_HZ`: start times count in it).
+pub fn tick_ns() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz > 0 {
+        1_000_000_000 / hz as u64
+    } else {
+        10_000_000
+    }
+}
+
+/// At most `max` bytes of a file (one more tells the caller it was longer).
+fn read_bounded(path: &Path, max: usize) -> io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    fs::File::open(path)?
+        .take(max as u64 + 1)
+        .read_to_end(&mut out)?;
+    Ok(out)
+}
+
+/// One process as the process cache is seeded with it; `None` for kernel
+/// threads and processes gone or unreadable.
+pub fn process(proc_root: &Path, cgroup_root: &Path, pid: u32, args: bool) -> Option<Seed> {
+    let dir = proc_root.join(pid.to_string());
+    let status = parse_status(&read_bounded(&dir.join("status"), 16 * 1024).ok()?)?;
+    // kthreadd and its children have no program.
+    if pid == 2 || status.ppid == 2 || status.tgid != pid {
+        return None;
+    }
+    let start = parse_stat_start(&read_bounded(&dir.join("stat"), 4096).ok()?)?;
+    let executable = fs::read_link(dir.join("exe"))
+        .ok()
+        .map(|p| p.into_os_string().into_vec());
+    let args = if args {
+        read_bounded(&dir.join("cmdline"), ARGS_MAX).ok()
+    } else {
+        None
+    };
+    Some(Seed {
+        pid,
+        ppid: status.ppid,
+        start_ns: start.saturating_mul(tick_ns()),
+        uid: status.uid,
+        cgroup: containers::id_of_pid(proc_root, cgroup_root, pid).unwrap_or(0),
+        executable,
+        args,
+    })
+}
+
+/// Every process now, for seeding the process cache.
+pub fn processes(proc_root: &Path, cgroup_root: &Path, args: bool) -> Vec<Seed> {
+    pids(proc_root)
+        .into_iter()
+        .filter_map(|pid| process(proc_root, cgroup_root, pid, args))
+        .collect()
 }
 
 #[cfg(test)]

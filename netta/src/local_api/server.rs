@@ -405,7 +405,6 @@ async fn events(
     let clock = st.backend.clock();
     let stop = st.stop.clone();
     ndjson(|tx| async move {
-        let mut containers = crate::host::containers::Containers::new();
         let mut replayed_until = i64::MIN;
         if let Some(since) = p.since_us {
             let rows = blocking(move || {
@@ -455,7 +454,7 @@ async fn events(
                     return; // already sent from the store
                 }
             }
-            r.write_json(buf, &clock, &mut containers);
+            r.write_json(buf, &clock);
         })
         .await;
     })
@@ -463,12 +462,7 @@ async fn events(
 
 /// A stored row as the same ECS line the live stream writes.
 fn write_row(buf: &mut Vec<u8>, row: &ConnRow) {
-    crate::render::ecs::write_line(
-        buf,
-        &row.to_event(),
-        &crate::core::clock::Clock::fixed(0),
-        None,
-    );
+    crate::render::ecs::write_line(buf, &row.to_event(), &crate::core::clock::Clock::fixed(0));
 }
 
 /// Serves until `stop` turns true, then removes the socket.

@@ -27,7 +27,7 @@ pub fn render_text(r: &BaselineReport, now_us: i64) -> String {
         utc(r.learning_until_us)
     );
     let head = [
-        "PROCESS",
+        "PROGRAM",
         "NETWORK",
         "PORT",
         "FIRST SEEN (UTC)",
@@ -39,7 +39,7 @@ pub fn render_text(r: &BaselineReport, now_us: i64) -> String {
         .iter()
         .map(|d| {
             [
-                d.comm.to_string(),
+                d.program(),
                 d.network.clone(),
                 format!("{}/{}", d.port, d.proto),
                 utc(d.first_us),
@@ -63,7 +63,8 @@ pub fn render_json(r: &BaselineReport, now_us: i64) -> String {
         "learning_until": utc(r.learning_until_us),
         "learning": now_us < r.learning_until_us,
         "destinations": r.destinations.iter().map(|d| json!({
-            "process": String::from_utf8_lossy(d.comm.as_bytes()),
+            "process": (!d.comm.is_empty()).then(|| String::from_utf8_lossy(d.comm.as_bytes())),
+            "executable": d.exe.as_ref().map(|e| e.as_str()),
             "network": d.network,
             "port": d.port,
             "transport": d.proto,
@@ -88,6 +89,7 @@ mod tests {
             learning_until_us: 1_700_086_400_000_000,
             destinations: vec![BaselineRow {
                 comm: Comm::from_bytes(b"cu\x1b[2Jrl"),
+                exe: None,
                 network: "203.0.113.0/24".into(),
                 port: 443,
                 proto: "tcp".into(),

@@ -173,23 +173,93 @@ fn endpoint<'a>(
     }
 }
 
+#[derive(Serialize)]
 struct Container<'a> {
     id: &'a str,
 }
 
-impl Serialize for Container<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut m = s.serialize_map(Some(1))?;
-        m.serialize_entry("id", self.id)?;
-        m.end()
-    }
+/// `orchestrator.*`: the Kubernetes pod of the owner's container.
+#[derive(Serialize)]
+struct Orchestrator<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    namespace: Option<&'a str>,
+    resource: Resource<'a>,
+}
+
+#[derive(Serialize)]
+struct Resource<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Parent {
+    pid: u32,
 }
 
 #[derive(Serialize)]
 struct Process<'a> {
     pid: u32,
     name: std::borrow::Cow<'a, str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    executable: Option<&'a str>,
+    /// Only with `--process-args`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    args: Option<Vec<&'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    args_count: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parent: Option<Parent>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    start: Option<Ts>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    entity_id: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct User<'a> {
+    /// A keyword in ECS: the uid as text.
+    id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+}
+
+fn process<'a>(ev: &'a ConnEvent, clock: &Clock) -> Option<Process<'a>> {
+    if ev.pid == 0 {
+        return None;
+    }
+    let p = ev.who.process.as_deref();
+    let args = p.and_then(|p| p.args.as_deref());
+    Some(Process {
+        pid: ev.pid,
+        name: String::from_utf8_lossy(ev.comm.as_bytes()),
+        executable: ev.who.executable(),
+        args: args.map(|a| a.iter().map(|t| t.as_str()).collect()),
+        args_count: args.map(<[_]>::len),
+        parent: p.filter(|p| p.ppid != 0).map(|p| Parent { pid: p.ppid }),
+        start: p
+            .filter(|p| p.start_ns != 0)
+            .map(|p| Ts(clock.to_system(p.start_ns))),
+        entity_id: p.map(|p| &*p.entity_id),
+    })
+}
+
+fn orchestrator(who: &crate::core::event::Who) -> Option<Orchestrator<'_>> {
+    let pod = who.container.as_ref()?.pod.as_ref()?;
+    Some(Orchestrator {
+        kind: "kubernetes",
+        namespace: pod.namespace.as_ref().map(|n| n.as_str()),
+        resource: Resource {
+            kind: "pod",
+            id: &pod.uid,
+            name: pod.name.as_ref().map(|n| n.as_str()),
+        },
+    })
 }
 
 #[derive(Serialize, Default)]
@@ -217,6 +287,15 @@ struct Netta {
     rtt_us: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     retransmits: Option<u32>,
+    /// Inode of the socket's network namespace (ECS has no field for it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    netns: Option<u32>,
+    /// The owner's cgroup v2 id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cgroup: Option<u64>,
+    /// `process.args` was cut at netta's bound.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    args_truncated: Option<bool>,
 }
 
 /// Deltas of `connection-updated`, named like the totals they add to.
@@ -252,7 +331,11 @@ struct Doc<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     process: Option<Process<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<User<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     container: Option<Container<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    orchestrator: Option<Orchestrator<'a>>,
     netta: Netta,
 }
 
@@ -274,7 +357,9 @@ impl<'a> Doc<'a> {
             server: None,
             related: None,
             process: None,
+            user: None,
             container: None,
+            orchestrator: None,
             netta,
         }
     }
@@ -314,7 +399,7 @@ fn outcome(action: Action) -> Option<&'static str> {
     }
 }
 
-fn doc<'a>(ev: &'a ConnEvent, clock: &Clock, container: Option<&'a str>) -> Doc<'a> {
+fn doc<'a>(ev: &'a ConnEvent, clock: &Clock) -> Doc<'a> {
     let idn = identity::get();
     let lost = matches!(ev.action, Action::EventsLost | Action::TableEvicted);
     let event = EventField {
@@ -449,6 +534,14 @@ fn doc<'a>(ev: &'a ConnEvent, clock: &Clock, container: Option<&'a str>) -> Doc<
         }),
         rtt_us: (updated && ev.rtt_us != 0).then_some(ev.rtt_us),
         retransmits: (updated && ev.proto == crate::core::event::Proto::Tcp).then_some(ev.retrans),
+        netns: (ev.netns != 0).then_some(ev.netns),
+        cgroup: (ev.who.cgroup != 0).then_some(ev.who.cgroup),
+        args_truncated: ev
+            .who
+            .process
+            .as_ref()
+            .filter(|p| p.args.is_some() && p.args_truncated)
+            .map(|_| true),
     };
     Doc {
         network: Some(network),
@@ -457,11 +550,13 @@ fn doc<'a>(ev: &'a ConnEvent, clock: &Clock, container: Option<&'a str>) -> Doc<
         related: Some(Related(ev.local.ip(), peer.then(|| ev.remote.ip()))),
         source,
         destination: Some(destination),
-        process: (ev.pid != 0).then(|| Process {
-            pid: ev.pid,
-            name: String::from_utf8_lossy(ev.comm.as_bytes()),
+        process: process(ev, clock),
+        user: ev.who.uid.map(|uid| User {
+            id: uid.to_string(),
+            name: ev.who.user.as_ref().map(|n| n.as_str()),
         }),
-        container: container.map(|id| Container { id }),
+        container: ev.who.container_id().map(|id| Container { id }),
+        orchestrator: orchestrator(&ev.who),
         ..Doc::bare(timestamp, event, idn, netta)
     }
 }
@@ -601,9 +696,9 @@ pub fn write_dns_line(out: &mut Vec<u8>, d: &crate::core::dns::Seen, clock: &Clo
 
 /// Appends one event as a single line (serde_json escapes every control character,
 /// so hostile process names cannot break the line).
-pub fn write_line(out: &mut Vec<u8>, ev: &ConnEvent, clock: &Clock, container: Option<&str>) {
+pub fn write_line(out: &mut Vec<u8>, ev: &ConnEvent, clock: &Clock) {
     // Serialising into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, &doc(ev, clock, container));
+    let _ = serde_json::to_writer(&mut *out, &doc(ev, clock));
     out.push(b'\n');
 }
 
@@ -639,7 +734,48 @@ pub fn conn_value(c: &Conn, clock: &Clock) -> Value {
     if let Some(d) = &c.domain {
         v["domain"] = json!(d.as_str());
     }
+    if c.netns != 0 {
+        v["netns"] = json!(c.netns);
+    }
+    who_value(&mut v, &c.who, clock);
     v
+}
+
+/// What is known of a row's owner, as `list --json` adds it to the row.
+fn who_value(v: &mut Value, who: &crate::core::event::Who, clock: &Clock) {
+    if let Some(uid) = who.uid {
+        v["uid"] = json!(uid);
+    }
+    if let Some(u) = &who.user {
+        v["user"] = json!(u.as_str());
+    }
+    if let Some(p) = &who.process {
+        if let Some(e) = &p.executable {
+            v["executable"] = json!(e.as_str());
+        }
+        if let Some(a) = &p.args {
+            v["args"] = json!(a.iter().map(|a| a.as_str()).collect::<Vec<_>>());
+        }
+        if p.ppid != 0 {
+            v["ppid"] = json!(p.ppid);
+        }
+        if p.start_ns != 0 {
+            v["process_start"] = json!(clock.rfc3339(p.start_ns));
+        }
+        v["entity_id"] = json!(&*p.entity_id);
+    }
+    if let Some(c) = &who.container {
+        if let Some(id) = &c.id {
+            v["container"] = json!(&**id);
+        }
+        if let Some(p) = &c.pod {
+            v["pod"] = json!({
+                "uid": &*p.uid,
+                "name": p.name.as_ref().map(|n| n.as_str()),
+                "namespace": p.namespace.as_ref().map(|n| n.as_str()),
+            });
+        }
+    }
 }
 
 /// A history row for `list --history --json`.
@@ -659,7 +795,7 @@ mod tests {
 
     /// The ECS document for one event.
     fn event_value(ev: &ConnEvent, clock: &Clock) -> Value {
-        serde_json::to_value(doc(ev, clock, None)).unwrap_or(Value::Null)
+        serde_json::to_value(doc(ev, clock)).unwrap_or(Value::Null)
     }
     use crate::core::event::{OwnerSource, Proto};
     use crate::core::sanitize::Comm;
@@ -800,7 +936,7 @@ mod tests {
         let mut e = base(Action::Opened);
         e.comm = Comm::from_bytes(b"a\n\"}\x1b[31m\xff");
         let mut out = Vec::new();
-        write_line(&mut out, &e, &Clock::fixed(0), None);
+        write_line(&mut out, &e, &Clock::fixed(0));
         assert_eq!(out.iter().filter(|b| **b == b'\n').count(), 1);
         assert!(!out.contains(&0x1b));
         let back: Value = serde_json::from_slice(&out).unwrap();

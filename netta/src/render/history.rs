@@ -14,68 +14,46 @@ fn utc(us: i64) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
-/// The text table; `title` goes in the original tool's header. The DOMAIN
-/// column is there when some row has a name.
+/// The text table; `title` goes in the original tool's header. The DOMAIN,
+/// EXECUTABLE and CONTAINER columns are there when some row has one.
 pub fn render_text(rows: &[ConnRow]) -> String {
-    let head = [
-        "TIME (UTC)",
-        "ACTION",
-        "PROTO",
-        "SOURCE",
-        "DESTINATION",
-        "DOMAIN",
-        "DIR",
-        "PROCESS",
-        "UID",
-        "DURATION",
-        "SENT",
-        "RECV",
-    ];
-    let cells: Vec<[String; 12]> = rows
-        .iter()
-        .map(|r| {
-            [
-                utc(r.ts_us),
-                r.action.clone(),
-                r.proto.to_uppercase(),
-                r.src.to_string(),
-                if r.dst.port() == 0 && r.dst.ip().is_unspecified() {
-                    "-".into()
-                } else {
-                    r.dst.to_string()
-                },
-                r.domain.as_ref().map_or("-".into(), |d| d.to_string()),
-                r.direction.clone(),
-                owner(r.pid, &r.comm),
-                r.uid.map_or("-".into(), |u| u.to_string()),
-                r.duration_us()
-                    .map_or("-".into(), |d| duration(d as u64 * 1000)),
-                human_bytes(r.bytes_sent),
-                human_bytes(r.bytes_recv),
-            ]
+    use super::list::{container_cell, user_cell, Column};
+    let col = |head, f: &dyn Fn(&ConnRow) -> String| Column::new(head, rows.iter().map(f));
+    let cols = vec![
+        col("TIME (UTC)", &|r| utc(r.ts_us)),
+        col("ACTION", &|r| r.action.clone()),
+        col("PROTO", &|r| r.proto.to_uppercase()),
+        col("SOURCE", &|r| r.src.to_string()),
+        col("DESTINATION", &|r| {
+            if r.dst.port() == 0 && r.dst.ip().is_unspecified() {
+                "-".into()
+            } else {
+                r.dst.to_string()
+            }
+        }),
+        col("DOMAIN", &|r| {
+            r.domain.as_ref().map_or("-".into(), |d| d.to_string())
         })
-        .collect();
-    const DOMAIN: usize = 5;
-    if rows.iter().any(|r| r.domain.is_some()) {
-        text_table(head, &cells, rows.len())
-    } else {
-        let cells: Vec<[String; 11]> = cells
-            .into_iter()
-            .map(|r| super::list::without(r, DOMAIN))
-            .collect();
-        text_table(super::list::without(head, DOMAIN), &cells, rows.len())
-    }
-}
-
-fn text_table<const N: usize>(head: [&str; N], cells: &[[String; N]], n: usize) -> String {
-    let w = super::list::widths(head, cells);
+        .optional(),
+        col("DIR", &|r| r.direction.clone()),
+        col("PROCESS", &|r| owner(r.pid, &r.comm)),
+        col("EXECUTABLE", &|r| r.who.executable().unwrap_or("-").into()).optional(),
+        col("USER", &|r| user_cell(&r.who)),
+        col("CONTAINER", &|r| container_cell(&r.who)).optional(),
+        col("DURATION", &|r| {
+            r.duration_us()
+                .map_or("-".into(), |d| duration(d as u64 * 1000))
+        }),
+        col("SENT", &|r| human_bytes(r.bytes_sent)),
+        col("RECV", &|r| human_bytes(r.bytes_recv)),
+    ];
+    let lines = super::list::lay_out(cols);
     let mut out = String::new();
     super::list::header(&mut out, "CONNECTION HISTORY");
-    super::list::push_row(&mut out, &head.map(String::from), &w);
-    for r in cells {
-        super::list::push_row(&mut out, r, &w);
+    for l in &lines {
+        let _ = writeln!(out, "{l}");
     }
-    let _ = writeln!(out, "\n{n} rows");
+    let _ = writeln!(out, "\n{} rows", rows.len());
     out
 }
 
@@ -99,8 +77,44 @@ pub fn row_value(r: &ConnRow) -> Value {
     }
     if r.pid != 0 {
         v["process"] = json!({ "pid": r.pid, "name": String::from_utf8_lossy(r.comm.as_bytes()) });
-        if let Some(u) = r.uid {
+        if let Some(u) = r.who.uid {
             v["process"]["uid"] = json!(u);
+        }
+        if let Some(p) = &r.who.process {
+            if let Some(e) = &p.executable {
+                v["process"]["executable"] = json!(e.as_str());
+            }
+            if let Some(a) = &p.args {
+                v["process"]["args"] = json!(a.iter().map(|a| a.as_str()).collect::<Vec<_>>());
+            }
+            if p.ppid != 0 {
+                v["process"]["parent"] = json!({ "pid": p.ppid });
+            }
+            if p.start_ns != 0 {
+                v["process"]["start"] = json!(utc((p.start_ns / 1000) as i64));
+            }
+            v["process"]["entity_id"] = json!(&*p.entity_id);
+        }
+    }
+    if let Some(u) = r.who.uid {
+        v["user"] = json!({ "id": u.to_string() });
+        if let Some(n) = &r.who.user {
+            v["user"]["name"] = json!(n.as_str());
+        }
+    }
+    if r.netns != 0 {
+        v["netns"] = json!(r.netns);
+    }
+    if let Some(c) = &r.who.container {
+        if let Some(id) = &c.id {
+            v["container"] = json!({ "id": &**id });
+        }
+        if let Some(p) = &c.pod {
+            v["pod"] = json!({
+                "uid": &*p.uid,
+                "name": p.name.as_ref().map(|n| n.as_str()),
+                "namespace": p.namespace.as_ref().map(|n| n.as_str()),
+            });
         }
     }
     if r.packets != 0 {
@@ -120,7 +134,7 @@ pub fn render_json(rows: &[ConnRow]) -> String {
     serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
 }
 
-pub const CSV_HEADER: [&str; 16] = [
+pub const CSV_HEADER: [&str; 22] = [
     "Timestamp",
     "Action",
     "Protocol",
@@ -137,7 +151,19 @@ pub const CSV_HEADER: [&str; 16] = [
     "Bytes Sent",
     "Bytes Received",
     "Destination Domain",
+    "User",
+    "Executable",
+    "Parent PID",
+    "Network Namespace",
+    "Container",
+    "Pod",
 ];
+
+/// Already escaped text, defused for spreadsheets ('' when absent).
+fn cell(v: Option<&str>) -> String {
+    v.map(|v| sanitize::csv_cell(v).into_owned())
+        .unwrap_or_default()
+}
 
 pub fn render_csv(rows: &[ConnRow]) -> String {
     let mut w = csv::Writer::from_writer(Vec::new());
@@ -159,7 +185,7 @@ pub fn render_csv(rows: &[ConnRow]) -> String {
                 r.pid.to_string()
             },
             name,
-            r.uid.map_or(String::new(), |u| u.to_string()),
+            r.who.uid.map_or(String::new(), |u| u.to_string()),
             r.start_us.map_or(String::new(), utc),
             r.duration_us()
                 .map_or(String::new(), |d| format!("{:.6}", d as f64 / 1e6)),
@@ -169,6 +195,26 @@ pub fn render_csv(rows: &[ConnRow]) -> String {
                 .as_ref()
                 .map(|d| sanitize::csv_cell(d.as_str()).into_owned())
                 .unwrap_or_default(),
+            cell(r.who.user.as_ref().map(|u| u.as_str())),
+            cell(r.who.executable()),
+            r.who
+                .process
+                .as_ref()
+                .filter(|p| p.ppid != 0)
+                .map_or(String::new(), |p| p.ppid.to_string()),
+            if r.netns == 0 {
+                String::new()
+            } else {
+                r.netns.to_string()
+            },
+            cell(r.who.container_id()),
+            cell(
+                r.who
+                    .container
+                    .as_ref()
+                    .and_then(|c| c.pod.as_ref())
+                    .map(|p| &*p.uid),
+            ),
         ]);
     }
     String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
@@ -189,7 +235,11 @@ mod tests {
             src: "127.0.0.1:40000".parse().unwrap(),
             dst: "203.0.113.7:443".parse().unwrap(),
             pid: 42,
-            uid: Some(1000),
+            netns: 0,
+            who: crate::core::event::Who {
+                uid: Some(1000),
+                ..Default::default()
+            },
             comm: Comm::from_bytes(comm),
             owner: "hook".into(),
             bytes_sent: 2048,
@@ -224,5 +274,44 @@ mod tests {
         assert_eq!(v["process"]["uid"], 1000);
         assert_eq!(v["destination"]["port"], 443);
         assert_eq!(v["duration_us"], 500_000);
+    }
+
+    #[test]
+    fn owners_show_in_text_csv_and_json_when_known() {
+        let plain = render_text(&[row(b"curl")]);
+        assert!(
+            !plain.contains("EXECUTABLE") && !plain.contains("CONTAINER"),
+            "{plain}"
+        );
+        let mut r = row(b"python3");
+        r.netns = 4026531840;
+        r.who = crate::fixture::owned();
+        let t = render_text(&[r.clone(), row(b"curl")]);
+        let head = t.lines().nth(3).unwrap();
+        assert!(head.contains("EXECUTABLE") && head.contains("USER"), "{t}");
+        assert!(head.contains("CONTAINER"), "{t}");
+        assert!(t.contains("/usr/bin/python3") && t.contains("alice"), "{t}");
+        assert!(t.contains("3f2a8b5c3f2a "), "{t}");
+        let v = row_value(&r);
+        assert_eq!(v["process"]["executable"], "/usr/bin/python3");
+        assert_eq!(v["process"]["parent"]["pid"], 7);
+        assert_eq!(
+            v["process"]["args"],
+            serde_json::json!(["python3", "-c\\n"])
+        );
+        assert_eq!(v["user"]["name"], "alice");
+        assert_eq!(v["netns"], 4026531840u32);
+        assert_eq!(v["pod"]["name"], "web-0");
+        let c = render_csv(&[r]);
+        let rec = csv::Reader::from_reader(c.as_bytes())
+            .records()
+            .next()
+            .unwrap()
+            .unwrap();
+        assert_eq!(&rec[16], "alice");
+        assert_eq!(&rec[17], "/usr/bin/python3");
+        assert_eq!(&rec[18], "7");
+        assert_eq!(&rec[19], "4026531840");
+        assert_eq!(&rec[21], "6a1b3c4d-1111-2222-3333-444455556666");
     }
 }

@@ -41,6 +41,26 @@ pub struct Stats {
     pub top_processes_by_connections: Vec<ProcessStat>,
     /// Processes with at least one byte, most bytes first.
     pub top_processes_by_bytes: Vec<ProcessStat>,
+    /// Live rows per network namespace, most first (`null`: not known).
+    pub network_namespaces: Vec<NetnsCount>,
+    /// Live rows per container, most first (only rows in one).
+    pub containers: Vec<ContainerCount>,
+}
+
+#[derive(serde::Serialize, Debug, Clone, PartialEq)]
+pub struct NetnsCount {
+    /// Its inode; `None` when the kernel could not say.
+    pub netns: Option<u32>,
+    pub connections: u64,
+}
+
+#[derive(serde::Serialize, Debug, Clone, PartialEq)]
+pub struct ContainerCount {
+    /// The container id (`None`: a pod's cgroup with no container in its name).
+    pub container: Option<String>,
+    /// `namespace/name` (or the UID) of its Kubernetes pod.
+    pub pod: Option<String>,
+    pub connections: u64,
 }
 
 #[derive(serde::Serialize, Debug, Clone, PartialEq)]
@@ -193,7 +213,18 @@ pub fn compute(snap: &Snapshot, services: &Services) -> Stats {
     // Port → (rows, protocols seen), so the service name uses a protocol it ran on.
     let mut by_port: FxHashMap<u16, (u64, [bool; 2])> = FxHashMap::default();
     let mut by_ip: FxHashMap<IpAddr, u64> = FxHashMap::default();
+    let mut by_netns: FxHashMap<u32, u64> = FxHashMap::default();
+    let mut by_container: FxHashMap<(Option<String>, Option<String>), u64> = FxHashMap::default();
     for c in conns {
+        *by_netns.entry(c.netns).or_default() += 1;
+        if c.who.container.is_some() {
+            let pod = crate::render::list::pod_cell(&c.who);
+            let key = (
+                c.who.container_id().map(str::to_string),
+                (pod != "-").then_some(pod),
+            );
+            *by_container.entry(key).or_default() += 1;
+        }
         *by_proto.entry(c.proto).or_default() += 1;
         *by_state.entry(c.state).or_default() += 1;
         if c.has_peer() && c.state.is_active() {
@@ -294,6 +325,28 @@ pub fn compute(snap: &Snapshot, services: &Services) -> Stats {
     procs.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| tie(a, b)));
     procs.truncate(TOP_N);
 
+    let network_namespaces = top(by_netns)
+        .into_iter()
+        .map(|(ns, n)| NetnsCount {
+            netns: (ns != 0).then_some(ns),
+            connections: n,
+        })
+        .collect();
+    let mut containers: Vec<ContainerCount> = by_container
+        .into_iter()
+        .map(|((container, pod), connections)| ContainerCount {
+            container,
+            pod,
+            connections,
+        })
+        .collect();
+    containers.sort_by(|a, b| {
+        b.connections
+            .cmp(&a.connections)
+            .then_with(|| (&a.container, &a.pod).cmp(&(&b.container, &b.pod)))
+    });
+    containers.truncate(TOP_N);
+
     let k = &snap.counters;
     Stats {
         total_connections: total,
@@ -317,6 +370,8 @@ pub fn compute(snap: &Snapshot, services: &Services) -> Stats {
         },
         top_processes_by_connections,
         top_processes_by_bytes: procs,
+        network_namespaces,
+        containers,
     }
 }
 
@@ -412,6 +467,24 @@ pub fn render(stats: &Stats) -> String {
         let _ = writeln!(out, "  {}: {}", owner(p.pid, &p.comm), human_bytes(p.bytes));
     }
     none_if_empty(&mut out, stats.top_processes_by_bytes.is_empty());
+
+    let _ = writeln!(out, "{rule}\nNetwork Namespaces:");
+    for n in &stats.network_namespaces {
+        let ns = n.netns.map_or("unknown".to_string(), |n| n.to_string());
+        let _ = writeln!(out, "  {ns}: {} connections", n.connections);
+    }
+    none_if_empty(&mut out, stats.network_namespaces.is_empty());
+
+    let _ = writeln!(out, "{rule}\nContainers:");
+    for c in &stats.containers {
+        let id: String = c
+            .container
+            .as_deref()
+            .map_or("-".into(), |id| id.chars().take(12).collect());
+        let pod = c.pod.as_ref().map_or(String::new(), |p| format!(" ({p})"));
+        let _ = writeln!(out, "  {id}{pod}: {} connections", c.connections);
+    }
+    none_if_empty(&mut out, stats.containers.is_empty());
 
     let _ = writeln!(out, "{}", heavy_rule());
     out
@@ -913,7 +986,7 @@ mod view_snapshots {
         let stored: Vec<_> = ring
             .iter()
             .map(|h| {
-                let row = crate::core::stored::ConnRow::from_event(&ended(h), &clock, None);
+                let row = crate::core::stored::ConnRow::from_event(&ended(h), &clock);
                 row.unwrap().to_closed().unwrap()
             })
             .collect();

@@ -290,6 +290,43 @@ fn connections(f: &mut Frame, area: Rect, top: &mut Top, look: &Look) {
     top.offset = offset;
 }
 
+/// Who owns the selected connection and where: user, executable, parent, age;
+/// network namespace, container, pod and process entity id. (Escaped text only.)
+fn owner_lines(r: &crate::core::top::Row, top: &Top) -> [Line<'static>; 2] {
+    static NOBODY: std::sync::LazyLock<crate::core::event::Who> =
+        std::sync::LazyLock::new(Default::default);
+    let now_ns = top.now_ns;
+    let w = top.owner(r).unwrap_or(&NOBODY);
+    let p = w.process.as_deref();
+    let user = match (&w.user, w.uid) {
+        (Some(n), Some(u)) => format!("{n} ({u})"),
+        _ => crate::render::list::user_cell(w),
+    };
+    let up = p
+        .filter(|p| p.start_ns != 0 && p.start_ns <= now_ns)
+        .map_or("-".into(), |p| duration(now_ns - p.start_ns));
+    let parent = p
+        .filter(|p| p.ppid != 0)
+        .map_or("-".into(), |p| p.ppid.to_string());
+    let netns = if r.netns == 0 {
+        "-".to_string()
+    } else {
+        r.netns.to_string()
+    };
+    [
+        Line::from(format!(
+            "user {user}  exe {}  parent {parent}  up {up}",
+            w.executable().unwrap_or("-")
+        )),
+        Line::from(format!(
+            "netns {netns}  container {}  pod {}  entity {}",
+            crate::render::list::container_cell(w),
+            crate::render::list::pod_cell(w),
+            p.map_or("-", |p| &p.entity_id)
+        )),
+    ]
+}
+
 fn detail(f: &mut Frame, area: Rect, top: &Top, look: &Look) {
     let block = Block::default().borders(Borders::TOP).title(" Detail ");
     let inner = block.inner(area);
@@ -299,12 +336,12 @@ fn detail(f: &mut Frame, area: Rect, top: &Top, look: &Look) {
         return;
     };
     let [info, spark, rest] = Layout::vertical([
-        Constraint::Length(2),
+        Constraint::Length(4),
         Constraint::Length(3),
         Constraint::Min(0),
     ])
     .areas(inner);
-    let lines = vec![
+    let mut lines = vec![
         Line::from(format!(
             "{} {} {} -> {}  {}",
             r.proto.upper(),
@@ -327,6 +364,7 @@ fn detail(f: &mut Frame, area: Rect, top: &Top, look: &Look) {
             r.retrans
         )),
     ];
+    lines.extend(owner_lines(r, top));
     f.render_widget(Paragraph::new(lines), info);
     let data = top.sparkline();
     let peak = data.iter().copied().max().unwrap_or(0);
@@ -547,6 +585,12 @@ mod tests {
         ssh.bytes_recv = 2_000;
         ssh.live.rate_sent = 120;
         ssh.live.rtt_us = 1_500;
+        ssh.netns = crate::fixture::HOST_NETNS;
+        ssh.who = crate::fixture::owned();
+        // On the kernel's clock, as live rows have it: up 52 s.
+        let mut p = crate::core::process::Process::clone(ssh.who.process.as_ref().unwrap());
+        p.start_ns = 150 * SEC;
+        ssh.who.process = Some(std::sync::Arc::new(p));
         let listener = conn(
             3,
             Proto::Tcp,

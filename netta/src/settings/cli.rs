@@ -90,6 +90,10 @@ pub struct Global {
     /// Do not capture DNS responses, nor name connections by them.
     #[arg(long, global = true)]
     pub no_dns: bool,
+    /// Keep each process's arguments (`process.args`): the first 1024 bytes,
+    /// escaped. Off by default: arguments can hold secrets.
+    #[arg(long, global = true)]
+    pub process_args: bool,
     /// How kernel records reach user space.
     #[arg(long, global = true, value_enum, default_value_t = defaults().transport)]
     pub transport: Transport,
@@ -371,6 +375,15 @@ pub struct HistoryArgs {
     /// Only this user (name or uid).
     #[arg(long, value_parser = parse_user)]
     pub user: Option<u32>,
+    /// Only this executable: its path, or its file name (`python3`).
+    #[arg(long, value_name = "PATH")]
+    pub exe: Option<String>,
+    /// Only this network namespace (its inode).
+    #[arg(long, value_name = "INODE")]
+    pub netns: Option<u32>,
+    /// Only this container (the start of its id) or pod (its UID or name).
+    #[arg(long, value_name = "ID")]
+    pub container: Option<String>,
     /// Source or destination port.
     #[arg(long)]
     pub port: Option<u16>,
@@ -407,6 +420,10 @@ impl HistoryArgs {
             process: self.process.clone(),
             pid: self.pid,
             uid: self.user,
+            user: None,
+            exe: self.exe.clone(),
+            netns: self.netns,
+            container: self.container.clone(),
             port: self.port,
             sport: self.ends.sport,
             dport: self.ends.dport,
@@ -448,6 +465,9 @@ pub struct TopArgs {
     /// How often the picture is refreshed.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub interval: Duration,
+    /// The first filter (`/` changes it).
+    #[command(flatten)]
+    pub filter: FilterArgs,
 }
 
 #[derive(Args, Debug)]
@@ -512,6 +532,18 @@ pub struct FilterArgs {
     pub process: Option<String>,
     #[command(flatten)]
     pub ends: EndsArgs,
+    /// Only this user's processes (name or uid).
+    #[arg(long, value_parser = parse_user)]
+    pub user: Option<u32>,
+    /// Only this executable: its path, or its file name (`python3`).
+    #[arg(long, value_name = "PATH")]
+    pub exe: Option<String>,
+    /// Only this network namespace (its inode, as `ls -iL /proc/PID/ns/net` shows).
+    #[arg(long, value_name = "INODE")]
+    pub netns: Option<u32>,
+    /// Only this container (the start of its id) or pod (its UID or name).
+    #[arg(long, value_name = "ID")]
+    pub container: Option<String>,
 }
 
 impl FilterArgs {
@@ -523,7 +555,38 @@ impl FilterArgs {
             pid: self.pid,
             process: self.process.clone(),
             ends: self.ends.filter(),
+            user: self.user.map(crate::core::filter::User::Id),
+            exe: self.exe.clone(),
+            netns: self.netns,
+            container: self.container.clone(),
         }
+    }
+
+    /// The same filter as `top`'s `/` words.
+    pub fn words(&self) -> String {
+        let mut w: Vec<String> = self
+            .state
+            .iter()
+            .map(|s| format!("state:{}", s.name().to_lowercase()))
+            .collect();
+        let mut add = |k: &str, v: Option<String>| {
+            if let Some(v) = v {
+                w.push(format!("{k}:{v}"));
+            }
+        };
+        add("proto", self.proto.map(|p| p.name().to_string()));
+        add("port", self.port.map(|p| p.to_string()));
+        add("pid", self.pid.map(|p| p.to_string()));
+        add("process", self.process.clone());
+        add("user", self.user.map(|u| u.to_string()));
+        add("exe", self.exe.clone());
+        add("netns", self.netns.map(|n| n.to_string()));
+        add("container", self.container.clone());
+        add("sport", self.ends.sport.map(|p| p.to_string()));
+        add("dport", self.ends.dport.map(|p| p.to_string()));
+        add("src", self.ends.src.map(|n| n.to_string()));
+        add("dst", self.ends.dst.map(|n| n.to_string()));
+        w.join(" ")
     }
 }
 
@@ -540,6 +603,9 @@ pub struct ListArgs {
     /// JSON output.
     #[arg(short, long)]
     pub json: bool,
+    /// Also each owner's user, parent, executable, network namespace, container and pod.
+    #[arg(long, short = 'w', conflicts_with = "json")]
+    pub wide: bool,
 }
 
 /// The file format of `netta export`.
@@ -581,6 +647,7 @@ impl Global {
         take!(max_connections);
         take!(history_size);
         take!(no_ebpf);
+        take!(process_args);
         let from_env =
             |id: &str| matches.value_source(id) == Some(clap::parser::ValueSource::EnvVariable);
         if !from_cli("api") && !from_env("api") && c.api.is_some() {

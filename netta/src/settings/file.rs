@@ -31,6 +31,7 @@ struct Raw {
     history_size: Option<usize>,
     rules: Option<PathBuf>,
     no_ebpf: Option<bool>,
+    process_args: Option<bool>,
     api: Option<PathBuf>,
     state_dir: Option<PathBuf>,
     #[serde(default)]
@@ -59,6 +60,8 @@ pub struct Config {
     pub history_size: Option<usize>,
     pub rules: Option<PathBuf>,
     pub no_ebpf: Option<bool>,
+    /// Keep processes' arguments (`process.args`).
+    pub process_args: Option<bool>,
     pub sinks: Vec<SinkSpec>,
     pub metrics: Option<std::net::SocketAddr>,
     /// The API socket (agent and clients).
@@ -143,6 +146,7 @@ impl Config {
             history_size: raw.history_size,
             rules: raw.rules,
             no_ebpf: raw.no_ebpf,
+            process_args: raw.process_args,
             sinks,
             metrics,
             api: raw.api,
@@ -199,6 +203,7 @@ max_connections = 1000
 history_size = 10
 rules = "/etc/netta/rules.toml"
 no_ebpf = false
+process_args = true
 api = "/run/netta/api.sock"
 state_dir = "/srv/netta"
 
@@ -217,6 +222,7 @@ metrics = "127.0.0.1:9750"
         assert_eq!(c.metrics, Some("127.0.0.1:9750".parse().unwrap()));
         assert_eq!(c.api, Some("/run/netta/api.sock".into()));
         assert_eq!(c.state_dir, Some("/srv/netta".into()));
+        assert_eq!(c.process_args, Some(true));
         assert_eq!(c.retention_age, Some(Duration::from_secs(7 * 86_400)));
         assert_eq!(c.retention_size, Some(100 << 20));
         let e = Config::parse("[agent]\nretention_size = 5", "t").unwrap_err();

@@ -12,7 +12,6 @@ use super::BATCH_BYTES;
 use crate::agent::Record;
 use crate::core::clock::Clock;
 use crate::core::filter::EndsFilter;
-use crate::host::containers::Containers;
 
 /// Whole JSON lines (each with its newline), shared by every sink that got them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -37,22 +36,20 @@ pub struct LineMaker {
     buf: Vec<u8>,
     lines: u64,
     clock: Clock,
-    containers: Containers,
 }
 
 impl LineMaker {
-    pub fn new(clock: Clock, containers: Containers) -> LineMaker {
+    pub fn new(clock: Clock) -> LineMaker {
         LineMaker {
             buf: Vec::with_capacity(BATCH_BYTES),
             lines: 0,
             clock,
-            containers,
         }
     }
 
     /// Appends the record's line to the batch being made.
     pub fn push(&mut self, r: &Record) {
-        r.write_json(&mut self.buf, &self.clock, &mut self.containers);
+        r.write_json(&mut self.buf, &self.clock);
         self.lines += 1;
     }
 
@@ -94,7 +91,7 @@ pub async fn fan_out(
     filter: EndsFilter,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut maker = LineMaker::new(clock.clone(), Containers::new());
+    let mut maker = LineMaker::new(clock.clone());
     let mut outs: Vec<Out> = outs
         .into_iter()
         .map(|(tx, stats)| Out {

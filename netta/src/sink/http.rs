@@ -236,7 +236,6 @@ impl State<'_> {
                     &mut body,
                     &ConnEvent::lost(boot_now(), reported),
                     &self.clock,
-                    None,
                 );
             }
             let room = self.opts.batch_bytes.saturating_sub(body.len());

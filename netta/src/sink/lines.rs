@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, watch};
 /// The `events-lost` line telling a reader `n` lines were dropped here.
 pub(super) fn notice_line(clock: &Clock, n: u64) -> Vec<u8> {
     let mut line = Vec::with_capacity(256);
-    crate::render::ecs::write_line(&mut line, &ConnEvent::lost(boot_now(), n), clock, None);
+    crate::render::ecs::write_line(&mut line, &ConnEvent::lost(boot_now(), n), clock);
     line
 }
 

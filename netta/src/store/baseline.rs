@@ -6,7 +6,7 @@ use rustc_hash::FxHashMap;
 
 use super::{RawText, Reader};
 use crate::core::event::Proto;
-use crate::core::sanitize::Comm;
+use crate::core::sanitize::{Comm, Text};
 use crate::core::stored::BaselineRow;
 use crate::detect::new_destination::Dest;
 
@@ -58,15 +58,16 @@ pub fn upsert(db: &mut Connection, pending: &Pending) -> rusqlite::Result<()> {
     let tx = db.transaction()?;
     {
         let mut st = tx.prepare_cached(
-            "INSERT INTO baseline (comm, dst_net, dst_port, proto, first_us, last_us, count)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-             ON CONFLICT (comm, dst_net, dst_port, proto) DO UPDATE SET
+            "INSERT INTO baseline (comm, exe, dst_net, dst_port, proto, first_us, last_us, count)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT (comm, exe, dst_net, dst_port, proto) DO UPDATE SET
              first_us = min(first_us, excluded.first_us), last_us = max(last_us, excluded.last_us),
              count = count + excluded.count",
         )?;
         for (d, s) in pending {
             st.execute(params![
                 RawText(d.comm.as_bytes()),
+                d.exe.as_ref().map_or("", |e| e.as_str()),
                 d.net.to_string(),
                 d.port,
                 d.proto.name(),
@@ -92,18 +93,20 @@ pub fn reset(db: &mut Connection, now_us: i64) -> rusqlite::Result<()> {
 
 fn rows(db: &Connection) -> rusqlite::Result<Vec<BaselineRow>> {
     let mut st = db.prepare(
-        "SELECT comm, dst_net, dst_port, proto, first_us, last_us, count FROM baseline
-         ORDER BY comm, dst_net, dst_port, proto",
+        "SELECT comm, exe, dst_net, dst_port, proto, first_us, last_us, count FROM baseline
+         ORDER BY exe, comm, dst_net, dst_port, proto",
     )?;
     let rows = st.query_map([], |r| {
+        let exe: String = r.get(1)?;
         Ok(BaselineRow {
             comm: Comm::from_bytes(r.get_ref(0)?.as_bytes()?),
-            network: r.get(1)?,
-            port: r.get(2)?,
-            proto: r.get(3)?,
-            first_us: r.get(4)?,
-            last_us: r.get(5)?,
-            count: r.get::<_, i64>(6)?.max(0) as u64,
+            exe: (!exe.is_empty()).then(|| Text::from_shown(&exe)),
+            network: r.get(2)?,
+            port: r.get(3)?,
+            proto: r.get(4)?,
+            first_us: r.get(5)?,
+            last_us: r.get(6)?,
+            count: r.get::<_, i64>(7)?.max(0) as u64,
         })
     })?;
     rows.collect()
@@ -118,6 +121,7 @@ pub fn load(db: &Connection, now_us: i64) -> rusqlite::Result<(i64, Vec<Dest>)> 
         .filter_map(|r| {
             Some(Dest {
                 comm: r.comm,
+                exe: r.exe,
                 net: r.network.parse().ok()?,
                 port: r.port,
                 proto: match r.proto.as_str() {
@@ -152,6 +156,7 @@ mod tests {
     fn dest(comm: &[u8], net: &str, port: u16) -> Dest {
         Dest {
             comm: Comm::from_bytes(comm),
+            exe: None,
             net: net.parse().unwrap(),
             port,
             proto: Proto::Tcp,
@@ -180,6 +185,17 @@ mod tests {
         assert_eq!(rep.destinations[0].count, 4);
         assert_eq!(rep.destinations[0].first_us, 2_000);
         assert_eq!(rep.destinations[0].last_us, 3_000);
+        // Programs known by executable are their own rows.
+        let mut by_exe = dest(b"", "203.0.113.0/24", 443);
+        by_exe.exe = Some(Text::escaped(b"/usr/bin/curl", 256));
+        let mut p = Pending::default();
+        note(&mut p, by_exe.clone(), 4_000);
+        upsert(s.db(), &p).unwrap();
+        let (_, dests) = load(s.db(), 9_000).unwrap();
+        assert_eq!(dests.len(), 2);
+        assert!(dests.contains(&by_exe));
+        let rep = report(&s.reader().unwrap(), std::time::Duration::from_millis(5)).unwrap();
+        assert_eq!(rep.destinations[1].program(), "/usr/bin/curl");
         reset(s.db(), 10_000).unwrap();
         assert_eq!(load(s.db(), 11_000).unwrap(), (10_000, vec![]));
     }

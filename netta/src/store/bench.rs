@@ -215,7 +215,11 @@ fn row(rng: &mut Rng, i: u64, ts: i64) -> ConnRow {
         ),
         dst: SocketAddr::new(dst_ip, dport),
         pid: 1000 + rng.below(30_000) as u32,
-        uid: Some(rng.below(3) as u32 * 1000),
+        netns: 0,
+        who: crate::core::event::Who {
+            uid: Some(rng.below(3) as u32 * 1000),
+            ..Default::default()
+        },
         comm: Comm::from_bytes(comm.as_bytes()),
         owner: "hook".into(),
         bytes_sent: rng.below(100_000),

@@ -181,15 +181,19 @@ impl Store {
             let mut conn = tx.prepare_cached(
                 "INSERT INTO conn (ts_us, start_us, action, proto, direction, src_ip, src_port,
                  dst_ip, dst_port, pid, uid, comm, owner, bytes_sent, bytes_recv, packets, partial,
-                 domain)
+                 domain, netns, user_name, exe, args, ppid, process_start_us, entity_id,
+                 container, pod_uid, pod_name, pod_namespace)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-                 ?18)",
+                 ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)",
             )?;
             let mut reopen = tx.prepare_cached(
                 "UPDATE conn SET ts_us = ?1, start_us = ?2, action = ?3, proto = ?4,
                  direction = ?5, src_ip = ?6, src_port = ?7, dst_ip = ?8, dst_port = ?9, pid = ?10,
                  uid = ?11, comm = ?12, owner = ?13, bytes_sent = ?14, bytes_recv = ?15,
-                 packets = ?16, partial = ?17, domain = ?18 WHERE id = ?19 AND action = 'open'",
+                 packets = ?16, partial = ?17, domain = ?18, netns = ?19, user_name = ?20,
+                 exe = ?21, args = ?22, ppid = ?23, process_start_us = ?24, entity_id = ?25,
+                 container = ?26, pod_uid = ?27, pod_name = ?28, pod_namespace = ?29
+                 WHERE id = ?30 AND action = 'open'",
             )?;
             let mut unopen =
                 tx.prepare_cached("DELETE FROM conn WHERE id = ?1 AND action = 'open'")?;
@@ -341,8 +345,26 @@ fn write_conn(
     let comm = RawText(c.comm.as_bytes());
     let (sent, recv, packets) = (c.bytes_sent as i64, c.bytes_recv as i64, c.packets as i64);
     let domain = c.domain.as_ref().map(|d| d.as_str());
+    // What was known of the owner.
+    let p = c.who.process.as_deref();
+    let pod = c.who.container.as_ref().and_then(|c| c.pod.as_ref());
+    let netns = (c.netns != 0).then_some(c.netns);
+    let user = c.who.user.as_ref().map(|u| u.as_str());
+    let exe = p.and_then(|p| p.executable.as_ref()).map(|e| e.as_str());
+    let args = p.and_then(|p| p.args.as_ref()).map(|a| {
+        serde_json::to_string(&a.iter().map(|a| a.as_str()).collect::<Vec<_>>()).unwrap_or_default()
+    });
+    let ppid = p.map(|p| p.ppid).filter(|n| *n != 0);
+    let start = p
+        .filter(|p| p.start_ns != 0)
+        .map(|p| (p.start_ns / 1000) as i64);
+    let entity = p.map(|p| &*p.entity_id);
+    let container = c.who.container_id();
+    let pod_uid = pod.map(|p| &*p.uid);
+    let pod_name = pod.and_then(|p| p.name.as_ref()).map(|n| n.as_str());
+    let pod_ns = pod.and_then(|p| p.namespace.as_ref()).map(|n| n.as_str());
     let id_value = id.unwrap_or(0);
-    let values: [&dyn ToSql; 19] = [
+    let values: [&dyn ToSql; 30] = [
         &c.ts_us,
         &c.start_us,
         &c.action,
@@ -353,7 +375,7 @@ fn write_conn(
         &dst_ip,
         &dst_port,
         &c.pid,
-        &c.uid,
+        &c.who.uid,
         &comm,
         &c.owner,
         &sent,
@@ -361,9 +383,20 @@ fn write_conn(
         &packets,
         &c.partial,
         &domain,
+        &netns,
+        &user,
+        &exe,
+        &args,
+        &ppid,
+        &start,
+        &entity,
+        &container,
+        &pod_uid,
+        &pod_name,
+        &pod_ns,
         &id_value,
     ];
-    let n = if id.is_some() { 19 } else { 18 };
+    let n = if id.is_some() { 30 } else { 29 };
     st.execute(&values[..n])
 }
 
@@ -392,7 +425,6 @@ pub(crate) mod tests {
             src: format!("127.0.0.1:{sport}").parse().unwrap(),
             dst: format!("10.0.0.1:{dport}").parse().unwrap(),
             pid: 42,
-            uid: Some(1000),
             comm: Comm::from_bytes(comm.as_bytes()),
             owner: "hook".into(),
             bytes_sent: 10,
@@ -400,7 +432,55 @@ pub(crate) mod tests {
             packets: 0,
             partial: false,
             domain: None,
+            netns: 0,
+            who: crate::core::event::Who {
+                uid: Some(1000),
+                ..Default::default()
+            },
         }
+    }
+
+    /// A row with everything known of its owner (`fixture::owned`).
+    pub fn owned_row(ts_us: i64, sport: u16) -> ConnRow {
+        let mut r = conn_row(ts_us, sport, 443, "python3");
+        r.netns = 4026531840;
+        r.who = crate::fixture::owned();
+        r
+    }
+
+    #[test]
+    fn owners_round_trip_and_filter() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, _) = Store::open(dir.path()).unwrap();
+        let owned = owned_row(5_000_000, 40001);
+        let plain = conn_row(5_000_001, 40002, 443, "curl");
+        s.insert(&[Row::Conn(owned.clone()), Row::Conn(plain.clone())])
+            .unwrap();
+        let rd = s.reader().unwrap();
+        assert_eq!(
+            query::Query::default().run(&rd).unwrap(),
+            vec![owned.clone(), plain.clone()]
+        );
+        let q = |f: fn(&mut query::Query)| {
+            let mut q = query::Query::default();
+            f(&mut q);
+            q.run(&rd).unwrap()
+        };
+        // Each filter the views have finds the owned row and not the other.
+        let one = vec![owned];
+        assert_eq!(q(|q| q.exe = Some("/usr/bin/python3".into())), one);
+        assert_eq!(q(|q| q.exe = Some("python3".into())), one);
+        assert_eq!(q(|q| q.exe = Some("python".into())), vec![]);
+        assert_eq!(q(|q| q.user = Some("alice".into())), one);
+        assert_eq!(q(|q| q.netns = Some(4026531840)), one);
+        assert_eq!(q(|q| q.container = Some("3F2A8B".into())), one);
+        assert_eq!(q(|q| q.container = Some("web-0".into())), one);
+        assert_eq!(
+            q(|q| q.container = Some("6a1b3c4d-1111-2222-3333-444455556666".into())),
+            one
+        );
+        assert_eq!(q(|q| q.container = Some("3f2a8c".into())), vec![]);
+        assert_eq!(q(|q| q.uid = Some(1000)).len(), 2);
     }
 
     #[test]

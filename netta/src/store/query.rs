@@ -10,10 +10,13 @@ use rusqlite::{Connection, ToSql};
 
 use super::row::{AlertRow, ConnRow};
 use super::Reader;
+use crate::core::cgroup::{Container, Pod};
+use crate::core::event::Who;
 pub use crate::core::history_query::{
     parse_action, parse_domain, parse_net, Query, QueryError, DEFAULT_LIMIT,
 };
-use crate::core::sanitize::{Comm, Domain};
+use crate::core::process::Process;
+use crate::core::sanitize::{Comm, Domain, Text};
 
 impl Query {
     /// Checks every field; the error is one line naming the bad value.
@@ -49,6 +52,31 @@ impl Query {
         }
         if let Some(v) = self.uid {
             add(&mut w, &mut p, "uid = ?", Box::new(v));
+        }
+        if let Some(v) = &self.user {
+            add(&mut w, &mut p, "user_name = ?", Box::new(v.clone()));
+        }
+        if let Some(v) = &self.exe {
+            // `core::filter::exe_matches`: the path, or (no `/`) the file name.
+            let clause = if v.contains('/') {
+                "exe = ?"
+            } else {
+                "(exe = ? OR substr(exe, -(length(?) + 1)) = '/' || ?)"
+            };
+            add(&mut w, &mut p, clause, Box::new(v.clone()));
+        }
+        if let Some(v) = self.netns {
+            add(&mut w, &mut p, "netns = ?", Box::new(v));
+        }
+        if let Some(v) = &self.container {
+            // `core::filter::container_matches`: an id prefix (hex: `g` sorts
+            // after every digit, so the range is the prefix), a pod's UID or name.
+            add(
+                &mut w,
+                &mut p,
+                "((container >= ? AND container < ? || 'g') OR pod_uid = ? OR pod_name = ?)",
+                Box::new(v.to_ascii_lowercase()),
+            );
         }
         if let Some(v) = self.port {
             // Two indexed lookups (SQLite's OR optimisation), not a scan.
@@ -144,7 +172,9 @@ impl Query {
         let limit = self.limit.unwrap_or(DEFAULT_LIMIT).min(i64::MAX as u64) as i64;
         let sql = format!(
             "SELECT ts_us, start_us, action, proto, direction, src_ip, src_port, dst_ip, dst_port,
-             pid, uid, comm, owner, bytes_sent, bytes_recv, packets, partial, domain
+             pid, uid, comm, owner, bytes_sent, bytes_recv, packets, partial, domain, netns,
+             user_name, exe, args, ppid, process_start_us, entity_id, container, pod_uid,
+             pod_name, pod_namespace
              FROM conn{clause} ORDER BY ts_us DESC, id DESC LIMIT {limit}"
         );
         let mut stmt = r.db.prepare(&sql)?;
@@ -210,7 +240,6 @@ fn conn_from_sql(row: &rusqlite::Row<'_>) -> rusqlite::Result<ConnRow> {
         src: addr(&src_ip, row.get(6)?)?,
         dst: addr(&dst_ip, row.get(8)?)?,
         pid: row.get(9)?,
-        uid: row.get(10)?,
         comm,
         owner: row.get(12)?,
         bytes_sent: row.get::<_, i64>(13)? as u64,
@@ -220,6 +249,59 @@ fn conn_from_sql(row: &rusqlite::Row<'_>) -> rusqlite::Result<ConnRow> {
         domain: row
             .get::<_, Option<String>>(17)?
             .and_then(|d| Domain::parse(&d)),
+        netns: row.get::<_, Option<u32>>(18)?.unwrap_or(0),
+        who: who_from_sql(row)?,
+    })
+}
+
+/// The owner's columns (`pid` 9, `uid` 10, then 19..=28) back into what the row knew.
+fn who_from_sql(row: &rusqlite::Row<'_>) -> rusqlite::Result<Who> {
+    let text = |i| -> rusqlite::Result<Option<Text>> {
+        Ok(row
+            .get::<_, Option<String>>(i)?
+            .map(|s| Text::from_shown(&s)))
+    };
+    let uid: Option<u32> = row.get(10)?;
+    let process = match row.get::<_, Option<String>>(24)? {
+        Some(entity_id) => Some(Arc::new(Process {
+            pid: row.get(9)?,
+            ppid: row.get::<_, Option<u32>>(22)?.unwrap_or(0),
+            start_ns: row
+                .get::<_, Option<i64>>(23)?
+                .map_or(0, |us| (us.max(0) as u64).saturating_mul(1000)),
+            uid: uid.unwrap_or(0),
+            cgroup: 0,
+            entity_id: entity_id.into(),
+            executable: text(20)?,
+            args: row
+                .get::<_, Option<String>>(21)?
+                .and_then(|a| serde_json::from_str::<Vec<String>>(&a).ok())
+                .map(|a| a.iter().map(|s| Text::from_shown(s)).collect()),
+            args_truncated: false,
+        })),
+        None => None,
+    };
+    let pod = match row.get::<_, Option<String>>(26)? {
+        Some(uid) => Some(Pod {
+            uid: uid.into(),
+            name: text(27)?,
+            namespace: text(28)?,
+        }),
+        None => None,
+    };
+    let id: Option<String> = row.get(25)?;
+    let container = (id.is_some() || pod.is_some()).then(|| {
+        Arc::new(Container {
+            id: id.map(Into::into),
+            pod,
+        })
+    });
+    Ok(Who {
+        uid,
+        user: text(19)?,
+        cgroup: 0,
+        process,
+        container,
     })
 }
 
@@ -333,7 +415,7 @@ mod tests {
             if i == 7 {
                 r.dst = "192.168.1.9:53".parse().unwrap();
                 r.pid = 99;
-                r.uid = Some(0);
+                r.who.uid = Some(0);
             }
             rows.push(r);
         }

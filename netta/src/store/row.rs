@@ -29,17 +29,9 @@ pub enum Row {
 }
 
 impl Row {
-    pub fn from_record(
-        r: &Record,
-        clock: &Clock,
-        uid: impl FnOnce(u32) -> Option<u32>,
-    ) -> Option<Row> {
+    pub fn from_record(r: &Record, clock: &Clock) -> Option<Row> {
         match r {
-            Record::Event(ev) => {
-                action_name(ev.action)?;
-                let uid = if ev.pid != 0 { uid(ev.pid) } else { None };
-                ConnRow::from_event(ev, clock, uid).map(Row::Conn)
-            }
+            Record::Event(ev) => ConnRow::from_event(ev, clock).map(Row::Conn),
             Record::Alert(a) => Some(Row::Alert(alert_row(a, clock))),
             // Answers name the connections that are stored; they are not kept apart.
             Record::Dns(_) => None,

@@ -76,6 +76,38 @@ const MIGRATIONS: &[&str] = &[
     // 4: connections still open (action 'open', one row each, replaced by their
     // end): found at open without a scan of the whole table.
     "CREATE INDEX conn_open ON conn(id) WHERE action = 'open';",
+    // 5: who owned the connection and where (NULL: not known): its network
+    // namespace, the user's name, the process (executable, arguments, parent,
+    // start, entity id), the container and the pod; and the baseline learns per
+    // executable (`exe`, '' while only the process name is known).
+    "ALTER TABLE conn ADD COLUMN netns INTEGER;
+    ALTER TABLE conn ADD COLUMN user_name TEXT;
+    ALTER TABLE conn ADD COLUMN exe TEXT;
+    ALTER TABLE conn ADD COLUMN args TEXT;
+    ALTER TABLE conn ADD COLUMN ppid INTEGER;
+    ALTER TABLE conn ADD COLUMN process_start_us INTEGER;
+    ALTER TABLE conn ADD COLUMN entity_id TEXT;
+    ALTER TABLE conn ADD COLUMN container TEXT;
+    ALTER TABLE conn ADD COLUMN pod_uid TEXT;
+    ALTER TABLE conn ADD COLUMN pod_name TEXT;
+    ALTER TABLE conn ADD COLUMN pod_namespace TEXT;
+    CREATE INDEX conn_exe ON conn(exe, ts_us) WHERE exe IS NOT NULL;
+    CREATE INDEX conn_container ON conn(container, ts_us) WHERE container IS NOT NULL;
+    CREATE TABLE baseline5 (
+        comm TEXT NOT NULL,
+        exe TEXT NOT NULL,
+        dst_net TEXT NOT NULL,
+        dst_port INTEGER NOT NULL,
+        proto TEXT NOT NULL,
+        first_us INTEGER NOT NULL,
+        last_us INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (comm, exe, dst_net, dst_port, proto)
+    );
+    INSERT INTO baseline5
+        SELECT comm, '', dst_net, dst_port, proto, first_us, last_us, count FROM baseline;
+    DROP TABLE baseline;
+    ALTER TABLE baseline5 RENAME TO baseline;",
 ];
 
 /// The schema version this build writes.

@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustc_hash::FxHashMap;
 use tokio::sync::mpsc;
 
 use super::baseline;
@@ -139,27 +138,6 @@ impl Drop for Writer {
     }
 }
 
-/// The owner's uid, from /proc/<pid> while the process lives (cached briefly).
-struct Uids {
-    cache: FxHashMap<u32, Option<u32>>,
-    since: Instant,
-}
-
-impl Uids {
-    fn get(&mut self, pid: u32) -> Option<u32> {
-        if self.since.elapsed() > Duration::from_secs(10) || self.cache.len() > 8192 {
-            self.cache.clear();
-            self.since = Instant::now();
-        }
-        *self.cache.entry(pid).or_insert_with(|| {
-            use std::os::unix::fs::MetadataExt;
-            std::fs::metadata(format!("/proc/{pid}"))
-                .ok()
-                .map(|m| m.uid())
-        })
-    }
-}
-
 struct Failing {
     since_dropped: u64,
 }
@@ -223,10 +201,6 @@ fn run(
     let mut seen = baseline::Pending::default();
     let mut batch: Vec<Row> = Vec::with_capacity(opts.max_batch);
     let mut oldest: Option<Instant> = None;
-    let mut uids = Uids {
-        cache: FxHashMap::default(),
-        since: Instant::now(),
-    };
     let mut failing = None;
     let mut next_prune = Instant::now();
     let mut next_size_check = Instant::now();
@@ -247,7 +221,7 @@ fn run(
                             oldest.get_or_insert_with(Instant::now);
                         }
                     }
-                    if let Some(row) = Row::from_record(&rec, &clock, |pid| uids.get(pid)) {
+                    if let Some(row) = Row::from_record(&rec, &clock) {
                         batch.push(row);
                         oldest.get_or_insert_with(Instant::now);
                     }
@@ -345,6 +319,7 @@ mod tests {
         e.remote = "127.0.0.1:80".parse().unwrap();
         e.pid = std::process::id();
         e.comm = Comm::from_bytes(b"tester");
+        e.who.uid = Some(1234);
         Record::Event(e)
     }
 
@@ -367,7 +342,7 @@ mod tests {
         }
         let rows = Query::default().run(&reader).unwrap();
         assert_eq!(rows.len(), 100);
-        assert_eq!(rows[0].uid, Some(unsafe { libc::getuid() }));
+        assert_eq!(rows[0].who.uid, Some(1234), "the record's user");
         let stats = w.stats();
         w.stop();
         assert_eq!(stats.value().rows_written, 100);

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use netta::api::sink::{self, SinkSpec, SinkStats};
-use netta::api::{Action, Clock, ConnEvent, Containers, Direction, Record};
+use netta::api::{Action, Clock, ConnEvent, Direction, Record};
 use tokio::sync::{mpsc, watch};
 
 /// A sink under test: its input (serialised lines), its counters, its stop
@@ -29,7 +29,7 @@ pub fn start_sink(spec: SinkSpec, capacity: usize) -> SinkUnderTest {
         stats.clone(),
         shutdown,
     ));
-    let maker = sink::LineMaker::new(Clock::fixed(0), Containers::none());
+    let maker = sink::LineMaker::new(Clock::fixed(0));
     (tx, stats, stop, task, maker)
 }
 
