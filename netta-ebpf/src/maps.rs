@@ -26,7 +26,9 @@ pub static PERF_EVENTS: PerfEventArray<Event> = PerfEventArray::new(0);
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::LEN, 0);
 
 #[map]
-pub static TCP_SOCKS: LruHashMap<u64, SockInfo> = LruHashMap::with_max_entries(131_072, 0);
+/// Per-CPU LRU lists (BPF_F_NO_COMMON_LRU): an insert takes no global lock.
+pub static TCP_SOCKS: LruHashMap<u64, SockInfo> =
+    LruHashMap::with_max_entries(131_072, aya_ebpf::bindings::BPF_F_NO_COMMON_LRU);
 
 #[map]
 pub static LISTENERS: LruHashMap<u32, ListenerInfo> = LruHashMap::with_max_entries(4096, 0);

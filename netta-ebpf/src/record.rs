@@ -27,10 +27,43 @@ pub fn status(r: Result<(), i64>) -> u32 {
 }
 
 /// Reads tracepoint field `f` (its offset from the ABI's layout).
+///
+/// Direct loads from the context, not a `bpf_probe_read_kernel` call per field (a
+/// helper call each, most of a hook's run time). The verifier takes a context load
+/// only as `ctx + constant`, aligned to its size, so a field is read in the widest
+/// words its offset and size allow, each a volatile load the compiler cannot merge
+/// into pointer arithmetic.
 #[inline(always)]
-pub fn tp_field<T>(ctx: &TracePointContext, f: Field) -> Result<T, i64> {
-    // SAFETY: a probe read at an offset the agent checked against tracefs.
-    unsafe { ctx.read_at::<T>(f.1) }.map_err(|e| e as i64)
+pub fn tp_field<T: Copy>(ctx: &TracePointContext, f: Field) -> Result<T, i64> {
+    let (off, size) = (f.1, core::mem::size_of::<T>());
+    let base = ctx.as_ptr() as *const u8;
+    let mut out = core::mem::MaybeUninit::<T>::uninit();
+    let dst = out.as_mut_ptr() as *mut u8;
+    macro_rules! words {
+        ($w:ty) => {{
+            let n = core::mem::size_of::<$w>();
+            let mut i = 0;
+            while i < size / n {
+                // SAFETY: inside the field, whose layout the agent checked against tracefs.
+                unsafe {
+                    let v = core::ptr::read_volatile(base.add(off + i * n) as *const $w);
+                    core::ptr::write_unaligned(dst.add(i * n) as *mut $w, v);
+                }
+                i += 1;
+            }
+        }};
+    }
+    if size % 8 == 0 && off % 8 == 0 {
+        words!(u64)
+    } else if size % 4 == 0 && off % 4 == 0 {
+        words!(u32)
+    } else if size % 2 == 0 && off % 2 == 0 {
+        words!(u16)
+    } else {
+        words!(u8)
+    }
+    // SAFETY: every byte of `out` was written above.
+    Ok(unsafe { out.assume_init() })
 }
 
 #[inline(always)]

@@ -40,6 +40,12 @@ pub enum Part {
     Store,
     /// Agent CPU per record with one file sink and with two.
     Sinks,
+    /// netta (ring buffer) alone against untraced runs, in both topologies.
+    Ring,
+    /// The kernel programs' run time per connection.
+    Kernel,
+    /// The fixed-rate latency netta adds.
+    Latency,
 }
 
 impl Opts {
@@ -108,12 +114,12 @@ impl Drop for Nginx {
     }
 }
 
-fn start_nginx(dir: &Path) -> Result<Nginx> {
+fn start_nginx(dir: &Path, workers: usize) -> Result<Nginx> {
     let conf = dir.join("nginx.conf");
     std::fs::write(
         &conf,
         format!(
-            "worker_processes 2;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log;\ndaemon off;\n\
+            "worker_processes {workers};\npid {dir}/nginx.pid;\nerror_log {dir}/error.log;\ndaemon off;\n\
              events {{ worker_connections 4096; }}\n\
              http {{\n  access_log off;\n  keepalive_timeout 0;\n\
              client_body_temp_path {dir}/body; proxy_temp_path {dir}/proxy; fastcgi_temp_path {dir}/fcgi;\n\
@@ -137,12 +143,15 @@ fn start_nginx(dir: &Path) -> Result<Nginx> {
     loop {
         let kids = std::fs::read_to_string(format!("/proc/{master}/task/{master}/children"))
             .unwrap_or_default();
-        let workers: HashSet<u32> = kids
+        let kids: HashSet<u32> = kids
             .split_whitespace()
             .filter_map(|p| p.parse().ok())
             .collect();
-        if workers.len() >= 2 && std::net::TcpStream::connect(("127.0.0.1", PORT)).is_ok() {
-            return Ok(Nginx { child, workers });
+        if kids.len() >= workers && std::net::TcpStream::connect(("127.0.0.1", PORT)).is_ok() {
+            return Ok(Nginx {
+                child,
+                workers: kids,
+            });
         }
         if Instant::now() > deadline {
             bail!("nginx did not start (see {}/error.log)", dir.display());
@@ -241,7 +250,13 @@ impl Running {
     }
 }
 
-fn wait_for_line(child: &mut Child, from_stderr: bool, needle: &str) -> Result<()> {
+/// Waits for `needle` in a child's output; every line it prints (then and later) is
+/// kept in the returned buffer.
+fn wait_for_line(
+    child: &mut Child,
+    from_stderr: bool,
+    needle: &str,
+) -> Result<Arc<std::sync::Mutex<Vec<String>>>> {
     let stream: Box<dyn Read + Send> = if from_stderr {
         Box::new(child.stderr.take().context("stderr")?)
     } else {
@@ -249,6 +264,8 @@ fn wait_for_line(child: &mut Child, from_stderr: bool, needle: &str) -> Result<(
     };
     let (tx, rx) = std::sync::mpsc::channel();
     let needle = needle.to_string();
+    let kept = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let k2 = kept.clone();
     std::thread::spawn(move || {
         let mut lines = BufReader::new(stream).lines();
         let mut told = false;
@@ -258,10 +275,14 @@ fn wait_for_line(child: &mut Child, from_stderr: bool, needle: &str) -> Result<(
                 let _ = tx.send(());
                 told = true;
             }
+            if let Ok(mut k) = k2.lock() {
+                k.push(l);
+            }
         }
     });
     rx.recv_timeout(Duration::from_secs(30))
-        .context("tracer did not become ready")
+        .context("tracer did not become ready")?;
+    Ok(kept)
 }
 
 fn start(tracer: Tracer, netta: &Path, dir: &Path, run: usize) -> Result<Running> {
@@ -596,18 +617,40 @@ fn criterion(root: &Path, smoke: bool) -> Result<Vec<(String, String)>> {
 fn run_part(part: Part, netta: &Path, dir: &Path, opts: &Opts) -> Result<String> {
     match part {
         Part::Service => {
-            let _nginx = start_nginx(dir)?;
+            let _nginx = start_nginx(dir, 2)?;
             run_ab(opts.requests.min(2000))?;
             agent_service(netta, dir, opts)
         }
         Part::Store => store_history(netta, dir, opts.store_rows),
         Part::Sinks => {
-            let _nginx = start_nginx(dir)?;
+            let _nginx = start_nginx(dir, 2)?;
             run_ab(opts.requests.min(2000))?;
             sink_cost(netta, dir, opts)
         }
+        Part::Ring => {
+            let mut o = String::new();
+            for workers in TOPOLOGIES {
+                let nginx = start_nginx(dir, workers)?;
+                run_ab(opts.requests.min(2000))?;
+                let r = tracer_runs(Tracer::NettaRing, netta, dir, opts, &nginx)?;
+                tracer_table(&mut o, workers, &[r], opts);
+            }
+            Ok(o)
+        }
+        Part::Kernel | Part::Latency => {
+            let _nginx = start_nginx(dir, 2)?;
+            run_ab(opts.requests.min(2000))?;
+            if part == Part::Kernel {
+                kernel_costs(netta, dir, opts)
+            } else {
+                fixed_rate_latency(netta, dir, opts)
+            }
+        }
     }
 }
+
+/// The nginx topologies every tracer is measured in: its worker processes.
+const TOPOLOGIES: [usize; 2] = [2, 1];
 
 pub fn run(root: &Path, netta: &Path, opts: &Opts) -> Result<String> {
     let dir = std::env::temp_dir().join(format!("netta-bench-{}", std::process::id()));
@@ -617,41 +660,16 @@ pub fn run(root: &Path, netta: &Path, opts: &Opts) -> Result<String> {
         let _ = std::fs::remove_dir_all(&dir);
         return r;
     }
-    let nginx = start_nginx(&dir)?;
-    // Warm up nginx and the page cache.
-    run_ab(opts.requests.min(2000))?;
-    let tracers = [
-        Tracer::NettaRing,
-        Tracer::NettaPerf,
-        Tracer::Tcplife,
-        Tracer::SsPoll,
-    ];
-    let mut results = Vec::new();
-    for tracer in tracers {
-        let mut r = TracerResult {
-            tracer,
-            base_rps: vec![],
-            traced_rps: vec![],
-            seen: vec![],
-            made: vec![],
-        };
-        for i in 0..opts.runs {
-            let base = run_ab(opts.requests)?;
-            r.base_rps.push(base.rps);
-            let running = start(tracer, netta, &dir, i)?;
-            let traced = run_ab(opts.requests)?;
-            let seen = stop(running, tracer, &nginx.workers)?;
-            r.traced_rps.push(traced.rps);
-            r.made.push(traced.complete + traced.failed);
-            eprintln!(
-                "bench: {} run {}: {:.0} req/s untraced, {:.0} traced; client {}/{} server {}/{}; cpu {:.2}s rss {:.1} MiB",
-                tracer.name(), i + 1, base.rps, traced.rps, seen.client, traced.complete,
-                seen.server, traced.complete, seen.cpu_s, seen.rss_mib
-            );
-            r.seen.push(seen);
-        }
-        results.push(r);
+    let mut topologies = Vec::new();
+    for workers in TOPOLOGIES {
+        let nginx = start_nginx(&dir, workers)?;
+        // Warm up nginx and the page cache.
+        run_ab(opts.requests.min(2000))?;
+        topologies.push((workers, tracers(netta, &dir, opts, &nginx)?));
     }
+    let nginx = start_nginx(&dir, 2)?;
+    let kernel = kernel_costs(netta, &dir, opts);
+    let latency = fixed_rate_latency(netta, &dir, opts);
     let service = agent_service(netta, &dir, opts);
     let sinks = sink_cost(netta, &dir, opts);
     drop(nginx);
@@ -663,24 +681,182 @@ pub fn run(root: &Path, netta: &Path, opts: &Opts) -> Result<String> {
     let store = store_history(netta, &dir, opts.store_rows);
     let live = crate::bench_live::run(netta, &crate::bench_live::Opts::for_bench(opts.smoke));
     let _ = std::fs::remove_dir_all(&dir);
-    let mut out = report(&results, &ingest, seed, opts);
-    match service {
-        Ok(text) => out.push_str(&text),
-        Err(e) => eprintln!("bench: agent service benchmark failed: {e:#}"),
-    }
-    match sinks {
-        Ok(text) => out.push_str(&text),
-        Err(e) => eprintln!("bench: sink cost benchmark failed: {e:#}"),
-    }
-    match store {
-        Ok(text) => out.push_str(&text),
-        Err(e) => eprintln!("bench: store benchmark failed: {e:#}"),
-    }
-    match live {
-        Ok(text) => out.push_str(&text),
-        Err(e) => eprintln!("bench: live counters benchmark failed: {e:#}"),
+    let mut out = report(&topologies, &ingest, seed, opts);
+    for (part, r) in [
+        ("kernel programs", kernel),
+        ("fixed-rate latency", latency),
+        ("agent service", service),
+        ("sinks", sinks),
+        ("store", store),
+        ("live counters", live),
+    ] {
+        match r {
+            Ok(text) => out.push_str(&text),
+            Err(e) => eprintln!("bench: {part} benchmark failed: {e:#}"),
+        }
     }
     Ok(out)
+}
+
+/// Every tracer, `opts.runs` times each, alternating with untraced runs.
+fn tracers(netta: &Path, dir: &Path, opts: &Opts, nginx: &Nginx) -> Result<Vec<TracerResult>> {
+    let tracers = [
+        Tracer::NettaRing,
+        Tracer::NettaPerf,
+        Tracer::Tcplife,
+        Tracer::SsPoll,
+    ];
+    tracers
+        .into_iter()
+        .map(|t| tracer_runs(t, netta, dir, opts, nginx))
+        .collect()
+}
+
+/// One tracer, `opts.runs` times, each run after an untraced one.
+fn tracer_runs(
+    tracer: Tracer,
+    netta: &Path,
+    dir: &Path,
+    opts: &Opts,
+    nginx: &Nginx,
+) -> Result<TracerResult> {
+    let mut r = TracerResult {
+        tracer,
+        base_rps: vec![],
+        traced_rps: vec![],
+        seen: vec![],
+        made: vec![],
+    };
+    for i in 0..opts.runs {
+        let base = run_ab(opts.requests)?;
+        r.base_rps.push(base.rps);
+        let running = start(tracer, netta, dir, i)?;
+        let traced = run_ab(opts.requests)?;
+        let seen = stop(running, tracer, &nginx.workers)?;
+        r.traced_rps.push(traced.rps);
+        r.made.push(traced.complete + traced.failed);
+        eprintln!(
+            "bench: {} workers, {} run {}: {:.0} req/s untraced, {:.0} traced; client {}/{} server {}/{}; cpu {:.2}s rss {:.1} MiB",
+            nginx.workers.len(), tracer.name(), i + 1, base.rps, traced.rps, seen.client,
+            traced.complete, seen.server, traced.complete, seen.cpu_s, seen.rss_mib
+        );
+        r.seen.push(seen);
+    }
+    Ok(r)
+}
+
+/// Kernel run time of each netta program per connection: one more traced `ab` run
+/// with `kernel.bpf_stats_enabled=1` (restored afterwards; it costs two clock reads
+/// per program run, so the throughput runs go without it), read from netta's
+/// `NETTA_BPF_STATS` report at exit. The programs see the whole machine.
+fn kernel_costs(netta: &Path, dir: &Path, opts: &Opts) -> Result<String> {
+    const SYSCTL: &str = "/proc/sys/kernel/bpf_stats_enabled";
+    let was = std::fs::read_to_string(SYSCTL).context("reading kernel.bpf_stats_enabled")?;
+    std::fs::write(SYSCTL, "1").context("enabling kernel.bpf_stats_enabled")?;
+    let result = (|| -> Result<(Vec<String>, u64)> {
+        let mut child = Command::new(netta)
+            .args(["--standalone", "--transport", "ring", "events"])
+            .env("NETTA_BPF_STATS", "1")
+            .stdout(std::fs::File::create(dir.join("kernel-costs.out"))?)
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let lines = wait_for_line(&mut child, true, "netta: standalone")?;
+        let ab = run_ab(opts.requests)?;
+        std::thread::sleep(Duration::from_millis(300));
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        let _ = child.wait();
+        std::thread::sleep(Duration::from_millis(100));
+        let lines = lines.lock().map(|l| l.clone()).unwrap_or_default();
+        Ok((lines, ab.complete + ab.failed))
+    })();
+    let _ = std::fs::write(SYSCTL, was.trim());
+    let (lines, conns) = result?;
+    let mut rows: Vec<(String, u64, u64)> = lines
+        .iter()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            match f.as_slice() {
+                ["netta:", "bpf-stats", name, "runs", runs, "run_time_ns", ns] => {
+                    Some((name.to_string(), runs.parse().ok()?, ns.parse().ok()?))
+                }
+                _ => None,
+            }
+        })
+        .filter(|r| r.1 > 0)
+        .collect();
+    if rows.is_empty() || conns == 0 {
+        bail!("netta printed no bpf-stats lines");
+    }
+    rows.sort_by_key(|r| std::cmp::Reverse(r.2));
+    let per = |v: u64| v as f64 / conns as f64;
+    let total: f64 = rows.iter().map(|r| per(r.2)).sum();
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "\nKernel programs (one more traced run, `ab -n {} -c {CONCURRENCY}`, nginx 2 workers, kernel.bpf_stats_enabled=1): \
+         **{total:.0} ns of BPF run time per connection** (target ≤ 1,500).\n\n\
+         | program | runs per connection | ns per connection | ns per run |\n|---|---|---|---|",
+        opts.requests
+    );
+    for (name, runs, ns) in &rows {
+        let _ = writeln!(
+            o,
+            "| `{name}` | {:.2} | {:.0} | {:.0} |",
+            per(*runs),
+            per(*ns),
+            *ns as f64 / *runs as f64
+        );
+    }
+    Ok(o)
+}
+
+/// Latency added at a fixed rate (10k req/s, each request a new connection), untraced
+/// and traced by netta (ring buffer) alternating: p50 and p99 medians over the runs.
+fn fixed_rate_latency(netta: &Path, dir: &Path, opts: &Opts) -> Result<String> {
+    let (rate, seconds) = if opts.smoke { (1000, 1) } else { (10_000, 10) };
+    let to: std::net::SocketAddr = ([127, 0, 0, 1], PORT).into();
+    let (mut base, mut traced) = (Vec::new(), Vec::new());
+    let mut failed = 0;
+    for i in 0..opts.runs {
+        let b = crate::latency::run(to, rate, seconds, 8)?;
+        let running = start(Tracer::NettaRing, netta, dir, 100 + i)?;
+        let t = crate::latency::run(to, rate, seconds, 8)?;
+        let _ = stop(running, Tracer::NettaRing, &HashSet::new())?;
+        failed += b.failed + t.failed;
+        let us = |r: &crate::latency::Run, q| r.quantile(q).as_secs_f64() * 1e6;
+        eprintln!(
+            "bench: fixed rate run {}: p50 {:.0} -> {:.0} us, p99 {:.0} -> {:.0} us",
+            i + 1,
+            us(&b, 0.5),
+            us(&t, 0.5),
+            us(&b, 0.99),
+            us(&t, 0.99)
+        );
+        base.push((us(&b, 0.5), us(&b, 0.99)));
+        traced.push((us(&t, 0.5), us(&t, 0.99)));
+    }
+    let med = |v: &[(f64, f64)], p99: bool| {
+        median(v.iter().map(|x| if p99 { x.1 } else { x.0 }).collect())
+    };
+    let (b50, b99, t50, t99) = (
+        med(&base, false),
+        med(&base, true),
+        med(&traced, false),
+        med(&traced, true),
+    );
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "\nFixed-rate latency ({rate} req/s for {seconds} s, one connection per request, open loop: \
+         latency counts from each request's scheduled time; nginx 2 workers; {} run(s) each, medians): \
+         untraced p50 {b50:.0} µs, p99 {b99:.0} µs; traced by netta p50 {t50:.0} µs, p99 {t99:.0} µs: \
+         **p50 {:+.1} %, p99 {:+.1} %** (target: p99 ≤ +5 %); {failed} requests failed.",
+        opts.runs,
+        (t50 / b50 - 1.0) * 100.0,
+        (t99 / b99 - 1.0) * 100.0
+    );
+    Ok(o)
 }
 
 /// GET over the agent's API socket; the body as JSON.
@@ -1067,22 +1243,50 @@ pub fn store_history(netta: &Path, dir: &Path, rows: u64) -> Result<String> {
 }
 
 fn report(
-    results: &[TracerResult],
+    topologies: &[(usize, Vec<TracerResult>)],
     ingest: &[(String, String)],
     seed: Result<(f64, f64, u64)>,
     opts: &Opts,
 ) -> String {
     let mut o = String::new();
+    for (workers, results) in topologies {
+        tracer_table(&mut o, *workers, results, opts);
+    }
     let _ = writeln!(
         o,
-        "Workload: nginx (2 workers, keep-alive off) on 127.0.0.1, `ab -n {} -c {CONCURRENCY}`, {} run(s) per tracer alternating with untraced runs; medians.\n",
+        "\nIngest (decode + table update, no kernel; criterion, one core) and the sinks (`sinks-N`: the records serialised once per batch and written by N file sinks to /dev/null, on the agent's two runtime threads):\n"
+    );
+    for (name, thrpt) in ingest {
+        let _ = writeln!(o, "- `{name}`: {thrpt}");
+    }
+    match seed {
+        Ok(seed) => {
+            let _ = writeln!(
+                o,
+                "\nSeeding {} sockets in a network namespace (median wall time, process start to exit): netta `seed-bench` {:.1} ms, `ss -tanp` {:.1} ms, ratio {:.2}.",
+                seed.2, seed.0, seed.1, seed.0 / seed.1
+            );
+        }
+        Err(e) => {
+            let _ = writeln!(o, "\nSeeding benchmark failed: {e:#}");
+        }
+    }
+    o
+}
+
+/// One topology's table: completeness, attribution, losses, throughput ratio,
+/// agent CPU and memory per tracer, then the raw rates.
+fn tracer_table(o: &mut String, workers: usize, results: &[TracerResult], opts: &Opts) {
+    let _ = writeln!(
+        o,
+        "Workload: nginx ({workers} worker(s), keep-alive off) on 127.0.0.1, `ab -n {} -c {CONCURRENCY}`, {} run(s) per tracer alternating with untraced runs; medians.\n",
         opts.requests, opts.runs
     );
     let _ = writeln!(
         o,
-        "| tracer | client sockets reported | server sockets reported | server → nginx worker | client → ab | lost | overhead (traced/untraced req/s) | agent CPU s / 100k records | peak RSS |"
+        "| tracer | client sockets reported | server sockets reported | server → nginx worker | client → ab | lost | overhead (traced/untraced req/s) | agent CPU s / 100k records | agent cores per 10k conn/s | peak RSS |"
     );
-    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|");
     for r in results {
         let made: u64 = r.made.iter().sum();
         let sum = |f: fn(&Seen) -> u64| r.seen.iter().map(f).sum::<u64>();
@@ -1096,12 +1300,18 @@ fn report(
         let ratio = median(r.traced_rps.clone()) / median(r.base_rps.clone());
         let records = sum(|x| x.records);
         let cpu: f64 = r.seen.iter().map(|x| x.cpu_s).sum();
-        let (cpu_col, rss_col) = if r.tracer == Tracer::SsPoll {
-            ("-".to_string(), "-".to_string())
+        let (cpu_col, cores_col, rss_col) = if r.tracer == Tracer::SsPoll {
+            ("-".to_string(), "-".to_string(), "-".to_string())
         } else {
             (
                 if records > 0 {
                     format!("{:.3}", cpu * 100_000.0 / records as f64)
+                } else {
+                    "-".into()
+                },
+                // CPU seconds per 10k connections = cores at 10k connections/s.
+                if made > 0 {
+                    format!("{:.3}", cpu * 10_000.0 / made as f64)
                 } else {
                     "-".into()
                 },
@@ -1113,7 +1323,7 @@ fn report(
         };
         let _ = writeln!(
             o,
-            "| {} | {} ({c}/{made}) | {} ({s}/{made}) | {} | {} | {} | {:.3} | {} | {} |",
+            "| {} | {} ({c}/{made}) | {} ({s}/{made}) | {} | {} | {} | {:.3} | {} | {} | {} |",
             r.tracer.name(),
             pct(c, made),
             pct(s, made),
@@ -1126,6 +1336,7 @@ fn report(
             },
             ratio,
             cpu_col,
+            cores_col,
             rss_col
         );
     }
@@ -1148,26 +1359,6 @@ fn report(
             .collect();
         let _ = writeln!(o, "- {}: {}", r.tracer.name(), pairs.join(", "));
     }
-    let _ = writeln!(
-        o,
-        "\nIngest (decode + table update, no kernel; criterion, one core) and the sinks (`sinks-N`: the records serialised once per batch and written by N file sinks to /dev/null, on the agent's two runtime threads):\n"
-    );
-    for (name, thrpt) in ingest {
-        let _ = writeln!(o, "- `{name}`: {thrpt}");
-    }
-    match seed {
-        Ok(seed) => {
-            let _ = writeln!(
-                o,
-                "\nSeeding {} sockets in a network namespace (median wall time, process start to exit): netta `seed-bench` {:.1} ms, `ss -tanp` {:.1} ms, ratio {:.2}.",
-                seed.2, seed.0, seed.1, seed.0 / seed.1
-            );
-        }
-        Err(e) => {
-            let _ = writeln!(o, "\nSeeding benchmark failed: {e:#}");
-        }
-    }
-    o
 }
 
 /// Replaces the generated section of BENCHMARKS.md, keeping the prose around it.

@@ -23,6 +23,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod bench_live;
 mod kernels;
+mod latency;
 
 /// Toolchain used for the BPF program (needs `-Z build-std`).
 const BPF_TOOLCHAIN: &str = "nightly";

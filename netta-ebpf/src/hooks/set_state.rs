@@ -24,17 +24,32 @@ struct Transition {
     ends: Endpoints,
 }
 
+/// The transitions that change nothing netta keeps: the rest of a close after this
+/// side's FIN (FIN_WAIT2, TIME_WAIT, CLOSING) and the peer's FIN (CLOSE_WAIT). A
+/// third of a connection's transitions; they leave before reading anything else.
 #[inline(always)]
-fn read_transition(ctx: &TracePointContext) -> Result<Option<Transition>, i64> {
+fn ignored(new: u8) -> bool {
+    matches!(
+        new,
+        st::FIN_WAIT2 | st::TIME_WAIT | st::CLOSING | st::CLOSE_WAIT
+    )
+}
+
+#[inline(always)]
+fn read_transition(ctx: &TracePointContext, all_states: bool) -> Result<Option<Transition>, i64> {
     let protocol: u16 = field(ctx, f::protocol)?;
     if protocol != IPPROTO_TCP as u16 {
+        return Ok(None);
+    }
+    let new = field::<i32>(ctx, f::newstate)? as u8;
+    if !all_states && ignored(new) {
         return Ok(None);
     }
     let family: u16 = field(ctx, f::family)?;
     let mut t = Transition {
         sock: field::<u64>(ctx, f::skaddr)?,
         old: field::<i32>(ctx, f::oldstate)? as u8,
-        new: field::<i32>(ctx, f::newstate)? as u8,
+        new,
         ends: Endpoints {
             family,
             local_port: field(ctx, f::sport)?,
@@ -72,11 +87,12 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
 }
 
 fn try_set_state(ctx: &TracePointContext) -> Result<(), i64> {
-    let Some(t) = read_transition(ctx)? else {
+    let all_states = CONFIG.load().all_states != 0;
+    let Some(t) = read_transition(ctx, all_states)? else {
         return Ok(());
     };
     let now = unsafe { bpf_ktime_get_boot_ns() };
-    if CONFIG.load().all_states != 0 {
+    if all_states {
         let mut ev = event_from_transition(Kind::State, &t, now);
         emit(&mut ev, ctx);
     }

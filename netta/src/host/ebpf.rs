@@ -307,6 +307,7 @@ fn attach<'a>(
                 let p: &mut TracePoint = prog.try_into().map_err(|e| format!("{name}: {e}"))?;
                 if first {
                     p.load().map_err(|e| {
+                        log::debug!("{name}: {e}");
                         format!("the kernel refused program {name}: {}", one_line(e))
                     })?;
                 }
