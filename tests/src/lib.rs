@@ -311,6 +311,23 @@ impl AgentProc {
         a
     }
 
+    /// `netta GLOBAL agent --no-store --state-dir STATE --api (isolated) --sink SINK...`,
+    /// once ready: an agent whose only output is its sinks.
+    pub fn with_sinks(global: &[&str], state: &std::path::Path, sinks: &[&str]) -> AgentProc {
+        let (st, api) = (
+            state.display().to_string(),
+            isolated_api().display().to_string(),
+        );
+        let mut args = global.to_vec();
+        args.extend(["agent", "--no-store", "--state-dir", &st, "--api", &api]);
+        for s in sinks {
+            args.extend(["--sink", s]);
+        }
+        let mut a = AgentProc::spawn(&args);
+        a.wait_line("netta: agent ready");
+        a
+    }
+
     /// The first stderr line containing `needle` (others are echoed); panics after 60 s.
     pub fn wait_line(&mut self, needle: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(60).max(ready_patience());
@@ -458,6 +475,14 @@ impl Traffic {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// `netta-traffic KIND 127.0.0.1:PORT REST...`: a client of a loopback server.
+    pub fn to_loopback(kind: &str, port: impl std::fmt::Display, rest: &[&str]) -> Traffic {
+        let target = format!("127.0.0.1:{port}");
+        let mut args = vec![kind, &target];
+        args.extend_from_slice(rest);
+        Traffic::spawn(&args)
     }
 
     /// The next output line that starts with `prefix`, without the prefix.

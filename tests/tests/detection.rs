@@ -478,7 +478,7 @@ fn many_connections_to_one_ip_raise_high_connection_count() {
     let _serial = serial();
     require_ebpf!("high_connection_count");
     let (mut events, server, port, start) = netta_and_server("nt-hold-srv");
-    let mut hold = Traffic::spawn(&["hold", &format!("127.0.0.1:{port}"), "15", "nt-hold"]);
+    let mut hold = Traffic::to_loopback("hold", port, &["15", "nt-hold"]);
     hold.expect_line("held");
     let alert = events.expect_alert("high-connection-count", |v| {
         str_at(v, &["source", "ip"]) == Some("127.0.0.1")
@@ -603,13 +603,7 @@ fn benign_http_and_udp_load_raises_no_alert() {
         assert!(text.contains("Complete requests:      5000"), "{text}");
         assert!(text.contains("Failed requests:        0"), "{text}");
     } else {
-        let mut get = Traffic::spawn(&[
-            "http-get",
-            &format!("127.0.0.1:{http_port}"),
-            "5000",
-            "4",
-            "nt-http-get",
-        ]);
+        let mut get = Traffic::to_loopback("http-get", &http_port, &["5000", "4", "nt-http-get"]);
         ours.push(u64::from(get.pid()));
         assert_eq!(get.expect_line("done "), "5000");
         get.finish();

@@ -24,13 +24,7 @@ fn round_trips(n: usize) -> (u64, Vec<u64>) {
         "nt-hosrv",
     ]);
     let port: u64 = server.expect_line("port ").parse().unwrap();
-    let mut client = Traffic::spawn(&[
-        "tcp-client",
-        &format!("127.0.0.1:{port}"),
-        &n.to_string(),
-        "10",
-        "nt-hocli",
-    ]);
+    let mut client = Traffic::to_loopback("tcp-client", port, &[&n.to_string(), "10", "nt-hocli"]);
     let clients = client
         .all_lines("local ")
         .iter()
@@ -50,28 +44,12 @@ struct Run {
 fn start(name: &str, rx: &HttpReceiver, options: &str) -> Run {
     let dir = temp_dir(name);
     let file = dir.join("reference.json");
-    let (st, api) = (
-        dir.join("state").display().to_string(),
-        isolated_api().display().to_string(),
-    );
     let http = format!(
         "http://127.0.0.1:{}/ingest#age=100ms{options}",
         rx.addr.port()
     );
     let f = format!("file:{}", file.display());
-    let mut agent = AgentProc::spawn(&[
-        "agent",
-        "--no-store",
-        "--state-dir",
-        &st,
-        "--api",
-        &api,
-        "--sink",
-        &f,
-        "--sink",
-        &http,
-    ]);
-    agent.wait_line("netta: agent ready");
+    let agent = AgentProc::with_sinks(&[], &dir.join("state"), &[&f, &http]);
     Run { agent, file, dir }
 }
 

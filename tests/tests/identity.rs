@@ -40,21 +40,23 @@ fn closed_to(all: &[Value], port: u16) -> Option<&Value> {
     })
 }
 
-/// Accepts every connection to `l` (and drops it) on a thread, until the test ends.
-fn accept_all(l: TcpListener) {
+/// A loopback port whose every connection is accepted (and dropped) on a thread,
+/// until the test ends.
+fn accepting_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
     std::thread::spawn(move || {
         for s in l.incoming() {
             drop(s);
         }
     });
+    port
 }
 
 #[test]
 fn a_short_lived_python_client_shows_its_executable_user_and_parent() {
     require_ebpf!("a_short_lived_python_client_shows_its_executable_user_and_parent");
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    accept_all(l);
+    let port = accepting_port();
     let mut ev = Events::start(&["--process-args"], &[]);
     let code = format!("import socket; socket.create_connection(('127.0.0.1', {port})).close()");
     let st = Command::new(python())
@@ -104,9 +106,7 @@ fn a_short_lived_python_client_shows_its_executable_user_and_parent() {
 #[test]
 fn a_forked_child_runs_its_parents_program() {
     require_ebpf!("a_forked_child_runs_its_parents_program");
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    accept_all(l);
+    let port = accepting_port();
     let mut ev = Events::start(&[], &[]);
     // The parent forks (no exec); the child connects and prints its pid.
     let code = format!(
@@ -224,9 +224,7 @@ fn the_store_keeps_the_owner_and_history_filters_by_it() {
     require_ebpf!("the_store_keeps_the_owner_and_history_filters_by_it");
     let (_dir, state, sock) = agent_dir("identity-store");
     let mut agent = AgentProc::start(&state, &sock, &["--process-args"]);
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    accept_all(l);
+    let port = accepting_port();
     let code = format!("import socket; socket.create_connection(('127.0.0.1', {port})).close()");
     let st = Command::new(python())
         .args(["-c", &code])
@@ -335,9 +333,7 @@ fn a_client_in_a_kubepods_cgroup_carries_its_container_and_pod() {
         Path::new("/var/log"),
         &["pods", &format!("netta-test_web-{pid}_{uid}")],
     );
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    accept_all(l);
+    let port = accepting_port();
     let mut ev = Events::start(&[], &[]);
     // The client moves itself into the container's cgroup, then connects.
     let code = format!(

@@ -129,13 +129,7 @@ fn history_has_both_ends_survives_kill_9_and_refuses_strangers() {
     let mut server = Traffic::spawn(&["tcp-server", "127.0.0.1:0", "300", "10", "st-srv"]);
     let port: u16 = server.expect_line("port ").parse().unwrap();
     let p = port.to_string();
-    let mut client = Traffic::spawn(&[
-        "tcp-client",
-        &format!("127.0.0.1:{port}"),
-        "300",
-        "10",
-        "st-cli",
-    ]);
+    let mut client = Traffic::to_loopback("tcp-client", port, &["300", "10", "st-cli"]);
     let (cli, srv) = (client.pid(), server.pid());
     let ports: Vec<u16> = client
         .all_lines("local ")
@@ -443,13 +437,7 @@ fn open_connections_bytes_grow_in_the_history_until_their_end_replaces_them() {
     let mut agent = start_agent(&state, &sock, &["--update-interval", "1s"]);
     let mut server = Traffic::spawn(&["tcp-server", "127.0.0.1:0", "1", "0", "st-sink"]);
     let sport: u16 = server.expect_line("port ").parse().unwrap();
-    let mut sender = Traffic::spawn(&[
-        "paced-send",
-        &format!("127.0.0.1:{sport}"),
-        "2000000",
-        "8",
-        "st-paced",
-    ]);
+    let mut sender = Traffic::to_loopback("paced-send", sport, &["2000000", "8", "st-paced"]);
     let port: u16 = sender.expect_line("local ").parse().unwrap();
     let p = port.to_string();
     // The sender's socket's row: the source port is the sender's on both ends'

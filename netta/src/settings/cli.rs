@@ -372,18 +372,8 @@ pub struct HistoryArgs {
     pub process: Option<String>,
     #[arg(long)]
     pub pid: Option<u32>,
-    /// Only this user (name or uid).
-    #[arg(long, value_parser = parse_user)]
-    pub user: Option<u32>,
-    /// Only this executable: its path, or its file name (`python3`).
-    #[arg(long, value_name = "PATH")]
-    pub exe: Option<String>,
-    /// Only this network namespace (its inode).
-    #[arg(long, value_name = "INODE")]
-    pub netns: Option<u32>,
-    /// Only this container (the start of its id) or pod (its UID or name).
-    #[arg(long, value_name = "ID")]
-    pub container: Option<String>,
+    #[command(flatten)]
+    pub owner: OwnerArgs,
     /// Source or destination port.
     #[arg(long)]
     pub port: Option<u16>,
@@ -419,11 +409,11 @@ impl HistoryArgs {
             until_us: self.until,
             process: self.process.clone(),
             pid: self.pid,
-            uid: self.user,
+            uid: self.owner.user,
             user: None,
-            exe: self.exe.clone(),
-            netns: self.netns,
-            container: self.container.clone(),
+            exe: self.owner.exe.clone(),
+            netns: self.owner.netns,
+            container: self.owner.container.clone(),
             port: self.port,
             sport: self.ends.sport,
             dport: self.ends.dport,
@@ -532,6 +522,13 @@ pub struct FilterArgs {
     pub process: Option<String>,
     #[command(flatten)]
     pub ends: EndsArgs,
+    #[command(flatten)]
+    pub owner: OwnerArgs,
+}
+
+/// Who owns the connection: the filters `list`, `top` and `history` share.
+#[derive(Args, Debug, Default, Clone)]
+pub struct OwnerArgs {
     /// Only this user's processes (name or uid).
     #[arg(long, value_parser = parse_user)]
     pub user: Option<u32>,
@@ -555,10 +552,10 @@ impl FilterArgs {
             pid: self.pid,
             process: self.process.clone(),
             ends: self.ends.filter(),
-            user: self.user.map(crate::core::filter::User::Id),
-            exe: self.exe.clone(),
-            netns: self.netns,
-            container: self.container.clone(),
+            user: self.owner.user.map(crate::core::filter::User::Id),
+            exe: self.owner.exe.clone(),
+            netns: self.owner.netns,
+            container: self.owner.container.clone(),
         }
     }
 
@@ -578,10 +575,10 @@ impl FilterArgs {
         add("port", self.port.map(|p| p.to_string()));
         add("pid", self.pid.map(|p| p.to_string()));
         add("process", self.process.clone());
-        add("user", self.user.map(|u| u.to_string()));
-        add("exe", self.exe.clone());
-        add("netns", self.netns.map(|n| n.to_string()));
-        add("container", self.container.clone());
+        add("user", self.owner.user.map(|u| u.to_string()));
+        add("exe", self.owner.exe.clone());
+        add("netns", self.owner.netns.map(|n| n.to_string()));
+        add("container", self.owner.container.clone());
         add("sport", self.ends.sport.map(|p| p.to_string()));
         add("dport", self.ends.dport.map(|p| p.to_string()));
         add("src", self.ends.src.map(|n| n.to_string()));
