@@ -437,6 +437,13 @@ pub fn agent_dir(name: &str) -> (PathBuf, PathBuf, PathBuf) {
     (dir, state, sock)
 }
 
+/// [`AgentProc::start`] in a fresh [`agent_dir`]: (dir, API socket, agent).
+pub fn agent_in(name: &str, extra: &[&str]) -> (PathBuf, PathBuf, AgentProc) {
+    let (dir, state, sock) = agent_dir(name);
+    let agent = AgentProc::start(&state, &sock, extra);
+    (dir, sock, agent)
+}
+
 /// `netta ARGS` as a stranger (uid and gid 65534, no groups), when `setpriv` is there.
 pub fn netta_as_nobody(args: &[&str]) -> Option<std::process::Output> {
     have_tool("setpriv").then(|| {

@@ -114,9 +114,10 @@ fn learned(
     ask: fn(SocketAddr, &str) -> Vec<u8>,
     server: SocketAddr,
     name: &str,
-    ip: [u8; 4],
+    ip: &str,
 ) {
-    assert!(answers_with(&ask(server, name), ip), "{name}");
+    let ip: std::net::Ipv4Addr = ip.parse().unwrap();
+    assert!(answers_with(&ask(server, name), ip.octets()), "{name}");
     assert!(
         ev.wait_until(WAIT, |all| dns_answer_for(all, name).is_some()),
         "no dns-answer event for {name}"
@@ -167,23 +168,11 @@ fn a_connection_after_a_dns_answer_carries_the_domain() {
     );
     let mut ev = Events::start(&[], &[]);
     // UDP: the answer is learned (and reported) before the client connects.
-    learned(
-        &mut ev,
-        ask_udp,
-        server,
-        "bar-test.example",
-        [127, 0, 0, 77],
-    );
+    learned(&mut ev, ask_udp, server, "bar-test.example", "127.0.0.77");
     let port = free_tcp_port("127.0.0.77");
     connect_once("127.0.0.77", port);
     // TCP port 53 too.
-    learned(
-        &mut ev,
-        ask_tcp,
-        server,
-        "tcp-test.example",
-        [127, 0, 0, 78],
-    );
+    learned(&mut ev, ask_tcp, server, "tcp-test.example", "127.0.0.78");
     let tcp_port = free_tcp_port("127.0.0.78");
     connect_once("127.0.0.78", tcp_port);
     assert!(ev.wait_until(WAIT, |all| opened_to(all, "127.0.0.78", tcp_port).is_some()));

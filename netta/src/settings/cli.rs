@@ -367,11 +367,6 @@ pub struct HistoryArgs {
     /// Up to this time: a duration back from now or RFC 3339.
     #[arg(long, value_parser = parse_time, value_name = "TIME")]
     pub until: Option<i64>,
-    /// Only processes whose name contains this.
-    #[arg(long)]
-    pub process: Option<String>,
-    #[arg(long)]
-    pub pid: Option<u32>,
     #[command(flatten)]
     pub owner: OwnerArgs,
     /// Source or destination port.
@@ -407,8 +402,8 @@ impl HistoryArgs {
         crate::core::history_query::Query {
             since_us: self.since,
             until_us: self.until,
-            process: self.process.clone(),
-            pid: self.pid,
+            process: self.owner.process.clone(),
+            pid: self.owner.pid,
             uid: self.owner.user,
             user: None,
             exe: self.owner.exe.clone(),
@@ -514,21 +509,22 @@ pub struct FilterArgs {
     /// Only connections with this local or remote port.
     #[arg(long)]
     pub port: Option<u16>,
+    #[command(flatten)]
+    pub owner: OwnerArgs,
+    #[command(flatten)]
+    pub ends: EndsArgs,
+}
+
+/// Who owns the connection (process, user, executable, namespace, container):
+/// the filters `list`, `top` and `history` share.
+#[derive(Args, Debug, Default, Clone)]
+pub struct OwnerArgs {
     /// Only this process id.
     #[arg(long)]
     pub pid: Option<u32>,
     /// Only processes whose name contains this.
     #[arg(long)]
     pub process: Option<String>,
-    #[command(flatten)]
-    pub ends: EndsArgs,
-    #[command(flatten)]
-    pub owner: OwnerArgs,
-}
-
-/// Who owns the connection: the filters `list`, `top` and `history` share.
-#[derive(Args, Debug, Default, Clone)]
-pub struct OwnerArgs {
     /// Only this user's processes (name or uid).
     #[arg(long, value_parser = parse_user)]
     pub user: Option<u32>,
@@ -549,8 +545,8 @@ impl FilterArgs {
             states: self.state.clone(),
             proto: self.proto,
             port: self.port,
-            pid: self.pid,
-            process: self.process.clone(),
+            pid: self.owner.pid,
+            process: self.owner.process.clone(),
             ends: self.ends.filter(),
             user: self.owner.user.map(crate::core::filter::User::Id),
             exe: self.owner.exe.clone(),
@@ -573,8 +569,8 @@ impl FilterArgs {
         };
         add("proto", self.proto.map(|p| p.name().to_string()));
         add("port", self.port.map(|p| p.to_string()));
-        add("pid", self.pid.map(|p| p.to_string()));
-        add("process", self.process.clone());
+        add("pid", self.owner.pid.map(|p| p.to_string()));
+        add("process", self.owner.process.clone());
         add("user", self.owner.user.map(|u| u.to_string()));
         add("exe", self.owner.exe.clone());
         add("netns", self.owner.netns.map(|n| n.to_string()));
