@@ -444,6 +444,21 @@ pub fn agent_in(name: &str, extra: &[&str]) -> (PathBuf, PathBuf, AgentProc) {
     (dir, sock, agent)
 }
 
+/// Runs `prog args` to completion, quietly; panics if it fails.
+pub fn run_ok(prog: &str, args: &[&str]) {
+    let out = Command::new(prog)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("run {prog}: {e}"));
+    assert!(
+        out.status.success(),
+        "{prog} {args:?}: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// `netta ARGS` as a stranger (uid and gid 65534, no groups), when `setpriv` is there.
 pub fn netta_as_nobody(args: &[&str]) -> Option<std::process::Output> {
     have_tool("setpriv").then(|| {

@@ -114,26 +114,11 @@ impl Drop for Reaped {
     }
 }
 
-/// Runs `prog args` to completion, quietly; panics if it fails.
 /// Whether a test may drive `tool`: installed, and not ruled out by
 /// `NETTA_TEST_SCANNER` (which names the one to use; `netta-traffic` is the built-in
 /// sender, fast enough for slow QEMU guests where nmap's start-up is not).
 fn scanner_allowed(tool: &str) -> bool {
     std::env::var("NETTA_TEST_SCANNER").map_or(true, |v| v == tool) && have_tool(tool)
-}
-
-fn run(prog: &str, args: &[&str]) {
-    let out = Command::new(prog)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("run {prog}: {e}"));
-    assert!(
-        out.status.success(),
-        "{prog} {args:?}: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Waits for `child` at most `limit`; kills it if it is still running then.
@@ -375,7 +360,7 @@ fn flood_and_wait(tag: &str, synack_retries: Option<u32>) -> Flood {
     let pair = NetnsPair::new(tag);
     if let Some(n) = synack_retries {
         let set = format!("net.ipv4.tcp_synack_retries={n}");
-        run(
+        run_ok(
             "ip",
             &["netns", "exec", &pair.a, "sysctl", "-q", "-w", &set],
         );

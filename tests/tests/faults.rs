@@ -95,8 +95,7 @@ fn runs_unprivileged_with_only_the_documented_capabilities() {
     let _g = lock();
     require_ebpf!("least_privilege");
     // A copy any user can execute, wherever the checkout lives.
-    let dir = std::env::temp_dir().join(format!("netta-caps-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("caps");
     let bin = dir.join("netta");
     std::fs::copy(netta_bin(), &bin).unwrap();
     use std::os::unix::fs::PermissionsExt;
@@ -185,8 +184,7 @@ fn hostile_process_names_are_escaped_in_every_output() {
         .iter()
         .any(|r| r["process"] == evil));
 
-    let dir = std::env::temp_dir().join(format!("netta-hostile-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("hostile");
     let csv = dir.join("r.csv");
     let ok = netta_cmd()
         .args(["export", "--output", csv.to_str().unwrap()])

@@ -391,10 +391,9 @@ fn retention_by_age_prunes_a_running_agents_store_while_it_keeps_storing() {
 fn retention_by_size_keeps_a_running_agents_store_under_its_limit_and_the_newest_rows() {
     let _serial = serial();
     require_ebpf!("store retention by size");
-    let (dir, state, sock) = agent_dir("store-size");
-    let s = sock.to_str().unwrap();
     let limit: u64 = 1 << 20;
-    let _agent = start_agent(&state, &sock, &["--retention-size", &limit.to_string()]);
+    let (dir, sock, _agent) = agent_in("store-size", &["--retention-size", &limit.to_string()]);
+    let s = sock.to_str().unwrap();
     // About 2.5 MB of rows, then a last burst the limit has room for.
     let old = tcp_round_trips("6000", ["10", "10"], ["st-zsrv", "st-zcli"]);
     let new = tcp_round_trips("500", ["10", "10"], ["st-zsrv", "st-zcli"]);
