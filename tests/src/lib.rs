@@ -311,6 +311,23 @@ impl AgentProc {
         a
     }
 
+    /// `netta GLOBAL agent --no-store --state-dir STATE --api (isolated) --sink SINK...`,
+    /// once ready: an agent whose only output is its sinks.
+    pub fn with_sinks(global: &[&str], state: &std::path::Path, sinks: &[&str]) -> AgentProc {
+        let (st, api) = (
+            state.display().to_string(),
+            isolated_api().display().to_string(),
+        );
+        let mut args = global.to_vec();
+        args.extend(["agent", "--no-store", "--state-dir", &st, "--api", &api]);
+        for s in sinks {
+            args.extend(["--sink", s]);
+        }
+        let mut a = AgentProc::spawn(&args);
+        a.wait_line("netta: agent ready");
+        a
+    }
+
     /// The first stderr line containing `needle` (others are echoed); panics after 60 s.
     pub fn wait_line(&mut self, needle: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(60).max(ready_patience());
@@ -420,6 +437,28 @@ pub fn agent_dir(name: &str) -> (PathBuf, PathBuf, PathBuf) {
     (dir, state, sock)
 }
 
+/// [`AgentProc::start`] in a fresh [`agent_dir`]: (dir, API socket, agent).
+pub fn agent_in(name: &str, extra: &[&str]) -> (PathBuf, PathBuf, AgentProc) {
+    let (dir, state, sock) = agent_dir(name);
+    let agent = AgentProc::start(&state, &sock, extra);
+    (dir, sock, agent)
+}
+
+/// Runs `prog args` to completion, quietly; panics if it fails.
+pub fn run_ok(prog: &str, args: &[&str]) {
+    let out = Command::new(prog)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("run {prog}: {e}"));
+    assert!(
+        out.status.success(),
+        "{prog} {args:?}: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// `netta ARGS` as a stranger (uid and gid 65534, no groups), when `setpriv` is there.
 pub fn netta_as_nobody(args: &[&str]) -> Option<std::process::Output> {
     have_tool("setpriv").then(|| {
@@ -458,6 +497,14 @@ impl Traffic {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// `netta-traffic KIND 127.0.0.1:PORT REST...`: a client of a loopback server.
+    pub fn to_loopback(kind: &str, port: impl std::fmt::Display, rest: &[&str]) -> Traffic {
+        let target = format!("127.0.0.1:{port}");
+        let mut args = vec![kind, &target];
+        args.extend_from_slice(rest);
+        Traffic::spawn(&args)
     }
 
     /// The next output line that starts with `prefix`, without the prefix.

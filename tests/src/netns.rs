@@ -12,17 +12,7 @@ pub struct NetnsPair {
 
 /// `ip ARGS`, which must succeed.
 fn ip(args: &[&str]) {
-    let out = Command::new("ip")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("run ip: {e}"));
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::run_ok("ip", args);
 }
 
 impl NetnsPair {

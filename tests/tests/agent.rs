@@ -112,8 +112,7 @@ fn agent_feeds_a_tcp_sink_serves_metrics_and_stops_on_sigterm() {
 
 #[test]
 fn a_bad_config_file_is_a_usage_error_with_its_line() {
-    let dir = std::env::temp_dir().join(format!("netta-cfg-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("cfg");
     let bad = dir.join("netta.toml");
     std::fs::write(
         &bad,

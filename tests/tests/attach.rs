@@ -8,9 +8,8 @@ use netta_tests::*;
 #[test]
 fn views_attach_to_the_running_agent_and_standalone_forces_their_own() {
     require_ebpf!("attach");
-    let (dir, state, sock) = agent_dir("attach");
+    let (dir, sock, agent) = agent_in("attach", &[]);
     let s = sock.to_str().unwrap();
-    let agent = AgentProc::start(&state, &sock, &[]);
     let pid = agent.child.id();
     let attached = format!("netta: attached to agent (pid {pid}, up ");
 

@@ -114,26 +114,11 @@ impl Drop for Reaped {
     }
 }
 
-/// Runs `prog args` to completion, quietly; panics if it fails.
 /// Whether a test may drive `tool`: installed, and not ruled out by
 /// `NETTA_TEST_SCANNER` (which names the one to use; `netta-traffic` is the built-in
 /// sender, fast enough for slow QEMU guests where nmap's start-up is not).
 fn scanner_allowed(tool: &str) -> bool {
     std::env::var("NETTA_TEST_SCANNER").map_or(true, |v| v == tool) && have_tool(tool)
-}
-
-fn run(prog: &str, args: &[&str]) {
-    let out = Command::new(prog)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("run {prog}: {e}"));
-    assert!(
-        out.status.success(),
-        "{prog} {args:?}: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Waits for `child` at most `limit`; kills it if it is still running then.
@@ -375,7 +360,7 @@ fn flood_and_wait(tag: &str, synack_retries: Option<u32>) -> Flood {
     let pair = NetnsPair::new(tag);
     if let Some(n) = synack_retries {
         let set = format!("net.ipv4.tcp_synack_retries={n}");
-        run(
+        run_ok(
             "ip",
             &["netns", "exec", &pair.a, "sysctl", "-q", "-w", &set],
         );
@@ -478,7 +463,7 @@ fn many_connections_to_one_ip_raise_high_connection_count() {
     let _serial = serial();
     require_ebpf!("high_connection_count");
     let (mut events, server, port, start) = netta_and_server("nt-hold-srv");
-    let mut hold = Traffic::spawn(&["hold", &format!("127.0.0.1:{port}"), "15", "nt-hold"]);
+    let mut hold = Traffic::to_loopback("hold", port, &["15", "nt-hold"]);
     hold.expect_line("held");
     let alert = events.expect_alert("high-connection-count", |v| {
         str_at(v, &["source", "ip"]) == Some("127.0.0.1")
@@ -603,13 +588,7 @@ fn benign_http_and_udp_load_raises_no_alert() {
         assert!(text.contains("Complete requests:      5000"), "{text}");
         assert!(text.contains("Failed requests:        0"), "{text}");
     } else {
-        let mut get = Traffic::spawn(&[
-            "http-get",
-            &format!("127.0.0.1:{http_port}"),
-            "5000",
-            "4",
-            "nt-http-get",
-        ]);
+        let mut get = Traffic::to_loopback("http-get", &http_port, &["5000", "4", "nt-http-get"]);
         ours.push(u64::from(get.pid()));
         assert_eq!(get.expect_line("done "), "5000");
         get.finish();

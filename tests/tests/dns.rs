@@ -108,6 +108,22 @@ fn answers_with(m: &[u8], ip: [u8; 4]) -> bool {
     m.windows(4).any(|w| w == ip)
 }
 
+/// `ask` got `ip` for `name` from the server, and netta reported the answer.
+fn learned(
+    ev: &mut Events,
+    ask: fn(SocketAddr, &str) -> Vec<u8>,
+    server: SocketAddr,
+    name: &str,
+    ip: &str,
+) {
+    let ip: std::net::Ipv4Addr = ip.parse().unwrap();
+    assert!(answers_with(&ask(server, name), ip.octets()), "{name}");
+    assert!(
+        ev.wait_until(WAIT, |all| dns_answer_for(all, name).is_some()),
+        "no dns-answer event for {name}"
+    );
+}
+
 fn dns_answer_for<'a>(all: &'a [Value], name: &str) -> Option<&'a Value> {
     all.iter().find(|v| {
         str_at(v, &["event", "action"]) == Some("dns-answer")
@@ -152,27 +168,11 @@ fn a_connection_after_a_dns_answer_carries_the_domain() {
     );
     let mut ev = Events::start(&[], &[]);
     // UDP: the answer is learned (and reported) before the client connects.
-    assert!(answers_with(
-        &ask_udp(server, "bar-test.example"),
-        [127, 0, 0, 77]
-    ));
-    assert!(
-        ev.wait_until(WAIT, |all| dns_answer_for(all, "bar-test.example")
-            .is_some()),
-        "no dns-answer event for bar-test.example"
-    );
+    learned(&mut ev, ask_udp, server, "bar-test.example", "127.0.0.77");
     let port = free_tcp_port("127.0.0.77");
     connect_once("127.0.0.77", port);
     // TCP port 53 too.
-    assert!(answers_with(
-        &ask_tcp(server, "tcp-test.example"),
-        [127, 0, 0, 78]
-    ));
-    assert!(
-        ev.wait_until(WAIT, |all| dns_answer_for(all, "tcp-test.example")
-            .is_some()),
-        "no dns-answer event for the TCP answer"
-    );
+    learned(&mut ev, ask_tcp, server, "tcp-test.example", "127.0.0.78");
     let tcp_port = free_tcp_port("127.0.0.78");
     connect_once("127.0.0.78", tcp_port);
     assert!(ev.wait_until(WAIT, |all| opened_to(all, "127.0.0.78", tcp_port).is_some()));

@@ -105,29 +105,15 @@ fn capture() -> Vec<(String, Vec<Value>)> {
     let mut ev = Events::start(&["--udp-idle", "1s", "--rules", &rules], &[]);
     let mut server = Traffic::spawn(&["tcp-server", "127.0.0.1:0", "1", "31", "nt-docsrv"]);
     let port: u64 = server.expect_line("port ").parse().unwrap();
-    Traffic::spawn(&[
-        "tcp-client",
-        &format!("127.0.0.1:{port}"),
-        "1",
-        "18",
-        "nt-doccli",
-    ])
-    .finish();
+    Traffic::to_loopback("tcp-client", port, &["1", "18", "nt-doccli"]).finish();
     server.finish();
     let closed = u64::from(free_tcp_port("127.0.0.1"));
-    let mut c = Traffic::spawn(&["connect", &format!("127.0.0.1:{closed}"), "nt-doccli"]);
+    let mut c = Traffic::to_loopback("connect", closed, &["nt-doccli"]);
     assert_eq!(c.expect_line("refused"), "");
     c.finish();
     let mut udp = Traffic::spawn(&["udp-server", "127.0.0.1:0", "nt-docusrv"]);
     let uport: u64 = udp.expect_line("port ").parse().unwrap();
-    Traffic::spawn(&[
-        "udp-send",
-        &format!("127.0.0.1:{uport}"),
-        "2",
-        "15",
-        "nt-docudp",
-    ])
-    .finish();
+    Traffic::to_loopback("udp-send", uport, &["2", "15", "nt-docudp"]).finish();
     let first = free_tcp_range("127.0.0.1", 23_000, 300);
     let mut scan = Traffic::spawn(&[
         "scan",
@@ -140,7 +126,7 @@ fn capture() -> Vec<(String, Vec<Value>)> {
     scan.finish();
     let mut hold_srv = Traffic::spawn(&["tcp-server", "127.0.0.1:0", "15", "0", "nt-dochsrv"]);
     let hport = hold_srv.expect_line("port ");
-    let mut hold = Traffic::spawn(&["hold", &format!("127.0.0.1:{hport}"), "15", "nt-dochold"]);
+    let mut hold = Traffic::to_loopback("hold", hport, &["15", "nt-dochold"]);
     hold.expect_line("held");
     let mine = |v: &Value| {
         str_at(v, &["netta", "evidence", "process"]) == Some("nt-docsrv")
@@ -200,14 +186,7 @@ fn capture() -> Vec<(String, Vec<Value>)> {
     let ev = Events::start(&[], &["--all-states"]);
     let mut server = Traffic::spawn(&["tcp-server", "127.0.0.1:0", "1", "1", "nt-docsrv"]);
     let sport: u64 = server.expect_line("port ").parse().unwrap();
-    Traffic::spawn(&[
-        "tcp-client",
-        &format!("127.0.0.1:{sport}"),
-        "1",
-        "1",
-        "nt-doccli",
-    ])
-    .finish();
+    Traffic::to_loopback("tcp-client", sport, &["1", "1", "nt-doccli"]).finish();
     server.finish();
     let all = ev.stop();
     let line = pick(&all, "state-changed", |v| {
@@ -232,18 +211,11 @@ fn capture() -> Vec<(String, Vec<Value>)> {
     );
     let mut hold_srv = Traffic::spawn(&["tcp-server", "127.0.0.1:0", "100", "0", "nt-docohsrv"]);
     let hport = hold_srv.expect_line("port ");
-    let mut hold = Traffic::spawn(&["hold", &format!("127.0.0.1:{hport}"), "100", "nt-docohold"]);
+    let mut hold = Traffic::to_loopback("hold", hport, &["100", "nt-docohold"]);
     hold.expect_line("held");
     let mut server = Traffic::spawn(&["tcp-server", "127.0.0.1:0", "1900", "1", "nt-docosrv"]);
     let oport: u64 = server.expect_line("port ").parse().unwrap();
-    Traffic::spawn(&[
-        "tcp-client",
-        &format!("127.0.0.1:{oport}"),
-        "1900",
-        "1",
-        "nt-dococli",
-    ])
-    .finish();
+    Traffic::to_loopback("tcp-client", oport, &["1900", "1", "nt-dococli"]).finish();
     server.finish();
     // The reconcile (each second) finds the held rows the ring lost: beyond the table.
     std::thread::sleep(Duration::from_millis(2500));

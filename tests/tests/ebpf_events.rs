@@ -133,13 +133,7 @@ fn unconnected_udp_sends_become_one_flow_record() {
     let events = Events::start(&["--udp-idle", "1s"], &[]);
     let mut server = Traffic::spawn(&["udp-server", "127.0.0.1:0", "nt-usrv"]);
     let port: u64 = server.expect_line("port ").parse().unwrap();
-    let mut sender = Traffic::spawn(&[
-        "udp-send",
-        &format!("127.0.0.1:{port}"),
-        "1000",
-        "32",
-        "nt-usend",
-    ]);
+    let mut sender = Traffic::to_loopback("udp-send", port, &["1000", "32", "nt-usend"]);
     let sender_pid = sender.pid() as u64;
     let local: u64 = sender.expect_line("local ").parse().unwrap();
     sender.finish();
@@ -167,7 +161,7 @@ fn refused_connect_is_a_failed_connection_with_its_process() {
     require_ebpf!("failed_connect");
     let events = Events::start(&[], &[]);
     let port = free_tcp_port("127.0.0.1");
-    let mut c = Traffic::spawn(&["connect", &format!("127.0.0.1:{port}"), "nt-conn"]);
+    let mut c = Traffic::to_loopback("connect", port, &["nt-conn"]);
     let pid = c.pid() as u64;
     assert_eq!(c.expect_line(""), "refused");
     c.finish();

@@ -76,13 +76,7 @@ fn sigterm_flushes_open_udp_flows_and_exits_zero() {
     let ev = Events::start(&["--udp-idle", "10m"], &[]);
     let mut server = Traffic::spawn(&["udp-server", "127.0.0.1:0", "nt-tsrv"]);
     let port: u64 = server.expect_line("port ").parse().unwrap();
-    let sender = Traffic::spawn(&[
-        "udp-send",
-        &format!("127.0.0.1:{port}"),
-        "100",
-        "8",
-        "nt-tsend",
-    ]);
+    let sender = Traffic::to_loopback("udp-send", port, &["100", "8", "nt-tsend"]);
     sender.finish();
     let all = ev.stop_with(libc::SIGTERM);
     server.finish();
@@ -101,8 +95,7 @@ fn runs_unprivileged_with_only_the_documented_capabilities() {
     let _g = lock();
     require_ebpf!("least_privilege");
     // A copy any user can execute, wherever the checkout lives.
-    let dir = std::env::temp_dir().join(format!("netta-caps-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("caps");
     let bin = dir.join("netta");
     std::fs::copy(netta_bin(), &bin).unwrap();
     use std::os::unix::fs::PermissionsExt;
@@ -164,7 +157,7 @@ fn hostile_process_names_are_escaped_in_every_output() {
     let evil = "=\x1b[2J\"a,b\nc\u{7}";
     let mut server = Traffic::spawn(&["tcp-server", "127.0.0.1:0", "1", "0", "nt-hsrv"]);
     let port: u16 = server.expect_line("port ").parse().unwrap();
-    let mut held = Traffic::spawn(&["hold", &format!("127.0.0.1:{port}"), "1", evil]);
+    let mut held = Traffic::to_loopback("hold", port, &["1", evil]);
     held.expect_line("held");
     let p = port.to_string();
     let list = netta_cmd().args(["list", "--port", &p]).output().unwrap();
@@ -191,8 +184,7 @@ fn hostile_process_names_are_escaped_in_every_output() {
         .iter()
         .any(|r| r["process"] == evil));
 
-    let dir = std::env::temp_dir().join(format!("netta-hostile-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("hostile");
     let csv = dir.join("r.csv");
     let ok = netta_cmd()
         .args(["export", "--output", csv.to_str().unwrap()])

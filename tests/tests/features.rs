@@ -28,8 +28,7 @@ fn menu_from_a_pipe_shows_statistics_then_exits() {
 
 #[test]
 fn menu_walks_every_option_rejects_bad_input_and_stops_at_eof() {
-    let dir = std::env::temp_dir().join(format!("netta-menu-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("menu");
     let csv = dir.join("report.csv");
     let _ = std::fs::remove_file(&csv);
     let input = format!("1\n2\n3\n5\n9\nabc\n6\n2s\n1s\n7\ncsv\n{}\n", csv.display());
@@ -59,8 +58,7 @@ fn menu_walks_every_option_rejects_bad_input_and_stops_at_eof() {
 
 #[test]
 fn export_refuses_to_overwrite_and_reports_unwritable_paths() {
-    let dir = std::env::temp_dir().join(format!("netta-export-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("export");
     let path = dir.join("r.csv");
     let p = path.to_str().unwrap();
     let run = |extra: &[&str]| {

@@ -27,9 +27,8 @@ fn closed_to(lines: &[Value], port: u16) -> usize {
 #[test]
 fn events_dport_writes_only_that_ports_lines() {
     require_ebpf!("filters_events");
-    let (dir, state, sock) = agent_dir("filters-events");
+    let (dir, sock, _agent) = agent_in("filters-events", &[]);
     let s = sock.to_str().unwrap();
-    let _agent = AgentProc::start(&state, &sock, &[]);
     let mut a = Traffic::spawn(&["tcp-server", "127.0.0.1:0", "5", "10", "ft-a"]);
     let mut b = Traffic::spawn(&["tcp-server", "127.0.0.1:0", "5", "10", "ft-b"]);
     let pa: u16 = a.expect_line("port ").parse().unwrap();
@@ -137,9 +136,8 @@ fn list(global: &[&str], filter: &[&str]) -> Vec<Value> {
 #[test]
 fn list_sport_dport_src_dst_select_the_ecs_ends() {
     require_ebpf!("filters_list");
-    let (dir, state, sock) = agent_dir("filters-list");
+    let (dir, sock, agent) = agent_in("filters-list", &[]);
     let s = sock.to_str().unwrap();
-    let agent = AgentProc::start(&state, &sock, &[]);
     let api = ["--api", s];
     let mut server = Traffic::spawn(&["tcp-server", "127.0.0.1:0", "5", "0", "fl-srv"]);
     let port: u16 = server.expect_line("port ").parse().unwrap();

@@ -24,13 +24,7 @@ fn round_trips(n: usize) -> (u64, Vec<u64>) {
         "nt-hosrv",
     ]);
     let port: u64 = server.expect_line("port ").parse().unwrap();
-    let mut client = Traffic::spawn(&[
-        "tcp-client",
-        &format!("127.0.0.1:{port}"),
-        &n.to_string(),
-        "10",
-        "nt-hocli",
-    ]);
+    let mut client = Traffic::to_loopback("tcp-client", port, &[&n.to_string(), "10", "nt-hocli"]);
     let clients = client
         .all_lines("local ")
         .iter()
@@ -47,32 +41,19 @@ struct Run {
     dir: std::path::PathBuf,
 }
 
-fn start(name: &str, rx: &HttpReceiver, options: &str) -> Run {
+/// A collector, and an agent sending to it (`options` end the sink URL) and to a
+/// reference file.
+fn start(name: &str, options: &str) -> (HttpReceiver, Run) {
+    let rx = HttpReceiver::start();
     let dir = temp_dir(name);
     let file = dir.join("reference.json");
-    let (st, api) = (
-        dir.join("state").display().to_string(),
-        isolated_api().display().to_string(),
-    );
     let http = format!(
         "http://127.0.0.1:{}/ingest#age=100ms{options}",
         rx.addr.port()
     );
     let f = format!("file:{}", file.display());
-    let mut agent = AgentProc::spawn(&[
-        "agent",
-        "--no-store",
-        "--state-dir",
-        &st,
-        "--api",
-        &api,
-        "--sink",
-        &f,
-        "--sink",
-        &http,
-    ]);
-    agent.wait_line("netta: agent ready");
-    Run { agent, file, dir }
+    let agent = AgentProc::with_sinks(&[], &dir.join("state"), &[&f, &http]);
+    (rx, Run { agent, file, dir })
 }
 
 impl Run {
@@ -157,8 +138,7 @@ fn assert_once(lines: &[String]) {
 #[test]
 fn http_sink_loses_nothing_across_a_collector_outage() {
     require_ebpf!("http_outage");
-    let mut rx = HttpReceiver::start();
-    let run = start("http-outage", &rx, "");
+    let (mut rx, run) = start("http-outage", "");
     let before = round_trips(20);
     wait_for("the first connections at the collector", || {
         conn_keys(&rx.lines(), before.0).len() >= 80
@@ -192,8 +172,7 @@ fn http_sink_loses_nothing_across_a_collector_outage() {
 #[test]
 fn beyond_its_buffer_the_reported_losses_equal_what_the_collector_misses() {
     require_ebpf!("http_overflow");
-    let mut rx = HttpReceiver::start();
-    let run = start("http-overflow", &rx, ",buffer=50");
+    let (mut rx, run) = start("http-overflow", ",buffer=50");
     // A 50-line buffer may drop lines even while the collector is up (the whole
     // machine's connections go through it): the accounting must hold all the same.
     let before = round_trips(10);

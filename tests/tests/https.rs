@@ -72,26 +72,12 @@ fn https_sink_refuses_a_server_another_ca_signed() {
         rx.addr.port(),
         dir.join("ca.pem").display()
     );
-    let state = dir.join("state");
-    let (st, api) = (
-        state.display().to_string(),
-        netta_tests::isolated_api().display().to_string(),
-    );
     // Polling /proc is enough to have records to send: a listener the test opens.
-    let mut agent = AgentProc::spawn(&[
-        "--no-ebpf",
-        "--poll-interval",
-        "200ms",
-        "agent",
-        "--no-store",
-        "--state-dir",
-        &st,
-        "--api",
-        &api,
-        "--sink",
-        &sink,
-    ]);
-    agent.wait_line("netta: agent ready");
+    let mut agent = AgentProc::with_sinks(
+        &["--no-ebpf", "--poll-interval", "200ms"],
+        &dir.join("state"),
+        &[&sink],
+    );
     let _listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let line = agent.wait_line("invalid peer certificate");
     assert!(

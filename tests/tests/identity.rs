@@ -23,6 +23,21 @@ fn python() -> &'static str {
     }
 }
 
+/// Runs `python3 -c CODE`, which must succeed; its output.
+fn run_python(code: &str) -> String {
+    let out = Command::new(python())
+        .args(["-c", code])
+        .output()
+        .expect("run python3");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Python that connects to `port` on loopback once.
+fn connect_code(port: u16) -> String {
+    format!("import socket; socket.create_connection(('127.0.0.1', {port})).close()")
+}
+
 /// The egress `connection-opened` line to `port` (any pid), if seen.
 fn opened_to(all: &[Value], port: u16) -> Vec<&Value> {
     all.iter()
@@ -40,28 +55,26 @@ fn closed_to(all: &[Value], port: u16) -> Option<&Value> {
     })
 }
 
-/// Accepts every connection to `l` (and drops it) on a thread, until the test ends.
-fn accept_all(l: TcpListener) {
+/// A loopback port whose every connection is accepted (and dropped) on a thread,
+/// until the test ends.
+fn accepting_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
     std::thread::spawn(move || {
         for s in l.incoming() {
             drop(s);
         }
     });
+    port
 }
 
 #[test]
 fn a_short_lived_python_client_shows_its_executable_user_and_parent() {
     require_ebpf!("a_short_lived_python_client_shows_its_executable_user_and_parent");
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    accept_all(l);
+    let port = accepting_port();
     let mut ev = Events::start(&["--process-args"], &[]);
-    let code = format!("import socket; socket.create_connection(('127.0.0.1', {port})).close()");
-    let st = Command::new(python())
-        .args(["-c", &code])
-        .status()
-        .expect("run python3");
-    assert!(st.success());
+    let code = connect_code(port);
+    run_python(&code);
     // The client is gone: nothing about it can come from /proc any more.
     assert!(
         ev.wait_until(WAIT, |all| closed_to(all, port).is_some()),
@@ -104,9 +117,7 @@ fn a_short_lived_python_client_shows_its_executable_user_and_parent() {
 #[test]
 fn a_forked_child_runs_its_parents_program() {
     require_ebpf!("a_forked_child_runs_its_parents_program");
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    accept_all(l);
+    let port = accepting_port();
     let mut ev = Events::start(&[], &[]);
     // The parent forks (no exec); the child connects and prints its pid.
     let code = format!(
@@ -115,12 +126,7 @@ fn a_forked_child_runs_its_parents_program() {
          if pid == 0:\n    socket.create_connection(('127.0.0.1', {port})).close(); os._exit(0)\n\
          os.waitpid(pid, 0); print(os.getpid(), pid)"
     );
-    let out = Command::new(python())
-        .args(["-c", &code])
-        .output()
-        .expect("run python3");
-    assert!(out.status.success(), "{out:?}");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = run_python(&code);
     let pids: Vec<u64> = text
         .split_whitespace()
         .map(|p| p.parse().unwrap())
@@ -162,8 +168,7 @@ fn a_connection_inside_a_network_namespace_stays_listed_with_its_namespace() {
     let inode = std::fs::metadata(format!("/run/netns/{}", ns.0))
         .unwrap()
         .ino();
-    let (_dir, state, sock) = agent_dir("netns-reconcile");
-    let _agent = AgentProc::start(&state, &sock, &["--reconcile-interval", "1s"]);
+    let (_dir, sock, _agent) = agent_in("netns-reconcile", &["--reconcile-interval", "1s"]);
     // A server and a client holding one connection, both inside the namespace.
     let mut server =
         Traffic::spawn_in_netns(&ns.0, &["tcp-server", "127.0.0.1:0", "1", "0", "ns-srv"]);
@@ -222,17 +227,10 @@ fn a_connection_inside_a_network_namespace_stays_listed_with_its_namespace() {
 #[test]
 fn the_store_keeps_the_owner_and_history_filters_by_it() {
     require_ebpf!("the_store_keeps_the_owner_and_history_filters_by_it");
-    let (_dir, state, sock) = agent_dir("identity-store");
-    let mut agent = AgentProc::start(&state, &sock, &["--process-args"]);
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    accept_all(l);
-    let code = format!("import socket; socket.create_connection(('127.0.0.1', {port})).close()");
-    let st = Command::new(python())
-        .args(["-c", &code])
-        .status()
-        .expect("run python3");
-    assert!(st.success());
+    let (_dir, sock, mut agent) = agent_in("identity-store", &["--process-args"]);
+    let port = accepting_port();
+    let code = connect_code(port);
+    run_python(&code);
     let api = sock.display().to_string();
     let port_arg = port.to_string();
     // The writer commits within a second; ask until the row is there.
@@ -335,9 +333,7 @@ fn a_client_in_a_kubepods_cgroup_carries_its_container_and_pod() {
         Path::new("/var/log"),
         &["pods", &format!("netta-test_web-{pid}_{uid}")],
     );
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    accept_all(l);
+    let port = accepting_port();
     let mut ev = Events::start(&[], &[]);
     // The client moves itself into the container's cgroup, then connects.
     let code = format!(
@@ -346,11 +342,7 @@ fn a_client_in_a_kubepods_cgroup_carries_its_container_and_pod() {
          socket.create_connection(('127.0.0.1', {port})).close()",
         leaf.display()
     );
-    let st = Command::new(python())
-        .args(["-c", &code])
-        .status()
-        .expect("run python3");
-    assert!(st.success());
+    run_python(&code);
     assert!(ev.wait_until(WAIT, |all| closed_to(all, port).is_some()));
     let all = ev.stop();
     let o = opened_to(&all, port)[0];

@@ -91,7 +91,7 @@ fn netta_rows(list: &Value) -> HashSet<Row> {
 fn agrees_with_ss(drop_caps: bool) -> (Value, String) {
     let mut server = Traffic::spawn(&["tcp-server", "127.0.0.1:0", "1", "0", "nt-lsrv"]);
     let port: u16 = server.expect_line("port ").parse().unwrap();
-    let mut held = Traffic::spawn(&["hold", &format!("127.0.0.1:{port}"), "1", "nt-hold"]);
+    let mut held = Traffic::to_loopback("hold", port, &["1", "nt-hold"]);
     held.expect_line("held");
 
     let before = ss_rows();

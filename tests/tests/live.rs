@@ -24,13 +24,7 @@ fn open_transfer_reports_updates_and_large_outbound_before_close() {
     let mut events = Events::start(&["--rules", &rules_arg], &["--update-interval", "2s"]);
     let mut server = Traffic::spawn(&["tcp-server", "127.0.0.1:0", "1", "0", "nt-sink"]);
     let sport: u16 = server.expect_line("port ").parse().unwrap();
-    let mut sender = Traffic::spawn(&[
-        "paced-send",
-        &format!("127.0.0.1:{sport}"),
-        RATE,
-        SECONDS,
-        NAME,
-    ]);
+    let mut sender = Traffic::to_loopback("paced-send", sport, &[RATE, SECONDS, NAME]);
     let port: u64 = sender.expect_line("local ").parse().unwrap();
     let sent: u64 = sender.expect_line("sent ").parse().unwrap();
     sender.finish();

@@ -54,14 +54,8 @@ fn a_full_ring_buffer_is_counted_and_the_table_is_healed() {
     std::thread::sleep(Duration::from_millis(1500));
     let mut burst = Traffic::spawn(&["tcp-server", "127.0.0.1:0", "2000", "1", "nt-bsrv"]);
     let bport: u16 = burst.expect_line("port ").parse().unwrap();
-    let flood = Traffic::spawn(&[
-        "tcp-client",
-        &format!("127.0.0.1:{bport}"),
-        "2000",
-        "1",
-        "nt-bcli",
-    ]);
-    let mut held = Traffic::spawn(&["hold", &format!("127.0.0.1:{hport}"), "20", "nt-held"]);
+    let flood = Traffic::to_loopback("tcp-client", bport, &["2000", "1", "nt-bcli"]);
+    let mut held = Traffic::to_loopback("hold", hport, &["20", "nt-held"]);
     held.expect_line("held");
     flood.finish();
     burst.finish();

@@ -70,13 +70,7 @@ fn keys(lines: &[Value], port: u64) -> Vec<(String, String, u64)> {
 fn one_connection() -> (u64, u64) {
     let mut server = Traffic::spawn(&["tcp-server", "127.0.0.1:0", "1", "10", "nt-sigsrv"]);
     let port: u64 = server.expect_line("port ").parse().unwrap();
-    let mut client = Traffic::spawn(&[
-        "tcp-client",
-        &format!("127.0.0.1:{port}"),
-        "1",
-        "10",
-        "nt-sigcli",
-    ]);
+    let mut client = Traffic::to_loopback("tcp-client", port, &["1", "10", "nt-sigcli"]);
     let cport = client.expect_line("local ").parse().unwrap();
     client.finish();
     server.finish();

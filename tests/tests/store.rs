@@ -120,22 +120,14 @@ fn temp(name: &str) -> PathBuf {
 fn history_has_both_ends_survives_kill_9_and_refuses_strangers() {
     let _serial = serial();
     require_ebpf!("store history");
-    let dir = temp("hist");
+    let (dir, sock, mut agent) = agent_in("store-hist", &[]);
     let state = dir.join("state");
-    let sock = dir.join("api.sock");
     let s = sock.to_str().unwrap();
-    let mut agent = start_agent(&state, &sock, &[]);
 
     let mut server = Traffic::spawn(&["tcp-server", "127.0.0.1:0", "300", "10", "st-srv"]);
     let port: u16 = server.expect_line("port ").parse().unwrap();
     let p = port.to_string();
-    let mut client = Traffic::spawn(&[
-        "tcp-client",
-        &format!("127.0.0.1:{port}"),
-        "300",
-        "10",
-        "st-cli",
-    ]);
+    let mut client = Traffic::to_loopback("tcp-client", port, &["300", "10", "st-cli"]);
     let (cli, srv) = (client.pid(), server.pid());
     let ports: Vec<u16> = client
         .all_lines("local ")
@@ -354,6 +346,16 @@ fn stored_on(sock: &str, port: u16) -> Vec<Value> {
     ])
 }
 
+/// Waits until exactly `rows` closed connections on `port` are stored.
+fn wait_stored(what: &str, sock: &str, port: u16, rows: usize) {
+    wait_until(what, || {
+        let n = stored_on(sock, port).len();
+        (n == rows)
+            .then_some(())
+            .ok_or(format!("{n} of {rows} rows"))
+    });
+}
+
 /// Waits up to 60 s for `ok`, saying what it waited for.
 fn wait_until(what: &str, mut ok: impl FnMut() -> Result<(), String>) {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -370,28 +372,17 @@ fn wait_until(what: &str, mut ok: impl FnMut() -> Result<(), String>) {
 fn retention_by_age_prunes_a_running_agents_store_while_it_keeps_storing() {
     let _serial = serial();
     require_ebpf!("store retention by age");
-    let dir = temp("age");
-    let (state, sock) = (dir.join("state"), dir.join("api.sock"));
+    let (dir, sock, _agent) = agent_in("store-age", &["--retention-age", "5s"]);
     let s = sock.to_str().unwrap();
-    let _agent = start_agent(&state, &sock, &["--retention-age", "5s"]);
     let old = tcp_round_trips("50", ["10", "10"], ["st-asrv", "st-acli"]);
-    wait_until("the first 50 connections stored", || {
-        let n = stored_on(s, old).len();
-        (n == 100).then_some(()).ok_or(format!("{n} of 100 rows"))
-    });
+    wait_stored("the first 50 connections stored", s, old, 100);
     // Older than 5 s: pruned (within a tenth of the age, plus a commit).
-    wait_until("the first connections pruned", || {
-        let n = stored_on(s, old).len();
-        (n == 0).then_some(()).ok_or(format!("{n} rows left"))
-    });
+    wait_stored("the first connections pruned", s, old, 0);
     let st = store_stats(&sock);
     assert!(st["rows_pruned"].as_u64().unwrap() >= 100, "{st}");
     // The writer still stores what comes next.
     let new = tcp_round_trips("50", ["10", "10"], ["st-asrv", "st-acli"]);
-    wait_until("the next 50 connections stored", || {
-        let n = stored_on(s, new).len();
-        (n == 100).then_some(()).ok_or(format!("{n} of 100 rows"))
-    });
+    wait_stored("the next 50 connections stored", s, new, 100);
     assert_eq!(store_stats(&sock)["rows_dropped"], 0);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -400,11 +391,9 @@ fn retention_by_age_prunes_a_running_agents_store_while_it_keeps_storing() {
 fn retention_by_size_keeps_a_running_agents_store_under_its_limit_and_the_newest_rows() {
     let _serial = serial();
     require_ebpf!("store retention by size");
-    let dir = temp("size");
-    let (state, sock) = (dir.join("state"), dir.join("api.sock"));
-    let s = sock.to_str().unwrap();
     let limit: u64 = 1 << 20;
-    let _agent = start_agent(&state, &sock, &["--retention-size", &limit.to_string()]);
+    let (dir, sock, _agent) = agent_in("store-size", &["--retention-size", &limit.to_string()]);
+    let s = sock.to_str().unwrap();
     // About 2.5 MB of rows, then a last burst the limit has room for.
     let old = tcp_round_trips("6000", ["10", "10"], ["st-zsrv", "st-zcli"]);
     let new = tcp_round_trips("500", ["10", "10"], ["st-zsrv", "st-zcli"]);
@@ -418,10 +407,7 @@ fn retention_by_size_keeps_a_running_agents_store_under_its_limit_and_the_newest
     });
     // The newest rows stay (both ends of every last connection), the oldest went,
     // and nothing was dropped while pruning ran beside the writes.
-    wait_until("the last burst stored", || {
-        let n = stored_on(s, new).len();
-        (n == 1000).then_some(()).ok_or(format!("{n} of 1000 rows"))
-    });
+    wait_stored("the last burst stored", s, new, 1000);
     let left = stored_on(s, old).len();
     assert!(left < 12_000, "{left} of the first burst's rows left");
     assert_eq!(store_stats(&sock)["rows_dropped"], 0);
@@ -436,20 +422,11 @@ fn retention_by_size_keeps_a_running_agents_store_under_its_limit_and_the_newest
 fn open_connections_bytes_grow_in_the_history_until_their_end_replaces_them() {
     let _serial = serial();
     require_ebpf!("store open rows");
-    let dir = temp("open");
-    let state = dir.join("state");
-    let sock = dir.join("api.sock");
+    let (dir, sock, mut agent) = agent_in("store-open", &["--update-interval", "1s"]);
     let s = sock.to_str().unwrap();
-    let mut agent = start_agent(&state, &sock, &["--update-interval", "1s"]);
     let mut server = Traffic::spawn(&["tcp-server", "127.0.0.1:0", "1", "0", "st-sink"]);
     let sport: u16 = server.expect_line("port ").parse().unwrap();
-    let mut sender = Traffic::spawn(&[
-        "paced-send",
-        &format!("127.0.0.1:{sport}"),
-        "2000000",
-        "8",
-        "st-paced",
-    ]);
+    let mut sender = Traffic::to_loopback("paced-send", sport, &["2000000", "8", "st-paced"]);
     let port: u16 = sender.expect_line("local ").parse().unwrap();
     let p = port.to_string();
     // The sender's socket's row: the source port is the sender's on both ends'

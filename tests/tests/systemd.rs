@@ -37,22 +37,9 @@ fn ready_comes_when_events_flow_then_watchdog_then_stopping() {
     assert!(ready.contains("STATUS=eBPF"), "{ready:?}");
     // Right after READY=1, a connection is seen and delivered.
     let port = free_tcp_port("127.0.0.1");
-    let mut server = Traffic::spawn(&[
-        "tcp-server",
-        &format!("127.0.0.1:{port}"),
-        "1",
-        "1",
-        "nt-nsrv",
-    ]);
+    let mut server = Traffic::to_loopback("tcp-server", port, &["1", "1", "nt-nsrv"]);
     let port: u16 = server.expect_line("port ").parse().unwrap();
-    Traffic::spawn(&[
-        "tcp-client",
-        &format!("127.0.0.1:{port}"),
-        "1",
-        "1",
-        "nt-ncli",
-    ])
-    .finish();
+    Traffic::to_loopback("tcp-client", port, &["1", "1", "nt-ncli"]).finish();
     server.finish();
     let deadline = Instant::now() + Duration::from_secs(20);
     let seen = loop {

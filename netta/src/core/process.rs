@@ -554,7 +554,7 @@ mod tests {
     fn proc_and_kernel_starts_give_one_entity_id() {
         let mut c = cache(100);
         // /proc knows the start to the tick; the kernel to the ns.
-        c.seed(&Seed {
+        let bash = Seed {
             pid: 30,
             ppid: 1,
             start_ns: 70 * TICK,
@@ -562,7 +562,8 @@ mod tests {
             cgroup: 0,
             executable: Some(b"/usr/bin/bash".to_vec()),
             args: None,
-        });
+        };
+        c.seed(&bash);
         c.apply(&exec(
             30,
             1,
@@ -580,13 +581,8 @@ mod tests {
         assert_ne!(other.entity_id(30, 70 * TICK), p.entity_id);
         // Seeding it again changes nothing.
         c.seed(&Seed {
-            pid: 30,
-            ppid: 1,
-            start_ns: 70 * TICK,
-            uid: 0,
-            cgroup: 0,
             executable: None,
-            args: None,
+            ..bash
         });
         assert_eq!(c.counters().seeded, 1);
     }

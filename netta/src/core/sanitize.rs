@@ -157,29 +157,40 @@ impl Text {
     pub fn escaped(raw: &[u8], max: usize) -> Text {
         Text(escape(&raw[..raw.len().min(max)]).into())
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-impl fmt::Display for Text {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
+/// `as_str`, Display, Debug (`Name(text)`) and Serialize of a shared string
+/// that is safe to show as it is.
+macro_rules! shown_str {
+    ($t:ident) => {
+        impl $t {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!(stringify!($t), "({})"), self.0)
+            }
+        }
+
+        impl serde::Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+    };
 }
 
-impl fmt::Debug for Text {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Text({})", self.0)
-    }
-}
-
-impl serde::Serialize for Text {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.0)
-    }
-}
+shown_str!(Text);
+shown_str!(Domain);
 
 /// Text from the API or the store is taken as it is when nothing in it could
 /// drive a terminal, and escaped otherwise: no raw text gets in this way either.
@@ -250,33 +261,11 @@ impl Domain {
             && text.bytes().all(|b| (0x21..=0x7e).contains(&b));
         ok.then(|| Domain(text.to_ascii_lowercase().into()))
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
 fn push_decimal(s: &mut String, b: u8) {
     use fmt::Write as _;
     let _ = write!(s, "\\{b:03}");
-}
-
-impl fmt::Display for Domain {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for Domain {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Domain({})", self.0)
-    }
-}
-
-impl serde::Serialize for Domain {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.0)
-    }
 }
 
 /// Read back through [`Domain::parse`], so the API cannot smuggle raw text in.

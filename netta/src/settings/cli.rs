@@ -367,23 +367,8 @@ pub struct HistoryArgs {
     /// Up to this time: a duration back from now or RFC 3339.
     #[arg(long, value_parser = parse_time, value_name = "TIME")]
     pub until: Option<i64>,
-    /// Only processes whose name contains this.
-    #[arg(long)]
-    pub process: Option<String>,
-    #[arg(long)]
-    pub pid: Option<u32>,
-    /// Only this user (name or uid).
-    #[arg(long, value_parser = parse_user)]
-    pub user: Option<u32>,
-    /// Only this executable: its path, or its file name (`python3`).
-    #[arg(long, value_name = "PATH")]
-    pub exe: Option<String>,
-    /// Only this network namespace (its inode).
-    #[arg(long, value_name = "INODE")]
-    pub netns: Option<u32>,
-    /// Only this container (the start of its id) or pod (its UID or name).
-    #[arg(long, value_name = "ID")]
-    pub container: Option<String>,
+    #[command(flatten)]
+    pub owner: OwnerArgs,
     /// Source or destination port.
     #[arg(long)]
     pub port: Option<u16>,
@@ -417,13 +402,13 @@ impl HistoryArgs {
         crate::core::history_query::Query {
             since_us: self.since,
             until_us: self.until,
-            process: self.process.clone(),
-            pid: self.pid,
-            uid: self.user,
+            process: self.owner.process.clone(),
+            pid: self.owner.pid,
+            uid: self.owner.user,
             user: None,
-            exe: self.exe.clone(),
-            netns: self.netns,
-            container: self.container.clone(),
+            exe: self.owner.exe.clone(),
+            netns: self.owner.netns,
+            container: self.owner.container.clone(),
             port: self.port,
             sport: self.ends.sport,
             dport: self.ends.dport,
@@ -524,14 +509,22 @@ pub struct FilterArgs {
     /// Only connections with this local or remote port.
     #[arg(long)]
     pub port: Option<u16>,
+    #[command(flatten)]
+    pub owner: OwnerArgs,
+    #[command(flatten)]
+    pub ends: EndsArgs,
+}
+
+/// Who owns the connection (process, user, executable, namespace, container):
+/// the filters `list`, `top` and `history` share.
+#[derive(Args, Debug, Default, Clone)]
+pub struct OwnerArgs {
     /// Only this process id.
     #[arg(long)]
     pub pid: Option<u32>,
     /// Only processes whose name contains this.
     #[arg(long)]
     pub process: Option<String>,
-    #[command(flatten)]
-    pub ends: EndsArgs,
     /// Only this user's processes (name or uid).
     #[arg(long, value_parser = parse_user)]
     pub user: Option<u32>,
@@ -552,13 +545,13 @@ impl FilterArgs {
             states: self.state.clone(),
             proto: self.proto,
             port: self.port,
-            pid: self.pid,
-            process: self.process.clone(),
+            pid: self.owner.pid,
+            process: self.owner.process.clone(),
             ends: self.ends.filter(),
-            user: self.user.map(crate::core::filter::User::Id),
-            exe: self.exe.clone(),
-            netns: self.netns,
-            container: self.container.clone(),
+            user: self.owner.user.map(crate::core::filter::User::Id),
+            exe: self.owner.exe.clone(),
+            netns: self.owner.netns,
+            container: self.owner.container.clone(),
         }
     }
 
@@ -576,12 +569,12 @@ impl FilterArgs {
         };
         add("proto", self.proto.map(|p| p.name().to_string()));
         add("port", self.port.map(|p| p.to_string()));
-        add("pid", self.pid.map(|p| p.to_string()));
-        add("process", self.process.clone());
-        add("user", self.user.map(|u| u.to_string()));
-        add("exe", self.exe.clone());
-        add("netns", self.netns.map(|n| n.to_string()));
-        add("container", self.container.clone());
+        add("pid", self.owner.pid.map(|p| p.to_string()));
+        add("process", self.owner.process.clone());
+        add("user", self.owner.user.map(|u| u.to_string()));
+        add("exe", self.owner.exe.clone());
+        add("netns", self.owner.netns.map(|n| n.to_string()));
+        add("container", self.owner.container.clone());
         add("sport", self.ends.sport.map(|p| p.to_string()));
         add("dport", self.ends.dport.map(|p| p.to_string()));
         add("src", self.ends.src.map(|n| n.to_string()));
