@@ -372,13 +372,12 @@ fn attach<'a>(
                 // attaches every cgroup link as BPF_F_ALLOW_MULTI (and takes no flag
                 // for it), so it runs beside other programs on the root, never in
                 // place of one, and is detached when netta exits, even by kill -9.
-                p.attach(root, CgroupAttachMode::Single)
-                    .map_err(|e| {
-                        // aya's message names the syscall; its source says why.
-                        let why = std::error::Error::source(&e)
-                            .map_or_else(String::new, |s| format!(": {}", one_line(s)));
-                        format!("attaching cgroup/{point} failed: {}{why}", one_line(e))
-                    })?;
+                p.attach(root, CgroupAttachMode::Single).map_err(|e| {
+                    // aya's message names the syscall; its source says why.
+                    let why = std::error::Error::source(&e)
+                        .map_or_else(String::new, |s| format!(": {}", one_line(s)));
+                    format!("attaching cgroup/{point} failed: {}{why}", one_line(e))
+                })?;
             }
         }
         if first {
