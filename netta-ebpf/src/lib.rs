@@ -377,8 +377,9 @@ pub struct UdpFlowStats {
     pub bytes: u64,
 }
 
-/// Destination a thread passed to sendto/sendmsg, stashed until the
-/// `sock_send_length` hook (which carries the socket, not the address) runs.
+/// Destination a thread passed to an unconnected UDP send, stashed (per thread)
+/// until the `sock_send_length` hook (which carries the socket, not the address)
+/// runs in the same syscall.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct SendDest {
@@ -386,7 +387,12 @@ pub struct SendDest {
     pub port: u16,
     pub family: u16,
     pub _pad: u32,
+    /// The sending socket's kernel address (0: not known, the syscall tracepoints):
+    /// a stash for another socket is not used.
+    pub sock: u64,
 }
+
+const _: () = assert!(core::mem::size_of::<SendDest>() == 32);
 
 pub const fn listener_key(family: u16, port: u16) -> u32 {
     ((family as u32) << 16) | port as u32
@@ -505,6 +511,10 @@ pub mod prog {
         SENDTO_ENTER: sys_enter_sendto,
         SENDMSG_ENTER: sys_enter_sendmsg,
         SEND_EXIT: sys_exit_send,
+        /// `cgroup/sendmsg{4,6}`: the destination of an unconnected UDP send, stashed
+        /// for `sock_send_length` without a syscall tracepoint.
+        CGROUP_SENDMSG4: cgroup_sendmsg4,
+        CGROUP_SENDMSG6: cgroup_sendmsg6,
         SEND_RESET: tcp_send_reset,
         SYNACK: tcp_retransmit_synack,
         /// fexit of `inet_csk_accept` with its two signatures: `(sk, flags, err, kern)`

@@ -127,13 +127,21 @@ fn ipv6_loopback_connections_are_reported() {
     short_lived("::1", 50);
 }
 
-#[test]
-fn unconnected_udp_sends_become_one_flow_record() {
-    require_ebpf!("udp_flow");
+/// `sendto` from an unbound (unconnected) socket to `ip`: one flow record with
+/// the sender, its port and every datagram counted.
+fn unconnected_udp_flow(ip: &str, test: &str) {
     let events = Events::start(&["--udp-idle", "1s"], &[]);
-    let mut server = Traffic::spawn(&["udp-server", "127.0.0.1:0", "nt-usrv"]);
+    let at = |port: &str| {
+        if ip.contains(':') {
+            format!("[{ip}]:{port}")
+        } else {
+            format!("{ip}:{port}")
+        }
+    };
+    let mut server = Traffic::spawn(&["udp-server", &at("0"), "nt-usrv"]);
     let port: u64 = server.expect_line("port ").parse().unwrap();
-    let mut sender = Traffic::to_loopback("udp-send", port, &["1000", "32", "nt-usend"]);
+    let mut sender =
+        Traffic::spawn(&["udp-send", &at(&port.to_string()), "1000", "32", "nt-usend"]);
     let sender_pid = sender.pid() as u64;
     let local: u64 = sender.expect_line("local ").parse().unwrap();
     sender.finish();
@@ -145,15 +153,31 @@ fn unconnected_udp_sends_become_one_flow_record() {
         .into_iter()
         .filter(|e| str_at(e, &["event", "action"]) == Some("udp-flow"))
         .collect();
-    assert_eq!(flows.len(), 1, "{flows:#?}");
+    assert_eq!(flows.len(), 1, "{test}: {flows:#?}");
     let f = flows[0];
-    assert_eq!(u64_at(f, &["source", "port"]), Some(local));
-    assert_eq!(str_at(f, &["destination", "ip"]), Some("127.0.0.1"));
-    assert_eq!(u64_at(f, &["network", "packets"]), Some(1000));
-    assert_eq!(u64_at(f, &["source", "bytes"]), Some(32_000));
-    assert_eq!(u64_at(f, &["process", "pid"]), Some(sender_pid));
-    assert_eq!(str_at(f, &["process", "name"]), Some("nt-usend"));
-    assert_eq!(str_at(f, &["network", "direction"]), Some("egress"));
+    assert_eq!(u64_at(f, &["source", "port"]), Some(local), "{test}");
+    assert_eq!(str_at(f, &["destination", "ip"]), Some(ip), "{test}");
+    assert_eq!(u64_at(f, &["network", "packets"]), Some(1000), "{test}");
+    assert_eq!(u64_at(f, &["source", "bytes"]), Some(32_000), "{test}");
+    assert_eq!(u64_at(f, &["process", "pid"]), Some(sender_pid), "{test}");
+    assert_eq!(str_at(f, &["process", "name"]), Some("nt-usend"), "{test}");
+    assert_eq!(
+        str_at(f, &["network", "direction"]),
+        Some("egress"),
+        "{test}"
+    );
+}
+
+#[test]
+fn unconnected_udp_sends_become_one_flow_record() {
+    require_ebpf!("udp_flow");
+    unconnected_udp_flow("127.0.0.1", "udp_flow");
+}
+
+#[test]
+fn unconnected_udp6_sends_become_one_flow_record() {
+    require_ebpf!("udp6_flow");
+    unconnected_udp_flow("::1", "udp6_flow");
 }
 
 #[test]
@@ -237,6 +261,40 @@ fn doctor_reports_full_ebpf_mode_with_a_hook_for_every_capability() {
         assert!(h["chosen"].is_string(), "{h:#}");
     }
     assert!(v["degraded"].as_array().unwrap().is_empty(), "{v:#}");
+}
+
+/// Where fexit is refused, UDP destinations come from the cgroup programs, never
+/// from syscall tracepoints (which slow every syscall on the machine); those stay
+/// as the fallback when the cgroup hooks cannot be used.
+#[test]
+fn udp_destinations_come_from_cgroup_hooks_with_syscall_tracepoints_as_fallback() {
+    require_ebpf!("udp_hooks");
+    if !std::path::Path::new("/sys/kernel/tracing/events/sock/sock_send_length").exists() {
+        eprintln!("udp_hooks: no sock:sock_send_length here (before 6.3): fexit only");
+        return;
+    }
+    let udp_hook = |v: &Value| -> String {
+        v["hooks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["capability"] == "UDP flows")
+            .and_then(|h| h["chosen"].as_str())
+            .unwrap_or_else(|| panic!("no UDP hook: {v:#}"))
+            .to_string()
+    };
+    let (_, v) = doctor(&[("NETTA_DISABLE_HOOKS", "fexit")]);
+    assert_eq!(
+        udp_hook(&v),
+        "tracepoint:sock:sock_send_length+cgroup:sendmsg4+cgroup:sendmsg6",
+        "{v:#}"
+    );
+    let (_, v) = doctor(&[("NETTA_DISABLE_HOOKS", "fexit,cgroup")]);
+    let hook = udp_hook(&v);
+    assert!(hook.contains("syscalls:sys_enter_sendto"), "{v:#}");
+    let (code, v) = doctor(&[]);
+    assert_eq!(code, 0, "{v:#}");
+    assert!(!udp_hook(&v).contains("syscalls:"), "{v:#}");
 }
 
 /// Without the process records only process identity is lost, and doctor says

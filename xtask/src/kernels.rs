@@ -537,6 +537,8 @@ const PROGRAMS: &[(&str, &str)] = &[
     ("sock_recv_length", "tracepoint `sock:sock_recv_length`"),
     ("udp_sendmsg_exit", "fexit `udp_sendmsg`"),
     ("udpv6_sendmsg_exit", "fexit `udpv6_sendmsg`"),
+    ("cgroup_sendmsg4", "cgroup `sendmsg4` (cgroup v2 root)"),
+    ("cgroup_sendmsg6", "cgroup `sendmsg6` (cgroup v2 root)"),
     ("sys_enter_sendto", "tracepoint `syscalls:sys_enter_sendto`"),
     (
         "sys_enter_sendmsg",

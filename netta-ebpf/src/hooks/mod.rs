@@ -5,7 +5,7 @@
 //! | `set_state` | `sock:inet_sock_set_state` | TCP lifecycle, connect/listen/close owners, bytes |
 //! | `accept` | fexit `inet_csk_accept` | owner of an accepted socket (preferred) |
 //! | `sock_length` | `sock:sock_{send,recv}_length` (6.3+) | accepted-socket owner and UDP sends (fallback) |
-//! | `send_dest` | `syscalls:sys_{enter,exit}_send{to,msg}` | UDP destination for `sock_length` |
+//! | `send_dest` | `cgroup/sendmsg{4,6}`, else `syscalls:sys_{enter,exit}_send{to,msg}` | UDP destination for `sock_length` |
 //! | `udp_sendmsg` | fexit `udp_sendmsg`, `udpv6_sendmsg` | UDP sends with their destination (preferred) |
 //! | `udp` | (shared) | per-flow accounting both UDP paths use |
 //! | `reset` | `tcp:tcp_send_reset` | resets the kernel sends (scans) |

@@ -40,8 +40,14 @@ fn try_sock_length(ctx: &TracePointContext, send: bool) -> Result<(), i64> {
         let family: u16 = field(ctx, f::family)?;
         let sk: u64 = field(ctx, f::sk)?;
         let tid = bpf_get_current_pid_tgid();
-        let dest = unsafe { SEND_DEST.get(tid) };
-        udp::account(ctx, sk, family, ret, dest)?;
+        // Consumed here: a stash lives for one send. One left for another socket
+        // (0: the syscall tracepoints, which clear it at the syscall's exit) is not used.
+        let dest = unsafe { SEND_DEST.get(tid) }.copied();
+        if dest.is_some() {
+            let _ = SEND_DEST.remove(tid);
+        }
+        let dest = dest.filter(|d| d.sock == 0 || d.sock == sk);
+        udp::account(ctx, sk, family, ret, dest.as_ref())?;
     }
     Ok(())
 }

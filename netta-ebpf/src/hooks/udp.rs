@@ -17,6 +17,7 @@ pub fn dest_from_sockaddr(raw: &[u8; 24]) -> Option<SendDest> {
         port: u16::from_be_bytes([raw[2], raw[3]]),
         family,
         _pad: 0,
+        sock: 0,
     };
     if family == AF_INET {
         d.addr[..4].copy_from_slice(&raw[4..8]);

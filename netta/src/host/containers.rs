@@ -38,7 +38,7 @@ pub fn pods_root(proc_root: &Path) -> PathBuf {
 }
 
 /// The cgroup2 mount point in a mountinfo file.
-fn cgroup2_mount(mountinfo: &Path) -> Option<String> {
+pub fn cgroup2_mount(mountinfo: &Path) -> Option<String> {
     let info = std::fs::read(mountinfo).ok()?;
     let text = String::from_utf8_lossy(&info);
     for line in text.lines() {

@@ -6,13 +6,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerfEventArray, RingBuf};
-use aya::programs::{FEntry, FExit, TracePoint};
+use aya::programs::{CgroupAttachMode, CgroupSockAddr, FEntry, FExit, TracePoint};
 use aya::{Ebpf, EbpfLoader};
 use netta_ebpf::{maps, Config, UdpFlowKey, UdpFlowStats};
 use tokio::io::unix::AsyncFd;
 
 use crate::host::probe::{self, Attach, Capability, Choice, Mechanism};
-use crate::host::{btf, tracefs};
+use crate::host::{btf, cgroupfs, tracefs};
 
 /// The embedded BPF object: its only home. `None` when netta was built before
 /// `cargo xtask build-ebpf` produced it.
@@ -262,10 +262,16 @@ fn load_once(
     // aya's own BTF (fentry/fexit need the target's type id), parsed only when a
     // chosen hook needs it and dropped once everything is attached.
     let mut kernel_btf: Option<aya::Btf> = None;
+    // The cgroup v2 root, opened (or mounted) only when a chosen hook attaches there.
+    let mut cgroup_root: Option<std::fs::File> = None;
     let mut loaded_progs: Vec<&str> = Vec::new();
     for choice in &choices {
         let Some(m) = choice.chosen() else { continue };
-        if let Err(reason) = attach(&mut ebpf, m, &mut kernel_btf, &mut loaded_progs) {
+        let sites = Sites {
+            kernel_btf: &mut kernel_btf,
+            cgroup_root: &mut cgroup_root,
+        };
+        if let Err(reason) = attach(&mut ebpf, m, sites, &mut loaded_progs) {
             if choice.capability == Capability::Lifecycle {
                 return Err(reason);
             }
@@ -291,12 +297,30 @@ fn one_line(e: impl std::fmt::Display) -> String {
         .to_string()
 }
 
+/// What attaching needs from the machine, found once, when a hook first needs it.
+struct Sites<'s> {
+    /// aya's BTF: fentry/fexit need the target's type id.
+    kernel_btf: &'s mut Option<aya::Btf>,
+    /// The root of the cgroup v2 hierarchy: every socket's cgroup is under it.
+    cgroup_root: &'s mut Option<std::fs::File>,
+}
+
+fn open_cgroup_root() -> Result<std::fs::File, String> {
+    let root = cgroupfs::ensure_mounted()?;
+    std::fs::File::open(&root)
+        .map_err(|e| format!("opening the cgroup v2 root {} failed: {e}", root.display()))
+}
+
 fn attach<'a>(
     ebpf: &mut Ebpf,
     m: &'a Mechanism,
-    kernel_btf: &mut Option<aya::Btf>,
+    sites: Sites<'_>,
     loaded: &mut Vec<&'a str>,
 ) -> Result<(), String> {
+    let Sites {
+        kernel_btf,
+        cgroup_root,
+    } = sites;
     for (name, how) in &m.programs {
         let first = !loaded.contains(name);
         let prog = ebpf
@@ -333,6 +357,27 @@ fn attach<'a>(
                     p.load(f, btf).and_then(|()| p.attach().map(drop))
                 };
                 res.map_err(|e| format!("attaching to {f} failed: {}", one_line(e)))?;
+            }
+            Attach::Cgroup(point) => {
+                if cgroup_root.is_none() {
+                    *cgroup_root = Some(open_cgroup_root()?);
+                }
+                let root = cgroup_root.as_ref().expect("just set");
+                let p: &mut CgroupSockAddr = prog.try_into().map_err(|e| format!("{name}: {e}"))?;
+                p.load().map_err(|e| {
+                    log::debug!("{name}: {e}");
+                    format!("the kernel refused program {name}: {}", one_line(e))
+                })?;
+                // A BPF link (aya makes one on 5.7+; netta needs 5.8): the kernel
+                // attaches every cgroup link as BPF_F_ALLOW_MULTI (and takes no flag
+                // for it), so it runs beside other programs on the root, never in
+                // place of one, and is detached when netta exits, even by kill -9.
+                p.attach(root, CgroupAttachMode::Single).map_err(|e| {
+                    // aya's message names the syscall; its source says why.
+                    let why = std::error::Error::source(&e)
+                        .map_or_else(String::new, |s| format!(": {}", one_line(s)));
+                    format!("attaching cgroup/{point} failed: {}{why}", one_line(e))
+                })?;
             }
         }
         if first {

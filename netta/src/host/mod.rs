@@ -7,6 +7,7 @@
 //! (`containers`), user names (`users`), DNS responses in every network
 //! namespace (`dns`) and the agent's own usage (`self_stats`).
 pub mod btf;
+pub mod cgroupfs;
 pub mod containers;
 pub mod dns;
 pub mod ebpf;
@@ -39,6 +40,30 @@ use crate::core::services::Services;
 use crate::core::sock_diag::DiagSocket;
 pub use ebpf::{RecordHandler, Transport};
 pub use proc::Sockets;
+
+/// Mounts a kernel pseudo file system (`tracefs`, `cgroup2`) at `target`, the way
+/// the distributions do (nosuid, nodev, noexec).
+fn mount_pseudo_fs(fstype: &str, target: &str) -> io::Result<()> {
+    let c = |s: &str| {
+        std::ffi::CString::new(s).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+    };
+    let (fstype, target) = (c(fstype)?, c(target)?);
+    // SAFETY: NUL-terminated strings that outlive the call; no data argument.
+    let rc = unsafe {
+        libc::mount(
+            fstype.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            std::ptr::null(),
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
 
 /// What stays in the kernel's maps: loss counters, UDP flows, SYN-ACK retransmits.
 pub trait KernelMaps: Send {

@@ -65,6 +65,9 @@ pub enum Attach {
     Tracepoint(tp::Tracepoint),
     FExit(&'static str),
     FEntry(&'static str),
+    /// A `cgroup_sock_addr` program on the root of the cgroup v2 hierarchy, by its
+    /// attach point (`sendmsg4`); the object's section names the same.
+    Cgroup(&'static str),
 }
 
 /// One way to provide a capability: programs and where each attaches.
@@ -98,6 +101,7 @@ impl Mechanism {
                 Attach::Tracepoint((c, n)) => format!("tracepoint:{c}:{n}"),
                 Attach::FExit(f) => format!("fexit:{f}"),
                 Attach::FEntry(f) => format!("fentry:{f}"),
+                Attach::Cgroup(p) => format!("cgroup:{p}"),
             })
             .fold(Vec::<String>::new(), |mut v, l| {
                 if !v.contains(&l) {
@@ -174,6 +178,13 @@ pub fn mechanisms(cap: Capability, accept_params: Option<usize>) -> Vec<Mechanis
             Mechanism::new(vec![
                 (prog::UDP_SENDMSG, Attach::FExit(func::UDP_SENDMSG)),
                 (prog::UDPV6_SENDMSG, Attach::FExit(func::UDPV6_SENDMSG)),
+            ]),
+            // The destination from cgroup/sendmsg{4,6}: no syscall tracepoint, so
+            // no cost to every other syscall on the machine.
+            Mechanism::new(vec![
+                SEND_LEN,
+                (prog::CGROUP_SENDMSG4, Attach::Cgroup("sendmsg4")),
+                (prog::CGROUP_SENDMSG6, Attach::Cgroup("sendmsg6")),
             ]),
             Mechanism::new(vec![
                 SEND_LEN,
@@ -293,6 +304,8 @@ fn static_check(
                 }
                 Some(_) => {}
             },
+            // The cgroup v2 hierarchy is found (or mounted) when attaching.
+            Attach::Cgroup(_) => {}
         }
     }
     None
@@ -355,14 +368,18 @@ mod tests {
     fn labels_name_each_hook_once() {
         let udp = mechanisms(Capability::UdpFlows, Some(2));
         assert_eq!(udp[0].label, "fexit:udp_sendmsg+fexit:udpv6_sendmsg");
-        assert!(udp[1]
+        assert_eq!(
+            udp[1].label,
+            "tracepoint:sock:sock_send_length+cgroup:sendmsg4+cgroup:sendmsg6"
+        );
+        assert!(udp[2]
             .label
             .starts_with("tracepoint:sock:sock_send_length+"));
         assert_eq!(
-            udp[1].label.matches("sys_exit_sendto").count(),
+            udp[2].label.matches("sys_exit_sendto").count(),
             1,
             "{}",
-            udp[1].label
+            udp[2].label
         );
         let acc = mechanisms(Capability::AcceptedOwner, Some(2));
         assert_eq!(acc[0].programs[0].0, prog::ACCEPT_2);

@@ -30,20 +30,7 @@ pub fn ensure_mounted() -> Result<PathBuf, String> {
             ));
         }
     }
-    let target = std::ffi::CString::new(TRACEFS).expect("static path");
-    let fstype = std::ffi::CString::new("tracefs").expect("static name");
-    // SAFETY: NUL-terminated strings that outlive the call; no data argument.
-    let rc = unsafe {
-        libc::mount(
-            fstype.as_ptr(),
-            target.as_ptr(),
-            fstype.as_ptr(),
-            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-            std::ptr::null(),
-        )
-    };
-    if rc != 0 {
-        let err = std::io::Error::last_os_error();
+    if let Err(err) = super::mount_pseudo_fs("tracefs", TRACEFS) {
         return Err(format!(
             "tracefs is not mounted and mounting it at {TRACEFS} failed ({err}); run `mount -t tracefs tracefs {TRACEFS}` as root"
         ));
