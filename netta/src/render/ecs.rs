@@ -870,7 +870,12 @@ mod tests {
             uid: Some(1000),
             user: Some(Text::from_shown("alice")),
             cgroup: 7,
-            process: Some(process(Some(&[b"curl", hostile, b""]), true, 1, 1_500_000_000)),
+            process: Some(process(
+                Some(&[b"curl", hostile, b""]),
+                true,
+                1,
+                1_500_000_000,
+            )),
             container: Some(container(None, true)),
         });
         all.push(Who {
@@ -895,7 +900,12 @@ mod tests {
             ("[::ffff:10.0.0.1]:22", "[fe80::1]:1"),
             ("[::]:5353", "[::]:0"),
         ];
-        let comms: [&[u8]; 4] = [b"nginx", b"", b"a\n\"}\x1b[31m\xff\\", b"\x01\x02\x7f\xe2\x82"];
+        let comms: [&[u8]; 4] = [
+            b"nginx",
+            b"",
+            b"a\n\"}\x1b[31m\xff\\",
+            b"\x01\x02\x7f\xe2\x82",
+        ];
         let domains = [None, Domain::parse("example.com"), Domain::parse("a\"b\\c")];
         let clocks = [Clock::fixed(0), Clock::fixed(1_700_000_000_987_654_321)];
         let mut lines = 0;
@@ -926,7 +936,7 @@ mod tests {
                             e.old_state = State::from_tcp((n % 13) as u8);
                             e.new_state = State::from_tcp((n % 11) as u8);
                             e.raw_states = ((n % 256) as u8, 255);
-                            e.partial = n % 5 == 0;
+                            e.partial = n.is_multiple_of(5);
                             e.rtt_us = [0, 42, u32::MAX][n as usize % 3];
                             e.retrans = (n % 3) as u32;
                             e.netns = [0, 4_026_531_840][n as usize % 2];

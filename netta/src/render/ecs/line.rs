@@ -7,12 +7,13 @@ use std::cell::RefCell;
 use std::io::Write as _;
 use std::net::IpAddr;
 use std::sync::OnceLock;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use super::{
-    agent, host, Delta, Doc, Endpoint, EventField, EventId, Fixed, Network, Netta, Orchestrator,
-    Process, Related, User,
+    agent, host, Delta, Doc, Endpoint, EventField, EventId, Fixed, Netta, Network, Orchestrator,
+    Process, Related, Ts, User,
 };
+use crate::core::community_id::CommunityId;
 
 /// Appends a key (a literal with its quotes and colon), after a comma unless it
 /// opens its object.
@@ -26,6 +27,24 @@ fn key(out: &mut Vec<u8>, k: &[u8]) {
 macro_rules! key {
     ($out:expr, $k:literal) => {
         key($out, concat!("\"", $k, "\":").as_bytes())
+    };
+}
+
+/// A field: its key, then its value written by `write`.
+macro_rules! field {
+    ($out:expr, $k:literal, $v:expr, $write:expr) => {{
+        key!($out, $k);
+        $write($out, $v);
+    }};
+}
+
+/// An optional field: left out when absent (serde's
+/// `skip_serializing_if = "Option::is_none"`).
+macro_rules! opt {
+    ($out:expr, $k:literal, $v:expr, $write:expr) => {
+        if let Some(v) = $v {
+            field!($out, $k, v, $write);
+        }
     };
 }
 
@@ -97,9 +116,9 @@ thread_local! {
 }
 
 /// A time as `"YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ"`, humantime's RFC 3339 with ns.
-fn ts(out: &mut Vec<u8>, t: SystemTime) {
+fn ts(out: &mut Vec<u8>, t: &Ts) {
     // `Clock::to_system` never goes before the epoch.
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let d = t.0.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs();
     out.push(b'"');
     SECONDS.with(|c| {
@@ -157,8 +176,8 @@ fn event_id(out: &mut Vec<u8>, id: &EventId) {
 }
 
 fn event(out: &mut Vec<u8>, e: &EventField) {
-    out.extend_from_slice(b"{\"kind\":");
-    lit(out, e.kind);
+    out.push(b'{');
+    field!(out, "kind", e.kind, lit);
     out.extend_from_slice(b",\"category\":[");
     for (i, c) in e.category.iter().enumerate() {
         if i > 0 {
@@ -175,68 +194,39 @@ fn event(out: &mut Vec<u8>, e: &EventField) {
     }
     out.extend_from_slice(b"],\"action\":");
     lit(out, e.action);
-    out.extend_from_slice(b",\"id\":");
-    event_id(out, &e.id);
-    out.extend_from_slice(b",\"module\":");
-    lit(out, e.module);
-    out.extend_from_slice(b",\"dataset\":");
-    lit(out, e.dataset);
-    if let Some(o) = e.outcome {
-        key!(out, "outcome");
-        lit(out, o);
-    }
-    if let Some(d) = e.duration {
-        key!(out, "duration");
-        int(out, d);
-    }
-    if let Some(s) = &e.start {
-        key!(out, "start");
-        ts(out, s.0);
-    }
+    field!(out, "id", &e.id, event_id);
+    field!(out, "module", e.module, lit);
+    field!(out, "dataset", e.dataset, lit);
+    opt!(out, "outcome", e.outcome, lit);
+    opt!(out, "duration", e.duration, int);
+    opt!(out, "start", &e.start, ts);
     out.push(b'}');
 }
 
 fn network(out: &mut Vec<u8>, n: &Network) {
-    out.extend_from_slice(b"{\"transport\":");
-    lit(out, n.transport);
-    out.extend_from_slice(b",\"iana_number\":");
-    lit(out, n.iana_number);
-    out.extend_from_slice(b",\"type\":");
-    lit(out, n.net_type);
-    out.extend_from_slice(b",\"direction\":");
-    lit(out, n.direction);
-    if let Some(c) = &n.community_id {
-        key!(out, "community_id");
-        lit(out, c.as_str());
-    }
-    if let Some(b) = n.bytes {
-        key!(out, "bytes");
-        int(out, b);
-    }
-    if let Some(p) = n.packets {
-        key!(out, "packets");
-        int(out, p);
-    }
+    out.push(b'{');
+    field!(out, "transport", n.transport, lit);
+    field!(out, "iana_number", n.iana_number, lit);
+    field!(out, "type", n.net_type, lit);
+    field!(out, "direction", n.direction, lit);
+    opt!(
+        out,
+        "community_id",
+        &n.community_id,
+        |o: &mut Vec<u8>, c: &CommunityId| lit(o, c.as_str())
+    );
+    opt!(out, "bytes", n.bytes, int);
+    opt!(out, "packets", n.packets, int);
     out.push(b'}');
 }
 
 fn endpoint(out: &mut Vec<u8>, e: &Endpoint) {
-    out.extend_from_slice(b"{\"ip\":");
-    ip(out, e.ip);
-    out.extend_from_slice(b",\"port\":");
-    int(out, e.port);
-    if let Some(d) = e.domain {
-        key!(out, "domain");
-        text(out, d);
-    }
-    if let Some(b) = e.bytes {
-        key!(out, "bytes");
-        int(out, b);
-    }
-    if let Some(p) = e.packets {
-        key!(out, "packets");
-        int(out, p);
-    }
+    out.push(b'{');
+    field!(out, "ip", e.ip, ip);
+    field!(out, "port", e.port, int);
+    opt!(out, "domain", e.domain, text);
+    opt!(out, "bytes", e.bytes, int);
+    opt!(out, "packets", e.packets, int);
     out.push(b'}');
 }
 
@@ -251,14 +241,10 @@ fn related(out: &mut Vec<u8>, r: &Related) {
 }
 
 fn process(out: &mut Vec<u8>, p: &Process) {
-    out.extend_from_slice(b"{\"pid\":");
-    int(out, p.pid);
-    out.extend_from_slice(b",\"name\":");
-    text(out, &p.name);
-    if let Some(e) = p.executable {
-        key!(out, "executable");
-        text(out, e);
-    }
+    out.push(b'{');
+    field!(out, "pid", p.pid, int);
+    field!(out, "name", &p.name, text);
+    opt!(out, "executable", p.executable, text);
     if let Some(args) = p.args {
         key!(out, "args");
         out.push(b'[');
@@ -270,24 +256,15 @@ fn process(out: &mut Vec<u8>, p: &Process) {
         }
         out.push(b']');
     }
-    if let Some(n) = p.args_count {
-        key!(out, "args_count");
-        int(out, n);
-    }
+    opt!(out, "args_count", p.args_count, int);
     if let Some(parent) = &p.parent {
         key!(out, "parent");
         out.extend_from_slice(b"{\"pid\":");
         int(out, parent.pid);
         out.push(b'}');
     }
-    if let Some(s) = &p.start {
-        key!(out, "start");
-        ts(out, s.0);
-    }
-    if let Some(id) = p.entity_id {
-        key!(out, "entity_id");
-        text(out, id);
-    }
+    opt!(out, "start", &p.start, ts);
+    opt!(out, "entity_id", p.entity_id, text);
     out.push(b'}');
 }
 
@@ -295,40 +272,27 @@ fn user(out: &mut Vec<u8>, u: &User) {
     out.extend_from_slice(b"{\"id\":\"");
     int(out, u.id);
     out.push(b'"');
-    if let Some(n) = u.name {
-        key!(out, "name");
-        text(out, n);
-    }
+    opt!(out, "name", u.name, text);
     out.push(b'}');
 }
 
 fn orchestrator(out: &mut Vec<u8>, o: &Orchestrator) {
-    out.extend_from_slice(b"{\"type\":");
-    lit(out, o.kind);
-    if let Some(ns) = o.namespace {
-        key!(out, "namespace");
-        text(out, ns);
-    }
+    out.push(b'{');
+    field!(out, "type", o.kind, lit);
+    opt!(out, "namespace", o.namespace, text);
     out.extend_from_slice(b",\"resource\":{\"type\":");
     lit(out, o.resource.kind);
-    out.extend_from_slice(b",\"id\":");
-    text(out, o.resource.id);
-    if let Some(n) = o.resource.name {
-        key!(out, "name");
-        text(out, n);
-    }
+    field!(out, "id", o.resource.id, text);
+    opt!(out, "name", o.resource.name, text);
     out.extend_from_slice(b"}}");
 }
 
 fn delta(out: &mut Vec<u8>, d: &Delta) {
-    out.extend_from_slice(b"{\"source_bytes\":");
-    int(out, d.source_bytes);
-    out.extend_from_slice(b",\"destination_bytes\":");
-    int(out, d.destination_bytes);
-    out.extend_from_slice(b",\"bytes_sent\":");
-    int(out, d.bytes_sent);
-    out.extend_from_slice(b",\"bytes_received\":");
-    int(out, d.bytes_received);
+    out.push(b'{');
+    field!(out, "source_bytes", d.source_bytes, int);
+    field!(out, "destination_bytes", d.destination_bytes, int);
+    field!(out, "bytes_sent", d.bytes_sent, int);
+    field!(out, "bytes_received", d.bytes_received, int);
     out.push(b'}');
 }
 
@@ -340,14 +304,8 @@ fn netta(out: &mut Vec<u8>, n: &Netta) {
         hex(out, id.0, 16);
         out.push(b'"');
     }
-    if let Some(s) = n.state {
-        key!(out, "state");
-        lit(out, s);
-    }
-    if let Some(s) = n.old_state {
-        key!(out, "old_state");
-        lit(out, s);
-    }
+    opt!(out, "state", n.state, lit);
+    opt!(out, "old_state", n.old_state, lit);
     if let Some([a, b]) = n.raw_states {
         key!(out, "raw_states");
         out.push(b'[');
@@ -356,53 +314,23 @@ fn netta(out: &mut Vec<u8>, n: &Netta) {
         int(out, b);
         out.push(b']');
     }
-    if let Some(o) = n.owner {
-        key!(out, "owner");
-        lit(out, o);
-    }
-    if let Some(p) = n.partial {
-        key!(out, "partial");
-        boolean(out, p);
-    }
-    if let Some(l) = n.lost {
-        key!(out, "lost");
-        int(out, l);
-    }
-    if let Some(e) = n.evicted {
-        key!(out, "evicted");
-        int(out, e);
-    }
-    if let Some(d) = &n.delta {
-        key!(out, "delta");
-        delta(out, d);
-    }
-    if let Some(r) = n.rtt_us {
-        key!(out, "rtt_us");
-        int(out, r);
-    }
-    if let Some(r) = n.retransmits {
-        key!(out, "retransmits");
-        int(out, r);
-    }
-    if let Some(ns) = n.netns {
-        key!(out, "netns");
-        int(out, ns);
-    }
-    if let Some(c) = n.cgroup {
-        key!(out, "cgroup");
-        int(out, c);
-    }
-    if let Some(t) = n.args_truncated {
-        key!(out, "args_truncated");
-        boolean(out, t);
-    }
+    opt!(out, "owner", n.owner, lit);
+    opt!(out, "partial", n.partial, boolean);
+    opt!(out, "lost", n.lost, int);
+    opt!(out, "evicted", n.evicted, int);
+    opt!(out, "delta", &n.delta, delta);
+    opt!(out, "rtt_us", n.rtt_us, int);
+    opt!(out, "retransmits", n.retransmits, int);
+    opt!(out, "netns", n.netns, int);
+    opt!(out, "cgroup", n.cgroup, int);
+    opt!(out, "args_truncated", n.args_truncated, boolean);
     out.push(b'}');
 }
 
 /// Appends the document as one JSON object (no newline).
 pub(super) fn write(out: &mut Vec<u8>, d: &Doc) {
     out.extend_from_slice(b"{\"@timestamp\":");
-    ts(out, d.timestamp.0);
+    ts(out, &d.timestamp);
     out.extend_from_slice(b",\"ecs\":{\"version\":");
     lit(out, d.ecs.version);
     out.extend_from_slice(b"},\"event\":");
@@ -445,7 +373,6 @@ pub(super) fn write(out: &mut Vec<u8>, d: &Doc) {
         out.extend_from_slice(b",\"orchestrator\":");
         orchestrator(out, o);
     }
-    out.extend_from_slice(b",\"netta\":");
-    netta(out, &d.netta);
+    field!(out, "netta", &d.netta, netta);
     out.push(b'}');
 }
