@@ -715,8 +715,8 @@ pub fn write_dns_line(out: &mut Vec<u8>, d: &crate::core::dns::Seen, clock: &Clo
     out.push(b'\n');
 }
 
-/// Appends one event as a single line (serde_json escapes every control character,
-/// so hostile process names cannot break the line).
+/// Appends one event as a single line (every control character is escaped, so
+/// hostile process names cannot break the line).
 pub fn write_line(out: &mut Vec<u8>, ev: &ConnEvent, clock: &Clock) {
     line::write(out, &doc(ev, clock));
     out.push(b'\n');
