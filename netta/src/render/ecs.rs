@@ -13,6 +13,8 @@ use crate::core::community_id::{community_id, CommunityId};
 use crate::core::sock_id::SockId;
 use crate::host::identity::{self, Identity};
 
+mod line;
+
 /// The ECS release the lines conform to.
 pub const ECS_VERSION: &str = "9.4.0";
 
@@ -65,6 +67,21 @@ fn host(i: &Identity) -> Host<'_> {
     }
 }
 
+/// `host` and `agent`: the same on every line of the run (`line` writes them
+/// once, serialised at the first line).
+struct Fixed<'a>(&'a Identity);
+
+#[cfg(test)]
+impl Serialize for Fixed<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(2))?;
+        m.serialize_entry("host", &host(self.0))?;
+        m.serialize_entry("agent", &agent(self.0))?;
+        m.end()
+    }
+}
+
 fn agent(i: &Identity) -> Agent<'_> {
     Agent {
         kind: "netta",
@@ -77,6 +94,7 @@ fn agent(i: &Identity) -> Agent<'_> {
 /// `related.ip`: both ends, once each.
 struct Related(IpAddr, Option<IpAddr>);
 
+#[cfg(test)]
 impl Serialize for Related {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
@@ -104,58 +122,60 @@ use crate::core::event::{Action, ConnEvent, Direction};
 use crate::core::table::{Closed, Conn};
 use crate::detect::Alert;
 
-/// Formats lazily (RFC 3339 with ns) so a line costs no timestamp allocation.
+/// A time, written RFC 3339 with ns (`line::ts`).
 struct Ts(std::time::SystemTime);
 
+#[cfg(test)]
 impl Serialize for Ts {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(&humantime::format_rfc3339_nanos(self.0))
     }
 }
 
-#[derive(Serialize)]
+#[cfg_attr(test, derive(Serialize))]
 struct EventField {
     kind: &'static str,
     category: [&'static str; 1],
-    #[serde(rename = "type")]
+    #[cfg_attr(test, serde(rename = "type"))]
     kind_type: &'static [&'static str],
     action: &'static str,
     id: EventId,
     module: &'static str,
     dataset: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     outcome: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     duration: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     start: Option<Ts>,
 }
 
-#[derive(Serialize)]
+#[cfg_attr(test, derive(Serialize))]
 struct Network {
     transport: &'static str,
     iana_number: &'static str,
-    #[serde(rename = "type")]
+    #[cfg_attr(test, serde(rename = "type"))]
     net_type: &'static str,
     direction: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     community_id: Option<CommunityId>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     bytes: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     packets: Option<u64>,
 }
 
-#[derive(Serialize, Clone, Copy)]
+#[cfg_attr(test, derive(Serialize))]
+#[derive(Clone, Copy)]
 struct Endpoint<'a> {
     ip: std::net::IpAddr,
     port: u16,
     /// The name DNS gave the address (`core::sanitize::Domain`: printable).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     domain: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     bytes: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     packets: Option<u64>,
 }
 
@@ -173,59 +193,60 @@ fn endpoint<'a>(
     }
 }
 
-#[derive(Serialize)]
+#[cfg_attr(test, derive(Serialize))]
 struct Container<'a> {
     id: &'a str,
 }
 
 /// `orchestrator.*`: the Kubernetes pod of the owner's container.
-#[derive(Serialize)]
+#[cfg_attr(test, derive(Serialize))]
 struct Orchestrator<'a> {
-    #[serde(rename = "type")]
+    #[cfg_attr(test, serde(rename = "type"))]
     kind: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     namespace: Option<&'a str>,
     resource: Resource<'a>,
 }
 
-#[derive(Serialize)]
+#[cfg_attr(test, derive(Serialize))]
 struct Resource<'a> {
-    #[serde(rename = "type")]
+    #[cfg_attr(test, serde(rename = "type"))]
     kind: &'static str,
     id: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     name: Option<&'a str>,
 }
 
-#[derive(Serialize)]
+#[cfg_attr(test, derive(Serialize))]
 struct Parent {
     pid: u32,
 }
 
-#[derive(Serialize)]
+#[cfg_attr(test, derive(Serialize))]
 struct Process<'a> {
     pid: u32,
     name: std::borrow::Cow<'a, str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     executable: Option<&'a str>,
     /// Only with `--process-args`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    args: Option<Vec<&'a str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
+    args: Option<&'a [crate::core::sanitize::Text]>,
+    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     args_count: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     parent: Option<Parent>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     start: Option<Ts>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     entity_id: Option<&'a str>,
 }
 
-#[derive(Serialize)]
+#[cfg_attr(test, derive(Serialize))]
 struct User<'a> {
     /// A keyword in ECS: the uid as text.
-    id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, serde(serialize_with = "tests::as_text"))]
+    id: u32,
+    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     name: Option<&'a str>,
 }
 
@@ -239,7 +260,7 @@ fn process<'a>(ev: &'a ConnEvent, clock: &Clock) -> Option<Process<'a>> {
         pid: ev.pid,
         name: String::from_utf8_lossy(ev.comm.as_bytes()),
         executable: ev.who.executable(),
-        args: args.map(|a| a.iter().map(|t| t.as_str()).collect()),
+        args,
         args_count: args.map(<[_]>::len),
         parent: p.filter(|p| p.ppid != 0).map(|p| Parent { pid: p.ppid }),
         start: p
@@ -262,44 +283,45 @@ fn orchestrator(who: &crate::core::event::Who) -> Option<Orchestrator<'_>> {
     })
 }
 
-#[derive(Serialize, Default)]
+#[cfg_attr(test, derive(Serialize))]
+#[derive(Default)]
 struct Netta {
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     sock_id: Option<SockId>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     state: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     old_state: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     raw_states: Option<[u8; 2]>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     owner: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     partial: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     lost: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     evicted: Option<u64>,
     /// `connection-updated`: bytes since the connection's previous update.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     delta: Option<Delta>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     rtt_us: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     retransmits: Option<u32>,
     /// Inode of the socket's network namespace (ECS has no field for it).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     netns: Option<u32>,
     /// The owner's cgroup v2 id.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     cgroup: Option<u64>,
     /// `process.args` was cut at netta's bound.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     args_truncated: Option<bool>,
 }
 
 /// Deltas of `connection-updated`, named like the totals they add to.
-#[derive(Serialize)]
+#[cfg_attr(test, derive(Serialize))]
 struct Delta {
     source_bytes: u64,
     destination_bytes: u64,
@@ -308,33 +330,33 @@ struct Delta {
 }
 
 /// One event line; field order is the order people read them in.
-#[derive(Serialize)]
+#[cfg_attr(test, derive(Serialize))]
 struct Doc<'a> {
-    #[serde(rename = "@timestamp")]
+    #[cfg_attr(test, serde(rename = "@timestamp"))]
     timestamp: Ts,
     ecs: Ecs,
     event: EventField,
-    host: Host<'a>,
-    agent: Agent<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, serde(flatten))]
+    fixed: Fixed<'a>,
+    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     network: Option<Network>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     source: Option<Endpoint<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     destination: Option<Endpoint<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     client: Option<Endpoint<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     server: Option<Endpoint<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     related: Option<Related>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     process: Option<Process<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     user: Option<User<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     container: Option<Container<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     orchestrator: Option<Orchestrator<'a>>,
     netta: Netta,
 }
@@ -348,8 +370,7 @@ impl<'a> Doc<'a> {
                 version: ECS_VERSION,
             },
             event,
-            host: host(idn),
-            agent: agent(idn),
+            fixed: Fixed(idn),
             network: None,
             source: None,
             destination: None,
@@ -552,7 +573,7 @@ fn doc<'a>(ev: &'a ConnEvent, clock: &Clock) -> Doc<'a> {
         destination: Some(destination),
         process: process(ev, clock),
         user: ev.who.uid.map(|uid| User {
-            id: uid.to_string(),
+            id: uid,
             name: ev.who.user.as_ref().map(|n| n.as_str()),
         }),
         container: ev.who.container_id().map(|id| Container { id }),
@@ -694,11 +715,10 @@ pub fn write_dns_line(out: &mut Vec<u8>, d: &crate::core::dns::Seen, clock: &Clo
     out.push(b'\n');
 }
 
-/// Appends one event as a single line (serde_json escapes every control character,
-/// so hostile process names cannot break the line).
+/// Appends one event as a single line (every control character is escaped, so
+/// hostile process names cannot break the line).
 pub fn write_line(out: &mut Vec<u8>, ev: &ConnEvent, clock: &Clock) {
-    // Serialising into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, &doc(ev, clock));
+    line::write(out, &doc(ev, clock));
     out.push(b'\n');
 }
 
@@ -796,6 +816,161 @@ mod tests {
     /// The ECS document for one event.
     fn event_value(ev: &ConnEvent, clock: &Clock) -> Value {
         serde_json::to_value(doc(ev, clock)).unwrap_or(Value::Null)
+    }
+
+    /// `user.id`: a keyword in ECS.
+    pub(super) fn as_text<S: Serializer>(n: &u32, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(n)
+    }
+
+    /// Owners from nothing known to everything, with hostile text where it can be.
+    fn owners() -> Vec<crate::core::event::Who> {
+        use crate::core::cgroup::{Container, Pod};
+        use crate::core::event::Who;
+        use crate::core::process::Process;
+        use crate::core::sanitize::Text;
+        use std::sync::Arc;
+        let hostile = b"a\"b\\c\n\t\x01\x1b[31m\x7f\xff\xc3\xa9 \\u0000";
+        let process = |args: Option<&[&[u8]]>, truncated, ppid, start_ns| {
+            Arc::new(Process {
+                pid: 321,
+                ppid,
+                start_ns,
+                uid: 0,
+                cgroup: 0,
+                entity_id: "ent\"ity\\\u{1}".into(),
+                executable: Some(Text::escaped(hostile, 4096)),
+                args: args.map(|a| a.iter().map(|t| Text::escaped(t, 4096)).collect()),
+                args_truncated: truncated,
+            })
+        };
+        let container = |id: Option<&str>, pod: bool| {
+            Arc::new(Container {
+                id: id.map(Arc::from),
+                pod: pod.then(|| Pod {
+                    uid: "pod-\"uid\\\u{7}".into(),
+                    name: Some(Text::from_shown("web\"1\\")),
+                    namespace: Some(Text::escaped(hostile, 64)),
+                }),
+            })
+        };
+        let mut all = vec![Who::default()];
+        all.push(Who {
+            uid: Some(0),
+            ..Who::default()
+        });
+        all.push(Who {
+            uid: Some(4_294_967_294),
+            user: Some(Text::escaped(hostile, 64)),
+            cgroup: u64::MAX,
+            process: Some(process(None, false, 0, 0)),
+            container: Some(container(Some("ab\"cd\\\u{0}"), false)),
+        });
+        all.push(Who {
+            uid: Some(1000),
+            user: Some(Text::from_shown("alice")),
+            cgroup: 7,
+            process: Some(process(
+                Some(&[b"curl", hostile, b""]),
+                true,
+                1,
+                1_500_000_000,
+            )),
+            container: Some(container(None, true)),
+        });
+        all.push(Who {
+            process: Some(process(Some(&[]), false, 42, 3_700_000_000_123)),
+            container: Some(container(Some("c0ffee"), true)),
+            ..Who::default()
+        });
+        all
+    }
+
+    /// The line writer writes what serde_json writes for the same document,
+    /// byte for byte, whatever the record.
+    #[test]
+    fn line_writer_matches_serde_json() {
+        use crate::core::event::State;
+        use crate::core::sanitize::Domain;
+        let ends: [(&str, &str); 6] = [
+            ("127.0.0.1:8080", "127.0.0.1:45000"),
+            ("10.1.2.3:53", "192.168.200.255:65535"),
+            ("0.0.0.0:80", "0.0.0.0:0"),
+            ("[::1]:443", "[2001:db8::ff00:42:8329]:50000"),
+            ("[::ffff:10.0.0.1]:22", "[fe80::1]:1"),
+            ("[::]:5353", "[::]:0"),
+        ];
+        let comms: [&[u8]; 4] = [
+            b"nginx",
+            b"",
+            b"a\n\"}\x1b[31m\xff\\",
+            b"\x01\x02\x7f\xe2\x82",
+        ];
+        let domains = [None, Domain::parse("example.com"), Domain::parse("a\"b\\c")];
+        let clocks = [Clock::fixed(0), Clock::fixed(1_700_000_000_987_654_321)];
+        let mut lines = 0;
+        let mut n = 0u64;
+        for action in Action::REPORTED.into_iter().chain([Action::Pending]) {
+            for proto in [Proto::Tcp, Proto::Udp] {
+                for dir in [Direction::Ingress, Direction::Egress, Direction::Unknown] {
+                    for (local, remote) in ends {
+                        for who in owners() {
+                            n += 1;
+                            let mut e = base(action);
+                            e.proto = proto;
+                            e.direction = dir;
+                            e.local = local.parse().unwrap();
+                            e.remote = remote.parse().unwrap();
+                            e.who = who;
+                            e.comm = Comm::from_bytes(comms[n as usize % comms.len()]);
+                            e.domain = domains[n as usize % domains.len()].clone();
+                            e.pid = [0, 1, 321, u32::MAX][n as usize % 4];
+                            e.ts_ns = n * 999_999_937 % 86_400_000_000_000;
+                            e.start_ns = [0, 1, e.ts_ns / 2][n as usize % 3];
+                            e.bytes_sent = [0, 9, u64::MAX][n as usize % 3];
+                            e.bytes_recv = n * 1_000_003;
+                            e.prior_sent = e.bytes_sent / 3;
+                            e.prior_recv = e.bytes_recv / 2 + n % 2;
+                            e.count = [0, 1, 17, u64::MAX][n as usize % 4];
+                            e.sock = [0, 0xffff_8880_0000_1000, 1 << 60][n as usize % 3];
+                            e.old_state = State::from_tcp((n % 13) as u8);
+                            e.new_state = State::from_tcp((n % 11) as u8);
+                            e.raw_states = ((n % 256) as u8, 255);
+                            e.partial = n.is_multiple_of(5);
+                            e.rtt_us = [0, 42, u32::MAX][n as usize % 3];
+                            e.retrans = (n % 3) as u32;
+                            e.netns = [0, 4_026_531_840][n as usize % 2];
+                            e.owner = [OwnerSource::Hook, OwnerSource::Proc, OwnerSource::Unknown]
+                                [n as usize % 3];
+                            let clock = &clocks[n as usize % 2];
+                            let d = doc(&e, clock);
+                            let want = serde_json::to_vec(&d).unwrap();
+                            let mut got = Vec::new();
+                            line::write(&mut got, &d);
+                            assert_eq!(
+                                String::from_utf8_lossy(&got),
+                                String::from_utf8_lossy(&want),
+                                "{e:?}"
+                            );
+                            assert_eq!(got, want);
+                            lines += 1;
+                        }
+                    }
+                }
+            }
+        }
+        for lost in [Action::EventsLost, Action::TableEvicted] {
+            for count in [0, 1, u64::MAX] {
+                let mut e = ConnEvent::lost(123_456_789, count);
+                e.action = lost;
+                let d = doc(&e, &clocks[1]);
+                let mut got = Vec::new();
+                line::write(&mut got, &d);
+                assert_eq!(got, serde_json::to_vec(&d).unwrap());
+                lines += 1;
+            }
+        }
+        assert!(lines > 2000, "{lines}");
     }
     use crate::core::event::{OwnerSource, Proto};
     use crate::core::sanitize::Comm;
