@@ -881,13 +881,24 @@ impl Table {
     }
 
     /// The open rows and the counters, without the history: what live views
-    /// and the table rules read every second.
+    /// read every second.
     pub fn live_snapshot(&self) -> Snapshot {
         Snapshot {
             conns: self.live.values().cloned().collect(),
             history: Vec::new(),
             counters: self.counters(),
         }
+    }
+
+    /// The open rows the table rules read every second: no rule looks at a
+    /// TIME_WAIT remnant that sent nothing, and a busy host has tens of
+    /// thousands of them.
+    pub fn rules_rows(&self) -> Vec<Conn> {
+        self.live
+            .values()
+            .filter(|c| c.state != State::TimeWait || c.bytes_sent != 0)
+            .cloned()
+            .collect()
     }
 }
 

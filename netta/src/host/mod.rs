@@ -32,11 +32,11 @@ use tokio::sync::watch;
 
 use crate::core::cgroup::Pod;
 use crate::core::clock::{boot_now, Clock};
-use crate::core::proc_net::Owner;
+use crate::core::proc_net::{Owner, ProcSocket};
 use crate::core::process::Seed;
 use crate::core::sanitize::Text;
 use crate::core::services::Services;
-use crate::core::sock_diag::DiagSocket;
+use crate::core::sock_diag::{DiagSocket, Query};
 pub use ebpf::{RecordHandler, Transport};
 pub use proc::Sockets;
 
@@ -164,7 +164,7 @@ pub struct Os {
     pub cgroup_root: PathBuf,
     /// Where the kubelet keeps pod logs (`<namespace>_<name>_<uid>`).
     pub pods_root: PathBuf,
-    /// The sock_diag socket, opened at the first refresh and kept.
+    /// The sock_diag socket, opened at the first dump and kept.
     diag: Arc<Mutex<Option<sock_diag::Diag>>>,
 }
 
@@ -187,6 +187,22 @@ impl Default for Os {
             proc_root,
             diag: Arc::default(),
         }
+    }
+}
+
+impl Os {
+    /// One sock_diag dump on the kept socket (opened at first use).
+    fn diag_dump(&self, q: Query, out: &mut Vec<DiagSocket>) -> io::Result<()> {
+        let mut diag = self.diag.lock().unwrap_or_else(|e| e.into_inner());
+        if diag.is_none() {
+            *diag = Some(sock_diag::Diag::open()?);
+        }
+        let result = diag.as_mut().map_or(Ok(()), |d| d.tcp(q, out));
+        if result.is_err() {
+            // A socket in a bad state (an interrupted dump) is not reused.
+            *diag = None;
+        }
+        result
     }
 }
 
@@ -215,7 +231,14 @@ impl Host for Os {
     }
 
     fn read_sockets(&self) -> io::Result<Sockets> {
-        proc::read_sockets(&self.proc_root)
+        let mut diag_rows = Vec::new();
+        let mut own_tcp = |out: &mut Vec<ProcSocket>| {
+            diag_rows.clear();
+            self.diag_dump(Query::PROC, &mut diag_rows)?;
+            out.extend(diag_rows.iter().filter_map(DiagSocket::proc_socket));
+            Ok(())
+        };
+        proc::read_sockets_with(&self.proc_root, Some(&mut own_tcp))
     }
 
     fn socket_owners(&self) -> FxHashMap<u64, Owner> {
@@ -259,16 +282,7 @@ impl Host for Os {
     }
 
     fn tcp_counters(&self, out: &mut Vec<DiagSocket>) -> io::Result<()> {
-        let mut diag = self.diag.lock().unwrap_or_else(|e| e.into_inner());
-        if diag.is_none() {
-            *diag = Some(sock_diag::Diag::open()?);
-        }
-        let result = diag.as_mut().map_or(Ok(()), |d| d.tcp(out));
-        if result.is_err() {
-            // A socket in a bad state (an interrupted dump) is not reused.
-            *diag = None;
-        }
-        result
+        self.diag_dump(Query::LIVE, out)
     }
 
     fn start_dns(

@@ -1,13 +1,16 @@
-//! Live TCP counters from the kernel over NETLINK_SOCK_DIAG: one dump of the
-//! sockets in [`LIVE_STATES`], each with its `tcp_info`, for both families at
+//! TCP sockets from the kernel over NETLINK_SOCK_DIAG, for both families at
 //! once (the compatibility request; a kernel that refuses it gets one dump per
-//! family). The state filter runs in the kernel, so idle listeners and
-//! TIME_WAIT remnants cost nothing. Works without eBPF (it is what `ss -ti`
-//! reads). The socket and its buffer are kept across refreshes.
+//! family): the live counters (the sockets in [`LIVE_STATES`], each with its
+//! `tcp_info`; the state filter runs in the kernel, so idle listeners and
+//! TIME_WAIT remnants cost nothing), and reconciliation's listing of every
+//! socket, binary rather than /proc/net text. Works without eBPF (it is what
+//! `ss` reads). The socket and its buffer are kept across dumps.
+//!
+//! [`LIVE_STATES`]: crate::core::sock_diag::LIVE_STATES
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use crate::core::sock_diag::{self, DiagSocket, LIVE_STATES};
+use crate::core::sock_diag::{self, DiagSocket, Query};
 
 /// A netlink socket for sock_diag dumps, kept open across refreshes.
 pub struct Diag {
@@ -51,11 +54,11 @@ impl Diag {
         })
     }
 
-    /// Every live TCP socket (IPv4 and IPv6) with its counters.
-    pub fn tcp(&mut self, out: &mut Vec<DiagSocket>) -> io::Result<()> {
+    /// The TCP sockets (IPv4 and IPv6) `q` asks for.
+    pub fn tcp(&mut self, q: Query, out: &mut Vec<DiagSocket>) -> io::Result<()> {
         if self.all_families != Some(false) {
             let before = out.len();
-            match self.dump(Dump::AllFamilies, out) {
+            match self.dump(Dump::AllFamilies, q, out) {
                 Ok(()) => {
                     self.all_families = Some(true);
                     return Ok(());
@@ -68,20 +71,20 @@ impl Diag {
                 Err(e) => return Err(e),
             }
         }
-        self.dump(Dump::Family(libc::AF_INET as u8), out)?;
-        self.dump(Dump::Family(libc::AF_INET6 as u8), out)
+        self.dump(Dump::Family(libc::AF_INET as u8), q, out)?;
+        self.dump(Dump::Family(libc::AF_INET6 as u8), q, out)
     }
 
-    fn dump(&mut self, what: Dump, out: &mut Vec<DiagSocket>) -> io::Result<()> {
+    fn dump(&mut self, what: Dump, q: Query, out: &mut Vec<DiagSocket>) -> io::Result<()> {
         self.seq = self.seq.wrapping_add(1);
         let (v2, compat);
         let req: &[u8] = match what {
             Dump::AllFamilies => {
-                compat = sock_diag::request_all_families(LIVE_STATES, self.seq);
+                compat = sock_diag::request_all_families(q, self.seq);
                 &compat
             }
             Dump::Family(family) => {
-                v2 = sock_diag::request(family, LIVE_STATES, self.seq);
+                v2 = sock_diag::request(family, q, self.seq);
                 &v2
             }
         };
