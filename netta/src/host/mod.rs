@@ -192,12 +192,17 @@ impl Default for Os {
 
 impl Os {
     /// One sock_diag dump on the kept socket (opened at first use).
-    fn diag_dump(&self, q: Query, out: &mut Vec<DiagSocket>) -> io::Result<()> {
+    fn diag_dump<T>(
+        &self,
+        q: Query,
+        out: &mut Vec<T>,
+        conv: fn(DiagSocket) -> Option<T>,
+    ) -> io::Result<()> {
         let mut diag = self.diag.lock().unwrap_or_else(|e| e.into_inner());
         if diag.is_none() {
             *diag = Some(sock_diag::Diag::open()?);
         }
-        let result = diag.as_mut().map_or(Ok(()), |d| d.tcp(q, out));
+        let result = diag.as_mut().map_or(Ok(()), |d| d.tcp(q, out, conv));
         if result.is_err() {
             // A socket in a bad state (an interrupted dump) is not reused.
             *diag = None;
@@ -231,13 +236,8 @@ impl Host for Os {
     }
 
     fn read_sockets(&self) -> io::Result<Sockets> {
-        let mut diag_rows = Vec::new();
-        let mut own_tcp = |out: &mut Vec<ProcSocket>| {
-            diag_rows.clear();
-            self.diag_dump(Query::PROC, &mut diag_rows)?;
-            out.extend(diag_rows.iter().filter_map(DiagSocket::proc_socket));
-            Ok(())
-        };
+        let mut own_tcp =
+            |out: &mut Vec<ProcSocket>| self.diag_dump(Query::PROC, out, |s| s.proc_socket());
         proc::read_sockets_with(&self.proc_root, Some(&mut own_tcp))
     }
 
@@ -282,7 +282,7 @@ impl Host for Os {
     }
 
     fn tcp_counters(&self, out: &mut Vec<DiagSocket>) -> io::Result<()> {
-        self.diag_dump(Query::LIVE, out)
+        self.diag_dump(Query::LIVE, out, Some)
     }
 
     fn start_dns(

@@ -17,6 +17,8 @@ pub struct Diag {
     fd: OwnedFd,
     seq: u32,
     buf: Vec<u8>,
+    /// One datagram's sockets, before `conv`.
+    batch: Vec<DiagSocket>,
     /// Whether the kernel answers the all-families request (`None`: not asked yet).
     all_families: Option<bool>,
 }
@@ -50,15 +52,22 @@ impl Diag {
             fd,
             seq: 0,
             buf: vec![0u8; RECV_BUF],
+            batch: Vec::new(),
             all_families: None,
         })
     }
 
-    /// The TCP sockets (IPv4 and IPv6) `q` asks for.
-    pub fn tcp(&mut self, q: Query, out: &mut Vec<DiagSocket>) -> io::Result<()> {
+    /// The TCP sockets (IPv4 and IPv6) `q` asks for, each through `conv`
+    /// onto `out` as its datagram is read (no copy of a whole dump to convert).
+    pub fn tcp<T>(
+        &mut self,
+        q: Query,
+        out: &mut Vec<T>,
+        conv: fn(DiagSocket) -> Option<T>,
+    ) -> io::Result<()> {
         if self.all_families != Some(false) {
             let before = out.len();
-            match self.dump(Dump::AllFamilies, q, out) {
+            match self.dump(Dump::AllFamilies, q, out, conv) {
                 Ok(()) => {
                     self.all_families = Some(true);
                     return Ok(());
@@ -71,11 +80,17 @@ impl Diag {
                 Err(e) => return Err(e),
             }
         }
-        self.dump(Dump::Family(libc::AF_INET as u8), q, out)?;
-        self.dump(Dump::Family(libc::AF_INET6 as u8), q, out)
+        self.dump(Dump::Family(libc::AF_INET as u8), q, out, conv)?;
+        self.dump(Dump::Family(libc::AF_INET6 as u8), q, out, conv)
     }
 
-    fn dump(&mut self, what: Dump, q: Query, out: &mut Vec<DiagSocket>) -> io::Result<()> {
+    fn dump<T>(
+        &mut self,
+        what: Dump,
+        q: Query,
+        out: &mut Vec<T>,
+        conv: fn(DiagSocket) -> Option<T>,
+    ) -> io::Result<()> {
         self.seq = self.seq.wrapping_add(1);
         let (v2, compat);
         let req: &[u8] = match what {
@@ -125,7 +140,8 @@ impl Diag {
             if n == 0 {
                 return Ok(());
             }
-            let p = sock_diag::parse(&self.buf[..n as usize], out);
+            let p = sock_diag::parse(&self.buf[..n as usize], &mut self.batch);
+            out.extend(self.batch.drain(..).filter_map(conv));
             if let Some(errno) = p.error {
                 // A kernel without IPv6 answers the AF_INET6 dump with an error.
                 let no_ipv6 = matches!(what, Dump::Family(f) if f == libc::AF_INET6 as u8);
