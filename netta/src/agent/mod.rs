@@ -149,7 +149,10 @@ impl Shared {
 
     /// Runs the table rules on the current table and publishes new alerts.
     pub fn detect_now(&self) {
-        let snap = self.live_snapshot();
+        let snap = Snapshot {
+            conns: self.table().rules_rows(),
+            ..Snapshot::default()
+        };
         let now = self.now_ns();
         let mut alerts = Vec::new();
         {

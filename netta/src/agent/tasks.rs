@@ -81,12 +81,13 @@ pub(super) async fn reconcile(shared: &Arc<Shared>, emit: bool) {
     let mut owners: Option<FxHashMap<u64, Owner>> = None;
     let report = {
         let mut t = shared.table();
-        t.reconcile(&snap.sockets, &snap.netns, started, &mut |inode| {
+        let mut owner_of = |inode| {
             owners
                 .get_or_insert_with(|| shared.host.socket_owners())
                 .get(&inode)
                 .copied()
-        })
+        };
+        t.reconcile_with(&snap.sockets, &snap.netns, started, &mut owner_of, emit)
     };
     identify_rows(shared);
     if shared.dns_on() {

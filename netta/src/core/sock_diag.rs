@@ -12,7 +12,8 @@
 //! enough to hold it (older kernels send a shorter struct).
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use crate::core::event::{normalize, State};
+use crate::core::event::{normalize, Proto, State};
+use crate::core::proc_net::ProcSocket;
 
 /// `SOCK_DIAG_BY_FAMILY`, the message type of requests and answers.
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
@@ -41,6 +42,40 @@ pub const LIVE_STATES: u32 = (1 << 1) // ESTABLISHED
     | (1 << 8) // CLOSE_WAIT
     | (1 << 9) // LAST_ACK
     | (1 << 11); // CLOSING
+
+/// Every state `/proc/net/tcp` lists (`TCP_ESTABLISHED` to `TCP_NEW_SYN_RECV`;
+/// not 6.5's `TCP_BOUND_INACTIVE`, which only the bind table holds).
+pub const PROC_STATES: u32 = 0x1ffe;
+
+/// What a dump asks for: the TCP sockets in `states` (a bit per kernel state),
+/// with their `tcp_info` when `info`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Query {
+    pub states: u32,
+    pub info: bool,
+}
+
+impl Query {
+    /// The live refresh: the open connections and their counters.
+    pub const LIVE: Query = Query {
+        states: LIVE_STATES,
+        info: true,
+    };
+    /// Reconciliation: what `/proc/net/tcp{,6}` lists, TIME_WAIT included,
+    /// without counters (binary, so no text to format and parse).
+    pub const PROC: Query = Query {
+        states: PROC_STATES,
+        info: false,
+    };
+
+    fn ext(self) -> u8 {
+        if self.info {
+            1 << (INET_DIAG_INFO - 1)
+        } else {
+            0
+        }
+    }
+}
 
 /// The counters of one TCP socket, from its `tcp_info`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -71,6 +106,22 @@ pub struct DiagSocket {
     pub info: Option<TcpCounters>,
 }
 
+impl DiagSocket {
+    /// The row `/proc/net/tcp{,6}` shows for this socket (the reader sets its
+    /// namespace); `None` for a state this build does not know.
+    pub fn proc_socket(&self) -> Option<ProcSocket> {
+        Some(ProcSocket {
+            proto: Proto::Tcp,
+            local: self.local,
+            remote: self.remote,
+            state: self.state?,
+            inode: self.inode,
+            uid: self.uid,
+            netns: 0,
+        })
+    }
+}
+
 /// What one datagram of the answer held.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Parsed {
@@ -82,9 +133,8 @@ pub struct Parsed {
     pub bad: u32,
 }
 
-/// The dump request for `family` (`AF_INET`/`AF_INET6`) TCP sockets in `states`
-/// (a bit per kernel state), asking for `tcp_info`.
-pub fn request(family: u8, states: u32, seq: u32) -> [u8; REQUEST_LEN] {
+/// The dump request for `family` (`AF_INET`/`AF_INET6`) TCP sockets.
+pub fn request(family: u8, q: Query, seq: u32) -> [u8; REQUEST_LEN] {
     let mut b = [0u8; REQUEST_LEN];
     b[0..4].copy_from_slice(&(REQUEST_LEN as u32).to_ne_bytes());
     b[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
@@ -93,14 +143,13 @@ pub fn request(family: u8, states: u32, seq: u32) -> [u8; REQUEST_LEN] {
     // struct inet_diag_req_v2
     b[16] = family;
     b[17] = libc::IPPROTO_TCP as u8;
-    b[18] = 1 << (INET_DIAG_INFO - 1);
-    b[20..24].copy_from_slice(&states.to_ne_bytes());
+    b[18] = q.ext();
+    b[20..24].copy_from_slice(&q.states.to_ne_bytes());
     b
 }
 
-/// The compatibility dump request: TCP sockets of every family in `states`,
-/// asking for `tcp_info`.
-pub fn request_all_families(states: u32, seq: u32) -> [u8; COMPAT_REQUEST_LEN] {
+/// The compatibility dump request: TCP sockets of every family.
+pub fn request_all_families(q: Query, seq: u32) -> [u8; COMPAT_REQUEST_LEN] {
     let mut b = [0u8; COMPAT_REQUEST_LEN];
     b[0..4].copy_from_slice(&(COMPAT_REQUEST_LEN as u32).to_ne_bytes());
     b[4..6].copy_from_slice(&TCPDIAG_GETSOCK.to_ne_bytes());
@@ -108,8 +157,8 @@ pub fn request_all_families(states: u32, seq: u32) -> [u8; COMPAT_REQUEST_LEN] {
     b[8..12].copy_from_slice(&seq.to_ne_bytes());
     // struct inet_diag_req: family (0: all), src_len, dst_len, ext, the
     // 48-byte socket id, states, dbs.
-    b[19] = 1 << (INET_DIAG_INFO - 1);
-    b[68..72].copy_from_slice(&states.to_ne_bytes());
+    b[19] = q.ext();
+    b[68..72].copy_from_slice(&q.states.to_ne_bytes());
     b
 }
 
@@ -367,7 +416,7 @@ pub(crate) mod tests {
 
     #[test]
     fn the_compatibility_request_asks_for_every_family_in_one_dump() {
-        let r = request_all_families(LIVE_STATES, 3);
+        let r = request_all_families(Query::LIVE, 3);
         assert_eq!(u32_at(&r, 0), Some(COMPAT_REQUEST_LEN as u32));
         assert_eq!(u16_at(&r, 4), Some(TCPDIAG_GETSOCK));
         assert_eq!(u16_at(&r, 6), Some(NLM_F_REQUEST | NLM_F_DUMP));
@@ -378,10 +427,43 @@ pub(crate) mod tests {
 
     #[test]
     fn the_request_asks_for_tcp_info_of_live_states() {
-        let r = request(libc::AF_INET as u8, LIVE_STATES, 7);
+        let r = request(libc::AF_INET as u8, Query::LIVE, 7);
         assert_eq!(u32_at(&r, 0), Some(REQUEST_LEN as u32));
         assert_eq!(u16_at(&r, 4), Some(SOCK_DIAG_BY_FAMILY));
         assert_eq!(r[18], 2);
         assert_eq!(u32_at(&r, 20), Some(LIVE_STATES));
+    }
+
+    #[test]
+    fn the_reconcile_request_asks_for_every_listed_state_without_counters() {
+        let r = request_all_families(Query::PROC, 4);
+        assert_eq!(r[19], 0, "no tcp_info");
+        assert_eq!(u32_at(&r, 68), Some(PROC_STATES));
+        // ESTABLISHED, LISTEN, TIME_WAIT and NEW_SYN_RECV, but not BOUND_INACTIVE.
+        for st in [1, 6, 10, 12] {
+            assert_ne!(PROC_STATES & (1 << st), 0, "state {st}");
+        }
+        assert_eq!(PROC_STATES & (1 << 13), 0);
+    }
+
+    #[test]
+    fn a_dumped_socket_becomes_a_proc_row() {
+        let m = message(
+            "10.0.0.1:80".parse().unwrap(),
+            "10.0.0.2:5000".parse().unwrap(),
+            6,
+            &[],
+        );
+        let mut out = Vec::new();
+        parse(&m, &mut out);
+        let row = out[0].proc_socket().unwrap();
+        assert_eq!(row.state, State::TimeWait);
+        assert_eq!((row.inode, row.uid, row.netns), (4242, 1000, 0));
+        assert_eq!(row.local, "10.0.0.1:80".parse().unwrap());
+        let unknown = DiagSocket {
+            state: None,
+            ..out[0]
+        };
+        assert_eq!(unknown.proc_socket(), None);
     }
 }

@@ -687,6 +687,21 @@ impl Table {
         started_ns: u64,
         owner_of: &mut dyn FnMut(u64) -> Option<Owner>,
     ) -> ReconcileReport {
+        self.reconcile_with(snap, read, started_ns, owner_of, true)
+    }
+
+    /// [`Table::reconcile`]; without `keep`, the report has the count of
+    /// updates only, not copies of the rows added and removed (with eBPF no
+    /// one reads them, and on a busy host they are tens of thousands of
+    /// TIME_WAIT rows).
+    pub fn reconcile_with(
+        &mut self,
+        snap: &[ProcSocket],
+        read: &[u32],
+        started_ns: u64,
+        owner_of: &mut dyn FnMut(u64) -> Option<Owner>,
+        keep: bool,
+    ) -> ReconcileReport {
         let mut report = ReconcileReport::default();
         let tuple_of = |s: &ProcSocket| s.tuple();
         // Snapshot indexes sorted by 4-tuple: one allocation, however big /proc is.
@@ -739,7 +754,9 @@ impl Table {
                 // What it moved while open stays counted.
                 self.counters.bytes_sent = self.counters.bytes_sent.saturating_add(c.bytes_sent);
                 self.counters.bytes_recv = self.counters.bytes_recv.saturating_add(c.bytes_recv);
-                report.removed.push(c);
+                if keep {
+                    report.removed.push(c);
+                }
             }
         }
         self.recent_closed.retain(|_, t| *t >= started_ns);
@@ -794,9 +811,10 @@ impl Table {
                 live: Live::default(),
                 domain: None,
             };
-            if self.insert(conn.clone()) {
+            let copy = keep.then(|| conn.clone());
+            if self.insert(conn) {
                 self.counters.healed_added += 1;
-                report.added.push(conn);
+                report.added.extend(copy);
             }
         }
         report
@@ -881,13 +899,24 @@ impl Table {
     }
 
     /// The open rows and the counters, without the history: what live views
-    /// and the table rules read every second.
+    /// read every second.
     pub fn live_snapshot(&self) -> Snapshot {
         Snapshot {
             conns: self.live.values().cloned().collect(),
             history: Vec::new(),
             counters: self.counters(),
         }
+    }
+
+    /// The open rows the table rules read every second: no rule looks at a
+    /// TIME_WAIT remnant that sent nothing, and a busy host has tens of
+    /// thousands of them.
+    pub fn rules_rows(&self) -> Vec<Conn> {
+        self.live
+            .values()
+            .filter(|c| c.state != State::TimeWait || c.bytes_sent != 0)
+            .cloned()
+            .collect()
     }
 }
 
@@ -1064,6 +1093,40 @@ mod tests {
         assert_eq!(r.updated, 1);
         assert!(r.added.is_empty(), "{:?}", r.added);
         assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn a_quiet_reconcile_heals_the_same_rows_without_copies() {
+        let snap = [
+            proc_row("127.0.0.1:1", "127.0.0.1:2", State::Established, 11),
+            proc_row("127.0.0.1:3", "127.0.0.1:4", State::TimeWait, 0),
+        ];
+        let (mut kept, mut quiet) = (Table::default(), Table::default());
+        let r = kept.reconcile(&snap, &[0], 10, &mut |_| None);
+        let q = quiet.reconcile_with(&snap, &[0], 10, &mut |_| None, false);
+        assert_eq!(r.added.len(), 2);
+        assert!(q.added.is_empty() && q.removed.is_empty());
+        assert_eq!(quiet.len(), kept.len());
+        assert_eq!(quiet.counters().healed_added, 2);
+        // Gone from /proc: removed all the same.
+        quiet.reconcile_with(&snap[..1], &[0], 20, &mut |_| None, false);
+        assert_eq!(quiet.len(), 1);
+        assert_eq!(quiet.counters().healed_removed, 1);
+    }
+
+    #[test]
+    fn the_rules_read_every_row_but_silent_time_wait_remnants() {
+        let mut t = Table::default();
+        t.apply(&ev(Action::Opened, 1, "127.0.0.1:1", "127.0.0.1:2", 10));
+        let snap = [
+            proc_row("127.0.0.1:1", "127.0.0.1:2", State::Established, 11),
+            proc_row("127.0.0.1:3", "127.0.0.1:4", State::TimeWait, 0),
+        ];
+        t.reconcile(&snap, &[0], 20, &mut |_| None);
+        assert_eq!(t.len(), 2);
+        let rows = t.rules_rows();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].key, Key::Sock(1));
     }
 
     #[test]

@@ -33,11 +33,11 @@ use tokio::sync::watch;
 
 use crate::core::cgroup::Pod;
 use crate::core::clock::{boot_now, Clock};
-use crate::core::proc_net::Owner;
+use crate::core::proc_net::{Owner, ProcSocket};
 use crate::core::process::Seed;
 use crate::core::sanitize::Text;
 use crate::core::services::Services;
-use crate::core::sock_diag::DiagSocket;
+use crate::core::sock_diag::{DiagSocket, Query};
 pub use ebpf::{RecordHandler, Transport};
 pub use proc::Sockets;
 
@@ -189,7 +189,7 @@ pub struct Os {
     pub cgroup_root: PathBuf,
     /// Where the kubelet keeps pod logs (`<namespace>_<name>_<uid>`).
     pub pods_root: PathBuf,
-    /// The sock_diag socket, opened at the first refresh and kept.
+    /// The sock_diag socket, opened at the first dump and kept.
     diag: Arc<Mutex<Option<sock_diag::Diag>>>,
 }
 
@@ -212,6 +212,27 @@ impl Default for Os {
             proc_root,
             diag: Arc::default(),
         }
+    }
+}
+
+impl Os {
+    /// One sock_diag dump on the kept socket (opened at first use).
+    fn diag_dump<T>(
+        &self,
+        q: Query,
+        out: &mut Vec<T>,
+        conv: fn(DiagSocket) -> Option<T>,
+    ) -> io::Result<()> {
+        let mut diag = self.diag.lock().unwrap_or_else(|e| e.into_inner());
+        if diag.is_none() {
+            *diag = Some(sock_diag::Diag::open()?);
+        }
+        let result = diag.as_mut().map_or(Ok(()), |d| d.tcp(q, out, conv));
+        if result.is_err() {
+            // A socket in a bad state (an interrupted dump) is not reused.
+            *diag = None;
+        }
+        result
     }
 }
 
@@ -240,7 +261,9 @@ impl Host for Os {
     }
 
     fn read_sockets(&self) -> io::Result<Sockets> {
-        proc::read_sockets(&self.proc_root)
+        let mut own_tcp =
+            |out: &mut Vec<ProcSocket>| self.diag_dump(Query::PROC, out, |s| s.proc_socket());
+        proc::read_sockets_with(&self.proc_root, Some(&mut own_tcp))
     }
 
     fn socket_owners(&self) -> FxHashMap<u64, Owner> {
@@ -284,16 +307,7 @@ impl Host for Os {
     }
 
     fn tcp_counters(&self, out: &mut Vec<DiagSocket>) -> io::Result<()> {
-        let mut diag = self.diag.lock().unwrap_or_else(|e| e.into_inner());
-        if diag.is_none() {
-            *diag = Some(sock_diag::Diag::open()?);
-        }
-        let result = diag.as_mut().map_or(Ok(()), |d| d.tcp(out));
-        if result.is_err() {
-            // A socket in a bad state (an interrupted dump) is not reused.
-            *diag = None;
-        }
-        result
+        self.diag_dump(Query::LIVE, out, Some)
     }
 
     fn start_dns(

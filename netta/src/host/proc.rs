@@ -116,19 +116,48 @@ pub fn net_namespaces(proc_root: &Path) -> Vec<(u32, Vec<u32>)> {
 /// all went away mid-read is left out of `netns`. Without per-process
 /// namespaces (a fake /proc), `<proc_root>/net` is read as namespace 0.
 pub fn read_sockets(proc_root: &Path) -> io::Result<Sockets> {
+    read_sockets_with(proc_root, None)
+}
+
+/// Appends the TCP sockets of netta's own network namespace another way than
+/// /proc text (sock_diag).
+pub type OwnTcp<'a> = &'a mut dyn FnMut(&mut Vec<ProcSocket>) -> io::Result<()>;
+
+/// [`read_sockets`], with the TCP sockets of netta's own namespace (on a busy
+/// host, tens of thousands of TIME_WAIT lines) from `own_tcp` when it works.
+pub fn read_sockets_with(proc_root: &Path, mut own_tcp: Option<OwnTcp>) -> io::Result<Sockets> {
     let mut snap = Sockets::default();
     let namespaces = net_namespaces(proc_root);
     if namespaces.is_empty() {
-        read_tables(&proc_root.join("net"), 0, &mut snap)?;
+        read_tables(&proc_root.join("net"), 0, true, &mut snap)?;
         snap.netns.push(0);
         return Ok(snap);
     }
+    let own = fs::metadata(proc_root.join("self/ns/net")).map_or(0, |m| m.ino() as u32);
     for (ns, pids) in namespaces {
+        // netta's own TCP sockets through `own_tcp`; text if it fails.
+        let mut tcp_text = true;
+        if let (true, Some(read)) = (ns == own, own_tcp.as_mut()) {
+            let at = snap.sockets.len();
+            match read(&mut snap.sockets) {
+                Ok(()) => {
+                    tcp_text = false;
+                    for s in &mut snap.sockets[at..] {
+                        s.netns = ns;
+                    }
+                }
+                Err(e) => {
+                    snap.sockets.truncate(at);
+                    log::debug!("sock_diag listing: {e}; reading /proc/net/tcp instead");
+                }
+            }
+        }
         let mut last = None;
         for pid in pids {
             let at = snap.sockets.len();
             let errors = snap.errors.len();
-            match read_tables(&proc_root.join(pid.to_string()).join("net"), ns, &mut snap) {
+            let net = proc_root.join(pid.to_string()).join("net");
+            match read_tables(&net, ns, tcp_text, &mut snap) {
                 Ok(()) => {
                     snap.netns.push(ns);
                     last = None;
@@ -149,12 +178,16 @@ pub fn read_sockets(proc_root: &Path) -> io::Result<Sockets> {
     Ok(snap)
 }
 
-/// Reads the four tables in `net` (one namespace's) onto `snap`. A missing table
-/// (IPv6 disabled, no UDP) is skipped; other IO errors are returned.
-fn read_tables(net: &Path, netns: u32, snap: &mut Sockets) -> io::Result<()> {
+/// Reads the four tables in `net` (one namespace's), or only the UDP ones
+/// without `tcp`, onto `snap`. A missing table (IPv6 disabled, no UDP) is
+/// skipped; other IO errors are returned.
+fn read_tables(net: &Path, netns: u32, tcp: bool, snap: &mut Sockets) -> io::Result<()> {
     let mut errors = Vec::new();
     let first = snap.sockets.len();
     for (name, proto) in TABLES {
+        if !tcp && proto == Proto::Tcp {
+            continue;
+        }
         let path = net.join(name);
         let file = match fs::File::open(&path) {
             Ok(file) => file,

@@ -1,19 +1,24 @@
-//! Live TCP counters from the kernel over NETLINK_SOCK_DIAG: one dump of the
-//! sockets in [`LIVE_STATES`], each with its `tcp_info`, for both families at
+//! TCP sockets from the kernel over NETLINK_SOCK_DIAG, for both families at
 //! once (the compatibility request; a kernel that refuses it gets one dump per
-//! family). The state filter runs in the kernel, so idle listeners and
-//! TIME_WAIT remnants cost nothing. Works without eBPF (it is what `ss -ti`
-//! reads). The socket and its buffer are kept across refreshes.
+//! family): the live counters (the sockets in [`LIVE_STATES`], each with its
+//! `tcp_info`; the state filter runs in the kernel, so idle listeners and
+//! TIME_WAIT remnants cost nothing), and reconciliation's listing of every
+//! socket, binary rather than /proc/net text. Works without eBPF (it is what
+//! `ss` reads). The socket and its buffer are kept across dumps.
+//!
+//! [`LIVE_STATES`]: crate::core::sock_diag::LIVE_STATES
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use crate::core::sock_diag::{self, DiagSocket, LIVE_STATES};
+use crate::core::sock_diag::{self, DiagSocket, Query};
 
 /// A netlink socket for sock_diag dumps, kept open across refreshes.
 pub struct Diag {
     fd: OwnedFd,
     seq: u32,
     buf: Vec<u8>,
+    /// One datagram's sockets, before `conv`.
+    batch: Vec<DiagSocket>,
     /// Whether the kernel answers the all-families request (`None`: not asked yet).
     all_families: Option<bool>,
 }
@@ -47,15 +52,22 @@ impl Diag {
             fd,
             seq: 0,
             buf: vec![0u8; RECV_BUF],
+            batch: Vec::new(),
             all_families: None,
         })
     }
 
-    /// Every live TCP socket (IPv4 and IPv6) with its counters.
-    pub fn tcp(&mut self, out: &mut Vec<DiagSocket>) -> io::Result<()> {
+    /// The TCP sockets (IPv4 and IPv6) `q` asks for, each through `conv`
+    /// onto `out` as its datagram is read (no copy of a whole dump to convert).
+    pub fn tcp<T>(
+        &mut self,
+        q: Query,
+        out: &mut Vec<T>,
+        conv: fn(DiagSocket) -> Option<T>,
+    ) -> io::Result<()> {
         if self.all_families != Some(false) {
             let before = out.len();
-            match self.dump(Dump::AllFamilies, out) {
+            match self.dump(Dump::AllFamilies, q, out, conv) {
                 Ok(()) => {
                     self.all_families = Some(true);
                     return Ok(());
@@ -68,20 +80,26 @@ impl Diag {
                 Err(e) => return Err(e),
             }
         }
-        self.dump(Dump::Family(libc::AF_INET as u8), out)?;
-        self.dump(Dump::Family(libc::AF_INET6 as u8), out)
+        self.dump(Dump::Family(libc::AF_INET as u8), q, out, conv)?;
+        self.dump(Dump::Family(libc::AF_INET6 as u8), q, out, conv)
     }
 
-    fn dump(&mut self, what: Dump, out: &mut Vec<DiagSocket>) -> io::Result<()> {
+    fn dump<T>(
+        &mut self,
+        what: Dump,
+        q: Query,
+        out: &mut Vec<T>,
+        conv: fn(DiagSocket) -> Option<T>,
+    ) -> io::Result<()> {
         self.seq = self.seq.wrapping_add(1);
         let (v2, compat);
         let req: &[u8] = match what {
             Dump::AllFamilies => {
-                compat = sock_diag::request_all_families(LIVE_STATES, self.seq);
+                compat = sock_diag::request_all_families(q, self.seq);
                 &compat
             }
             Dump::Family(family) => {
-                v2 = sock_diag::request(family, LIVE_STATES, self.seq);
+                v2 = sock_diag::request(family, q, self.seq);
                 &v2
             }
         };
@@ -122,7 +140,8 @@ impl Diag {
             if n == 0 {
                 return Ok(());
             }
-            let p = sock_diag::parse(&self.buf[..n as usize], out);
+            let p = sock_diag::parse(&self.buf[..n as usize], &mut self.batch);
+            out.extend(self.batch.drain(..).filter_map(conv));
             if let Some(errno) = p.error {
                 // A kernel without IPv6 answers the AF_INET6 dump with an error.
                 let no_ipv6 = matches!(what, Dump::Family(f) if f == libc::AF_INET6 as u8);
