@@ -134,52 +134,83 @@ struct RawAllow {
     processes: Vec<Spanned<String>>,
 }
 
-/// A TOML integer (serde's own `i64` says "expected i64" on a wrong type).
-struct Int(i64);
+/// A TOML scalar read by [`ScalarVisitor`]: which kinds it takes, and what
+/// serde says when it gets another (serde's own `i64` says "expected i64").
+trait Scalar: Sized {
+    const EXPECTING: &'static str;
+    /// The error for an integer beyond `i64`.
+    const TOO_LARGE: &'static str = "integer too large";
+    fn from_i64(v: i64) -> Self;
+    fn from_u64<E: de::Error>(v: u64) -> Result<Self, E> {
+        i64::try_from(v)
+            .map(Self::from_i64)
+            .map_err(|_| E::custom(Self::TOO_LARGE))
+    }
+    fn from_f64(_: f64) -> Option<Self> {
+        None
+    }
+    fn from_text(_: &str) -> Option<Self> {
+        None
+    }
+}
 
-impl<'de> Deserialize<'de> for Int {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Int;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an integer")
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Int, E> {
-                Ok(Int(v))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Int, E> {
-                i64::try_from(v)
-                    .map(Int)
-                    .map_err(|_| E::custom("integer too large"))
+struct ScalarVisitor<T>(std::marker::PhantomData<T>);
+
+impl<T: Scalar> Visitor<'_> for ScalarVisitor<T> {
+    type Value = T;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(T::EXPECTING)
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
+        Ok(T::from_i64(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<T, E> {
+        T::from_u64(v)
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<T, E> {
+        T::from_f64(v).ok_or_else(|| E::invalid_type(de::Unexpected::Float(v), &self))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+        T::from_text(v).ok_or_else(|| E::invalid_type(de::Unexpected::Str(v), &self))
+    }
+}
+
+/// `Deserialize` for each [`Scalar`], through the one visitor.
+macro_rules! deserialize_scalar {
+    ($($t:ty),*) => {$(
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                d.deserialize_any(ScalarVisitor(std::marker::PhantomData))
             }
         }
-        d.deserialize_any(V)
+    )*};
+}
+
+deserialize_scalar!(Int, Float, ByteSize);
+
+/// A TOML integer.
+struct Int(i64);
+
+impl Scalar for Int {
+    const EXPECTING: &'static str = "an integer";
+    fn from_i64(v: i64) -> Self {
+        Int(v)
     }
 }
 
 /// A TOML float or integer (`factor = 10` means 10.0).
 struct Float(f64);
 
-impl<'de> Deserialize<'de> for Float {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Float;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a number")
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Float, E> {
-                Ok(Float(v))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Float, E> {
-                Ok(Float(v as f64))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Float, E> {
-                Ok(Float(v as f64))
-            }
-        }
-        d.deserialize_any(V)
+impl Scalar for Float {
+    const EXPECTING: &'static str = "a number";
+    fn from_i64(v: i64) -> Self {
+        Float(v as f64)
+    }
+    fn from_u64<E: de::Error>(v: u64) -> Result<Self, E> {
+        Ok(Float(v as f64))
+    }
+    fn from_f64(v: f64) -> Option<Self> {
+        Some(Float(v))
     }
 }
 
@@ -189,27 +220,14 @@ enum ByteSize {
     Text(String),
 }
 
-impl<'de> Deserialize<'de> for ByteSize {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = ByteSize;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a byte count: an integer or a string like \"100MiB\"")
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<ByteSize, E> {
-                Ok(ByteSize::Int(v))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<ByteSize, E> {
-                i64::try_from(v)
-                    .map(ByteSize::Int)
-                    .map_err(|_| E::custom("byte count too large"))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<ByteSize, E> {
-                Ok(ByteSize::Text(v.to_owned()))
-            }
-        }
-        d.deserialize_any(V)
+impl Scalar for ByteSize {
+    const EXPECTING: &'static str = "a byte count: an integer or a string like \"100MiB\"";
+    const TOO_LARGE: &'static str = "byte count too large";
+    fn from_i64(v: i64) -> Self {
+        ByteSize::Int(v)
+    }
+    fn from_text(v: &str) -> Option<Self> {
+        Some(ByteSize::Text(v.to_owned()))
     }
 }
 
