@@ -308,6 +308,34 @@ impl Checker<'_> {
         Ok(n)
     }
 
+    /// `long` (name, value, key as written) must not be shorter than `short`. One
+    /// of the two was set here (the defaults are consistent): the error points at
+    /// `long` if it was, else at `short`.
+    fn not_shorter(
+        &self,
+        long: (&str, Duration, &Option<Spanned<String>>),
+        short: (&str, Duration, &Option<Spanned<String>>),
+    ) -> Result<(), RulesError> {
+        if long.1 >= short.1 {
+            return Ok(());
+        }
+        let span = long
+            .2
+            .as_ref()
+            .or(short.2.as_ref())
+            .map_or(0..0, |v| v.span());
+        Err(self.err(
+            span,
+            format!(
+                "{} ({}) must not be shorter than {} ({})",
+                long.0,
+                humantime::format_duration(long.1),
+                short.0,
+                humantime::format_duration(short.1),
+            ),
+        ))
+    }
+
     fn count(&self, name: &str, v: &Spanned<Int>, min: i64) -> Result<usize, RulesError> {
         let n = self.int(name, v, min)?;
         usize::try_from(n).map_err(|_| self.err(v.span(), format!("{name}: too large")))
@@ -370,22 +398,14 @@ impl Checker<'_> {
             if let Some(v) = &t.slow_min_ports {
                 r.port_scan.slow_min_ports = self.count("port_scan.slow_min_ports", v, 1)?;
             }
-            if r.port_scan.slow_window < r.port_scan.window {
-                // One of the two was set here (the defaults are consistent).
-                let span = t
-                    .slow_window
-                    .as_ref()
-                    .or(t.window.as_ref())
-                    .map_or(0..0, |v| v.span());
-                return Err(self.err(
-                    span,
-                    format!(
-                        "port_scan.slow_window ({}) must not be shorter than port_scan.window ({})",
-                        humantime::format_duration(r.port_scan.slow_window),
-                        humantime::format_duration(r.port_scan.window),
-                    ),
-                ));
-            }
+            self.not_shorter(
+                (
+                    "port_scan.slow_window",
+                    r.port_scan.slow_window,
+                    &t.slow_window,
+                ),
+                ("port_scan.window", r.port_scan.window, &t.window),
+            )?;
         }
 
         if let Some(t) = raw.syn_flood {
@@ -466,21 +486,14 @@ impl Checker<'_> {
                     ));
                 }
             }
-            if r.beaconing.window < r.beaconing.min_duration {
-                let span = t
-                    .window
-                    .as_ref()
-                    .or(t.min_duration.as_ref())
-                    .map_or(0..0, |v| v.span());
-                return Err(self.err(
-                    span,
-                    format!(
-                        "beaconing.window ({}) must not be shorter than beaconing.min_duration ({})",
-                        humantime::format_duration(r.beaconing.window),
-                        humantime::format_duration(r.beaconing.min_duration),
-                    ),
-                ));
-            }
+            self.not_shorter(
+                ("beaconing.window", r.beaconing.window, &t.window),
+                (
+                    "beaconing.min_duration",
+                    r.beaconing.min_duration,
+                    &t.min_duration,
+                ),
+            )?;
         }
 
         if let Some(enabled) = raw
