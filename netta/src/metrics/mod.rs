@@ -37,12 +37,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
-use prometheus_client::registry::{Registry, Unit};
+use prometheus_client::registry::{Metric, Registry, Unit};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
@@ -134,31 +134,16 @@ impl Metrics {
         }
         let mut m = m;
         let r = &mut m.registry;
-        r.register(
-            "netta_connections",
-            "Connections opened, closed and failed (seen since the metrics endpoint started)",
-            m.connections.clone(),
-        );
-        r.register(
-            "netta_bytes",
-            "Bytes of closed TCP connections and ended UDP flows (received: TCP only)",
-            m.bytes.clone(),
-        );
-        r.register(
-            "netta_udp_flows",
-            "UDP flows reported when they ended",
-            m.udp_flows.clone(),
-        );
-        r.register(
-            "netta_alerts",
-            "Detection incidents opened, by rule",
-            m.alerts.clone(),
-        );
-        r.register(
-            "netta_metrics_tap_lost",
-            "Records the metrics tap missed (kernel losses and its own drops): stream counters undercount by this",
-            m.tap_lost.clone(),
-        );
+        let counters: [(&str, &str, Box<dyn Metric>); 5] = [
+            ("netta_connections", "Connections opened, closed and failed (seen since the metrics endpoint started)", Box::new(m.connections.clone())),
+            ("netta_bytes", "Bytes of closed TCP connections and ended UDP flows (received: TCP only)", Box::new(m.bytes.clone())),
+            ("netta_udp_flows", "UDP flows reported when they ended", Box::new(m.udp_flows.clone())),
+            ("netta_alerts", "Detection incidents opened, by rule", Box::new(m.alerts.clone())),
+            ("netta_metrics_tap_lost", "Records the metrics tap missed (kernel losses and its own drops): stream counters undercount by this", Box::new(m.tap_lost.clone())),
+        ];
+        for (name, help, metric) in counters {
+            r.register(name, help, AnyMetric(metric));
+        }
         r.register_collector(Box::new(Sampler(Box::new(sample))));
         m
     }
@@ -263,6 +248,23 @@ impl Metrics {
                 }
             }
         }
+    }
+}
+
+/// A counter of the table in `Metrics::new`, whatever its type (`Registry::register`
+/// takes one `impl Metric`).
+#[derive(Debug)]
+struct AnyMetric(Box<dyn Metric>);
+
+impl EncodeMetric for AnyMetric {
+    fn encode(&self, e: MetricEncoder) -> fmt::Result {
+        self.0.encode(e)
+    }
+    fn metric_type(&self) -> MetricType {
+        self.0.metric_type()
+    }
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 

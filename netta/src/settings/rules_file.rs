@@ -134,52 +134,83 @@ struct RawAllow {
     processes: Vec<Spanned<String>>,
 }
 
-/// A TOML integer (serde's own `i64` says "expected i64" on a wrong type).
-struct Int(i64);
+/// A TOML scalar read by [`ScalarVisitor`]: which kinds it takes, and what
+/// serde says when it gets another (serde's own `i64` says "expected i64").
+trait Scalar: Sized {
+    const EXPECTING: &'static str;
+    /// The error for an integer beyond `i64`.
+    const TOO_LARGE: &'static str = "integer too large";
+    fn from_i64(v: i64) -> Self;
+    fn from_u64<E: de::Error>(v: u64) -> Result<Self, E> {
+        i64::try_from(v)
+            .map(Self::from_i64)
+            .map_err(|_| E::custom(Self::TOO_LARGE))
+    }
+    fn from_f64(_: f64) -> Option<Self> {
+        None
+    }
+    fn from_text(_: &str) -> Option<Self> {
+        None
+    }
+}
 
-impl<'de> Deserialize<'de> for Int {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Int;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an integer")
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Int, E> {
-                Ok(Int(v))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Int, E> {
-                i64::try_from(v)
-                    .map(Int)
-                    .map_err(|_| E::custom("integer too large"))
+struct ScalarVisitor<T>(std::marker::PhantomData<T>);
+
+impl<T: Scalar> Visitor<'_> for ScalarVisitor<T> {
+    type Value = T;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(T::EXPECTING)
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
+        Ok(T::from_i64(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<T, E> {
+        T::from_u64(v)
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<T, E> {
+        T::from_f64(v).ok_or_else(|| E::invalid_type(de::Unexpected::Float(v), &self))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+        T::from_text(v).ok_or_else(|| E::invalid_type(de::Unexpected::Str(v), &self))
+    }
+}
+
+/// `Deserialize` for each [`Scalar`], through the one visitor.
+macro_rules! deserialize_scalar {
+    ($($t:ty),*) => {$(
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                d.deserialize_any(ScalarVisitor(std::marker::PhantomData))
             }
         }
-        d.deserialize_any(V)
+    )*};
+}
+
+deserialize_scalar!(Int, Float, ByteSize);
+
+/// A TOML integer.
+struct Int(i64);
+
+impl Scalar for Int {
+    const EXPECTING: &'static str = "an integer";
+    fn from_i64(v: i64) -> Self {
+        Int(v)
     }
 }
 
 /// A TOML float or integer (`factor = 10` means 10.0).
 struct Float(f64);
 
-impl<'de> Deserialize<'de> for Float {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Float;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a number")
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Float, E> {
-                Ok(Float(v))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Float, E> {
-                Ok(Float(v as f64))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Float, E> {
-                Ok(Float(v as f64))
-            }
-        }
-        d.deserialize_any(V)
+impl Scalar for Float {
+    const EXPECTING: &'static str = "a number";
+    fn from_i64(v: i64) -> Self {
+        Float(v as f64)
+    }
+    fn from_u64<E: de::Error>(v: u64) -> Result<Self, E> {
+        Ok(Float(v as f64))
+    }
+    fn from_f64(v: f64) -> Option<Self> {
+        Some(Float(v))
     }
 }
 
@@ -189,27 +220,14 @@ enum ByteSize {
     Text(String),
 }
 
-impl<'de> Deserialize<'de> for ByteSize {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = ByteSize;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a byte count: an integer or a string like \"100MiB\"")
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<ByteSize, E> {
-                Ok(ByteSize::Int(v))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<ByteSize, E> {
-                i64::try_from(v)
-                    .map(ByteSize::Int)
-                    .map_err(|_| E::custom("byte count too large"))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<ByteSize, E> {
-                Ok(ByteSize::Text(v.to_owned()))
-            }
-        }
-        d.deserialize_any(V)
+impl Scalar for ByteSize {
+    const EXPECTING: &'static str = "a byte count: an integer or a string like \"100MiB\"";
+    const TOO_LARGE: &'static str = "byte count too large";
+    fn from_i64(v: i64) -> Self {
+        ByteSize::Int(v)
+    }
+    fn from_text(v: &str) -> Option<Self> {
+        Some(ByteSize::Text(v.to_owned()))
     }
 }
 
@@ -290,6 +308,34 @@ impl Checker<'_> {
         Ok(n)
     }
 
+    /// `long` (name, value, key as written) must not be shorter than `short`. One
+    /// of the two was set here (the defaults are consistent): the error points at
+    /// `long` if it was, else at `short`.
+    fn not_shorter(
+        &self,
+        long: (&str, Duration, &Option<Spanned<String>>),
+        short: (&str, Duration, &Option<Spanned<String>>),
+    ) -> Result<(), RulesError> {
+        if long.1 >= short.1 {
+            return Ok(());
+        }
+        let span = long
+            .2
+            .as_ref()
+            .or(short.2.as_ref())
+            .map_or(0..0, |v| v.span());
+        Err(self.err(
+            span,
+            format!(
+                "{} ({}) must not be shorter than {} ({})",
+                long.0,
+                humantime::format_duration(long.1),
+                short.0,
+                humantime::format_duration(short.1),
+            ),
+        ))
+    }
+
     fn count(&self, name: &str, v: &Spanned<Int>, min: i64) -> Result<usize, RulesError> {
         let n = self.int(name, v, min)?;
         usize::try_from(n).map_err(|_| self.err(v.span(), format!("{name}: too large")))
@@ -352,22 +398,14 @@ impl Checker<'_> {
             if let Some(v) = &t.slow_min_ports {
                 r.port_scan.slow_min_ports = self.count("port_scan.slow_min_ports", v, 1)?;
             }
-            if r.port_scan.slow_window < r.port_scan.window {
-                // One of the two was set here (the defaults are consistent).
-                let span = t
-                    .slow_window
-                    .as_ref()
-                    .or(t.window.as_ref())
-                    .map_or(0..0, |v| v.span());
-                return Err(self.err(
-                    span,
-                    format!(
-                        "port_scan.slow_window ({}) must not be shorter than port_scan.window ({})",
-                        humantime::format_duration(r.port_scan.slow_window),
-                        humantime::format_duration(r.port_scan.window),
-                    ),
-                ));
-            }
+            self.not_shorter(
+                (
+                    "port_scan.slow_window",
+                    r.port_scan.slow_window,
+                    &t.slow_window,
+                ),
+                ("port_scan.window", r.port_scan.window, &t.window),
+            )?;
         }
 
         if let Some(t) = raw.syn_flood {
@@ -448,21 +486,14 @@ impl Checker<'_> {
                     ));
                 }
             }
-            if r.beaconing.window < r.beaconing.min_duration {
-                let span = t
-                    .window
-                    .as_ref()
-                    .or(t.min_duration.as_ref())
-                    .map_or(0..0, |v| v.span());
-                return Err(self.err(
-                    span,
-                    format!(
-                        "beaconing.window ({}) must not be shorter than beaconing.min_duration ({})",
-                        humantime::format_duration(r.beaconing.window),
-                        humantime::format_duration(r.beaconing.min_duration),
-                    ),
-                ));
-            }
+            self.not_shorter(
+                ("beaconing.window", r.beaconing.window, &t.window),
+                (
+                    "beaconing.min_duration",
+                    r.beaconing.min_duration,
+                    &t.min_duration,
+                ),
+            )?;
         }
 
         if let Some(enabled) = raw
