@@ -46,6 +46,8 @@ pub enum Part {
     Kernel,
     /// The fixed-rate latency netta adds.
     Latency,
+    /// What DNS capture and process identity each cost: netta with each turned off.
+    Features,
 }
 
 impl Opts {
@@ -198,6 +200,10 @@ fn run_ab(requests: u32) -> Result<AbResult> {
 enum Tracer {
     NettaRing,
     NettaPerf,
+    /// netta (ring buffer) without DNS capture.
+    NettaNoDns,
+    /// netta (ring buffer) without the process-identity hooks.
+    NettaNoIdentity,
     Tcplife,
     SsPoll,
 }
@@ -207,6 +213,8 @@ impl Tracer {
         match self {
             Tracer::NettaRing => "netta (ring buffer)",
             Tracer::NettaPerf => "netta (perf array)",
+            Tracer::NettaNoDns => "netta (ring buffer), --no-dns",
+            Tracer::NettaNoIdentity => "netta (ring buffer), no process-identity hooks",
             Tracer::Tcplife => "tcplife (libbpf-tools)",
             Tracer::SsPoll => "ss -tanp every 2 s",
         }
@@ -288,15 +296,26 @@ fn wait_for_line(
 fn start(tracer: Tracer, netta: &Path, dir: &Path, run: usize) -> Result<Running> {
     let out = dir.join(format!("{tracer:?}-{run}.out"));
     match tracer {
-        Tracer::NettaRing | Tracer::NettaPerf => {
-            let transport = if tracer == Tracer::NettaRing {
-                "ring"
-            } else {
+        Tracer::NettaRing | Tracer::NettaPerf | Tracer::NettaNoDns | Tracer::NettaNoIdentity => {
+            let transport = if tracer == Tracer::NettaPerf {
                 "perf"
+            } else {
+                "ring"
             };
-            let mut child = Command::new(netta)
-                // Its own agent, whatever else serves the default API socket.
-                .args(["--standalone", "--transport", transport, "events"])
+            let mut cmd = Command::new(netta);
+            // Its own agent, whatever else serves the default API socket.
+            cmd.args(["--standalone", "--transport", transport]);
+            match tracer {
+                Tracer::NettaNoDns => {
+                    cmd.arg("--no-dns");
+                }
+                Tracer::NettaNoIdentity => {
+                    cmd.env(IDENTITY_OFF.0, IDENTITY_OFF.1);
+                }
+                _ => {}
+            }
+            let mut child = cmd
+                .arg("events")
                 .stdout(std::fs::File::create(&out)?)
                 .stderr(Stdio::piped())
                 .spawn()?;
@@ -637,6 +656,11 @@ fn run_part(part: Part, netta: &Path, dir: &Path, opts: &Opts) -> Result<String>
             }
             Ok(o)
         }
+        Part::Features => {
+            let nginx = start_nginx(dir, 2)?;
+            run_ab(opts.requests.min(2000))?;
+            feature_costs(netta, dir, opts, &nginx)
+        }
         Part::Kernel | Part::Latency => {
             let _nginx = start_nginx(dir, 2)?;
             run_ab(opts.requests.min(2000))?;
@@ -670,6 +694,7 @@ pub fn run(root: &Path, netta: &Path, opts: &Opts) -> Result<String> {
     let nginx = start_nginx(&dir, 2)?;
     let kernel = kernel_costs(netta, &dir, opts);
     let latency = fixed_rate_latency(netta, &dir, opts);
+    let features = feature_costs(netta, &dir, opts, &nginx);
     let service = agent_service(netta, &dir, opts);
     let sinks = sink_cost(netta, &dir, opts);
     drop(nginx);
@@ -685,6 +710,7 @@ pub fn run(root: &Path, netta: &Path, opts: &Opts) -> Result<String> {
     for (part, r) in [
         ("kernel programs", kernel),
         ("fixed-rate latency", latency),
+        ("feature costs", features),
         ("agent service", service),
         ("sinks", sinks),
         ("store", store),
@@ -710,6 +736,69 @@ fn tracers(netta: &Path, dir: &Path, opts: &Opts, nginx: &Nginx) -> Result<Vec<T
         .into_iter()
         .map(|t| tracer_runs(t, netta, dir, opts, nginx))
         .collect()
+}
+
+/// The process-identity hooks ruled out (the agent then names owners from /proc).
+const IDENTITY_OFF: (&str, &str) = ("NETTA_DISABLE_HOOKS", "tracepoint:sched,tracepoint:task");
+
+/// What DNS capture and process identity cost at full loopback rate: netta with
+/// everything on, without DNS capture and without the identity hooks, each run
+/// after an untraced one, the variants interleaved run by run so drift hits all
+/// alike. A feature's cost is the throughput ratio without it minus the ratio
+/// with everything on.
+fn feature_costs(netta: &Path, dir: &Path, opts: &Opts, nginx: &Nginx) -> Result<String> {
+    let variants = [
+        Tracer::NettaRing,
+        Tracer::NettaNoDns,
+        Tracer::NettaNoIdentity,
+    ];
+    let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
+    let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
+    let runs = opts.runs.max(if opts.smoke { 1 } else { 5 });
+    for i in 0..runs {
+        for (v, &tracer) in variants.iter().enumerate() {
+            let base = run_ab(opts.requests)?;
+            let running = start(tracer, netta, dir, 200 + i)?;
+            let traced = run_ab(opts.requests)?;
+            let seen = stop(running, tracer, &nginx.workers)?;
+            eprintln!(
+                "bench: features run {}: {}: {:.0} → {:.0} req/s, client {}/{} server {}/{}, cpu {:.2}s",
+                i + 1, tracer.name(), base.rps, traced.rps, seen.client, traced.complete,
+                seen.server, traced.complete, seen.cpu_s
+            );
+            ratios[v].push(traced.rps / base.rps);
+            cpu[v].push(seen.cpu_s * 100_000.0 / traced.complete.max(1) as f64);
+        }
+    }
+    let all_on = median(ratios[0].clone());
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "\nFeature costs (`--only features`): nginx 2 workers, `ab -n {} -c {CONCURRENCY}`, {runs} rounds, each round netta with everything on, with `--no-dns`, and with the process-identity hooks ruled out (`{}={}`), each after an untraced run; medians. Cost = ratio without the feature − ratio with everything on (percentage points of untraced throughput).\n",
+        opts.requests, IDENTITY_OFF.0, IDENTITY_OFF.1
+    );
+    let _ = writeln!(
+        o,
+        "| netta | throughput ratio | agent CPU s / 100k connections | cost of the feature |"
+    );
+    let _ = writeln!(o, "|---|---|---|---|");
+    for (v, tracer) in variants.iter().enumerate() {
+        let ratio = median(ratios[v].clone());
+        let cost = match tracer {
+            Tracer::NettaNoDns => format!("DNS capture: {:+.1} pp", (ratio - all_on) * 100.0),
+            Tracer::NettaNoIdentity => {
+                format!("process identity: {:+.1} pp", (ratio - all_on) * 100.0)
+            }
+            _ => "–".to_string(),
+        };
+        let _ = writeln!(
+            o,
+            "| {} | {ratio:.3} | {:.2} | {cost} |",
+            tracer.name(),
+            median(cpu[v].clone())
+        );
+    }
+    Ok(o)
 }
 
 /// One tracer, `opts.runs` times, each run after an untraced one.

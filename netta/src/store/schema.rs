@@ -108,6 +108,9 @@ const MIGRATIONS: &[&str] = &[
         SELECT comm, '', dst_net, dst_port, proto, first_us, last_us, count FROM baseline;
     DROP TABLE baseline;
     ALTER TABLE baseline5 RENAME TO baseline;",
+    // `--src`, and `--dst` on rows of unknown direction (either way round), would
+    // otherwise scan the whole table.
+    "CREATE INDEX conn_src ON conn(src_ip, ts_us);",
 ];
 
 /// The schema version this build writes.
