@@ -29,6 +29,8 @@ pub struct Opts {
     pub store_rows: u64,
     /// Only this part (nothing written to BENCHMARKS.md).
     pub only: Option<Part>,
+    /// Another netta build for `--only baseline`.
+    pub baseline: Option<PathBuf>,
 }
 
 /// The parts `--only` can run alone.
@@ -48,6 +50,10 @@ pub enum Part {
     Latency,
     /// What DNS capture and process identity each cost: netta with each turned off.
     Features,
+    /// netta against another build of it (`--baseline BIN`), interleaved.
+    Baseline,
+    /// Seeding `--sockets` live sockets against `ss -tanp`.
+    Seeding,
 }
 
 impl Opts {
@@ -59,14 +65,15 @@ impl Opts {
             sockets: 2000,
             store_rows: 100_000,
             only: None,
+            baseline: None,
         }
     }
 }
 
-const PORT: u16 = 18080;
+pub(crate) const PORT: u16 = 18080;
 const CONCURRENCY: u32 = 8;
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     if v.is_empty() {
         return f64::NAN;
     }
@@ -79,7 +86,7 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-fn clock_ticks() -> f64 {
+pub(crate) fn clock_ticks() -> f64 {
     // SAFETY: sysconf has no preconditions.
     (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }) as f64
 }
@@ -99,9 +106,9 @@ fn peak_rss_mib(pid: u32) -> Option<f64> {
     Some(netta_tests::peak_rss_kib(pid)? as f64 / 1024.0)
 }
 
-struct Nginx {
+pub(crate) struct Nginx {
     child: Child,
-    workers: HashSet<u32>,
+    pub(crate) workers: HashSet<u32>,
 }
 
 impl Drop for Nginx {
@@ -162,13 +169,13 @@ fn start_nginx(dir: &Path, workers: usize) -> Result<Nginx> {
     }
 }
 
-struct AbResult {
-    rps: f64,
-    complete: u64,
-    failed: u64,
+pub(crate) struct AbResult {
+    pub(crate) rps: f64,
+    pub(crate) complete: u64,
+    pub(crate) failed: u64,
 }
 
-fn run_ab(requests: u32) -> Result<AbResult> {
+pub(crate) fn run_ab(requests: u32) -> Result<AbResult> {
     let out = Command::new("ab")
         .args([
             "-q",
@@ -197,24 +204,27 @@ fn run_ab(requests: u32) -> Result<AbResult> {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Tracer {
+pub(crate) enum Tracer {
     NettaRing,
     NettaPerf,
     /// netta (ring buffer) without DNS capture.
     NettaNoDns,
     /// netta (ring buffer) without the process-identity hooks.
     NettaNoIdentity,
+    /// Another build of netta (`--baseline BIN`), with the flags it knows.
+    NettaBaseline,
     Tcplife,
     SsPoll,
 }
 
 impl Tracer {
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Tracer::NettaRing => "netta (ring buffer)",
             Tracer::NettaPerf => "netta (perf array)",
             Tracer::NettaNoDns => "netta (ring buffer), --no-dns",
             Tracer::NettaNoIdentity => "netta (ring buffer), no process-identity hooks",
+            Tracer::NettaBaseline => "netta baseline build (ring buffer)",
             Tracer::Tcplife => "tcplife (libbpf-tools)",
             Tracer::SsPoll => "ss -tanp every 2 s",
         }
@@ -223,21 +233,21 @@ impl Tracer {
 
 /// What one traced run saw.
 #[derive(Default, Clone)]
-struct Seen {
-    client: u64,
-    server: u64,
+pub(crate) struct Seen {
+    pub(crate) client: u64,
+    pub(crate) server: u64,
     client_right: u64,
     server_right: u64,
     lost: u64,
     /// Connections ab opened but never used (netta reports them; ab does not count them).
     idle: u64,
-    cpu_s: f64,
-    rss_mib: f64,
+    pub(crate) cpu_s: f64,
+    pub(crate) rss_mib: f64,
     records: u64,
 }
 
 /// A tracer running in the background while `ab` runs.
-struct Running {
+pub(crate) struct Running {
     child: Option<Child>,
     out: PathBuf,
     stop_poll: Option<Arc<AtomicBool>>,
@@ -293,18 +303,27 @@ fn wait_for_line(
     Ok(kept)
 }
 
-fn start(tracer: Tracer, netta: &Path, dir: &Path, run: usize) -> Result<Running> {
+pub(crate) fn start(tracer: Tracer, netta: &Path, dir: &Path, run: usize) -> Result<Running> {
     let out = dir.join(format!("{tracer:?}-{run}.out"));
     match tracer {
-        Tracer::NettaRing | Tracer::NettaPerf | Tracer::NettaNoDns | Tracer::NettaNoIdentity => {
+        Tracer::NettaRing
+        | Tracer::NettaPerf
+        | Tracer::NettaNoDns
+        | Tracer::NettaNoIdentity
+        | Tracer::NettaBaseline => {
             let transport = if tracer == Tracer::NettaPerf {
                 "perf"
             } else {
                 "ring"
             };
             let mut cmd = Command::new(netta);
-            // Its own agent, whatever else serves the default API socket.
-            cmd.args(["--standalone", "--transport", transport]);
+            // Its own agent, whatever else serves the default API socket (a build
+            // older than the API has no --standalone, and says `netta: ready`).
+            let standalone = tracer != Tracer::NettaBaseline || knows_flag(netta, "--standalone");
+            if standalone {
+                cmd.arg("--standalone");
+            }
+            cmd.args(["--transport", transport]);
             match tracer {
                 Tracer::NettaNoDns => {
                     cmd.arg("--no-dns");
@@ -319,7 +338,12 @@ fn start(tracer: Tracer, netta: &Path, dir: &Path, run: usize) -> Result<Running
                 .stdout(std::fs::File::create(&out)?)
                 .stderr(Stdio::piped())
                 .spawn()?;
-            wait_for_line(&mut child, true, "netta: standalone")?;
+            let ready = if standalone {
+                "netta: standalone"
+            } else {
+                "netta: ready"
+            };
+            wait_for_line(&mut child, true, ready)?;
             Ok(Running::started(child, out))
         }
         Tracer::Tcplife => {
@@ -405,7 +429,15 @@ fn start(tracer: Tracer, netta: &Path, dir: &Path, run: usize) -> Result<Running
     }
 }
 
-fn stop(mut r: Running, tracer: Tracer, workers: &HashSet<u32>) -> Result<Seen> {
+/// Whether `bin --help` lists `flag`.
+fn knows_flag(bin: &Path, flag: &str) -> bool {
+    Command::new(bin)
+        .arg("--help")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(flag))
+}
+
+pub(crate) fn stop(mut r: Running, tracer: Tracer, workers: &HashSet<u32>) -> Result<Seen> {
     if let (Some(stop), Some(poll)) = (r.stop_poll.take(), r.poll.take()) {
         stop.store(true, Ordering::Relaxed);
         return poll
@@ -661,6 +693,22 @@ fn run_part(part: Part, netta: &Path, dir: &Path, opts: &Opts) -> Result<String>
             run_ab(opts.requests.min(2000))?;
             feature_costs(netta, dir, opts, &nginx)
         }
+        Part::Seeding => {
+            let (n, ss, rows) = seeding(netta, opts.sockets, opts.runs.max(5))?;
+            Ok(format!(
+                "Seeding {rows} sockets in a network namespace (median wall time): netta `seed-bench` {n:.1} ms, `ss -tanp` {ss:.1} ms, ratio {:.2}.",
+                n / ss
+            ))
+        }
+        Part::Baseline => {
+            let baseline = opts
+                .baseline
+                .as_deref()
+                .context("--only baseline needs --baseline BIN (another netta build)")?;
+            let nginx = start_nginx(dir, 2)?;
+            run_ab(opts.requests.min(2000))?;
+            crate::bench_cpu::against_baseline(netta, baseline, dir, opts, &nginx)
+        }
         Part::Kernel | Part::Latency => {
             let _nginx = start_nginx(dir, 2)?;
             run_ab(opts.requests.min(2000))?;
@@ -770,32 +818,43 @@ fn feature_costs(netta: &Path, dir: &Path, opts: &Opts, nginx: &Nginx) -> Result
             cpu[v].push(seen.cpu_s * 100_000.0 / traced.complete.max(1) as f64);
         }
     }
+    let with_bin: Vec<(Tracer, &Path)> = variants.iter().map(|&t| (t, netta)).collect();
+    let fixed = crate::bench_cpu::fixed_rate_cpu(&with_bin, dir, opts, runs)?;
+    // A tracer's share of the machine's CPU per connection, over the untraced run.
+    let share = |v: usize| fixed[v].1 / fixed[v].0 - 1.0;
     let all_on = median(ratios[0].clone());
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "\nFeature costs (`--only features`): nginx 2 workers, `ab -n {} -c {CONCURRENCY}`, {runs} rounds, each round netta with everything on, with `--no-dns`, and with the process-identity hooks ruled out (`{}={}`), each after an untraced run; medians. Cost = ratio without the feature − ratio with everything on (percentage points of untraced throughput).\n",
-        opts.requests, IDENTITY_OFF.0, IDENTITY_OFF.1
+        "\nFeature costs (`--only features`): nginx 2 workers, `ab -n {} -c {CONCURRENCY}`, {runs} rounds, each round netta with everything on, with `--no-dns`, and with the process-identity hooks ruled out (`{}={}`), each after an untraced run; medians. Throughput cost = ratio without the feature − ratio with everything on (percentage points of untraced throughput). {}; CPU cost = share with everything on − share without the feature (the steadier figure).\n",
+        opts.requests, IDENTITY_OFF.0, IDENTITY_OFF.1,
+        crate::bench_cpu::method(opts, runs)
     );
     let _ = writeln!(
         o,
-        "| netta | throughput ratio | agent CPU s / 100k connections | cost of the feature |"
+        "| netta | throughput ratio | agent CPU s / 100k connections | CPU per connection, untraced → traced | tracer's share | cost of the feature (throughput; CPU) |"
     );
-    let _ = writeln!(o, "|---|---|---|---|");
+    let _ = writeln!(o, "|---|---|---|---|---|---|");
     for (v, tracer) in variants.iter().enumerate() {
         let ratio = median(ratios[v].clone());
+        let costs = format!(
+            "{:+.1} pp; {:+.1} %",
+            (ratio - all_on) * 100.0,
+            (share(0) - share(v)) * 100.0
+        );
         let cost = match tracer {
-            Tracer::NettaNoDns => format!("DNS capture: {:+.1} pp", (ratio - all_on) * 100.0),
-            Tracer::NettaNoIdentity => {
-                format!("process identity: {:+.1} pp", (ratio - all_on) * 100.0)
-            }
+            Tracer::NettaNoDns => format!("DNS capture: {costs}"),
+            Tracer::NettaNoIdentity => format!("process identity: {costs}"),
             _ => "–".to_string(),
         };
         let _ = writeln!(
             o,
-            "| {} | {ratio:.3} | {:.2} | {cost} |",
+            "| {} | {ratio:.3} | {:.2} | {:.1} → {:.1} µs | {:+.1} % | {cost} |",
             tracer.name(),
-            median(cpu[v].clone())
+            median(cpu[v].clone()),
+            fixed[v].0,
+            fixed[v].1,
+            share(v) * 100.0
         );
     }
     Ok(o)

@@ -21,6 +21,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod bench_cpu;
 mod bench_live;
 mod kernels;
 mod latency;
@@ -148,6 +149,10 @@ enum Cmd {
         /// Run only this part, print it, write nothing.
         #[arg(long, value_enum)]
         only: Option<bench::Part>,
+        /// Another netta binary to compare with (`--only baseline`), e.g. an older
+        /// commit's `target/release/netta`.
+        #[arg(long)]
+        baseline: Option<PathBuf>,
     },
     /// Only the live counters' cost (one refresh, the idle agent, with N idle
     /// connections) and `netta top`'s frame time; printed, not written.
@@ -274,6 +279,7 @@ impl Ctx {
                 sockets,
                 store_rows,
                 only,
+                baseline,
             } => {
                 let opts = if smoke {
                     bench::Opts::smoke()
@@ -285,6 +291,7 @@ impl Ctx {
                         sockets,
                         store_rows,
                         only,
+                        baseline,
                     }
                 };
                 self.bench(&opts)?;

@@ -412,10 +412,11 @@ pub async fn menu(s: &Settings) -> anyhow::Result<()> {
 /// Seeds a table from /proc once, as the agent does at start, and prints the
 /// timings as JSON: what `cargo xtask bench` compares with `ss -tanp`.
 pub fn seed_bench(s: &Settings) -> anyhow::Result<()> {
-    let root = Path::new("/proc");
+    use crate::host::Host;
+    let os = crate::host::Os::default();
     let t0 = std::time::Instant::now();
     let started = crate::core::clock::boot_now();
-    let snap = crate::host::proc::read_sockets(root).context("reading /proc/net")?;
+    let snap = os.read_sockets().context("reading the socket tables")?;
     let read = t0.elapsed();
     let mut owners = None;
     let mut table = crate::core::table::Table::new(crate::core::table::Limits {
@@ -424,7 +425,7 @@ pub fn seed_bench(s: &Settings) -> anyhow::Result<()> {
     });
     table.reconcile(&snap.sockets, &snap.netns, started, &mut |inode| {
         owners
-            .get_or_insert_with(|| crate::host::proc::socket_owners(root))
+            .get_or_insert_with(|| os.socket_owners())
             .get(&inode)
             .copied()
     });

@@ -760,6 +760,10 @@ impl Table {
             }
         }
         self.recent_closed.retain(|_, t| *t >= started_ns);
+        // Seeding adds every socket at once: one allocation, not a rehash per doubling.
+        let unmatched = matched.iter().filter(|m| !**m).count();
+        self.live
+            .reserve(unmatched.min(self.limits.max_live.saturating_sub(self.live.len())));
         for (i, s) in snap.iter().enumerate() {
             if matched[i] {
                 continue;

@@ -261,9 +261,15 @@ impl Host for Os {
     }
 
     fn read_sockets(&self) -> io::Result<Sockets> {
-        let mut own_tcp =
-            |out: &mut Vec<ProcSocket>| self.diag_dump(Query::PROC, out, |s| s.proc_socket());
-        proc::read_sockets_with(&self.proc_root, Some(&mut own_tcp))
+        let conv = |s: DiagSocket| s.proc_socket();
+        let mut ns_tcp = |whose: Option<u32>, out: &mut Vec<ProcSocket>| match whose {
+            None => self.diag_dump(Query::PROC, out, conv),
+            Some(pid) => {
+                let ns = self.proc_root.join(pid.to_string()).join("ns/net");
+                sock_diag::Diag::open_in(&ns)?.tcp(Query::PROC, out, conv)
+            }
+        };
+        proc::read_sockets(&self.proc_root, Some(&mut ns_tcp))
     }
 
     fn socket_owners(&self) -> FxHashMap<u64, Owner> {

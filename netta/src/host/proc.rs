@@ -32,39 +32,102 @@ fn pids(proc_root: &Path) -> Vec<u32> {
 }
 
 /// Maps socket inode -> owning process by walking `<proc_root>/<pid>/fd/*`
-/// symlinks (`socket:[12345]`), like `ss -p`. Pids are walked in ascending order
-/// and the first (lowest) pid holding a socket wins. Processes that vanish or deny
-/// access mid-walk are skipped.
+/// symlinks (`socket:[12345]`), like `ss -p`. The lowest pid holding a socket
+/// wins. Processes that vanish or deny access mid-walk are skipped.
 pub fn socket_owners(proc_root: &Path) -> FxHashMap<u64, Owner> {
-    // std::fs rather than the procfs crate: its fd iterator costs three syscalls
-    // per fd (openat, readlinkat, statat) where one readlink is enough, and it
-    // has no raw-bytes comm.
+    let pids = pids(proc_root);
+    // One process may hold tens of thousands of fds: threads take the next pid
+    // as they finish one, not a fixed share.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    let parts: Vec<FxHashMap<u64, Owner>> = std::thread::scope(|scope| {
+        let walkers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut owners = FxHashMap::default();
+                    while let Some(&pid) =
+                        pids.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+                    {
+                        owners_of(proc_root, pid, &mut owners);
+                    }
+                    owners
+                })
+            })
+            .collect();
+        walkers.into_iter().filter_map(|w| w.join().ok()).collect()
+    });
     let mut owners = FxHashMap::default();
-    for pid in pids(proc_root) {
-        let pid_dir = proc_root.join(pid.to_string());
-        let Ok(fds) = fs::read_dir(pid_dir.join("fd")) else {
-            continue;
-        };
-        let mut comm = None;
-        for entry in fds.flatten() {
-            let Ok(target) = fs::read_link(entry.path()) else {
-                continue;
-            };
-            let Some(inode) = socket_inode(target.as_os_str().as_bytes()) else {
-                continue;
-            };
-            if let Entry::Vacant(slot) = owners.entry(inode) {
-                // Read lazily: most processes own no sockets, or only ones seen already.
-                let comm = *comm.get_or_insert_with(|| {
-                    fs::read(pid_dir.join("comm"))
-                        .map(|raw| Comm::from_bytes(&raw))
-                        .unwrap_or(Comm::EMPTY)
-                });
-                slot.insert(Owner { pid, comm });
-            }
+    owners.reserve(parts.iter().map(|p| p.len()).sum());
+    for part in parts {
+        for (inode, o) in part {
+            owners
+                .entry(inode)
+                .and_modify(|held: &mut Owner| {
+                    if o.pid < held.pid {
+                        *held = o;
+                    }
+                })
+                .or_insert(o);
         }
     }
     owners
+}
+
+/// Adds the sockets `pid` holds to `owners`, each the first time it is seen.
+fn owners_of(proc_root: &Path, pid: u32, owners: &mut FxHashMap<u64, Owner>) {
+    let pid_dir = proc_root.join(pid.to_string());
+    let mut comm = None;
+    // One readlinkat per fd, relative to the open fd directory: no path to build
+    // and walk for each (the procfs crate costs three syscalls per fd).
+    fd_links(&pid_dir.join("fd"), |target| {
+        let Some(inode) = socket_inode(target) else {
+            return;
+        };
+        if let Entry::Vacant(slot) = owners.entry(inode) {
+            // Read lazily: most processes own no sockets, or only ones seen already.
+            let comm = *comm.get_or_insert_with(|| {
+                fs::read(pid_dir.join("comm"))
+                    .map(|raw| Comm::from_bytes(&raw))
+                    .unwrap_or(Comm::EMPTY)
+            });
+            slot.insert(Owner { pid, comm });
+        }
+    });
+}
+
+/// Calls `f` with the target of every symlink in directory `dir` (cut to 64
+/// bytes, plenty for `socket:[N]`). A directory that cannot be read gives none.
+fn fd_links(dir: &Path, mut f: impl FnMut(&[u8])) {
+    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return;
+    };
+    // SAFETY: opendir on a NUL-terminated path; checked for NULL.
+    let d = unsafe { libc::opendir(path.as_ptr()) };
+    if d.is_null() {
+        return;
+    }
+    // SAFETY: `d` is an open directory stream until the closedir below.
+    let fd = unsafe { libc::dirfd(d) };
+    let mut buf = [0u8; 64];
+    loop {
+        // SAFETY: as above; the entry is valid until the next readdir.
+        let e = unsafe { libc::readdir(d) };
+        if e.is_null() {
+            break;
+        }
+        // SAFETY: d_name is NUL-terminated within the entry.
+        let name = unsafe { std::ffi::CStr::from_ptr((*e).d_name.as_ptr()) };
+        if name.to_bytes().first() == Some(&b'.') {
+            continue;
+        }
+        // SAFETY: readlinkat into our buffer of the stated length.
+        let n = unsafe { libc::readlinkat(fd, name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n > 0 {
+            f(&buf[..n as usize]);
+        }
+    }
+    // SAFETY: closes the stream opened above, once.
+    unsafe { libc::closedir(d) };
 }
 
 fn socket_inode(link: &[u8]) -> Option<u64> {
@@ -110,22 +173,18 @@ pub fn net_namespaces(proc_root: &Path) -> Vec<(u32, Vec<u32>)> {
     all
 }
 
+/// Appends the TCP sockets of a network namespace another way than /proc text
+/// (sock_diag): netta's own (`None`), or the one process `Some(pid)` is in.
+pub type NsTcp<'a> = &'a mut dyn FnMut(Option<u32>, &mut Vec<ProcSocket>) -> io::Result<()>;
+
 /// Reads `<pid>/net/{tcp,tcp6,udp,udp6}` for one process in each network
 /// namespace (`/proc/net` is only netta's own), so a container's connections are
-/// seen too, each socket tagged with its namespace. A namespace whose processes
-/// all went away mid-read is left out of `netns`. Without per-process
-/// namespaces (a fake /proc), `<proc_root>/net` is read as namespace 0.
-pub fn read_sockets(proc_root: &Path) -> io::Result<Sockets> {
-    read_sockets_with(proc_root, None)
-}
-
-/// Appends the TCP sockets of netta's own network namespace another way than
-/// /proc text (sock_diag).
-pub type OwnTcp<'a> = &'a mut dyn FnMut(&mut Vec<ProcSocket>) -> io::Result<()>;
-
-/// [`read_sockets`], with the TCP sockets of netta's own namespace (on a busy
-/// host, tens of thousands of TIME_WAIT lines) from `own_tcp` when it works.
-pub fn read_sockets_with(proc_root: &Path, mut own_tcp: Option<OwnTcp>) -> io::Result<Sockets> {
+/// seen too, each socket tagged with its namespace; the TCP sockets (on a busy
+/// host, tens of thousands of TIME_WAIT lines) come from `ns_tcp` where it works.
+/// A namespace whose processes all went away mid-read is left out of `netns`.
+/// Without per-process namespaces (a fake /proc), `<proc_root>/net` is read as
+/// namespace 0.
+pub fn read_sockets(proc_root: &Path, mut ns_tcp: Option<NsTcp>) -> io::Result<Sockets> {
     let mut snap = Sockets::default();
     let namespaces = net_namespaces(proc_root);
     if namespaces.is_empty() {
@@ -135,11 +194,16 @@ pub fn read_sockets_with(proc_root: &Path, mut own_tcp: Option<OwnTcp>) -> io::R
     }
     let own = fs::metadata(proc_root.join("self/ns/net")).map_or(0, |m| m.ino() as u32);
     for (ns, pids) in namespaces {
-        // netta's own TCP sockets through `own_tcp`; text if it fails.
+        // The namespace's TCP sockets through `ns_tcp`; text if it fails.
         let mut tcp_text = true;
-        if let (true, Some(read)) = (ns == own, own_tcp.as_mut()) {
+        let whose = if ns == own {
+            Some(None)
+        } else {
+            pids.first().map(|&pid| Some(pid))
+        };
+        if let (Some(whose), Some(read)) = (whose, ns_tcp.as_mut()) {
             let at = snap.sockets.len();
-            match read(&mut snap.sockets) {
+            match read(whose, &mut snap.sockets) {
                 Ok(()) => {
                     tcp_text = false;
                     for s in &mut snap.sockets[at..] {
@@ -148,7 +212,7 @@ pub fn read_sockets_with(proc_root: &Path, mut own_tcp: Option<OwnTcp>) -> io::R
                 }
                 Err(e) => {
                     snap.sockets.truncate(at);
-                    log::debug!("sock_diag listing: {e}; reading /proc/net/tcp instead");
+                    log::debug!("network namespace {ns}: sock_diag: {e}; reading its tcp text");
                 }
             }
         }
@@ -331,7 +395,7 @@ mod tests {
     #[test]
     fn read_sockets_fake_proc() {
         let root = fake_proc();
-        let snap = read_sockets(root.path()).unwrap();
+        let snap = read_sockets(root.path(), None).unwrap();
         let got: Vec<_> = snap
             .sockets
             .iter()
@@ -351,17 +415,17 @@ mod tests {
         // Later tables are appended after earlier ones.
         let udp = "  sl  local_address rem_address   st\n    0: 00000000:0044 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 999 2 0000000000000000 0\n";
         fs::write(root.path().join("net/udp"), udp).unwrap();
-        let snap = read_sockets(root.path()).unwrap();
+        let snap = read_sockets(root.path(), None).unwrap();
         assert_eq!(snap.sockets.len(), 3);
         assert_eq!(snap.sockets[2].proto, Proto::Udp);
 
         // An unreadable table is an IO error, not a parse error.
         fs::create_dir(root.path().join("net/udp6")).unwrap();
-        assert!(read_sockets(root.path()).is_err());
+        assert!(read_sockets(root.path(), None).is_err());
 
         // No tables at all: nothing to report.
         let empty = tempfile::tempdir().unwrap();
-        let snap = read_sockets(empty.path()).unwrap();
+        let snap = read_sockets(empty.path(), None).unwrap();
         assert!(snap.sockets.is_empty() && snap.errors.is_empty());
     }
 
@@ -371,7 +435,7 @@ mod tests {
         use std::os::unix::io::AsRawFd;
 
         let listener = std::net::TcpListener::bind("127.0.0.1:0").ok();
-        let snap = read_sockets(Path::new("/proc")).unwrap();
+        let snap = read_sockets(Path::new("/proc"), None).unwrap();
         assert_eq!(snap.errors, vec![]);
         let owners = socket_owners(Path::new("/proc"));
 

@@ -57,6 +57,26 @@ impl Diag {
         })
     }
 
+    /// A sock_diag socket in the network namespace `ns` (a `/proc/<pid>/ns/net`
+    /// path): it lists that namespace's sockets. A netlink socket belongs to the
+    /// namespace it was made in, so a short-lived thread enters `ns` (setns, which
+    /// needs CAP_SYS_ADMIN) only to make it; netta's own threads stay where they are.
+    pub fn open_in(ns: &std::path::Path) -> io::Result<Diag> {
+        let file = std::fs::File::open(ns)?;
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    // SAFETY: setns on this thread only, with a namespace fd we hold.
+                    if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    Diag::open()
+                })
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("setns thread panicked")))
+        })
+    }
+
     /// The TCP sockets (IPv4 and IPv6) `q` asks for, each through `conv`
     /// onto `out` as its datagram is read (no copy of a whole dump to convert).
     pub fn tcp<T>(
