@@ -617,8 +617,9 @@ mod tests {
         assert!(Filter::parse_words("netns:x")
             .unwrap_err()
             .contains("network namespace"));
-        // A row nothing is known of matches none of them.
+        // A row nothing is known of matches none of them (`exe:x` not by its name).
         let bare = Conn {
+            comm: Comm::from_bytes(b"x"),
             netns: 0,
             who: Default::default(),
             ..c.clone()
