@@ -110,6 +110,17 @@ fn lines_of(stream: impl std::io::Read + Send + 'static) -> mpsc::Receiver<Strin
     rx
 }
 
+/// The first line of a child's piped stream (its start-up line), and the lines
+/// after it; keep those while the child runs, or its writes fail.
+pub fn first_line<R: std::io::Read>(stream: Option<R>) -> (String, std::io::Lines<BufReader<R>>) {
+    let mut lines = BufReader::new(stream.expect("the stream is piped")).lines();
+    let first = lines
+        .next()
+        .expect("a first line")
+        .expect("a readable line");
+    (first, lines)
+}
+
 /// A TCP receiver on a free loopback port (for `--sink tcp://…`): its address,
 /// and the lines of the first connection it accepts.
 pub fn tcp_line_receiver() -> (std::net::SocketAddr, mpsc::Receiver<String>) {
@@ -185,7 +196,8 @@ pub fn parse_event_line(l: &str) -> Value {
 }
 
 /// `netta ARGS` started with no stdin, stderr piped and stdout as given.
-fn spawn_netta(args: &[&str], stdout: Stdio) -> Child {
+/// `netta ARGS` with stdin closed, stdout as given and stderr piped.
+pub fn spawn_netta(args: &[&str], stdout: Stdio) -> Child {
     netta_cmd()
         .args(args)
         .stdin(Stdio::null())

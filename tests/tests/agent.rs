@@ -1,6 +1,6 @@
 //! `netta agent` as a service: sinks, metrics, config file, signals, and the
 //! generated completions and man page.
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -31,8 +31,8 @@ fn agent_feeds_a_tcp_sink_serves_metrics_and_stops_on_sigterm() {
     let metrics = format!("127.0.0.1:{}", free_tcp_port("127.0.0.1"));
     // Its own store: the machine's /var/lib/netta may hold another netta's.
     let state = temp_dir("agent-sink-state");
-    let mut child = netta_cmd()
-        .args([
+    let mut child = spawn_netta(
+        &[
             "agent",
             "--sink",
             &format!("tcp://{sink}"),
@@ -40,13 +40,10 @@ fn agent_feeds_a_tcp_sink_serves_metrics_and_stops_on_sigterm() {
             &metrics,
             "--state-dir",
             state.to_str().unwrap(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap()).lines();
-    let ready = err.next().unwrap().unwrap();
+        ],
+        Stdio::null(),
+    );
+    let (ready, _stderr) = first_line(child.stderr.take());
     assert!(
         ready.starts_with("netta: agent ready (eBPF, ring buffer)"),
         "{ready}"

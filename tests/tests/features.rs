@@ -1,6 +1,5 @@
 //! The original tool's features, end to end: the menu driven through a pipe, the
 //! monitor counting short-lived connections a poll would miss, and export.
-use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 
 use netta_tests::*;
@@ -110,14 +109,9 @@ fn bad_flags_are_usage_errors() {
 #[test]
 fn monitor_counts_short_lived_connections_a_poll_misses() {
     require_ebpf!("monitor_short_lived");
-    let mut child = netta_cmd()
-        .args(["monitor", "--duration", "6s", "--interval", "2s"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let intro = lines.next().unwrap().unwrap();
+    let args = ["monitor", "--duration", "6s", "--interval", "2s"];
+    let mut child = spawn_netta(&args, Stdio::piped());
+    let (intro, lines) = first_line(child.stdout.take());
     assert_eq!(
         intro,
         "Monitoring network traffic for 6s (updating every 2s)"

@@ -368,23 +368,31 @@ fn wait_until(what: &str, mut ok: impl FnMut() -> Result<(), String>) {
     }
 }
 
+/// A retention test: an agent with `flags` storing the machine's connections,
+/// `body` given its API socket; then the writer must have dropped nothing (pruning
+/// runs beside the writes).
+fn retention(name: &str, flags: &[&str], body: impl FnOnce(&Path, &str)) {
+    let (dir, sock, _agent) = agent_in(name, flags);
+    body(&sock, sock.to_str().unwrap());
+    assert_eq!(store_stats(&sock)["rows_dropped"], 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn retention_by_age_prunes_a_running_agents_store_while_it_keeps_storing() {
     let _serial = serial();
     require_ebpf!("store retention by age");
-    let (dir, sock, _agent) = agent_in("store-age", &["--retention-age", "5s"]);
-    let s = sock.to_str().unwrap();
-    let old = tcp_round_trips("50", ["10", "10"], ["st-asrv", "st-acli"]);
-    wait_stored("the first 50 connections stored", s, old, 100);
-    // Older than 5 s: pruned (within a tenth of the age, plus a commit).
-    wait_stored("the first connections pruned", s, old, 0);
-    let st = store_stats(&sock);
-    assert!(st["rows_pruned"].as_u64().unwrap() >= 100, "{st}");
-    // The writer still stores what comes next.
-    let new = tcp_round_trips("50", ["10", "10"], ["st-asrv", "st-acli"]);
-    wait_stored("the next 50 connections stored", s, new, 100);
-    assert_eq!(store_stats(&sock)["rows_dropped"], 0);
-    let _ = std::fs::remove_dir_all(&dir);
+    retention("store-age", &["--retention-age", "5s"], |sock, s| {
+        let old = tcp_round_trips("50", ["10", "10"], ["st-asrv", "st-acli"]);
+        wait_stored("the first 50 connections stored", s, old, 100);
+        // Older than 5 s: pruned (within a tenth of the age, plus a commit).
+        wait_stored("the first connections pruned", s, old, 0);
+        let st = store_stats(sock);
+        assert!(st["rows_pruned"].as_u64().unwrap() >= 100, "{st}");
+        // The writer still stores what comes next.
+        let new = tcp_round_trips("50", ["10", "10"], ["st-asrv", "st-acli"]);
+        wait_stored("the next 50 connections stored", s, new, 100);
+    });
 }
 
 #[test]
@@ -392,26 +400,24 @@ fn retention_by_size_keeps_a_running_agents_store_under_its_limit_and_the_newest
     let _serial = serial();
     require_ebpf!("store retention by size");
     let limit: u64 = 1 << 20;
-    let (dir, sock, _agent) = agent_in("store-size", &["--retention-size", &limit.to_string()]);
-    let s = sock.to_str().unwrap();
-    // About 2.5 MB of rows, then a last burst the limit has room for.
-    let old = tcp_round_trips("6000", ["10", "10"], ["st-zsrv", "st-zcli"]);
-    let new = tcp_round_trips("500", ["10", "10"], ["st-zsrv", "st-zcli"]);
-    wait_until("the store back under its limit", || {
-        let st = store_stats(&sock);
-        let used = st["used_bytes"].as_u64().unwrap_or(u64::MAX);
-        let pruned = st["rows_pruned"].as_u64().unwrap_or(0);
-        (pruned > 0 && used <= limit)
-            .then_some(())
-            .ok_or(format!("{st}"))
+    let flags = ["--retention-size", &limit.to_string()];
+    retention("store-size", &flags, |sock, s| {
+        // About 2.5 MB of rows, then a last burst the limit has room for.
+        let old = tcp_round_trips("6000", ["10", "10"], ["st-zsrv", "st-zcli"]);
+        let new = tcp_round_trips("500", ["10", "10"], ["st-zsrv", "st-zcli"]);
+        wait_until("the store back under its limit", || {
+            let st = store_stats(sock);
+            let used = st["used_bytes"].as_u64().unwrap_or(u64::MAX);
+            let pruned = st["rows_pruned"].as_u64().unwrap_or(0);
+            (pruned > 0 && used <= limit)
+                .then_some(())
+                .ok_or(format!("{st}"))
+        });
+        // The newest rows stay (both ends of every last connection), the oldest went.
+        wait_stored("the last burst stored", s, new, 1000);
+        let left = stored_on(s, old).len();
+        assert!(left < 12_000, "{left} of the first burst's rows left");
     });
-    // The newest rows stay (both ends of every last connection), the oldest went,
-    // and nothing was dropped while pruning ran beside the writes.
-    wait_stored("the last burst stored", s, new, 1000);
-    let left = stored_on(s, old).len();
-    assert!(left < 12_000, "{left} of the first burst's rows left");
-    assert_eq!(store_stats(&sock)["rows_dropped"], 0);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// An open connection's row in the history: during a paced transfer, with

@@ -400,13 +400,17 @@ mod tests {
         assert_eq!(bare.states, vec![State::Listen]);
         assert_eq!(bare.process.as_deref(), Some("nginx"));
         assert!(Filter::parse_words("").unwrap().states.is_empty());
-        assert!(Filter::parse_words("port:x")
-            .unwrap_err()
-            .contains("bad port"));
-        assert!(Filter::parse_words("colour:red")
-            .unwrap_err()
-            .contains("unknown filter"));
         assert!(Filter::parse_words("state:\x1b").is_err());
+        // Bad words, and what their error says.
+        for (words, error) in [
+            ("port:x", "bad port"),
+            ("colour:red", "unknown filter"),
+            ("dst:10.0.0.0/33", "CIDR"),
+            ("sport:http", "bad port"),
+        ] {
+            let e = Filter::parse_words(words).unwrap_err();
+            assert!(e.contains(error), "{words}: {e}");
+        }
         let ends = Filter::parse_words("sport:40000 --dport 443 src=10.0.0.0/8 dst:192.0.2.7")
             .unwrap()
             .ends;
@@ -419,12 +423,6 @@ mod tests {
                 dst: Some("192.0.2.7/32".parse().unwrap()),
             }
         );
-        assert!(Filter::parse_words("dst:10.0.0.0/33")
-            .unwrap_err()
-            .contains("CIDR"));
-        assert!(Filter::parse_words("sport:http")
-            .unwrap_err()
-            .contains("bad port"));
     }
 
     fn conn(local: &str, remote: &str, state: State, direction: Direction) -> Conn {
@@ -476,28 +474,29 @@ mod tests {
                 .map(|c| f.matches(c))
                 .collect()
         };
-        assert_eq!(pass("dport:8080"), [true, false, true], "the server's port");
-        assert_eq!(
-            pass("sport:45000"),
-            [true, false, false],
-            "the client's port"
-        );
-        assert_eq!(pass("sport:8080"), [false, false, false]);
-        assert_eq!(pass("src:10.0.0.0/8"), [true, true, false]);
-        assert_eq!(pass("dst:192.0.2.0/24"), [false, true, false]);
-        assert_eq!(pass("dst:0.0.0.0/0"), [true, true, true]);
-        assert_eq!(
-            pass("src:0.0.0.0/0"),
-            [true, true, false],
-            "a listener has no source"
-        );
-        assert_eq!(pass("src:10.1.2.3 dport:8080"), [true, false, false]);
-        assert_eq!(pass("src:10.1.2.3 dport:443"), [false, false, false]);
-        assert_eq!(
-            pass("dst:::1/128"),
-            [false, false, false],
-            "IPv6 never holds IPv4"
-        );
+        // The filter, whether it passes [accepted, made, listener], and why.
+        for (words, want, why) in [
+            ("dport:8080", [true, false, true], "the server's port"),
+            ("sport:45000", [true, false, false], "the client's port"),
+            ("sport:8080", [false, false, false], ""),
+            ("src:10.0.0.0/8", [true, true, false], ""),
+            ("dst:192.0.2.0/24", [false, true, false], ""),
+            ("dst:0.0.0.0/0", [true, true, true], ""),
+            (
+                "src:0.0.0.0/0",
+                [true, true, false],
+                "a listener has no source",
+            ),
+            ("src:10.1.2.3 dport:8080", [true, false, false], ""),
+            ("src:10.1.2.3 dport:443", [false, false, false], ""),
+            (
+                "dst:::1/128",
+                [false, false, false],
+                "IPv6 never holds IPv4",
+            ),
+        ] {
+            assert_eq!(pass(words), want, "{words}: {why}");
+        }
         // IPv4-mapped IPv6 addresses are their IPv4 selves.
         let mapped = conn(
             "[::ffff:127.0.0.1]:5000",
@@ -618,18 +617,13 @@ mod tests {
         assert!(Filter::parse_words("netns:x")
             .unwrap_err()
             .contains("network namespace"));
-        // A row nothing is known of matches none of them.
-        let mut bare = crate::fixture::conn(
-            2,
-            Proto::Tcp,
-            "127.0.0.1:1",
-            "127.0.0.1:2",
-            State::Established,
-            crate::core::event::Direction::Egress,
-            8,
-            b"x",
-        );
-        bare.who = Default::default();
+        // A row nothing is known of matches none of them (`exe:x` not by its name).
+        let bare = Conn {
+            comm: Comm::from_bytes(b"x"),
+            netns: 0,
+            who: Default::default(),
+            ..c.clone()
+        };
         for w in ["user:0", "exe:x", "container:0"] {
             assert!(!Filter::parse_words(w).unwrap().matches(&bare), "{w}");
         }

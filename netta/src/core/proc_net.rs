@@ -299,6 +299,17 @@ pub(crate) mod tests {
         parse_net(Cursor::new(text), proto)
     }
 
+    /// One line a socket: protocol, ends, state, inode and owner.
+    fn summary(sockets: &[ProcSocket]) -> Vec<String> {
+        sockets
+            .iter()
+            .map(|s| {
+                let (p, l, r, st) = (s.proto, s.local, s.remote, s.state);
+                format!("{p:?} {l} {r} {st:?} {} uid {}", s.inode, s.uid)
+            })
+            .collect()
+    }
+
     fn error_lines(errors: &[ParseError]) -> Vec<usize> {
         errors.iter().map(|e| e.line).collect()
     }
@@ -351,29 +362,13 @@ pub(crate) mod tests {
 ";
         let (sockets, errors) = parse(text.as_bytes(), Proto::Tcp);
         assert_eq!(errors, vec![]);
-        let got: Vec<_> = sockets
-            .iter()
-            .map(|s| (s.local, s.remote, s.state, s.inode, s.uid))
-            .collect();
         assert_eq!(
-            got,
-            vec![
-                (sa("[::1]:631"), sa("[::]:0"), State::Listen, 34567, 0),
-                (
-                    sa("[2001:db8::1]:22"),
-                    sa("[2001:db8::2]:54321"),
-                    State::Established,
-                    45678,
-                    0
-                ),
+            summary(&sockets),
+            [
+                "Tcp [::1]:631 [::]:0 Listen 34567 uid 0",
+                "Tcp [2001:db8::1]:22 [2001:db8::2]:54321 Established 45678 uid 0",
                 // IPv4-mapped comes out as plain IPv4.
-                (
-                    sa("127.0.0.1:8080"),
-                    sa("127.0.0.1:45990"),
-                    State::Established,
-                    56789,
-                    101
-                ),
+                "Tcp 127.0.0.1:8080 127.0.0.1:45990 Established 56789 uid 101",
             ]
         );
     }
@@ -386,27 +381,11 @@ pub(crate) mod tests {
   457: 0100007F:A1B3 08080808:0035 0A 00000000:00000000 00:00000000 00000000  1000        0 18233 2 0000000000000000 0
 ";
         let (sockets, errors) = parse(text.as_bytes(), Proto::Udp);
-        let got: Vec<_> = sockets
-            .iter()
-            .map(|s| (s.proto, s.local, s.remote, s.state, s.inode))
-            .collect();
         assert_eq!(
-            got,
-            vec![
-                (
-                    Proto::Udp,
-                    sa("0.0.0.0:68"),
-                    sa("0.0.0.0:0"),
-                    State::Unconn,
-                    18231
-                ),
-                (
-                    Proto::Udp,
-                    sa("127.0.0.1:41394"),
-                    sa("8.8.8.8:53"),
-                    State::Established,
-                    18232
-                ),
+            summary(&sockets),
+            [
+                "Udp 0.0.0.0:68 0.0.0.0:0 Unconn 18231 uid 0",
+                "Udp 127.0.0.1:41394 8.8.8.8:53 Established 18232 uid 1000",
             ]
         );
         assert_eq!(error_lines(&errors), vec![4]);

@@ -278,7 +278,9 @@ pub(crate) mod tests {
     use super::*;
 
     /// One answer message as the kernel writes it (tests and the fuzz corpus).
-    pub fn message(local: SocketAddr, remote: SocketAddr, state: u8, info: &[u8]) -> Vec<u8> {
+    pub fn message(local: &str, remote: &str, state: u8, info: &[u8]) -> Vec<u8> {
+        let (local, remote): (SocketAddr, SocketAddr) =
+            (local.parse().unwrap(), remote.parse().unwrap());
         let mut m = vec![0u8; NLMSG_HDR + DIAG_MSG];
         m[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
         let d = NLMSG_HDR;
@@ -335,14 +337,14 @@ pub(crate) mod tests {
     #[test]
     fn parses_sockets_and_their_tcp_info_until_done() {
         let mut buf = message(
-            "127.0.0.1:40000".parse().unwrap(),
-            "127.0.0.1:443".parse().unwrap(),
+            "127.0.0.1:40000",
+            "127.0.0.1:443",
             1,
             &info(1000, 20, 31, 2),
         );
         buf.extend(message(
-            "[::ffff:10.0.0.1]:22".parse().unwrap(),
-            "[2001:db8::1]:5555".parse().unwrap(),
+            "[::ffff:10.0.0.1]:22",
+            "[2001:db8::1]:5555",
             8,
             &info(5, 6, 0, 0)[..100],
         ));
@@ -368,12 +370,7 @@ pub(crate) mod tests {
 
     #[test]
     fn truncated_and_hostile_answers_are_refused_not_panicked_on() {
-        let good = message(
-            "127.0.0.1:1".parse().unwrap(),
-            "127.0.0.1:2".parse().unwrap(),
-            1,
-            &info(1, 2, 3, 4),
-        );
+        let good = message("127.0.0.1:1", "127.0.0.1:2", 1, &info(1, 2, 3, 4));
         for cut in 0..good.len() {
             let mut out = Vec::new();
             let _ = parse(&good[..cut], &mut out);
@@ -394,8 +391,8 @@ pub(crate) mod tests {
     #[test]
     fn answers_to_the_compatibility_request_parse_the_same() {
         let mut m = message(
-            "[2001:db8::2]:443".parse().unwrap(),
-            "[2001:db8::1]:5555".parse().unwrap(),
+            "[2001:db8::2]:443",
+            "[2001:db8::1]:5555",
             1,
             &info(9, 8, 7, 6),
         );
@@ -448,12 +445,7 @@ pub(crate) mod tests {
 
     #[test]
     fn a_dumped_socket_becomes_a_proc_row() {
-        let m = message(
-            "10.0.0.1:80".parse().unwrap(),
-            "10.0.0.2:5000".parse().unwrap(),
-            6,
-            &[],
-        );
+        let m = message("10.0.0.1:80", "10.0.0.2:5000", 6, &[]);
         let mut out = Vec::new();
         parse(&m, &mut out);
         let row = out[0].proc_socket().unwrap();

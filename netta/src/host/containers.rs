@@ -57,24 +57,31 @@ pub fn cgroup2_mount(mountinfo: &Path) -> Option<String> {
 
 /// mountinfo writes space, tab, newline and backslash as `\ooo`.
 fn unescape_mount(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 4 <= b.len() {
-            if let Some(n) = s
-                .get(i + 1..i + 4)
-                .and_then(|o| u8::from_str_radix(o, 8).ok())
-            {
+    let mut out = Vec::with_capacity(s.len());
+    let mut rest = s.as_bytes();
+    while let Some((&c, tail)) = rest.split_first() {
+        match octal_escape(c, tail) {
+            Some(n) => {
                 out.push(n);
-                i += 4;
-                continue;
+                rest = &tail[3..];
+            }
+            None => {
+                out.push(c);
+                rest = tail;
             }
         }
-        out.push(b[i]);
-        i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The byte `\ooo` stands for, when `c` is the backslash and `tail` opens with
+/// three octal digits (of a byte).
+fn octal_escape(c: u8, tail: &[u8]) -> Option<u8> {
+    if c != b'\\' {
+        return None;
+    }
+    let digits = std::str::from_utf8(tail.get(..3)?).ok()?;
+    u8::from_str_radix(digits, 8).ok()
 }
 
 /// Every cgroup directory under `root`, the root too: (id, path from the root,
@@ -172,6 +179,9 @@ mod tests {
         assert!(id.is_some_and(|i| i != 0));
         assert_eq!(unescape_mount("/a\\040b"), "/a b");
         assert_eq!(unescape_mount("/plain"), "/plain");
+        assert_eq!(unescape_mount("/a\\011b\\134"), "/a\tb\\");
+        // Not a byte, too short: left as they are.
+        assert_eq!(unescape_mount("/a\\777\\04"), "/a\\777\\04");
     }
 
     #[test]

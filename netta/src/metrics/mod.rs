@@ -135,11 +135,31 @@ impl Metrics {
         let mut m = m;
         let r = &mut m.registry;
         let counters: [(&str, &str, Box<dyn Metric>); 5] = [
-            ("netta_connections", "Connections opened, closed and failed (seen since the metrics endpoint started)", Box::new(m.connections.clone())),
-            ("netta_bytes", "Bytes of closed TCP connections and ended UDP flows (received: TCP only)", Box::new(m.bytes.clone())),
-            ("netta_udp_flows", "UDP flows reported when they ended", Box::new(m.udp_flows.clone())),
-            ("netta_alerts", "Detection incidents opened, by rule", Box::new(m.alerts.clone())),
-            ("netta_metrics_tap_lost", "Records the metrics tap missed (kernel losses and its own drops): stream counters undercount by this", Box::new(m.tap_lost.clone())),
+            (
+                "netta_connections",
+                "Connections opened, closed and failed (seen since the metrics endpoint started)",
+                Box::new(m.connections.clone()),
+            ),
+            (
+                "netta_bytes",
+                "Bytes of closed TCP connections and ended UDP flows (received: TCP only)",
+                Box::new(m.bytes.clone()),
+            ),
+            (
+                "netta_udp_flows",
+                "UDP flows reported when they ended",
+                Box::new(m.udp_flows.clone()),
+            ),
+            (
+                "netta_alerts",
+                "Detection incidents opened, by rule",
+                Box::new(m.alerts.clone()),
+            ),
+            (
+                "netta_metrics_tap_lost",
+                "Records the metrics tap missed (kernel losses and its own drops): stream counters undercount by this",
+                Box::new(m.tap_lost.clone()),
+            ),
         ];
         for (name, help, metric) in counters {
             r.register(name, help, AnyMetric(metric));
@@ -330,74 +350,77 @@ mod tests {
 
     fn fed() -> Metrics {
         let m = Metrics::with_sampler(fake_sample);
-        m.observe(&Record::Event(ev(
-            Action::Opened,
-            Proto::Tcp,
-            Direction::Egress,
-        )));
-        let mut closed = ev(Action::Closed, Proto::Tcp, Direction::Egress);
-        closed.bytes_sent = 100;
-        closed.bytes_recv = 2000;
-        m.observe(&Record::Event(closed));
-        m.observe(&Record::Event(ev(
-            Action::Failed,
-            Proto::Tcp,
-            Direction::Egress,
-        )));
-        let mut flow = ev(Action::UdpFlow, Proto::Udp, Direction::Egress);
-        flow.bytes_sent = 64;
-        flow.count = 2;
-        m.observe(&Record::Event(flow));
-        m.observe(&Record::Event(ConnEvent::lost(1, 7)));
-        m.observe(&alert(RuleId::PortScan, false));
-        m.observe(&alert(RuleId::PortScan, true));
+        let tcp = |action| ev(action, Proto::Tcp, Direction::Egress);
+        let closed = ConnEvent {
+            bytes_sent: 100,
+            bytes_recv: 2000,
+            ..tcp(Action::Closed)
+        };
+        let flow = ConnEvent {
+            bytes_sent: 64,
+            count: 2,
+            ..ev(Action::UdpFlow, Proto::Udp, Direction::Egress)
+        };
+        let lost = ConnEvent::lost(1, 7);
+        for e in [tcp(Action::Opened), closed, tcp(Action::Failed), flow, lost] {
+            m.observe(&Record::Event(e));
+        }
+        for ended in [false, true] {
+            m.observe(&alert(RuleId::PortScan, ended));
+        }
         m
+    }
+
+    /// Every line of `want` stands, whole, in `text`.
+    fn assert_has_lines(text: &str, want: &[&str]) {
+        for line in want {
+            let found = text.lines().any(|l| l == *line);
+            assert!(found, "missing {line:?} in\n{text}");
+        }
     }
 
     #[test]
     fn prometheus_text_has_expected_lines() {
         let text = fed().render(Format::Prometheus);
-        for line in [
-            "# TYPE netta_connections_total counter",
-            r#"netta_connections_total{event="opened",direction="egress",transport="tcp"} 1"#,
-            r#"netta_connections_total{event="closed",direction="egress",transport="tcp"} 1"#,
-            r#"netta_connections_total{event="failed",direction="egress",transport="tcp"} 1"#,
-            r#"netta_connections_total{event="closed",direction="ingress",transport="tcp"} 0"#,
-            r#"netta_bytes_total{direction="sent",transport="tcp"} 100"#,
-            r#"netta_bytes_total{direction="received",transport="tcp"} 2000"#,
-            r#"netta_bytes_total{direction="sent",transport="udp"} 64"#,
-            "netta_udp_flows_total 1",
-            r#"netta_alerts_total{rule="port-scan"} 1"#,
-            r#"netta_alerts_total{rule="syn-flood"} 0"#,
-            "netta_metrics_tap_lost_total 7",
-            &format!(
-                r#"netta_info{{mode="polling",version="{}"}} 1"#,
-                env!("CARGO_PKG_VERSION")
-            ),
-            "# TYPE netta_live_connections gauge",
-            r#"netta_live_connections{state="ESTABLISHED",transport="tcp"} 2"#,
-            r#"netta_live_connections{state="LISTENING",transport="tcp"} 1"#,
-            r#"netta_live_connections{state="FLOW",transport="udp"} 1"#,
-            r#"netta_live_connections{state="UNCONN",transport="udp"} 0"#,
-            r#"netta_open_incidents{rule="port-scan"} 1"#,
-            "netta_events_processed_total 42",
-            "netta_lost_events_total 3",
-            "netta_table_evicted_total 1",
-            "netta_history_evicted_total 5",
-            "netta_decode_errors_total 2",
-            r#"netta_reconcile_healed_total{change="added"} 0"#,
-            "# TYPE process_cpu_seconds_total counter",
-            "process_cpu_seconds_total 1.5",
-            "process_resident_memory_bytes 4096",
-            "process_start_time_seconds 1700000000.5",
-            "process_open_fds 9",
-            "process_max_fds 1024",
-        ] {
-            assert!(
-                text.lines().any(|l| l == line),
-                "missing {line:?} in\n{text}"
-            );
-        }
+        assert_has_lines(
+            &text,
+            &[
+                "# TYPE netta_connections_total counter",
+                r#"netta_connections_total{event="opened",direction="egress",transport="tcp"} 1"#,
+                r#"netta_connections_total{event="closed",direction="egress",transport="tcp"} 1"#,
+                r#"netta_connections_total{event="failed",direction="egress",transport="tcp"} 1"#,
+                r#"netta_connections_total{event="closed",direction="ingress",transport="tcp"} 0"#,
+                r#"netta_bytes_total{direction="sent",transport="tcp"} 100"#,
+                r#"netta_bytes_total{direction="received",transport="tcp"} 2000"#,
+                r#"netta_bytes_total{direction="sent",transport="udp"} 64"#,
+                "netta_udp_flows_total 1",
+                r#"netta_alerts_total{rule="port-scan"} 1"#,
+                r#"netta_alerts_total{rule="syn-flood"} 0"#,
+                "netta_metrics_tap_lost_total 7",
+                &format!(
+                    r#"netta_info{{mode="polling",version="{}"}} 1"#,
+                    env!("CARGO_PKG_VERSION")
+                ),
+                "# TYPE netta_live_connections gauge",
+                r#"netta_live_connections{state="ESTABLISHED",transport="tcp"} 2"#,
+                r#"netta_live_connections{state="LISTENING",transport="tcp"} 1"#,
+                r#"netta_live_connections{state="FLOW",transport="udp"} 1"#,
+                r#"netta_live_connections{state="UNCONN",transport="udp"} 0"#,
+                r#"netta_open_incidents{rule="port-scan"} 1"#,
+                "netta_events_processed_total 42",
+                "netta_lost_events_total 3",
+                "netta_table_evicted_total 1",
+                "netta_history_evicted_total 5",
+                "netta_decode_errors_total 2",
+                r#"netta_reconcile_healed_total{change="added"} 0"#,
+                "# TYPE process_cpu_seconds_total counter",
+                "process_cpu_seconds_total 1.5",
+                "process_resident_memory_bytes 4096",
+                "process_start_time_seconds 1700000000.5",
+                "process_open_fds 9",
+                "process_max_fds 1024",
+            ],
+        );
         assert!(!text.contains("# EOF"));
         // One series per line, every sample line well formed.
         for l in text.lines().filter(|l| !l.starts_with('#')) {
@@ -409,19 +432,17 @@ mod tests {
     #[test]
     fn openmetrics_text_has_expected_lines() {
         let text = fed().render(Format::OpenMetrics);
-        for line in [
-            "# TYPE netta_connections counter",
-            r#"netta_connections_total{event="closed",direction="egress",transport="tcp"} 1"#,
-            "# TYPE process_cpu_seconds counter",
-            "# UNIT process_cpu_seconds seconds",
-            "process_cpu_seconds_total 1.5",
-            "# TYPE netta_live_connections gauge",
-        ] {
-            assert!(
-                text.lines().any(|l| l == line),
-                "missing {line:?} in\n{text}"
-            );
-        }
+        assert_has_lines(
+            &text,
+            &[
+                "# TYPE netta_connections counter",
+                r#"netta_connections_total{event="closed",direction="egress",transport="tcp"} 1"#,
+                "# TYPE process_cpu_seconds counter",
+                "# UNIT process_cpu_seconds seconds",
+                "process_cpu_seconds_total 1.5",
+                "# TYPE netta_live_connections gauge",
+            ],
+        );
         assert!(text.ends_with("# EOF\n"));
     }
 

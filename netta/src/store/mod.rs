@@ -440,6 +440,15 @@ pub(crate) mod tests {
         }
     }
 
+    /// A store in a new directory (removed when dropped), holding `rows`.
+    pub fn store_with(rows: Vec<ConnRow>) -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, _) = Store::open(dir.path()).unwrap();
+        s.insert(&rows.into_iter().map(Row::Conn).collect::<Vec<_>>())
+            .unwrap();
+        (dir, s)
+    }
+
     /// A row with everything known of its owner (`fixture::owned`).
     pub fn owned_row(ts_us: i64, sport: u16) -> ConnRow {
         let mut r = conn_row(ts_us, sport, 443, "python3");
@@ -450,12 +459,9 @@ pub(crate) mod tests {
 
     #[test]
     fn owners_round_trip_and_filter() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut s, _) = Store::open(dir.path()).unwrap();
         let owned = owned_row(5_000_000, 40001);
         let plain = conn_row(5_000_001, 40002, 443, "curl");
-        s.insert(&[Row::Conn(owned.clone()), Row::Conn(plain.clone())])
-            .unwrap();
+        let (_dir, s) = store_with(vec![owned.clone(), plain.clone()]);
         let rd = s.reader().unwrap();
         assert_eq!(
             query::Query::default().run(&rd).unwrap(),

@@ -120,16 +120,16 @@ impl OpenRows {
 #[cfg(test)]
 mod tests {
     use super::super::query::Query;
-    use super::super::tests::conn_row;
+    use super::super::tests::{conn_row, store_with};
     use super::super::{Row, Store};
     use super::*;
 
-    fn update(ts_us: i64, port: u16, dir: &str, sent: u64) -> Row {
+    fn update(ts_us: i64, port: u16, dir: &str, sent: u64) -> ConnRow {
         let mut r = conn_row(ts_us, port, 443, "up");
         r.action = "open".into();
         r.direction = dir.into();
         r.bytes_sent = sent;
-        Row::Conn(r)
+        r
     }
 
     fn all(s: &Store) -> Vec<ConnRow> {
@@ -138,15 +138,13 @@ mod tests {
 
     #[test]
     fn an_open_row_is_rewritten_in_place_then_replaced_by_its_end() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut s, _) = Store::open(dir.path()).unwrap();
         // Both ends of one loopback connection: two sockets, two open rows.
-        s.insert(&[
+        let (_dir, mut s) = store_with(vec![
             update(1_000, 40_000, "egress", 100),
             update(1_000, 40_000, "ingress", 5),
-        ])
-        .unwrap();
-        s.insert(&[update(2_000, 40_000, "egress", 250)]).unwrap();
+        ]);
+        s.insert(&[Row::Conn(update(2_000, 40_000, "egress", 250))])
+            .unwrap();
         let rows = all(&s);
         assert_eq!(rows.len(), 2, "{rows:?}");
         let egress = rows.iter().find(|r| r.direction == "egress").unwrap();
@@ -174,11 +172,10 @@ mod tests {
 
     #[test]
     fn a_pruned_open_row_comes_back_at_the_next_update() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut s, _) = Store::open(dir.path()).unwrap();
-        s.insert(&[update(1_000, 40_000, "egress", 100)]).unwrap();
+        let (_dir, mut s) = store_with(vec![update(1_000, 40_000, "egress", 100)]);
         s.db.execute("DELETE FROM conn", []).unwrap();
-        s.insert(&[update(2_000, 40_000, "egress", 200)]).unwrap();
+        s.insert(&[Row::Conn(update(2_000, 40_000, "egress", 200))])
+            .unwrap();
         let rows = all(&s);
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].bytes_sent, 200);
@@ -186,19 +183,16 @@ mod tests {
 
     #[test]
     fn rows_left_open_by_an_earlier_run_are_continued_or_ended() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let (mut s, _) = Store::open(dir.path()).unwrap();
-            s.insert(&[
-                update(1_000, 40_000, "egress", 100),
-                update(1_000, 40_001, "egress", 7),
-            ])
-            .unwrap();
-        }
+        let (dir, s) = store_with(vec![
+            update(1_000, 40_000, "egress", 100),
+            update(1_000, 40_001, "egress", 7),
+        ]);
+        drop(s);
         let (mut s, _) = Store::open(dir.path()).unwrap();
         // Still open after the restart: its row continues (the kernel's totals
         // are the connection's, so nothing is counted twice).
-        s.insert(&[update(5_000, 40_000, "egress", 900)]).unwrap();
+        s.insert(&[Row::Conn(update(5_000, 40_000, "egress", 900))])
+            .unwrap();
         assert_eq!(s.finish_carried().unwrap(), 1);
         let rows = all(&s);
         assert_eq!(rows.len(), 2, "{rows:?}");

@@ -18,6 +18,10 @@ pub use crate::core::history_query::{
 use crate::core::process::Process;
 use crate::core::sanitize::{Comm, Domain, Text};
 
+fn boxed<T: ToSql + 'static>(v: T) -> Box<dyn ToSql> {
+    Box::new(v)
+}
+
 impl Query {
     /// Checks every field; the error is one line naming the bad value.
     pub fn validate(&self) -> Result<(), QueryError> {
@@ -38,54 +42,35 @@ impl Query {
                 return Err(QueryError::Order);
             }
         }
-        if let Some(t) = self.since_us {
-            add(&mut w, &mut p, "ts_us >= ?", Box::new(t));
-        }
-        if let Some(t) = self.until_us {
-            add(&mut w, &mut p, "ts_us <= ?", Box::new(t));
-        }
-        if let Some(s) = &self.process {
-            add(&mut w, &mut p, "instr(comm, ?) > 0", Box::new(s.clone()));
-        }
-        if let Some(v) = self.pid {
-            add(&mut w, &mut p, "pid = ?", Box::new(v));
-        }
-        if let Some(v) = self.uid {
-            add(&mut w, &mut p, "uid = ?", Box::new(v));
-        }
-        if let Some(v) = &self.user {
-            add(&mut w, &mut p, "user_name = ?", Box::new(v.clone()));
-        }
-        if let Some(v) = &self.exe {
-            // `core::filter::exe_matches`: the path, or (no `/`) the file name.
-            let clause = if v.contains('/') {
-                "exe = ?"
-            } else {
-                "(exe = ? OR substr(exe, -(length(?) + 1)) = '/' || ?)"
-            };
-            add(&mut w, &mut p, clause, Box::new(v.clone()));
-        }
-        if let Some(v) = self.netns {
-            add(&mut w, &mut p, "netns = ?", Box::new(v));
-        }
-        if let Some(v) = &self.container {
+        // `core::filter::exe_matches`: the path, or (no `/`) the file name.
+        let exe = match &self.exe {
+            Some(v) if v.contains('/') => "exe = ?",
+            _ => "(exe = ? OR substr(exe, -(length(?) + 1)) = '/' || ?)",
+        };
+        let fields: [(&str, Option<Box<dyn ToSql>>); 10] = [
+            ("ts_us >= ?", self.since_us.map(boxed)),
+            ("ts_us <= ?", self.until_us.map(boxed)),
+            ("instr(comm, ?) > 0", self.process.clone().map(boxed)),
+            ("pid = ?", self.pid.map(boxed)),
+            ("uid = ?", self.uid.map(boxed)),
+            ("user_name = ?", self.user.clone().map(boxed)),
+            (exe, self.exe.clone().map(boxed)),
+            ("netns = ?", self.netns.map(boxed)),
             // `core::filter::container_matches`: an id prefix (hex: `g` sorts
             // after every digit, so the range is the prefix), a pod's UID or name.
-            add(
-                &mut w,
-                &mut p,
+            (
                 "((container >= ? AND container < ? || 'g') OR pod_uid = ? OR pod_name = ?)",
-                Box::new(v.to_ascii_lowercase()),
-            );
-        }
-        if let Some(v) = self.port {
+                self.container
+                    .as_ref()
+                    .map(|v| boxed(v.to_ascii_lowercase())),
+            ),
             // Two indexed lookups (SQLite's OR optimisation), not a scan.
-            add(
-                &mut w,
-                &mut p,
-                "(src_port = ? OR dst_port = ?)",
-                Box::new(v),
-            );
+            ("(src_port = ? OR dst_port = ?)", self.port.map(boxed)),
+        ];
+        for (clause, v) in fields {
+            if let Some(v) = v {
+                add(&mut w, &mut p, clause, v);
+            }
         }
         // The ECS ends as stored (the source started the connection); a row of
         // unknown direction (seen only in /proc, or a listener) may be either
@@ -382,17 +367,8 @@ pub fn register_functions(db: &Connection) -> rusqlite::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::conn_row;
-    use super::super::{Row, Store};
+    use super::super::tests::{conn_row, store_with};
     use super::*;
-
-    fn store_with(rows: Vec<ConnRow>) -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut s, _) = Store::open(dir.path()).unwrap();
-        s.insert(&rows.into_iter().map(Row::Conn).collect::<Vec<_>>())
-            .unwrap();
-        (dir, s)
-    }
 
     fn ports(rows: &[ConnRow]) -> Vec<u16> {
         rows.iter().map(|r| r.src.port()).collect()
