@@ -19,17 +19,30 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+/// `cargo xtask bench`'s flags.
+#[derive(clap::Args)]
 pub struct Opts {
-    /// Seconds-long smoke version for CI: tiny workload, one run, no file written.
+    /// A seconds-long smoke run (CI): tiny workload, one run, nothing written.
+    #[arg(long)]
     pub smoke: bool,
+    /// Runs per tracer (each alternating with an untraced run).
+    #[arg(long, default_value_t = 3)]
     pub runs: usize,
+    /// Requests per `ab` run (one connection each).
+    #[arg(long, default_value = "20000", value_parser = parse_count)]
     pub requests: u32,
+    /// Live sockets for the seeding benchmark.
+    #[arg(long, default_value = "50000", value_parser = parse_count)]
     pub sockets: u32,
-    /// Connections in the generated history store.
+    /// Connections in the generated history store (the history query figure).
+    #[arg(long, default_value_t = 10_000_000)]
     pub store_rows: u64,
-    /// Only this part (nothing written to BENCHMARKS.md).
+    /// Run only this part, print it, write nothing.
+    #[arg(long, value_enum)]
     pub only: Option<Part>,
-    /// Another netta build for `--only baseline`.
+    /// Another netta binary to compare with (`--only baseline`), e.g. an older
+    /// commit's `target/release/netta`.
+    #[arg(long)]
     pub baseline: Option<PathBuf>,
 }
 
@@ -786,6 +799,54 @@ fn tracers(netta: &Path, dir: &Path, opts: &Opts, nginx: &Nginx) -> Result<Vec<T
         .collect()
 }
 
+/// One traced `ab` run and the untraced one before it.
+pub(crate) struct Paired {
+    pub(crate) base: AbResult,
+    pub(crate) traced: AbResult,
+    pub(crate) seen: Seen,
+}
+
+impl Paired {
+    pub(crate) fn ratio(&self) -> f64 {
+        self.traced.rps / self.base.rps
+    }
+
+    /// Agent CPU seconds per 100k connections.
+    pub(crate) fn agent_cpu(&self) -> f64 {
+        self.seen.cpu_s * 100_000.0 / self.traced.complete.max(1) as f64
+    }
+}
+
+/// `rounds` rounds of each tracer (with its binary), each traced run after an
+/// untraced one, the tracers interleaved so the machine's drift hits all alike.
+/// Per tracer, its runs in order.
+pub(crate) fn interleaved(
+    what: &str,
+    tracers: &[(Tracer, &Path)],
+    rounds: usize,
+    first_run: usize,
+    dir: &Path,
+    opts: &Opts,
+    nginx: &Nginx,
+) -> Result<Vec<Vec<Paired>>> {
+    let mut out: Vec<Vec<Paired>> = tracers.iter().map(|_| Vec::new()).collect();
+    for round in 0..rounds {
+        for (i, &(tracer, bin)) in tracers.iter().enumerate() {
+            let base = run_ab(opts.requests)?;
+            let running = start(tracer, bin, dir, first_run + round)?;
+            let traced = run_ab(opts.requests)?;
+            let seen = stop(running, tracer, &nginx.workers)?;
+            eprintln!(
+                "bench: {what} round {}: {}: {:.0} → {:.0} req/s, client {}/{} server {}/{}, cpu {:.2}s, rss {:.1} MiB",
+                round + 1, tracer.name(), base.rps, traced.rps, seen.client, traced.complete,
+                seen.server, traced.complete, seen.cpu_s, seen.rss_mib
+            );
+            out[i].push(Paired { base, traced, seen });
+        }
+    }
+    Ok(out)
+}
+
 /// The process-identity hooks ruled out (the agent then names owners from /proc).
 const IDENTITY_OFF: (&str, &str) = ("NETTA_DISABLE_HOOKS", "tracepoint:sched,tracepoint:task");
 
@@ -800,25 +861,17 @@ fn feature_costs(netta: &Path, dir: &Path, opts: &Opts, nginx: &Nginx) -> Result
         Tracer::NettaNoDns,
         Tracer::NettaNoIdentity,
     ];
-    let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
-    let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
     let runs = opts.runs.max(if opts.smoke { 1 } else { 5 });
-    for i in 0..runs {
-        for (v, &tracer) in variants.iter().enumerate() {
-            let base = run_ab(opts.requests)?;
-            let running = start(tracer, netta, dir, 200 + i)?;
-            let traced = run_ab(opts.requests)?;
-            let seen = stop(running, tracer, &nginx.workers)?;
-            eprintln!(
-                "bench: features run {}: {}: {:.0} → {:.0} req/s, client {}/{} server {}/{}, cpu {:.2}s",
-                i + 1, tracer.name(), base.rps, traced.rps, seen.client, traced.complete,
-                seen.server, traced.complete, seen.cpu_s
-            );
-            ratios[v].push(traced.rps / base.rps);
-            cpu[v].push(seen.cpu_s * 100_000.0 / traced.complete.max(1) as f64);
-        }
-    }
     let with_bin: Vec<(Tracer, &Path)> = variants.iter().map(|&t| (t, netta)).collect();
+    let paired = interleaved("features", &with_bin, runs, 200, dir, opts, nginx)?;
+    let ratios: Vec<Vec<f64>> = paired
+        .iter()
+        .map(|v| v.iter().map(Paired::ratio).collect())
+        .collect();
+    let cpu: Vec<Vec<f64>> = paired
+        .iter()
+        .map(|v| v.iter().map(Paired::agent_cpu).collect())
+        .collect();
     let fixed = crate::bench_cpu::fixed_rate_cpu(&with_bin, dir, opts, runs)?;
     // A tracer's share of the machine's CPU per connection, over the untraced run.
     let share = |v: usize| fixed[v].1 / fixed[v].0 - 1.0;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use crate::bench::{median, run_ab, start, stop, Nginx, Opts, Tracer, PORT};
+use crate::bench::{interleaved, median, start, stop, Nginx, Opts, Paired, Tracer, PORT};
 
 /// Busy CPU seconds of the whole machine since boot: user, nice, system, irq and
 /// softirq time of every CPU (not idle, iowait or steal).
@@ -119,30 +119,7 @@ pub(crate) fn against_baseline(
         (Tracer::NettaBaseline, baseline),
     ];
     let rounds = opts.runs.max(if opts.smoke { 1 } else { 5 });
-    let mut ratios = vec![Vec::new(); builds.len()];
-    let mut agent = vec![Vec::new(); builds.len()];
-    let mut rss = vec![Vec::new(); builds.len()];
-    let mut complete = vec![(0u64, 0u64, 0u64); builds.len()];
-    for round in 0..rounds {
-        for (i, &(tracer, bin)) in builds.iter().enumerate() {
-            let base = run_ab(opts.requests)?;
-            let running = start(tracer, bin, dir, 400 + round)?;
-            let traced = run_ab(opts.requests)?;
-            let seen = stop(running, tracer, &nginx.workers)?;
-            eprintln!(
-                "bench: baseline round {}: {}: {:.0} → {:.0} req/s, client {}/{} server {}/{}, cpu {:.2}s, rss {:.1} MiB",
-                round + 1, tracer.name(), base.rps, traced.rps, seen.client, traced.complete,
-                seen.server, traced.complete, seen.cpu_s, seen.rss_mib
-            );
-            ratios[i].push(traced.rps / base.rps);
-            agent[i].push(seen.cpu_s * 100_000.0 / traced.complete.max(1) as f64);
-            rss[i].push(seen.rss_mib);
-            let c = &mut complete[i];
-            c.0 += seen.client;
-            c.1 += seen.server;
-            c.2 += traced.complete;
-        }
-    }
+    let paired = interleaved("baseline", &builds, rounds, 400, dir, opts, nginx)?;
     let cpu = fixed_rate_cpu(&builds, dir, opts, rounds)?;
     let mut o = String::new();
     use std::fmt::Write as _;
@@ -160,19 +137,20 @@ pub(crate) fn against_baseline(
     );
     for (i, &(tracer, bin)) in builds.iter().enumerate() {
         let (b, t) = cpu[i];
-        let c = complete[i];
+        let runs = &paired[i];
+        let sum = |f: fn(&Paired) -> u64| runs.iter().map(f).sum::<u64>();
         let _ = writeln!(
             o,
             "| {} (`{}`) | {:.3} | {b:.1} → {t:.1} µs | {:+.1} % | {:.2} | {:.1} MiB | {} / {} of {} |",
             tracer.name(),
             bin.display(),
-            median(ratios[i].clone()),
+            median(runs.iter().map(Paired::ratio).collect()),
             (t / b - 1.0) * 100.0,
-            median(agent[i].clone()),
-            median(rss[i].clone()),
-            c.0,
-            c.1,
-            c.2
+            median(runs.iter().map(Paired::agent_cpu).collect()),
+            median(runs.iter().map(|p| p.seen.rss_mib).collect()),
+            sum(|p| p.seen.client),
+            sum(|p| p.seen.server),
+            sum(|p| p.traced.complete)
         );
     }
     Ok(o)

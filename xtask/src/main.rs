@@ -130,30 +130,7 @@ enum Cmd {
     },
     /// Benchmarks: netta against tcplife and an `ss` poll on nginx + ab, ingest
     /// throughput, seeding; results in BENCHMARKS.md.
-    Bench {
-        /// A seconds-long smoke run (CI): tiny workload, nothing written.
-        #[arg(long)]
-        smoke: bool,
-        /// Runs per tracer (each alternating with an untraced run).
-        #[arg(long, default_value_t = 3)]
-        runs: usize,
-        /// Requests per `ab` run (one connection each).
-        #[arg(long, default_value = "20000", value_parser = bench::parse_count)]
-        requests: u32,
-        /// Live sockets for the seeding benchmark.
-        #[arg(long, default_value = "50000", value_parser = bench::parse_count)]
-        sockets: u32,
-        /// Connections in the generated history store (the history query figure).
-        #[arg(long, default_value_t = 10_000_000)]
-        store_rows: u64,
-        /// Run only this part, print it, write nothing.
-        #[arg(long, value_enum)]
-        only: Option<bench::Part>,
-        /// Another netta binary to compare with (`--only baseline`), e.g. an older
-        /// commit's `target/release/netta`.
-        #[arg(long)]
-        baseline: Option<PathBuf>,
-    },
+    Bench(bench::Opts),
     /// Only the live counters' cost (one refresh, the idle agent, with N idle
     /// connections) and `netta top`'s frame time; printed, not written.
     BenchLive {
@@ -272,27 +249,11 @@ impl Ctx {
             Cmd::Run(PassOn { args }) => return self.run_netta(args),
             Cmd::Test(PassOn { args }) => self.test(args)?,
             Cmd::TestKernels { sequential } => self.test_kernels(sequential)?,
-            Cmd::Bench {
-                smoke,
-                runs,
-                requests,
-                sockets,
-                store_rows,
-                only,
-                baseline,
-            } => {
-                let opts = if smoke {
+            Cmd::Bench(opts) => {
+                let opts = if opts.smoke {
                     bench::Opts::smoke()
                 } else {
-                    bench::Opts {
-                        smoke,
-                        runs,
-                        requests,
-                        sockets,
-                        store_rows,
-                        only,
-                        baseline,
-                    }
+                    opts
                 };
                 self.bench(&opts)?;
             }
