@@ -327,6 +327,11 @@ pub(crate) mod tests {
         t
     }
 
+    /// An ESTABLISHED socket (kernel state 1) with its `tcp_info`.
+    fn established(local: &str, remote: &str, info: &[u8]) -> Vec<u8> {
+        message(local, remote, 1, info)
+    }
+
     fn done() -> Vec<u8> {
         let mut m = vec![0u8; 20];
         m[0..4].copy_from_slice(&20u32.to_ne_bytes());
@@ -336,12 +341,7 @@ pub(crate) mod tests {
 
     #[test]
     fn parses_sockets_and_their_tcp_info_until_done() {
-        let mut buf = message(
-            "127.0.0.1:40000",
-            "127.0.0.1:443",
-            1,
-            &info(1000, 20, 31, 2),
-        );
+        let mut buf = established("127.0.0.1:40000", "127.0.0.1:443", &info(1000, 20, 31, 2));
         buf.extend(message(
             "[::ffff:10.0.0.1]:22",
             "[2001:db8::1]:5555",
@@ -370,7 +370,7 @@ pub(crate) mod tests {
 
     #[test]
     fn truncated_and_hostile_answers_are_refused_not_panicked_on() {
-        let good = message("127.0.0.1:1", "127.0.0.1:2", 1, &info(1, 2, 3, 4));
+        let good = established("127.0.0.1:1", "127.0.0.1:2", &info(1, 2, 3, 4));
         for cut in 0..good.len() {
             let mut out = Vec::new();
             let _ = parse(&good[..cut], &mut out);
@@ -390,12 +390,7 @@ pub(crate) mod tests {
 
     #[test]
     fn answers_to_the_compatibility_request_parse_the_same() {
-        let mut m = message(
-            "[2001:db8::2]:443",
-            "[2001:db8::1]:5555",
-            1,
-            &info(9, 8, 7, 6),
-        );
+        let mut m = established("[2001:db8::2]:443", "[2001:db8::1]:5555", &info(9, 8, 7, 6));
         m[4..6].copy_from_slice(&TCPDIAG_GETSOCK.to_ne_bytes());
         m.extend(done());
         let mut out = Vec::new();
