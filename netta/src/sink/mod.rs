@@ -58,10 +58,50 @@ pub use stats::SinkStats;
 use backlog::Backlog;
 use backoff::Backoff;
 use file::run_file;
-use lines::Lines;
+use lines::{stop_requested, Lines};
 use stdout::run_stdout;
 use stream::run_stream;
 use stream::Target;
+
+/// [`run`] as a task of the current runtime, except a file sink: its writes
+/// block, so it runs on a thread of its own with a small runtime of its own,
+/// where a write holds up only that sink and a batch costs one wake-up of the
+/// thread (not a task wake-up plus a hand-off to the blocking pool and back).
+/// After `shutdown`, a file sink gets [`FINAL_FLUSH`] more than its last
+/// writes should take before the task gives up on it.
+pub fn spawn(
+    spec: SinkSpec,
+    rx: mpsc::Receiver<Chunk>,
+    clock: Clock,
+    stats: Arc<SinkStats>,
+    shutdown: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<io::Result<()>> {
+    if !matches!(spec, SinkSpec::File(_)) {
+        return tokio::spawn(run(spec, rx, clock, stats, shutdown));
+    }
+    let mut stop = shutdown.clone();
+    let (done, result) = tokio::sync::oneshot::channel();
+    let sink = run(spec, rx, clock, stats, shutdown);
+    let thread = std::thread::Builder::new()
+        .name("netta-sink".into())
+        .spawn(move || {
+            let r = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .and_then(|rt| rt.block_on(sink));
+            let _ = done.send(r);
+        });
+    tokio::spawn(async move {
+        thread?;
+        tokio::select! {
+            r = result => r.unwrap_or_else(|_| Err(io::Error::other("the sink's thread panicked"))),
+            _ = async {
+                stop_requested(&mut stop).await;
+                tokio::time::sleep(FINAL_FLUSH * 2).await;
+            } => Err(io::Error::other("the sink's last writes did not finish in time")),
+        }
+    })
+}
 
 /// Writes the batches of JSON lines from `rx` to `spec` until `shutdown` becomes
 /// true or the channel closes; then drains the channel, flushes (for a socket: one
