@@ -5,7 +5,7 @@
 //! Sinks consume lines serialised once for all of them ([`fan_out`], fed by one
 //! tap, [`crate::agent::Shared::subscribe`]), a batch per wake-up in one shared
 //! buffer ([`Chunk`]) that every sink queues and writes as it is (a file: one
-//! `writev` per flush): a second sink costs little more than a second write. A
+//! `writev` per flush, on a thread of its own): a second sink costs little more than a second write. A
 //! sink whose channel is full misses the batch (and is told how many lines), so
 //! a slow or absent destination never blocks the kernel reader or the other sinks. `http://` and `https://` post NDJSON
 //! batches ([`http`]; TLS in [`tls`]). Sockets reconnect with exponential
@@ -135,4 +135,36 @@ pub async fn run(
     };
     stats.set_connected(false);
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file sink on its own thread writes every batch, in order, and ends
+    /// (flushed) when asked to stop.
+    #[tokio::test]
+    async fn a_file_sink_on_its_own_thread_writes_everything_and_stops() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.json");
+        let (tx, rx) = mpsc::channel(4);
+        let (stop, stop_rx) = watch::channel(false);
+        let stats = Arc::new(SinkStats::default());
+        let task = spawn(
+            SinkSpec::File(path.clone()),
+            rx,
+            Clock::fixed(0),
+            stats.clone(),
+            stop_rx,
+        );
+        for n in 0..3 {
+            let line = format!("{{\"n\":{n}}}\n").into_bytes();
+            tx.send(Chunk::line(line)).await.unwrap();
+        }
+        stop.send(true).unwrap();
+        task.await.unwrap().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text, "{\"n\":0}\n{\"n\":1}\n{\"n\":2}\n");
+        assert_eq!(stats.written.load(std::sync::atomic::Ordering::Relaxed), 3);
+    }
 }
