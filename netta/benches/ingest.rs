@@ -148,7 +148,7 @@ fn ingest(c: &mut Criterion) {
 /// (fan-out) and written by one or two file sinks to /dev/null (no kernel copy),
 /// so the difference is what a second sink costs netta itself.
 fn sinks(c: &mut Criterion) {
-    use netta::api::sink::{fan_out, run, SinkSpec, SinkStats};
+    use netta::api::sink::{fan_out, spawn, SinkSpec, SinkStats};
     use netta::api::{Clock, Record};
     use std::sync::Arc;
     use tokio::sync::{mpsc, watch};
@@ -187,13 +187,7 @@ fn sinks(c: &mut Criterion) {
                             let stats = Arc::new(SinkStats::default());
                             outs.push((tx, stats.clone()));
                             let spec = SinkSpec::File("/dev/null".into());
-                            tasks.push(tokio::spawn(run(
-                                spec,
-                                rx,
-                                clock.clone(),
-                                stats,
-                                stop_rx.clone(),
-                            )));
+                            tasks.push(spawn(spec, rx, clock.clone(), stats, stop_rx.clone()));
                         }
                         fan_out(rx, clock.clone(), outs, Default::default(), fan_rx).await;
                         let _ = stop.send(true);

@@ -77,6 +77,6 @@ pub mod api {
     pub mod sink {
         pub use crate::settings::http_spec::{parse_sink, HttpOptions, HttpSpec};
         pub use crate::settings::sink_spec::SinkSpec;
-        pub use crate::sink::{fan_out, run, Chunk, LineMaker, SinkStats, BUFFER_LINES};
+        pub use crate::sink::{fan_out, run, spawn, Chunk, LineMaker, SinkStats, BUFFER_LINES};
     }
 }

@@ -69,10 +69,21 @@ impl Bus {
     }
 
     /// Sends `len` records to every tap without blocking; returns how many
-    /// deliveries were dropped because a tap was full.
-    pub fn send(&mut self, now: u64, len: usize, record: impl Fn(usize) -> Record) -> u64 {
+    /// deliveries were dropped because a tap was full. `record(i, last)` makes
+    /// the i-th record for a tap, taps in order; `last`: for the last tap, so it
+    /// may be moved rather than copied.
+    pub fn send(
+        &mut self,
+        now: u64,
+        len: usize,
+        mut record: impl FnMut(usize, bool) -> Record,
+    ) -> u64 {
         let mut dropped_now = 0;
+        let taps = self.taps.len();
+        let mut at = 0;
         self.taps.retain_mut(|tap| {
+            at += 1;
+            let last = at == taps;
             for i in 0..len {
                 if tap.dropped > 0 {
                     let lost = Record::Event(ConnEvent::lost(now, tap.dropped));
@@ -86,7 +97,7 @@ impl Bus {
                         Err(mpsc::error::TrySendError::Closed(_)) => return false,
                     }
                 }
-                match tap.tx.try_send(record(i)) {
+                match tap.tx.try_send(record(i, last)) {
                     Ok(()) => {}
                     Err(mpsc::error::TrySendError::Full(_)) => {
                         tap.dropped += 1;

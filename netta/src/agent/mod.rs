@@ -20,7 +20,7 @@ pub use bus::Record;
 
 use crate::core::clock::Clock;
 use crate::core::dns_cache;
-use crate::core::event::ConnEvent;
+use crate::core::event::{Action, ConnEvent};
 use crate::core::pipeline::{self, ProcRecords};
 use crate::core::process;
 use crate::core::services::Services;
@@ -204,7 +204,7 @@ impl Shared {
         }
         pipeline::detect(&mut *self.detector(), batch, &mut alerts);
         pipeline::apply(&mut self.table(), batch);
-        self.publish(batch);
+        self.publish_batch(batch);
         batch.clear();
         self.publish_alerts(alerts);
     }
@@ -216,7 +216,26 @@ impl Shared {
         self.send(events.len(), |i| Record::Event(events[i].clone()));
     }
 
+    /// [`Shared::publish`] for a batch that is cleared next: the last tap gets
+    /// its events moved, not copied.
+    fn publish_batch(&self, batch: &mut [ConnEvent]) {
+        if batch.is_empty() || lock(&self.bus).is_empty() {
+            return;
+        }
+        self.send_with(batch.len(), |i, last| {
+            Record::Event(if last {
+                std::mem::replace(&mut batch[i], ConnEvent::blank(Action::Opened, 0))
+            } else {
+                batch[i].clone()
+            })
+        });
+    }
+
     fn send(&self, len: usize, record: impl Fn(usize) -> Record) {
+        self.send_with(len, |i, _| record(i));
+    }
+
+    fn send_with(&self, len: usize, record: impl FnMut(usize, bool) -> Record) {
         let mut bus = lock(&self.bus);
         if bus.is_empty() || len == 0 {
             return;

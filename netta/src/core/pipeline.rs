@@ -71,6 +71,10 @@ pub fn identify(
     procs: &[(usize, ProcEvent)],
 ) {
     let mut next = procs.iter().peekable();
+    // A batch is mostly a few owners': each name is looked up once per run of
+    // events with the same user (container), not once per event.
+    let mut user: Option<(u32, Option<Text>)> = None;
+    let mut container: Option<(u64, Arc<Container>)> = None;
     for (i, ev) in batch.iter_mut().enumerate() {
         while let Some((_, p)) = next.next_if(|(at, _)| *at <= i) {
             cache.apply(p);
@@ -92,10 +96,20 @@ pub fn identify(
         };
         ev.who.process = cache.lookup(ev.pid, anchor, latest);
         if let Some(uid) = ev.who.uid {
-            ev.who.user = resolve.user(uid);
+            ev.who.user = match &user {
+                Some((u, name)) if *u == uid => name.clone(),
+                _ => user.insert((uid, resolve.user(uid))).1.clone(),
+            };
         }
-        if ev.who.cgroup != 0 {
-            ev.who.container = resolve.container(ev.who.cgroup);
+        let cgroup = ev.who.cgroup;
+        if cgroup != 0 {
+            ev.who.container = match &container {
+                Some((id, c)) if *id == cgroup => Some(c.clone()),
+                // Only a found container is remembered: a miss may rescan.
+                _ => resolve
+                    .container(cgroup)
+                    .inspect(|c| container = Some((cgroup, c.clone()))),
+            };
         }
     }
     for (_, p) in next {

@@ -332,23 +332,15 @@ impl Table {
         self.live.get_mut(key)
     }
 
-    /// The live row of an event's socket: by socket address, else by 4-tuple.
-    fn find(&self, sock: u64, tuple: &Tuple) -> Option<&Conn> {
-        self.live
-            .get(&Key::Sock(sock))
-            .or_else(|| self.live.get(self.seeded.get(tuple)?))
-    }
-
     /// [`Table::apply`], then notes on a close what `connection-updated` events
     /// already reported of its bytes (`prior_*`), so consumers count each byte once.
     pub fn apply_noting(&mut self, ev: &mut ConnEvent) -> Applied {
-        let prior = match ev.action {
-            Action::Closed => self
-                .find(ev.sock, &ev.tuple())
-                .map(|c| (c.live, c.bytes_sent, c.bytes_recv)),
-            _ => None,
-        };
-        let applied = self.apply(ev);
+        if ev.action != Action::Closed {
+            return self.apply(ev);
+        }
+        // The row the close replaces, found once (by `closed`, which takes it).
+        self.counters.events += 1;
+        let (applied, prior) = self.closed(ev, false);
         if let Some((l, sent, recv)) = prior {
             if ev.bytes_sent == 0 && ev.bytes_recv == 0 {
                 (ev.bytes_sent, ev.bytes_recv) = (sent, recv);
@@ -476,8 +468,8 @@ impl Table {
         match ev.action {
             Action::Opened => self.opened(ev, false),
             Action::Pending => self.opened(ev, true),
-            Action::Closed => self.closed(ev, false),
-            Action::Failed => self.closed(ev, true),
+            Action::Closed => self.closed(ev, false).0,
+            Action::Failed => self.closed(ev, true).0,
             Action::ListenStarted => self.listen_started(ev),
             Action::ListenStopped => self.listen_stopped(ev),
             Action::UdpFlow => self.udp_flow(ev),
@@ -554,10 +546,12 @@ impl Table {
     }
 
     /// A closed or failed socket: its row moves to history, keeping what the
-    /// event lacks (owner, start, direction) from the row it replaces.
-    fn closed(&mut self, ev: &ConnEvent, failed: bool) -> Applied {
+    /// event lacks (owner, start, direction) from the row it replaces. Also
+    /// what that row knew before (live counters, byte totals), if there was one.
+    fn closed(&mut self, ev: &ConnEvent, failed: bool) -> (Applied, Option<(Live, u64, u64)>) {
         let tuple = ev.tuple();
         let old = self.take(ev.sock, &tuple);
+        let prior = old.as_ref().map(|c| (c.live, c.bytes_sent, c.bytes_recv));
         let mut conn = Self::row_from_event(ev, Key::Sock(ev.sock), State::Close);
         if let Some(old) = old {
             conn.inherit_owner(&old);
@@ -593,7 +587,7 @@ impl Table {
         };
         self.recent_closed.insert(tuple, ev.ts_ns);
         self.end(closed);
-        Applied::Changed
+        (Applied::Changed, prior)
     }
 
     fn listen_started(&mut self, ev: &ConnEvent) -> Applied {

@@ -53,9 +53,11 @@ impl LineMaker {
         self.lines += 1;
     }
 
-    /// The batch made so far; the next starts empty.
+    /// The batch made so far; the next starts empty, with room for one as
+    /// large (so it is not copied over and over as it grows).
     pub fn take(&mut self) -> Chunk {
-        let data = std::mem::replace(&mut self.buf, Vec::with_capacity(BATCH_BYTES));
+        let room = (self.buf.len() + self.buf.len() / 8).max(BATCH_BYTES);
+        let data = std::mem::replace(&mut self.buf, Vec::with_capacity(room));
         Chunk {
             data: Bytes::from(data),
             lines: std::mem::take(&mut self.lines),

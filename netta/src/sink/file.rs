@@ -5,7 +5,6 @@ use bytes::Bytes;
 use std::io::{self, IoSlice, Write};
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -55,7 +54,7 @@ pub(super) fn write_counting(mut f: &std::fs::File, bufs: &[Bytes]) -> (usize, O
 /// The open file, or why it is not open.
 pub(super) struct FileOut<'a> {
     pub(super) path: &'a Path,
-    pub(super) file: Option<Arc<std::fs::File>>,
+    pub(super) file: Option<std::fs::File>,
     /// An open error was already logged in this episode.
     pub(super) failing: bool,
     pub(super) backoff: Backoff,
@@ -66,7 +65,7 @@ impl FileOut<'_> {
     pub(super) fn open(&mut self, stats: &SinkStats, reopen: bool) -> bool {
         match open_append(self.path) {
             Ok(f) => {
-                self.file = Some(Arc::new(f));
+                self.file = Some(f);
                 stats.set_connected(true);
                 if reopen {
                     stats.reconnects.fetch_add(1, Ordering::Relaxed);
@@ -101,17 +100,16 @@ impl FileOut<'_> {
     }
 
     /// Writes what is queued, the shared batches as they are (one `writev` for
-    /// all of them, off the runtime); on trouble keeps it queued and schedules a retry.
-    pub(super) async fn flush(&mut self, lines: &mut Lines<'_>) {
+    /// all of them); on trouble keeps it queued and schedules a retry. The write
+    /// blocks: the file sink runs on a thread of its own ([`super::spawn`]).
+    pub(super) fn flush(&mut self, lines: &mut Lines<'_>) {
         if self.file.is_none() && !self.open(lines.stats, true) {
             return;
         }
         while !lines.backlog.is_idle() {
-            let Some(f) = self.file.clone() else { return };
+            let Some(f) = self.file.as_ref() else { return };
             let bufs = lines.pending(CHUNK_BYTES);
-            let (n, err) = tokio::task::spawn_blocking(move || write_counting(&f, &bufs))
-                .await
-                .unwrap_or_else(|e| (0, Some(io::Error::other(e))));
+            let (n, err) = write_counting(f, &bufs);
             lines.consume(n);
             if let Some(e) = err {
                 lines.rewind();
@@ -156,7 +154,7 @@ pub(super) async fn run_file(
     lines.stats.set_connected(true);
     let mut out = FileOut {
         path,
-        file: Some(Arc::new(file)),
+        file: Some(file),
         failing: false,
         backoff: Backoff::new(),
         retry_at: Instant::now(),
@@ -171,24 +169,24 @@ pub(super) async fn run_file(
                 if out.open(lines.stats, true) {
                     lines.warned_full = false;
                 }
-                out.flush(&mut lines).await;
+                out.flush(&mut lines);
             }
             r = rx.recv() => {
                 let Some(r) = r else { break };
                 lines.ingest(r, &mut rx);
-                out.flush(&mut lines).await;
+                out.flush(&mut lines);
                 if out.file.is_some() {
                     lines.warned_full = false;
                 }
             }
             _ = tokio::time::sleep_until(out.retry_at), if !lines.backlog.is_idle() => {
-                out.flush(&mut lines).await;
+                out.flush(&mut lines);
             }
         }
     }
     lines.drain(&mut rx);
     if !lines.backlog.is_idle() {
-        let _ = tokio::time::timeout(FINAL_FLUSH, out.flush(&mut lines)).await;
+        out.flush(&mut lines);
     }
     lines.give_up();
     Ok(())

@@ -5,7 +5,7 @@
 //! Sinks consume lines serialised once for all of them ([`fan_out`], fed by one
 //! tap, [`crate::agent::Shared::subscribe`]), a batch per wake-up in one shared
 //! buffer ([`Chunk`]) that every sink queues and writes as it is (a file: one
-//! `writev` per flush): a second sink costs little more than a second write. A
+//! `writev` per flush, on a thread of its own): a second sink costs little more than a second write. A
 //! sink whose channel is full misses the batch (and is told how many lines), so
 //! a slow or absent destination never blocks the kernel reader or the other sinks. `http://` and `https://` post NDJSON
 //! batches ([`http`]; TLS in [`tls`]). Sockets reconnect with exponential
@@ -58,10 +58,50 @@ pub use stats::SinkStats;
 use backlog::Backlog;
 use backoff::Backoff;
 use file::run_file;
-use lines::Lines;
+use lines::{stop_requested, Lines};
 use stdout::run_stdout;
 use stream::run_stream;
 use stream::Target;
+
+/// [`run`] as a task of the current runtime, except a file sink: its writes
+/// block, so it runs on a thread of its own with a small runtime of its own,
+/// where a write holds up only that sink and a batch costs one wake-up of the
+/// thread (not a task wake-up plus a hand-off to the blocking pool and back).
+/// After `shutdown`, a file sink gets [`FINAL_FLUSH`] more than its last
+/// writes should take before the task gives up on it.
+pub fn spawn(
+    spec: SinkSpec,
+    rx: mpsc::Receiver<Chunk>,
+    clock: Clock,
+    stats: Arc<SinkStats>,
+    shutdown: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<io::Result<()>> {
+    if !matches!(spec, SinkSpec::File(_)) {
+        return tokio::spawn(run(spec, rx, clock, stats, shutdown));
+    }
+    let mut stop = shutdown.clone();
+    let (done, result) = tokio::sync::oneshot::channel();
+    let sink = run(spec, rx, clock, stats, shutdown);
+    let thread = std::thread::Builder::new()
+        .name("netta-sink".into())
+        .spawn(move || {
+            let r = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .and_then(|rt| rt.block_on(sink));
+            let _ = done.send(r);
+        });
+    tokio::spawn(async move {
+        thread?;
+        tokio::select! {
+            r = result => r.unwrap_or_else(|_| Err(io::Error::other("the sink's thread panicked"))),
+            _ = async {
+                stop_requested(&mut stop).await;
+                tokio::time::sleep(FINAL_FLUSH * 2).await;
+            } => Err(io::Error::other("the sink's last writes did not finish in time")),
+        }
+    })
+}
 
 /// Writes the batches of JSON lines from `rx` to `spec` until `shutdown` becomes
 /// true or the channel closes; then drains the channel, flushes (for a socket: one
@@ -95,4 +135,36 @@ pub async fn run(
     };
     stats.set_connected(false);
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file sink on its own thread writes every batch, in order, and ends
+    /// (flushed) when asked to stop.
+    #[tokio::test]
+    async fn a_file_sink_on_its_own_thread_writes_everything_and_stops() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.json");
+        let (tx, rx) = mpsc::channel(4);
+        let (stop, stop_rx) = watch::channel(false);
+        let stats = Arc::new(SinkStats::default());
+        let task = spawn(
+            SinkSpec::File(path.clone()),
+            rx,
+            Clock::fixed(0),
+            stats.clone(),
+            stop_rx,
+        );
+        for n in 0..3 {
+            let line = format!("{{\"n\":{n}}}\n").into_bytes();
+            tx.send(Chunk::line(line)).await.unwrap();
+        }
+        stop.send(true).unwrap();
+        task.await.unwrap().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text, "{\"n\":0}\n{\"n\":1}\n{\"n\":2}\n");
+        assert_eq!(stats.written.load(std::sync::atomic::Ordering::Relaxed), 3);
+    }
 }

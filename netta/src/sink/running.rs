@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::{fan_out, run, SinkSpec, SinkStats};
+use super::{fan_out, spawn, SinkSpec, SinkStats};
 use crate::agent::Shared;
 use crate::core::filter::EndsFilter;
 
@@ -35,13 +35,13 @@ impl Sinks {
             let (tx, rx) = tokio::sync::mpsc::channel(CHANNEL);
             let stats = Arc::new(SinkStats::default());
             outs.push((tx, stats.clone()));
-            tasks.push(tokio::spawn(run(
+            tasks.push(spawn(
                 spec.clone(),
                 rx,
                 shared.clock.clone(),
                 stats,
                 stop_rx.clone(),
-            )));
+            ));
         }
         let (fan_stop, fan_rx) = watch::channel(false);
         let tap = shared.subscribe(TAP);
