@@ -143,6 +143,15 @@ impl Backend for AgentBackend {
             self.shared.live_snapshot()
         }
     }
+    fn select(&self, filter: &crate::core::filter::Filter) -> Vec<crate::core::table::Conn> {
+        // Only the selected rows are copied, and sorted after the table is free.
+        let mut rows: Vec<_> = {
+            let t = self.shared.table();
+            t.conns().filter(|c| filter.matches(c)).cloned().collect()
+        };
+        crate::core::filter::sort_rows(&mut rows);
+        rows
+    }
     fn top(&self) -> crate::core::top::Picture {
         let ids = crate::host::identity::get().sock_ids;
         let now = self.shared.now_ns();

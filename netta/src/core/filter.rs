@@ -348,6 +348,12 @@ pub fn select(snap: &Snapshot, filter: &Filter) -> Vec<Conn> {
         .filter(|c| filter.matches(c))
         .cloned()
         .collect();
+    sort_rows(&mut rows);
+    rows
+}
+
+/// Puts rows in [`select`]'s display order.
+pub fn sort_rows(rows: &mut [Conn]) {
     rows.sort_by(|a, b| {
         let rank = |c: &Conn| !c.state.is_listener() as u8;
         (a.proto, rank(a), a.local, a.remote, a.pid).cmp(&(
@@ -358,7 +364,6 @@ pub fn select(snap: &Snapshot, filter: &Filter) -> Vec<Conn> {
             b.pid,
         ))
     });
-    rows
 }
 
 /// History rows matching `filter`, in their order.
