@@ -160,6 +160,11 @@ impl ListRow {
         )
     }
 
+    /// Puts rows in the display order ([`crate::core::filter::select`]'s).
+    pub fn sort(rows: &mut [ListRow]) {
+        rows.sort_by_key(|r| crate::core::filter::order_key(r.0, r.3, r.1, r.2, r.4));
+    }
+
     /// A row the list renders as the agent's own; what the list does not show
     /// is unknown.
     pub fn into_conn(self) -> Conn {
@@ -233,8 +238,12 @@ mod tests {
         let mut named = snap.conns[0].clone();
         named.domain = Domain::parse("bar-test.example");
         named.comm = Comm::from_bytes(b"a\xff\x1b[2J");
+        named.pid = 4242;
         snap.conns.push(named);
         let rows = crate::core::filter::select(&snap, &Filter::default());
+        let mut shuffled: Vec<ListRow> = snap.conns.iter().rev().map(ListRow::of).collect();
+        ListRow::sort(&mut shuffled);
+        assert_eq!(shuffled, rows.iter().map(ListRow::of).collect::<Vec<_>>());
         let wire = serde_json::to_vec(&rows.iter().map(ListRow::of).collect::<Vec<_>>()).unwrap();
         let back: Vec<ListRow> = serde_json::from_slice(&wire).unwrap();
         let back: Vec<Conn> = back.into_iter().map(ListRow::into_conn).collect();

@@ -64,6 +64,10 @@ pub trait Backend: Send + Sync + 'static {
     fn select(&self, filter: &Filter) -> Vec<Conn> {
         crate::core::filter::select(&self.snapshot(false), filter)
     }
+    /// The same rows as the plain list shows them.
+    fn select_list(&self, filter: &Filter) -> Vec<list::ListRow> {
+        self.select(filter).iter().map(list::ListRow::of).collect()
+    }
     /// What `netta top` shows of the table now (compact, opaque socket ids).
     fn top(&self) -> crate::core::top::Picture;
     /// Every incident since the agent started, after a fresh look at the table.

@@ -321,10 +321,11 @@ async fn view_list(
         Err(e) => return line(StatusCode::BAD_REQUEST, e),
     };
     match blocking(move || {
-        let rows = st.backend.select(&filter);
         let body = if q.full {
             let ids = crate::host::identity::get().sock_ids;
-            let rows: Vec<_> = rows
+            let rows: Vec<_> = st
+                .backend
+                .select(&filter)
                 .into_iter()
                 .map(|mut c| {
                     c.key = c.key.hidden(&ids);
@@ -333,8 +334,7 @@ async fn view_list(
                 .collect();
             serde_json::to_vec(&rows)
         } else {
-            let rows: Vec<_> = rows.iter().map(super::list::ListRow::of).collect();
-            serde_json::to_vec(&rows)
+            serde_json::to_vec(&st.backend.select_list(&filter))
         };
         body.map_err(|e| Fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
     })
