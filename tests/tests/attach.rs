@@ -56,6 +56,22 @@ fn views_attach_to_the_running_agent_and_standalone_forces_their_own() {
         assert!(Instant::now() < deadline, "no at-hold row: {live}");
         std::thread::sleep(Duration::from_millis(200));
     }
+    // The plain list: the agent selects the rows (`--port`) and sends only their
+    // columns; the held connection's row, by its owner, and no other port's.
+    let text = view(&["list", "--port", &port.to_string()]);
+    let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("TCP ")).collect();
+    assert!(
+        rows.iter()
+            .any(|l| l.contains(&addr) && l.contains("ESTABLISHED") && l.contains("/at-hold")),
+        "{text}"
+    );
+    assert!(
+        rows.iter().all(|l| l.contains(&format!(":{port}"))),
+        "{text}"
+    );
+    for q in ["/v1/view/list", "/v1/view/list?full=true"] {
+        assert_no_kernel_address(q, &api_body(&sock, q));
+    }
     // top's picture, as an attached `netta top` gets it: the held connection by
     // name (its row an array: key, proto, pid, name bytes, local, remote, ...),
     // opaque socket ids, never a kernel address.

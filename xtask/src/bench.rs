@@ -1060,8 +1060,8 @@ fn fixed_rate_latency(netta: &Path, dir: &Path, opts: &Opts) -> Result<String> {
     Ok(o)
 }
 
-/// GET over the agent's API socket; the body as JSON.
-fn api_get(sock: &Path, path: &str) -> Result<serde_json::Value> {
+/// GET over the agent's API socket: the whole reply, head and body.
+fn api_raw(sock: &Path, path: &str) -> Result<String> {
     let mut s = std::os::unix::net::UnixStream::connect(sock).context("connect to the API")?;
     std::io::Write::write_all(
         &mut s,
@@ -1069,6 +1069,12 @@ fn api_get(sock: &Path, path: &str) -> Result<serde_json::Value> {
     )?;
     let mut text = String::new();
     s.read_to_string(&mut text)?;
+    Ok(text)
+}
+
+/// GET over the agent's API socket; the body as JSON.
+fn api_get(sock: &Path, path: &str) -> Result<serde_json::Value> {
+    let text = api_raw(sock, path)?;
     let body = text.split_once("\r\n\r\n").map_or("", |x| x.1);
     serde_json::from_str(body).with_context(|| format!("API reply to {path}: {text}"))
 }
@@ -1172,10 +1178,15 @@ fn agent_service(netta: &Path, dir: &Path, opts: &Opts) -> Result<String> {
     let state = dir.join("service-state");
     let sock = dir.join("service.sock");
     let _ = std::fs::remove_dir_all(&state);
-    let mut ms = Vec::new();
+    let (mut ms, mut api_ms, mut reply) = (Vec::new(), Vec::new(), 0);
+    let rows;
     {
         let _agent = ServiceAgent::start(netta, Some(&state), &sock)?;
         for _ in 0..if opts.smoke { 3 } else { 20 } {
+            // The agent's part alone: select, encode, send (what `list` asks for).
+            let t = Instant::now();
+            reply = api_raw(&sock, "/v1/view/list")?.len();
+            api_ms.push(t.elapsed().as_secs_f64() * 1e3);
             let t = Instant::now();
             let out = Command::new(netta)
                 .arg("--api")
@@ -1190,6 +1201,14 @@ fn agent_service(netta: &Path, dir: &Path, opts: &Opts) -> Result<String> {
                 bail!("netta --api S list did not attach: {err}");
             }
         }
+        // The table's size, untimed: the rows between the heads and the total.
+        let out = Command::new(netta)
+            .arg("--api")
+            .arg(&sock)
+            .arg("list")
+            .stderr(Stdio::null())
+            .output()?;
+        rows = out.stdout.split(|b| *b == b'\n').count().saturating_sub(9);
     }
     let (mut off, mut on, mut runs) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..opts.runs {
@@ -1221,7 +1240,8 @@ fn agent_service(netta: &Path, dir: &Path, opts: &Opts) -> Result<String> {
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "\nAgent as a service (`netta agent --state-dir D --api S`): `netta --api S list` median {:.1} ms, max {:.1} ms over {} runs (target ≤ 50 ms).\n\n\
+        "\nAgent as a service (`netta agent --state-dir D --api S`): `netta --api S list` median {:.1} ms, max {:.1} ms over {} runs (target ≤ 50 ms), \
+         {rows} rows; of which the agent's reply (`/v1/view/list`: select, encode, send; {:.1} MB) median {:.1} ms.\n\n\
          Store at full loopback rate (`ab -n {} -c {CONCURRENCY}`, {} run(s) each, store off and on alternating): \
          {rps_off:.0} req/s with `--no-store`, {rps_on:.0} req/s with the store (ratio {:.2}); \
          the store wrote {stored} rows for {} connections (a row per end) and dropped {dropped}; agent-wide lost records {lost}; \
@@ -1229,6 +1249,8 @@ fn agent_service(netta: &Path, dir: &Path, opts: &Opts) -> Result<String> {
         median(ms.clone()),
         ms.iter().cloned().fold(0.0, f64::max),
         ms.len(),
+        reply as f64 / 1e6,
+        median(api_ms),
         opts.requests,
         opts.runs,
         rps_on / rps_off,

@@ -317,11 +317,13 @@ pub async fn list(s: &Settings, args: &ListArgs) -> anyhow::Result<()> {
         };
         return print_out(&text);
     }
-    let (snap, clock) = with_source(src, async |src: &Source| {
-        Ok((src.snapshot(false).await?, src.clock()))
+    let (rows, clock) = with_source(src, async |src: &Source| {
+        Ok((
+            src.list(&filter, args.json || args.wide).await?,
+            src.clock(),
+        ))
     })
     .await?;
-    let rows = crate::core::filter::select(&snap, &filter);
     let text = if args.json {
         let v: Vec<_> = rows.iter().map(|c| json::conn_value(c, &clock)).collect();
         serde_json::to_string_pretty(&v)? + "\n"

@@ -13,6 +13,7 @@ use crate::core::stored::BaselineReport;
 use crate::core::table::Snapshot;
 use crate::detect::new_destination::Dest;
 use crate::detect::Alert;
+use crate::local_api::list::ListRow;
 use crate::local_api::{self as api, Backend, Hello};
 use crate::metrics::Metrics;
 use crate::render::{ecs, stats};
@@ -142,6 +143,26 @@ impl Backend for AgentBackend {
         } else {
             self.shared.live_snapshot()
         }
+    }
+    fn select(&self, filter: &crate::core::filter::Filter) -> Vec<crate::core::table::Conn> {
+        // Only the selected rows are copied, and sorted after the table is free.
+        let mut rows: Vec<_> = {
+            let t = self.shared.table();
+            t.conns().filter(|c| filter.matches(c)).cloned().collect()
+        };
+        crate::core::filter::sort_rows(&mut rows);
+        rows
+    }
+    fn select_list(&self, filter: &crate::core::filter::Filter) -> Vec<ListRow> {
+        let mut rows: Vec<_> = {
+            let t = self.shared.table();
+            t.conns()
+                .filter(|c| filter.matches(c))
+                .map(ListRow::of)
+                .collect()
+        };
+        ListRow::sort(&mut rows);
+        rows
     }
     fn top(&self) -> crate::core::top::Picture {
         let ids = crate::host::identity::get().sock_ids;

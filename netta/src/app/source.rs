@@ -11,7 +11,7 @@ use crate::agent::{Agent, AgentOptions, Record};
 use crate::core::clock::Clock;
 use crate::core::filter::Filter;
 use crate::core::services::Services;
-use crate::core::table::{Closed, Snapshot};
+use crate::core::table::{Closed, Conn, Snapshot};
 use crate::core::top::Picture;
 use crate::detect::Alert;
 use crate::local_api::client::{Client, ClientError};
@@ -123,6 +123,28 @@ impl Source {
             Source::Attached { client, .. } => Ok(client.snapshot(history).await?),
             Source::Standalone(a) if history => Ok(a.shared.snapshot()),
             Source::Standalone(a) => Ok(a.shared.live_snapshot()),
+        }
+    }
+
+    /// The open rows `filter` selects, in display order: whole rows when `full`
+    /// (`--wide`, `--json`), else what the plain list shows of them.
+    pub async fn list(&self, filter: &Filter, full: bool) -> anyhow::Result<Vec<Conn>> {
+        match self {
+            Source::Attached { client, .. } => {
+                match client.list(&api::list::ListQuery::new(filter, full)).await {
+                    Ok(rows) => Ok(rows),
+                    // An agent from before `/v1/view/list`: from its whole table.
+                    Err(ClientError::Status(..)) => Ok(crate::core::filter::select(
+                        &client.snapshot(false).await?,
+                        filter,
+                    )),
+                    Err(e) => Err(e.into()),
+                }
+            }
+            Source::Standalone(a) => Ok(crate::core::filter::select(
+                &a.shared.live_snapshot(),
+                filter,
+            )),
         }
     }
 

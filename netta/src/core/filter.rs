@@ -348,17 +348,24 @@ pub fn select(snap: &Snapshot, filter: &Filter) -> Vec<Conn> {
         .filter(|c| filter.matches(c))
         .cloned()
         .collect();
-    rows.sort_by(|a, b| {
-        let rank = |c: &Conn| !c.state.is_listener() as u8;
-        (a.proto, rank(a), a.local, a.remote, a.pid).cmp(&(
-            b.proto,
-            rank(b),
-            b.local,
-            b.remote,
-            b.pid,
-        ))
-    });
+    sort_rows(&mut rows);
     rows
+}
+
+/// Puts rows in [`select`]'s display order.
+pub fn sort_rows(rows: &mut [Conn]) {
+    rows.sort_by_key(|c| order_key(c.proto, c.state, c.local, c.remote, c.pid));
+}
+
+/// The display order: protocol, listeners first, local, remote, pid.
+pub fn order_key(
+    proto: Proto,
+    state: State,
+    local: SocketAddr,
+    remote: SocketAddr,
+    pid: u32,
+) -> impl Ord {
+    (proto, !state.is_listener(), local, remote, pid)
 }
 
 /// History rows matching `filter`, in their order.

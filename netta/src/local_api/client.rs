@@ -164,6 +164,23 @@ impl Client {
             .await
     }
 
+    /// `netta list`'s rows, selected and sorted by the agent: whole rows when
+    /// `q.full`, else what the plain list shows of them.
+    pub async fn list(
+        &self,
+        q: &super::list::ListQuery,
+    ) -> Result<Vec<crate::core::table::Conn>, ClientError> {
+        let path = format!("/v1/view/list?{}", q.to_query_string());
+        if q.full {
+            return self.get_json(&path).await;
+        }
+        let rows: Vec<super::list::ListRow> = self.get_json(&path).await?;
+        Ok(rows
+            .into_iter()
+            .map(super::list::ListRow::into_conn)
+            .collect())
+    }
+
     /// What `netta top` shows of the agent's table now.
     pub async fn top(&self) -> Result<crate::core::top::Picture, ClientError> {
         self.get_json("/v1/view/top").await

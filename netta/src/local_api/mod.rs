@@ -3,6 +3,7 @@
 //! state in through [`Backend`], so the server runs on a fake backend in tests.
 pub mod access;
 pub mod client;
+pub mod list;
 pub mod server;
 
 use std::path::PathBuf;
@@ -11,8 +12,9 @@ use tokio::sync::mpsc;
 
 use crate::agent::Record;
 use crate::core::clock::Clock;
+use crate::core::filter::Filter;
 use crate::core::stored::BaselineReport;
-use crate::core::table::Snapshot;
+use crate::core::table::{Conn, Snapshot};
 use crate::detect::Alert;
 
 /// Where the API listens unless told otherwise.
@@ -58,6 +60,14 @@ pub trait Backend: Send + Sync + 'static {
     fn table(&self) -> serde_json::Value;
     /// The table as netta's views read it; closed rows only when `history`.
     fn snapshot(&self, history: bool) -> Snapshot;
+    /// The open rows `filter` selects, in display order (`netta list`).
+    fn select(&self, filter: &Filter) -> Vec<Conn> {
+        crate::core::filter::select(&self.snapshot(false), filter)
+    }
+    /// The same rows as the plain list shows them.
+    fn select_list(&self, filter: &Filter) -> Vec<list::ListRow> {
+        self.select(filter).iter().map(list::ListRow::of).collect()
+    }
     /// What `netta top` shows of the table now (compact, opaque socket ids).
     fn top(&self) -> crate::core::top::Picture;
     /// Every incident since the agent started, after a fresh look at the table.

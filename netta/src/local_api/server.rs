@@ -192,6 +192,7 @@ pub fn router(backend: Arc<dyn Backend>, policy: Policy, stop: watch::Receiver<b
         .route("/v1/stats", live(|b| b.stats()))
         .route("/v1/alerts", live(|b| b.alerts()))
         .route("/v1/view/snapshot", get(view_snapshot))
+        .route("/v1/view/list", get(view_list))
         .route("/v1/view/top", get(view_top))
         .route(
             "/v1/view/incidents",
@@ -300,6 +301,42 @@ async fn view_snapshot(
         snap.hide_sockets(&crate::host::identity::get().sock_ids);
         serde_json::to_vec(&snap)
             .map_err(|e| Fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+    })
+    .await
+    {
+        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(fail) => fail.into_response(),
+    }
+}
+
+/// `netta list`'s rows: selected and sorted here, so only those travel; whole
+/// rows (sockets by opaque id) or the plain list's columns.
+async fn view_list(
+    _: Allowed,
+    State(st): State<AppState>,
+    Query(q): Query<super::list::ListQuery>,
+) -> Response {
+    let filter = match q.filter() {
+        Ok(f) => f,
+        Err(e) => return line(StatusCode::BAD_REQUEST, e),
+    };
+    match blocking(move || {
+        let body = if q.full {
+            let ids = crate::host::identity::get().sock_ids;
+            let rows: Vec<_> = st
+                .backend
+                .select(&filter)
+                .into_iter()
+                .map(|mut c| {
+                    c.key = c.key.hidden(&ids);
+                    c
+                })
+                .collect();
+            serde_json::to_vec(&rows)
+        } else {
+            serde_json::to_vec(&st.backend.select_list(&filter))
+        };
+        body.map_err(|e| Fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
     })
     .await
     {

@@ -44,17 +44,16 @@ pub(super) fn without<T: Default, const N: usize, const M: usize>(row: [T; N], i
 
 /// One row, columns two spaces apart, no trailing blanks.
 pub(super) fn push_row<const N: usize>(out: &mut String, cells: &[String; N], w: &[usize; N]) {
-    let mut line = String::new();
+    let start = out.len();
     for (i, cell) in cells.iter().enumerate() {
-        if i + 1 == N {
-            line.push_str(cell);
-        } else {
+        out.push_str(cell);
+        if i + 1 < N {
             let pad = w[i] + 2 - cell.chars().count();
-            line.push_str(cell);
-            line.extend(std::iter::repeat_n(' ', pad));
+            out.extend(std::iter::repeat_n(' ', pad));
         }
     }
-    out.push_str(line.trim_end());
+    let end = start + out[start..].trim_end().len();
+    out.truncate(end);
     out.push('\n');
 }
 
@@ -353,7 +352,9 @@ fn table<const N: usize>(
     w: &[usize; N],
     total: &str,
 ) -> String {
-    let mut out = String::new();
+    // The whole table at once: no copy as it grows.
+    let line = w.iter().map(|n| n + 2).sum::<usize>() + 1;
+    let mut out = String::with_capacity((cells.len() + 10) * line);
     header(&mut out, title);
     push_row(&mut out, &head.map(String::from), w);
     let _ = writeln!(out, "{}", light_rule());
