@@ -4,6 +4,8 @@
 //! counted and dropped, and names are `Domain`s (printable) from the start.
 use std::sync::Arc;
 
+use netta_ebpf::{dns_flags, DnsEvent};
+
 use crate::core::dns::{self, Seen};
 use crate::core::dns_cache::{self, Cache};
 use crate::host::dns::DnsHandler;
@@ -84,6 +86,39 @@ impl DnsState {
     }
 }
 
+/// One captured packet, from either capture: into the cache, and out as a
+/// `dns-answer` record when it resolved something.
+fn learn(shared: &Shared, netns: u64, packet: &[u8]) {
+    let now = shared.now_ns();
+    let seen = shared.dns().packet(netns, packet, now);
+    if let Some(seen) = seen {
+        let rec = Record::Dns(Arc::new(seen));
+        shared.send(1, |_| rec.clone());
+    }
+}
+
+/// One DNS record of the kernel program (`cgroup_skb` ingress): the packet it
+/// copied goes where an `AF_PACKET` capture's would. A packet longer than the
+/// record holds is counted and skipped, as a message cut across TCP segments is.
+pub(super) fn kernel_record(shared: &Shared, bytes: &[u8]) {
+    if !shared.dns_on() {
+        return;
+    }
+    match DnsEvent::parse(bytes) {
+        Some((ev, _)) if ev.flags & dns_flags::TRUNCATED != 0 => {
+            let mut st = shared.dns();
+            st.counters.packets += 1;
+            st.counters.ignored += 1;
+        }
+        Some((ev, packet)) => learn(shared, u64::from(ev.netns), packet),
+        None => {
+            let mut st = shared.dns();
+            st.counters.packets += 1;
+            st.counters.malformed += 1;
+        }
+    }
+}
+
 /// What the host's capture thread calls.
 pub(super) struct Ingest {
     pub shared: Arc<Shared>,
@@ -91,12 +126,7 @@ pub(super) struct Ingest {
 
 impl DnsHandler for Ingest {
     fn packet(&mut self, netns: u64, packet: &[u8]) {
-        let now = self.shared.now_ns();
-        let seen = self.shared.dns().packet(netns, packet, now);
-        if let Some(seen) = seen {
-            let rec = Record::Dns(Arc::new(seen));
-            self.shared.send(1, |_| rec.clone());
-        }
+        learn(&self.shared, netns, packet);
     }
 
     fn namespaces(&mut self, watched: usize) {
