@@ -336,6 +336,10 @@ fn attach<'a>(
         cgroup_root,
     } = sites;
     for (name, how) in &m.programs {
+        // Nothing to attach: the agent opens its capture itself.
+        if let Attach::UserSpace(_) = how {
+            continue;
+        }
         let first = !loaded.contains(name);
         let prog = ebpf
             .program_mut(name)
@@ -403,8 +407,7 @@ fn attach<'a>(
                     p.attach(root, CgroupAttachMode::Single).map_err(failed)?;
                 }
             }
-            // Nothing to attach: the agent opens its capture itself.
-            Attach::UserSpace(_) => continue,
+            Attach::UserSpace(_) => {}
         }
         if first {
             loaded.push(name);
