@@ -183,4 +183,42 @@ mod tests {
             }
         );
     }
+
+    /// A kernel DNS record as the `cgroup_skb` program writes it.
+    fn kernel_record(netns: u32, packet: &[u8], flags: u8) -> Vec<u8> {
+        let mut ev = DnsEvent::zeroed();
+        ev.kind = netta_ebpf::Kind::DnsAnswer as u8;
+        ev.flags = flags;
+        ev.netns = netns;
+        ev.len = packet.len() as u16;
+        ev.wire_len = packet.len() as u32;
+        ev.packet[..packet.len()].copy_from_slice(packet);
+        let bytes = unsafe {
+            std::slice::from_raw_parts(
+                &ev as *const DnsEvent as *const u8,
+                std::mem::size_of::<DnsEvent>(),
+            )
+        };
+        bytes[..netta_ebpf::DNS_HEADER_SIZE + packet.len()].to_vec()
+    }
+
+    #[test]
+    fn kernel_records_carry_the_packet_and_its_namespace() {
+        let m = response(
+            "k.example",
+            &[(name("k.example"), 1, 30, vec![127, 0, 0, 9])],
+        );
+        let p = udp4([127, 0, 0, 53], [127, 0, 0, 1], 4000, &m);
+        let rec = kernel_record(4026531840, &p, 0);
+        let (ev, packet) = DnsEvent::parse(&rec).unwrap();
+        assert_eq!(ev.netns, 4026531840);
+        assert_eq!(packet, &p[..]);
+        let mut st = DnsState::new(dns_cache::Limits::DEFAULT);
+        let seen = st.packet(u64::from(ev.netns), packet, 1).unwrap();
+        assert_eq!(seen.netns, 4026531840);
+        assert_eq!(seen.response.question.as_str(), "k.example");
+        // A record claiming more packet than it holds, or cut short, is refused.
+        assert!(DnsEvent::parse(&rec[..rec.len() - 1]).is_none());
+        assert!(DnsEvent::parse(&rec[..10]).is_none());
+    }
 }

@@ -479,4 +479,41 @@ mod tests {
             assert!(acc.reason().contains("disabled by NETTA_DISABLE_HOOKS"));
         }
     }
+
+    #[test]
+    fn dns_answers_come_from_the_kernel_with_the_ring_buffer_only() {
+        let (Ok(btf), Ok(root)) = (Btf::from_sys_fs(), tracefs::ensure_mounted()) else {
+            eprintln!("no BTF or tracefs here");
+            return;
+        };
+        let dns = |wants: Wants, disabled: &[String]| {
+            plan(&root, &btf, &[], disabled, wants)
+                .into_iter()
+                .find(|c| c.capability == Capability::DnsAnswers)
+        };
+        let ring = Wants {
+            dns: true,
+            ring: true,
+        };
+        let c = dns(ring, &[]).unwrap();
+        assert_eq!(c.chosen().unwrap().label, "cgroup_skb:ingress");
+        assert!(dns_in_kernel(std::slice::from_ref(&c)));
+        // The perf transport, or the program ruled out: AF_PACKET, with the reason.
+        let perf = Wants {
+            ring: false,
+            ..ring
+        };
+        let c = dns(perf, &[]).unwrap();
+        assert_eq!(c.chosen().unwrap().label, DNS_AF_PACKET);
+        assert!(!dns_in_kernel(std::slice::from_ref(&c)));
+        assert!(c.options[0]
+            .1
+            .as_deref()
+            .unwrap()
+            .contains("perf transport"));
+        let c = dns(ring, &["cgroup_skb".into()]).unwrap();
+        assert_eq!(c.chosen().unwrap().label, DNS_AF_PACKET);
+        // --no-dns: nothing is planned for it.
+        assert!(dns(Wants { dns: false, ..ring }, &[]).is_none());
+    }
 }
