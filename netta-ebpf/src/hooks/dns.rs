@@ -24,7 +24,7 @@ use crate::record::{netns_of, ring_output};
 /// A cgroup program's verdict: always allow.
 const ALLOW: i32 = 1;
 const DNS_PORT: u16 = 53;
-/// The largest copy: a mask the verifier can bound the length with.
+/// Bounds the copy's length for the verifier (`DNS_PACKET_LEN` is a power of two).
 const COPY_MASK: u32 = (DNS_PACKET_LEN - 1) as u32;
 const _: () = assert!(DNS_PACKET_LEN.is_power_of_two());
 
@@ -96,17 +96,16 @@ fn capture(ctx: &SkBuffContext, skb: *mut __sk_buff) {
     let wire = ctx.len();
     let mut n = wire;
     ev.flags = 0;
-    if n > COPY_MASK {
-        n = COPY_MASK;
+    if n > DNS_PACKET_LEN as u32 {
+        n = DNS_PACKET_LEN as u32;
         ev.flags = dns_flags::TRUNCATED;
     }
-    // The mask restates the bound for the verifier, whatever the compiler made
-    // of the comparison above.
-    let n = n & COPY_MASK;
-    if n == 0 {
-        return;
-    }
-    // SAFETY: the slot holds DNS_PACKET_LEN bytes of packet; n < DNS_PACKET_LEN.
+    // 1..=DNS_PACKET_LEN by construction, whatever the compiler made of the
+    // comparison: verifiers before 6.8 learn no lower bound from `n != 0`, and
+    // the copy's length must not be zero. (An empty packet wraps to the largest
+    // length, which the helper then refuses.)
+    let n = (n.wrapping_sub(1) & COPY_MASK) + 1;
+    // SAFETY: the slot holds DNS_PACKET_LEN bytes of packet; n is at most that.
     let rc = unsafe { bpf_skb_load_bytes(ctx.as_ptr(), 0, ev.packet.as_mut_ptr().cast(), n) };
     if rc != 0 {
         return;
