@@ -38,10 +38,12 @@ pub enum Kind {
     Fork = 11,
     /// A process's main thread exited ([`TaskEvent`]).
     Exit = 12,
+    /// A packet from port 53 that a socket received ([`DnsEvent`]).
+    DnsAnswer = 13,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 12] = [
+    pub const ALL: [Kind; 13] = [
         Kind::Opened,
         Kind::Closed,
         Kind::Failed,
@@ -54,6 +56,7 @@ impl Kind {
         Kind::Exec,
         Kind::Fork,
         Kind::Exit,
+        Kind::DnsAnswer,
     ];
 
     /// A process record (not about a socket).
@@ -254,8 +257,66 @@ pub const EXEC_SIZE_NO_ARGS: usize = core::mem::offset_of!(ExecEvent, args);
 const _: () = assert!(EXEC_SIZE_NO_ARGS == 320);
 const _: () = assert!(core::mem::size_of::<ExecEvent>() == 1344);
 
+/// Bytes of a received DNS packet a [`DnsEvent`] carries, from its IP header:
+/// a UDP answer of the usual EDNS size (1232) with its headers, or the first TCP
+/// segment of an answer.
+pub const DNS_PACKET_LEN: usize = 2048;
+
+/// Bits of a DNS record's `flags`.
+pub mod dns_flags {
+    /// The packet was longer than [`super::DNS_PACKET_LEN`]: only its start is here.
+    pub const TRUNCATED: u8 = 1 << 0;
+}
+
+/// A packet from source port 53 (UDP or TCP) that a socket received, in any
+/// network namespace: its first `len` bytes from the IP header, as a packet
+/// capture would hand them over. Only the first [`DNS_HEADER_SIZE`] + `len`
+/// bytes are sent.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DnsEvent {
+    pub ts_ns: u64,
+    pub kind: u8,
+    /// [`dns_flags`].
+    pub flags: u8,
+    /// Bytes of `packet` in use.
+    pub len: u16,
+    /// Inode of the receiving socket's network namespace (0: not read).
+    pub netns: u32,
+    /// The whole packet's length (from the IP header).
+    pub wire_len: u32,
+    pub _pad: u32,
+    pub packet: [u8; DNS_PACKET_LEN],
+}
+
+pub const DNS_HEADER_SIZE: usize = core::mem::offset_of!(DnsEvent, packet);
+const _: () = assert!(DNS_HEADER_SIZE == 24);
+const _: () = assert!(core::mem::offset_of!(DnsEvent, kind) == KIND_OFFSET);
+
+impl DnsEvent {
+    /// The header and the packet bytes of one record from untrusted bytes
+    /// (`None`: too short for its header or for the length it claims).
+    pub fn parse(buf: &[u8]) -> Option<(DnsEvent, &[u8])> {
+        if buf.len() < DNS_HEADER_SIZE {
+            return None;
+        }
+        let mut ev = DnsEvent::zeroed();
+        // SAFETY: the header fields are integers; DNS_HEADER_SIZE bytes checked above.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                buf.as_ptr(),
+                &mut ev as *mut DnsEvent as *mut u8,
+                DNS_HEADER_SIZE,
+            )
+        };
+        let packet = buf.get(DNS_HEADER_SIZE..DNS_HEADER_SIZE + usize::from(ev.len))?;
+        Some((ev, packet))
+    }
+}
+
 /// The largest record: what a reader must be able to hold.
-pub const MAX_RECORD_SIZE: usize = core::mem::size_of::<ExecEvent>();
+pub const MAX_RECORD_SIZE: usize = core::mem::size_of::<DnsEvent>();
+const _: () = assert!(MAX_RECORD_SIZE >= core::mem::size_of::<ExecEvent>());
 
 impl TaskEvent {
     /// Reads one process record from untrusted bytes (`None`: too short).
@@ -433,6 +494,7 @@ pub mod maps {
         LISTENERS: LISTENERS,
         SEND_DEST: SEND_DEST,
         EXEC_SCRATCH: EXEC_SCRATCH,
+        DNS_SCRATCH: DNS_SCRATCH,
     }
 }
 
@@ -533,6 +595,8 @@ pub mod prog {
         EXEC: sched_process_exec,
         NEWTASK: task_newtask,
         EXIT: sched_process_exit,
+        /// `cgroup_skb/ingress` on the cgroup v2 root: DNS answers every socket receives.
+        DNS_INGRESS: dns_ingress,
     }
 }
 
@@ -653,6 +717,7 @@ plain!(
     Owner,
     TaskEvent,
     ExecEvent,
+    DnsEvent,
     Endpoints,
     SockInfo,
     ListenerInfo,

@@ -6,7 +6,8 @@ use aya_ebpf::{
     Global,
 };
 use netta_ebpf::{
-    counter, Config, Event, ExecEvent, ListenerInfo, SendDest, SockInfo, UdpFlowKey, UdpFlowStats,
+    counter, Config, DnsEvent, Event, ExecEvent, ListenerInfo, SendDest, SockInfo, UdpFlowKey,
+    UdpFlowStats,
 };
 
 /// Set by the loader (offsets from BTF); the defaults only matter to nobody.
@@ -46,3 +47,7 @@ pub static SEND_DEST: LruHashMap<u64, SendDest> = LruHashMap::with_max_entries(1
 /// Where an exec record is built: it is larger than the BPF stack.
 #[map]
 pub static EXEC_SCRATCH: PerCpuArray<ExecEvent> = PerCpuArray::with_max_entries(1, 0);
+
+/// Where a DNS record is built: it is larger than the BPF stack.
+#[map]
+pub static DNS_SCRATCH: PerCpuArray<DnsEvent> = PerCpuArray::with_max_entries(1, 0);

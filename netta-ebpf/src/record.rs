@@ -102,6 +102,13 @@ pub fn emit_bytes<C: EbpfContext>(ctx: &C, data: &[u8]) {
         };
         return;
     }
+    ring_output(data);
+}
+
+/// Sends a record through the ring buffer (the DNS hook has no perf path).
+#[inline(always)]
+pub fn ring_output(data: &[u8]) {
+    let cfg = CONFIG.load();
     // Wake the reader only once a batch is waiting; it also drains on a short timer.
     let wake = if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= cfg.wakeup_bytes as u64 {
         BPF_RB_FORCE_WAKEUP

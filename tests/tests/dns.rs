@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use netta_tests::servers::{private_dir, which};
-use netta_tests::{free_tcp_port, require_ebpf, require_server, str_at, Events, Value};
+use netta_tests::{free_tcp_port, netta_json, require_ebpf, require_server, str_at, Events, Value};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -210,6 +210,63 @@ fn a_connection_after_a_dns_answer_carries_the_domain() {
         str_at(opened, &["destination", "domain"]),
         Some("tcp-test.example")
     );
+}
+
+/// Inodes of the packet sockets open in this network namespace (/proc/net/packet).
+fn packet_socket_inodes() -> Vec<String> {
+    let table = std::fs::read_to_string("/proc/net/packet").unwrap_or_default();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().last().map(String::from))
+        .collect()
+}
+
+/// Socket inodes among a process's open files.
+fn socket_inodes(pid: u32) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .filter_map(|t| {
+            let t = t.to_string_lossy().into_owned();
+            t.strip_prefix("socket:[")?
+                .strip_suffix(']')
+                .map(String::from)
+        })
+        .collect()
+}
+
+/// With the ring buffer, the kernel program captures the answers (doctor says so)
+/// and the agent opens no packet socket; ruling the program out falls back to one.
+#[test]
+fn the_kernel_program_captures_answers_and_no_packet_socket_is_opened() {
+    require_ebpf!("the_kernel_program_captures_answers_and_no_packet_socket_is_opened");
+    require_server!(
+        "the_kernel_program_captures_answers_and_no_packet_socket_is_opened",
+        "dnsmasq",
+        "dnsmasq-base"
+    );
+    let fallback = std::env::var("NETTA_DISABLE_HOOKS").is_ok_and(|d| d.contains("cgroup_skb"));
+    let doctor = netta_json(&["doctor", "--json"]);
+    let capture = doctor["dns_capture"].as_str().unwrap_or("");
+    if fallback {
+        assert!(capture.starts_with("AF_PACKET"), "{capture}");
+    } else {
+        assert!(capture.starts_with("in the kernel"), "{capture}");
+    }
+    let server: SocketAddr = "127.0.5.6:53".parse().unwrap();
+    let _dns = Dnsmasq::start(None, "127.0.5.6", &[("kern-test.example", "127.0.0.81")]);
+    let mut ev = Events::start(&[], &[]);
+    learned(&mut ev, ask_udp, server, "kern-test.example", "127.0.0.81");
+    let packet = packet_socket_inodes();
+    let held = socket_inodes(ev.pid())
+        .into_iter()
+        .filter(|i| packet.contains(i))
+        .count();
+    ev.stop();
+    assert_eq!(held > 0, fallback, "packet sockets held by netta: {held}");
 }
 
 #[test]

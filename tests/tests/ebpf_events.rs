@@ -256,7 +256,7 @@ fn doctor_reports_full_ebpf_mode_with_a_hook_for_every_capability() {
     assert_eq!(v["transport"], "ring", "{v:#}");
     assert_eq!(v["btf"], true);
     let hooks = v["hooks"].as_array().unwrap();
-    assert_eq!(hooks.len(), 6, "{v:#}");
+    assert_eq!(hooks.len(), 7, "{v:#}");
     for h in hooks {
         assert!(h["chosen"].is_string(), "{h:#}");
     }

@@ -29,6 +29,11 @@ pub const GUEST_TESTS: &[(&str, &str)] = &[
         "identity",
         "a_short_lived_python_client_shows_its_executable_user_and_parent",
     ),
+    (
+        "dns",
+        "the_kernel_program_captures_answers_and_no_packet_socket_is_opened",
+    ),
+    ("dns", "a_connection_after_a_dns_answer_carries_the_domain"),
     ("identity", "a_forked_child_runs_its_parents_program"),
     ("detection", "syn_scan_raises_a_syn_port_scan_alert"),
     (
@@ -487,7 +492,7 @@ fn doctor_json(r: &GuestResult) -> serde_json::Value {
 
 /// The results as a Markdown table (kernel, mode, each capability, tests) for the README.
 pub fn markdown(rows: &[GuestResult]) -> String {
-    let mut s = String::from("| kernel | mode | TCP lifecycle | accepted-socket owner | UDP flows | TCP resets sent | SYN-ACK retransmits | process identity | tests |\n|---|---|---|---|---|---|---|---|---|\n");
+    let mut s = String::from("| kernel | mode | TCP lifecycle | accepted-socket owner | UDP flows | TCP resets sent | SYN-ACK retransmits | process identity | DNS answers | tests |\n|---|---|---|---|---|---|---|---|---|---|\n");
     for r in rows {
         let v = doctor_json(r);
         let hook = |cap: &str| {
@@ -503,7 +508,7 @@ pub fn markdown(rows: &[GuestResult]) -> String {
         let groups_ok = r.tests.iter().filter(|t| t.problem.is_none()).count();
         let tests: u64 = r.tests.iter().map(|t| t.passed).sum();
         s.push_str(&format!(
-            "| {} {} | {} | {} | {} | {} | {} | {} | {} | {groups_ok}/{} groups, {tests} tests passed |\n",
+            "| {} {} | {} | {} | {} | {} | {} | {} | {} | {} | {groups_ok}/{} groups, {tests} tests passed |\n",
             r.label,
             r.release,
             v["mode"].as_str().unwrap_or("?"),
@@ -513,6 +518,7 @@ pub fn markdown(rows: &[GuestResult]) -> String {
             hook("TCP resets sent"),
             hook("SYN-ACK retransmits"),
             hook("process identity"),
+            hook("DNS answers"),
             r.tests.len()
         ));
     }
@@ -564,6 +570,7 @@ const PROGRAMS: &[(&str, &str)] = &[
         "sched_process_exit",
         "tracepoint `sched:sched_process_exit`",
     ),
+    ("dns_ingress", "cgroup_skb `ingress` (cgroup v2 root)"),
 ];
 
 /// Per-program kernel cost in each guest: ns per connection, and relative to

@@ -10,8 +10,10 @@
 //! | `udp` | (shared) | per-flow accounting both UDP paths use |
 //! | `reset` | `tcp:tcp_send_reset` | resets the kernel sends (scans) |
 //! | `synack` | `tcp:tcp_retransmit_synack` | SYN-ACK retransmits per port (SYN floods) |
+//! | `dns` | `cgroup_skb/ingress` (cgroup v2 root) | DNS answers any socket receives |
 //! | `process` | `sched:sched_process_{exec,exit}`, `task:task_newtask` | process identity |
 mod accept;
+mod dns;
 mod process;
 mod reset;
 mod send_dest;

@@ -4,6 +4,8 @@
 //! counted and dropped, and names are `Domain`s (printable) from the start.
 use std::sync::Arc;
 
+use netta_ebpf::{dns_flags, DnsEvent};
+
 use crate::core::dns::{self, Seen};
 use crate::core::dns_cache::{self, Cache};
 use crate::host::dns::DnsHandler;
@@ -84,6 +86,39 @@ impl DnsState {
     }
 }
 
+/// One captured packet, from either capture: into the cache, and out as a
+/// `dns-answer` record when it resolved something.
+fn learn(shared: &Shared, netns: u64, packet: &[u8]) {
+    let now = shared.now_ns();
+    let seen = shared.dns().packet(netns, packet, now);
+    if let Some(seen) = seen {
+        let rec = Record::Dns(Arc::new(seen));
+        shared.send(1, |_| rec.clone());
+    }
+}
+
+/// One DNS record of the kernel program (`cgroup_skb` ingress): the packet it
+/// copied goes where an `AF_PACKET` capture's would. A packet longer than the
+/// record holds is counted and skipped, as a message cut across TCP segments is.
+pub(super) fn kernel_record(shared: &Shared, bytes: &[u8]) {
+    if !shared.dns_on() {
+        return;
+    }
+    match DnsEvent::parse(bytes) {
+        Some((ev, _)) if ev.flags & dns_flags::TRUNCATED != 0 => {
+            let mut st = shared.dns();
+            st.counters.packets += 1;
+            st.counters.ignored += 1;
+        }
+        Some((ev, packet)) => learn(shared, u64::from(ev.netns), packet),
+        None => {
+            let mut st = shared.dns();
+            st.counters.packets += 1;
+            st.counters.malformed += 1;
+        }
+    }
+}
+
 /// What the host's capture thread calls.
 pub(super) struct Ingest {
     pub shared: Arc<Shared>,
@@ -91,12 +126,7 @@ pub(super) struct Ingest {
 
 impl DnsHandler for Ingest {
     fn packet(&mut self, netns: u64, packet: &[u8]) {
-        let now = self.shared.now_ns();
-        let seen = self.shared.dns().packet(netns, packet, now);
-        if let Some(seen) = seen {
-            let rec = Record::Dns(Arc::new(seen));
-            self.shared.send(1, |_| rec.clone());
-        }
+        learn(&self.shared, netns, packet);
     }
 
     fn namespaces(&mut self, watched: usize) {
@@ -152,5 +182,43 @@ mod tests {
                 namespaces: 0
             }
         );
+    }
+
+    /// A kernel DNS record as the `cgroup_skb` program writes it.
+    fn kernel_record(netns: u32, packet: &[u8], flags: u8) -> Vec<u8> {
+        let mut ev = DnsEvent::zeroed();
+        ev.kind = netta_ebpf::Kind::DnsAnswer as u8;
+        ev.flags = flags;
+        ev.netns = netns;
+        ev.len = packet.len() as u16;
+        ev.wire_len = packet.len() as u32;
+        ev.packet[..packet.len()].copy_from_slice(packet);
+        let bytes = unsafe {
+            std::slice::from_raw_parts(
+                &ev as *const DnsEvent as *const u8,
+                std::mem::size_of::<DnsEvent>(),
+            )
+        };
+        bytes[..netta_ebpf::DNS_HEADER_SIZE + packet.len()].to_vec()
+    }
+
+    #[test]
+    fn kernel_records_carry_the_packet_and_its_namespace() {
+        let m = response(
+            "k.example",
+            &[(name("k.example"), 1, 30, vec![127, 0, 0, 9])],
+        );
+        let p = udp4([127, 0, 0, 53], [127, 0, 0, 1], 4000, &m);
+        let rec = kernel_record(4026531840, &p, 0);
+        let (ev, packet) = DnsEvent::parse(&rec).unwrap();
+        assert_eq!(ev.netns, 4026531840);
+        assert_eq!(packet, &p[..]);
+        let mut st = DnsState::new(dns_cache::Limits::DEFAULT);
+        let seen = st.packet(u64::from(ev.netns), packet, 1).unwrap();
+        assert_eq!(seen.netns, 4026531840);
+        assert_eq!(seen.response.question.as_str(), "k.example");
+        // A record claiming more packet than it holds, or cut short, is refused.
+        assert!(DnsEvent::parse(&rec[..rec.len() - 1]).is_none());
+        assert!(DnsEvent::parse(&rec[..10]).is_none());
     }
 }

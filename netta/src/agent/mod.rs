@@ -267,6 +267,13 @@ struct BatchDecoder {
 
 impl RecordHandler for BatchDecoder {
     fn record(&mut self, bytes: &[u8]) {
+        if netta_ebpf::record_kind(bytes) == Some(netta_ebpf::Kind::DnsAnswer as u8) {
+            // Connections decoded before the answer are applied first: it names
+            // only those that follow it.
+            self.shared.apply_batch(&mut self.batch, &mut self.procs);
+            dns::kernel_record(&self.shared, bytes);
+            return;
+        }
         match pipeline::decode_into(&mut self.batch, &mut self.procs, bytes) {
             Ok(()) => {
                 if self.batch.len() + self.procs.len() >= pipeline::BATCH {
@@ -357,7 +364,11 @@ impl Agent {
                     bad: 0,
                 })
             };
-            host.start_kernel(&opts.ebpf, &make, shutdown_rx.clone())
+            let ebpf = crate::host::ebpf::Options {
+                dns: opts.dns,
+                ..opts.ebpf
+            };
+            host.start_kernel(&ebpf, &make, shutdown_rx.clone())
         };
         let mut agent = Agent {
             shared: shared.clone(),
@@ -367,7 +378,10 @@ impl Agent {
             maps: None,
             dns_capture: None,
         };
-        if opts.dns {
+        // DNS answers come with the kernel's records when its program captures
+        // them; otherwise from an AF_PACKET capture in every namespace.
+        let dns_in_kernel = kernel.as_ref().is_ok_and(|k| k.dns_in_kernel);
+        if opts.dns && !dns_in_kernel {
             let ingest = Box::new(dns::Ingest {
                 shared: shared.clone(),
             });

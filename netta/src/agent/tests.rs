@@ -77,6 +77,7 @@ impl Host for FakeHost {
         });
         Ok(Kernel {
             transport: Transport::Ring,
+            dns_in_kernel: false,
             maps: Box::new(FakeMaps),
             readers: Box::pin(async move {
                 let _ = task.await;

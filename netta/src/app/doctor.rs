@@ -10,7 +10,10 @@ use serde_json::{json, Value};
 use crate::host::ebpf::{
     self, Facilities, Options, Transport, CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN,
 };
-use crate::host::probe::{Capability, Choice};
+use crate::host::probe::{self, Capability, Choice};
+
+/// The DNS fallback, as the doctor names it.
+const AF_PACKET_LINE: &str = "AF_PACKET, one socket per network namespace";
 use crate::host::tracefs;
 
 /// Everything the doctor found, as plain data (rendered as text or JSON).
@@ -26,9 +29,40 @@ pub struct Report {
     /// Why eBPF cannot load at all (polling /proc instead).
     pub polling_reason: Option<String>,
     pub choices: Vec<Choice>,
+    /// DNS attribution is on (not `--no-dns`).
+    pub dns: bool,
 }
 
 impl Report {
+    /// Which DNS capture netta uses, and why not the kernel's when it falls back.
+    pub fn dns_capture(&self) -> String {
+        if !self.dns {
+            return "off (--no-dns)".into();
+        }
+        let Some(c) = self
+            .choices
+            .iter()
+            .find(|c| c.capability == Capability::DnsAnswers)
+        else {
+            return format!("{AF_PACKET_LINE} (no eBPF)");
+        };
+        if probe::dns_in_kernel(&self.choices) {
+            return "in the kernel (cgroup_skb/ingress on the cgroup v2 root)".into();
+        }
+        let why = c
+            .options
+            .iter()
+            .find_map(|(m, why)| {
+                m.programs
+                    .iter()
+                    .any(|(n, _)| !n.is_empty())
+                    .then_some(why.clone())
+            })
+            .flatten()
+            .unwrap_or_default();
+        format!("{AF_PACKET_LINE}: {why}")
+    }
+
     pub fn full(&self) -> bool {
         self.polling_reason.is_none() && self.choices.iter().all(|c| c.chosen.is_some())
     }
@@ -85,6 +119,7 @@ pub fn examine_on(kernel: &dyn Facilities, opts: &Options) -> Report {
         transport,
         polling_reason,
         choices,
+        dns: opts.dns,
     }
 }
 
@@ -98,6 +133,9 @@ fn remedy(cap: Capability) -> &'static str {
         Capability::SynackRetransmits => "a kernel with tcp:tcp_retransmit_synack (4.15+)",
         Capability::ProcessIdentity => {
             "a kernel with sched:sched_process_exec/exit, task:task_newtask and task_struct.start_boottime in its BTF (5.5+)"
+        }
+        Capability::DnsAnswers => {
+            "the ring buffer transport and a cgroup v2 hierarchy (cgroup_skb), or CAP_NET_RAW (AF_PACKET)"
         }
     }
 }
@@ -145,6 +183,7 @@ pub fn render_text(r: &Report) -> String {
         }
     );
     let _ = writeln!(s, "mode         {}", r.mode);
+    let _ = writeln!(s, "DNS capture  {}", r.dns_capture());
     for c in &r.choices {
         let _ = writeln!(s, "{}:", c.capability.name());
         for (status, label, why) in hook_lines(c) {
@@ -217,6 +256,7 @@ pub fn render_json(r: &Report) -> Value {
             None => None,
         },
         "mode": r.mode,
+        "dns_capture": r.dns_capture(),
         "full_ebpf": r.full(),
         "polling_reason": r.polling_reason,
         "hooks": hooks,
@@ -229,6 +269,7 @@ pub fn run(global: &crate::settings::cli::Global, as_json: bool) -> i32 {
     let opts = Options {
         transport: global.transport,
         ring_bytes: global.ring_size,
+        dns: !global.no_dns,
         ..Default::default()
     };
     let r = examine(&opts);

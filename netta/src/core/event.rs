@@ -467,7 +467,9 @@ impl ConnEvent {
             Kind::State => Action::StateChanged,
             Kind::Pending => Action::Pending,
             Kind::ResetSent => Action::ResetSent,
-            Kind::Exec | Kind::Fork | Kind::Exit => return Err(DecodeError::Kind(raw.kind)),
+            Kind::Exec | Kind::Fork | Kind::Exit | Kind::DnsAnswer => {
+                return Err(DecodeError::Kind(raw.kind))
+            }
         };
         let flags =
             Flags::from_bits(raw.flags.bits()).ok_or(DecodeError::Flags(raw.flags.bits()))?;

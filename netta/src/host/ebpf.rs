@@ -6,7 +6,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerfEventArray, RingBuf};
-use aya::programs::{CgroupAttachMode, CgroupSockAddr, FEntry, FExit, TracePoint};
+use aya::programs::{
+    CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, FEntry, FExit, TracePoint,
+};
 use aya::{Ebpf, EbpfLoader};
 use netta_ebpf::{maps, Config, UdpFlowKey, UdpFlowStats};
 use tokio::io::unix::AsyncFd;
@@ -49,6 +51,8 @@ pub struct Options {
     pub perf_pages: usize,
     /// Exec records carry the arguments (`--process-args`).
     pub process_args: bool,
+    /// DNS attribution is on: plan how its answers are captured.
+    pub dns: bool,
 }
 
 impl Default for Options {
@@ -59,6 +63,7 @@ impl Default for Options {
             ring_bytes: 2 << 20,
             perf_pages: 64,
             process_args: false,
+            dns: true,
         }
     }
 }
@@ -111,6 +116,11 @@ impl Loaded {
     /// Capabilities with no usable hook, each with its one-line reason.
     pub fn degraded(&self) -> Vec<(Capability, String)> {
         degraded(&self.choices)
+    }
+
+    /// True when the kernel program sends DNS answers (no `AF_PACKET` capture needed).
+    pub fn dns_in_kernel(&self) -> bool {
+        probe::dns_in_kernel(&self.choices)
     }
 }
 
@@ -194,7 +204,11 @@ fn load_once(
     // MiB) is dropped before loading, so it never adds to the agent's peak memory.
     let (cfg, choices) = {
         let btf = btf::Btf::from_sys_fs()?;
-        let choices = probe::plan(root, &btf, failed, disabled);
+        let wants = probe::Wants {
+            dns: opts.dns,
+            ring: transport == Transport::Ring,
+        };
+        let choices = probe::plan(root, &btf, failed, disabled, wants);
         if let Some(c) = choices
             .iter()
             .find(|c| c.capability == Capability::Lifecycle && c.chosen.is_none())
@@ -322,6 +336,10 @@ fn attach<'a>(
         cgroup_root,
     } = sites;
     for (name, how) in &m.programs {
+        // Nothing to attach: the agent opens its capture itself.
+        if let Attach::UserSpace(_) = how {
+            continue;
+        }
         let first = !loaded.contains(name);
         let prog = ebpf
             .program_mut(name)
@@ -358,27 +376,38 @@ fn attach<'a>(
                 };
                 res.map_err(|e| format!("attaching to {f} failed: {}", one_line(e)))?;
             }
-            Attach::Cgroup(point) => {
+            Attach::Cgroup(point) | Attach::CgroupSkb(point) => {
                 if cgroup_root.is_none() {
                     *cgroup_root = Some(open_cgroup_root()?);
                 }
                 let root = cgroup_root.as_ref().expect("just set");
-                let p: &mut CgroupSockAddr = prog.try_into().map_err(|e| format!("{name}: {e}"))?;
-                p.load().map_err(|e| {
+                let refused = |e: aya::programs::ProgramError| {
                     log::debug!("{name}: {e}");
                     format!("the kernel refused program {name}: {}", one_line(e))
-                })?;
+                };
+                // aya's message names the syscall; its source says why.
+                let failed = |e: aya::programs::ProgramError| {
+                    let why = std::error::Error::source(&e)
+                        .map_or_else(String::new, |s| format!(": {}", one_line(s)));
+                    format!("attaching cgroup/{point} failed: {}{why}", one_line(e))
+                };
                 // A BPF link (aya makes one on 5.7+; netta needs 5.8): the kernel
                 // attaches every cgroup link as BPF_F_ALLOW_MULTI (and takes no flag
                 // for it), so it runs beside other programs on the root, never in
                 // place of one, and is detached when netta exits, even by kill -9.
-                p.attach(root, CgroupAttachMode::Single).map_err(|e| {
-                    // aya's message names the syscall; its source says why.
-                    let why = std::error::Error::source(&e)
-                        .map_or_else(String::new, |s| format!(": {}", one_line(s)));
-                    format!("attaching cgroup/{point} failed: {}{why}", one_line(e))
-                })?;
+                if matches!(how, Attach::CgroupSkb(_)) {
+                    let p: &mut CgroupSkb = prog.try_into().map_err(|e| format!("{name}: {e}"))?;
+                    p.load().map_err(refused)?;
+                    p.attach(root, CgroupSkbAttachType::Ingress, CgroupAttachMode::Single)
+                        .map_err(failed)?;
+                } else {
+                    let p: &mut CgroupSockAddr =
+                        prog.try_into().map_err(|e| format!("{name}: {e}"))?;
+                    p.load().map_err(refused)?;
+                    p.attach(root, CgroupAttachMode::Single).map_err(failed)?;
+                }
             }
+            Attach::UserSpace(_) => {}
         }
         if first {
             loaded.push(name);

@@ -94,6 +94,8 @@ impl KernelMaps for ebpf::Maps {
 /// resolves once the readers drained after shutdown (dropping it detaches).
 pub struct Kernel {
     pub transport: Transport,
+    /// The kernel program sends DNS answers (no `AF_PACKET` capture is needed).
+    pub dns_in_kernel: bool,
     pub maps: Box<dyn KernelMaps>,
     pub readers: Pin<Box<dyn Future<Output = ()> + Send>>,
 }
@@ -252,9 +254,11 @@ impl Host for Os {
             );
         }
         let transport = loaded.transport;
+        let dns_in_kernel = loaded.dns_in_kernel();
         let (attached, maps) = loaded.start(make_handler, shutdown)?;
         Ok(Kernel {
             transport,
+            dns_in_kernel,
             maps: Box::new(maps),
             readers: Box::pin(attached.join()),
         })

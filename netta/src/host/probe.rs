@@ -19,16 +19,19 @@ pub enum Capability {
     Resets,
     SynackRetransmits,
     ProcessIdentity,
+    /// DNS answers for attribution (only planned when DNS is on).
+    DnsAnswers,
 }
 
 impl Capability {
-    pub const ALL: [Capability; 6] = [
+    pub const ALL: [Capability; 7] = [
         Capability::Lifecycle,
         Capability::AcceptedOwner,
         Capability::UdpFlows,
         Capability::Resets,
         Capability::SynackRetransmits,
         Capability::ProcessIdentity,
+        Capability::DnsAnswers,
     ];
 
     pub fn name(self) -> &'static str {
@@ -39,6 +42,7 @@ impl Capability {
             Capability::Resets => "TCP resets sent",
             Capability::SynackRetransmits => "SYN-ACK retransmits",
             Capability::ProcessIdentity => "process identity",
+            Capability::DnsAnswers => "DNS answers",
         }
     }
 
@@ -55,6 +59,7 @@ impl Capability {
             Capability::ProcessIdentity => {
                 "executable, parent and arguments only for processes that /proc still shows"
             }
+            Capability::DnsAnswers => "connections carry no domain",
         }
     }
 }
@@ -68,6 +73,10 @@ pub enum Attach {
     /// A `cgroup_sock_addr` program on the root of the cgroup v2 hierarchy, by its
     /// attach point (`sendmsg4`); the object's section names the same.
     Cgroup(&'static str),
+    /// A `cgroup_skb` program on the root of the cgroup v2 hierarchy (`ingress`).
+    CgroupSkb(&'static str),
+    /// No program: a capture in user space (`AF_PACKET`), the fallback.
+    UserSpace(&'static str),
 }
 
 /// One way to provide a capability: programs and where each attaches.
@@ -102,6 +111,8 @@ impl Mechanism {
                 Attach::FExit(f) => format!("fexit:{f}"),
                 Attach::FEntry(f) => format!("fentry:{f}"),
                 Attach::Cgroup(p) => format!("cgroup:{p}"),
+                Attach::CgroupSkb(p) => format!("cgroup_skb:{p}"),
+                Attach::UserSpace(what) => what.to_string(),
             })
             .fold(Vec::<String>::new(), |mut v, l| {
                 if !v.contains(&l) {
@@ -152,6 +163,18 @@ impl Choice {
             .collect::<Vec<_>>()
             .join("; ")
     }
+}
+
+/// The DNS fallback's label: one `AF_PACKET` socket per network namespace.
+pub const DNS_AF_PACKET: &str = "af_packet";
+
+/// What the agent asks for beyond the connection hooks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Wants {
+    /// DNS attribution is on (not `--no-dns`).
+    pub dns: bool,
+    /// The ring buffer transport (the DNS hook writes there only).
+    pub ring: bool,
 }
 
 const SET_STATE: (&str, Attach) = (prog::SET_STATE, Attach::Tracepoint(tp::SET_STATE));
@@ -211,6 +234,10 @@ pub fn mechanisms(cap: Capability, accept_params: Option<usize>) -> Vec<Mechanis
             (prog::EXIT, Attach::Tracepoint(tp::EXIT)),
         ])
         .reading(PROCESS_MEMBERS)],
+        Capability::DnsAnswers => vec![
+            Mechanism::new(vec![(prog::DNS_INGRESS, Attach::CgroupSkb("ingress"))]),
+            Mechanism::new(vec![("", Attach::UserSpace(DNS_AF_PACKET))]),
+        ],
     }
 }
 
@@ -305,7 +332,7 @@ fn static_check(
                 Some(_) => {}
             },
             // The cgroup v2 hierarchy is found (or mounted) when attaching.
-            Attach::Cgroup(_) => {}
+            Attach::Cgroup(_) | Attach::CgroupSkb(_) | Attach::UserSpace(_) => {}
         }
     }
     None
@@ -318,10 +345,12 @@ pub fn plan(
     btf: &Btf,
     failed: &[(String, String)],
     disabled: &[String],
+    wants: Wants,
 ) -> Vec<Choice> {
     let accept_params = btf.func_params(func::ACCEPT);
     Capability::ALL
         .iter()
+        .filter(|&&cap| cap != Capability::DnsAnswers || wants.dns)
         .map(|&cap| {
             let options: Vec<(Mechanism, Option<String>)> = mechanisms(cap, accept_params)
                 .into_iter()
@@ -330,7 +359,15 @@ pub fn plan(
                         .iter()
                         .find(|(l, _)| *l == m.label)
                         .map(|(_, r)| r.clone())
-                        .or_else(|| static_check(&m, tracefs_root, btf, disabled));
+                        .or_else(|| static_check(&m, tracefs_root, btf, disabled))
+                        .or_else(|| {
+                            let kernel_dns = m
+                                .programs
+                                .iter()
+                                .any(|(_, a)| matches!(a, Attach::CgroupSkb(_)));
+                            (kernel_dns && !wants.ring)
+                                .then(|| "the perf transport carries no DNS records".to_string())
+                        });
                     (m, why)
                 })
                 .collect();
@@ -349,6 +386,19 @@ pub fn process_identity(choices: &[Choice]) -> bool {
     choices
         .iter()
         .any(|c| c.capability == Capability::ProcessIdentity && c.chosen.is_some())
+}
+
+/// True when DNS answers come from the kernel program (not from `AF_PACKET`).
+pub fn dns_in_kernel(choices: &[Choice]) -> bool {
+    choices
+        .iter()
+        .find(|c| c.capability == Capability::DnsAnswers)
+        .and_then(Choice::chosen)
+        .is_some_and(|m| {
+            m.programs
+                .iter()
+                .any(|(_, a)| matches!(a, Attach::CgroupSkb(_)))
+        })
 }
 
 /// True when UDP sends are counted by `sock_send_length` (not by the fexit).
@@ -406,7 +456,11 @@ mod tests {
             eprintln!("no BTF or tracefs here");
             return;
         };
-        let choices = plan(&root, &btf, &[], &[]);
+        let wants = Wants {
+            dns: true,
+            ring: true,
+        };
+        let choices = plan(&root, &btf, &[], &[], wants);
         for c in &choices {
             assert!(
                 c.chosen.is_some(),
@@ -416,7 +470,7 @@ mod tests {
             );
         }
         // Ruling out every fexit/fentry falls back to tracepoints, hook by hook.
-        let choices = plan(&root, &btf, &[], &["fexit".into(), "fentry".into()]);
+        let choices = plan(&root, &btf, &[], &["fexit".into(), "fentry".into()], wants);
         let acc = &choices[1];
         assert_eq!(acc.capability, Capability::AcceptedOwner);
         if let Some(m) = acc.chosen() {
@@ -424,5 +478,42 @@ mod tests {
         } else {
             assert!(acc.reason().contains("disabled by NETTA_DISABLE_HOOKS"));
         }
+    }
+
+    #[test]
+    fn dns_answers_come_from_the_kernel_with_the_ring_buffer_only() {
+        let (Ok(btf), Ok(root)) = (Btf::from_sys_fs(), tracefs::ensure_mounted()) else {
+            eprintln!("no BTF or tracefs here");
+            return;
+        };
+        let dns = |wants: Wants, disabled: &[String]| {
+            plan(&root, &btf, &[], disabled, wants)
+                .into_iter()
+                .find(|c| c.capability == Capability::DnsAnswers)
+        };
+        let ring = Wants {
+            dns: true,
+            ring: true,
+        };
+        let c = dns(ring, &[]).unwrap();
+        assert_eq!(c.chosen().unwrap().label, "cgroup_skb:ingress");
+        assert!(dns_in_kernel(std::slice::from_ref(&c)));
+        // The perf transport, or the program ruled out: AF_PACKET, with the reason.
+        let perf = Wants {
+            ring: false,
+            ..ring
+        };
+        let c = dns(perf, &[]).unwrap();
+        assert_eq!(c.chosen().unwrap().label, DNS_AF_PACKET);
+        assert!(!dns_in_kernel(std::slice::from_ref(&c)));
+        assert!(c.options[0]
+            .1
+            .as_deref()
+            .unwrap()
+            .contains("perf transport"));
+        let c = dns(ring, &["cgroup_skb".into()]).unwrap();
+        assert_eq!(c.chosen().unwrap().label, DNS_AF_PACKET);
+        // --no-dns: nothing is planned for it.
+        assert!(dns(Wants { dns: false, ..ring }, &[]).is_none());
     }
 }
