@@ -879,7 +879,7 @@ fn feature_costs(netta: &Path, dir: &Path, opts: &Opts, nginx: &Nginx) -> Result
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "\nFeature costs (`--only features`): nginx 2 workers, `ab -n {} -c {CONCURRENCY}`, {runs} rounds, each round netta with everything on, with `--no-dns`, and with the process-identity hooks ruled out (`{}={}`), each after an untraced run; medians. Throughput cost = ratio without the feature − ratio with everything on (percentage points of untraced throughput). {}; CPU cost = share with everything on − share without the feature (the steadier figure).\n",
+        "\nFeature costs (`--only features`): nginx 2 workers, `ab -n {} -c {CONCURRENCY}`, {runs} rounds, each round netta with everything on, with `--no-dns`, and with the process-identity hooks ruled out (`{}={}`), each after an untraced run; medians. Throughput cost = ratio without the feature − ratio with everything on (percentage points of untraced throughput). {}; CPU cost = share with everything on − share without the feature.\n",
         opts.requests, IDENTITY_OFF.0, IDENTITY_OFF.1,
         crate::bench_cpu::method(opts, runs)
     );

@@ -1,11 +1,11 @@
 //! Costs as the machine's CPU time per connection at a fixed rate, and netta
 //! against a baseline build of itself.
 //!
-//! At saturation the throughput ratio swings by several points from run to run on
-//! this 2-core machine, too much to see a 1 % feature. Below saturation, at a fixed
-//! rate, the busy CPU time the whole machine spends per connection (server, client,
-//! kernel programs and agent together) is steady; a tracer's share of it is what it
-//! would take from throughput once the machine is saturated.
+//! Below saturation, at a fixed rate, the busy CPU time the whole machine spends per
+//! connection (server, client, kernel programs and agent together) is what a tracer
+//! would take from throughput once the machine is saturated. On this VM /proc/stat's
+//! busy time is itself noisy (untraced baselines of 31–167 µs per connection within
+//! one run), so the figure is printed with its rounds, not trusted alone.
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
