@@ -98,6 +98,15 @@ pub enum User {
 }
 
 impl User {
+    /// A query's `uid` and `user` fields for an optional user filter.
+    pub fn query_fields(user: &Option<User>) -> (Option<u32>, Option<String>) {
+        match user {
+            Some(User::Id(u)) => (Some(*u), None),
+            Some(User::Name(n)) => (None, Some(n.clone())),
+            None => (None, None),
+        }
+    }
+
     /// A number is a uid, anything else a name.
     pub fn parse(s: &str) -> User {
         s.parse()
@@ -147,6 +156,7 @@ impl Filter {
     /// The store query that finds this filter's history rows (states are
     /// checked afterwards, on the rows: the store keeps no state).
     pub fn history_query(&self, limit: u64) -> Query {
+        let (uid, user) = User::query_fields(&self.user);
         Query {
             proto: self.proto.map(|p| p.name().to_string()),
             port: self.port,
@@ -156,14 +166,8 @@ impl Filter {
             dport: self.ends.dport,
             src: self.ends.src.map(|n| n.to_string()),
             dst: self.ends.dst.map(|n| n.to_string()),
-            uid: match &self.user {
-                Some(User::Id(u)) => Some(*u),
-                _ => None,
-            },
-            user: match &self.user {
-                Some(User::Name(n)) => Some(n.clone()),
-                _ => None,
-            },
+            uid,
+            user,
             exe: self.exe.clone(),
             netns: self.netns,
             container: self.container.clone(),

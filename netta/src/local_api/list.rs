@@ -52,6 +52,7 @@ pub struct ListQuery {
 
 impl ListQuery {
     pub fn new(f: &Filter, full: bool) -> ListQuery {
+        let (uid, user) = User::query_fields(&f.user);
         let states: Vec<&str> = f.states.iter().map(|s| s.name()).collect();
         ListQuery {
             states: (!states.is_empty()).then(|| states.join(",")),
@@ -63,14 +64,8 @@ impl ListQuery {
             dport: f.ends.dport,
             src: f.ends.src.map(|n| n.to_string()),
             dst: f.ends.dst.map(|n| n.to_string()),
-            uid: match &f.user {
-                Some(User::Id(u)) => Some(*u),
-                _ => None,
-            },
-            user: match &f.user {
-                Some(User::Name(n)) => Some(n.clone()),
-                _ => None,
-            },
+            uid,
+            user,
             exe: f.exe.clone(),
             netns: f.netns,
             container: f.container.clone(),
