@@ -400,8 +400,6 @@ pub struct SockInfo {
     /// 1 once the `Opened` record went out.
     pub opened_sent: u8,
     pub established: u8,
-    /// 1 once this side queued a FIN (it went to FIN_WAIT1 or LAST_ACK).
-    pub fin_sent: u8,
     /// The socket's network namespace, read with its first record (0: not yet).
     pub netns: u32,
 }
@@ -465,6 +463,13 @@ pub mod counter {
     pub const LOST: u32 = 0;
     /// Inserts into a bounded map that failed.
     pub const MAP_FULL: u32 = 1;
+    /// Not a count: records this CPU sent since it last looked at the ring's fill
+    /// level (see [`WAKE_CHECK_EVERY`]).
+    pub const SINCE_WAKE_CHECK: u32 = 2;
+    /// A CPU reads the ring's fill level (to force a wakeup) once per this many
+    /// records: the read touches the reader's consumer position, a cache line the
+    /// agent writes on every record it takes.
+    pub const WAKE_CHECK_EVERY: u64 = 32;
     pub const LEN: u32 = 4;
 }
 

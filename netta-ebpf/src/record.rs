@@ -108,15 +108,32 @@ pub fn emit_bytes<C: EbpfContext>(ctx: &C, data: &[u8]) {
 /// Sends a record through the ring buffer (the DNS hook has no perf path).
 #[inline(always)]
 pub fn ring_output(data: &[u8]) {
-    let cfg = CONFIG.load();
-    // Wake the reader only once a batch is waiting; it also drains on a short timer.
-    let wake = if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= cfg.wakeup_bytes as u64 {
+    let waiting = || EVENTS.query(BPF_RB_AVAIL_DATA as u64);
+    let wake = if wake_check_due() && waiting() >= CONFIG.load().wakeup_bytes as u64 {
         BPF_RB_FORCE_WAKEUP
     } else {
+        // The reader also drains on a short timer.
         BPF_RB_NO_WAKEUP
     };
     if EVENTS.output::<[u8]>(data, wake as u64).is_err() {
         bump(counter::LOST);
+    }
+}
+
+/// True once per [`counter::WAKE_CHECK_EVERY`] records of this CPU.
+#[inline(always)]
+fn wake_check_due() -> bool {
+    match COUNTERS.get_ptr_mut(counter::SINCE_WAKE_CHECK) {
+        Some(p) => unsafe {
+            *p += 1;
+            if *p >= counter::WAKE_CHECK_EVERY {
+                *p = 0;
+                true
+            } else {
+                false
+            }
+        },
+        None => true,
     }
 }
 

@@ -13,8 +13,8 @@ use netta_ebpf::{
 
 use crate::maps::{CONFIG, LISTENERS, TCP_SOCKS};
 use crate::record::{
-    bump, current_owner, emit, event_from_info, keep_netns, open_if_ready, read_at, set_owner,
-    status, tcp_record, tp_field as field,
+    bump, current_owner, emit, event_from_info, keep_netns, open_if_ready, read_at, status,
+    tcp_record, tp_field as field,
 };
 
 struct Transition {
@@ -24,14 +24,15 @@ struct Transition {
     ends: Endpoints,
 }
 
-/// The transitions that change nothing netta keeps: the rest of a close after this
-/// side's FIN (FIN_WAIT2, TIME_WAIT, CLOSING) and the peer's FIN (CLOSE_WAIT). A
-/// third of a connection's transitions; they leave before reading anything else.
+/// The transitions that change nothing netta keeps: every step of a close but the
+/// last (FIN_WAIT1, FIN_WAIT2, TIME_WAIT, CLOSING, CLOSE_WAIT, LAST_ACK), since
+/// CLOSE's old state tells whether this side sent a FIN. Half of a connection's
+/// transitions; they leave before reading anything else.
 #[inline(always)]
 fn ignored(new: u8) -> bool {
     matches!(
         new,
-        st::FIN_WAIT2 | st::TIME_WAIT | st::CLOSING | st::CLOSE_WAIT
+        st::FIN_WAIT1 | st::FIN_WAIT2 | st::TIME_WAIT | st::CLOSING | st::CLOSE_WAIT | st::LAST_ACK
     )
 }
 
@@ -121,14 +122,6 @@ fn try_set_state(ctx: &TracePointContext) -> Result<(), i64> {
             let _ = TCP_SOCKS.insert(t.sock, info, BPF_NOEXIST as u64);
         }
         st::ESTABLISHED => on_established(ctx, &t, now),
-        st::FIN_WAIT1 | st::LAST_ACK => {
-            // Only close()/shutdown() move a socket here: the owner's own context.
-            if let Some(info) = TCP_SOCKS.get_ptr_mut(t.sock) {
-                unsafe { (*info).fin_sent = 1 };
-                set_owner(info);
-                open_if_ready(ctx, t.sock, info, now);
-            }
-        }
         st::LISTEN => {
             let l = ListenerInfo {
                 owner: current_owner(),
@@ -243,7 +236,7 @@ fn on_close(ctx: &TracePointContext, t: &Transition, now: u64) {
                         let mut ev = event_from_info(Kind::Opened, t.sock, i, now);
                         emit(&mut ev, ctx);
                     }
-                    read_byte_counters(t.sock, i);
+                    read_byte_counters(t.sock, i, sent_fin(t.old));
                     let mut ev = event_from_info(Kind::Closed, t.sock, i, now);
                     ev.old_state = t.old;
                     ev.new_state = st::CLOSE;
@@ -263,11 +256,21 @@ fn on_close(ctx: &TracePointContext, t: &Transition, now: u64) {
     }
 }
 
+/// True when a socket reaching CLOSE from `old` had queued its own FIN (close() or
+/// shutdown() moved it to FIN_WAIT1 or LAST_ACK on the way).
+#[inline(always)]
+fn sent_fin(old: u8) -> bool {
+    matches!(
+        old,
+        st::FIN_WAIT1 | st::FIN_WAIT2 | st::CLOSING | st::TIME_WAIT | st::LAST_ACK
+    )
+}
+
 /// Payload bytes of a closing TCP socket, from the kernel's own counters:
 /// `bytes_acked` also counts our SYN (when we connected) and our FIN once acked, and
 /// `bytes_received` counts the peer's FIN, so those sequence numbers come off.
 #[inline(always)]
-fn read_byte_counters(sock: u64, i: &mut SockInfo) {
+fn read_byte_counters(sock: u64, i: &mut SockInfo, fin_sent: bool) {
     let cfg = CONFIG.load();
     if cfg.off_bytes_acked == 0 || cfg.off_bytes_received == 0 {
         return;
@@ -282,7 +285,7 @@ fn read_byte_counters(sock: u64, i: &mut SockInfo) {
     if i.flags.contains(Flags::INITIATOR) {
         sent = sent.saturating_sub(1);
     }
-    if i.fin_sent != 0 {
+    if fin_sent {
         if let (Ok(una), Ok(wseq)) = (
             read_at::<u32>(sock, cfg.off_snd_una),
             read_at::<u32>(sock, cfg.off_write_seq),
