@@ -550,8 +550,9 @@ impl Attached {
 }
 
 /// Records below the wakeup threshold are not signalled by the kernel; this
-/// drain interval bounds their latency.
-const DRAIN_EVERY: Duration = Duration::from_millis(50);
+/// drain interval bounds their latency. Short, so that each drain is a short
+/// burst of work: on a busy machine a long one delays the traced programs.
+const DRAIN_EVERY: Duration = Duration::from_millis(10);
 
 async fn read_ring<S: RecordHandler>(
     fd: AsyncFd<RingBuf<MapData>>,
