@@ -137,7 +137,12 @@ where
 {
     use serde::Deserialize as _;
     Option::<String>::deserialize(d)?
-        .map(|s| s.parse().map_err(serde::de::Error::custom))
+        .map(|s| {
+            s.parse().map_err(|e| {
+                let s = crate::core::sanitize::escape(s.as_bytes());
+                serde::de::Error::custom(format!("`{s}`: {e}"))
+            })
+        })
         .transpose()
 }
 
