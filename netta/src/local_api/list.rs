@@ -5,9 +5,9 @@
 //! takes for the same answer.
 use std::net::SocketAddr;
 
+use super::EndsQuery;
 use crate::core::event::{Direction, OwnerSource, Proto, State, Who};
-use crate::core::filter::{EndsFilter, Filter, User};
-use crate::core::history_query::parse_net;
+use crate::core::filter::{Filter, User};
 use crate::core::sanitize::{escape, Comm, Domain};
 use crate::core::table::{Conn, Key, Live, Origin};
 use crate::core::tuple::Tuple;
@@ -27,15 +27,8 @@ pub struct ListQuery {
     pub pid: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub process: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sport: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub dport: Option<u16>,
-    /// An address or CIDR network.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub src: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub dst: Option<String>,
+    #[serde(flatten)]
+    pub ends: EndsQuery,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub uid: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -60,10 +53,7 @@ impl ListQuery {
             port: f.port,
             pid: f.pid,
             process: f.process.clone(),
-            sport: f.ends.sport,
-            dport: f.ends.dport,
-            src: f.ends.src.map(|n| n.to_string()),
-            dst: f.ends.dst.map(|n| n.to_string()),
+            ends: EndsQuery::new(&f.ends),
             uid,
             user,
             exe: f.exe.clone(),
@@ -98,24 +88,13 @@ impl ListQuery {
                     .ok_or_else(|| format!("unknown protocol `{}`", escape(p.as_bytes())))?,
             ),
         };
-        let net = |s: &Option<String>| {
-            s.as_deref()
-                .map(parse_net)
-                .transpose()
-                .map_err(|e| e.to_string())
-        };
         Ok(Filter {
             states,
             proto,
             port: self.port,
             pid: self.pid,
             process: self.process.clone(),
-            ends: EndsFilter {
-                sport: self.sport,
-                dport: self.dport,
-                src: net(&self.src)?,
-                dst: net(&self.dst)?,
-            },
+            ends: self.ends.filter().map_err(|e| e.to_string())?,
             user: match (self.uid, &self.user) {
                 (Some(u), _) => Some(User::Id(u)),
                 (None, Some(n)) => Some(User::Name(n.clone())),
@@ -215,6 +194,28 @@ mod tests {
             format!("{:?}", Filter::default())
         );
         assert!(!none.full);
+    }
+
+    /// What is not set stays out of the query string, the ends included (a
+    /// flattened part), and numbers in that part parse back.
+    #[test]
+    fn the_query_string_holds_only_what_is_set() {
+        let f = Filter::parse_words("port:443 sport:5 dst:10.0.0.0/8").unwrap();
+        assert_eq!(
+            ListQuery::new(&f, false).to_query_string(),
+            "port=443&sport=5&dst=10.0.0.0%2F8&full=false"
+        );
+        assert_eq!(ListQuery::default().to_query_string(), "full=false");
+        let events = crate::local_api::EventsQuery::new(Some(3), &f.ends);
+        assert_eq!(
+            events.to_query_string(),
+            "since_us=3&sport=5&dst=10.0.0.0%2F8"
+        );
+        let back: crate::local_api::EventsQuery =
+            serde_urlencoded::from_str(&events.to_query_string()).unwrap();
+        assert_eq!(back, events);
+        let e = serde_urlencoded::from_str::<ListQuery>("sport=x%1B").unwrap_err();
+        assert!(e.to_string().starts_with("`x\\e`: invalid digit"), "{e}");
     }
 
     #[test]

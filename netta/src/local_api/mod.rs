@@ -12,7 +12,8 @@ use tokio::sync::mpsc;
 
 use crate::agent::Record;
 use crate::core::clock::Clock;
-use crate::core::filter::Filter;
+use crate::core::filter::{EndsFilter, Filter};
+use crate::core::history_query::{parse_net, QueryError};
 use crate::core::stored::BaselineReport;
 use crate::core::table::{Conn, Snapshot};
 use crate::detect::Alert;
@@ -88,16 +89,14 @@ pub trait Backend: Send + Sync + 'static {
     fn metrics(&self, accept: Option<&str>) -> (String, &'static str);
 }
 
-/// `/v1/events`' query: replay from `since_us` (wall µs), and the ends filter
-/// (`netta events --sport/--dport/--src/--dst`).
+/// The ECS ends filter ([`EndsFilter`]) as query-string text, shared by the
+/// list and events queries.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
-pub struct EventsQuery {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub since_us: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+pub struct EndsQuery {
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "number")]
     pub sport: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "number")]
     pub dport: Option<u16>,
     /// An address or CIDR network.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -106,10 +105,9 @@ pub struct EventsQuery {
     pub dst: Option<String>,
 }
 
-impl EventsQuery {
-    pub fn new(since_us: Option<i64>, f: &crate::core::filter::EndsFilter) -> EventsQuery {
-        EventsQuery {
-            since_us,
+impl EndsQuery {
+    pub fn new(f: &EndsFilter) -> EndsQuery {
+        EndsQuery {
             sport: f.sport,
             dport: f.dport,
             src: f.src.map(|n| n.to_string()),
@@ -117,25 +115,58 @@ impl EventsQuery {
         }
     }
 
-    pub fn to_query_string(&self) -> String {
-        serde_urlencoded::to_string(self).unwrap_or_default()
-    }
-
-    /// The filter; a bad network is a one-line error.
-    pub fn filter(
-        &self,
-    ) -> Result<crate::core::filter::EndsFilter, crate::core::history_query::QueryError> {
-        let net = |s: &Option<String>| {
-            s.as_deref()
-                .map(crate::core::history_query::parse_net)
-                .transpose()
-        };
-        Ok(crate::core::filter::EndsFilter {
+    /// The filter back; a bad network is a one-line error.
+    pub fn filter(&self) -> Result<EndsFilter, QueryError> {
+        let net = |s: &Option<String>| s.as_deref().map(parse_net).transpose();
+        Ok(EndsFilter {
             sport: self.sport,
             dport: self.dport,
             src: net(&self.src)?,
             dst: net(&self.dst)?,
         })
+    }
+}
+
+/// A number of a query string inside a `#[serde(flatten)]` part: serde hands
+/// flattened values over as the text the query string had.
+pub(crate) fn number<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    use serde::Deserialize as _;
+    Option::<String>::deserialize(d)?
+        .map(|s| {
+            s.parse().map_err(|e| {
+                let s = crate::core::sanitize::escape(s.as_bytes());
+                serde::de::Error::custom(format!("`{s}`: {e}"))
+            })
+        })
+        .transpose()
+}
+
+/// `/v1/events`' query: replay from `since_us` (wall µs), and the ends filter
+/// (`netta events --sport/--dport/--src/--dst`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct EventsQuery {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since_us: Option<i64>,
+    #[serde(flatten)]
+    pub ends: EndsQuery,
+}
+
+impl EventsQuery {
+    pub fn new(since_us: Option<i64>, f: &EndsFilter) -> EventsQuery {
+        EventsQuery {
+            since_us,
+            ends: EndsQuery::new(f),
+        }
+    }
+
+    pub fn to_query_string(&self) -> String {
+        serde_urlencoded::to_string(self).unwrap_or_default()
     }
 }
 

@@ -433,7 +433,7 @@ async fn events(
     State(st): State<AppState>,
     Query(p): Query<super::EventsQuery>,
 ) -> Response {
-    let filter = match p.filter() {
+    let filter = match p.ends.filter() {
         Ok(f) => f,
         Err(e) => return line(StatusCode::BAD_REQUEST, e.to_string()),
     };

@@ -10,10 +10,11 @@ use std::sync::OnceLock;
 use std::time::{Duration, UNIX_EPOCH};
 
 use super::{
-    agent, host, Delta, Doc, Endpoint, EventField, EventId, Fixed, Netta, Network, Orchestrator,
-    Process, Related, Ts, User,
+    agent, host, Container, Delta, Doc, Endpoint, EventField, EventId, Fixed, Netta, Network,
+    Orchestrator, Parent, Process, Related, Ts, User,
 };
 use crate::core::community_id::CommunityId;
+use crate::core::sanitize::Text;
 
 /// Appends a key (a literal with its quotes and colon), after a comma unless it
 /// opens its object.
@@ -69,6 +70,26 @@ fn text(out: &mut Vec<u8>, s: &str) {
 
 fn int(out: &mut Vec<u8>, n: impl itoa::Integer) {
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
+/// A JSON array of `items`, each written by `write`.
+fn array<T>(
+    out: &mut Vec<u8>,
+    items: impl IntoIterator<Item = T>,
+    write: impl Fn(&mut Vec<u8>, T),
+) {
+    out.push(b'[');
+    for (i, x) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write(out, x);
+    }
+    out.push(b']');
+}
+
+fn lits(out: &mut Vec<u8>, l: &[&str]) {
+    array(out, l.iter().copied(), lit);
 }
 
 fn boolean(out: &mut Vec<u8>, b: bool) {
@@ -178,22 +199,9 @@ fn event_id(out: &mut Vec<u8>, id: &EventId) {
 fn event(out: &mut Vec<u8>, e: &EventField) {
     out.push(b'{');
     field!(out, "kind", e.kind, lit);
-    out.extend_from_slice(b",\"category\":[");
-    for (i, c) in e.category.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        lit(out, c);
-    }
-    out.extend_from_slice(b"],\"type\":[");
-    for (i, t) in e.kind_type.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        lit(out, t);
-    }
-    out.extend_from_slice(b"],\"action\":");
-    lit(out, e.action);
+    field!(out, "category", &e.category, lits);
+    field!(out, "type", e.kind_type, lits);
+    field!(out, "action", e.action, lit);
     field!(out, "id", &e.id, event_id);
     field!(out, "module", e.module, lit);
     field!(out, "dataset", e.dataset, lit);
@@ -231,13 +239,14 @@ fn endpoint(out: &mut Vec<u8>, e: &Endpoint) {
 }
 
 fn related(out: &mut Vec<u8>, r: &Related) {
-    out.extend_from_slice(b"{\"ip\":[");
-    ip(out, r.0);
-    if let Some(o) = r.1.filter(|o| *o != r.0) {
-        out.push(b',');
-        ip(out, o);
-    }
-    out.extend_from_slice(b"]}");
+    out.push(b'{');
+    key!(out, "ip");
+    array(
+        out,
+        [Some(r.0), r.1.filter(|o| *o != r.0)].into_iter().flatten(),
+        ip,
+    );
+    out.push(b'}');
 }
 
 fn process(out: &mut Vec<u8>, p: &Process) {
@@ -245,24 +254,17 @@ fn process(out: &mut Vec<u8>, p: &Process) {
     field!(out, "pid", p.pid, int);
     field!(out, "name", &p.name, text);
     opt!(out, "executable", p.executable, text);
-    if let Some(args) = p.args {
-        key!(out, "args");
-        out.push(b'[');
-        for (i, a) in args.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            text(out, a.as_str());
-        }
-        out.push(b']');
-    }
+    opt!(out, "args", p.args, |o: &mut Vec<u8>, a: &[Text]| array(
+        o,
+        a,
+        |o, a| text(o, a.as_str())
+    ));
     opt!(out, "args_count", p.args_count, int);
-    if let Some(parent) = &p.parent {
-        key!(out, "parent");
-        out.extend_from_slice(b"{\"pid\":");
-        int(out, parent.pid);
-        out.push(b'}');
-    }
+    opt!(out, "parent", &p.parent, |o: &mut Vec<u8>, p: &Parent| {
+        o.push(b'{');
+        field!(o, "pid", p.pid, int);
+        o.push(b'}');
+    });
     opt!(out, "start", &p.start, ts);
     opt!(out, "entity_id", p.entity_id, text);
     out.push(b'}');
@@ -306,14 +308,9 @@ fn netta(out: &mut Vec<u8>, n: &Netta) {
     }
     opt!(out, "state", n.state, lit);
     opt!(out, "old_state", n.old_state, lit);
-    if let Some([a, b]) = n.raw_states {
-        key!(out, "raw_states");
-        out.push(b'[');
-        int(out, a);
-        out.push(b',');
-        int(out, b);
-        out.push(b']');
-    }
+    opt!(out, "raw_states", n.raw_states, |o, s: [u8; 2]| array(
+        o, s, int
+    ));
     opt!(out, "owner", n.owner, lit);
     opt!(out, "partial", n.partial, boolean);
     opt!(out, "lost", n.lost, int);
@@ -329,50 +326,34 @@ fn netta(out: &mut Vec<u8>, n: &Netta) {
 
 /// Appends the document as one JSON object (no newline).
 pub(super) fn write(out: &mut Vec<u8>, d: &Doc) {
-    out.extend_from_slice(b"{\"@timestamp\":");
-    ts(out, &d.timestamp);
-    out.extend_from_slice(b",\"ecs\":{\"version\":");
-    lit(out, d.ecs.version);
-    out.extend_from_slice(b"},\"event\":");
-    event(out, &d.event);
+    out.push(b'{');
+    field!(out, "@timestamp", &d.timestamp, ts);
+    field!(out, "ecs", d.ecs.version, |o: &mut Vec<u8>, v| {
+        o.push(b'{');
+        field!(o, "version", v, lit);
+        o.push(b'}');
+    });
+    field!(out, "event", &d.event, event);
     fixed(out, &d.fixed);
-    let ends = [
-        (&b",\"source\":"[..], &d.source),
-        (b",\"destination\":", &d.destination),
-        (b",\"client\":", &d.client),
-        (b",\"server\":", &d.server),
-    ];
-    if let Some(n) = &d.network {
-        out.extend_from_slice(b",\"network\":");
-        network(out, n);
-    }
-    for (k, e) in ends {
-        if let Some(e) = e {
-            out.extend_from_slice(k);
-            endpoint(out, e);
+    opt!(out, "network", &d.network, network);
+    opt!(out, "source", &d.source, endpoint);
+    opt!(out, "destination", &d.destination, endpoint);
+    opt!(out, "client", &d.client, endpoint);
+    opt!(out, "server", &d.server, endpoint);
+    opt!(out, "related", &d.related, related);
+    opt!(out, "process", &d.process, process);
+    opt!(out, "user", &d.user, user);
+    opt!(
+        out,
+        "container",
+        &d.container,
+        |o: &mut Vec<u8>, c: &Container| {
+            o.push(b'{');
+            field!(o, "id", c.id, text);
+            o.push(b'}');
         }
-    }
-    if let Some(r) = &d.related {
-        out.extend_from_slice(b",\"related\":");
-        related(out, r);
-    }
-    if let Some(p) = &d.process {
-        out.extend_from_slice(b",\"process\":");
-        process(out, p);
-    }
-    if let Some(u) = &d.user {
-        out.extend_from_slice(b",\"user\":");
-        user(out, u);
-    }
-    if let Some(c) = &d.container {
-        out.extend_from_slice(b",\"container\":{\"id\":");
-        text(out, c.id);
-        out.push(b'}');
-    }
-    if let Some(o) = &d.orchestrator {
-        out.extend_from_slice(b",\"orchestrator\":");
-        orchestrator(out, o);
-    }
+    );
+    opt!(out, "orchestrator", &d.orchestrator, orchestrator);
     field!(out, "netta", &d.netta, netta);
     out.push(b'}');
 }
