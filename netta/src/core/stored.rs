@@ -267,12 +267,7 @@ mod tests {
     #[test]
     fn only_ended_and_listener_events_are_rows() {
         let clock = Clock::fixed(0);
-        for a in [
-            Action::Opened,
-            Action::StateChanged,
-            Action::EventsLost,
-            Action::Pending,
-        ] {
+        for a in [Action::Opened, Action::StateChanged, Action::EventsLost] {
             assert!(ConnRow::from_event(&ev(a, Direction::Egress), &clock).is_none());
         }
         let l =

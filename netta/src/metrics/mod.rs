@@ -203,8 +203,7 @@ impl Metrics {
             | Action::ListenStopped
             | Action::StateChanged
             | Action::ResetSent
-            | Action::TableEvicted
-            | Action::Pending => {}
+            | Action::TableEvicted => {}
         }
     }
 
