@@ -315,39 +315,34 @@ impl DnsEvent {
 pub const MAX_RECORD_SIZE: usize = core::mem::size_of::<DnsEvent>();
 const _: () = assert!(MAX_RECORD_SIZE >= core::mem::size_of::<ExecEvent>());
 
-impl TaskEvent {
-    /// Reads one process record from untrusted bytes (`None`: too short).
-    pub fn from_bytes(buf: &[u8]) -> Option<TaskEvent> {
-        if buf.len() < TASK_EVENT_SIZE {
-            return None;
-        }
-        // SAFETY: repr(C) of integers and bytes, length checked, unaligned read.
-        Some(unsafe { core::ptr::read_unaligned(buf.as_ptr() as *const TaskEvent) })
-    }
+/// `from_bytes` and `as_bytes` of records that travel as their bytes: `repr(C)` of
+/// integers and byte arrays with explicit padding fields, so every bit pattern is
+/// a valid value and no byte is uninitialised.
+macro_rules! plain_records {
+    ($($t:ident),*) => {$(
+        impl $t {
+            /// Reads one record from untrusted bytes. `None` if the slice is shorter
+            /// than a record; longer slices (perf pads its samples) are accepted.
+            pub fn from_bytes(buf: &[u8]) -> Option<$t> {
+                if buf.len() < core::mem::size_of::<$t>() {
+                    return None;
+                }
+                // SAFETY: see the macro; the length was checked, and
+                // read_unaligned needs no alignment.
+                Some(unsafe { core::ptr::read_unaligned(buf.as_ptr() as *const $t) })
+            }
 
-    pub fn as_bytes(&self) -> &[u8; TASK_EVENT_SIZE] {
-        // SAFETY: repr(C) with explicit padding fields.
-        unsafe { &*(self as *const TaskEvent as *const [u8; TASK_EVENT_SIZE]) }
-    }
+            pub fn as_bytes(&self) -> &[u8; core::mem::size_of::<$t>()] {
+                // SAFETY: see the macro: every byte is initialised.
+                unsafe { &*(self as *const $t as *const [u8; core::mem::size_of::<$t>()]) }
+            }
+        }
+    )*};
 }
 
+plain_records!(TaskEvent, Event);
+
 impl Event {
-    /// Reads one record from untrusted bytes. `None` if the slice is shorter
-    /// than a record; longer slices (perf pads its samples) are accepted.
-    pub fn from_bytes(buf: &[u8]) -> Option<Event> {
-        if buf.len() < EVENT_SIZE {
-            return None;
-        }
-        // SAFETY: Event is repr(C), every bit pattern is a valid value of every
-        // field, and the length was checked; read_unaligned needs no alignment.
-        Some(unsafe { core::ptr::read_unaligned(buf.as_ptr() as *const Event) })
-    }
-
-    pub fn as_bytes(&self) -> &[u8; EVENT_SIZE] {
-        // SAFETY: repr(C) with explicit padding fields, so no uninitialised bytes.
-        unsafe { &*(self as *const Event as *const [u8; EVENT_SIZE]) }
-    }
-
     /// Takes `o` as the record's owner.
     #[inline(always)]
     pub fn set_owner(&mut self, o: &Owner) {
