@@ -28,8 +28,10 @@ pub enum Kind {
     State = 7,
     /// The kernel sent a RST (closed port, or abort).
     ResetSent = 8,
-    // 9 was PENDING (an accepted socket before its owner was known); the
-    // socket refresh lists those now, at one record less per connection.
+    /// An accepted connection reached ESTABLISHED but no hook has run in its
+    /// owner's context yet: the agent lists it now (owner provisional, from the
+    /// listener) and reports it opened when `Opened` follows.
+    Pending = 9,
     /// A process replaced its program ([`ExecEvent`]).
     Exec = 10,
     /// A new process, not a thread ([`TaskEvent`]): its parent's program, until it execs.
@@ -41,7 +43,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 12] = [
+    pub const ALL: [Kind; 13] = [
         Kind::Opened,
         Kind::Closed,
         Kind::Failed,
@@ -50,6 +52,7 @@ impl Kind {
         Kind::UdpFlow,
         Kind::State,
         Kind::ResetSent,
+        Kind::Pending,
         Kind::Exec,
         Kind::Fork,
         Kind::Exit,

@@ -170,9 +170,15 @@ fn on_established(ctx: &TracePointContext, t: &Transition, now: u64) {
     let i = unsafe { &mut *ptr };
     i.established = 1;
     i.ends = t.ends;
-    // An accepted socket waits for its owner (accept, or its first send or
-    // receive) before its one OPENED record; until then the agent's socket
-    // refresh lists it, and if it closes first, CLOSED names the listener.
+    if i.flags.contains(Flags::OWNER_UNKNOWN) {
+        keep_netns(t.sock, i);
+        let mut ev = event_from_info(Kind::Pending, t.sock, i, now);
+        if let Some(l) = unsafe { LISTENERS.get(listener_key(i.ends.family, i.ends.local_port)) } {
+            ev.set_owner(&l.owner);
+            ev.flags = ev.flags.difference(Flags::OWNER_UNKNOWN) | Flags::OWNER_FROM_LISTENER;
+        }
+        emit(&mut ev, ctx);
+    }
     open_if_ready(ctx, t.sock, ptr, now);
 }
 

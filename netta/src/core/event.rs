@@ -181,13 +181,16 @@ pub enum Action {
     EventsLost,
     /// The live table was full and refused rows (count in `ConnEvent::count`).
     TableEvicted,
+    /// An accepted connection whose owner is not known yet (internal: the table
+    /// lists it; `Opened` follows and is what gets reported).
+    Pending,
     /// An open connection's interim totals (`connection-updated`), every
     /// `--update-interval` while it moves data.
     Updated,
 }
 
 impl Action {
-    /// Every action.
+    /// Every action that is reported (all but the internal `Pending`).
     pub const REPORTED: [Action; 11] = [
         Action::Opened,
         Action::Closed,
@@ -214,6 +217,7 @@ impl Action {
             Action::ResetSent => "reset-sent",
             Action::EventsLost => "events-lost",
             Action::TableEvicted => "table-evicted",
+            Action::Pending => "connection-pending",
             Action::Updated => "connection-updated",
         }
     }
@@ -461,6 +465,7 @@ impl ConnEvent {
             Kind::ListenStopped => Action::ListenStopped,
             Kind::UdpFlow => Action::UdpFlow,
             Kind::State => Action::StateChanged,
+            Kind::Pending => Action::Pending,
             Kind::ResetSent => Action::ResetSent,
             Kind::Exec | Kind::Fork | Kind::Exit | Kind::DnsAnswer => {
                 return Err(DecodeError::Kind(raw.kind))

@@ -267,7 +267,12 @@ mod tests {
     #[test]
     fn only_ended_and_listener_events_are_rows() {
         let clock = Clock::fixed(0);
-        for a in [Action::Opened, Action::StateChanged, Action::EventsLost] {
+        for a in [
+            Action::Opened,
+            Action::StateChanged,
+            Action::EventsLost,
+            Action::Pending,
+        ] {
             assert!(ConnRow::from_event(&ev(a, Direction::Egress), &clock).is_none());
         }
         let l =

@@ -49,10 +49,9 @@ impl Key {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Origin {
-    /// (`Pending`: an accepted socket listed before its owner was known, from
-    /// agents that had that record.)
-    #[serde(alias = "Pending")]
     Event,
+    /// An accepted connection listed before its owner was known (not yet reported).
+    Pending,
     Proc,
 }
 
@@ -467,7 +466,8 @@ impl Table {
     pub fn apply(&mut self, ev: &ConnEvent) -> Applied {
         self.counters.events += 1;
         match ev.action {
-            Action::Opened => self.opened(ev),
+            Action::Opened => self.opened(ev, false),
+            Action::Pending => self.opened(ev, true),
             Action::Closed => self.closed(ev, false).0,
             Action::Failed => self.closed(ev, true).0,
             Action::ListenStarted => self.listen_started(ev),
@@ -490,12 +490,19 @@ impl Table {
         }
     }
 
-    /// An opened socket: a new row, or the owner for a known one.
-    fn opened(&mut self, ev: &ConnEvent) -> Applied {
+    /// An opened (or still pending) socket: a new row, or the owner for a known one.
+    fn opened(&mut self, ev: &ConnEvent, pending: bool) -> Applied {
         if let Some(row) = self.live.get_mut(&Key::Sock(ev.sock)) {
-            return Self::opened_again(row, ev);
+            return if pending {
+                Applied::Quiet
+            } else {
+                Self::opened_again(row, ev, &mut self.counters)
+            };
         }
         let mut row = Self::row_from_event(ev, Key::Sock(ev.sock), State::Established);
+        if pending {
+            row.origin = Origin::Pending;
+        }
         if let Some(key) = self.seeded.get(&ev.tuple()).copied() {
             if let Some(old) = self.remove(&key) {
                 row.inode = old.inode;
@@ -509,21 +516,33 @@ impl Table {
                 row.live = old.live;
             }
         }
-        self.counters.opened += 1;
+        if !pending {
+            self.counters.opened += 1;
+        }
         self.insert(row);
-        Applied::Changed
+        if pending {
+            Applied::Quiet
+        } else {
+            Applied::Changed
+        }
     }
 
-    /// A duplicate opened event for a row already listed: it may name the owner
-    /// the row lacked.
-    fn opened_again(row: &mut Conn, ev: &ConnEvent) -> Applied {
-        if row.owner == OwnerSource::Unknown && ev.owner != OwnerSource::Unknown {
+    /// An opened event for a row already listed: the first one for a pending row
+    /// (its owner is known now) is its opening; others are duplicates.
+    fn opened_again(row: &mut Conn, ev: &ConnEvent, counters: &mut Counters) -> Applied {
+        let first = row.origin == Origin::Pending;
+        if first || (row.owner == OwnerSource::Unknown && ev.owner != OwnerSource::Unknown) {
             row.pid = ev.pid;
             row.comm = ev.comm;
             row.owner = ev.owner;
             row.who = ev.who.clone();
         }
-        Applied::Quiet
+        if !first {
+            return Applied::Quiet;
+        }
+        row.origin = Origin::Event;
+        counters.opened += 1;
+        Applied::Changed
     }
 
     /// A closed or failed socket: its row moves to history, keeping what the
@@ -987,6 +1006,30 @@ mod tests {
         let c = t.counters();
         assert_eq!((c.opened, c.closed, c.short_lived), (1, 1, 1));
         assert_eq!((c.bytes_sent, c.bytes_recv), (10, 30));
+    }
+
+    #[test]
+    fn pending_accepts_are_listed_at_once_and_reported_when_opened() {
+        let mut t = Table::default();
+        let mut p = ev(Action::Pending, 5, "127.0.0.1:80", "127.0.0.1:5000", 100);
+        p.direction = Direction::Ingress;
+        p.owner = OwnerSource::Listener;
+        p.pid = 1;
+        assert_eq!(t.apply(&p), Applied::Quiet);
+        assert_eq!(t.len(), 1, "listed before its owner is known");
+        assert_eq!(t.counters().opened, 0);
+        let mut o = p;
+        o.action = Action::Opened;
+        o.owner = OwnerSource::Hook;
+        o.pid = 77;
+        assert_eq!(
+            t.apply(&o),
+            Applied::Changed,
+            "reported once, with the owner"
+        );
+        assert_eq!(t.get(&Key::Sock(5)).unwrap().pid, 77);
+        assert_eq!(t.apply(&o), Applied::Quiet);
+        assert_eq!(t.counters().opened, 1);
     }
 
     #[test]

@@ -203,7 +203,8 @@ impl Metrics {
             | Action::ListenStopped
             | Action::StateChanged
             | Action::ResetSent
-            | Action::TableEvicted => {}
+            | Action::TableEvicted
+            | Action::Pending => {}
         }
     }
 

@@ -396,9 +396,11 @@ fn event_type(action: Action) -> &'static [&'static str] {
         Action::ListenStarted => &["start"],
         Action::ListenStopped => &["end"],
         Action::UdpFlow | Action::Updated => &["connection", "info"],
-        Action::StateChanged | Action::ResetSent | Action::EventsLost | Action::TableEvicted => {
-            &["info"]
-        }
+        Action::StateChanged
+        | Action::ResetSent
+        | Action::EventsLost
+        | Action::TableEvicted
+        | Action::Pending => &["info"],
     }
 }
 
@@ -413,7 +415,8 @@ fn outcome(action: Action) -> Option<&'static str> {
         | Action::StateChanged
         | Action::ResetSent
         | Action::EventsLost
-        | Action::TableEvicted => None,
+        | Action::TableEvicted
+        | Action::Pending => None,
     }
 }
 
@@ -907,7 +910,7 @@ mod tests {
         let clocks = [Clock::fixed(0), Clock::fixed(1_700_000_000_987_654_321)];
         let mut lines = 0;
         let mut n = 0u64;
-        for action in Action::REPORTED {
+        for action in Action::REPORTED.into_iter().chain([Action::Pending]) {
             for proto in [Proto::Tcp, Proto::Udp] {
                 for dir in [Direction::Ingress, Direction::Egress, Direction::Unknown] {
                     for (local, remote) in ends {
@@ -967,7 +970,7 @@ mod tests {
                 lines += 1;
             }
         }
-        assert!(lines > 1900, "{lines}");
+        assert!(lines > 2000, "{lines}");
     }
     use crate::core::event::{OwnerSource, Proto};
     use crate::core::sanitize::Comm;
