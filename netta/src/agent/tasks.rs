@@ -29,8 +29,8 @@ fn identify_rows(shared: &Shared) {
     let now = shared.now_ns();
     let pids: Vec<u32> = shared
         .table()
-        .conns()
-        .filter(|c| c.pid != 0 && c.who.process.is_none())
+        .owned()
+        .filter(|c| c.who.process.is_none())
         .map(|c| c.pid)
         .collect();
     if pids.is_empty() {
