@@ -1299,7 +1299,7 @@ mod tests {
     fn time_wait_remnants_list_as_full_rows_and_become_rows_again() {
         let mut t = Table::default();
         let tw = proc_row("10.0.0.1:40000", "10.0.0.2:80", State::TimeWait, 0);
-        let r = t.reconcile(&[tw.clone()], &[0], 10, &mut |_| None);
+        let r = t.reconcile(&[tw], &[0], 10, &mut |_| None);
         let key = Key::Tuple(tw.tuple());
         // The row it lists is the one a full row would be.
         let want = Conn {
@@ -1331,9 +1331,9 @@ mod tests {
         assert_eq!(r.added, vec![want.clone()]);
         assert_eq!(
             t.conns().map(Cow::into_owned).collect::<Vec<_>>(),
-            [want.clone()]
+            std::slice::from_ref(&want)
         );
-        assert_eq!(t.live_snapshot().conns, [want.clone()]);
+        assert_eq!(t.live_snapshot().conns, std::slice::from_ref(&want));
         assert_eq!(t.get(&key).as_deref(), Some(&want));
         assert_eq!((t.len(), t.counters().observed), (1, 1));
         t.name_rows(|_| Some(Domain::parse("web.example").unwrap()));
@@ -1349,10 +1349,10 @@ mod tests {
         t.count_polled(&polled, 10);
         assert_eq!(t.get(&key).unwrap().start_ns, 10);
         // Still TIME_WAIT: nothing changes.
-        let r = t.reconcile(&[tw.clone()], &[0], 20, &mut |_| None);
+        let r = t.reconcile(&[tw], &[0], 20, &mut |_| None);
         assert_eq!((r.updated, r.added.len(), r.removed.len()), (0, 0, 0));
         // The tuple in use again, with an inode: a full row, owner found.
-        let mut est = tw.clone();
+        let mut est = tw;
         (est.state, est.inode) = (State::Established, 77);
         let r = t.reconcile(&[est], &[0], 30, &mut |ino| {
             (ino == 77).then_some(Owner {
