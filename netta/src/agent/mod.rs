@@ -403,11 +403,8 @@ impl Agent {
         }
         // Seed.
         tasks::seed_processes(&agent.shared).await;
+        // (Seeding ends by giving back what loading and the read freed.)
         agent.reconcile_once(false).await;
-        // Loading parsed kernel BTF and seeding read all of /proc/net: give the
-        // freed memory back rather than keep it resident for the agent's life.
-        // SAFETY: malloc_trim only releases free heap pages.
-        unsafe { libc::malloc_trim(0) };
         let polling = agent.maps.is_none();
         let every = if polling {
             opts.poll_every

@@ -160,6 +160,8 @@ async fn sleep_or_forever(d: Option<Duration>) {
 pub async fn events(s: &Settings, args: &EventsArgs) -> anyhow::Result<()> {
     let mut opts = agent_options(s);
     opts.ebpf.all_states = args.all_states;
+    // A stream reads no history: its agent keeps none in memory.
+    opts.limits.max_history = 0;
     // Raw state transitions come only from a kernel stream set up for them.
     let mut global = s.global.clone();
     global.standalone |= args.all_states;
@@ -491,6 +493,11 @@ pub async fn agent(s: &Settings, args: &crate::settings::cli::AgentArgs) -> anyh
     let store_path = store.as_ref().map(|s| s.path().to_path_buf());
     if let Some(st) = store.as_mut() {
         opts.baseline = service::load_baseline(st);
+        // The store keeps every closed connection; memory, only the latest.
+        opts.limits.max_history = opts
+            .limits
+            .max_history
+            .min(crate::settings::defaults::HISTORY_RING_WITH_STORE);
     }
     let started = std::time::Instant::now();
     let update_every = opts.update_every;

@@ -148,7 +148,10 @@ impl Backend for AgentBackend {
         // Only the selected rows are copied, and sorted after the table is free.
         let mut rows: Vec<_> = {
             let t = self.shared.table();
-            t.conns().filter(|c| filter.matches(c)).cloned().collect()
+            t.conns()
+                .filter(|c| filter.matches(c))
+                .map(std::borrow::Cow::into_owned)
+                .collect()
         };
         crate::core::filter::sort_rows(&mut rows);
         rows
@@ -158,7 +161,7 @@ impl Backend for AgentBackend {
             let t = self.shared.table();
             t.conns()
                 .filter(|c| filter.matches(c))
-                .map(ListRow::of)
+                .map(|c| ListRow::of(&c))
                 .collect()
         };
         ListRow::sort(&mut rows);

@@ -384,21 +384,12 @@ pub fn socket_addr(family: u16, raw: &[u8; 16], port: u16) -> SocketAddr {
     SocketAddr::new(ip, port)
 }
 
-/// One kernel record, decoded: about a connection, or about a process.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Decoded {
-    Conn(ConnEvent),
-    Proc(ProcEvent),
-}
-
-/// Decodes one untrusted kernel record of any kind (the kind byte says which).
-pub fn decode_record(buf: &[u8]) -> Result<Decoded, DecodeError> {
+/// Whether an untrusted kernel record is about a process (else about a
+/// connection): the kind byte says which decoder takes it.
+pub fn is_process_record(buf: &[u8]) -> Result<bool, DecodeError> {
     let kind = netta_ebpf::record_kind(buf)
         .ok_or(DecodeError::Short(buf.len(), netta_ebpf::TASK_EVENT_SIZE))?;
-    match Kind::try_from(kind) {
-        Ok(k) if k.is_process() => ProcEvent::decode(buf).map(Decoded::Proc),
-        _ => ConnEvent::decode(buf).map(Decoded::Conn),
-    }
+    Ok(Kind::try_from(kind).is_ok_and(|k| k.is_process()))
 }
 
 impl ProcEvent {
@@ -713,6 +704,23 @@ mod tests {
         e.task.cgroup = 99;
         e.task.comm[..7].copy_from_slice(b"python3");
         e
+    }
+
+    #[derive(Debug, PartialEq)]
+    enum Decoded {
+        Conn(ConnEvent),
+        Proc(ProcEvent),
+    }
+
+    /// One record through the pipeline's decoder.
+    fn decode_record(buf: &[u8]) -> Result<Decoded, DecodeError> {
+        let (mut batch, mut procs) = (Vec::new(), Vec::new());
+        crate::core::pipeline::decode_into(&mut batch, &mut procs, buf)?;
+        Ok(match (batch.pop(), procs.pop()) {
+            (Some(ev), None) => Decoded::Conn(ev),
+            (None, Some((_, p))) => Decoded::Proc(p),
+            _ => unreachable!("one record, one value"),
+        })
     }
 
     fn bytes(e: &netta_ebpf::ExecEvent, len: usize) -> Vec<u8> {

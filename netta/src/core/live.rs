@@ -301,7 +301,7 @@ mod tests {
     }
 
     fn row(t: &Table) -> Conn {
-        t.get(&Key::Sock(1)).unwrap().clone()
+        t.get(&Key::Sock(1)).unwrap().into_owned()
     }
 
     #[test]

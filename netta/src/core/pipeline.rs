@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::cgroup::Container;
 use super::dns_cache::Cache;
-use super::event::{decode_record, Action, ConnEvent, DecodeError, Decoded, Direction};
+use super::event::{is_process_record, Action, ConnEvent, DecodeError, Direction};
 use super::process::{ProcEvent, ProcessCache};
 use super::sanitize::Text;
 use super::table::{Applied, Table};
@@ -29,15 +29,17 @@ pub const BATCH: usize = 4096;
 /// before it: it takes effect there.
 pub type ProcRecords = Vec<(usize, ProcEvent)>;
 
-/// Decodes one kernel record onto `batch`, or onto `procs` for a process record.
+/// Decodes one kernel record onto `batch`, or onto `procs` for a process record
+/// (straight into place: no value of either kind in between to copy).
 pub fn decode_into(
     batch: &mut Vec<ConnEvent>,
     procs: &mut ProcRecords,
     record: &[u8],
 ) -> Result<(), DecodeError> {
-    match decode_record(record)? {
-        Decoded::Conn(ev) => batch.push(ev),
-        Decoded::Proc(p) => procs.push((batch.len(), p)),
+    if is_process_record(record)? {
+        procs.push((batch.len(), ProcEvent::decode(record)?));
+    } else {
+        batch.push(ConnEvent::decode(record)?);
     }
     Ok(())
 }

@@ -5,6 +5,7 @@
 //! the socket's life. Rows only /proc knows of (netta started later, TIME_WAIT
 //! remnants) are keyed by inode or 4-tuple and indexed by 4-tuple, so an event for
 //! the same socket finds and replaces them.
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 
@@ -157,8 +158,13 @@ impl Conn {
 
     /// The remote side carries no peer (listener, unconnected UDP socket).
     pub fn has_peer(&self) -> bool {
-        !(self.remote.ip().is_unspecified() && self.remote.port() == 0)
+        is_peer(&self.remote)
     }
+}
+
+/// A remote side that is a peer, not the unspecified address and port 0.
+fn is_peer(remote: &SocketAddr) -> bool {
+    !(remote.ip().is_unspecified() && remote.port() == 0)
 }
 
 /// A connection that ended, kept in the bounded history.
@@ -270,6 +276,56 @@ pub enum Applied {
     Quiet,
 }
 
+/// A TIME_WAIT socket only /proc showed (no inode, so no owner, and no
+/// bytes): all its row holds besides the 4-tuple that keys it. A busy host has
+/// tens of thousands of them, so they are kept at a fraction of a [`Conn`] and
+/// listed as the row [`Remnant::row`] makes, the same one a `Conn` would show.
+#[derive(Clone, Debug)]
+struct Remnant {
+    /// When /proc first showed it (also its `last_ns`).
+    seen_ns: u64,
+    domain: Option<Domain>,
+    uid: u32,
+    /// Its start is when it was seen (a poll counted it as opened).
+    started: bool,
+}
+
+/// A /proc socket kept as a [`Remnant`]: TIME_WAIT, no inode.
+fn is_remnant(s: &ProcSocket) -> bool {
+    s.state == State::TimeWait && s.inode == 0
+}
+
+impl Remnant {
+    fn row(&self, t: &Tuple) -> Conn {
+        Conn {
+            key: Key::Tuple(*t),
+            proto: t.proto,
+            local: t.local,
+            remote: t.remote,
+            state: State::TimeWait,
+            direction: Direction::Unknown,
+            pid: 0,
+            comm: Comm::EMPTY,
+            owner: OwnerSource::Unknown,
+            start_ns: if self.started { self.seen_ns } else { 0 },
+            bytes_sent: 0,
+            bytes_recv: 0,
+            packets: 0,
+            last_ns: self.seen_ns,
+            inode: 0,
+            netns: t.netns,
+            who: Who {
+                uid: Some(self.uid),
+                ..Who::default()
+            },
+            seen_ns: self.seen_ns,
+            origin: Origin::Proc,
+            live: Live::default(),
+            domain: self.domain.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct ReconcileReport {
     pub added: Vec<Conn>,
@@ -279,6 +335,8 @@ pub struct ReconcileReport {
 
 pub struct Table {
     live: FxHashMap<Key, Conn>,
+    /// TIME_WAIT rows only /proc knows, compact (their key is `Key::Tuple`).
+    remnants: FxHashMap<Tuple, Remnant>,
     /// 4-tuple index of the rows not keyed by socket address.
     seeded: FxHashMap<Tuple, Key>,
     history: VecDeque<Closed>,
@@ -299,6 +357,7 @@ impl Table {
     pub fn new(limits: Limits) -> Table {
         Table {
             live: FxHashMap::default(),
+            remnants: FxHashMap::default(),
             seeded: FxHashMap::default(),
             history: VecDeque::new(),
             recent_closed: FxHashMap::default(),
@@ -307,7 +366,8 @@ impl Table {
         }
     }
 
-    /// Totals since start; the byte totals include what open connections moved so far.
+    /// Totals since start; the byte totals include what open connections moved so far
+    /// (TIME_WAIT remnants moved nothing netta saw).
     pub fn counters(&self) -> Counters {
         let mut c = self.counters;
         for row in self.live.values() {
@@ -317,7 +377,8 @@ impl Table {
         c
     }
 
-    /// The open rows, for the live refresh to update their counters in place.
+    /// The open rows, for the live refresh to update their counters in place
+    /// (not the TIME_WAIT remnants: they have no counters to refresh).
     pub(crate) fn rows_mut(&mut self) -> impl Iterator<Item = &mut Conn> {
         self.live.values_mut()
     }
@@ -327,7 +388,7 @@ impl Table {
         self.counters.observed
     }
 
-    /// One open row, for the live refresh to update in place.
+    /// One open row (not a remnant), for the live refresh to update in place.
     pub(crate) fn row_mut(&mut self, key: &Key) -> Option<&mut Conn> {
         self.live.get_mut(key)
     }
@@ -352,19 +413,34 @@ impl Table {
     }
 
     pub fn len(&self) -> usize {
-        self.live.len()
+        self.live.len() + self.remnants.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.live.is_empty()
+        self.live.is_empty() && self.remnants.is_empty()
     }
 
-    pub fn get(&self, key: &Key) -> Option<&Conn> {
-        self.live.get(key)
+    pub fn get(&self, key: &Key) -> Option<Cow<'_, Conn>> {
+        if let Some(c) = self.live.get(key) {
+            return Some(Cow::Borrowed(c));
+        }
+        match key {
+            Key::Tuple(t) => self.remnants.get(t).map(|r| Cow::Owned(r.row(t))),
+            _ => None,
+        }
     }
 
-    pub fn conns(&self) -> impl Iterator<Item = &Conn> {
-        self.live.values()
+    /// Every open row; a TIME_WAIT remnant's made for the occasion.
+    pub fn conns(&self) -> impl Iterator<Item = Cow<'_, Conn>> {
+        self.live
+            .values()
+            .map(Cow::Borrowed)
+            .chain(self.remnants.iter().map(|(t, r)| Cow::Owned(r.row(t))))
+    }
+
+    /// The open rows with an owner (pid ≠ 0; a remnant has none).
+    pub fn owned(&self) -> impl Iterator<Item = &Conn> {
+        self.live.values().filter(|c| c.pid != 0)
     }
 
     pub fn history(&self) -> impl DoubleEndedIterator<Item = &Closed> + ExactSizeIterator {
@@ -379,9 +455,17 @@ impl Table {
         self.counters.decode_errors += 1;
     }
 
-    fn insert(&mut self, conn: Conn) -> bool {
-        if self.live.len() >= self.limits.max_live && !self.live.contains_key(&conn.key) {
+    /// Whether the table has room for a row keyed `key` (it may replace itself).
+    fn admit(&mut self, key: &Key) -> bool {
+        if self.len() >= self.limits.max_live && !self.live.contains_key(key) {
             self.counters.table_evicted += 1;
+            return false;
+        }
+        true
+    }
+
+    fn insert(&mut self, conn: Conn) -> bool {
+        if !self.admit(&conn.key) {
             return false;
         }
         // TIME_WAIT remnants end silently (no event closes them; reconcile does),
@@ -395,7 +479,10 @@ impl Table {
     }
 
     fn remove(&mut self, key: &Key) -> Option<Conn> {
-        let c = self.live.remove(key)?;
+        let Some(c) = self.live.remove(key) else {
+            let Key::Tuple(t) = key else { return None };
+            return self.remnants.remove(t).map(|r| r.row(t));
+        };
         if !matches!(key, Key::Sock(_) | Key::Flow { .. }) {
             let t = c.tuple();
             if self.seeded.get(&t) == Some(key) {
@@ -431,6 +518,11 @@ impl Table {
         if self.history.len() >= self.limits.max_history {
             self.history.pop_front();
             self.counters.history_evicted += 1;
+        } else if self.history.len() == self.history.capacity() {
+            // Doubling would overshoot the bound by up to half again: grow to it.
+            let more = self.history.len().max(64);
+            let max = self.limits.max_history - self.history.len();
+            self.history.reserve_exact(more.min(max));
         }
         self.history.push_back(closed);
     }
@@ -720,26 +812,43 @@ impl Table {
             match pick {
                 Some(i) => {
                     matched[i] = true;
-                    let s = &snap[i];
-                    if row.state != s.state {
-                        row.state = s.state;
-                        report.updated += 1;
-                    }
-                    row.inode = s.inode;
-                    row.netns = s.netns;
-                    if row.who.uid.is_none() {
-                        row.who.uid = Some(s.uid);
-                    }
-                    if row.owner == OwnerSource::Unknown && s.inode != 0 {
-                        if let Some(o) = owner_of(s.inode) {
-                            row.pid = o.pid;
-                            row.comm = o.comm;
-                            row.owner = OwnerSource::Proc;
-                        }
-                    }
+                    refresh(row, &snap[i], owner_of, &mut report);
                 }
                 None if row.seen_ns < started_ns && read.contains(&row.netns) => gone.push(row.key),
                 None => {}
+            }
+        }
+        // The remnants take what the rows left: a TIME_WAIT socket without an
+        // inode is still one; anything else becomes a full row again.
+        let mut promote = Vec::new();
+        for (t, r) in &self.remnants {
+            let lo = order.partition_point(|i| tuple_of(&snap[*i as usize]) < *t);
+            let hi = lo + order[lo..].partition_point(|i| tuple_of(&snap[*i as usize]) == *t);
+            let free = || {
+                order[lo..hi]
+                    .iter()
+                    .map(|i| *i as usize)
+                    .filter(|i| !matched[*i])
+            };
+            let remnant = |i: &usize| is_remnant(&snap[*i]);
+            match free().find(remnant).or_else(|| free().next()) {
+                Some(i) => {
+                    matched[i] = true;
+                    if !remnant(&i) {
+                        promote.push((*t, i));
+                    }
+                }
+                None if r.seen_ns < started_ns && read.contains(&t.netns) => {
+                    gone.push(Key::Tuple(*t))
+                }
+                None => {}
+            }
+        }
+        for (t, i) in promote {
+            if let Some(r) = self.remnants.remove(&t) {
+                let mut row = r.row(&t);
+                refresh(&mut row, &snap[i], owner_of, &mut report);
+                self.live.insert(row.key, row);
             }
         }
         for key in gone {
@@ -754,10 +863,19 @@ impl Table {
             }
         }
         self.recent_closed.retain(|_, t| *t >= started_ns);
-        // Seeding adds every socket at once: one allocation, not a rehash per doubling.
-        let unmatched = matched.iter().filter(|m| !**m).count();
-        self.live
-            .reserve(unmatched.min(self.limits.max_live.saturating_sub(self.live.len())));
+        // Seeding adds every socket at once: one allocation per map, not a rehash
+        // per doubling.
+        let (mut rows, mut remnants) = (0, 0);
+        for (s, _) in snap.iter().zip(&matched).filter(|(_, m)| !**m) {
+            if is_remnant(s) {
+                remnants += 1;
+            } else {
+                rows += 1;
+            }
+        }
+        let room = self.limits.max_live.saturating_sub(self.len());
+        self.live.reserve(rows.min(room));
+        self.remnants.reserve(remnants.min(room));
         for (i, s) in snap.iter().enumerate() {
             if matched[i] {
                 continue;
@@ -771,7 +889,7 @@ impl Table {
             } else {
                 Key::Tuple(t)
             };
-            if self.live.contains_key(&key) {
+            if self.live.contains_key(&key) || self.remnants.contains_key(&t) {
                 continue;
             }
             let owner = if s.inode != 0 {
@@ -779,6 +897,22 @@ impl Table {
             } else {
                 None
             };
+            if is_remnant(s) {
+                let r = Remnant {
+                    seen_ns: started_ns,
+                    domain: None,
+                    uid: s.uid,
+                    started: false,
+                };
+                let copy = keep.then(|| r.row(&t));
+                if self.admit(&key) {
+                    self.counters.observed += 1;
+                    self.counters.healed_added += 1;
+                    self.remnants.insert(t, r);
+                    report.added.extend(copy);
+                }
+                continue;
+            }
             let conn = Conn {
                 key,
                 proto: s.proto,
@@ -829,6 +963,10 @@ impl Table {
             }
             if let Some(row) = self.live.get_mut(&c.key) {
                 row.start_ns = c.seen_ns;
+            } else if let Key::Tuple(t) = &c.key {
+                if let Some(r) = self.remnants.get_mut(t) {
+                    r.started = true;
+                }
             }
         }
         for c in &report.removed {
@@ -869,6 +1007,11 @@ impl Table {
                 row.domain = name(row.remote.ip());
             }
         }
+        for (t, r) in self.remnants.iter_mut() {
+            if r.domain.is_none() && is_peer(&t.remote) {
+                r.domain = name(t.remote.ip());
+            }
+        }
     }
 
     /// Gives rows whose process is not known yet what `who` knows of their pid
@@ -900,21 +1043,46 @@ impl Table {
     /// read every second.
     pub fn live_snapshot(&self) -> Snapshot {
         Snapshot {
-            conns: self.live.values().cloned().collect(),
+            conns: self.conns().map(Cow::into_owned).collect(),
             history: Vec::new(),
             counters: self.counters(),
         }
     }
 
     /// The open rows the table rules read every second: no rule looks at a
-    /// TIME_WAIT remnant that sent nothing, and a busy host has tens of
-    /// thousands of them.
+    /// TIME_WAIT remnant that sent nothing (the compact ones never did), and a
+    /// busy host has tens of thousands of them.
     pub fn rules_rows(&self) -> Vec<Conn> {
         self.live
             .values()
             .filter(|c| c.state != State::TimeWait || c.bytes_sent != 0)
             .cloned()
             .collect()
+    }
+}
+
+/// Brings a row up to date with its /proc socket.
+fn refresh(
+    row: &mut Conn,
+    s: &ProcSocket,
+    owner_of: &mut dyn FnMut(u64) -> Option<Owner>,
+    report: &mut ReconcileReport,
+) {
+    if row.state != s.state {
+        row.state = s.state;
+        report.updated += 1;
+    }
+    row.inode = s.inode;
+    row.netns = s.netns;
+    if row.who.uid.is_none() {
+        row.who.uid = Some(s.uid);
+    }
+    if row.owner == OwnerSource::Unknown && s.inode != 0 {
+        if let Some(o) = owner_of(s.inode) {
+            row.pid = o.pid;
+            row.comm = o.comm;
+            row.owner = OwnerSource::Proc;
+        }
     }
 }
 
@@ -1125,6 +1293,100 @@ mod tests {
         let rows = t.rules_rows();
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].key, Key::Sock(1));
+    }
+
+    #[test]
+    fn time_wait_remnants_list_as_full_rows_and_become_rows_again() {
+        let mut t = Table::default();
+        let tw = proc_row("10.0.0.1:40000", "10.0.0.2:80", State::TimeWait, 0);
+        let r = t.reconcile(&[tw], &[0], 10, &mut |_| None);
+        let key = Key::Tuple(tw.tuple());
+        // The row it lists is the one a full row would be.
+        let want = Conn {
+            key,
+            proto: Proto::Tcp,
+            local: tw.local,
+            remote: tw.remote,
+            state: State::TimeWait,
+            direction: Direction::Unknown,
+            pid: 0,
+            comm: Comm::EMPTY,
+            owner: OwnerSource::Unknown,
+            start_ns: 0,
+            bytes_sent: 0,
+            bytes_recv: 0,
+            packets: 0,
+            last_ns: 10,
+            inode: 0,
+            netns: 0,
+            who: Who {
+                uid: Some(1000),
+                ..Who::default()
+            },
+            seen_ns: 10,
+            origin: Origin::Proc,
+            live: Live::default(),
+            domain: None,
+        };
+        assert_eq!(r.added, vec![want.clone()]);
+        assert_eq!(
+            t.conns().map(Cow::into_owned).collect::<Vec<_>>(),
+            std::slice::from_ref(&want)
+        );
+        assert_eq!(t.live_snapshot().conns, std::slice::from_ref(&want));
+        assert_eq!(t.get(&key).as_deref(), Some(&want));
+        assert_eq!((t.len(), t.counters().observed), (1, 1));
+        t.name_rows(|_| Some(Domain::parse("web.example").unwrap()));
+        assert_eq!(
+            t.get(&key).unwrap().domain,
+            Some(Domain::parse("web.example").unwrap())
+        );
+        // Polling counts it as opened when seen.
+        let polled = ReconcileReport {
+            added: vec![want.clone()],
+            ..ReconcileReport::default()
+        };
+        t.count_polled(&polled, 10);
+        assert_eq!(t.get(&key).unwrap().start_ns, 10);
+        // Still TIME_WAIT: nothing changes.
+        let r = t.reconcile(&[tw], &[0], 20, &mut |_| None);
+        assert_eq!((r.updated, r.added.len(), r.removed.len()), (0, 0, 0));
+        // The tuple in use again, with an inode: a full row, owner found.
+        let mut est = tw;
+        (est.state, est.inode) = (State::Established, 77);
+        let r = t.reconcile(&[est], &[0], 30, &mut |ino| {
+            (ino == 77).then_some(Owner {
+                pid: 5,
+                comm: Comm::from_bytes(b"curl"),
+            })
+        });
+        assert_eq!((r.updated, r.added.len()), (1, 0));
+        let row = t.get(&key).unwrap();
+        assert!(matches!(row, Cow::Borrowed(_)));
+        assert_eq!((row.state, row.inode, row.pid), (State::Established, 77, 5));
+        assert_eq!(t.owned().count(), 1);
+        // Gone from /proc: removed and counted.
+        let mut t = Table::default();
+        t.reconcile(&[tw], &[0], 10, &mut |_| None);
+        let r = t.reconcile(&[], &[0], 20, &mut |_| None);
+        assert_eq!(r.removed.len(), 1);
+        assert!(t.is_empty());
+        assert_eq!(t.counters().healed_removed, 1);
+    }
+
+    #[test]
+    fn time_wait_remnants_count_against_the_cap() {
+        let mut t = Table::new(Limits {
+            max_live: 1,
+            max_history: 1,
+        });
+        let snap = [
+            proc_row("10.0.0.1:1", "10.0.0.2:80", State::TimeWait, 0),
+            proc_row("10.0.0.1:2", "10.0.0.2:80", State::TimeWait, 0),
+        ];
+        t.reconcile(&snap, &[0], 10, &mut |_| None);
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.counters().table_evicted, 1);
     }
 
     #[test]

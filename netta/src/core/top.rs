@@ -215,8 +215,8 @@ pub struct Picture {
 impl Picture {
     /// The table's rows at `now`. `key` gives the key each row is shown with:
     /// for another process, opaque socket ids, never kernel addresses.
-    pub fn of<'a>(
-        conns: impl IntoIterator<Item = &'a Conn>,
+    pub fn of<C: std::borrow::Borrow<Conn>>(
+        conns: impl IntoIterator<Item = C>,
         counters: Counters,
         now: u64,
         key: impl Fn(Key) -> Key,
@@ -228,6 +228,7 @@ impl Picture {
         // One entry per owner: rows of one process share it (the same `Arc`s).
         let mut owners: FxHashMap<OwnerKey, u32> = FxHashMap::default();
         for c in conns {
+            let c: &Conn = c.borrow();
             p.in_per_s = p.in_per_s.saturating_add(c.live.rate_recv);
             p.out_per_s = p.out_per_s.saturating_add(c.live.rate_sent);
             if c.state.is_listener() {

@@ -116,7 +116,8 @@ pub struct Global {
     /// Most live connections kept; more are counted as evicted.
     #[arg(long, global = true, default_value_t = defaults().max_connections)]
     pub max_connections: usize,
-    /// Most closed connections kept in history.
+    /// Most closed connections kept in memory and shown by history views
+    /// (`netta agent` with its store keeps at most 1,000 in memory).
     #[arg(long, global = true, default_value_t = defaults().history_size)]
     pub history_size: usize,
     #[arg(long, global = true, value_name = "FILE", help = format!(

@@ -20,6 +20,9 @@ pub const HISTORY_FILE: &str = "history.db";
 pub const RETENTION_AGE: Duration = Duration::from_secs(14 * 24 * 3600);
 /// The store is kept under this many bytes (`--retention-size`).
 pub const RETENTION_BYTES: u64 = 512 << 20;
+/// Closed connections `netta agent` keeps in memory when its history store
+/// keeps them all (views read the store; `--no-store`: `--history-size`).
+pub const HISTORY_RING_WITH_STORE: usize = 1_000;
 
 #[derive(Clone, Copy, Debug)]
 pub struct Defaults {
