@@ -130,12 +130,20 @@ impl Btf {
     /// Number of parameters of kernel function `name`, `None` if BTF has no such
     /// function (it may have been inlined or renamed).
     pub fn func_params(&self, name: &str) -> Option<usize> {
-        let f = self
-            .types
-            .iter()
-            .find(|t| t.kind == 12 && self.name(t.name_off) == name.as_bytes())?;
+        let f = &self.types[self.func_index(name)?];
         let proto = self.types.get((f.size_or_type as usize).checked_sub(1)?)?;
         (proto.kind == 13).then_some(proto.vlen)
+    }
+
+    /// The type id of kernel function `name` (what an fentry/fexit attaches by).
+    pub fn func_id(&self, name: &str) -> Option<u32> {
+        u32::try_from(self.func_index(name)? + 1).ok()
+    }
+
+    fn func_index(&self, name: &str) -> Option<usize> {
+        self.types
+            .iter()
+            .position(|t| t.kind == 12 && self.name(t.name_off) == name.as_bytes())
     }
 
     fn find_member(&self, idx: usize, member: &[u8], base_bits: u32) -> Option<u32> {
@@ -220,6 +228,22 @@ mod tests {
             assert!(Btf::parse(b[..n].to_vec()).is_err(), "{n}");
         }
         assert!(Btf::parse(vec![0x9f, 0xeb, 1, 0]).is_err());
+    }
+
+    #[test]
+    fn function_ids_agree_with_aya() {
+        let (Ok(ours), Ok(aya)) = (Btf::from_sys_fs(), aya::Btf::from_sys_fs()) else {
+            eprintln!("no kernel BTF here");
+            return;
+        };
+        for f in ["inet_csk_accept", "udp_sendmsg", "tcp_v4_send_reset"] {
+            let theirs = aya
+                .id_by_type_name_kind(f, aya_obj::btf::BtfKind::Func)
+                .ok();
+            assert_eq!(ours.func_id(f), theirs, "{f}");
+            assert!(theirs.is_some(), "{f}");
+        }
+        assert_eq!(ours.func_id("no_such_function_here"), None);
     }
 
     #[test]

@@ -338,6 +338,84 @@ fn static_check(
     None
 }
 
+/// Why this kernel takes no fentry/fexit programs (some kernels refuse them under
+/// lockdown), from loading a two-instruction fexit program on `func`; `None` when
+/// it takes one. Asked before attaching one for real, which first parses the whole
+/// kernel BTF again in aya (about 15 MiB, the agent's peak) only to be refused.
+fn tracing_refused(btf: &Btf, func: &str) -> Option<String> {
+    let id = btf.func_id(func)?;
+    // BPF_PROG_LOAD's attribute, up to attach_btf_id (the kernel takes a prefix).
+    #[repr(C)]
+    struct ProgLoad {
+        prog_type: u32,
+        insn_cnt: u32,
+        insns: u64,
+        license: u64,
+        log_level: u32,
+        log_size: u32,
+        log_buf: u64,
+        kern_version: u32,
+        prog_flags: u32,
+        prog_name: [u8; 16],
+        prog_ifindex: u32,
+        expected_attach_type: u32,
+        prog_btf_fd: u32,
+        func_info_rec_size: u32,
+        func_info: u64,
+        func_info_cnt: u32,
+        line_info_rec_size: u32,
+        line_info: u64,
+        line_info_cnt: u32,
+        attach_btf_id: u32,
+    }
+    const BPF_PROG_LOAD: libc::c_long = 5;
+    const BPF_PROG_TYPE_TRACING: u32 = 26;
+    const BPF_TRACE_FEXIT: u32 = 25;
+    // r0 = 0; exit
+    let insns: [u64; 2] = [0x0000_0000_0000_00b7, 0x0000_0000_0000_0095];
+    let license = b"GPL\0";
+    let attr = ProgLoad {
+        prog_type: BPF_PROG_TYPE_TRACING,
+        insn_cnt: 2,
+        insns: insns.as_ptr() as u64,
+        license: license.as_ptr() as u64,
+        log_level: 0,
+        log_size: 0,
+        log_buf: 0,
+        kern_version: 0,
+        prog_flags: 0,
+        prog_name: *b"netta_probe\0\0\0\0\0",
+        prog_ifindex: 0,
+        expected_attach_type: BPF_TRACE_FEXIT,
+        prog_btf_fd: 0,
+        func_info_rec_size: 0,
+        func_info: 0,
+        func_info_cnt: 0,
+        line_info_rec_size: 0,
+        line_info: 0,
+        line_info_cnt: 0,
+        attach_btf_id: id,
+    };
+    // SAFETY: a valid attribute of the size passed; the pointers outlive the call.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_LOAD,
+            &attr as *const ProgLoad,
+            std::mem::size_of::<ProgLoad>() as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        let e = std::io::Error::last_os_error();
+        return Some(format!(
+            "the kernel refuses fentry/fexit programs here (a trivial fexit of {func}: {e})"
+        ));
+    }
+    // SAFETY: the descriptor the call just returned, closed once.
+    unsafe { libc::close(fd as libc::c_int) };
+    None
+}
+
 /// Probes every capability from tracefs and BTF, skipping `failed` mechanisms
 /// (those whose attach already failed, with the reason) and disabled ones.
 pub fn plan(
@@ -348,6 +426,7 @@ pub fn plan(
     wants: Wants,
 ) -> Vec<Choice> {
     let accept_params = btf.func_params(func::ACCEPT);
+    let tracing = std::cell::OnceCell::new();
     Capability::ALL
         .iter()
         .filter(|&&cap| cap != Capability::DnsAnswers || wants.dns)
@@ -360,6 +439,11 @@ pub fn plan(
                         .find(|(l, _)| *l == m.label)
                         .map(|(_, r)| r.clone())
                         .or_else(|| static_check(&m, tracefs_root, btf, disabled))
+                        .or_else(|| {
+                            m.is_tracing()
+                                .then(|| tracing.get_or_init(|| tracing_refused(btf, func::ACCEPT)))
+                                .and_then(Clone::clone)
+                        })
                         .or_else(|| {
                             let kernel_dns = m
                                 .programs
