@@ -185,7 +185,7 @@ fn sinks(c: &mut Criterion) {
                         for _ in 0..n {
                             let (tx, rx) = mpsc::channel(1 << 12);
                             let stats = Arc::new(SinkStats::default());
-                            outs.push((tx, stats.clone()));
+                            outs.push((tx, vec![stats.clone()]));
                             let spec = SinkSpec::File("/dev/null".into());
                             tasks.push(spawn(spec, rx, clock.clone(), stats, stop_rx.clone()));
                         }

@@ -1262,6 +1262,21 @@ fn agent_service(netta: &Path, dir: &Path, opts: &Opts) -> Result<String> {
 
 /// CPU time of every live thread of `pid`, in ns (`/proc/PID/task/*/schedstat`):
 /// finer than the 10 ms ticks of `/proc/PID/stat`, for short runs.
+/// User and system clock ticks of all of `pid`'s threads (/proc/PID/task/*/stat).
+fn threads_user_sys_ticks(pid: u32) -> Option<(u64, u64)> {
+    let (mut user, mut sys) = (0, 0);
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let Ok(s) = std::fs::read_to_string(t.ok()?.path().join("stat")) else {
+            continue;
+        };
+        // Fields after the command's closing parenthesis: utime is the 12th, stime the 13th.
+        let mut f = s.rsplit_once(')')?.1.split_whitespace().skip(11);
+        user += f.next()?.parse::<u64>().ok()?;
+        sys += f.next()?.parse::<u64>().ok()?;
+    }
+    Some((user, sys))
+}
+
 fn threads_cpu_ns(pid: u32) -> Option<u64> {
     let mut total = 0;
     for t in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
@@ -1308,7 +1323,7 @@ impl SinkSet {
 /// µs per record written, and the records. A run that saw fewer records than
 /// requests (the kernel stream disturbed by something else on the machine) is
 /// an error, so the caller can run it again.
-fn sink_run(netta: &Path, dir: &Path, set: SinkSet, requests: u32) -> Result<(f64, u64)> {
+fn sink_run(netta: &Path, dir: &Path, set: SinkSet, requests: u32) -> Result<SinkRun> {
     let sock = dir.join("sinks.sock");
     let files: Vec<PathBuf> = match set {
         SinkSet::One | SinkSet::PlusNull => vec![dir.join("sink-0.json")],
@@ -1327,11 +1342,20 @@ fn sink_run(netta: &Path, dir: &Path, set: SinkSet, requests: u32) -> Result<(f6
     let agent = ServiceAgent::with_sinks(netta, None, &sock, &specs)?;
     let pid = agent.0.id();
     let cpu0 = threads_cpu_ns(pid).context("agent CPU")?;
+    let ticks0 = threads_user_sys_ticks(pid).context("agent CPU")?;
     run_ab(requests)?;
     // The ring is read in batches: let the last records reach the files.
     std::thread::sleep(Duration::from_millis(500));
     let cpu1 = threads_cpu_ns(pid).context("agent CPU")?;
+    let ticks1 = threads_user_sys_ticks(pid).context("agent CPU")?;
     drop(agent);
+    let user = ticks1.0.saturating_sub(ticks0.0) as f64;
+    let sys = ticks1.1.saturating_sub(ticks0.1) as f64;
+    let user_share = if user + sys > 0.0 {
+        user / (user + sys)
+    } else {
+        0.0
+    };
     let lines = |f: &Path| -> Result<u64> {
         let text = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
         Ok(text.iter().filter(|b| **b == b'\n').count() as u64)
@@ -1348,10 +1372,21 @@ fn sink_run(netta: &Path, dir: &Path, set: SinkSet, requests: u32) -> Result<(f6
     if records < u64::from(requests) {
         bail!("only {records} records for {requests} requests: the kernel stream was disturbed");
     }
-    Ok((
-        cpu1.saturating_sub(cpu0) as f64 / 1e3 / records as f64,
+    let us = cpu1.saturating_sub(cpu0) as f64 / 1e3 / records as f64;
+    Ok(SinkRun {
+        us,
+        user_us: us * user_share,
         records,
-    ))
+    })
+}
+
+/// One run of the sink benchmark: the agent's CPU µs per record written, the
+/// part of it in user space (netta's own work; the rest is the kernel's, the
+/// writes themselves), and the records.
+struct SinkRun {
+    us: f64,
+    user_us: f64,
+    records: u64,
 }
 
 /// `netta agent` with one file sink, with a second sink on /dev/null, and with
@@ -1359,6 +1394,7 @@ fn sink_run(netta: &Path, dir: &Path, set: SinkSet, requests: u32) -> Result<(f6
 /// per record (medians and spreads).
 fn sink_cost(netta: &Path, dir: &Path, opts: &Opts) -> Result<String> {
     let mut us: Vec<Vec<f64>> = vec![Vec::new(); SinkSet::ALL.len()];
+    let mut user: Vec<Vec<f64>> = vec![Vec::new(); SinkSet::ALL.len()];
     let mut records = 0;
     let runs = opts.runs.max(1);
     for i in 0..runs {
@@ -1366,7 +1402,7 @@ fn sink_cost(netta: &Path, dir: &Path, opts: &Opts) -> Result<String> {
             let at = (i + k) % SinkSet::ALL.len();
             let set = SinkSet::ALL[at];
             let mut tries = 0;
-            let (cost, n) = loop {
+            let run = loop {
                 tries += 1;
                 match sink_run(netta, dir, set, opts.requests) {
                     Ok(r) => break r,
@@ -1374,37 +1410,47 @@ fn sink_cost(netta: &Path, dir: &Path, opts: &Opts) -> Result<String> {
                     Err(e) => return Err(e),
                 }
             };
-            records += n;
+            records += run.records;
             eprintln!(
-                "bench: sinks run {}: {}, {cost:.2} µs/record over {n} records",
+                "bench: sinks run {}: {}, {:.2} µs/record ({:.2} in user space) over {} records",
                 i + 1,
-                set.name()
+                set.name(),
+                run.us,
+                run.user_us,
+                run.records
             );
-            us[at].push(cost);
+            us[at].push(run.us);
+            user[at].push(run.user_us);
         }
     }
     let m: Vec<f64> = us.iter().map(|v| median(v.clone())).collect();
+    let mu: Vec<f64> = user.iter().map(|v| median(v.clone())).collect();
     let mut o = String::new();
     let _ = writeln!(
         o,
         "\nSinks (`netta agent --no-store --sink file:A [--sink file:/dev/null | --sink file:B]`, \
          `ab -n {} -c {CONCURRENCY}`, {runs} run(s) each, in rotating order): agent CPU per record written \
-         (all threads, /proc/PID/task/*/schedstat; median, and the runs' range):\n",
+         (all threads, /proc/PID/task/*/schedstat; median, and the runs' range), and the \
+         part of it in user space, netta's own work (by the threads' utime:stime ticks; the \
+         rest is the kernel's, mostly the writes into each file's page cache):\n",
         opts.requests
     );
     let _ = writeln!(
         o,
-        "| sinks | µs per record | runs | vs one sink |\n|---|---|---|---|"
+        "| sinks | µs per record | runs | vs one sink | user space | vs one sink |\n|---|---|---|---|---|---|"
     );
     for (k, set) in SinkSet::ALL.iter().enumerate() {
         let _ = writeln!(
             o,
-            "| {} | {:.2} | {} | {:+.2} µs ({:.2}×) |",
+            "| {} | {:.2} | {} | {:+.2} µs ({:.2}×) | {:.2} ({}) | {:+.2} µs |",
             set.name(),
             m[k],
             spread(&us[k]),
             m[k] - m[0],
-            m[k] / m[0]
+            m[k] / m[0],
+            mu[k],
+            spread(&user[k]),
+            mu[k] - mu[0]
         );
     }
     let _ = writeln!(o, "\n{records} records in all.");

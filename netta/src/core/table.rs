@@ -238,7 +238,7 @@ pub struct Counters {
     pub decode_errors: u64,
     /// Rows refused because the live table was at its cap.
     pub table_evicted: u64,
-    /// Closed connections pushed out of the bounded history.
+    /// Closed connections pushed out of the bounded history (none when it is off).
     pub history_evicted: u64,
     /// Rows /proc showed that no event had reported.
     pub healed_added: u64,
@@ -511,8 +511,8 @@ impl Table {
     }
 
     fn push_history(&mut self, closed: Closed) {
+        // History off (`netta events`): nothing is kept, so nothing is pushed out.
         if self.limits.max_history == 0 {
-            self.counters.history_evicted += 1;
             return;
         }
         if self.history.len() >= self.limits.max_history {
@@ -1421,6 +1421,23 @@ mod tests {
         }
         assert_eq!(t.history().len(), 1);
         assert_eq!(t.counters().history_evicted, 1);
+    }
+
+    /// With history off nothing is kept, and no close counts as pushed out.
+    #[test]
+    fn history_off_keeps_and_evicts_nothing() {
+        let mut t = Table::new(Limits {
+            max_live: 8,
+            max_history: 0,
+        });
+        for s in 1..=3u64 {
+            let l = format!("127.0.0.1:{s}");
+            t.apply(&ev(Action::Opened, s, &l, "127.0.0.1:80", 10));
+            t.apply(&ev(Action::Closed, s, &l, "127.0.0.1:80", 20));
+        }
+        assert_eq!(t.len(), 0);
+        assert_eq!(t.history().len(), 0);
+        assert_eq!(t.counters().history_evicted, 0);
     }
 
     #[test]

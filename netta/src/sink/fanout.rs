@@ -74,11 +74,12 @@ impl LineMaker {
 /// Records serialised per wake-up (and per clock re-sync): one batch.
 const FAN_BATCH: usize = 256;
 
-/// One sink's input and what it missed because its channel was full.
+/// One channel's input (a sink's, or a group of file sinks'), what it missed
+/// because it was full, and the counters of the sinks behind it.
 struct Out {
     tx: mpsc::Sender<Chunk>,
     missed: u64,
-    stats: Arc<SinkStats>,
+    stats: Vec<Arc<SinkStats>>,
 }
 
 /// Serialises the records from `rx` that pass `filter`, once, a batch per wake-up,
@@ -89,7 +90,7 @@ struct Out {
 pub async fn fan_out(
     mut rx: mpsc::Receiver<Record>,
     clock: Clock,
-    outs: Vec<(mpsc::Sender<Chunk>, Arc<SinkStats>)>,
+    outs: Vec<(mpsc::Sender<Chunk>, Vec<Arc<SinkStats>>)>,
     filter: EndsFilter,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -145,7 +146,9 @@ pub async fn fan_out(
             }
             if (o.missed > 0 || o.tx.try_send(chunk.clone()).is_err()) && !o.tx.is_closed() {
                 o.missed += chunk.lines;
-                o.stats.add_dropped(chunk.lines);
+                for s in &o.stats {
+                    s.add_dropped(chunk.lines);
+                }
             }
         }
     }
@@ -182,7 +185,7 @@ mod tests {
         let mut outs = Vec::new();
         for _ in 0..sinks {
             let (tx, rx) = mpsc::channel(16);
-            outs.push((tx, Arc::new(SinkStats::default())));
+            outs.push((tx, vec![Arc::new(SinkStats::default())]));
             rxs.push(rx);
         }
         let (_stop, stop_rx) = watch::channel(false);

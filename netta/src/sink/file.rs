@@ -101,7 +101,7 @@ impl FileOut<'_> {
 
     /// Writes what is queued, the shared batches as they are (one `writev` for
     /// all of them); on trouble keeps it queued and schedules a retry. The write
-    /// blocks: the file sink runs on a thread of its own ([`super::spawn`]).
+    /// blocks: the file sinks run on a thread of their own ([`super::spawn_files`]).
     pub(super) fn flush(&mut self, lines: &mut Lines<'_>) {
         if self.file.is_none() && !self.open(lines.stats, true) {
             return;
@@ -131,63 +131,128 @@ pub(super) async fn hangup(sig: &mut Option<Signal>) {
     }
 }
 
-pub(super) async fn run_file(
-    path: &Path,
+/// One file of a group: where its lines go and the lines waiting.
+struct Member<'a> {
+    out: FileOut<'a>,
+    lines: Lines<'a>,
+}
+
+impl Member<'_> {
+    fn flush(&mut self) {
+        self.out.flush(&mut self.lines);
+        if self.out.file.is_some() {
+            self.lines.warned_full = false;
+        }
+    }
+}
+
+/// One file sink's destination and counters.
+pub(super) struct FileSpec {
+    pub(super) path: std::path::PathBuf,
+    pub(super) label: String,
+    pub(super) stats: std::sync::Arc<SinkStats>,
+}
+
+/// Writes the batches from `rx` to every file of `files`, each with its own
+/// backlog, retry and reopening, on one thread: a second file costs a `writev`
+/// per batch, not a second thread's wake-ups. Opening a file at start is an error.
+pub(super) async fn run_files(
+    files: &[FileSpec],
     mut rx: mpsc::Receiver<Chunk>,
-    mut lines: Lines<'_>,
+    clock: Clock,
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
-    // The handler goes in before anything else: once the file is open, a HUP means
+    // The handler goes in before anything else: once a file is open, a HUP means
     // "reopen", never the default "terminate".
     let mut hup = match signal(SignalKind::hangup()) {
         Ok(s) => Some(s),
         Err(e) => {
             log::warn!(
-                "sink {}: cannot watch SIGHUP ({e}); it will not be reopened after rotation",
-                path.display()
+                "file sinks: cannot watch SIGHUP ({e}); they will not be reopened after rotation"
             );
             None
         }
     };
-    let file = open_append(path)
-        .map_err(|e| io::Error::new(e.kind(), format!("opening {}: {e}", path.display())))?;
-    lines.stats.set_connected(true);
-    let mut out = FileOut {
-        path,
-        file: Some(file),
-        failing: false,
-        backoff: Backoff::new(),
-        retry_at: Instant::now(),
-    };
+    let mut members = Vec::with_capacity(files.len());
+    for f in files {
+        let file = open_append(&f.path)
+            .map_err(|e| io::Error::new(e.kind(), format!("opening {}: {e}", f.path.display())))?;
+        f.stats.set_connected(true);
+        members.push(Member {
+            out: FileOut {
+                path: &f.path,
+                file: Some(file),
+                failing: false,
+                backoff: Backoff::new(),
+                retry_at: Instant::now(),
+            },
+            lines: Lines {
+                backlog: Backlog::new(BUFFER_LINES, BUFFER_BYTES),
+                clock: clock.clone(),
+                stats: &f.stats,
+                label: &f.label,
+                warned_full: false,
+            },
+        });
+    }
+    let mut got: Vec<Chunk> = Vec::new();
     loop {
+        let retry_at = members
+            .iter()
+            .filter(|m| !m.lines.backlog.is_idle())
+            .map(|m| m.out.retry_at)
+            .min();
         tokio::select! {
             biased;
             _ = stop_requested(&mut shutdown) => break,
             _ = hangup(&mut hup) => {
-                log::info!("sink {}: SIGHUP, reopening", path.display());
-                out.file = None;
-                if out.open(lines.stats, true) {
-                    lines.warned_full = false;
+                for m in &mut members {
+                    log::info!("sink {}: SIGHUP, reopening", m.out.path.display());
+                    m.out.file = None;
+                    if m.out.open(m.lines.stats, true) {
+                        m.lines.warned_full = false;
+                    }
+                    m.flush();
                 }
-                out.flush(&mut lines);
             }
             r = rx.recv() => {
-                let Some(r) = r else { break };
-                lines.ingest(r, &mut rx);
-                out.flush(&mut lines);
-                if out.file.is_some() {
-                    lines.warned_full = false;
+                let Some(first) = r else { break };
+                let mut bytes = first.data.len();
+                got.push(first);
+                while bytes < BATCH_BYTES {
+                    match rx.try_recv() {
+                        Ok(c) => {
+                            bytes += c.data.len();
+                            got.push(c);
+                        }
+                        Err(_) => break,
+                    }
                 }
+                for m in &mut members {
+                    for c in &got {
+                        m.lines.push(c.clone());
+                    }
+                    m.flush();
+                }
+                got.clear();
             }
-            _ = tokio::time::sleep_until(out.retry_at), if !lines.backlog.is_idle() => {
-                out.flush(&mut lines);
+            _ = tokio::time::sleep_until(retry_at.unwrap_or_else(Instant::now)), if retry_at.is_some() => {
+                let now = Instant::now();
+                for m in members.iter_mut().filter(|m| !m.lines.backlog.is_idle() && m.out.retry_at <= now) {
+                    m.flush();
+                }
             }
         }
     }
-    lines.drain(&mut rx);
-    if !lines.backlog.is_idle() {
-        out.flush(&mut lines);
+    got.extend(std::iter::from_fn(|| rx.try_recv().ok()));
+    for m in &mut members {
+        for c in &got {
+            m.lines.push(c.clone());
+        }
+        if !m.lines.backlog.is_idle() {
+            m.out.flush(&mut m.lines);
+        }
+        m.lines.give_up();
     }
-    lines.give_up();
     Ok(())
 }

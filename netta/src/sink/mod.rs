@@ -5,9 +5,11 @@
 //! Sinks consume lines serialised once for all of them ([`fan_out`], fed by one
 //! tap, [`crate::agent::Shared::subscribe`]), a batch per wake-up in one shared
 //! buffer ([`Chunk`]) that every sink queues and writes as it is (a file: one
-//! `writev` per flush, on a thread of its own): a second sink costs little more than a second write. A
-//! sink whose channel is full misses the batch (and is told how many lines), so
-//! a slow or absent destination never blocks the kernel reader or the other sinks. `http://` and `https://` post NDJSON
+//! `writev` per flush; all the file sinks of a command share one thread and one
+//! channel): a second sink costs little more than a second write. A sink whose
+//! channel is full misses the batch (and is told how many lines), so a slow or
+//! absent destination never blocks the kernel reader or the other sinks (the
+//! file sinks stand together: a file that blocks holds up the other files). `http://` and `https://` post NDJSON
 //! batches ([`http`]; TLS in [`tls`]). Sockets reconnect with exponential
 //! backoff; while disconnected the newest lines wait in a bounded buffer
 //! ([`BUFFER_LINES`], [`BUFFER_BYTES`]), the oldest are dropped, and the first line
@@ -57,18 +59,15 @@ pub use stats::SinkStats;
 
 use backlog::Backlog;
 use backoff::Backoff;
-use file::run_file;
+use file::run_files;
+use file::FileSpec;
 use lines::{stop_requested, Lines};
 use stdout::run_stdout;
 use stream::run_stream;
 use stream::Target;
 
-/// [`run`] as a task of the current runtime, except a file sink: its writes
-/// block, so it runs on a thread of its own with a small runtime of its own,
-/// where a write holds up only that sink and a batch costs one wake-up of the
-/// thread (not a task wake-up plus a hand-off to the blocking pool and back).
-/// After `shutdown`, a file sink gets [`FINAL_FLUSH`] more than its last
-/// writes should take before the task gives up on it.
+/// [`run`] as a task of the current runtime, except a file sink, which runs
+/// as [`spawn_files`] does with one file.
 pub fn spawn(
     spec: SinkSpec,
     rx: mpsc::Receiver<Chunk>,
@@ -76,19 +75,39 @@ pub fn spawn(
     stats: Arc<SinkStats>,
     shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<io::Result<()>> {
-    if !matches!(spec, SinkSpec::File(_)) {
-        return tokio::spawn(run(spec, rx, clock, stats, shutdown));
+    match spec {
+        SinkSpec::File(path) => {
+            let label = SinkSpec::File(path.clone()).to_string();
+            spawn_files(vec![FileSpec { path, label, stats }], rx, clock, shutdown)
+        }
+        spec => tokio::spawn(run(spec, rx, clock, stats, shutdown)),
     }
+}
+
+/// File sinks that get the same batches from `rx`: their writes block, so they
+/// run on a thread of their own with a small runtime of its own, where a write
+/// holds up only the files, and a batch costs one wake-up of the thread for all
+/// of them (not a task wake-up plus a hand-off to the blocking pool and back,
+/// nor a thread per file). After `shutdown`, they get [`FINAL_FLUSH`] more than
+/// their last writes should take before the task gives up on them.
+fn spawn_files(
+    files: Vec<FileSpec>,
+    rx: mpsc::Receiver<Chunk>,
+    clock: Clock,
+    shutdown: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<io::Result<()>> {
     let mut stop = shutdown.clone();
     let (done, result) = tokio::sync::oneshot::channel();
-    let sink = run(spec, rx, clock, stats, shutdown);
     let thread = std::thread::Builder::new()
         .name("netta-sink".into())
         .spawn(move || {
             let r = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .and_then(|rt| rt.block_on(sink));
+                .and_then(|rt| rt.block_on(run_files(&files, rx, clock, shutdown)));
+            for f in &files {
+                f.stats.set_connected(false);
+            }
             let _ = done.send(r);
         });
     tokio::spawn(async move {
@@ -126,7 +145,14 @@ pub async fn run(
     };
     let result = match spec {
         SinkSpec::Stdout => run_stdout(rx, lines, shutdown).await,
-        SinkSpec::File(path) => run_file(&path, rx, lines, shutdown).await,
+        SinkSpec::File(path) => {
+            let file = FileSpec {
+                path,
+                label: label.clone(),
+                stats: stats.clone(),
+            };
+            run_files(&[file], rx, clock, shutdown).await
+        }
         SinkSpec::Tcp(addr) => run_stream(Target::Tcp(addr), rx, lines, shutdown).await,
         SinkSpec::Unix(path) => run_stream(Target::Unix(path), rx, lines, shutdown).await,
         SinkSpec::Http(spec, opts) => {
@@ -166,5 +192,39 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text, "{\"n\":0}\n{\"n\":1}\n{\"n\":2}\n");
         assert_eq!(stats.written.load(std::sync::atomic::Ordering::Relaxed), 3);
+    }
+
+    /// File sinks on one thread each get every batch; one that cannot write
+    /// (`/dev/full`) keeps its lines and counts them dropped at shutdown, without
+    /// holding up the other.
+    #[tokio::test]
+    async fn file_sinks_on_one_thread_write_on_their_own() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("events.json");
+        let files: Vec<FileSpec> = [good.clone(), "/dev/full".into()]
+            .into_iter()
+            .map(|path| FileSpec {
+                label: path.display().to_string(),
+                path,
+                stats: Arc::new(SinkStats::default()),
+            })
+            .collect();
+        let stats: Vec<_> = files.iter().map(|f| f.stats.clone()).collect();
+        let (tx, rx) = mpsc::channel(4);
+        let (stop, stop_rx) = watch::channel(false);
+        let task = spawn_files(files, rx, Clock::fixed(0), stop_rx);
+        for n in 0..3 {
+            let line = format!("{{\"n\":{n}}}\n").into_bytes();
+            tx.send(Chunk::line(line)).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(std::fs::read_to_string(&good).unwrap().lines().count(), 3);
+        stop.send(true).unwrap();
+        task.await.unwrap().unwrap();
+        assert_eq!(stats[0].written.load(Relaxed), 3);
+        assert_eq!(stats[0].dropped.load(Relaxed), 0);
+        assert_eq!(stats[1].written.load(Relaxed), 0);
+        assert_eq!(stats[1].dropped.load(Relaxed), 3);
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::{fan_out, spawn, SinkSpec, SinkStats};
+use super::{fan_out, spawn, spawn_files, FileSpec, SinkSpec, SinkStats};
 use crate::agent::Shared;
 use crate::core::filter::EndsFilter;
 
@@ -31,15 +31,35 @@ impl Sinks {
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
         let mut outs = Vec::new();
+        let mut files = Vec::new();
         for spec in specs {
-            let (tx, rx) = tokio::sync::mpsc::channel(CHANNEL);
             let stats = Arc::new(SinkStats::default());
-            outs.push((tx, stats.clone()));
+            if let SinkSpec::File(path) = spec {
+                files.push(FileSpec {
+                    path: path.clone(),
+                    label: spec.to_string(),
+                    stats,
+                });
+                continue;
+            }
+            let (tx, rx) = tokio::sync::mpsc::channel(CHANNEL);
+            outs.push((tx, vec![stats.clone()]));
             tasks.push(spawn(
                 spec.clone(),
                 rx,
                 shared.clock.clone(),
                 stats,
+                stop_rx.clone(),
+            ));
+        }
+        // Every file sink on one thread, fed by one channel.
+        if !files.is_empty() {
+            let (tx, rx) = tokio::sync::mpsc::channel(CHANNEL);
+            outs.push((tx, files.iter().map(|f| f.stats.clone()).collect()));
+            tasks.push(spawn_files(
+                files,
+                rx,
+                shared.clock.clone(),
                 stop_rx.clone(),
             ));
         }
