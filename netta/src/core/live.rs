@@ -390,20 +390,24 @@ mod tests {
         let mut sm = Sampler::default();
         assert_eq!(sm.apply(&mut t, &sample(100, 0), SEC), 1);
         assert_eq!(sm.seen[&77].key, Some(Key::Inode(9)));
-        assert_eq!(t.get(&Key::Inode(9)).unwrap().bytes_sent, 100);
+        // No listener covers port 40000: connected out, so our SYN comes off.
+        let seeded = t.get(&Key::Inode(9)).unwrap();
+        assert_eq!(seeded.direction, Direction::Egress);
+        assert_eq!(seeded.bytes_sent, 99);
         // An event replaces the row (same socket, now keyed by its address):
         // the cookie's row is gone, the address finds the new one.
         let mut ev = ConnEvent::blank(Action::Opened, 2 * SEC);
         ev.sock = 1;
         ev.local = proc_row.local;
         ev.remote = proc_row.remote;
+        ev.direction = Direction::Egress;
         t.apply(&ev);
         let replaced = t.get(&Key::Sock(1)).unwrap();
-        assert_eq!(replaced.bytes_sent, 100, "the counts so far carry over");
+        assert_eq!(replaced.bytes_sent, 99, "the counts so far carry over");
         assert_eq!(replaced.live.sampled_ns, SEC);
         assert_eq!(sm.apply(&mut t, &sample(300, 0), 3 * SEC), 1);
         assert_eq!(sm.seen[&77].key, Some(Key::Sock(1)));
-        assert_eq!(t.get(&Key::Sock(1)).unwrap().bytes_sent, 300);
+        assert_eq!(t.get(&Key::Sock(1)).unwrap().bytes_sent, 299);
         // A socket that went is forgotten; one the table does not know updates nothing.
         assert_eq!(sm.apply(&mut t, &[], 4 * SEC), 0);
         assert!(sm.seen.is_empty());

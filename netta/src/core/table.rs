@@ -7,9 +7,9 @@
 //! the same socket finds and replaces them.
 use std::borrow::Cow;
 use std::collections::VecDeque;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::core::event::{span_ns, Action, ConnEvent, Direction, OwnerSource, Proto, State, Who};
 use crate::core::proc_net::{Owner, ProcSocket};
@@ -789,6 +789,7 @@ impl Table {
         keep: bool,
     ) -> ReconcileReport {
         let mut report = ReconcileReport::default();
+        let listening = Listening::of(snap);
         let tuple_of = |s: &ProcSocket| s.tuple();
         // Snapshot indexes sorted by 4-tuple: one allocation, however big /proc is.
         let mut order: Vec<u32> = (0..snap.len() as u32).collect();
@@ -812,7 +813,7 @@ impl Table {
             match pick {
                 Some(i) => {
                     matched[i] = true;
-                    refresh(row, &snap[i], owner_of, &mut report);
+                    refresh(row, &snap[i], &listening, owner_of, &mut report);
                 }
                 None if row.seen_ns < started_ns && read.contains(&row.netns) => gone.push(row.key),
                 None => {}
@@ -847,7 +848,7 @@ impl Table {
         for (t, i) in promote {
             if let Some(r) = self.remnants.remove(&t) {
                 let mut row = r.row(&t);
-                refresh(&mut row, &snap[i], owner_of, &mut report);
+                refresh(&mut row, &snap[i], &listening, owner_of, &mut report);
                 self.live.insert(row.key, row);
             }
         }
@@ -919,7 +920,7 @@ impl Table {
                 local: s.local,
                 remote: s.remote,
                 state: s.state,
-                direction: Direction::Unknown,
+                direction: listening.direction(s),
                 pid: owner.map_or(0, |o| o.pid),
                 comm: owner.map_or(Comm::EMPTY, |o| o.comm),
                 owner: if owner.is_some() {
@@ -1062,12 +1063,50 @@ impl Table {
 }
 
 /// Brings a row up to date with its /proc socket.
+/// The TCP listening ends of a snapshot. A connection the snapshot shows
+/// before any event of it (seeded, or accepted and still idle: the kernel
+/// reports an accepted socket once its owner acts) takes its direction from
+/// them: a local end one of them covers was accepted (ingress), any other
+/// connected out (egress).
+struct Listening(FxHashSet<(u32, SocketAddr)>);
+
+impl Listening {
+    fn of(snap: &[ProcSocket]) -> Listening {
+        Listening(
+            snap.iter()
+                .filter(|s| s.proto == Proto::Tcp && s.state == State::Listen)
+                .map(|s| (s.netns, s.local))
+                .collect(),
+        )
+    }
+
+    fn direction(&self, s: &ProcSocket) -> Direction {
+        if s.proto != Proto::Tcp || s.state.is_listener() {
+            return Direction::Unknown;
+        }
+        let port = s.local.port();
+        let covers = |ip: IpAddr| self.0.contains(&(s.netns, SocketAddr::new(ip, port)));
+        // A `[::]` listener takes IPv4 too (unless IPV6_V6ONLY); `0.0.0.0` only IPv4.
+        let wildcard = covers(Ipv6Addr::UNSPECIFIED.into())
+            || (s.local.is_ipv4() && covers(Ipv4Addr::UNSPECIFIED.into()));
+        if wildcard || covers(s.local.ip()) {
+            Direction::Ingress
+        } else {
+            Direction::Egress
+        }
+    }
+}
+
 fn refresh(
     row: &mut Conn,
     s: &ProcSocket,
+    listening: &Listening,
     owner_of: &mut dyn FnMut(u64) -> Option<Owner>,
     report: &mut ReconcileReport,
 ) {
+    if row.direction == Direction::Unknown {
+        row.direction = listening.direction(s);
+    }
     if row.state != s.state {
         row.state = s.state;
         report.updated += 1;
@@ -1421,6 +1460,56 @@ mod tests {
         }
         assert_eq!(t.history().len(), 1);
         assert_eq!(t.counters().history_evicted, 1);
+    }
+
+    /// Rows the socket refresh finds before any event take their direction from
+    /// the snapshot's listeners: in the same namespace, on the local address or
+    /// a wildcard (`[::]` takes IPv4 too, `0.0.0.0` only IPv4).
+    #[test]
+    fn refreshed_rows_take_their_direction_from_the_listeners() {
+        let sock = |local: &str, remote: &str, state: State, netns: u32| ProcSocket {
+            proto: Proto::Tcp,
+            local: local.parse().unwrap(),
+            remote: remote.parse().unwrap(),
+            state,
+            inode: 0,
+            uid: 0,
+            netns,
+        };
+        let est = State::Established;
+        let snap = [
+            sock("0.0.0.0:80", "0.0.0.0:0", State::Listen, 1),
+            sock("[::]:8443", "[::]:0", State::Listen, 1),
+            sock("127.0.0.9:25", "0.0.0.0:0", State::Listen, 1),
+            sock("127.0.0.1:80", "127.0.0.1:5000", est, 1),
+            sock("127.0.0.1:5000", "127.0.0.1:80", est, 1),
+            sock("127.0.0.1:8443", "127.0.0.1:5001", est, 1),
+            sock("[::1]:80", "[::1]:5002", est, 1),
+            sock("127.0.0.9:25", "127.0.0.1:5003", est, 1),
+            sock("127.0.0.8:25", "127.0.0.1:5004", est, 1),
+            sock("127.0.0.1:80", "127.0.0.1:5005", est, 2),
+        ];
+        let mut t = Table::default();
+        t.reconcile(&snap, &[1, 2], 10, &mut |_| None);
+        let dir = |local: &str, remote: &str, netns: u32| {
+            let s = sock(local, remote, est, netns);
+            t.conns()
+                .find(|c| c.tuple() == s.tuple())
+                .map(|c| c.direction)
+                .unwrap()
+        };
+        assert_eq!(dir("127.0.0.1:80", "127.0.0.1:5000", 1), Direction::Ingress);
+        assert_eq!(dir("127.0.0.1:5000", "127.0.0.1:80", 1), Direction::Egress);
+        assert_eq!(
+            dir("127.0.0.1:8443", "127.0.0.1:5001", 1),
+            Direction::Ingress
+        );
+        assert_eq!(dir("[::1]:80", "[::1]:5002", 1), Direction::Egress);
+        assert_eq!(dir("127.0.0.9:25", "127.0.0.1:5003", 1), Direction::Ingress);
+        assert_eq!(dir("127.0.0.8:25", "127.0.0.1:5004", 1), Direction::Egress);
+        assert_eq!(dir("127.0.0.1:80", "127.0.0.1:5005", 2), Direction::Egress);
+        let listener = t.conns().find(|c| c.state == State::Listen).unwrap();
+        assert_eq!(listener.direction, Direction::Unknown);
     }
 
     /// With history off nothing is kept, and no close counts as pushed out.
