@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::conn_loop;
 use anyhow::{bail, Context, Result};
 
 /// `cargo xtask bench`'s flags.
@@ -910,7 +911,90 @@ fn feature_costs(netta: &Path, dir: &Path, opts: &Opts, nginx: &Nginx) -> Result
             share(v) * 100.0
         );
     }
+    // The same features by their CPU per connection, where noise cannot hide 1 %.
+    let (untraced, looped) = loop_rounds(&variants, netta, dir, runs)?;
+    let agent_ns: Vec<f64> = cpu.iter().map(|v| median(v.clone()) * 1e4).collect();
+    let base_rps = median(paired.iter().flatten().map(|p| p.base.rps).collect());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let workload_ns = cores * 1e9 / base_rps;
+    let _ = writeln!(
+        o,
+        "\nFeature costs per connection (`--only features`, {runs} rounds): one thread makes {LOOP_CONNS} loopback connections one after another (a request and a reply each, the server closes first) in a network namespace of its own, untraced and under each variant in turn; its CPU per connection (`CLOCK_THREAD_CPUTIME_ID`: the kernel's TCP work, netta's programs and their dispatch all run there), plus the agent's CPU per connection from the `ab` runs above. The cost of a feature is everything on minus the variant without it (median of the rounds' paired differences), and its share is that over the `ab` workload's CPU per connection untraced ({cores:.0} cores ÷ {base_rps:.0} req/s = {:.1} µs): a share s leaves a saturated machine 1 ÷ (1 + s) of its throughput.\n",
+        workload_ns / 1e3
+    );
+    let _ = writeln!(
+        o,
+        "| netta | loop CPU per connection (untraced {:.2} µs) | agent per connection | cost of the feature per connection | share of the workload's CPU |\n|---|---|---|---|---|",
+        median(untraced.clone()) / 1e3
+    );
+    for (v, tracer) in variants.iter().enumerate() {
+        let (cost, share) = if v == 0 {
+            let total = conn_loop::paired_median(&looped[0], &untraced) + agent_ns[0];
+            (
+                format!("netta in all: {:.0} ns", total),
+                total / workload_ns,
+            )
+        } else {
+            let c = conn_loop::paired_median(&looped[0], &looped[v]) + agent_ns[0] - agent_ns[v];
+            let what = if *tracer == Tracer::NettaNoDns {
+                "DNS capture"
+            } else {
+                "process identity"
+            };
+            (format!("{what}: {c:+.0} ns"), c / workload_ns)
+        };
+        let _ = writeln!(
+            o,
+            "| {} | {:.2} µs ({}) | {:.0} ns | {cost} | {:+.2} % |",
+            tracer.name(),
+            median(looped[v].clone()) / 1e3,
+            spread(&looped[v].iter().map(|n| n / 1e3).collect::<Vec<_>>()),
+            agent_ns[v],
+            share * 100.0
+        );
+    }
     Ok(o)
+}
+
+/// Connections per run of the connection loop.
+const LOOP_CONNS: u32 = 10_000;
+
+/// `rounds` rounds of the connection loop, untraced and then under each variant:
+/// the untraced runs' and each variant's runs' CPU ns per connection, in order.
+fn loop_rounds(
+    variants: &[Tracer],
+    netta: &Path,
+    dir: &Path,
+    rounds: usize,
+) -> Result<(Vec<f64>, Vec<Vec<f64>>)> {
+    let mut untraced = Vec::new();
+    let mut traced = vec![Vec::new(); variants.len()];
+    // A first loop warms the caches and the allocator.
+    conn_loop::ns_per_connection(LOOP_CONNS / 4)?;
+    for r in 0..rounds {
+        untraced.push(conn_loop::ns_per_connection(LOOP_CONNS)?);
+        for (v, &tracer) in variants.iter().enumerate() {
+            let mut running = start(tracer, netta, dir, 300 + r)?;
+            let mut child = running.child.take().context("no tracer process")?;
+            let ns = conn_loop::ns_per_connection(LOOP_CONNS);
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+            let _ = child.wait();
+            traced[v].push(ns?);
+        }
+        eprintln!(
+            "bench: connection loop round {}: untraced {:.0} ns, {}",
+            r + 1,
+            untraced[r],
+            variants
+                .iter()
+                .zip(&traced)
+                .map(|(t, n)| format!("{} {:.0} ns", t.name(), n[r]))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok((untraced, traced))
 }
 
 /// One tracer, `opts.runs` times, each run after an untraced one.
@@ -1277,7 +1361,7 @@ fn threads_user_sys_ticks(pid: u32) -> Option<(u64, u64)> {
     Some((user, sys))
 }
 
-fn threads_cpu_ns(pid: u32) -> Option<u64> {
+pub(crate) fn threads_cpu_ns(pid: u32) -> Option<u64> {
     let mut total = 0;
     for t in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
         let p = t.ok()?.path().join("schedstat");

@@ -23,6 +23,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod bench_cpu;
 mod bench_live;
+mod conn_loop;
 mod kernels;
 mod latency;
 
