@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use serde_json::json;
 
-use super::alert::{Finding, RuleId, Severity};
+use super::alert::{Finding, RuleId};
 use super::Rules;
 use crate::core::event::State;
 use crate::core::format::owner;
@@ -29,7 +29,6 @@ pub(super) fn scan_table(rules: &Rules, rows: &[&Conn], now: u64, found: &mut Ve
         if n >= rules.abnormal_state.close_wait && !allow.process(&comm) {
             found.push(Finding {
                 rule: RuleId::AbnormalState,
-                severity: Severity::Low,
                 key: format!("close-wait {pid}"),
                 message: format!(
                     "Abnormal states: {n} connections in CLOSE_WAIT held by {}",
@@ -45,7 +44,6 @@ pub(super) fn scan_table(rules: &Rules, rows: &[&Conn], now: u64, found: &mut Ve
         if locals.len() >= rules.abnormal_state.syn_sent && !allow.ip(ip) {
             found.push(Finding {
                 rule: RuleId::AbnormalState,
-                severity: Severity::Low,
                 key: format!("syn-sent {ip}"),
                 message: format!(
                     "Abnormal states: {} connections stuck in SYN_SENT to {ip}",

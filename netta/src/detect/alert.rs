@@ -89,6 +89,21 @@ impl RuleId {
         }
     }
 
+    /// How bad what the rule finds is: the same for all its findings.
+    pub fn severity(self) -> Severity {
+        match self {
+            RuleId::UnusualHighPort | RuleId::AbnormalState => Severity::Low,
+            RuleId::HighConnectionCount
+            | RuleId::ConnectionBurst
+            | RuleId::FanOut
+            | RuleId::NewListener
+            | RuleId::NewDestination => Severity::Medium,
+            RuleId::PortScan | RuleId::SynFlood | RuleId::LargeOutbound | RuleId::Beaconing => {
+                Severity::High
+            }
+        }
+    }
+
     /// The MITRE ATT&CK tactic and technique the rule watches for.
     pub fn attack(self) -> Attack {
         const DISCOVERY: (&str, &str) = ("TA0007", "Discovery");
@@ -181,9 +196,9 @@ pub struct Alert {
 }
 
 /// A finding before incident bookkeeping: what one rule saw.
+/// Its severity is the rule's ([`RuleId::severity`]).
 pub(super) struct Finding {
     pub rule: RuleId,
-    pub severity: Severity,
     pub key: String,
     pub message: String,
     pub source_ip: Option<IpAddr>,

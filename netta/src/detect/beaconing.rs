@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use rustc_hash::FxHashMap;
 use serde_json::json;
 
-use super::alert::{Finding, RuleId, Severity};
+use super::alert::{Finding, RuleId};
 use super::{Rules, MAX_SOURCES};
 use crate::core::event::ConnEvent;
 use crate::core::format::owner;
@@ -106,7 +106,6 @@ impl Beaconing {
         let period = std::time::Duration::from_nanos(s.median_ns);
         Some(Finding {
             rule: RuleId::Beaconing,
-            severity: Severity::High,
             key: format!("{}>{}", ev.comm, ev.remote),
             message: format!(
                 "Beaconing: {} connects to {} every {} (score {:.2}, {} connections over {})",

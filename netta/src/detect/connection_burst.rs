@@ -2,7 +2,7 @@
 //! weighted baseline, for several seconds in a row.
 use serde_json::json;
 
-use super::alert::{Finding, RuleId, Severity};
+use super::alert::{Finding, RuleId};
 use super::{Rules, SEC};
 
 #[derive(Default)]
@@ -65,7 +65,6 @@ impl ConnectionBurst {
         }
         Some(Finding {
             rule: RuleId::ConnectionBurst,
-            severity: Severity::Medium,
             key: "host".into(),
             message: format!(
                 "Connection burst: {peak} new connections/s (baseline {baseline:.0}/s) for {streak}s"

@@ -4,7 +4,7 @@ use std::net::IpAddr;
 use rustc_hash::FxHashMap;
 use serde_json::json;
 
-use super::alert::{Finding, RuleId, Severity};
+use super::alert::{Finding, RuleId};
 use super::window::Window;
 use super::{Rules, MAX_SOURCES};
 use crate::core::event::ConnEvent;
@@ -36,7 +36,6 @@ impl FanOut {
         }
         Some(Finding {
             rule: RuleId::FanOut,
-            severity: Severity::Medium,
             key: ev.pid.to_string(),
             message: format!(
                 "Fan-out: {} connected to {} hosts within {}",

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use serde_json::json;
 
-use super::alert::{Finding, RuleId, Severity};
+use super::alert::{Finding, RuleId};
 use super::Rules;
 use crate::core::event::{Proto, State};
 use crate::core::table::Conn;
@@ -25,7 +25,6 @@ pub(super) fn scan_table(rules: &Rules, rows: &[&Conn], now: u64, found: &mut Ve
         if n > rules.max_conns_per_ip && !rules.allow.ip(ip) {
             found.push(Finding {
                 rule: RuleId::HighConnectionCount,
-                severity: Severity::Medium,
                 key: ip.to_string(),
                 message: format!("High connection count to {ip}: {n} connections"),
                 source_ip: Some(ip),

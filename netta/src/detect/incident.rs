@@ -32,7 +32,7 @@ impl Incidents {
         }
         let alert = Alert {
             rule: f.rule,
-            severity: f.severity,
+            severity: f.rule.severity(),
             key: f.key,
             message: f.message,
             source_ip: f.source_ip,

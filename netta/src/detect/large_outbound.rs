@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use rustc_hash::FxHashMap;
 use serde_json::json;
 
-use super::alert::{Finding, RuleId, Severity};
+use super::alert::{Finding, RuleId};
 use super::{Rules, MAX_SOURCES, SEC};
 use crate::core::event::ConnEvent;
 use crate::core::format::{addr, go_duration, human_bytes, owner};
@@ -92,7 +92,6 @@ impl LargeOutbound {
         }
         Some(Finding {
             rule: RuleId::LargeOutbound,
-            severity: Severity::High,
             key: format!("pid {}", ev.pid),
             message: format!(
                 "Large outbound transfer: {} sent {} (received {}) within {}",
@@ -143,7 +142,6 @@ impl LargeOutbound {
 fn one_connection(ev: &ConnEvent) -> Finding {
     Finding {
         rule: RuleId::LargeOutbound,
-        severity: Severity::High,
         key: format!("{}->{}", ev.local, ev.remote),
         message: format!(
             "Large outbound transfer: {} -> {} sent {} (received {}) by {}",

@@ -6,7 +6,7 @@
 use rustc_hash::FxHashSet;
 use serde_json::json;
 
-use super::alert::{Finding, RuleId, Severity};
+use super::alert::{Finding, RuleId};
 use super::rules::NewDestination as Config;
 use super::Rules;
 use crate::core::event::{Action, ConnEvent, Direction, Proto};
@@ -129,7 +129,6 @@ impl NewDestinations {
         let service = format!("{}/{}", d.port, d.proto.name());
         Some(Finding {
             rule: RuleId::NewDestination,
-            severity: Severity::Medium,
             key: format!("{}>{}:{service}", d.program(), d.net),
             message: format!(
                 "New destination: {} connected to {} ({} port {service}) for the first time",

@@ -1,7 +1,7 @@
 //! New listener: a socket starts listening after netta started.
 use serde_json::json;
 
-use super::alert::{Finding, RuleId, Severity};
+use super::alert::{Finding, RuleId};
 use super::Rules;
 use crate::core::event::ConnEvent;
 use crate::core::format::{addr, owner};
@@ -16,7 +16,6 @@ pub(super) fn observe(rules: &Rules, started_ns: u64, ev: &ConnEvent, now: u64) 
     }
     Some(Finding {
         rule: RuleId::NewListener,
-        severity: Severity::Medium,
         key: format!("{}:{}", ev.local, ev.pid),
         message: format!(
             "New listener: {} {} by {}",

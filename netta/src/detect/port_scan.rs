@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use rustc_hash::FxHashMap;
 use serde_json::json;
 
-use super::alert::{Finding, RuleId, Severity};
+use super::alert::{Finding, RuleId};
 use super::incident::Incidents;
 use super::window::Window;
 use super::{Rules, MAX_SOURCES};
@@ -96,7 +96,6 @@ impl PortScan {
         };
         Some(Finding {
             rule: RuleId::PortScan,
-            severity: Severity::High,
             key,
             message: format!("Port scan from {src}: {slow} ports ({lo}-{hi}), {kind} scan"),
             source_ip: Some(src),

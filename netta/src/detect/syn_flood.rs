@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use rustc_hash::FxHashMap;
 use serde_json::json;
 
-use super::alert::{Finding, RuleId, Severity};
+use super::alert::{Finding, RuleId};
 use super::{Rules, SEC};
 use crate::core::event::State;
 use crate::core::table::Conn;
@@ -53,7 +53,6 @@ impl SynFlood {
             }
             found.push(Finding {
                 rule: RuleId::SynFlood,
-                severity: Severity::High,
                 key: format!("port {port}"),
                 message: format!(
                     "SYN flood against port {port}: {rate:.0} half-open connections/s left unanswered"
@@ -78,7 +77,6 @@ pub(super) fn scan_table(rules: &Rules, rows: &[&Conn], now: u64, found: &mut Ve
         if n >= rules.syn_flood.min_syn_recv && !rules.allow.port(port) {
             found.push(Finding {
                 rule: RuleId::SynFlood,
-                severity: Severity::High,
                 key: format!("port {port}"),
                 message: format!("SYN flood against port {port}: {n} half-open connections"),
                 source_ip: None,

@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use serde_json::json;
 
-use super::alert::{Finding, RuleId, Severity};
+use super::alert::{Finding, RuleId};
 use super::Rules;
 use crate::core::event::{Direction, State};
 use crate::core::format::addr;
@@ -40,7 +40,6 @@ pub(super) fn scan_table(
         if unusual {
             found.push(Finding {
                 rule: RuleId::UnusualHighPort,
-                severity: Severity::Low,
                 key: format!("{}->{}", c.local, c.remote),
                 message: format!(
                     "Unusual high port: {} -> {} (unknown)",

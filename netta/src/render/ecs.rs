@@ -132,6 +132,7 @@ impl Serialize for Ts {
     }
 }
 
+#[cfg_attr(test, serde_with::skip_serializing_none)]
 #[cfg_attr(test, derive(Serialize))]
 struct EventField {
     kind: &'static str,
@@ -142,14 +143,12 @@ struct EventField {
     id: EventId,
     module: &'static str,
     dataset: &'static str,
-    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     outcome: Option<&'static str>,
-    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     duration: Option<u64>,
-    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     start: Option<Ts>,
 }
 
+#[cfg_attr(test, serde_with::skip_serializing_none)]
 #[cfg_attr(test, derive(Serialize))]
 struct Network {
     transport: &'static str,
@@ -157,25 +156,20 @@ struct Network {
     #[cfg_attr(test, serde(rename = "type"))]
     net_type: &'static str,
     direction: &'static str,
-    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     community_id: Option<CommunityId>,
-    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     bytes: Option<u64>,
-    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     packets: Option<u64>,
 }
 
+#[cfg_attr(test, serde_with::skip_serializing_none)]
 #[cfg_attr(test, derive(Serialize))]
 #[derive(Clone, Copy)]
 struct Endpoint<'a> {
     ip: std::net::IpAddr,
     port: u16,
     /// The name DNS gave the address (`core::sanitize::Domain`: printable).
-    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     domain: Option<&'a str>,
-    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     bytes: Option<u64>,
-    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     packets: Option<u64>,
 }
 
@@ -199,21 +193,21 @@ struct Container<'a> {
 }
 
 /// `orchestrator.*`: the Kubernetes pod of the owner's container.
+#[cfg_attr(test, serde_with::skip_serializing_none)]
 #[cfg_attr(test, derive(Serialize))]
 struct Orchestrator<'a> {
     #[cfg_attr(test, serde(rename = "type"))]
     kind: &'static str,
-    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     namespace: Option<&'a str>,
     resource: Resource<'a>,
 }
 
+#[cfg_attr(test, serde_with::skip_serializing_none)]
 #[cfg_attr(test, derive(Serialize))]
 struct Resource<'a> {
     #[cfg_attr(test, serde(rename = "type"))]
     kind: &'static str,
     id: &'a str,
-    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     name: Option<&'a str>,
 }
 
@@ -222,31 +216,26 @@ struct Parent {
     pid: u32,
 }
 
+#[cfg_attr(test, serde_with::skip_serializing_none)]
 #[cfg_attr(test, derive(Serialize))]
 struct Process<'a> {
     pid: u32,
     name: std::borrow::Cow<'a, str>,
-    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     executable: Option<&'a str>,
     /// Only with `--process-args`.
-    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     args: Option<&'a [crate::core::sanitize::Text]>,
-    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     args_count: Option<usize>,
-    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     parent: Option<Parent>,
-    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     start: Option<Ts>,
-    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     entity_id: Option<&'a str>,
 }
 
+#[cfg_attr(test, serde_with::skip_serializing_none)]
 #[cfg_attr(test, derive(Serialize))]
 struct User<'a> {
     /// A keyword in ECS: the uid as text.
     #[cfg_attr(test, serde(serialize_with = "tests::as_text"))]
     id: u32,
-    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     name: Option<&'a str>,
 }
 
@@ -283,40 +272,27 @@ fn orchestrator(who: &crate::core::event::Who) -> Option<Orchestrator<'_>> {
     })
 }
 
+#[cfg_attr(test, serde_with::skip_serializing_none)]
 #[cfg_attr(test, derive(Serialize))]
 #[derive(Default)]
 struct Netta {
-    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     sock_id: Option<SockId>,
-    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     state: Option<&'static str>,
-    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     old_state: Option<&'static str>,
-    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     raw_states: Option<[u8; 2]>,
-    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     owner: Option<&'static str>,
-    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     partial: Option<bool>,
-    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     lost: Option<u64>,
-    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     evicted: Option<u64>,
     /// `connection-updated`: bytes since the connection's previous update.
-    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     delta: Option<Delta>,
-    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     rtt_us: Option<u32>,
-    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     retransmits: Option<u32>,
     /// Inode of the socket's network namespace (ECS has no field for it).
-    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     netns: Option<u32>,
     /// The owner's cgroup v2 id.
-    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     cgroup: Option<u64>,
     /// `process.args` was cut at netta's bound.
-    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     args_truncated: Option<bool>,
 }
 
@@ -330,6 +306,7 @@ struct Delta {
 }
 
 /// One event line; field order is the order people read them in.
+#[cfg_attr(test, serde_with::skip_serializing_none)]
 #[cfg_attr(test, derive(Serialize))]
 struct Doc<'a> {
     #[cfg_attr(test, serde(rename = "@timestamp"))]
@@ -338,25 +315,15 @@ struct Doc<'a> {
     event: EventField,
     #[cfg_attr(test, serde(flatten))]
     fixed: Fixed<'a>,
-    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     network: Option<Network>,
-    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     source: Option<Endpoint<'a>>,
-    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     destination: Option<Endpoint<'a>>,
-    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     client: Option<Endpoint<'a>>,
-    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     server: Option<Endpoint<'a>>,
-    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     related: Option<Related>,
-    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     process: Option<Process<'a>>,
-    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     user: Option<User<'a>>,
-    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     container: Option<Container<'a>>,
-    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     orchestrator: Option<Orchestrator<'a>>,
     netta: Netta,
 }

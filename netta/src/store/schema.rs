@@ -3,6 +3,20 @@
 //! docs/operations.md documents the tables for people reading the file with `sqlite3`.
 use rusqlite::Connection;
 
+/// The baseline's destination and counter columns: the same in migrations 2 and
+/// 5 (5 adds `exe` to the key). Frozen like every migration's text.
+macro_rules! baseline_columns {
+    () => {
+        "dst_net TEXT NOT NULL,
+        dst_port INTEGER NOT NULL,
+        proto TEXT NOT NULL,
+        first_us INTEGER NOT NULL,
+        last_us INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+"
+    };
+}
+
 /// Migration `i` takes the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
     // 1: connections, alerts, incidents.
@@ -59,17 +73,15 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX incident_last ON incident(last_us);",
     // 2: what the baseline rules have learned, and when learning started.
-    "CREATE TABLE baseline (
+    concat!(
+        "CREATE TABLE baseline (
         comm TEXT NOT NULL,
-        dst_net TEXT NOT NULL,
-        dst_port INTEGER NOT NULL,
-        proto TEXT NOT NULL,
-        first_us INTEGER NOT NULL,
-        last_us INTEGER NOT NULL,
-        count INTEGER NOT NULL,
-        PRIMARY KEY (comm, dst_net, dst_port, proto)
+        ",
+        baseline_columns!(),
+        "        PRIMARY KEY (comm, dst_net, dst_port, proto)
     );
-    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+    ),
     // 3: the name DNS gave the destination (NULL: none known).
     "ALTER TABLE conn ADD COLUMN domain TEXT;
     CREATE INDEX conn_domain ON conn(domain, ts_us);",
@@ -80,7 +92,8 @@ const MIGRATIONS: &[&str] = &[
     // namespace, the user's name, the process (executable, arguments, parent,
     // start, entity id), the container and the pod; and the baseline learns per
     // executable (`exe`, '' while only the process name is known).
-    "ALTER TABLE conn ADD COLUMN netns INTEGER;
+    concat!(
+        "ALTER TABLE conn ADD COLUMN netns INTEGER;
     ALTER TABLE conn ADD COLUMN user_name TEXT;
     ALTER TABLE conn ADD COLUMN exe TEXT;
     ALTER TABLE conn ADD COLUMN args TEXT;
@@ -96,18 +109,15 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE baseline5 (
         comm TEXT NOT NULL,
         exe TEXT NOT NULL,
-        dst_net TEXT NOT NULL,
-        dst_port INTEGER NOT NULL,
-        proto TEXT NOT NULL,
-        first_us INTEGER NOT NULL,
-        last_us INTEGER NOT NULL,
-        count INTEGER NOT NULL,
-        PRIMARY KEY (comm, exe, dst_net, dst_port, proto)
+        ",
+        baseline_columns!(),
+        "        PRIMARY KEY (comm, exe, dst_net, dst_port, proto)
     );
     INSERT INTO baseline5
         SELECT comm, '', dst_net, dst_port, proto, first_us, last_us, count FROM baseline;
     DROP TABLE baseline;
-    ALTER TABLE baseline5 RENAME TO baseline;",
+    ALTER TABLE baseline5 RENAME TO baseline;"
+    ),
     // `--src`, and `--dst` on rows of unknown direction (either way round), would
     // otherwise scan the whole table.
     "CREATE INDEX conn_src ON conn(src_ip, ts_us);",
