@@ -1442,22 +1442,33 @@ mod tests {
         assert_eq!(t.len(), 2);
     }
 
+    /// `action` for sockets `socks` (local port = socket), all to 127.0.0.1:80.
+    fn apply_each(t: &mut Table, action: Action, socks: std::ops::RangeInclusive<u64>, ts: u64) {
+        for s in socks {
+            t.apply(&ev(
+                action,
+                s,
+                &format!("127.0.0.1:{s}"),
+                "127.0.0.1:80",
+                ts,
+            ));
+        }
+    }
+
+    fn limited(max_live: usize, max_history: usize) -> Table {
+        Table::new(Limits {
+            max_live,
+            max_history,
+        })
+    }
+
     #[test]
     fn limits_bound_table_and_history() {
-        let mut t = Table::new(Limits {
-            max_live: 2,
-            max_history: 1,
-        });
-        for s in 1..=3u64 {
-            let l = format!("127.0.0.1:{s}");
-            t.apply(&ev(Action::Opened, s, &l, "127.0.0.1:80", 10));
-        }
+        let mut t = limited(2, 1);
+        apply_each(&mut t, Action::Opened, 1..=3, 10);
         assert_eq!(t.len(), 2);
         assert_eq!(t.counters().table_evicted, 1);
-        for s in 1..=2u64 {
-            let l = format!("127.0.0.1:{s}");
-            t.apply(&ev(Action::Closed, s, &l, "127.0.0.1:80", 20));
-        }
+        apply_each(&mut t, Action::Closed, 1..=2, 20);
         assert_eq!(t.history().len(), 1);
         assert_eq!(t.counters().history_evicted, 1);
     }
@@ -1515,15 +1526,9 @@ mod tests {
     /// With history off nothing is kept, and no close counts as pushed out.
     #[test]
     fn history_off_keeps_and_evicts_nothing() {
-        let mut t = Table::new(Limits {
-            max_live: 8,
-            max_history: 0,
-        });
-        for s in 1..=3u64 {
-            let l = format!("127.0.0.1:{s}");
-            t.apply(&ev(Action::Opened, s, &l, "127.0.0.1:80", 10));
-            t.apply(&ev(Action::Closed, s, &l, "127.0.0.1:80", 20));
-        }
+        let mut t = limited(8, 0);
+        apply_each(&mut t, Action::Opened, 1..=3, 10);
+        apply_each(&mut t, Action::Closed, 1..=3, 20);
         assert_eq!(t.len(), 0);
         assert_eq!(t.history().len(), 0);
         assert_eq!(t.counters().history_evicted, 0);
