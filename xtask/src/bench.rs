@@ -105,8 +105,11 @@ pub(crate) fn clock_ticks() -> f64 {
     (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }) as f64
 }
 
-/// utime + stime of a process, in seconds.
+/// CPU seconds of `pid`: its threads' schedstat (ns), else its stat's ticks.
 pub(crate) fn cpu_seconds(pid: u32) -> Option<f64> {
+    if let Some(ns) = threads_cpu_ns(pid) {
+        return Some(ns as f64 / 1e9);
+    }
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = &stat[stat.rfind(')')? + 2..];
     let f: Vec<&str> = rest.split_whitespace().collect();
@@ -819,7 +822,8 @@ impl Paired {
 }
 
 /// `rounds` rounds of each tracer (with its binary), each traced run after an
-/// untraced one, the tracers interleaved so the machine's drift hits all alike.
+/// untraced one, the tracers interleaved in rotating order so the machine's drift
+/// hits all alike.
 /// Per tracer, its runs in order.
 pub(crate) fn interleaved(
     what: &str,
@@ -832,7 +836,11 @@ pub(crate) fn interleaved(
 ) -> Result<Vec<Vec<Paired>>> {
     let mut out: Vec<Vec<Paired>> = tracers.iter().map(|_| Vec::new()).collect();
     for round in 0..rounds {
-        for (i, &(tracer, bin)) in tracers.iter().enumerate() {
+        // Each round starts with the next tracer: a place in the order (the first
+        // traced run after the previous round's last) must not favour one of them.
+        for k in 0..tracers.len() {
+            let i = (round + k) % tracers.len();
+            let (tracer, bin) = tracers[i];
             let base = run_ab(opts.requests)?;
             let running = start(tracer, bin, dir, first_run + round)?;
             let traced = run_ab(opts.requests)?;
@@ -873,66 +881,39 @@ fn feature_costs(netta: &Path, dir: &Path, opts: &Opts, nginx: &Nginx) -> Result
         .iter()
         .map(|v| v.iter().map(Paired::agent_cpu).collect())
         .collect();
-    let fixed = crate::bench_cpu::fixed_rate_cpu(&with_bin, dir, opts, runs)?;
-    // A tracer's share of the machine's CPU per connection, over the untraced run.
-    let share = |v: usize| fixed[v].1 / fixed[v].0 - 1.0;
     let all_on = median(ratios[0].clone());
-    let mut o = String::new();
-    let _ = writeln!(
-        o,
-        "\nFeature costs (`--only features`): nginx 2 workers, `ab -n {} -c {CONCURRENCY}`, {runs} rounds, each round netta with everything on, with `--no-dns`, and with the process-identity hooks ruled out (`{}={}`), each after an untraced run; medians. Throughput cost = ratio without the feature − ratio with everything on (percentage points of untraced throughput). {}; CPU cost = share with everything on − share without the feature.\n",
-        opts.requests, IDENTITY_OFF.0, IDENTITY_OFF.1,
-        crate::bench_cpu::method(opts, runs)
-    );
-    let _ = writeln!(
-        o,
-        "| netta | throughput ratio | agent CPU s / 100k connections | CPU per connection, untraced → traced | tracer's share | cost of the feature (throughput; CPU) |"
-    );
-    let _ = writeln!(o, "|---|---|---|---|---|---|");
-    for (v, tracer) in variants.iter().enumerate() {
-        let ratio = median(ratios[v].clone());
-        let costs = format!(
-            "{:+.1} pp; {:+.1} %",
-            (ratio - all_on) * 100.0,
-            (share(0) - share(v)) * 100.0
-        );
-        let cost = match tracer {
-            Tracer::NettaNoDns => format!("DNS capture: {costs}"),
-            Tracer::NettaNoIdentity => format!("process identity: {costs}"),
-            _ => "–".to_string(),
-        };
-        let _ = writeln!(
-            o,
-            "| {} | {ratio:.3} | {:.2} | {:.1} → {:.1} µs | {:+.1} % | {cost} |",
-            tracer.name(),
-            median(cpu[v].clone()),
-            fixed[v].0,
-            fixed[v].1,
-            share(v) * 100.0
-        );
-    }
-    // The same features by their CPU per connection, where noise cannot hide 1 %.
-    let (untraced, looped) = loop_rounds(&variants, netta, dir, runs)?;
+    // The same features by their CPU per connection, where the ratio's noise hides 1 %.
+    let loop_rounds_n = if opts.smoke { 1 } else { runs * 2 };
+    let (untraced, looped) = loop_rounds(&variants, netta, dir, loop_rounds_n)?;
     let agent_ns: Vec<f64> = cpu.iter().map(|v| median(v.clone()) * 1e4).collect();
     let base_rps = median(paired.iter().flatten().map(|p| p.base.rps).collect());
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     let workload_ns = cores * 1e9 / base_rps;
+    let mut o = String::new();
     let _ = writeln!(
         o,
-        "\nFeature costs per connection (`--only features`, {runs} rounds): one thread makes {LOOP_CONNS} loopback connections one after another (a request and a reply each, the server closes first) in a network namespace of its own, untraced and under each variant in turn; its CPU per connection (`CLOCK_THREAD_CPUTIME_ID`: the kernel's TCP work, netta's programs and their dispatch all run there), plus the agent's CPU per connection from the `ab` runs above. The cost of a feature is everything on minus the variant without it (median of the rounds' paired differences), and its share is that over the `ab` workload's CPU per connection untraced ({cores:.0} cores ÷ {base_rps:.0} req/s = {:.1} µs): a share s leaves a saturated machine 1 ÷ (1 + s) of its throughput.\n",
+        "\nFeature costs (`--only features`): netta with everything on, with `--no-dns`, and with the process-identity hooks ruled out (`{}={}`).\n\n\
+         - Throughput: nginx 2 workers, `ab -n {} -c {CONCURRENCY}`, {runs} rounds, each variant after an untraced run; medians. Cost = ratio without the feature − ratio with everything on, in points of untraced throughput.\n\
+         - CPU per connection: one thread pinned to CPU 0 makes {LOOP_CONNS} loopback connections one after another (a request and a reply each, the server closes first) in a network namespace of its own, untraced and under each variant (netta pinned to CPU 1) in turn, {loop_rounds_n} rounds; the thread's CPU per connection (`CLOCK_THREAD_CPUTIME_ID`: the kernel's TCP work and netta's programs with their dispatch all run there), plus the difference in the agent's CPU per connection in the `ab` runs (all its threads' schedstat). Cost = everything on − the variant (median of the rounds' paired differences); share = that over the `ab` workload's CPU per connection untraced ({cores:.0} cores ÷ {base_rps:.0} req/s = {:.1} µs; a share s leaves a saturated machine 1 ÷ (1 + s) of its throughput).\n",
+        IDENTITY_OFF.0,
+        IDENTITY_OFF.1,
+        opts.requests,
         workload_ns / 1e3
     );
     let _ = writeln!(
         o,
-        "| netta | loop CPU per connection (untraced {:.2} µs) | agent per connection | cost of the feature per connection | share of the workload's CPU |\n|---|---|---|---|---|",
-        median(untraced.clone()) / 1e3
+        "| netta | throughput ratio | agent per connection (`ab`) | loop CPU per connection (untraced {:.2} µs, {}) | cost of the feature: throughput; CPU per connection; share |\n|---|---|---|---|---|",
+        median(untraced.clone()) / 1e3,
+        spread(&untraced.iter().map(|n| n / 1e3).collect::<Vec<_>>())
     );
     for (v, tracer) in variants.iter().enumerate() {
-        let (cost, share) = if v == 0 {
+        let ratio = median(ratios[v].clone());
+        let cost = if v == 0 {
             let total = conn_loop::paired_median(&looped[0], &untraced) + agent_ns[0];
-            (
-                format!("netta in all: {:.0} ns", total),
-                total / workload_ns,
+            format!(
+                "netta in all: {:.0} ns; {:.2} %",
+                total,
+                total / workload_ns * 100.0
             )
         } else {
             let c = conn_loop::paired_median(&looped[0], &looped[v]) + agent_ns[0] - agent_ns[v];
@@ -941,16 +922,19 @@ fn feature_costs(netta: &Path, dir: &Path, opts: &Opts, nginx: &Nginx) -> Result
             } else {
                 "process identity"
             };
-            (format!("{what}: {c:+.0} ns"), c / workload_ns)
+            format!(
+                "{what}: {:+.1} pp; {c:+.0} ns; {:+.2} %",
+                (ratio - all_on) * 100.0,
+                c / workload_ns * 100.0
+            )
         };
         let _ = writeln!(
             o,
-            "| {} | {:.2} µs ({}) | {:.0} ns | {cost} | {:+.2} % |",
+            "| {} | {ratio:.3} | {:.0} ns | {:.2} µs ({}) | {cost} |",
             tracer.name(),
+            agent_ns[v],
             median(looped[v].clone()) / 1e3,
             spread(&looped[v].iter().map(|n| n / 1e3).collect::<Vec<_>>()),
-            agent_ns[v],
-            share * 100.0
         );
     }
     Ok(o)
@@ -976,9 +960,11 @@ fn loop_rounds(
         for (v, &tracer) in variants.iter().enumerate() {
             let mut running = start(tracer, netta, dir, 300 + r)?;
             let mut child = running.child.take().context("no tracer process")?;
+            let pid = child.id();
+            conn_loop::pin_process(pid, 1);
             let ns = conn_loop::ns_per_connection(LOOP_CONNS);
             // SAFETY: signalling our own child.
-            unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+            unsafe { libc::kill(pid as i32, libc::SIGINT) };
             let _ = child.wait();
             traced[v].push(ns?);
         }

@@ -54,7 +54,8 @@ fn own_netns_with_loopback() -> Result<()> {
 /// `n` loopback connections made one after another in a thread of their own:
 /// that thread's CPU ns per connection.
 pub(crate) fn ns_per_connection(n: u32) -> Result<f64> {
-    std::thread::spawn(move || -> Result<f64> {
+    let r = std::thread::spawn(move || -> Result<f64> {
+        pin_thread(0);
         own_netns_with_loopback()?;
         let l = TcpListener::bind("127.0.0.1:0").context("binding the loop's listener")?;
         let addr = l.local_addr()?;
@@ -72,7 +73,42 @@ pub(crate) fn ns_per_connection(n: u32) -> Result<f64> {
         Ok((thread_cpu_ns() - t0) as f64 / f64::from(n))
     })
     .join()
-    .map_err(|_| anyhow::anyhow!("the connection loop panicked"))?
+    .map_err(|_| anyhow::anyhow!("the connection loop panicked"))?;
+    // The namespace and its TIME_WAIT sockets are torn down by a kernel worker:
+    // let that finish before the next measurement.
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    r
+}
+
+fn cpu_set(cpu: usize) -> libc::cpu_set_t {
+    // SAFETY: a zeroed cpu_set_t is empty; CPU_SET stays within it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        set
+    }
+}
+
+/// Pins the calling thread to `cpu` (best effort: on one CPU it stays unpinned).
+fn pin_thread(cpu: usize) {
+    let set = cpu_set(cpu);
+    // SAFETY: the calling thread, a valid set.
+    unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
+}
+
+/// Pins every thread of `pid` to `cpu` (best effort), so that it never takes
+/// the loop's CPU.
+pub(crate) fn pin_process(pid: u32, cpu: usize) {
+    let set = cpu_set(cpu);
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return;
+    };
+    for t in tasks.flatten() {
+        if let Some(tid) = t.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) {
+            // SAFETY: a thread id of our child, a valid set.
+            unsafe { libc::sched_setaffinity(tid, std::mem::size_of_val(&set), &set) };
+        }
+    }
 }
 
 /// Median of the differences `a[i] - b[i]` of paired rounds.
