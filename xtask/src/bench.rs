@@ -1251,6 +1251,10 @@ fn agent_service(netta: &Path, dir: &Path, opts: &Opts) -> Result<String> {
     let (mut ms, mut api_ms, mut reply) = (Vec::new(), Vec::new(), 0);
     let rows;
     {
+        // A busy server's table: the TIME_WAIT sockets of one `ab` run (they last
+        // 60 s), which the agent seeds. Without it the rows listed were whatever
+        // the earlier parts of the bench happened to leave (14k rows or 2).
+        run_ab(opts.requests)?;
         let _agent = ServiceAgent::start(netta, Some(&state), &sock)?;
         for _ in 0..if opts.smoke { 3 } else { 20 } {
             // The agent's part alone: select, encode, send (what `list` asks for).
