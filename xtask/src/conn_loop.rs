@@ -113,11 +113,5 @@ pub(crate) fn pin_process(pid: u32, cpu: usize) {
 
 /// Median of the differences `a[i] - b[i]` of paired rounds.
 pub(crate) fn paired_median(a: &[f64], b: &[f64]) -> f64 {
-    let mut d: Vec<f64> = a.iter().zip(b).map(|(x, y)| x - y).collect();
-    d.sort_by(|x, y| x.total_cmp(y));
-    match d.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => d[n / 2],
-        n => (d[n / 2 - 1] + d[n / 2]) / 2.0,
-    }
+    crate::bench::median(a.iter().zip(b).map(|(x, y)| x - y).collect())
 }
