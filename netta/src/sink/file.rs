@@ -1,5 +1,5 @@
 //! The file sink: append-only, reopened on SIGHUP.
-use super::lines::{stop_requested, Lines};
+use super::lines::{stop_requested, take_ready, Lines};
 use super::*;
 use bytes::Bytes;
 use std::io::{self, IoSlice, Write};
@@ -217,17 +217,7 @@ pub(super) async fn run_files(
             }
             r = rx.recv() => {
                 let Some(first) = r else { break };
-                let mut bytes = first.data.len();
-                got.push(first);
-                while bytes < BATCH_BYTES {
-                    match rx.try_recv() {
-                        Ok(c) => {
-                            bytes += c.data.len();
-                            got.push(c);
-                        }
-                        Err(_) => break,
-                    }
-                }
+                take_ready(first, &mut rx, |c| got.push(c));
                 for m in &mut members {
                     for c in &got {
                         m.lines.push(c.clone());

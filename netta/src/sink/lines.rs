@@ -21,6 +21,26 @@ pub(super) async fn stop_requested(rx: &mut watch::Receiver<bool>) {
     }
 }
 
+/// Hands `first` and whatever else is already in the channel, up to a batch of
+/// [`BATCH_BYTES`], to `each`, in order.
+pub(super) fn take_ready(
+    first: Chunk,
+    rx: &mut mpsc::Receiver<Chunk>,
+    mut each: impl FnMut(Chunk),
+) {
+    let mut bytes = first.data.len();
+    each(first);
+    while bytes < BATCH_BYTES {
+        match rx.try_recv() {
+            Ok(c) => {
+                bytes += c.data.len();
+                each(c);
+            }
+            Err(_) => break,
+        }
+    }
+}
+
 /// Queues serialised batches in the backlog.
 pub(super) struct Lines<'a> {
     pub(super) backlog: Backlog,
@@ -52,13 +72,9 @@ impl Lines<'_> {
 
     /// Queues `first` and whatever else is already in the channel, up to a batch.
     pub(super) fn ingest(&mut self, first: Chunk, rx: &mut mpsc::Receiver<Chunk>) {
-        let mut bytes = self.push(first);
-        while bytes < BATCH_BYTES {
-            match rx.try_recv() {
-                Ok(r) => bytes += self.push(r),
-                Err(_) => break,
-            }
-        }
+        take_ready(first, rx, |c| {
+            self.push(c);
+        });
     }
 
     /// Queues everything left in the channel (at shutdown).
