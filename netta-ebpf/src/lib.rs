@@ -512,6 +512,9 @@ pub struct Config {
     pub udp_via_length: u8,
     /// 1: exec records carry the arguments (`--process-args`).
     pub capture_args: u8,
+    /// 1: records carry no uid and cgroup (`NETTA_NO_IDENTITY`, the bench's
+    /// measure of what process identity costs per record).
+    pub no_owner_ids: u8,
     /// Force a ring-buffer wakeup once this many bytes are waiting; below it the
     /// agent's periodic drain picks records up, which saves a wakeup per record.
     pub wakeup_bytes: u32,
@@ -561,7 +564,7 @@ pub struct Config {
     pub off_mm_arg_end: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<Config>() == 120);
+const _: () = assert!(core::mem::size_of::<Config>() == 124);
 
 /// Names of the programs in the object (the kernel's hook functions), shared with
 /// the loader.

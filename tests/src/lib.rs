@@ -219,8 +219,20 @@ pub struct Events {
 impl Events {
     /// Starts `netta [args] events [events_args]` and waits until it says it is ready.
     pub fn start(global: &[&str], events_args: &[&str]) -> Events {
+        Events::start_with_env(global, events_args, &[])
+    }
+
+    /// The same, with `env` set for netta.
+    pub fn start_with_env(global: &[&str], events_args: &[&str], env: &[(&str, &str)]) -> Events {
         let args = [global, &["events"], events_args].concat();
-        let mut child = spawn_netta(&args, Stdio::piped());
+        let mut child = netta_cmd()
+            .args(&args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn netta {args:?}: {e}"));
         let stdout = child.stdout.take().unwrap();
         let stderr = child.stderr.take().unwrap();
         let lines = lines_of(stdout);

@@ -114,6 +114,36 @@ fn a_short_lived_python_client_shows_its_executable_user_and_parent() {
     assert_eq!(u64_at(o, &["netta", "netns"]), Some(own));
 }
 
+/// `NETTA_NO_IDENTITY=1`, the bench's measure of what process identity costs,
+/// turns all of it off (hooks, ids in records, the lookup) and nothing else.
+#[test]
+fn identity_off_leaves_the_connection_without_process_or_user() {
+    require_ebpf!("identity_off_leaves_the_connection_without_process_or_user");
+    let port = accepting_port();
+    let mut ev = Events::start_with_env(&[], &[], &[("NETTA_NO_IDENTITY", "1")]);
+    assert!(
+        ev.stderr_lines
+            .iter()
+            .any(|l| l.contains("process identity") && l.contains("NETTA_NO_IDENTITY")),
+        "{:?}",
+        ev.stderr_lines
+    );
+    run_python(&connect_code(port));
+    assert!(
+        ev.wait_until(WAIT, |all| closed_to(all, port).is_some()),
+        "no connection-closed to {port}"
+    );
+    let all = ev.stop();
+    let opened = opened_to(&all, port);
+    assert_eq!(opened.len(), 1, "{opened:?}");
+    let o = opened[0];
+    assert!(u64_at(o, &["process", "pid"]).is_some_and(|p| p > 0), "{o}");
+    assert!(str_at(o, &["process", "name"]).is_some(), "{o}");
+    assert!(o["process"].get("executable").is_none(), "{o}");
+    assert!(o["process"].get("parent").is_none(), "{o}");
+    assert!(o.get("user").is_none(), "{o}");
+}
+
 #[test]
 fn a_forked_child_runs_its_parents_program() {
     require_ebpf!("a_forked_child_runs_its_parents_program");

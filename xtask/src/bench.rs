@@ -240,7 +240,7 @@ impl Tracer {
             Tracer::NettaRing => "netta (ring buffer)",
             Tracer::NettaPerf => "netta (perf array)",
             Tracer::NettaNoDns => "netta (ring buffer), --no-dns",
-            Tracer::NettaNoIdentity => "netta (ring buffer), no process-identity hooks",
+            Tracer::NettaNoIdentity => "netta (ring buffer), no process identity",
             Tracer::NettaBaseline => "netta baseline build (ring buffer)",
             Tracer::Tcplife => "tcplife (libbpf-tools)",
             Tracer::SsPoll => "ss -tanp every 2 s",
@@ -856,8 +856,9 @@ pub(crate) fn interleaved(
     Ok(out)
 }
 
-/// The process-identity hooks ruled out (the agent then names owners from /proc).
-const IDENTITY_OFF: (&str, &str) = ("NETTA_DISABLE_HOOKS", "tracepoint:sched,tracepoint:task");
+/// Process identity off: its hooks, the uid and cgroup in every record and the
+/// agent's process lookup.
+const IDENTITY_OFF: (&str, &str) = ("NETTA_NO_IDENTITY", "1");
 
 /// What DNS capture and process identity cost at full loopback rate: netta with
 /// everything on, without DNS capture and without the identity hooks, each run
@@ -881,9 +882,9 @@ fn feature_costs(netta: &Path, dir: &Path, opts: &Opts, nginx: &Nginx) -> Result
         .iter()
         .map(|v| v.iter().map(Paired::agent_cpu).collect())
         .collect();
-    let all_on = median(ratios[0].clone());
+    let all_on_ratio = median(ratios[0].clone());
     // The same features by their CPU per connection, where the ratio's noise hides 1 %.
-    let loop_rounds_n = if opts.smoke { 1 } else { runs * 2 };
+    let loop_rounds_n = if opts.smoke { 1 } else { runs * 4 };
     let (untraced, looped) = loop_rounds(&variants, netta, dir, loop_rounds_n)?;
     let agent_ns: Vec<f64> = cpu.iter().map(|v| median(v.clone()) * 1e4).collect();
     let base_rps = median(paired.iter().flatten().map(|p| p.base.rps).collect());
@@ -892,49 +893,54 @@ fn feature_costs(netta: &Path, dir: &Path, opts: &Opts, nginx: &Nginx) -> Result
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "\nFeature costs (`--only features`): netta with everything on, with `--no-dns`, and with the process-identity hooks ruled out (`{}={}`).\n\n\
-         - Throughput: nginx 2 workers, `ab -n {} -c {CONCURRENCY}`, {runs} rounds, each variant after an untraced run; medians. Cost = ratio without the feature − ratio with everything on, in points of untraced throughput.\n\
-         - CPU per connection: one thread pinned to CPU 0 makes {LOOP_CONNS} loopback connections one after another (a request and a reply each, the server closes first) in a network namespace of its own, untraced and under each variant (netta pinned to CPU 1) in turn, {loop_rounds_n} rounds; the thread's CPU per connection (`CLOCK_THREAD_CPUTIME_ID`: the kernel's TCP work and netta's programs with their dispatch all run there), plus the difference in the agent's CPU per connection in the `ab` runs (all its threads' schedstat). Cost = everything on − the variant (median of the rounds' paired differences); share = that over the `ab` workload's CPU per connection untraced ({cores:.0} cores ÷ {base_rps:.0} req/s = {:.1} µs; a share s leaves a saturated machine 1 ÷ (1 + s) of its throughput).\n",
+        "\nFeature costs (`--only features`): netta with everything on, with `--no-dns`, and with process identity off (`{}={}`: no exec, fork and exit hooks, no uid or cgroup in records, no process lookup in the agent).\n\n\
+         - Throughput: nginx 2 workers, `ab -n {} -c {CONCURRENCY}`, {runs} rounds, each variant after an untraced run; medians. Cost = ratio without the feature − ratio with everything on, in points of untraced throughput (this does not resolve 1 %).\n\
+         - CPU per connection: one thread pinned to CPU 0 makes {LOOP_CONNS} loopback connections one after another (a request and a reply each, the server closes first) in a network namespace of its own, untraced and under each variant (netta pinned to CPU 1), in an order that rotates each round, {loop_rounds_n} rounds. Per run: the thread's CPU per connection (`CLOCK_THREAD_CPUTIME_ID`: the kernel's TCP work and netta's programs with their dispatch all run there), as the 10th percentile of its batches of 100 connections (interrupts and a preempted vCPU only add time), plus the agent's CPU per connection over the run (all its threads' schedstat). Cost = everything on − the variant: the median of the rounds' paired differences, with a 95 % bootstrap interval; share = that over the `ab` workload's CPU per connection untraced ({cores:.0} cores ÷ {base_rps:.0} req/s = {:.1} µs; a share s leaves a saturated machine 1 ÷ (1 + s) of its throughput).\n",
         IDENTITY_OFF.0,
         IDENTITY_OFF.1,
         opts.requests,
         workload_ns / 1e3
     );
+    let us = |v: &[f64]| v.iter().map(|n| n / 1e3).collect::<Vec<_>>();
+    let field = |v: &[LoopSample], f: fn(&LoopSample) -> f64| v.iter().map(f).collect::<Vec<_>>();
+    let untraced_thread = field(&untraced, |s| s.thread);
     let _ = writeln!(
         o,
-        "| netta | throughput ratio | agent per connection (`ab`) | loop CPU per connection (untraced {:.2} µs, {}) | cost of the feature: throughput; CPU per connection; share |\n|---|---|---|---|---|",
-        median(untraced.clone()) / 1e3,
-        spread(&untraced.iter().map(|n| n / 1e3).collect::<Vec<_>>())
+        "| netta | throughput ratio | agent per connection (`ab`) | loop: thread CPU per connection, 10th pct of batches (untraced {:.2} µs, {}) | loop: thread mean | loop: agent | cost of the feature: CPU per connection (95 % interval); share of the workload; throughput |\n|---|---|---|---|---|---|---|",
+        median(untraced_thread.clone()) / 1e3,
+        spread(&us(&untraced_thread))
     );
+    let all_on = field(&looped[0], LoopSample::total);
     for (v, tracer) in variants.iter().enumerate() {
         let ratio = median(ratios[v].clone());
-        let cost = if v == 0 {
-            let total = conn_loop::paired_median(&looped[0], &untraced) + agent_ns[0];
-            format!(
-                "netta in all: {:.0} ns; {:.2} %",
-                total,
-                total / workload_ns * 100.0
-            )
-        } else {
-            let c = conn_loop::paired_median(&looped[0], &looped[v]) + agent_ns[0] - agent_ns[v];
-            let what = if *tracer == Tracer::NettaNoDns {
-                "DNS capture"
-            } else {
-                "process identity"
-            };
-            format!(
-                "{what}: {:+.1} pp; {c:+.0} ns; {:+.2} %",
-                (ratio - all_on) * 100.0,
-                c / workload_ns * 100.0
-            )
+        let (base, what) = match tracer {
+            Tracer::NettaRing => (untraced_thread.clone(), "netta in all"),
+            Tracer::NettaNoDns => (field(&looped[v], LoopSample::total), "DNS capture"),
+            _ => (field(&looped[v], LoopSample::total), "process identity"),
         };
+        let c = conn_loop::paired_median(&all_on, &base);
+        let (lo, hi) = conn_loop::paired_median_interval(&all_on, &base);
+        let pct = |ns: f64| ns / workload_ns * 100.0;
+        let throughput = if v == 0 {
+            String::new()
+        } else {
+            format!("; {:+.1} pp", (ratio - all_on_ratio) * 100.0)
+        };
+        let thread = field(&looped[v], |s| s.thread);
+        let mean = field(&looped[v], |s| s.thread_mean);
+        let agent = field(&looped[v], |s| s.agent);
         let _ = writeln!(
             o,
-            "| {} | {ratio:.3} | {:.0} ns | {:.2} µs ({}) | {cost} |",
+            "| {} | {ratio:.3} | {:.0} ns | {:.2} µs ({}) | {:.2} µs | {:.0} ns | {what}: {c:+.0} ns ({lo:+.0} to {hi:+.0}); {:+.2} % ({:+.2} to {:+.2} %){throughput} |",
             tracer.name(),
             agent_ns[v],
-            median(looped[v].clone()) / 1e3,
-            spread(&looped[v].iter().map(|n| n / 1e3).collect::<Vec<_>>()),
+            median(thread.clone()) / 1e3,
+            spread(&us(&thread)),
+            median(mean) / 1e3,
+            median(agent),
+            pct(c),
+            pct(lo),
+            pct(hi),
         );
     }
     Ok(o)
@@ -943,39 +949,87 @@ fn feature_costs(netta: &Path, dir: &Path, opts: &Opts, nginx: &Nginx) -> Result
 /// Connections per run of the connection loop.
 const LOOP_CONNS: u32 = 10_000;
 
-/// `rounds` rounds of the connection loop, untraced and then under each variant:
-/// the untraced runs' and each variant's runs' CPU ns per connection, in order.
+/// One round's figure for one configuration of the connection loop, CPU ns per
+/// connection.
+#[derive(Clone, Copy, Debug, Default)]
+struct LoopSample {
+    /// The loop thread (the kernel's TCP work, netta's programs and their
+    /// dispatch): the 10th percentile of its batches (`conn_loop::LoopRun::low`).
+    thread: f64,
+    /// The same thread's mean over the run.
+    thread_mean: f64,
+    /// The agent (all its threads' schedstat) from the loop's start until the
+    /// loop's namespace is gone; 0 untraced.
+    agent: f64,
+}
+
+impl LoopSample {
+    fn total(&self) -> f64 {
+        self.thread + self.agent
+    }
+}
+
+/// `rounds` rounds of the connection loop, untraced and under each variant, in an
+/// order that rotates each round: the untraced runs and each variant's runs, in
+/// round order.
 fn loop_rounds(
     variants: &[Tracer],
     netta: &Path,
     dir: &Path,
     rounds: usize,
-) -> Result<(Vec<f64>, Vec<Vec<f64>>)> {
+) -> Result<(Vec<LoopSample>, Vec<Vec<LoopSample>>)> {
     let mut untraced = Vec::new();
     let mut traced = vec![Vec::new(); variants.len()];
     // A first loop warms the caches and the allocator.
     conn_loop::ns_per_connection(LOOP_CONNS / 4)?;
+    let configs = variants.len() + 1;
     for r in 0..rounds {
-        untraced.push(conn_loop::ns_per_connection(LOOP_CONNS)?);
-        for (v, &tracer) in variants.iter().enumerate() {
-            let mut running = start(tracer, netta, dir, 300 + r)?;
+        for k in 0..configs {
+            // 0 is untraced, v + 1 is variants[v].
+            let c = (r + k) % configs;
+            if c == 0 {
+                let run = conn_loop::ns_per_connection(LOOP_CONNS)?;
+                untraced.push(LoopSample {
+                    thread: run.low,
+                    thread_mean: run.mean,
+                    agent: 0.0,
+                });
+                continue;
+            }
+            let mut running = start(variants[c - 1], netta, dir, 300 + r)?;
             let mut child = running.child.take().context("no tracer process")?;
             let pid = child.id();
             conn_loop::pin_process(pid, 1);
-            let ns = conn_loop::ns_per_connection(LOOP_CONNS);
+            let cpu0 = threads_cpu_ns(pid);
+            let run = conn_loop::ns_per_connection(LOOP_CONNS);
+            let cpu1 = threads_cpu_ns(pid);
             // SAFETY: signalling our own child.
             unsafe { libc::kill(pid as i32, libc::SIGINT) };
             let _ = child.wait();
-            traced[v].push(ns?);
+            let run = run?;
+            let agent = match (cpu0, cpu1) {
+                (Some(a), Some(b)) => b.saturating_sub(a) as f64 / f64::from(LOOP_CONNS),
+                _ => bail!("could not read the agent's CPU time (/proc/{pid}/task/*/schedstat)"),
+            };
+            traced[c - 1].push(LoopSample {
+                thread: run.low,
+                thread_mean: run.mean,
+                agent,
+            });
         }
         eprintln!(
             "bench: connection loop round {}: untraced {:.0} ns, {}",
             r + 1,
-            untraced[r],
+            untraced[r].thread,
             variants
                 .iter()
                 .zip(&traced)
-                .map(|(t, n)| format!("{} {:.0} ns", t.name(), n[r]))
+                .map(|(t, n)| format!(
+                    "{} {:.0} ns + agent {:.0} ns",
+                    t.name(),
+                    n[r].thread,
+                    n[r].agent
+                ))
                 .collect::<Vec<_>>()
                 .join(", ")
         );

@@ -51,17 +51,34 @@ fn own_netns_with_loopback() -> Result<()> {
     Ok(())
 }
 
+/// Connections per batch: each batch's CPU per connection is one sample.
+const BATCH: u32 = 100;
+
+/// One run of the loop, in CPU ns per connection.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LoopRun {
+    /// Over the whole run.
+    pub mean: f64,
+    /// The 10th percentile of its batches. Interrupts, a preempted vCPU and the
+    /// other CPU's bursts only ever add time, so the low batches are the steady
+    /// cost; the mean carries that noise (untraced runs: means 48–60 µs, 10th
+    /// percentiles 46.7–48.1 µs).
+    pub low: f64,
+}
+
 /// `n` loopback connections made one after another in a thread of their own:
 /// that thread's CPU ns per connection.
-pub(crate) fn ns_per_connection(n: u32) -> Result<f64> {
-    let r = std::thread::spawn(move || -> Result<f64> {
+pub(crate) fn ns_per_connection(n: u32) -> Result<LoopRun> {
+    let r = std::thread::spawn(move || -> Result<LoopRun> {
         pin_thread(0);
         own_netns_with_loopback()?;
         let l = TcpListener::bind("127.0.0.1:0").context("binding the loop's listener")?;
         let addr = l.local_addr()?;
         let mut b = [0u8; 64];
-        let t0 = thread_cpu_ns();
-        for _ in 0..n {
+        let mut batches = Vec::with_capacity((n / BATCH) as usize);
+        let start = thread_cpu_ns();
+        let mut t0 = start;
+        for i in 1..=n {
             let mut c = TcpStream::connect(addr).context("loop connect")?;
             let (mut s, _) = l.accept().context("loop accept")?;
             c.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
@@ -69,8 +86,17 @@ pub(crate) fn ns_per_connection(n: u32) -> Result<f64> {
             s.write_all(b"HTTP/1.0 200 OK\r\n\r\nok\n")?;
             drop(s);
             while c.read(&mut b)? > 0 {}
+            if i % BATCH == 0 {
+                let t = thread_cpu_ns();
+                batches.push((t - t0) as f64 / f64::from(BATCH));
+                t0 = t;
+            }
         }
-        Ok((thread_cpu_ns() - t0) as f64 / f64::from(n))
+        let mean = (thread_cpu_ns() - start) as f64 / f64::from(n.max(1));
+        Ok(LoopRun {
+            mean,
+            low: quantile(batches, 0.1).unwrap_or(mean),
+        })
     })
     .join()
     .map_err(|_| anyhow::anyhow!("the connection loop panicked"))?;
@@ -78,6 +104,16 @@ pub(crate) fn ns_per_connection(n: u32) -> Result<f64> {
     // let that finish before the next measurement.
     std::thread::sleep(std::time::Duration::from_millis(700));
     r
+}
+
+/// The `q` quantile (nearest rank) of `v`; `None` when empty.
+fn quantile(mut v: Vec<f64>, q: f64) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let i = ((v.len() - 1) as f64 * q).round() as usize;
+    Some(v[i])
 }
 
 fn cpu_set(cpu: usize) -> libc::cpu_set_t {
@@ -113,5 +149,59 @@ pub(crate) fn pin_process(pid: u32, cpu: usize) {
 
 /// Median of the differences `a[i] - b[i]` of paired rounds.
 pub(crate) fn paired_median(a: &[f64], b: &[f64]) -> f64 {
-    crate::bench::median(a.iter().zip(b).map(|(x, y)| x - y).collect())
+    crate::bench::median(differences(a, b))
+}
+
+fn differences(a: &[f64], b: &[f64]) -> Vec<f64> {
+    a.iter().zip(b).map(|(x, y)| x - y).collect()
+}
+
+/// A 95 % interval of the paired median (percentile bootstrap over the rounds,
+/// 2,000 resamples, a fixed seed so a run's figures can be reproduced from its
+/// samples).
+pub(crate) fn paired_median_interval(a: &[f64], b: &[f64]) -> (f64, f64) {
+    let d = differences(a, b);
+    if d.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        // xorshift64*: plenty for resampling indices.
+        seed ^= seed >> 12;
+        seed ^= seed << 25;
+        seed ^= seed >> 27;
+        seed.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    };
+    let medians: Vec<f64> = (0..2000)
+        .map(|_| {
+            let sample = (0..d.len())
+                .map(|_| d[(next() % d.len() as u64) as usize])
+                .collect();
+            crate::bench::median(sample)
+        })
+        .collect();
+    (
+        quantile(medians.clone(), 0.025).unwrap_or(f64::NAN),
+        quantile(medians, 0.975).unwrap_or(f64::NAN),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_and_paired_intervals() {
+        assert_eq!(quantile(vec![5.0, 1.0, 3.0, 2.0, 4.0], 0.0), Some(1.0));
+        assert_eq!(quantile(vec![5.0, 1.0, 3.0, 2.0, 4.0], 0.5), Some(3.0));
+        assert_eq!(quantile(vec![], 0.5), None);
+        let a = [10.0, 12.0, 11.0, 13.0, 10.5, 12.5];
+        let b = [9.0, 11.0, 10.0, 12.0, 9.5, 11.5];
+        assert_eq!(paired_median(&a, &b), 1.0);
+        // Every difference is 1: so is every resample's median.
+        assert_eq!(paired_median_interval(&a, &b), (1.0, 1.0));
+        let noisy = [11.0, 9.0, 12.0, 10.0, 13.0, 8.0];
+        let (lo, hi) = paired_median_interval(&noisy, &b);
+        assert!(lo < hi && lo >= -3.5 && hi <= 3.0, "{lo} {hi}");
+    }
 }

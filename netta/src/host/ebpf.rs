@@ -233,6 +233,7 @@ fn load_once(
             use_perf: (transport == Transport::Perf) as u8,
             udp_via_length: probe::udp_via_length(&choices) as u8,
             capture_args: opts.process_args as u8,
+            no_owner_ids: probe::identity_off_by_env() as u8,
             wakeup_bytes: (opts.ring_bytes / 16).max(4096),
             off_daddr: offset("sock_common", "skc_daddr")?,
             off_rcv_saddr: offset("sock_common", "skc_rcv_saddr")?,

@@ -255,17 +255,33 @@ fn expected_params(f: &str) -> &'static [usize] {
 /// Names hooks to rule out (see [`disabled_by_env`]).
 pub const DISABLE_HOOKS_ENV: &str = "NETTA_DISABLE_HOOKS";
 
+/// Turns process identity off: no exec, fork and exit hooks, no uid and cgroup in
+/// records, no process lookup in the agent. Only to measure what identity costs
+/// (`cargo xtask bench --only features`).
+pub const NO_IDENTITY_ENV: &str = "NETTA_NO_IDENTITY";
+
+/// The hooks that follow processes (what [`NO_IDENTITY_ENV`] rules out).
+const IDENTITY_HOOKS: [&str; 2] = ["tracepoint:sched", "tracepoint:task"];
+
+pub fn identity_off_by_env() -> bool {
+    std::env::var_os(NO_IDENTITY_ENV).is_some_and(|v| v == "1")
+}
+
 /// Hooks the user ruled out: `NETTA_DISABLE_HOOKS`, comma-separated labels or
 /// label prefixes (`fexit`, `tracepoint:sock:sock_send_length`). For testing the
 /// fallbacks on a kernel that has everything.
 pub fn disabled_by_env() -> Vec<String> {
-    std::env::var(DISABLE_HOOKS_ENV)
+    let mut out: Vec<String> = std::env::var(DISABLE_HOOKS_ENV)
         .unwrap_or_default()
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(String::from)
-        .collect()
+        .collect();
+    if identity_off_by_env() {
+        out.extend(IDENTITY_HOOKS.map(String::from));
+    }
+    out
 }
 
 fn matches_disabled(label: &str, disabled: &[String]) -> bool {
@@ -284,7 +300,13 @@ fn static_check(
     disabled: &[String],
 ) -> Option<String> {
     if matches_disabled(&m.label, disabled) {
-        return Some("disabled by NETTA_DISABLE_HOOKS".into());
+        let identity = IDENTITY_HOOKS.map(String::from);
+        let env = if identity_off_by_env() && matches_disabled(&m.label, &identity) {
+            NO_IDENTITY_ENV
+        } else {
+            DISABLE_HOOKS_ENV
+        };
+        return Some(format!("disabled by {env}"));
     }
     if let Some((st, member)) = m
         .members

@@ -161,6 +161,10 @@ fn sections(roff: &mut Roff, name: &str, all: &[String]) {
                 "Set: print each eBPF program's kernel run time at exit (with the sysctl kernel.bpf_stats_enabled=1).".into(),
             ));
             env.push((
+                probe::NO_IDENTITY_ENV.into(),
+                "1: no process identity (no exec, fork and exit hooks, no uid or cgroup in records, no process lookup), to measure what it costs (cargo xtask bench --only features).".into(),
+            ));
+            env.push((
                 env_logger::DEFAULT_FILTER_ENV.into(),
                 "Log filter for the messages on stderr (env_logger syntax, for example debug); overrides -v.".into(),
             ));
