@@ -20,6 +20,11 @@ const KEEP: usize = 64;
 /// whatever their shape: their skew counts only in proportion. (RITA's whole-second
 /// timestamps hide the skew of small jitter the same way.)
 const SKEW_TOLERANCE: f64 = 0.2;
+/// A beacon's intervals stay within this share of their median (median absolute
+/// deviation over the median). A 50 % sleep jitter (intervals uniform over half a
+/// period) gives 0.17; uniformly random gaps give about 0.5, yet a score alone
+/// could pass them when a short series happens to come out symmetric.
+const MAX_DISPERSION: f64 = 0.2;
 
 #[derive(Default)]
 pub(super) struct Beaconing {
@@ -36,6 +41,14 @@ pub struct Score {
     pub median_ns: u64,
     /// 0..1: the mean of `1 - |skew|` (weighed by spread) and `1 - dispersion`.
     pub score: f64,
+}
+
+impl Score {
+    /// Regular enough to call a beacon: a score of at least `min_score`, and
+    /// intervals that stay close to their median.
+    pub fn is_beacon(&self, min_score: f64) -> bool {
+        self.score >= min_score && self.dispersion <= MAX_DISPERSION
+    }
 }
 
 fn quantile(sorted: &[u64], q: f64) -> f64 {
@@ -100,7 +113,7 @@ impl Beaconing {
             return None;
         }
         let s = score(ts.make_contiguous())?;
-        if s.score < cfg.min_score {
+        if !s.is_beacon(cfg.min_score) {
             return None;
         }
         let period = std::time::Duration::from_nanos(s.median_ns);
@@ -175,5 +188,38 @@ mod tests {
         let r = score(&random).unwrap();
         assert!(r.score < 0.6, "{r:?}");
         assert!(score(&[0, 1, 2]).is_none());
+        assert!(s.is_beacon(0.8));
+        assert!(!r.is_beacon(0.5));
+    }
+
+    #[test]
+    fn symmetric_but_wide_intervals_are_no_beacon() {
+        // Gaps spread evenly over 20..800 ms, in a shuffled order: the quartiles
+        // are symmetric (skew 0), so the score alone reaches 0.75, but the gaps
+        // wander by half their median.
+        let gaps = [
+            410, 20, 800, 215, 605, 118, 703, 313, 508, 69, 752, 166, 654, 264, 459, 362, 557,
+        ];
+        let mut t = 0u64;
+        let mut ts = vec![t];
+        for g in gaps {
+            t += g * 1_000_000;
+            ts.push(t);
+        }
+        let r = score(&ts).unwrap();
+        assert!(r.skew.abs() < 0.05, "{r:?}");
+        assert!(r.dispersion > 0.4, "{r:?}");
+        assert!(r.score > 0.7, "{r:?}");
+        assert!(!r.is_beacon(0.7), "{r:?}");
+        // 50 % sleep jitter: intervals over [P/2, P], still a beacon.
+        let mut t = 0u64;
+        let mut jittered = vec![t];
+        for i in 0..20u64 {
+            t += 30 * S / 2 + (i * 7 % 20) * 30 * S / 40;
+            jittered.push(t);
+        }
+        let j = score(&jittered).unwrap();
+        assert!(j.dispersion < MAX_DISPERSION, "{j:?}");
+        assert!(j.is_beacon(0.7), "{j:?}");
     }
 }
