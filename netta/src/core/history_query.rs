@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use crate::core::event::Action;
+use crate::core::owner_filter::OwnerFilter;
 
 /// Which kinds of connection event the history keeps, with their stored names.
 /// `open` is a connection still open at its last `connection-updated`: one row
@@ -44,19 +45,10 @@ pub const DEFAULT_LIMIT: u64 = 10_000;
 pub struct Query {
     pub since_us: Option<i64>,
     pub until_us: Option<i64>,
-    /// Substring of the raw process name.
-    pub process: Option<String>,
-    pub pid: Option<u32>,
-    pub uid: Option<u32>,
-    /// A user's name, as the agent named it when it stored the row.
-    pub user: Option<String>,
-    /// An executable: its full path, or (without a `/`) its file name
-    /// (`core::filter::exe_matches`).
-    pub exe: Option<String>,
-    /// Inode of a network namespace.
-    pub netns: Option<u32>,
-    /// The start of a container id, or a pod's UID or name.
-    pub container: Option<String>,
+    /// Who owns the connection (`pid`, `process`, `uid` or `user`, `exe`,
+    /// `netns`, `container`); a user's name is the one the agent stored.
+    #[serde(flatten)]
+    pub owner: OwnerFilter,
     /// Source or destination port.
     pub port: Option<u16>,
     pub sport: Option<u16>,

@@ -94,9 +94,15 @@ pub trait Backend: Send + Sync + 'static {
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct EndsQuery {
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "number")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::core::owner_filter::number"
+    )]
     pub sport: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "number")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::core::owner_filter::number"
+    )]
     pub dport: Option<u16>,
     /// An address or CIDR network.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -125,25 +131,6 @@ impl EndsQuery {
             dst: net(&self.dst)?,
         })
     }
-}
-
-/// A number of a query string inside a `#[serde(flatten)]` part: serde hands
-/// flattened values over as the text the query string had.
-pub(crate) fn number<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: std::str::FromStr,
-    T::Err: std::fmt::Display,
-{
-    use serde::Deserialize as _;
-    Option::<String>::deserialize(d)?
-        .map(|s| {
-            s.parse().map_err(|e| {
-                let s = crate::core::sanitize::escape(s.as_bytes());
-                serde::de::Error::custom(format!("`{s}`: {e}"))
-            })
-        })
-        .transpose()
 }
 
 /// `/v1/events`' query: replay from `since_us` (wall µs), and the ends filter

@@ -403,13 +403,7 @@ impl HistoryArgs {
         crate::core::history_query::Query {
             since_us: self.since,
             until_us: self.until,
-            process: self.owner.process.clone(),
-            pid: self.owner.pid,
-            uid: self.owner.user,
-            user: None,
-            exe: self.owner.exe.clone(),
-            netns: self.owner.netns,
-            container: self.owner.container.clone(),
+            owner: self.owner.filter(),
             port: self.port,
             sport: self.ends.sport,
             dport: self.ends.dport,
@@ -540,19 +534,27 @@ pub struct OwnerArgs {
     pub container: Option<String>,
 }
 
+impl OwnerArgs {
+    pub fn filter(&self) -> crate::core::owner_filter::OwnerFilter {
+        crate::core::owner_filter::OwnerFilter {
+            pid: self.pid,
+            process: self.process.clone(),
+            user: self.user.map(crate::core::owner_filter::User::Id),
+            exe: self.exe.clone(),
+            netns: self.netns,
+            container: self.container.clone(),
+        }
+    }
+}
+
 impl FilterArgs {
     pub fn filter(&self) -> crate::core::filter::Filter {
         crate::core::filter::Filter {
             states: self.state.clone(),
             proto: self.proto,
             port: self.port,
-            pid: self.owner.pid,
-            process: self.owner.process.clone(),
+            owner: self.owner.filter(),
             ends: self.ends.filter(),
-            user: self.owner.user.map(crate::core::filter::User::Id),
-            exe: self.owner.exe.clone(),
-            netns: self.owner.netns,
-            container: self.owner.container.clone(),
         }
     }
 

@@ -261,7 +261,10 @@ pub fn queries() -> Vec<(&'static str, Query)> {
             "--since 1h --process curl --limit 100",
             Query {
                 since_us: ago(3600),
-                process: Some("curl".into()),
+                owner: crate::core::owner_filter::OwnerFilter {
+                    process: Some("curl".into()),
+                    ..Default::default()
+                },
                 limit: Some(100),
                 ..Default::default()
             },

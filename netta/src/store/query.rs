@@ -15,6 +15,7 @@ use crate::core::event::Who;
 pub use crate::core::history_query::{
     parse_action, parse_domain, parse_net, Query, QueryError, DEFAULT_LIMIT,
 };
+use crate::core::owner_filter::User;
 use crate::core::process::Process;
 use crate::core::sanitize::{Comm, Domain, Text};
 
@@ -42,27 +43,30 @@ impl Query {
                 return Err(QueryError::Order);
             }
         }
-        // `core::filter::exe_matches`: the path, or (no `/`) the file name.
-        let exe = match &self.exe {
+        let o = &self.owner;
+        let (user, user_name) = match &o.user {
+            Some(User::Id(u)) => ("uid = ?", Some(boxed(*u))),
+            Some(User::Name(n)) => ("user_name = ?", Some(boxed(n.clone()))),
+            None => ("", None),
+        };
+        // `core::owner_filter::exe_matches`: the path, or (no `/`) the file name.
+        let exe = match &o.exe {
             Some(v) if v.contains('/') => "exe = ?",
             _ => "(exe = ? OR substr(exe, -(length(?) + 1)) = '/' || ?)",
         };
-        let fields: [(&str, Option<Box<dyn ToSql>>); 10] = [
+        let fields: [(&str, Option<Box<dyn ToSql>>); 9] = [
             ("ts_us >= ?", self.since_us.map(boxed)),
             ("ts_us <= ?", self.until_us.map(boxed)),
-            ("instr(comm, ?) > 0", self.process.clone().map(boxed)),
-            ("pid = ?", self.pid.map(boxed)),
-            ("uid = ?", self.uid.map(boxed)),
-            ("user_name = ?", self.user.clone().map(boxed)),
-            (exe, self.exe.clone().map(boxed)),
-            ("netns = ?", self.netns.map(boxed)),
-            // `core::filter::container_matches`: an id prefix (hex: `g` sorts
-            // after every digit, so the range is the prefix), a pod's UID or name.
+            ("instr(comm, ?) > 0", o.process.clone().map(boxed)),
+            ("pid = ?", o.pid.map(boxed)),
+            (user, user_name),
+            (exe, o.exe.clone().map(boxed)),
+            ("netns = ?", o.netns.map(boxed)),
+            // `core::owner_filter::container_matches`: an id prefix (hex: `g`
+            // sorts after every digit, so the range is the prefix), a pod's UID or name.
             (
                 "((container >= ? AND container < ? || 'g') OR pod_uid = ? OR pod_name = ?)",
-                self.container
-                    .as_ref()
-                    .map(|v| boxed(v.to_ascii_lowercase())),
+                o.container.as_ref().map(|v| boxed(v.to_ascii_lowercase())),
             ),
             // Two indexed lookups (SQLite's OR optimisation), not a scan.
             ("(src_port = ? OR dst_port = ?)", self.port.map(boxed)),
