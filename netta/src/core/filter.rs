@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use ipnet::IpNet;
 
 use crate::core::event::{Action, ConnEvent, Direction, Proto, State, Who};
-use crate::core::history_query::{parse_net, Query};
+use crate::core::history_query::{parse_net, EndsQuery, Query, QueryError};
 use crate::core::owner_filter::{OwnerFilter, User};
 use crate::core::sanitize::Comm;
 use crate::core::table::{Closed, Conn, Snapshot};
@@ -40,6 +40,27 @@ pub struct EndsFilter {
 impl EndsFilter {
     pub fn is_empty(&self) -> bool {
         *self == EndsFilter::default()
+    }
+
+    /// As a query string carries it.
+    pub fn query(&self) -> EndsQuery {
+        EndsQuery {
+            sport: self.sport,
+            dport: self.dport,
+            src: self.src.map(|n| n.to_string()),
+            dst: self.dst.map(|n| n.to_string()),
+        }
+    }
+
+    /// From a query string's text; a bad network is a one-line error.
+    pub fn from_query(q: &EndsQuery) -> Result<EndsFilter, QueryError> {
+        let net = |s: &Option<String>| s.as_deref().map(parse_net).transpose();
+        Ok(EndsFilter {
+            sport: q.sport,
+            dport: q.dport,
+            src: net(&q.src)?,
+            dst: net(&q.dst)?,
+        })
     }
 
     /// Whether one (source, destination) pair passes; a missing end passes no
@@ -97,10 +118,7 @@ impl Filter {
             proto: self.proto.map(|p| p.name().to_string()),
             port: self.port,
             owner: self.owner.clone(),
-            sport: self.ends.sport,
-            dport: self.ends.dport,
-            src: self.ends.src.map(|n| n.to_string()),
-            dst: self.ends.dst.map(|n| n.to_string()),
+            ends: self.ends.query(),
             action: Some(HISTORY_ACTIONS.to_string()),
             limit: Some(limit),
             ..Query::default()
@@ -499,9 +517,9 @@ mod tests {
     #[test]
     fn history_queries_carry_the_ends() {
         let q = ends("sport:1 dport:2 src:10.0.0.1 dst:10.0.0.0/8").history_query(5);
-        assert_eq!((q.sport, q.dport), (Some(1), Some(2)));
-        assert_eq!(q.src.as_deref(), Some("10.0.0.1/32"));
-        assert_eq!(q.dst.as_deref(), Some("10.0.0.0/8"));
+        assert_eq!((q.ends.sport, q.ends.dport), (Some(1), Some(2)));
+        assert_eq!(q.ends.src.as_deref(), Some("10.0.0.1/32"));
+        assert_eq!(q.ends.dst.as_deref(), Some("10.0.0.0/8"));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use crate::core::event::Action;
-use crate::core::owner_filter::OwnerFilter;
+use crate::core::owner_filter::{number, OwnerFilter};
 
 /// Which kinds of connection event the history keeps, with their stored names.
 /// `open` is a connection still open at its last `connection-updated`: one row
@@ -51,17 +51,31 @@ pub struct Query {
     pub owner: OwnerFilter,
     /// Source or destination port.
     pub port: Option<u16>,
-    pub sport: Option<u16>,
-    pub dport: Option<u16>,
-    /// CIDR (or a single address).
-    pub src: Option<String>,
-    pub dst: Option<String>,
+    /// The ECS ends (`sport`, `dport`, `src`, `dst`).
+    #[serde(flatten)]
+    pub ends: EndsQuery,
     pub proto: Option<String>,
     /// A DNS name: connections to it or to a name under it.
     pub domain: Option<String>,
     /// Stored action names, comma-separated (`closed,failed`).
     pub action: Option<String>,
     pub limit: Option<u64>,
+}
+
+/// The ECS ends filter (`core::filter::EndsFilter`) as query-string text:
+/// history, list and events queries carry it under these keys.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct EndsQuery {
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "number")]
+    pub sport: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "number")]
+    pub dport: Option<u16>,
+    /// An address or CIDR network.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub src: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dst: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -5,9 +5,9 @@
 //! takes for the same answer.
 use std::net::SocketAddr;
 
-use super::EndsQuery;
 use crate::core::event::{Direction, OwnerSource, Proto, State, Who};
-use crate::core::filter::Filter;
+use crate::core::filter::{EndsFilter, Filter};
+use crate::core::history_query::EndsQuery;
 use crate::core::owner_filter::OwnerFilter;
 use crate::core::sanitize::{escape, Comm, Domain};
 use crate::core::table::{Conn, Key, Live, Origin};
@@ -40,7 +40,7 @@ impl ListQuery {
             proto: f.proto.map(|p| p.name().to_string()),
             port: f.port,
             owner: f.owner.clone(),
-            ends: EndsQuery::new(&f.ends),
+            ends: f.ends.query(),
             full,
         }
     }
@@ -75,7 +75,7 @@ impl ListQuery {
             proto,
             port: self.port,
             owner: self.owner.clone(),
-            ends: self.ends.filter().map_err(|e| e.to_string())?,
+            ends: EndsFilter::from_query(&self.ends).map_err(|e| e.to_string())?,
         })
     }
 }

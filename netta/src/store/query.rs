@@ -13,7 +13,7 @@ use super::Reader;
 use crate::core::cgroup::{Container, Pod};
 use crate::core::event::Who;
 pub use crate::core::history_query::{
-    parse_action, parse_domain, parse_net, Query, QueryError, DEFAULT_LIMIT,
+    parse_action, parse_domain, parse_net, EndsQuery, Query, QueryError, DEFAULT_LIMIT,
 };
 use crate::core::owner_filter::User;
 use crate::core::process::Process;
@@ -81,8 +81,8 @@ impl Query {
         // way round, as the live filters have it (`core::filter::EndsFilter`).
         let (mut straight, mut swapped) = (Vec::new(), Vec::new());
         for (col, other, v) in [
-            ("src_port", "dst_port", self.sport),
-            ("dst_port", "src_port", self.dport),
+            ("src_port", "dst_port", self.ends.sport),
+            ("dst_port", "src_port", self.ends.dport),
         ] {
             if let Some(v) = v {
                 p.push(Box::new(v));
@@ -91,8 +91,8 @@ impl Query {
             }
         }
         for (col, other, val) in [
-            ("src_ip", "dst_ip", &self.src),
-            ("dst_ip", "src_ip", &self.dst),
+            ("src_ip", "dst_ip", &self.ends.src),
+            ("dst_ip", "src_ip", &self.ends.dst),
         ] {
             if let Some(s) = val {
                 let net = parse_net(s)?;
@@ -490,19 +490,9 @@ mod tests {
     fn port_queries_use_indexes_not_a_scan() {
         let (_d, s) = store_with(vec![]);
         let rd = s.reader().unwrap();
-        for q in [
-            Query {
-                port: Some(80),
-                since_us: Some(1),
-                ..Default::default()
-            },
-            // The ends: both ways round, each way an indexed lookup.
-            Query {
-                dport: Some(80),
-                since_us: Some(1),
-                ..Default::default()
-            },
-        ] {
+        // A port, and the ends: both ways round, each way an indexed lookup.
+        for qs in ["since_us=1&port=80", "since_us=1&dport=80"] {
+            let q: Query = serde_urlencoded::from_str(qs).unwrap();
             let (clause, _) = q.parts().unwrap();
             let plan: Vec<String> = rd
                 .db
