@@ -192,6 +192,41 @@ impl Filter {
         Ok(f)
     }
 
+    /// The filter as the words [`Filter::parse_words`] reads (`top` shows them
+    /// and starts from its flags' words).
+    pub fn words(&self) -> String {
+        let mut w: Vec<String> = self
+            .states
+            .iter()
+            .map(|s| format!("state:{}", s.name().to_lowercase()))
+            .collect();
+        let mut add = |k: &str, v: Option<String>| {
+            if let Some(v) = v {
+                w.push(format!("{k}:{v}"));
+            }
+        };
+        let (o, e) = (&self.owner, &self.ends);
+        add("proto", self.proto.map(|p| p.name().to_string()));
+        add("port", self.port.map(|p| p.to_string()));
+        add("pid", o.pid.map(|p| p.to_string()));
+        add("process", o.process.clone());
+        add(
+            "user",
+            o.user.as_ref().map(|u| match u {
+                User::Id(id) => id.to_string(),
+                User::Name(n) => n.clone(),
+            }),
+        );
+        add("exe", o.exe.clone());
+        add("netns", o.netns.map(|n| n.to_string()));
+        add("container", o.container.clone());
+        add("sport", e.sport.map(|p| p.to_string()));
+        add("dport", e.dport.map(|p| p.to_string()));
+        add("src", e.src.map(|n| n.to_string()));
+        add("dst", e.dst.map(|n| n.to_string()));
+        w.join(" ")
+    }
+
     pub fn matches(&self, c: &Conn) -> bool {
         self.accepts(Subject {
             state: c.state,
@@ -371,6 +406,21 @@ mod tests {
                 dst: Some("192.0.2.7/32".parse().unwrap()),
             }
         );
+    }
+
+    #[test]
+    fn words_read_back_as_the_same_filter() {
+        let text = "state:established state:time_wait proto:tcp port:443 pid:7 process:curl \
+                    user:alice exe:/usr/bin/curl netns:4026531840 container:3f2a sport:40000 \
+                    dport:443 src:10.0.0.0/8 dst:192.0.2.7/32";
+        let f = Filter::parse_words(text).unwrap();
+        assert_eq!(
+            f.words(),
+            text.split_whitespace().collect::<Vec<_>>().join(" ")
+        );
+        let back = Filter::parse_words(&f.words()).unwrap();
+        assert_eq!(format!("{back:?}"), format!("{f:?}"));
+        assert_eq!(Filter::default().words(), "");
     }
 
     fn conn(local: &str, remote: &str, state: State, direction: Direction) -> Conn {

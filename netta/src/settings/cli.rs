@@ -554,33 +554,6 @@ impl FilterArgs {
             ends: self.ends.filter(),
         }
     }
-
-    /// The same filter as `top`'s `/` words.
-    pub fn words(&self) -> String {
-        let mut w: Vec<String> = self
-            .state
-            .iter()
-            .map(|s| format!("state:{}", s.name().to_lowercase()))
-            .collect();
-        let mut add = |k: &str, v: Option<String>| {
-            if let Some(v) = v {
-                w.push(format!("{k}:{v}"));
-            }
-        };
-        add("proto", self.proto.map(|p| p.name().to_string()));
-        add("port", self.port.map(|p| p.to_string()));
-        add("pid", self.owner.pid.map(|p| p.to_string()));
-        add("process", self.owner.process.clone());
-        add("user", self.owner.user.map(|u| u.to_string()));
-        add("exe", self.owner.exe.clone());
-        add("netns", self.owner.netns.map(|n| n.to_string()));
-        add("container", self.owner.container.clone());
-        add("sport", self.ends.sport.map(|p| p.to_string()));
-        add("dport", self.ends.dport.map(|p| p.to_string()));
-        add("src", self.ends.src.map(|n| n.to_string()));
-        add("dst", self.ends.dst.map(|n| n.to_string()));
-        w.join(" ")
-    }
 }
 
 #[derive(Args, Debug, Default)]
