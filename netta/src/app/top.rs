@@ -128,7 +128,7 @@ async fn show(src: &Source, args: &TopArgs) -> anyhow::Result<()> {
     let started_ns = src.started_ns();
     let mut records = src.subscribe(4096).await?;
     let mut top = Top::new(src.mode(), src.services().clone());
-    top.set_filter(&args.filter.words());
+    top.set_filter(&args.filter.filter().words());
     let screen = Screen::enter()?;
     let mut term = Terminal::new(CrosstermBackend::new(io::stdout()))?;
     term.clear()?;

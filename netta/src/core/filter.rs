@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use ipnet::IpNet;
 
 use crate::core::event::{Action, ConnEvent, Direction, Proto, State, Who};
-use crate::core::history_query::{parse_net, Query};
+use crate::core::history_query::{parse_net, EndsQuery, Query, QueryError};
+use crate::core::owner_filter::{OwnerFilter, User};
 use crate::core::sanitize::Comm;
 use crate::core::table::{Closed, Conn, Snapshot};
 use crate::core::tuple::Ends;
@@ -20,21 +21,11 @@ pub struct Filter {
     pub proto: Option<Proto>,
     /// Matches the local or the remote port.
     pub port: Option<u16>,
-    pub pid: Option<u32>,
-    /// Substring of the (raw) process name.
-    pub process: Option<String>,
+    /// Who owns the connection.
+    pub owner: OwnerFilter,
     /// The ECS ends ([`Ends`]): the source started the connection, the destination
     /// was connected to (a listener is a destination).
     pub ends: EndsFilter,
-    /// The owner's user: a uid, or a name (as this host names it).
-    pub user: Option<User>,
-    /// The executable: its full path, or (without a `/`) its file name.
-    pub exe: Option<String>,
-    /// Inode of the network namespace.
-    pub netns: Option<u32>,
-    /// The start of a container id (as `docker ps` shortens them), or a pod's
-    /// UID or name.
-    pub container: Option<String>,
 }
 
 /// `--sport`, `--dport`, `--src`, `--dst`: ports and networks of the ECS ends.
@@ -49,6 +40,27 @@ pub struct EndsFilter {
 impl EndsFilter {
     pub fn is_empty(&self) -> bool {
         *self == EndsFilter::default()
+    }
+
+    /// As a query string carries it.
+    pub fn query(&self) -> EndsQuery {
+        EndsQuery {
+            sport: self.sport,
+            dport: self.dport,
+            src: self.src.map(|n| n.to_string()),
+            dst: self.dst.map(|n| n.to_string()),
+        }
+    }
+
+    /// From a query string's text; a bad network is a one-line error.
+    pub fn from_query(q: &EndsQuery) -> Result<EndsFilter, QueryError> {
+        let net = |s: &Option<String>| s.as_deref().map(parse_net).transpose();
+        Ok(EndsFilter {
+            sport: q.sport,
+            dport: q.dport,
+            src: net(&q.src)?,
+            dst: net(&q.dst)?,
+        })
     }
 
     /// Whether one (source, destination) pair passes; a missing end passes no
@@ -90,60 +102,6 @@ impl EndsFilter {
     }
 }
 
-/// A user, as a filter names it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum User {
-    Id(u32),
-    Name(String),
-}
-
-impl User {
-    /// A query's `uid` and `user` fields for an optional user filter.
-    pub fn query_fields(user: &Option<User>) -> (Option<u32>, Option<String>) {
-        match user {
-            Some(User::Id(u)) => (Some(*u), None),
-            Some(User::Name(n)) => (None, Some(n.clone())),
-            None => (None, None),
-        }
-    }
-
-    /// A number is a uid, anything else a name.
-    pub fn parse(s: &str) -> User {
-        s.parse()
-            .map_or_else(|_| User::Name(s.to_string()), User::Id)
-    }
-
-    pub fn matches(&self, who: &Who) -> bool {
-        match self {
-            User::Id(uid) => who.uid == Some(*uid),
-            User::Name(n) => who.user.as_ref().is_some_and(|u| u.as_str() == n),
-        }
-    }
-}
-
-/// Whether executable `exe` is the one `want` names: the same path, or (when
-/// `want` has no `/`) the same file name. The store's SQL is the same test.
-pub fn exe_matches(exe: &str, want: &str) -> bool {
-    if want.contains('/') {
-        exe == want
-    } else {
-        exe.rsplit('/').next() == Some(want)
-    }
-}
-
-/// Whether the owner's container is the one `want` names: its id starts with
-/// it, or its pod's UID or name is it.
-pub fn container_matches(who: &Who, want: &str) -> bool {
-    let Some(c) = &who.container else {
-        return false;
-    };
-    let want = want.to_ascii_lowercase();
-    c.id.as_deref().is_some_and(|id| id.starts_with(&want))
-        || c.pod
-            .as_ref()
-            .is_some_and(|p| *p.uid == *want || p.name.as_ref().is_some_and(|n| n.as_str() == want))
-}
-
 impl Filter {
     /// Listeners only (the menu's "listening ports").
     pub fn listening() -> Filter {
@@ -156,21 +114,11 @@ impl Filter {
     /// The store query that finds this filter's history rows (states are
     /// checked afterwards, on the rows: the store keeps no state).
     pub fn history_query(&self, limit: u64) -> Query {
-        let (uid, user) = User::query_fields(&self.user);
         Query {
             proto: self.proto.map(|p| p.name().to_string()),
             port: self.port,
-            pid: self.pid,
-            process: self.process.clone(),
-            sport: self.ends.sport,
-            dport: self.ends.dport,
-            src: self.ends.src.map(|n| n.to_string()),
-            dst: self.ends.dst.map(|n| n.to_string()),
-            uid,
-            user,
-            exe: self.exe.clone(),
-            netns: self.netns,
-            container: self.container.clone(),
+            owner: self.owner.clone(),
+            ends: self.ends.query(),
             action: Some(HISTORY_ACTIONS.to_string()),
             limit: Some(limit),
             ..Query::default()
@@ -210,18 +158,20 @@ impl Filter {
                 "dport" => f.ends.dport = Some(port(&value)?),
                 "src" => f.ends.src = Some(parse_net(&value).map_err(|e| e.to_string())?),
                 "dst" => f.ends.dst = Some(parse_net(&value).map_err(|e| e.to_string())?),
-                "pid" => f.pid = Some(value.parse().map_err(|_| format!("bad pid `{shown}`"))?),
-                "process" | "proc" | "comm" => f.process = Some(value),
-                "user" => f.user = Some(User::parse(&value)),
-                "exe" => f.exe = Some(value),
+                "pid" => {
+                    f.owner.pid = Some(value.parse().map_err(|_| format!("bad pid `{shown}`"))?)
+                }
+                "process" | "proc" | "comm" => f.owner.process = Some(value),
+                "user" => f.owner.user = Some(User::parse(&value)),
+                "exe" => f.owner.exe = Some(value),
                 "netns" => {
-                    f.netns = Some(
+                    f.owner.netns = Some(
                         value
                             .parse()
                             .map_err(|_| format!("bad network namespace `{shown}`"))?,
                     )
                 }
-                "container" | "pod" => f.container = Some(value),
+                "container" | "pod" => f.owner.container = Some(value),
                 "" => {
                     if let Some(p) = proto(&value) {
                         f.proto = Some(p);
@@ -230,7 +180,7 @@ impl Filter {
                     } else if let Some(st) = State::parse(&value) {
                         f.states.push(st);
                     } else {
-                        f.process = Some(value);
+                        f.owner.process = Some(value);
                     }
                 }
                 other => {
@@ -240,6 +190,41 @@ impl Filter {
             }
         }
         Ok(f)
+    }
+
+    /// The filter as the words [`Filter::parse_words`] reads (`top` shows them
+    /// and starts from its flags' words).
+    pub fn words(&self) -> String {
+        let mut w: Vec<String> = self
+            .states
+            .iter()
+            .map(|s| format!("state:{}", s.name().to_lowercase()))
+            .collect();
+        let mut add = |k: &str, v: Option<String>| {
+            if let Some(v) = v {
+                w.push(format!("{k}:{v}"));
+            }
+        };
+        let (o, e) = (&self.owner, &self.ends);
+        add("proto", self.proto.map(|p| p.name().to_string()));
+        add("port", self.port.map(|p| p.to_string()));
+        add("pid", o.pid.map(|p| p.to_string()));
+        add("process", o.process.clone());
+        add(
+            "user",
+            o.user.as_ref().map(|u| match u {
+                User::Id(id) => id.to_string(),
+                User::Name(n) => n.clone(),
+            }),
+        );
+        add("exe", o.exe.clone());
+        add("netns", o.netns.map(|n| n.to_string()));
+        add("container", o.container.clone());
+        add("sport", e.sport.map(|p| p.to_string()));
+        add("dport", e.dport.map(|p| p.to_string()));
+        add("src", e.src.map(|n| n.to_string()));
+        add("dst", e.dst.map(|n| n.to_string()));
+        w.join(" ")
     }
 
     pub fn matches(&self, c: &Conn) -> bool {
@@ -264,10 +249,6 @@ impl Filter {
             && self
                 .port
                 .is_none_or(|p| s.local.port() == p || s.remote.is_some_and(|r| r.port() == p))
-            && self.pid.is_none_or(|p| p == s.pid)
-            && self.process.as_ref().is_none_or(|name| {
-                String::from_utf8_lossy(s.comm.as_bytes()).contains(name.as_str())
-            })
             && self.ends.ends(Ends::of(
                 s.direction,
                 s.local,
@@ -275,16 +256,7 @@ impl Filter {
                     .unwrap_or_else(|| crate::core::tuple::unspecified_like(s.local)),
                 s.state.is_listener(),
             ))
-            && self.user.as_ref().is_none_or(|u| u.matches(who))
-            && self
-                .exe
-                .as_ref()
-                .is_none_or(|want| who.executable().is_some_and(|e| exe_matches(e, want)))
-            && self.netns.is_none_or(|n| n == s.netns)
-            && self
-                .container
-                .as_ref()
-                .is_none_or(|want| container_matches(who, want))
+            && self.owner.accepts(s.pid, s.comm, s.netns, who)
     }
 }
 
@@ -402,14 +374,14 @@ mod tests {
             .unwrap();
         assert_eq!(f.states, vec![State::Established]);
         assert_eq!(
-            (f.proto, f.port, f.pid),
+            (f.proto, f.port, f.owner.pid),
             (Some(Proto::Tcp), Some(443), Some(7))
         );
-        assert_eq!(f.process.as_deref(), Some("curl"));
+        assert_eq!(f.owner.process.as_deref(), Some("curl"));
         let bare = Filter::parse_words("udp 53 listen nginx").unwrap();
         assert_eq!((bare.proto, bare.port), (Some(Proto::Udp), Some(53)));
         assert_eq!(bare.states, vec![State::Listen]);
-        assert_eq!(bare.process.as_deref(), Some("nginx"));
+        assert_eq!(bare.owner.process.as_deref(), Some("nginx"));
         assert!(Filter::parse_words("").unwrap().states.is_empty());
         assert!(Filter::parse_words("state:\x1b").is_err());
         // Bad words, and what their error says.
@@ -434,6 +406,21 @@ mod tests {
                 dst: Some("192.0.2.7/32".parse().unwrap()),
             }
         );
+    }
+
+    #[test]
+    fn words_read_back_as_the_same_filter() {
+        let text = "state:established state:time_wait proto:tcp port:443 pid:7 process:curl \
+                    user:alice exe:/usr/bin/curl netns:4026531840 container:3f2a sport:40000 \
+                    dport:443 src:10.0.0.0/8 dst:192.0.2.7/32";
+        let f = Filter::parse_words(text).unwrap();
+        assert_eq!(
+            f.words(),
+            text.split_whitespace().collect::<Vec<_>>().join(" ")
+        );
+        let back = Filter::parse_words(&f.words()).unwrap();
+        assert_eq!(format!("{back:?}"), format!("{f:?}"));
+        assert_eq!(Filter::default().words(), "");
     }
 
     fn conn(local: &str, remote: &str, state: State, direction: Direction) -> Conn {
@@ -580,9 +567,9 @@ mod tests {
     #[test]
     fn history_queries_carry_the_ends() {
         let q = ends("sport:1 dport:2 src:10.0.0.1 dst:10.0.0.0/8").history_query(5);
-        assert_eq!((q.sport, q.dport), (Some(1), Some(2)));
-        assert_eq!(q.src.as_deref(), Some("10.0.0.1/32"));
-        assert_eq!(q.dst.as_deref(), Some("10.0.0.0/8"));
+        assert_eq!((q.ends.sport, q.ends.dport), (Some(1), Some(2)));
+        assert_eq!(q.ends.src.as_deref(), Some("10.0.0.1/32"));
+        assert_eq!(q.ends.dst.as_deref(), Some("10.0.0.0/8"));
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use crate::core::event::Action;
+use crate::core::owner_filter::{number, OwnerFilter};
 
 /// Which kinds of connection event the history keeps, with their stored names.
 /// `open` is a connection still open at its last `connection-updated`: one row
@@ -44,32 +45,37 @@ pub const DEFAULT_LIMIT: u64 = 10_000;
 pub struct Query {
     pub since_us: Option<i64>,
     pub until_us: Option<i64>,
-    /// Substring of the raw process name.
-    pub process: Option<String>,
-    pub pid: Option<u32>,
-    pub uid: Option<u32>,
-    /// A user's name, as the agent named it when it stored the row.
-    pub user: Option<String>,
-    /// An executable: its full path, or (without a `/`) its file name
-    /// (`core::filter::exe_matches`).
-    pub exe: Option<String>,
-    /// Inode of a network namespace.
-    pub netns: Option<u32>,
-    /// The start of a container id, or a pod's UID or name.
-    pub container: Option<String>,
+    /// Who owns the connection (`pid`, `process`, `uid` or `user`, `exe`,
+    /// `netns`, `container`); a user's name is the one the agent stored.
+    #[serde(flatten)]
+    pub owner: OwnerFilter,
     /// Source or destination port.
     pub port: Option<u16>,
-    pub sport: Option<u16>,
-    pub dport: Option<u16>,
-    /// CIDR (or a single address).
-    pub src: Option<String>,
-    pub dst: Option<String>,
+    /// The ECS ends (`sport`, `dport`, `src`, `dst`).
+    #[serde(flatten)]
+    pub ends: EndsQuery,
     pub proto: Option<String>,
     /// A DNS name: connections to it or to a name under it.
     pub domain: Option<String>,
     /// Stored action names, comma-separated (`closed,failed`).
     pub action: Option<String>,
     pub limit: Option<u64>,
+}
+
+/// The ECS ends filter (`core::filter::EndsFilter`) as query-string text:
+/// history, list and events queries carry it under these keys.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct EndsQuery {
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "number")]
+    pub sport: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "number")]
+    pub dport: Option<u16>,
+    /// An address or CIDR network.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub src: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dst: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -13,6 +13,7 @@ pub mod filter;
 pub mod format;
 pub mod history_query;
 pub mod live;
+pub mod owner_filter;
 pub mod pipeline;
 pub mod proc_net;
 pub mod proc_pid;

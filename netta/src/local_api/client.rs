@@ -268,7 +268,7 @@ mod tests {
     use crate::core::clock::Clock;
     use crate::core::event::ConnEvent;
     use crate::core::table::Key;
-    use crate::store::query::Query;
+    use crate::store::query::{EndsQuery, Query};
     use crate::store::tests::conn_row;
     use crate::store::{Row, Store};
 
@@ -373,7 +373,10 @@ mod tests {
         assert_eq!(c.hello().await.unwrap().pid, 4242);
         let rows = c
             .history(&Query {
-                dport: Some(8080),
+                ends: EndsQuery {
+                    dport: Some(8080),
+                    ..Default::default()
+                },
                 ..Default::default()
             })
             .await
@@ -382,7 +385,10 @@ mod tests {
         assert_eq!(rows[0].comm.to_string(), "client");
         let e = c
             .history(&Query {
-                src: Some("nonsense".into()),
+                ends: EndsQuery {
+                    src: Some("nonsense".into()),
+                    ..Default::default()
+                },
                 ..Default::default()
             })
             .await

@@ -5,9 +5,10 @@
 //! takes for the same answer.
 use std::net::SocketAddr;
 
-use super::EndsQuery;
 use crate::core::event::{Direction, OwnerSource, Proto, State, Who};
-use crate::core::filter::{Filter, User};
+use crate::core::filter::{EndsFilter, Filter};
+use crate::core::history_query::EndsQuery;
+use crate::core::owner_filter::OwnerFilter;
 use crate::core::sanitize::{escape, Comm, Domain};
 use crate::core::table::{Conn, Key, Live, Origin};
 use crate::core::tuple::Tuple;
@@ -23,42 +24,23 @@ pub struct ListQuery {
     pub proto: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pid: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub process: Option<String>,
+    #[serde(flatten)]
+    pub owner: OwnerFilter,
     #[serde(flatten)]
     pub ends: EndsQuery,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub uid: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub user: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub exe: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub netns: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub container: Option<String>,
     /// Whole rows (`--wide`, `--json`) instead of [`ListRow`]s.
     pub full: bool,
 }
 
 impl ListQuery {
     pub fn new(f: &Filter, full: bool) -> ListQuery {
-        let (uid, user) = User::query_fields(&f.user);
         let states: Vec<&str> = f.states.iter().map(|s| s.name()).collect();
         ListQuery {
             states: (!states.is_empty()).then(|| states.join(",")),
             proto: f.proto.map(|p| p.name().to_string()),
             port: f.port,
-            pid: f.pid,
-            process: f.process.clone(),
-            ends: EndsQuery::new(&f.ends),
-            uid,
-            user,
-            exe: f.exe.clone(),
-            netns: f.netns,
-            container: f.container.clone(),
+            owner: f.owner.clone(),
+            ends: f.ends.query(),
             full,
         }
     }
@@ -92,17 +74,8 @@ impl ListQuery {
             states,
             proto,
             port: self.port,
-            pid: self.pid,
-            process: self.process.clone(),
-            ends: self.ends.filter().map_err(|e| e.to_string())?,
-            user: match (self.uid, &self.user) {
-                (Some(u), _) => Some(User::Id(u)),
-                (None, Some(n)) => Some(User::Name(n.clone())),
-                (None, None) => None,
-            },
-            exe: self.exe.clone(),
-            netns: self.netns,
-            container: self.container.clone(),
+            owner: self.owner.clone(),
+            ends: EndsFilter::from_query(&self.ends).map_err(|e| e.to_string())?,
         })
     }
 }
@@ -187,7 +160,10 @@ mod tests {
         let g = back.filter().unwrap();
         assert_eq!(format!("{g:?}"), format!("{f:?}"));
         let uid = ListQuery::new(&Filter::parse_words("user:1000").unwrap(), false);
-        assert_eq!(uid.filter().unwrap().user, Some(User::Id(1000)));
+        assert_eq!(
+            uid.filter().unwrap().owner.user,
+            Some(crate::core::owner_filter::User::Id(1000))
+        );
         let none: ListQuery = serde_urlencoded::from_str("").unwrap();
         assert_eq!(
             format!("{:?}", none.filter().unwrap()),

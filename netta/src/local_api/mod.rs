@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use crate::agent::Record;
 use crate::core::clock::Clock;
 use crate::core::filter::{EndsFilter, Filter};
-use crate::core::history_query::{parse_net, QueryError};
+use crate::core::history_query::EndsQuery;
 use crate::core::stored::BaselineReport;
 use crate::core::table::{Conn, Snapshot};
 use crate::detect::Alert;
@@ -89,63 +89,6 @@ pub trait Backend: Send + Sync + 'static {
     fn metrics(&self, accept: Option<&str>) -> (String, &'static str);
 }
 
-/// The ECS ends filter ([`EndsFilter`]) as query-string text, shared by the
-/// list and events queries.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(default)]
-pub struct EndsQuery {
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "number")]
-    pub sport: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "number")]
-    pub dport: Option<u16>,
-    /// An address or CIDR network.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub src: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub dst: Option<String>,
-}
-
-impl EndsQuery {
-    pub fn new(f: &EndsFilter) -> EndsQuery {
-        EndsQuery {
-            sport: f.sport,
-            dport: f.dport,
-            src: f.src.map(|n| n.to_string()),
-            dst: f.dst.map(|n| n.to_string()),
-        }
-    }
-
-    /// The filter back; a bad network is a one-line error.
-    pub fn filter(&self) -> Result<EndsFilter, QueryError> {
-        let net = |s: &Option<String>| s.as_deref().map(parse_net).transpose();
-        Ok(EndsFilter {
-            sport: self.sport,
-            dport: self.dport,
-            src: net(&self.src)?,
-            dst: net(&self.dst)?,
-        })
-    }
-}
-
-/// A number of a query string inside a `#[serde(flatten)]` part: serde hands
-/// flattened values over as the text the query string had.
-pub(crate) fn number<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: std::str::FromStr,
-    T::Err: std::fmt::Display,
-{
-    use serde::Deserialize as _;
-    Option::<String>::deserialize(d)?
-        .map(|s| {
-            s.parse().map_err(|e| {
-                let s = crate::core::sanitize::escape(s.as_bytes());
-                serde::de::Error::custom(format!("`{s}`: {e}"))
-            })
-        })
-        .transpose()
-}
-
 /// `/v1/events`' query: replay from `since_us` (wall µs), and the ends filter
 /// (`netta events --sport/--dport/--src/--dst`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -161,7 +104,7 @@ impl EventsQuery {
     pub fn new(since_us: Option<i64>, f: &EndsFilter) -> EventsQuery {
         EventsQuery {
             since_us,
-            ends: EndsQuery::new(f),
+            ends: f.query(),
         }
     }
 

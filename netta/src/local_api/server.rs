@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, watch};
 use super::access::{groups_of, secure_socket, Policy};
 use super::Backend;
 use crate::agent::Record;
+use crate::core::filter::EndsFilter;
 use crate::store::query::{AlertQuery, Query as HistoryQuery, RunError};
 use crate::store::{ConnRow, Reader};
 
@@ -433,7 +434,7 @@ async fn events(
     State(st): State<AppState>,
     Query(p): Query<super::EventsQuery>,
 ) -> Response {
-    let filter = match p.ends.filter() {
+    let filter = match EndsFilter::from_query(&p.ends) {
         Ok(f) => f,
         Err(e) => return line(StatusCode::BAD_REQUEST, e.to_string()),
     };
@@ -448,10 +449,7 @@ async fn events(
                 let r = reader(&st)?;
                 HistoryQuery {
                     since_us: Some(since),
-                    sport: filter.sport,
-                    dport: filter.dport,
-                    src: filter.src.map(|n| n.to_string()),
-                    dst: filter.dst.map(|n| n.to_string()),
+                    ends: p.ends.clone(),
                     limit: Some(u64::MAX >> 1),
                     ..Default::default()
                 }

@@ -403,18 +403,9 @@ impl HistoryArgs {
         crate::core::history_query::Query {
             since_us: self.since,
             until_us: self.until,
-            process: self.owner.process.clone(),
-            pid: self.owner.pid,
-            uid: self.owner.user,
-            user: None,
-            exe: self.owner.exe.clone(),
-            netns: self.owner.netns,
-            container: self.owner.container.clone(),
+            owner: self.owner.filter(),
             port: self.port,
-            sport: self.ends.sport,
-            dport: self.ends.dport,
-            src: self.ends.src.map(|n| n.to_string()),
-            dst: self.ends.dst.map(|n| n.to_string()),
+            ends: self.ends.filter().query(),
             proto: self.proto.map(|p| p.name().to_string()),
             domain: self.domain.clone(),
             action: (!self.action.is_empty()).then(|| self.action.join(",")),
@@ -540,47 +531,28 @@ pub struct OwnerArgs {
     pub container: Option<String>,
 }
 
+impl OwnerArgs {
+    pub fn filter(&self) -> crate::core::owner_filter::OwnerFilter {
+        crate::core::owner_filter::OwnerFilter {
+            pid: self.pid,
+            process: self.process.clone(),
+            user: self.user.map(crate::core::owner_filter::User::Id),
+            exe: self.exe.clone(),
+            netns: self.netns,
+            container: self.container.clone(),
+        }
+    }
+}
+
 impl FilterArgs {
     pub fn filter(&self) -> crate::core::filter::Filter {
         crate::core::filter::Filter {
             states: self.state.clone(),
             proto: self.proto,
             port: self.port,
-            pid: self.owner.pid,
-            process: self.owner.process.clone(),
+            owner: self.owner.filter(),
             ends: self.ends.filter(),
-            user: self.owner.user.map(crate::core::filter::User::Id),
-            exe: self.owner.exe.clone(),
-            netns: self.owner.netns,
-            container: self.owner.container.clone(),
         }
-    }
-
-    /// The same filter as `top`'s `/` words.
-    pub fn words(&self) -> String {
-        let mut w: Vec<String> = self
-            .state
-            .iter()
-            .map(|s| format!("state:{}", s.name().to_lowercase()))
-            .collect();
-        let mut add = |k: &str, v: Option<String>| {
-            if let Some(v) = v {
-                w.push(format!("{k}:{v}"));
-            }
-        };
-        add("proto", self.proto.map(|p| p.name().to_string()));
-        add("port", self.port.map(|p| p.to_string()));
-        add("pid", self.owner.pid.map(|p| p.to_string()));
-        add("process", self.owner.process.clone());
-        add("user", self.owner.user.map(|u| u.to_string()));
-        add("exe", self.owner.exe.clone());
-        add("netns", self.owner.netns.map(|n| n.to_string()));
-        add("container", self.owner.container.clone());
-        add("sport", self.ends.sport.map(|p| p.to_string()));
-        add("dport", self.ends.dport.map(|p| p.to_string()));
-        add("src", self.ends.src.map(|n| n.to_string()));
-        add("dst", self.ends.dst.map(|n| n.to_string()));
-        w.join(" ")
     }
 }
 

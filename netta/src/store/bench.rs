@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::query::Query;
+use super::query::{EndsQuery, Query};
 use super::row::{now_us, ConnRow, Row};
 use super::{Reader, Store, StoreError};
 use crate::core::sanitize::Comm;
@@ -237,7 +237,10 @@ pub fn queries() -> Vec<(&'static str, Query)> {
         (
             "--dst 203.0.113.7 (all time)",
             Query {
-                dst: Some(MARK_IP.into()),
+                ends: EndsQuery {
+                    dst: Some(MARK_IP.into()),
+                    ..Default::default()
+                },
                 ..Default::default()
             },
         ),
@@ -252,7 +255,10 @@ pub fn queries() -> Vec<(&'static str, Query)> {
         (
             "--dport 22 --since 10m",
             Query {
-                dport: Some(22),
+                ends: EndsQuery {
+                    dport: Some(22),
+                    ..Default::default()
+                },
                 since_us: ago(600),
                 ..Default::default()
             },
@@ -261,7 +267,10 @@ pub fn queries() -> Vec<(&'static str, Query)> {
             "--since 1h --process curl --limit 100",
             Query {
                 since_us: ago(3600),
-                process: Some("curl".into()),
+                owner: crate::core::owner_filter::OwnerFilter {
+                    process: Some("curl".into()),
+                    ..Default::default()
+                },
                 limit: Some(100),
                 ..Default::default()
             },

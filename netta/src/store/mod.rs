@@ -474,19 +474,25 @@ pub(crate) mod tests {
         };
         // Each filter the views have finds the owned row and not the other.
         let one = vec![owned];
-        assert_eq!(q(|q| q.exe = Some("/usr/bin/python3".into())), one);
-        assert_eq!(q(|q| q.exe = Some("python3".into())), one);
-        assert_eq!(q(|q| q.exe = Some("python".into())), vec![]);
-        assert_eq!(q(|q| q.user = Some("alice".into())), one);
-        assert_eq!(q(|q| q.netns = Some(4026531840)), one);
-        assert_eq!(q(|q| q.container = Some("3F2A8B".into())), one);
-        assert_eq!(q(|q| q.container = Some("web-0".into())), one);
+        assert_eq!(q(|q| q.owner.exe = Some("/usr/bin/python3".into())), one);
+        assert_eq!(q(|q| q.owner.exe = Some("python3".into())), one);
+        assert_eq!(q(|q| q.owner.exe = Some("python".into())), vec![]);
         assert_eq!(
-            q(|q| q.container = Some("6a1b3c4d-1111-2222-3333-444455556666".into())),
+            q(|q| { q.owner.user = Some(crate::core::owner_filter::User::Name("alice".into())) }),
             one
         );
-        assert_eq!(q(|q| q.container = Some("3f2a8c".into())), vec![]);
-        assert_eq!(q(|q| q.uid = Some(1000)).len(), 2);
+        assert_eq!(q(|q| q.owner.netns = Some(4026531840)), one);
+        assert_eq!(q(|q| q.owner.container = Some("3F2A8B".into())), one);
+        assert_eq!(q(|q| q.owner.container = Some("web-0".into())), one);
+        assert_eq!(
+            q(|q| q.owner.container = Some("6a1b3c4d-1111-2222-3333-444455556666".into())),
+            one
+        );
+        assert_eq!(q(|q| q.owner.container = Some("3f2a8c".into())), vec![]);
+        assert_eq!(
+            q(|q| q.owner.user = Some(crate::core::owner_filter::User::Id(1000))).len(),
+            2
+        );
     }
 
     #[test]

@@ -13,8 +13,9 @@ use super::Reader;
 use crate::core::cgroup::{Container, Pod};
 use crate::core::event::Who;
 pub use crate::core::history_query::{
-    parse_action, parse_domain, parse_net, Query, QueryError, DEFAULT_LIMIT,
+    parse_action, parse_domain, parse_net, EndsQuery, Query, QueryError, DEFAULT_LIMIT,
 };
+use crate::core::owner_filter::User;
 use crate::core::process::Process;
 use crate::core::sanitize::{Comm, Domain, Text};
 
@@ -42,27 +43,30 @@ impl Query {
                 return Err(QueryError::Order);
             }
         }
-        // `core::filter::exe_matches`: the path, or (no `/`) the file name.
-        let exe = match &self.exe {
+        let o = &self.owner;
+        let (user, user_name) = match &o.user {
+            Some(User::Id(u)) => ("uid = ?", Some(boxed(*u))),
+            Some(User::Name(n)) => ("user_name = ?", Some(boxed(n.clone()))),
+            None => ("", None),
+        };
+        // `core::owner_filter::exe_matches`: the path, or (no `/`) the file name.
+        let exe = match &o.exe {
             Some(v) if v.contains('/') => "exe = ?",
             _ => "(exe = ? OR substr(exe, -(length(?) + 1)) = '/' || ?)",
         };
-        let fields: [(&str, Option<Box<dyn ToSql>>); 10] = [
+        let fields: [(&str, Option<Box<dyn ToSql>>); 9] = [
             ("ts_us >= ?", self.since_us.map(boxed)),
             ("ts_us <= ?", self.until_us.map(boxed)),
-            ("instr(comm, ?) > 0", self.process.clone().map(boxed)),
-            ("pid = ?", self.pid.map(boxed)),
-            ("uid = ?", self.uid.map(boxed)),
-            ("user_name = ?", self.user.clone().map(boxed)),
-            (exe, self.exe.clone().map(boxed)),
-            ("netns = ?", self.netns.map(boxed)),
-            // `core::filter::container_matches`: an id prefix (hex: `g` sorts
-            // after every digit, so the range is the prefix), a pod's UID or name.
+            ("instr(comm, ?) > 0", o.process.clone().map(boxed)),
+            ("pid = ?", o.pid.map(boxed)),
+            (user, user_name),
+            (exe, o.exe.clone().map(boxed)),
+            ("netns = ?", o.netns.map(boxed)),
+            // `core::owner_filter::container_matches`: an id prefix (hex: `g`
+            // sorts after every digit, so the range is the prefix), a pod's UID or name.
             (
                 "((container >= ? AND container < ? || 'g') OR pod_uid = ? OR pod_name = ?)",
-                self.container
-                    .as_ref()
-                    .map(|v| boxed(v.to_ascii_lowercase())),
+                o.container.as_ref().map(|v| boxed(v.to_ascii_lowercase())),
             ),
             // Two indexed lookups (SQLite's OR optimisation), not a scan.
             ("(src_port = ? OR dst_port = ?)", self.port.map(boxed)),
@@ -77,8 +81,8 @@ impl Query {
         // way round, as the live filters have it (`core::filter::EndsFilter`).
         let (mut straight, mut swapped) = (Vec::new(), Vec::new());
         for (col, other, v) in [
-            ("src_port", "dst_port", self.sport),
-            ("dst_port", "src_port", self.dport),
+            ("src_port", "dst_port", self.ends.sport),
+            ("dst_port", "src_port", self.ends.dport),
         ] {
             if let Some(v) = v {
                 p.push(Box::new(v));
@@ -87,8 +91,8 @@ impl Query {
             }
         }
         for (col, other, val) in [
-            ("src_ip", "dst_ip", &self.src),
-            ("dst_ip", "src_ip", &self.dst),
+            ("src_ip", "dst_ip", &self.ends.src),
+            ("dst_ip", "src_ip", &self.ends.dst),
         ] {
             if let Some(s) = val {
                 let net = parse_net(s)?;
@@ -486,19 +490,9 @@ mod tests {
     fn port_queries_use_indexes_not_a_scan() {
         let (_d, s) = store_with(vec![]);
         let rd = s.reader().unwrap();
-        for q in [
-            Query {
-                port: Some(80),
-                since_us: Some(1),
-                ..Default::default()
-            },
-            // The ends: both ways round, each way an indexed lookup.
-            Query {
-                dport: Some(80),
-                since_us: Some(1),
-                ..Default::default()
-            },
-        ] {
+        // A port, and the ends: both ways round, each way an indexed lookup.
+        for qs in ["since_us=1&port=80", "since_us=1&dport=80"] {
+            let q: Query = serde_urlencoded::from_str(qs).unwrap();
             let (clause, _) = q.parts().unwrap();
             let plan: Vec<String> = rd
                 .db
