@@ -68,14 +68,10 @@ fn accepting_port() -> u16 {
     port
 }
 
-#[test]
-fn a_short_lived_python_client_shows_its_executable_user_and_parent() {
-    require_ebpf!("a_short_lived_python_client_shows_its_executable_user_and_parent");
-    let port = accepting_port();
-    let mut ev = Events::start(&["--process-args"], &[]);
-    let code = connect_code(port);
-    run_python(&code);
-    // The client is gone: nothing about it can come from /proc any more.
+/// Runs `code` (one connection to `port`) and waits for its close: every line
+/// `ev` wrote, and the one egress `connection-opened` to `port`.
+fn one_python_connection(mut ev: Events, code: &str, port: u16) -> (Vec<Value>, Value) {
+    run_python(code);
     assert!(
         ev.wait_until(WAIT, |all| closed_to(all, port).is_some()),
         "no connection-closed to {port}"
@@ -83,7 +79,19 @@ fn a_short_lived_python_client_shows_its_executable_user_and_parent() {
     let all = ev.stop();
     let opened = opened_to(&all, port);
     assert_eq!(opened.len(), 1, "{opened:?}");
-    let o = opened[0];
+    let o = opened[0].clone();
+    (all, o)
+}
+
+#[test]
+fn a_short_lived_python_client_shows_its_executable_user_and_parent() {
+    require_ebpf!("a_short_lived_python_client_shows_its_executable_user_and_parent");
+    let port = accepting_port();
+    let ev = Events::start(&["--process-args"], &[]);
+    let code = connect_code(port);
+    // The client is gone: nothing about it can come from /proc any more.
+    let (all, o) = one_python_connection(ev, &code, port);
+    let o = &o;
     assert_eq!(str_at(o, &["process", "executable"]), Some(python()), "{o}");
     assert_eq!(
         o["process"]["args"],
@@ -120,7 +128,7 @@ fn a_short_lived_python_client_shows_its_executable_user_and_parent() {
 fn identity_off_leaves_the_connection_without_process_or_user() {
     require_ebpf!("identity_off_leaves_the_connection_without_process_or_user");
     let port = accepting_port();
-    let mut ev = Events::start_with_env(&[], &[], &[("NETTA_NO_IDENTITY", "1")]);
+    let ev = Events::start_with_env(&[], &[], &[("NETTA_NO_IDENTITY", "1")]);
     assert!(
         ev.stderr_lines
             .iter()
@@ -128,15 +136,8 @@ fn identity_off_leaves_the_connection_without_process_or_user() {
         "{:?}",
         ev.stderr_lines
     );
-    run_python(&connect_code(port));
-    assert!(
-        ev.wait_until(WAIT, |all| closed_to(all, port).is_some()),
-        "no connection-closed to {port}"
-    );
-    let all = ev.stop();
-    let opened = opened_to(&all, port);
-    assert_eq!(opened.len(), 1, "{opened:?}");
-    let o = opened[0];
+    let (_, o) = one_python_connection(ev, &connect_code(port), port);
+    let o = &o;
     assert!(u64_at(o, &["process", "pid"]).is_some_and(|p| p > 0), "{o}");
     assert!(str_at(o, &["process", "name"]).is_some(), "{o}");
     assert!(o["process"].get("executable").is_none(), "{o}");

@@ -895,7 +895,7 @@ fn feature_costs(netta: &Path, dir: &Path, opts: &Opts, nginx: &Nginx) -> Result
         o,
         "\nFeature costs (`--only features`): netta with everything on, with `--no-dns`, and with process identity off (`{}={}`: no exec, fork and exit hooks, no uid or cgroup in records, no process lookup in the agent).\n\n\
          - Throughput: nginx 2 workers, `ab -n {} -c {CONCURRENCY}`, {runs} rounds, each variant after an untraced run; medians. Cost = ratio without the feature − ratio with everything on, in points of untraced throughput (this does not resolve 1 %).\n\
-         - CPU per connection: one thread pinned to CPU 0 makes {LOOP_CONNS} loopback connections one after another (a request and a reply each, the server closes first) in a network namespace of its own, untraced and under each variant (netta pinned to CPU 1), in an order that rotates each round, {loop_rounds_n} rounds. Per run: the thread's CPU per connection (`CLOCK_THREAD_CPUTIME_ID`: the kernel's TCP work and netta's programs with their dispatch all run there), as the 10th percentile of its batches of 100 connections (interrupts and a preempted vCPU only add time), plus the agent's CPU per connection over the run (all its threads' schedstat). Cost = everything on − the variant: the median of the rounds' paired differences, with a 95 % bootstrap interval; share = that over the `ab` workload's CPU per connection untraced ({cores:.0} cores ÷ {base_rps:.0} req/s = {:.1} µs; a share s leaves a saturated machine 1 ÷ (1 + s) of its throughput).\n",
+         - CPU per connection: one thread pinned to CPU 0 makes {LOOP_CONNS} loopback connections one after another (a request and a reply each, the server closes first) in a network namespace of its own, untraced and under each variant (netta pinned to CPU 1), in an order that rotates each round, {loop_rounds_n} rounds. Per run: the thread's CPU per connection (`CLOCK_THREAD_CPUTIME_ID`: the kernel's TCP work and netta's programs with their dispatch all run there), as the 10th percentile of its batches of 100 connections (interrupts and a preempted vCPU only add time), plus the agent's CPU per connection (all its threads' schedstat, read every 50 ms: the median over those intervals, so its 5 s reconcile over every socket of the host is left out). Cost = everything on − the variant: the median of the rounds' paired differences, with a 95 % bootstrap interval; share = that over the `ab` workload's CPU per connection untraced ({cores:.0} cores ÷ {base_rps:.0} req/s = {:.1} µs; a share s leaves a saturated machine 1 ÷ (1 + s) of its throughput).\n",
         IDENTITY_OFF.0,
         IDENTITY_OFF.1,
         opts.requests,
@@ -958,8 +958,8 @@ struct LoopSample {
     thread: f64,
     /// The same thread's mean over the run.
     thread_mean: f64,
-    /// The agent (all its threads' schedstat) from the loop's start until the
-    /// loop's namespace is gone; 0 untraced.
+    /// The agent (all its threads' schedstat; `conn_loop::LoopRun::agent`); 0
+    /// untraced.
     agent: f64,
 }
 
@@ -981,14 +981,14 @@ fn loop_rounds(
     let mut untraced = Vec::new();
     let mut traced = vec![Vec::new(); variants.len()];
     // A first loop warms the caches and the allocator.
-    conn_loop::ns_per_connection(LOOP_CONNS / 4)?;
+    conn_loop::ns_per_connection(LOOP_CONNS / 4, None)?;
     let configs = variants.len() + 1;
     for r in 0..rounds {
         for k in 0..configs {
             // 0 is untraced, v + 1 is variants[v].
             let c = (r + k) % configs;
             if c == 0 {
-                let run = conn_loop::ns_per_connection(LOOP_CONNS)?;
+                let run = conn_loop::ns_per_connection(LOOP_CONNS, None)?;
                 untraced.push(LoopSample {
                     thread: run.low,
                     thread_mean: run.mean,
@@ -1000,21 +1000,15 @@ fn loop_rounds(
             let mut child = running.child.take().context("no tracer process")?;
             let pid = child.id();
             conn_loop::pin_process(pid, 1);
-            let cpu0 = threads_cpu_ns(pid);
-            let run = conn_loop::ns_per_connection(LOOP_CONNS);
-            let cpu1 = threads_cpu_ns(pid);
+            let run = conn_loop::ns_per_connection(LOOP_CONNS, Some(pid));
             // SAFETY: signalling our own child.
             unsafe { libc::kill(pid as i32, libc::SIGINT) };
             let _ = child.wait();
             let run = run?;
-            let agent = match (cpu0, cpu1) {
-                (Some(a), Some(b)) => b.saturating_sub(a) as f64 / f64::from(LOOP_CONNS),
-                _ => bail!("could not read the agent's CPU time (/proc/{pid}/task/*/schedstat)"),
-            };
             traced[c - 1].push(LoopSample {
                 thread: run.low,
                 thread_mean: run.mean,
-                agent,
+                agent: run.agent.unwrap_or(0.0),
             });
         }
         eprintln!(
