@@ -113,34 +113,47 @@ fn ingest(c: &mut Criterion) {
             BatchSize::LargeInput,
         )
     });
-    g.bench_function("decode+json-line", |b| {
-        let clock = netta::api::Clock::new();
-        // As the agent does: the batch's owners from the process cache, then a
-        // line per event (with process.executable, entity_id, parent, start).
-        let mut procs = procs();
-        let mut batch = Vec::with_capacity(BATCH);
-        let mut out = Vec::with_capacity(1 << 20);
-        b.iter(|| {
-            let mut bytes = 0;
-            for chunk in raw.chunks(BATCH * EVENT_SIZE) {
-                batch.clear();
-                batch.extend(
-                    chunk
-                        .chunks_exact(EVENT_SIZE)
-                        .filter_map(|r| ConnEvent::decode(r).ok()),
-                );
-                pipeline::identify(&mut procs, &mut (), &mut batch, &[]);
-                for ev in &batch {
-                    netta::api::write_line(&mut out, ev, &clock);
+    // As the agent does: the batch's owners from the process cache, then a line
+    // per event (with process.executable, entity_id, parent, start); and the same
+    // without the owners (what `NETTA_NO_IDENTITY` leaves), so the difference is
+    // process identity's part of the line path.
+    for (name, identity) in [
+        ("decode+json-line", true),
+        ("decode+json-line, no identity", false),
+    ] {
+        g.bench_function(name, |b| {
+            let clock = netta::api::Clock::new();
+            let mut procs = procs();
+            let mut batch = Vec::with_capacity(BATCH);
+            let mut out = Vec::with_capacity(1 << 20);
+            b.iter(|| {
+                let mut bytes = 0;
+                for chunk in raw.chunks(BATCH * EVENT_SIZE) {
+                    batch.clear();
+                    batch.extend(
+                        chunk
+                            .chunks_exact(EVENT_SIZE)
+                            .filter_map(|r| ConnEvent::decode(r).ok()),
+                    );
+                    if identity {
+                        pipeline::identify(&mut procs, &mut (), &mut batch, &[]);
+                    } else {
+                        for ev in &mut batch {
+                            ev.who.uid = None;
+                        }
+                    }
+                    for ev in &batch {
+                        netta::api::write_line(&mut out, ev, &clock);
+                    }
+                    if out.len() > (1 << 20) {
+                        bytes += out.len();
+                        out.clear();
+                    }
                 }
-                if out.len() > (1 << 20) {
-                    bytes += out.len();
-                    out.clear();
-                }
-            }
-            bytes
-        })
-    });
+                bytes
+            })
+        });
+    }
     g.finish();
 }
 

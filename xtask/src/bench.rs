@@ -895,7 +895,7 @@ fn feature_costs(netta: &Path, dir: &Path, opts: &Opts, nginx: &Nginx) -> Result
         o,
         "\nFeature costs (`--only features`): netta with everything on, with `--no-dns`, and with process identity off (`{}={}`: no exec, fork and exit hooks, no uid or cgroup in records, no process lookup in the agent).\n\n\
          - Throughput: nginx 2 workers, `ab -n {} -c {CONCURRENCY}`, {runs} rounds, each variant after an untraced run; medians. Cost = ratio without the feature − ratio with everything on, in points of untraced throughput (this does not resolve 1 %).\n\
-         - CPU per connection: one thread pinned to CPU 0 makes {LOOP_CONNS} loopback connections one after another (a request and a reply each, the server closes first) in a network namespace of its own, untraced and under each variant (netta pinned to CPU 1), in an order that rotates each round, {loop_rounds_n} rounds. Per run: the thread's CPU per connection (`CLOCK_THREAD_CPUTIME_ID`: the kernel's TCP work and netta's programs with their dispatch all run there), as the 10th percentile of its batches of 100 connections (interrupts and a preempted vCPU only add time), plus the agent's CPU per connection (all its threads' schedstat, read every 50 ms: the median over those intervals, so its 5 s reconcile over every socket of the host is left out). Cost = everything on − the variant: the median of the rounds' paired differences, with a 95 % bootstrap interval; share = that over the `ab` workload's CPU per connection untraced ({cores:.0} cores ÷ {base_rps:.0} req/s = {:.1} µs; a share s leaves a saturated machine 1 ÷ (1 + s) of its throughput).\n",
+         - CPU per connection: one thread pinned to CPU 0 makes {LOOP_CONNS} loopback connections one after another (a request and a reply each, the server closes first) in a network namespace of its own, untraced and under each variant (netta pinned to CPU 1), in an order that rotates each round, {loop_rounds_n} rounds. Per run: the thread's CPU per connection (`CLOCK_THREAD_CPUTIME_ID`: the kernel's TCP work and netta's programs with their dispatch all run there), as the 10th percentile of its batches of 100 connections (interrupts and a preempted vCPU only add time), plus the agent's CPU per connection until it has taken the loop's records (all its threads' schedstat). The rounds start once the host's TIME_WAIT sockets from the `ab` runs are gone (the agent's periodic reconcile walks them all). Cost = everything on − the variant: the median of the rounds' paired differences, with a 95 % bootstrap interval; share = that over the `ab` workload's CPU per connection untraced ({cores:.0} cores ÷ {base_rps:.0} req/s = {:.1} µs; a share s leaves a saturated machine 1 ÷ (1 + s) of its throughput).\n",
         IDENTITY_OFF.0,
         IDENTITY_OFF.1,
         opts.requests,
@@ -980,6 +980,12 @@ fn loop_rounds(
 ) -> Result<(Vec<LoopSample>, Vec<Vec<LoopSample>>)> {
     let mut untraced = Vec::new();
     let mut traced = vec![Vec::new(); variants.len()];
+    // The agent's reconcile walks every socket of the host: wait for the earlier
+    // runs' TIME_WAIT sockets to go (60 s at most) so it is the same in all rounds.
+    let deadline = Instant::now() + Duration::from_secs(75);
+    while time_wait_sockets() > 1000 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_secs(1));
+    }
     // A first loop warms the caches and the allocator.
     conn_loop::ns_per_connection(LOOP_CONNS / 4, None)?;
     let configs = variants.len() + 1;
@@ -1029,6 +1035,20 @@ fn loop_rounds(
         );
     }
     Ok((untraced, traced))
+}
+
+/// TIME_WAIT sockets in this network namespace (`/proc/net/sockstat`, IPv4 and IPv6).
+fn time_wait_sockets() -> u64 {
+    std::fs::read_to_string("/proc/net/sockstat")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("TCP:"))
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            w.position(|x| x == "tw")?;
+            w.next()?.parse::<u64>().ok()
+        })
+        .sum()
 }
 
 /// One tracer, `opts.runs` times, each run after an untraced one.

@@ -64,23 +64,18 @@ pub(crate) struct LoopRun {
     /// cost; the mean carries that noise (untraced runs: means 48–60 µs, 10th
     /// percentiles 46.7–48.1 µs).
     pub low: f64,
-    /// The watched agent's CPU per connection: the median over 50 ms intervals of
-    /// its CPU over the connections made meanwhile. Its periodic work (the
-    /// reconcile over every socket of the host, every 5 s) falls in one interval
-    /// of the run or none, and is not what a connection costs.
+    /// The watched agent's CPU per connection, from the loop's start until it has
+    /// taken the loop's last records (it drains the ring every 10 ms).
     pub agent: Option<f64>,
 }
 
-/// How often the agent's CPU is read during a run.
-const AGENT_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+/// How long after the loop the agent has surely taken its records.
+const AGENT_TAIL: std::time::Duration = std::time::Duration::from_millis(40);
 
 /// `n` loopback connections made one after another in a thread of their own:
 /// that thread's CPU ns per connection, and that of the agent `watch` if given.
 pub(crate) fn ns_per_connection(n: u32, watch: Option<u32>) -> Result<LoopRun> {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    use std::sync::Arc;
-    let made = Arc::new(AtomicU32::new(0));
-    let progress = made.clone();
+    let agent0 = watch.and_then(crate::bench::threads_cpu_ns);
     let handle = std::thread::spawn(move || -> Result<(f64, f64)> {
         pin_thread(0);
         own_netns_with_loopback()?;
@@ -102,38 +97,26 @@ pub(crate) fn ns_per_connection(n: u32, watch: Option<u32>) -> Result<LoopRun> {
                 let t = thread_cpu_ns();
                 batches.push((t - t0) as f64 / f64::from(BATCH));
                 t0 = t;
-                progress.store(i, Ordering::Relaxed);
             }
         }
         let mean = (thread_cpu_ns() - start) as f64 / f64::from(n.max(1));
         Ok((mean, quantile(batches, 0.1).unwrap_or(mean)))
     });
-    // (connections made, the agent's CPU ns) every AGENT_EVERY while the loop runs.
-    let mut samples: Vec<(u32, u64)> = Vec::new();
-    if let Some(pid) = watch {
-        while !handle.is_finished() {
-            if let Some(ns) = crate::bench::threads_cpu_ns(pid) {
-                samples.push((made.load(Ordering::Relaxed), ns));
-            }
-            std::thread::sleep(AGENT_EVERY);
-        }
-    }
     let r = handle
         .join()
         .map_err(|_| anyhow::anyhow!("the connection loop panicked"))?;
+    let agent1 = watch.and_then(|pid| {
+        std::thread::sleep(AGENT_TAIL);
+        crate::bench::threads_cpu_ns(pid)
+    });
     // The namespace and its TIME_WAIT sockets are torn down by a kernel worker:
     // let that finish before the next measurement.
     std::thread::sleep(std::time::Duration::from_millis(700));
     let (mean, low) = r?;
-    let rates: Vec<f64> = samples
-        .windows(2)
-        .filter(|w| w[1].0 > w[0].0)
-        .map(|w| (w[1].1 - w[0].1) as f64 / f64::from(w[1].0 - w[0].0))
-        .collect();
-    let agent = match watch {
-        Some(_) if rates.len() < 3 => bail!("too few readings of the agent's CPU during the loop"),
-        Some(_) => Some(crate::bench::median(rates)),
-        None => None,
+    let agent = match (watch, agent0, agent1) {
+        (None, _, _) => None,
+        (Some(_), Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / f64::from(n.max(1))),
+        (Some(pid), _, _) => bail!("could not read the CPU time of pid {pid} (schedstat)"),
     };
     Ok(LoopRun { mean, low, agent })
 }

@@ -117,6 +117,41 @@ impl Serialize for Related {
     }
 }
 
+/// `network.community_id` of a flow, remembered for the flow's next lines: each
+/// connection has four (both ends open and close) and the hash is a SHA-1.
+fn flow_id(proto: u8, a: std::net::SocketAddr, b: std::net::SocketAddr) -> Option<CommunityId> {
+    use std::cell::RefCell;
+    use std::hash::{Hash, Hasher};
+    type Slot = Option<(
+        (u8, std::net::SocketAddr, std::net::SocketAddr),
+        Option<CommunityId>,
+    )>;
+    const SLOTS: usize = 256;
+    thread_local! {
+        static FLOWS: RefCell<Vec<Slot>> = RefCell::new(vec![None; SLOTS]);
+    }
+    // Both directions of a flow share one slot.
+    let key = if (a.ip(), a.port()) <= (b.ip(), b.port()) {
+        (proto, a, b)
+    } else {
+        (proto, b, a)
+    };
+    let mut h = rustc_hash::FxHasher::default();
+    key.hash(&mut h);
+    let i = h.finish() as usize % SLOTS;
+    FLOWS.with(|f| {
+        let mut f = f.borrow_mut();
+        if let Some((k, id)) = &f[i] {
+            if *k == key {
+                return *id;
+            }
+        }
+        let id = community_id(0, proto, a, b);
+        f[i] = Some((key, id));
+        id
+    })
+}
+
 use crate::core::clock::Clock;
 use crate::core::event::{Action, ConnEvent, Direction};
 use crate::core::table::{Closed, Conn};
@@ -444,9 +479,7 @@ fn doc<'a>(ev: &'a ConnEvent, clock: &Clock) -> Doc<'a> {
         } else {
             "17"
         },
-        community_id: peer
-            .then(|| community_id(0, iana, ev.local, ev.remote))
-            .flatten(),
+        community_id: peer.then(|| flow_id(iana, ev.local, ev.remote)).flatten(),
         net_type: if ev.local.is_ipv4() { "ipv4" } else { "ipv6" },
         direction: direction.name(),
         bytes: if udp {
@@ -779,6 +812,29 @@ pub fn closed_value(h: &Closed, clock: &Clock) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The remembered flow id is the flow's own, in both directions, whatever
+    /// else shared its slot since.
+    #[test]
+    fn flow_ids_are_the_flows_own() {
+        use std::net::SocketAddr;
+        let flows: Vec<(SocketAddr, SocketAddr)> = (0..2000u16)
+            .map(|i| {
+                let a: SocketAddr = format!("127.0.0.1:{}", 30000 + i).parse().unwrap();
+                let b: SocketAddr = format!("10.{}.0.1:80", i % 7).parse().unwrap();
+                (a, b)
+            })
+            .collect();
+        for _ in 0..2 {
+            for (a, b) in &flows {
+                let want = community_id(0, crate::core::community_id::TCP, *a, *b);
+                assert!(want.is_some());
+                assert_eq!(flow_id(crate::core::community_id::TCP, *a, *b), want);
+                assert_eq!(flow_id(crate::core::community_id::TCP, *b, *a), want);
+                assert_ne!(flow_id(crate::core::community_id::UDP, *a, *b), want);
+            }
+        }
+    }
 
     /// The ECS document for one event.
     fn event_value(ev: &ConnEvent, clock: &Clock) -> Value {
