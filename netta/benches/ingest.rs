@@ -119,7 +119,7 @@ fn ingest(c: &mut Criterion) {
     // process identity's part of the line path.
     for (name, identity) in [
         ("decode+json-line", true),
-        ("decode+json-line, no identity", false),
+        ("decode+json-line-no-identity", false),
     ] {
         g.bench_function(name, |b| {
             let clock = netta::api::Clock::new();
