@@ -7,10 +7,10 @@
 #   packaging/install.sh                        # as root, into /usr/local and /etc
 #   DESTDIR=/tmp/stage PREFIX=/usr packaging/install.sh
 #
-# NETTA names the binary to install (default: target/release/netta).
+# NETTA names the binary to install (default: target/dist/netta, from `cargo xtask build`).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
-NETTA=${NETTA:-$here/../target/release/netta}
+NETTA=${NETTA:-$here/../target/dist/netta}
 PREFIX=${PREFIX:-/usr/local}
 DESTDIR=${DESTDIR:-}
 bin=$DESTDIR$PREFIX/bin

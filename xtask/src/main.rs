@@ -2,7 +2,7 @@
 //!
 //! * `cargo xtask build-ebpf` — build the kernel program (nightly, `bpfel-unknown-none`)
 //! * `cargo xtask build`      — build-ebpf, then the `netta` agent (release)
-//! * `cargo xtask run -- ARGS` — build, then start `target/release/netta ARGS` (via sudo if needed)
+//! * `cargo xtask run -- ARGS` — build, then start `target/dist/netta ARGS` (via sudo if needed)
 //! * `cargo xtask test`       — the full suite: prerequisites, lint, build, `cargo test`
 //!
 //! Missing prerequisites (nightly `rust-src`, LLVM 22 dev packages, `bpf-linker`, test peers)
@@ -112,7 +112,7 @@ enum Cmd {
     BuildEbpf,
     /// Build the eBPF object, then the netta agent (release).
     Build,
-    /// Build, then start target/release/netta with ARGS (through sudo when not root).
+    /// Build, then start target/dist/netta with ARGS (through sudo when not root).
     Run(PassOn),
     /// Run the full test suite: prerequisites, build-ebpf, fmt, clippy, build, cargo
     /// test (ARGS go to `cargo test`).
@@ -418,7 +418,7 @@ impl Ctx {
 
     fn build_netta(&self) -> Result<()> {
         let mut cmd = self.cargo(false);
-        cmd.args(["build", "--release", "-p", "netta"]);
+        cmd.args(["build", "--profile", "dist", "-p", "netta"]);
         self.step("build netta", cmd)
     }
 
@@ -950,7 +950,7 @@ impl Ctx {
     }
 
     fn netta_bin(&self) -> PathBuf {
-        self.root.join("target/release/netta")
+        self.root.join("target/dist/netta")
     }
 
     /// A `cargo` child (the rustup proxy when there is one, so `+toolchain` works) run from the
