@@ -885,7 +885,7 @@ fn feature_costs(netta: &Path, dir: &Path, opts: &Opts, nginx: &Nginx) -> Result
     let all_on_ratio = median(ratios[0].clone());
     // The same features by their CPU per connection, where the ratio's noise hides 1 %.
     let loop_rounds_n = if opts.smoke { 1 } else { runs * 4 };
-    let (untraced, looped) = loop_rounds(&variants, netta, dir, loop_rounds_n)?;
+    let (untraced, looped) = loop_rounds(&variants, netta, dir, loop_rounds_n, !opts.smoke)?;
     let agent_ns: Vec<f64> = cpu.iter().map(|v| median(v.clone()) * 1e4).collect();
     let base_rps = median(paired.iter().flatten().map(|p| p.base.rps).collect());
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
@@ -977,13 +977,15 @@ fn loop_rounds(
     netta: &Path,
     dir: &Path,
     rounds: usize,
+    settle: bool,
 ) -> Result<(Vec<LoopSample>, Vec<Vec<LoopSample>>)> {
     let mut untraced = Vec::new();
     let mut traced = vec![Vec::new(); variants.len()];
     // The agent's reconcile walks every socket of the host: wait for the earlier
-    // runs' TIME_WAIT sockets to go (60 s at most) so it is the same in all rounds.
+    // runs' TIME_WAIT sockets to go (60 s at most) so it is the same in all rounds
+    // (`settle`; a smoke run does not wait).
     let deadline = Instant::now() + Duration::from_secs(75);
-    while time_wait_sockets() > 1000 && Instant::now() < deadline {
+    while settle && time_wait_sockets() > 1000 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_secs(1));
     }
     // A first loop warms the caches and the allocator.
