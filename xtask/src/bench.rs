@@ -906,7 +906,7 @@ fn feature_costs(netta: &Path, dir: &Path, opts: &Opts, nginx: &Nginx) -> Result
     let untraced_thread = field(&untraced, |s| s.thread);
     let _ = writeln!(
         o,
-        "| netta | throughput ratio | agent per connection (`ab`) | loop: thread CPU per connection, 10th pct of batches (untraced {:.2} µs, {}) | loop: thread mean | loop: agent | cost of the feature: CPU per connection (95 % interval); share of the workload; throughput |\n|---|---|---|---|---|---|---|",
+        "| netta | throughput ratio | agent per connection (`ab`) | loop: thread CPU per connection, 10th pct of batches (untraced {:.2} µs, {}) | loop: thread mean | loop: agent | cost of the feature: CPU per connection (95 % interval); share of the workload; its thread and agent parts; throughput |\n|---|---|---|---|---|---|---|",
         median(untraced_thread.clone()) / 1e3,
         spread(&us(&untraced_thread))
     );
@@ -921,14 +921,27 @@ fn feature_costs(netta: &Path, dir: &Path, opts: &Opts, nginx: &Nginx) -> Result
         let c = conn_loop::paired_median(&all_on, &base);
         let (lo, hi) = conn_loop::paired_median_interval(&all_on, &base);
         let pct = |ns: f64| ns / workload_ns * 100.0;
-        let throughput = if v == 0 {
-            String::new()
-        } else {
-            format!("; {:+.1} pp", (ratio - all_on_ratio) * 100.0)
-        };
         let thread = field(&looped[v], |s| s.thread);
         let mean = field(&looped[v], |s| s.thread_mean);
         let agent = field(&looped[v], |s| s.agent);
+        // A feature's cost split into the kernel's part (the loop thread) and the
+        // agent's, each a paired median with its interval.
+        let part = |name: &str, f: fn(&LoopSample) -> f64, own: &[f64]| {
+            let on = field(&looped[0], f);
+            let m = conn_loop::paired_median(&on, own);
+            let (lo, hi) = conn_loop::paired_median_interval(&on, own);
+            format!("{name} {m:+.0} ns ({lo:+.0} to {hi:+.0})")
+        };
+        let throughput = if v == 0 {
+            String::new()
+        } else {
+            format!(
+                "; {}, {}; {:+.1} pp",
+                part("thread", |s| s.thread, &thread),
+                part("agent", |s| s.agent, &agent),
+                (ratio - all_on_ratio) * 100.0
+            )
+        };
         let _ = writeln!(
             o,
             "| {} | {ratio:.3} | {:.0} ns | {:.2} µs ({}) | {:.2} µs | {:.0} ns | {what}: {c:+.0} ns ({lo:+.0} to {hi:+.0}); {:+.2} % ({:+.2} to {:+.2} %){throughput} |",
