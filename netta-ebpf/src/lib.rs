@@ -546,6 +546,21 @@ pub struct Config {
     pub off_skb_head: u32,
     pub off_skb_network_header: u32,
     pub off_skb_transport_header: u32,
+    /// `sk_buff.data` and `.len`: where the DNS fentry programs' copy starts, and
+    /// how much the packet holds from there.
+    pub off_skb_data: u32,
+    pub off_skb_len: u32,
+    /// `sk_buff.data_len` (bytes in pages, not in the linear part), `.sk`, and
+    /// where `tcp_skb_cb.seq` sits in `.cb`; `sock.sk_protocol`, `.sk_receive_queue`
+    /// and that queue's tail (`.prev`); `tcp_sock.copied_seq`. The DNS BTF
+    /// tracepoints read them.
+    pub off_skb_data_len: u32,
+    pub off_skb_sk: u32,
+    pub off_skb_tcp_seq: u32,
+    pub off_sk_protocol: u32,
+    pub off_sk_receive_queue: u32,
+    pub off_sk_receive_tail: u32,
+    pub off_copied_seq: u32,
     /// `sock_common.skc_net` (the `struct net *`) and, in `struct net`, the
     /// namespace's inode (`ns.inum`): a record's network namespace.
     pub off_skc_net: u32,
@@ -564,7 +579,7 @@ pub struct Config {
     pub off_mm_arg_end: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<Config>() == 124);
+const _: () = assert!(core::mem::size_of::<Config>() == 160);
 
 /// Names of the programs in the object (the kernel's hook functions), shared with
 /// the loader.
@@ -598,7 +613,17 @@ pub mod prog {
         EXEC: sched_process_exec,
         NEWTASK: task_newtask,
         EXIT: sched_process_exit,
-        /// `cgroup_skb/ingress` on the cgroup v2 root: DNS answers every socket receives.
+        /// fentry of `__udp_enqueue_schedule_skb` and `tcp_event_data_recv`: DNS
+        /// answers as a socket queues them (preferred: UDP and TCP data only).
+        DNS_UDP: dns_udp_queued,
+        DNS_TCP: dns_tcp_data,
+        /// BTF tracepoints `sock:sk_data_ready` and `skb:skb_copy_datagram_iovec`:
+        /// a datagram as it arrives, a TCP segment (or a paged datagram) as it is
+        /// read (where fentry is refused).
+        DNS_DATA_READY: dns_data_ready,
+        DNS_COPIED: dns_copied,
+        /// `cgroup_skb/ingress` on the cgroup v2 root: DNS answers every socket
+        /// receives (the fallback: it runs for every packet).
         DNS_INGRESS: dns_ingress,
     }
 }
@@ -613,6 +638,8 @@ pub mod func {
         UDPV6_SENDMSG: udpv6_sendmsg,
         RESET_V4: tcp_v4_send_reset,
         RESET_V6: tcp_v6_send_reset,
+        UDP_QUEUE: __udp_enqueue_schedule_skb,
+        TCP_DATA: tcp_event_data_recv,
     }
 }
 
@@ -691,6 +718,10 @@ pub mod tp {
 
     /// No field is read: the program asks the running task.
     pub const EXIT: Tracepoint = ("sched", "sched_process_exit");
+
+    /// BTF tracepoints of the DNS capture (their typed arguments are read, no field).
+    pub const DATA_READY: Tracepoint = ("sock", "sk_data_ready");
+    pub const DATAGRAM_COPY: Tracepoint = ("skb", "skb_copy_datagram_iovec");
 
     pub const SEND_RESET: Tracepoint = ("tcp", "tcp_send_reset");
     layout! {

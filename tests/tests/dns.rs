@@ -9,7 +9,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use netta_tests::servers::{private_dir, which};
-use netta_tests::{free_tcp_port, netta_json, require_ebpf, require_server, str_at, Events, Value};
+use netta_tests::{
+    free_tcp_port, netta_cmd, netta_json, require_ebpf, require_server, str_at, Events, Value,
+};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -238,8 +240,8 @@ fn socket_inodes(pid: u32) -> Vec<String> {
         .collect()
 }
 
-/// With the ring buffer, the kernel program captures the answers (doctor says so)
-/// and the agent opens no packet socket; ruling the program out falls back to one.
+/// The kernel programs capture the answers (doctor says which) and the agent
+/// opens no packet socket; ruling them all out falls back to one.
 #[test]
 fn the_kernel_program_captures_answers_and_no_packet_socket_is_opened() {
     require_ebpf!("the_kernel_program_captures_answers_and_no_packet_socket_is_opened");
@@ -248,25 +250,68 @@ fn the_kernel_program_captures_answers_and_no_packet_socket_is_opened() {
         "dnsmasq",
         "dnsmasq-base"
     );
-    let fallback = std::env::var("NETTA_DISABLE_HOOKS").is_ok_and(|d| d.contains("cgroup_skb"));
     let doctor = netta_json(&["doctor", "--json"]);
     let capture = doctor["dns_capture"].as_str().unwrap_or("");
-    if fallback {
-        assert!(capture.starts_with("AF_PACKET"), "{capture}");
-    } else {
-        assert!(capture.starts_with("in the kernel"), "{capture}");
-    }
+    // fentry, or the BTF tracepoints where the kernel refuses fentry.
+    assert!(
+        capture.starts_with("in the kernel (fentry:")
+            || capture.starts_with("in the kernel (tp_btf:"),
+        "{capture}"
+    );
     let server: SocketAddr = "127.0.5.6:53".parse().unwrap();
     let _dns = Dnsmasq::start(None, "127.0.5.6", &[("kern-test.example", "127.0.0.81")]);
-    let mut ev = Events::start(&[], &[]);
-    learned(&mut ev, ask_udp, server, "kern-test.example", "127.0.0.81");
-    let packet = packet_socket_inodes();
-    let held = socket_inodes(ev.pid())
-        .into_iter()
-        .filter(|i| packet.contains(i))
-        .count();
-    ev.stop();
-    assert_eq!(held > 0, fallback, "packet sockets held by netta: {held}");
+    let no_kernel_dns = ("NETTA_DISABLE_HOOKS", "fentry,tp_btf,cgroup_skb");
+    for (env, fallback) in [(&[][..], false), (&[no_kernel_dns][..], true)] {
+        let mut ev = Events::start_with_env(&[], &[], env);
+        learned(&mut ev, ask_udp, server, "kern-test.example", "127.0.0.81");
+        let packet = packet_socket_inodes();
+        let held = socket_inodes(ev.pid())
+            .into_iter()
+            .filter(|i| packet.contains(i))
+            .count();
+        ev.stop();
+        assert_eq!(held > 0, fallback, "packet sockets held by netta: {held}");
+    }
+}
+
+/// Where the fentry programs and the BTF tracepoints are ruled out (a kernel
+/// without BPF trampolines, before 6.5), the cgroup program captures the
+/// answers, over UDP and TCP.
+#[test]
+fn the_cgroup_program_captures_answers_where_fentry_is_ruled_out() {
+    require_ebpf!("the_cgroup_program_captures_answers_where_fentry_is_ruled_out");
+    require_server!(
+        "the_cgroup_program_captures_answers_where_fentry_is_ruled_out",
+        "dnsmasq",
+        "dnsmasq-base"
+    );
+    let env = [(
+        "NETTA_DISABLE_HOOKS",
+        "fentry:__udp_enqueue_schedule_skb,tp_btf:sk_data_ready",
+    )];
+    let out = netta_cmd()
+        .args(["doctor", "--json"])
+        .envs(env)
+        .output()
+        .unwrap();
+    let doctor: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let capture = doctor["dns_capture"].as_str().unwrap_or("");
+    assert!(capture.contains("cgroup_skb"), "{doctor:#}");
+    let server: SocketAddr = "127.0.5.7:53".parse().unwrap();
+    let _dns = Dnsmasq::start(
+        None,
+        "127.0.5.7",
+        &[
+            ("cg-udp.example", "127.0.0.82"),
+            ("cg-tcp.example", "127.0.0.83"),
+        ],
+    );
+    let mut ev = Events::start_with_env(&[], &[], &env);
+    learned(&mut ev, ask_udp, server, "cg-udp.example", "127.0.0.82");
+    learned(&mut ev, ask_tcp, server, "cg-tcp.example", "127.0.0.83");
+    let all = ev.stop();
+    let tcp = dns_answer_for(&all, "cg-tcp.example").unwrap();
+    assert_eq!(str_at(tcp, &["network", "transport"]), Some("tcp"));
 }
 
 #[test]

@@ -34,6 +34,10 @@ pub const GUEST_TESTS: &[(&str, &str)] = &[
         "the_kernel_program_captures_answers_and_no_packet_socket_is_opened",
     ),
     ("dns", "a_connection_after_a_dns_answer_carries_the_domain"),
+    (
+        "dns",
+        "the_cgroup_program_captures_answers_where_fentry_is_ruled_out",
+    ),
     ("identity", "a_forked_child_runs_its_parents_program"),
     ("detection", "syn_scan_raises_a_syn_port_scan_alert"),
     (
@@ -570,6 +574,8 @@ const PROGRAMS: &[(&str, &str)] = &[
         "sched_process_exit",
         "tracepoint `sched:sched_process_exit`",
     ),
+    ("dns_udp_queued", "fentry `__udp_enqueue_schedule_skb`"),
+    ("dns_tcp_data", "fentry `tcp_event_data_recv`"),
     ("dns_ingress", "cgroup_skb `ingress` (cgroup v2 root)"),
 ];
 

@@ -1,16 +1,29 @@
-//! DNS answers, on the receive path of every socket: `cgroup_skb/ingress` on the
-//! root of the cgroup v2 hierarchy runs for each packet a socket receives, in
-//! every network namespace, with the packet from its IP header. Anything that is
-//! not UDP or TCP from source port 53 leaves after a few loads from the packet
-//! (IPv4, or IPv6 without extension headers, as the parser reads them); an
-//! answer is copied, bounded, into a ring record with the receiving socket's
-//! network namespace. The user side parses it as it parses a packet capture.
-//! The verdict is always "allow": netta never drops or alters traffic.
+//! DNS answers, as sockets receive them, in every network namespace. Each record
+//! holds the packet from its IP header (bounded) and the receiving socket's
+//! network namespace; the user side parses it as it parses a packet capture.
+//!
+//! - Preferred: fentry of `__udp_enqueue_schedule_skb` (a datagram joining a
+//!   socket's queue) and `tcp_event_data_recv` (a TCP segment with data, in
+//!   order). They run for UDP and for TCP data only, not for every packet, and
+//!   leave at once unless the source port is 53. The packet may be paged (TCP's
+//!   always is), so `bpf_skb_output` copies it, to the perf array.
+//! - Where fentry is refused: BTF tracepoints `sock:sk_data_ready` (a linear
+//!   datagram, copied from the tail of the receive queue as it arrives) and
+//!   `skb:skb_copy_datagram_iovec` (TCP data, and paged datagrams, as they are
+//!   read: that tracepoint's `skb` is one `bpf_skb_output` takes).
+//! - Fallback: `cgroup_skb/ingress` on the root of the cgroup v2 hierarchy runs for
+//!   each packet a socket receives: about 85 ns of cgroup entry per packet, even
+//!   for a program that does nothing. Its verdict is always "allow": netta never
+//!   drops or alters traffic.
 use aya_ebpf::{
-    bindings::__sk_buff,
-    helpers::{bpf_ktime_get_boot_ns, generated::bpf_skb_load_bytes},
-    macros::cgroup_skb,
-    programs::SkBuffContext,
+    bindings::{__sk_buff, BPF_F_CURRENT_CPU},
+    cty::c_void,
+    helpers::{
+        bpf_ktime_get_boot_ns,
+        generated::{bpf_probe_read_kernel as probe_read, bpf_skb_load_bytes, bpf_skb_output},
+    },
+    macros::{btf_tracepoint, cgroup_skb, fentry},
+    programs::{BtfTracePointContext, FEntryContext, SkBuffContext},
     EbpfContext,
 };
 use core::ptr::{read_volatile, write_volatile};
@@ -18,8 +31,8 @@ use netta_ebpf::{
     dns_flags, DnsEvent, Kind, DNS_HEADER_SIZE, DNS_PACKET_LEN, IPPROTO_TCP, IPPROTO_UDP,
 };
 
-use crate::maps::DNS_SCRATCH;
-use crate::record::{netns_of, ring_output};
+use crate::maps::{CONFIG, DNS_SCRATCH, PERF_EVENTS};
+use crate::record::{netns_of, read_at, ring_output};
 
 /// A cgroup program's verdict: always allow.
 const ALLOW: i32 = 1;
@@ -27,6 +40,227 @@ const DNS_PORT: u16 = 53;
 /// Bounds the copy's length for the verifier (`DNS_PACKET_LEN` is a power of two).
 const COPY_MASK: u32 = (DNS_PACKET_LEN - 1) as u32;
 const _: () = assert!(DNS_PACKET_LEN.is_power_of_two());
+
+/// The IP and transport headers in front of the data, at most: IPv4 with
+/// options (60) and TCP with options (60). The copy's bound is the next power of two.
+const MAX_HEADERS: u64 = 120;
+const HEADERS_MASK: u64 = 127;
+
+/// A datagram joining socket `sk`'s receive queue (runs for UDP only).
+#[fentry(function = "__udp_enqueue_schedule_skb")]
+pub fn dns_udp_queued(ctx: FEntryContext) -> u32 {
+    let skb: *mut c_void = ctx.arg(1);
+    let cfg = CONFIG.load();
+    let sport = read_at::<u64>(skb as u64, cfg.off_skb_head).and_then(|head| {
+        let th: u16 = read_at(skb as u64, cfg.off_skb_transport_header)?;
+        read_at::<u16>(head, u32::from(th))
+    });
+    if sport == Ok(DNS_PORT.to_be()) {
+        queued(ctx.arg(0), skb);
+    }
+    0
+}
+
+/// A TCP segment's data, in order, on socket `sk` (runs for data segments only).
+#[fentry(function = "tcp_event_data_recv")]
+pub fn dns_tcp_data(ctx: FEntryContext) -> u32 {
+    let sk: u64 = ctx.arg(0);
+    // The peer's port: an answer comes to a socket connected to port 53.
+    if read_at::<u16>(sk, CONFIG.load().off_dport) == Ok(DNS_PORT.to_be()) {
+        queued(sk, ctx.arg(1));
+    }
+    0
+}
+
+/// `sock:sk_data_ready`: data is ready on socket `sk` (every protocol). A UDP
+/// datagram from port 53 is the tail of the receive queue; a linear one is copied
+/// from there (a paged one when it is read, in [`dns_copied`]). A reader on
+/// another CPU may have taken it already: then what is read is not an answer,
+/// and the parser drops it.
+#[btf_tracepoint(function = "sk_data_ready")]
+pub fn dns_data_ready(ctx: BtfTracePointContext) -> u32 {
+    let sk: u64 = ctx.arg(0);
+    let cfg = CONFIG.load();
+    if read_at::<u16>(sk, cfg.off_sk_protocol) != Ok(u16::from(IPPROTO_UDP)) {
+        return 0;
+    }
+    let Ok(skb) = read_at::<u64>(sk, cfg.off_sk_receive_tail) else {
+        return 0;
+    };
+    // An empty queue's tail is the queue itself.
+    if skb == 0 || skb == sk + u64::from(cfg.off_sk_receive_queue) {
+        return 0;
+    }
+    let _ = linear_datagram(&ctx, sk, skb);
+    0
+}
+
+#[inline(always)]
+fn linear_datagram(ctx: &BtfTracePointContext, sk: u64, skb: u64) -> Result<(), i64> {
+    let cfg = CONFIG.load();
+    let head: u64 = read_at(skb, cfg.off_skb_head)?;
+    let th: u16 = read_at(skb, cfg.off_skb_transport_header)?;
+    if read_at::<u16>(head, u32::from(th))? != DNS_PORT.to_be()
+        || read_at::<u32>(skb, cfg.off_skb_data_len)? != 0
+    {
+        return Ok(());
+    }
+    let nh: u16 = read_at(skb, cfg.off_skb_network_header)?;
+    let data: u64 = read_at(skb, cfg.off_skb_data)?;
+    let len: u32 = read_at(skb, cfg.off_skb_len)?;
+    let ip = head + u64::from(nh);
+    let headers = data.wrapping_sub(ip);
+    if !(20..=MAX_HEADERS).contains(&headers) {
+        return Ok(());
+    }
+    let wire = headers as u32 + len;
+    let Some(ev) = DNS_SCRATCH.get_ptr_mut(0) else {
+        return Ok(());
+    };
+    // SAFETY: this CPU's slot; nothing else runs on it while this program does.
+    let ev = unsafe { &mut *ev };
+    let (n, flags) = if wire > DNS_PACKET_LEN as u32 {
+        (DNS_PACKET_LEN as u32, dns_flags::TRUNCATED)
+    } else {
+        (wire, 0)
+    };
+    // 1..=DNS_PACKET_LEN for the verifier, as in `capture`.
+    let n = (n.wrapping_sub(1) & COPY_MASK) + 1;
+    // SAFETY: the slot's packet holds DNS_PACKET_LEN bytes; n is at most that.
+    if unsafe { probe_read(ev.packet.as_mut_ptr().cast(), n, ip as *const c_void) } != 0 {
+        return Ok(());
+    }
+    ev.kind = Kind::DnsAnswer as u8;
+    ev.flags = flags;
+    ev.len = n as u16;
+    ev.wire_len = wire;
+    ev._pad = 0;
+    ev.netns = netns_of(sk);
+    // SAFETY: a helper without arguments.
+    ev.ts_ns = unsafe { bpf_ktime_get_boot_ns() };
+    let size = DNS_HEADER_SIZE + n as usize;
+    // SAFETY: the slot is size_of::<DnsEvent>() bytes; size is at most that.
+    let bytes = unsafe { core::slice::from_raw_parts(ev as *const DnsEvent as *const u8, size) };
+    emit_dns(ctx, bytes);
+    Ok(())
+}
+
+/// `skb:skb_copy_datagram_iovec`: `skb` is being copied to a reader. TCP data
+/// on a socket connected to port 53 goes out once, on the copy that starts the
+/// segment; a paged UDP datagram from port 53 goes out too.
+#[btf_tracepoint(function = "skb_copy_datagram_iovec")]
+pub fn dns_copied(ctx: BtfTracePointContext) -> u32 {
+    let skb: *mut c_void = ctx.arg(0);
+    if answer_being_read(skb as u64) == Ok(true) {
+        let cfg = CONFIG.load();
+        if let Ok(sk) = read_at::<u64>(skb as u64, cfg.off_skb_sk) {
+            queued(sk, skb);
+        }
+    }
+    0
+}
+
+#[inline(always)]
+fn answer_being_read(skb: u64) -> Result<bool, i64> {
+    let cfg = CONFIG.load();
+    let sk: u64 = read_at(skb, cfg.off_skb_sk)?;
+    if sk == 0 {
+        return Ok(false);
+    }
+    let proto: u16 = read_at(sk, cfg.off_sk_protocol)?;
+    if proto == u16::from(IPPROTO_TCP) {
+        if read_at::<u16>(sk, cfg.off_dport)? != DNS_PORT.to_be() {
+            return Ok(false);
+        }
+        // The reader's position is this segment's first byte: the first copy.
+        let copied: u32 = read_at(sk, cfg.off_copied_seq)?;
+        let seq: u32 = read_at(skb, cfg.off_skb_tcp_seq)?;
+        return Ok(copied == seq);
+    }
+    if proto != u16::from(IPPROTO_UDP) || read_at::<u32>(skb, cfg.off_skb_data_len)? == 0 {
+        return Ok(false);
+    }
+    let head: u64 = read_at(skb, cfg.off_skb_head)?;
+    let th: u16 = read_at(skb, cfg.off_skb_transport_header)?;
+    Ok(read_at::<u16>(head, u32::from(th))? == DNS_PORT.to_be())
+}
+
+/// A DNS record to the perf array, where the other kernel DNS records of these
+/// programs go (`bpf_skb_output` has no ring-buffer form).
+#[inline(always)]
+fn emit_dns<C: EbpfContext>(ctx: &C, bytes: &[u8]) {
+    // SAFETY: the map's address is what the loader relocates; bytes is valid.
+    unsafe {
+        aya_ebpf::helpers::generated::bpf_perf_event_output(
+            ctx.as_ptr(),
+            core::ptr::addr_of!(PERF_EVENTS).cast_mut().cast(),
+            BPF_F_CURRENT_CPU,
+            bytes.as_ptr().cast_mut().cast(),
+            bytes.len() as u64,
+        )
+    };
+}
+
+/// Sends the packet of `skb`, queued on socket `sk`, to the perf array: its
+/// headers (linear, before `skb->data`) as the record's start, then what
+/// `bpf_skb_output` copies from `skb->data` on, paged parts included.
+#[inline(always)]
+fn queued(sk: u64, skb: *mut c_void) {
+    let cfg = CONFIG.load();
+    let at = skb as u64;
+    let (Ok(head), Ok(nh), Ok(data), Ok(len)) = (
+        read_at::<u64>(at, cfg.off_skb_head),
+        read_at::<u16>(at, cfg.off_skb_network_header),
+        read_at::<u64>(at, cfg.off_skb_data),
+        read_at::<u32>(at, cfg.off_skb_len),
+    ) else {
+        return;
+    };
+    let ip = head + u64::from(nh);
+    let headers = data.wrapping_sub(ip);
+    if !(20..=MAX_HEADERS).contains(&headers) {
+        return;
+    }
+    let Some(ev) = DNS_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's slot; nothing else runs on it while this program does.
+    let ev = unsafe { &mut *ev };
+    // 20..=120 whatever the compiler made of the test above: the verifier sees the mask.
+    let headers = (headers & HEADERS_MASK) as u32;
+    // SAFETY: the slot's packet holds DNS_PACKET_LEN bytes, more than HEADERS_MASK.
+    if unsafe { probe_read(ev.packet.as_mut_ptr().cast(), headers, ip as *const c_void) } != 0 {
+        return;
+    }
+    let room = DNS_PACKET_LEN as u32 - headers;
+    let (n, flags) = if len > room {
+        (room, dns_flags::TRUNCATED)
+    } else {
+        (len, 0)
+    };
+    ev.kind = Kind::DnsAnswer as u8;
+    ev.flags = flags;
+    ev.len = (headers + n) as u16;
+    ev.wire_len = headers.saturating_add(len);
+    ev._pad = 0;
+    ev.netns = netns_of(sk);
+    // SAFETY: a helper without arguments.
+    ev.ts_ns = unsafe { bpf_ktime_get_boot_ns() };
+    let meta = DNS_HEADER_SIZE as u64 + u64::from(headers);
+    // The high 32 bits of the flags: how many bytes of the packet to append. A
+    // full perf buffer counts the loss itself (the reader reports it).
+    // SAFETY: `skb` is the traced function's own argument, as the helper requires;
+    // the slot is at least `meta` bytes.
+    unsafe {
+        bpf_skb_output(
+            skb,
+            core::ptr::addr_of!(PERF_EVENTS).cast_mut().cast(),
+            (u64::from(n) << 32) | BPF_F_CURRENT_CPU,
+            (ev as *mut DnsEvent).cast(),
+            meta,
+        )
+    };
+}
 
 #[cgroup_skb(ingress)]
 pub fn dns_ingress(ctx: SkBuffContext) -> i32 {

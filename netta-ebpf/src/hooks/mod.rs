@@ -10,7 +10,7 @@
 //! | `udp` | (shared) | per-flow accounting both UDP paths use |
 //! | `reset` | `tcp:tcp_send_reset` | resets the kernel sends (scans) |
 //! | `synack` | `tcp:tcp_retransmit_synack` | SYN-ACK retransmits per port (SYN floods) |
-//! | `dns` | `cgroup_skb/ingress` (cgroup v2 root) | DNS answers any socket receives |
+//! | `dns` | fentry `__udp_enqueue_schedule_skb`, `tcp_event_data_recv` (preferred); `cgroup_skb/ingress` (cgroup v2 root) | DNS answers any socket receives |
 //! | `process` | `sched:sched_process_{exec,exit}`, `task:task_newtask` | process identity |
 mod accept;
 mod dns;

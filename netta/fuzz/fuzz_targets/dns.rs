@@ -11,7 +11,7 @@ fuzz_target!(|data: &[u8]| {
         check(c.message);
     }
     check_in_packet(data);
-    // The same bytes as a kernel DNS record (`cgroup_skb` capture): its packet
+    // The same bytes as a kernel DNS record (the kernel capture): its packet
     // is never longer than the record, and reads like a capture's.
     if let Some((ev, packet)) = netta_ebpf::DnsEvent::parse(data) {
         assert_eq!(packet.len(), usize::from(ev.len));

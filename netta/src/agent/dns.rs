@@ -97,7 +97,7 @@ fn learn(shared: &Shared, netns: u64, packet: &[u8]) {
     }
 }
 
-/// One DNS record of the kernel program (`cgroup_skb` ingress): the packet it
+/// One DNS record of the kernel program (any of its DNS hooks): the packet it
 /// copied goes where an `AF_PACKET` capture's would. A packet longer than the
 /// record holds is counted and skipped, as a message cut across TCP segments is.
 pub(super) fn kernel_record(shared: &Shared, bytes: &[u8]) {
@@ -184,7 +184,7 @@ mod tests {
         );
     }
 
-    /// A kernel DNS record as the `cgroup_skb` program writes it.
+    /// A kernel DNS record as the kernel program writes it.
     fn kernel_record(netns: u32, packet: &[u8], flags: u8) -> Vec<u8> {
         let mut ev = DnsEvent::zeroed();
         ev.kind = netta_ebpf::Kind::DnsAnswer as u8;

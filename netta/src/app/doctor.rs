@@ -46,6 +46,9 @@ impl Report {
         else {
             return format!("{AF_PACKET_LINE} (no eBPF)");
         };
+        if let Some(m) = c.chosen().filter(|_| probe::dns_via_perf(&self.choices)) {
+            return format!("in the kernel ({})", m.label);
+        }
         if probe::dns_in_kernel(&self.choices) {
             return "in the kernel (cgroup_skb/ingress on the cgroup v2 root)".into();
         }
@@ -135,7 +138,7 @@ fn remedy(cap: Capability) -> &'static str {
             "a kernel with sched:sched_process_exec/exit, task:task_newtask and task_struct.start_boottime in its BTF (5.5+)"
         }
         Capability::DnsAnswers => {
-            "the ring buffer transport and a cgroup v2 hierarchy (cgroup_skb), or CAP_NET_RAW (AF_PACKET)"
+            "BPF trampolines (fentry), or the ring buffer transport and a cgroup v2 hierarchy (cgroup_skb), or CAP_NET_RAW (AF_PACKET)"
         }
     }
 }

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerfEventArray, RingBuf};
 use aya::programs::{
-    CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, FEntry, FExit, TracePoint,
+    BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, FEntry, FExit,
+    TracePoint,
 };
 use aya::{Ebpf, EbpfLoader};
 use netta_ebpf::{maps, Config, UdpFlowKey, UdpFlowStats};
@@ -228,6 +229,15 @@ fn load_once(
                 0
             }
         };
+        // The DNS programs' offsets, when one of them is chosen (`plan` checked
+        // BTF has what the chosen one reads).
+        let dns = |s: &str, m: &str| {
+            if probe::dns_via_perf(&choices) {
+                btf.member_offset(s, m).unwrap_or(0)
+            } else {
+                0
+            }
+        };
         let cfg = Config {
             all_states: opts.all_states as u8,
             use_perf: (transport == Transport::Perf) as u8,
@@ -252,6 +262,15 @@ fn load_once(
             off_skb_head: offset("sk_buff", "head")?,
             off_skb_network_header: offset("sk_buff", "network_header")?,
             off_skb_transport_header: offset("sk_buff", "transport_header")?,
+            off_skb_data: dns("sk_buff", "data"),
+            off_skb_len: dns("sk_buff", "len"),
+            off_skb_data_len: dns("sk_buff", "data_len"),
+            off_skb_sk: dns("sk_buff", "sk"),
+            off_skb_tcp_seq: dns("sk_buff", "cb") + dns("tcp_skb_cb", "seq"),
+            off_sk_protocol: dns("sock", "sk_protocol"),
+            off_sk_receive_queue: dns("sock", "sk_receive_queue"),
+            off_sk_receive_tail: dns("sock", "sk_receive_queue") + dns("sk_buff_head", "prev"),
+            off_copied_seq: dns("tcp_sock", "copied_seq"),
             off_skc_net: offset("sock_common", "skc_net")?,
             off_net_inum: offset("net", "ns")? + offset("ns_common", "inum")?,
             off_task_real_parent: task("task_struct", "real_parent"),
@@ -360,6 +379,23 @@ fn attach<'a>(
                         format!("attaching to tracepoint {cat}:{point} failed: {e}")
                     })?;
                 }
+            }
+            Attach::BtfTracepoint((_, point)) => {
+                if kernel_btf.is_none() {
+                    *kernel_btf = Some(
+                        aya::Btf::from_sys_fs().map_err(|e| format!("reading kernel BTF: {e}"))?,
+                    );
+                }
+                let btf = kernel_btf.as_ref().expect("just set");
+                let p: &mut BtfTracePoint = prog.try_into().map_err(|e| format!("{name}: {e}"))?;
+                p.load(point, btf)
+                    .and_then(|()| p.attach().map(drop))
+                    .map_err(|e| {
+                        format!(
+                            "attaching to BTF tracepoint {point} failed: {}",
+                            one_line(e)
+                        )
+                    })?;
             }
             Attach::FExit(f) | Attach::FEntry(f) => {
                 if kernel_btf.is_none() {
@@ -479,30 +515,39 @@ impl Loaded {
         let synack = BpfHashMap::try_from(take(&mut self.ebpf, maps::SYNACK_RETRANS)?)
             .map_err(|e| e.to_string())?;
         let mut tasks = Vec::new();
-        match self.transport {
-            Transport::Ring => {
-                let ring = RingBuf::try_from(take(&mut self.ebpf, maps::RING)?)
-                    .map_err(|e| e.to_string())?;
-                // SAFETY: the map owns its fd and keeps it open while the AsyncFd lives.
-                let fd = unsafe { AsyncFd::register(ring) }.map_err(|e| e.to_string())?;
-                tasks.push(tokio::spawn(read_ring(fd, make_handler(), shutdown)));
-            }
-            Transport::Perf => {
-                let mut perf = PerfEventArray::try_from(take(&mut self.ebpf, maps::PERF)?)
-                    .map_err(|e| e.to_string())?;
-                let cpus = aya::util::online_cpus().map_err(|(m, e)| format!("{m}: {e}"))?;
-                for cpu in cpus {
-                    let buf = perf
-                        .open(cpu, Some(64))
-                        .map_err(|e| format!("perf buffer for CPU {cpu}: {e}"))?;
-                    // SAFETY: as above, the buffer owns its perf fd.
-                    let fd = unsafe { AsyncFd::register(buf) }.map_err(|e| e.to_string())?;
-                    tasks.push(tokio::spawn(read_perf(
-                        fd,
-                        make_handler(),
-                        shutdown.clone(),
-                    )));
-                }
+        // The DNS fentry programs write to the perf array whatever the transport
+        // (`bpf_skb_output` has no ring-buffer form); answers are few, so with the
+        // ring buffer its per-CPU buffers are small.
+        let perf_pages = match self.transport {
+            Transport::Perf => Some(64),
+            Transport::Ring => probe::dns_via_perf(&self.choices).then_some(8),
+        };
+        if self.transport == Transport::Ring {
+            let ring =
+                RingBuf::try_from(take(&mut self.ebpf, maps::RING)?).map_err(|e| e.to_string())?;
+            // SAFETY: the map owns its fd and keeps it open while the AsyncFd lives.
+            let fd = unsafe { AsyncFd::register(ring) }.map_err(|e| e.to_string())?;
+            tasks.push(tokio::spawn(read_ring(
+                fd,
+                make_handler(),
+                shutdown.clone(),
+            )));
+        }
+        if let Some(pages) = perf_pages {
+            let mut perf = PerfEventArray::try_from(take(&mut self.ebpf, maps::PERF)?)
+                .map_err(|e| e.to_string())?;
+            let cpus = aya::util::online_cpus().map_err(|(m, e)| format!("{m}: {e}"))?;
+            for cpu in cpus {
+                let buf = perf
+                    .open(cpu, Some(pages))
+                    .map_err(|e| format!("perf buffer for CPU {cpu}: {e}"))?;
+                // SAFETY: as above, the buffer owns its perf fd.
+                let fd = unsafe { AsyncFd::register(buf) }.map_err(|e| e.to_string())?;
+                tasks.push(tokio::spawn(read_perf(
+                    fd,
+                    make_handler(),
+                    shutdown.clone(),
+                )));
             }
         }
         Ok((

@@ -70,6 +70,8 @@ pub enum Attach {
     Tracepoint(tp::Tracepoint),
     FExit(&'static str),
     FEntry(&'static str),
+    /// A BTF tracepoint (`tp_btf`): typed arguments, no record marshalled.
+    BtfTracepoint(tp::Tracepoint),
     /// A `cgroup_sock_addr` program on the root of the cgroup v2 hierarchy, by its
     /// attach point (`sendmsg4`); the object's section names the same.
     Cgroup(&'static str),
@@ -88,6 +90,32 @@ pub struct Mechanism {
     /// Struct members (struct, member) its programs read, which BTF must have.
     pub members: &'static [(&'static str, &'static str)],
 }
+
+/// What the DNS fentry programs read of a packet.
+pub const DNS_SKB_MEMBERS: &[(&str, &str)] = &[
+    ("sk_buff", "head"),
+    ("sk_buff", "data"),
+    ("sk_buff", "len"),
+    ("sk_buff", "network_header"),
+    ("sk_buff", "transport_header"),
+];
+
+/// What the DNS BTF tracepoints read: the packet, and the socket it is on.
+pub const DNS_TP_BTF_MEMBERS: &[(&str, &str)] = &[
+    ("sk_buff", "head"),
+    ("sk_buff", "data"),
+    ("sk_buff", "len"),
+    ("sk_buff", "data_len"),
+    ("sk_buff", "network_header"),
+    ("sk_buff", "transport_header"),
+    ("sk_buff", "sk"),
+    ("sk_buff", "cb"),
+    ("tcp_skb_cb", "seq"),
+    ("sock", "sk_protocol"),
+    ("sock", "sk_receive_queue"),
+    ("sk_buff_head", "prev"),
+    ("tcp_sock", "copied_seq"),
+];
 
 /// What the process records read of `task_struct` and `mm_struct`.
 pub const PROCESS_MEMBERS: &[(&str, &str)] = &[
@@ -110,6 +138,7 @@ impl Mechanism {
                 Attach::Tracepoint((c, n)) => format!("tracepoint:{c}:{n}"),
                 Attach::FExit(f) => format!("fexit:{f}"),
                 Attach::FEntry(f) => format!("fentry:{f}"),
+                Attach::BtfTracepoint((_, n)) => format!("tp_btf:{n}"),
                 Attach::Cgroup(p) => format!("cgroup:{p}"),
                 Attach::CgroupSkb(p) => format!("cgroup_skb:{p}"),
                 Attach::UserSpace(what) => what.to_string(),
@@ -173,7 +202,7 @@ pub const DNS_AF_PACKET: &str = "af_packet";
 pub struct Wants {
     /// DNS attribution is on (not `--no-dns`).
     pub dns: bool,
-    /// The ring buffer transport (the DNS hook writes there only).
+    /// The ring buffer transport (the `cgroup_skb` DNS hook writes there only).
     pub ring: bool,
 }
 
@@ -235,6 +264,16 @@ pub fn mechanisms(cap: Capability, accept_params: Option<usize>) -> Vec<Mechanis
         ])
         .reading(PROCESS_MEMBERS)],
         Capability::DnsAnswers => vec![
+            Mechanism::new(vec![
+                (prog::DNS_UDP, Attach::FEntry(func::UDP_QUEUE)),
+                (prog::DNS_TCP, Attach::FEntry(func::TCP_DATA)),
+            ])
+            .reading(DNS_SKB_MEMBERS),
+            Mechanism::new(vec![
+                (prog::DNS_DATA_READY, Attach::BtfTracepoint(tp::DATA_READY)),
+                (prog::DNS_COPIED, Attach::BtfTracepoint(tp::DATAGRAM_COPY)),
+            ])
+            .reading(DNS_TP_BTF_MEMBERS),
             Mechanism::new(vec![(prog::DNS_INGRESS, Attach::CgroupSkb("ingress"))]),
             Mechanism::new(vec![("", Attach::UserSpace(DNS_AF_PACKET))]),
         ],
@@ -248,6 +287,8 @@ fn expected_params(f: &str) -> &'static [usize] {
         func::UDP_SENDMSG | func::UDPV6_SENDMSG => &[3],
         // (sk, skb) before 6.10, (sk, skb, reason) since: only the first two are read.
         func::RESET_V4 | func::RESET_V6 => &[2, 3],
+        // (sk, skb) in every kernel that has them.
+        func::UDP_QUEUE | func::TCP_DATA => &[2],
         _ => &[],
     }
 }
@@ -317,6 +358,15 @@ fn static_check(
     }
     for (_, a) in &m.programs {
         match a {
+            Attach::BtfTracepoint(point) => {
+                let f = tracefs_root.join("events").join(point.0).join(point.1);
+                if !f.exists() {
+                    return Some(format!(
+                        "tracepoint {}:{} is not available",
+                        point.0, point.1
+                    ));
+                }
+            }
             Attach::Tracepoint(point) => {
                 let layout = tp::CHECKED
                     .iter()
@@ -494,17 +544,30 @@ pub fn process_identity(choices: &[Choice]) -> bool {
         .any(|c| c.capability == Capability::ProcessIdentity && c.chosen.is_some())
 }
 
-/// True when DNS answers come from the kernel program (not from `AF_PACKET`).
-pub fn dns_in_kernel(choices: &[Choice]) -> bool {
+fn dns_mechanism(choices: &[Choice]) -> Option<&Mechanism> {
     choices
         .iter()
         .find(|c| c.capability == Capability::DnsAnswers)
         .and_then(Choice::chosen)
-        .is_some_and(|m| {
-            m.programs
-                .iter()
-                .any(|(_, a)| matches!(a, Attach::CgroupSkb(_)))
-        })
+}
+
+/// True when DNS answers come from the kernel program (not from `AF_PACKET`).
+pub fn dns_in_kernel(choices: &[Choice]) -> bool {
+    dns_mechanism(choices).is_some_and(|m| {
+        m.programs
+            .iter()
+            .any(|(_, a)| !matches!(a, Attach::UserSpace(_)))
+    })
+}
+
+/// True when the kernel's DNS records arrive in the perf array (the fentry and
+/// BTF tracepoint programs), whatever the transport of the others.
+pub fn dns_via_perf(choices: &[Choice]) -> bool {
+    dns_mechanism(choices).is_some_and(|m| {
+        m.programs
+            .iter()
+            .any(|(_, a)| matches!(a, Attach::FEntry(_) | Attach::BtfTracepoint(_)))
+    })
 }
 
 /// True when UDP sends are counted by `sock_send_length` (not by the fexit).
@@ -587,7 +650,7 @@ mod tests {
     }
 
     #[test]
-    fn dns_answers_come_from_the_kernel_with_the_ring_buffer_only() {
+    fn dns_answers_come_from_fentry_then_the_cgroup_program_then_af_packet() {
         let (Ok(btf), Ok(root)) = (Btf::from_sys_fs(), tracefs::ensure_mounted()) else {
             eprintln!("no BTF or tracefs here");
             return;
@@ -601,23 +664,42 @@ mod tests {
             dns: true,
             ring: true,
         };
+        let fentry = "fentry:__udp_enqueue_schedule_skb+fentry:tcp_event_data_recv";
+        let tp_btf = "tp_btf:sk_data_ready+tp_btf:skb_copy_datagram_iovec";
         let c = dns(ring, &[]).unwrap();
-        assert_eq!(c.chosen().unwrap().label, "cgroup_skb:ingress");
+        let first = c.chosen().unwrap().label.clone();
+        // fentry, or the BTF tracepoints where this kernel refuses fentry.
+        if first == tp_btf {
+            let why = c.options[0].1.as_deref().unwrap();
+            assert!(why.contains("refuses fentry"), "{why}");
+        } else {
+            assert_eq!(first, fentry);
+        }
         assert!(dns_in_kernel(std::slice::from_ref(&c)));
-        // The perf transport, or the program ruled out: AF_PACKET, with the reason.
+        assert!(dns_via_perf(std::slice::from_ref(&c)));
+        // They write to the perf array, so either transport has them.
         let perf = Wants {
             ring: false,
             ..ring
         };
-        let c = dns(perf, &[]).unwrap();
+        assert_eq!(dns(perf, &[]).unwrap().chosen().unwrap().label, first);
+        // Without them, the cgroup program: with the ring buffer only.
+        let no_perf_hooks = ["fentry".to_string(), "tp_btf".to_string()];
+        let c = dns(ring, &no_perf_hooks).unwrap();
+        assert_eq!(c.chosen().unwrap().label, "cgroup_skb:ingress");
+        assert!(dns_in_kernel(std::slice::from_ref(&c)));
+        assert!(!dns_via_perf(std::slice::from_ref(&c)));
+        // The perf transport, or every program ruled out: AF_PACKET, with the reason.
+        let c = dns(perf, &no_perf_hooks).unwrap();
         assert_eq!(c.chosen().unwrap().label, DNS_AF_PACKET);
         assert!(!dns_in_kernel(std::slice::from_ref(&c)));
-        assert!(c.options[0]
+        assert!(c.options[2]
             .1
             .as_deref()
             .unwrap()
             .contains("perf transport"));
-        let c = dns(ring, &["cgroup_skb".into()]).unwrap();
+        let all = ["fentry".into(), "tp_btf".into(), "cgroup_skb".into()];
+        let c = dns(ring, &all).unwrap();
         assert_eq!(c.chosen().unwrap().label, DNS_AF_PACKET);
         // --no-dns: nothing is planned for it.
         assert!(dns(Wants { dns: false, ..ring }, &[]).is_none());
