@@ -274,29 +274,18 @@ fn the_kernel_program_captures_answers_and_no_packet_socket_is_opened() {
     }
 }
 
-/// Where the fentry programs and the BTF tracepoints are ruled out (a kernel
-/// without BPF trampolines, before 6.5), the cgroup program captures the
-/// answers, over UDP and TCP.
+/// Each fallback of the kernel capture catches answers over UDP and TCP: with
+/// fentry ruled out (a kernel that refuses BPF trampolines), the BTF tracepoints
+/// where the kernel has `sock:sk_data_ready` (6.5+), else the cgroup program; with
+/// those ruled out too, the cgroup program.
 #[test]
-fn the_cgroup_program_captures_answers_where_fentry_is_ruled_out() {
-    require_ebpf!("the_cgroup_program_captures_answers_where_fentry_is_ruled_out");
+fn each_kernel_fallback_captures_answers_over_udp_and_tcp() {
+    require_ebpf!("each_kernel_fallback_captures_answers_over_udp_and_tcp");
     require_server!(
-        "the_cgroup_program_captures_answers_where_fentry_is_ruled_out",
+        "each_kernel_fallback_captures_answers_over_udp_and_tcp",
         "dnsmasq",
         "dnsmasq-base"
     );
-    let env = [(
-        "NETTA_DISABLE_HOOKS",
-        "fentry:__udp_enqueue_schedule_skb,tp_btf:sk_data_ready",
-    )];
-    let out = netta_cmd()
-        .args(["doctor", "--json"])
-        .envs(env)
-        .output()
-        .unwrap();
-    let doctor: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let capture = doctor["dns_capture"].as_str().unwrap_or("");
-    assert!(capture.contains("cgroup_skb"), "{doctor:#}");
     let server: SocketAddr = "127.0.5.7:53".parse().unwrap();
     let _dns = Dnsmasq::start(
         None,
@@ -306,12 +295,34 @@ fn the_cgroup_program_captures_answers_where_fentry_is_ruled_out() {
             ("cg-tcp.example", "127.0.0.83"),
         ],
     );
-    let mut ev = Events::start_with_env(&[], &[], &env);
-    learned(&mut ev, ask_udp, server, "cg-udp.example", "127.0.0.82");
-    learned(&mut ev, ask_tcp, server, "cg-tcp.example", "127.0.0.83");
-    let all = ev.stop();
-    let tcp = dns_answer_for(&all, "cg-tcp.example").unwrap();
-    assert_eq!(str_at(tcp, &["network", "transport"]), Some("tcp"));
+    let tp_btf = std::path::Path::new("/sys/kernel/tracing/events/sock/sk_data_ready").exists();
+    let passes = [
+        (
+            "fentry:__udp_enqueue_schedule_skb",
+            if tp_btf { "tp_btf:" } else { "cgroup_skb" },
+        ),
+        (
+            "fentry:__udp_enqueue_schedule_skb,tp_btf:sk_data_ready",
+            "cgroup_skb",
+        ),
+    ];
+    for (disabled, expected) in passes {
+        let env = [("NETTA_DISABLE_HOOKS", disabled)];
+        let out = netta_cmd()
+            .args(["doctor", "--json"])
+            .envs(env)
+            .output()
+            .unwrap();
+        let doctor: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let capture = doctor["dns_capture"].as_str().unwrap_or("");
+        assert!(capture.contains(expected), "{disabled}: {doctor:#}");
+        let mut ev = Events::start_with_env(&[], &[], &env);
+        learned(&mut ev, ask_udp, server, "cg-udp.example", "127.0.0.82");
+        learned(&mut ev, ask_tcp, server, "cg-tcp.example", "127.0.0.83");
+        let all = ev.stop();
+        let tcp = dns_answer_for(&all, "cg-tcp.example").unwrap();
+        assert_eq!(str_at(tcp, &["network", "transport"]), Some("tcp"));
+    }
 }
 
 #[test]

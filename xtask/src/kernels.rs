@@ -36,7 +36,7 @@ pub const GUEST_TESTS: &[(&str, &str)] = &[
     ("dns", "a_connection_after_a_dns_answer_carries_the_domain"),
     (
         "dns",
-        "the_cgroup_program_captures_answers_where_fentry_is_ruled_out",
+        "each_kernel_fallback_captures_answers_over_udp_and_tcp",
     ),
     ("identity", "a_forked_child_runs_its_parents_program"),
     ("detection", "syn_scan_raises_a_syn_port_scan_alert"),

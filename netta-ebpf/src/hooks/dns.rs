@@ -125,7 +125,7 @@ fn linear_datagram(ctx: &BtfTracePointContext, sk: u64, skb: u64) -> Result<(), 
         (wire, 0)
     };
     // 1..=DNS_PACKET_LEN for the verifier, as in `capture`.
-    let n = (n.wrapping_sub(1) & COPY_MASK) + 1;
+    let n = masked(n.wrapping_sub(1), COPY_MASK) + 1;
     // SAFETY: the slot's packet holds DNS_PACKET_LEN bytes; n is at most that.
     if unsafe { probe_read(ev.packet.as_mut_ptr().cast(), n, ip as *const c_void) } != 0 {
         return Ok(());
@@ -201,6 +201,15 @@ fn emit_dns<C: EbpfContext>(ctx: &C, bytes: &[u8]) {
     };
 }
 
+/// `v & mask`, the mask applied at run time. LLVM drops a mask it proves
+/// redundant after a range check, and verifiers before about 6.13 do not carry
+/// that check's bound over to the register the copy's length is in.
+#[inline(always)]
+fn masked(v: u32, mask: u32) -> u32 {
+    // SAFETY: a read of a local: only opaque to the optimiser.
+    unsafe { core::ptr::read_volatile(&v) & mask }
+}
+
 /// Sends the packet of `skb`, queued on socket `sk`, to the perf array: its
 /// headers (linear, before `skb->data`) as the record's start, then what
 /// `bpf_skb_output` copies from `skb->data` on, paged parts included.
@@ -226,8 +235,7 @@ fn queued(sk: u64, skb: *mut c_void) {
     };
     // SAFETY: this CPU's slot; nothing else runs on it while this program does.
     let ev = unsafe { &mut *ev };
-    // 20..=120 whatever the compiler made of the test above: the verifier sees the mask.
-    let headers = (headers & HEADERS_MASK) as u32;
+    let headers = masked(headers as u32, HEADERS_MASK as u32);
     // SAFETY: the slot's packet holds DNS_PACKET_LEN bytes, more than HEADERS_MASK.
     if unsafe { probe_read(ev.packet.as_mut_ptr().cast(), headers, ip as *const c_void) } != 0 {
         return;

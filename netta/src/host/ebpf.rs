@@ -390,6 +390,7 @@ fn attach<'a>(
                 let p: &mut BtfTracePoint = prog.try_into().map_err(|e| format!("{name}: {e}"))?;
                 p.load(point, btf)
                     .and_then(|()| p.attach().map(drop))
+                    .inspect_err(|e| log::debug!("{name}: {e:?}"))
                     .map_err(|e| {
                         format!(
                             "attaching to BTF tracepoint {point} failed: {}",
@@ -411,7 +412,8 @@ fn attach<'a>(
                     let p: &mut FEntry = prog.try_into().map_err(|e| format!("{name}: {e}"))?;
                     p.load(f, btf).and_then(|()| p.attach().map(drop))
                 };
-                res.map_err(|e| format!("attaching to {f} failed: {}", one_line(e)))?;
+                res.inspect_err(|e| log::debug!("{name}: {e:?}"))
+                    .map_err(|e| format!("attaching to {f} failed: {}", one_line(e)))?;
             }
             Attach::Cgroup(point) | Attach::CgroupSkb(point) => {
                 if cgroup_root.is_none() {
