@@ -23,6 +23,7 @@ fn extra_len(kind: u32, vlen: usize) -> Option<usize> {
     })
 }
 
+/// One type record, decoded from `data` when asked for.
 struct Ty {
     name_off: u32,
     kind: u32,
@@ -36,12 +37,18 @@ struct Ty {
 
 pub struct Btf {
     data: Vec<u8>,
-    types_start: usize,
     strings_start: usize,
     strings_len: usize,
-    /// Type id N is `types[N - 1]`; id 0 is void.
-    types: Vec<Ty>,
+    /// Where type id N's record starts in `data` is `types[N - 1]`; id 0 is
+    /// void. Only offsets are kept (the records are decoded when asked for):
+    /// a kernel has over 100,000 types, read at the agent's start, its peak.
+    types: Vec<u32>,
 }
+
+/// BTF kinds looked up by name.
+pub const KIND_TYPEDEF: u32 = 8;
+pub const KIND_FUNC: u32 = 12;
+const KIND_FWD: u32 = 7;
 
 fn u32_at(b: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
@@ -82,29 +89,83 @@ impl Btf {
         let mut types = Vec::new();
         let mut at = types_start;
         while at < types_end {
-            let name_off = u32_at(&data, at).ok_or_else(bad)?;
             let info = u32_at(&data, at + 4).ok_or_else(bad)?;
-            let size_or_type = u32_at(&data, at + 8).ok_or_else(bad)?;
             let kind = (info >> 24) & 0x1f;
             let vlen = (info & 0xffff) as usize;
             let extra = extra_len(kind, vlen).ok_or_else(|| format!("unknown BTF kind {kind}"))?;
-            types.push(Ty {
-                name_off,
-                kind,
-                kind_flag: info >> 31 == 1,
-                members_at: at + 12,
-                size_or_type,
-                vlen,
-            });
+            u32_at(&data, at + 8).ok_or_else(bad)?;
+            types.push(u32::try_from(at).map_err(|_| bad())?);
             at += 12 + extra;
         }
         Ok(Btf {
             data,
-            types_start,
             strings_start,
             strings_len: str_len,
             types,
         })
+    }
+
+    /// Type record `idx` (id `idx + 1`); parsing checked its 12 bytes are there.
+    fn ty(&self, idx: usize) -> Option<Ty> {
+        let at = *self.types.get(idx)? as usize;
+        let info = u32_at(&self.data, at + 4)?;
+        Some(Ty {
+            name_off: u32_at(&self.data, at)?,
+            kind: (info >> 24) & 0x1f,
+            kind_flag: info >> 31 == 1,
+            members_at: at + 12,
+            size_or_type: u32_at(&self.data, at + 8)?,
+            vlen: (info & 0xffff) as usize,
+        })
+    }
+
+    /// Index of the first type of `kind` named `name`.
+    fn index_of(&self, kind: u32, name: &str) -> Option<usize> {
+        (0..self.types.len()).find(|&i| {
+            self.ty(i)
+                .is_some_and(|t| t.kind == kind && self.name(t.name_off) == name.as_bytes())
+        })
+    }
+
+    /// A BTF blob that has, at their ids in this BTF, only the named types an
+    /// fentry/fexit (`FUNC`) or BTF tracepoint (`TYPEDEF btf_trace_<name>`)
+    /// program attaches by; every other id is a nameless forward declaration.
+    /// aya looks the attach target up by name in a parsed BTF: given this, it
+    /// parses a few hundred KiB, not the whole kernel BTF (about 15 MiB more at
+    /// the agent's peak). `None` if a name is missing.
+    pub fn attach_targets(&self, wanted: &[(u32, &str)]) -> Option<Vec<u8>> {
+        let mut named = Vec::new();
+        let mut strings = vec![0u8];
+        for (kind, name) in wanted {
+            let id = self.index_of(*kind, name)? + 1;
+            named.push((id, *kind, u32::try_from(strings.len()).ok()?));
+            strings.extend_from_slice(name.as_bytes());
+            strings.push(0);
+        }
+        let last = named.iter().map(|(id, _, _)| *id).max().unwrap_or(0);
+        let mut types = Vec::with_capacity(12 * last);
+        for id in 1..=last {
+            let (kind, name_off) = named
+                .iter()
+                .find(|(i, _, _)| *i == id)
+                .map_or((KIND_FWD, 0), |(_, k, n)| (*k, *n));
+            for w in [name_off, kind << 24, 0] {
+                types.extend_from_slice(&w.to_le_bytes());
+            }
+        }
+        let mut blob = Vec::with_capacity(24 + types.len() + strings.len());
+        blob.extend_from_slice(&MAGIC.to_le_bytes());
+        blob.extend_from_slice(&[1, 0]);
+        let (tl, sl) = (
+            u32::try_from(types.len()).ok()?,
+            u32::try_from(strings.len()).ok()?,
+        );
+        for w in [24, 0, tl, tl, sl] {
+            blob.extend_from_slice(&w.to_le_bytes());
+        }
+        blob.extend_from_slice(&types);
+        blob.extend_from_slice(&strings);
+        Some(blob)
     }
 
     fn name(&self, off: u32) -> &[u8] {
@@ -117,11 +178,7 @@ impl Btf {
     /// Byte offset of `member` in `struct name`, looking through anonymous
     /// structs and unions. `None` if either is missing or the member is a bitfield.
     pub fn member_offset(&self, name: &str, member: &str) -> Option<u32> {
-        let _ = self.types_start;
-        let id = self
-            .types
-            .iter()
-            .position(|t| t.kind == 4 && self.name(t.name_off) == name.as_bytes())?;
+        let id = self.index_of(4, name)?;
         self.find_member(id, member.as_bytes(), 0)
             .filter(|bits| bits % 8 == 0)
             .map(|bits| bits / 8)
@@ -130,24 +187,18 @@ impl Btf {
     /// Number of parameters of kernel function `name`, `None` if BTF has no such
     /// function (it may have been inlined or renamed).
     pub fn func_params(&self, name: &str) -> Option<usize> {
-        let f = &self.types[self.func_index(name)?];
-        let proto = self.types.get((f.size_or_type as usize).checked_sub(1)?)?;
+        let f = self.ty(self.index_of(KIND_FUNC, name)?)?;
+        let proto = self.ty((f.size_or_type as usize).checked_sub(1)?)?;
         (proto.kind == 13).then_some(proto.vlen)
     }
 
     /// The type id of kernel function `name` (what an fentry/fexit attaches by).
     pub fn func_id(&self, name: &str) -> Option<u32> {
-        u32::try_from(self.func_index(name)? + 1).ok()
-    }
-
-    fn func_index(&self, name: &str) -> Option<usize> {
-        self.types
-            .iter()
-            .position(|t| t.kind == 12 && self.name(t.name_off) == name.as_bytes())
+        u32::try_from(self.index_of(KIND_FUNC, name)? + 1).ok()
     }
 
     fn find_member(&self, idx: usize, member: &[u8], base_bits: u32) -> Option<u32> {
-        let t = self.types.get(idx)?;
+        let t = self.ty(idx)?;
         if t.kind != 4 && t.kind != 5 {
             return None;
         }
@@ -244,6 +295,39 @@ mod tests {
             assert!(theirs.is_some(), "{f}");
         }
         assert_eq!(ours.func_id("no_such_function_here"), None);
+    }
+
+    #[test]
+    fn aya_finds_attach_targets_at_the_kernels_ids_in_the_small_blob() {
+        let (Ok(ours), Ok(aya)) = (Btf::from_sys_fs(), aya::Btf::from_sys_fs()) else {
+            eprintln!("no kernel BTF here");
+            return;
+        };
+        use aya_obj::btf::BtfKind;
+        let wanted = [
+            (KIND_FUNC, "inet_csk_accept"),
+            (KIND_FUNC, "tcp_event_data_recv"),
+            (KIND_TYPEDEF, "btf_trace_inet_sock_set_state"),
+        ];
+        let blob = ours.attach_targets(&wanted).unwrap();
+        let small = aya::Btf::parse(&blob, aya::Endianness::default()).unwrap();
+        for (kind, name) in wanted {
+            let kind = if kind == KIND_FUNC {
+                BtfKind::Func
+            } else {
+                BtfKind::Typedef
+            };
+            let full = aya.id_by_type_name_kind(name, kind).unwrap();
+            assert_eq!(
+                small.id_by_type_name_kind(name, kind).unwrap(),
+                full,
+                "{name}"
+            );
+        }
+        assert!(blob.len() < 2 << 20, "{} bytes", blob.len());
+        assert!(ours
+            .attach_targets(&[(KIND_FUNC, "no_such_function")])
+            .is_none());
     }
 
     #[test]

@@ -203,7 +203,7 @@ fn load_once(
     let transport = opts.transport;
     // Offsets and the plan from the running kernel's BTF; the parsed BTF (several
     // MiB) is dropped before loading, so it never adds to the agent's peak memory.
-    let (cfg, choices) = {
+    let (cfg, choices, targets) = {
         let btf = btf::Btf::from_sys_fs()?;
         let wants = probe::Wants {
             dns: opts.dns,
@@ -283,18 +283,33 @@ fn load_once(
             off_mm_arg_start: task("mm_struct", "arg_start"),
             off_mm_arg_end: task("mm_struct", "arg_end"),
         };
-        (cfg, choices)
+        // What the chosen fentry/fexit and BTF tracepoint programs attach by.
+        let wanted: Vec<(u32, String)> = choices
+            .iter()
+            .filter_map(Choice::chosen)
+            .flat_map(|m| &m.programs)
+            .filter_map(|(_, a)| match a {
+                Attach::FEntry(f) | Attach::FExit(f) => Some((btf::KIND_FUNC, f.to_string())),
+                Attach::BtfTracepoint((_, n)) => {
+                    Some((btf::KIND_TYPEDEF, format!("btf_trace_{n}")))
+                }
+                _ => None,
+            })
+            .collect();
+        let wanted: Vec<(u32, &str)> = wanted.iter().map(|(k, n)| (*k, n.as_str())).collect();
+        let targets = btf.attach_targets(&wanted);
+        (cfg, choices, targets)
     };
     // The program has no CO-RE relocations (offsets come in CONFIG), so aya need not
     // parse the kernel's BTF for the object.
-    let mut ebpf = EbpfLoader::new()
+    let mut ebpf = loader_without_kernel_btf()
         .btf(None)
         .override_global("CONFIG", &cfg, true)
         .map_max_entries(maps::RING, opts.ring_bytes)
         .load(obj)
         .map_err(|e| format!("loading the eBPF program failed: {e}"))?;
-    // aya's own BTF (fentry/fexit need the target's type id), parsed only when a
-    // chosen hook needs it and dropped once everything is attached.
+    // aya's BTF (fentry/fexit and BTF tracepoints need the target's type id),
+    // parsed only when a chosen hook needs it and dropped once everything is attached.
     let mut kernel_btf: Option<aya::Btf> = None;
     // The cgroup v2 root, opened (or mounted) only when a chosen hook attaches there.
     let mut cgroup_root: Option<std::fs::File> = None;
@@ -303,6 +318,7 @@ fn load_once(
         let Some(m) = choice.chosen() else { continue };
         let sites = Sites {
             kernel_btf: &mut kernel_btf,
+            targets: &targets,
             cgroup_root: &mut cgroup_root,
         };
         if let Err(reason) = attach(&mut ebpf, m, sites, &mut loaded_progs) {
@@ -333,8 +349,10 @@ fn one_line(e: impl std::fmt::Display) -> String {
 
 /// What attaching needs from the machine, found once, when a hook first needs it.
 struct Sites<'s> {
-    /// aya's BTF: fentry/fexit need the target's type id.
+    /// aya's BTF: fentry/fexit and BTF tracepoints need the target's type id.
     kernel_btf: &'s mut Option<aya::Btf>,
+    /// The attach targets at their kernel ids (`Btf::attach_targets`), for it.
+    targets: &'s Option<Vec<u8>>,
     /// The root of the cgroup v2 hierarchy: every socket's cgroup is under it.
     cgroup_root: &'s mut Option<std::fs::File>,
 }
@@ -345,6 +363,33 @@ fn open_cgroup_root() -> Result<std::fs::File, String> {
         .map_err(|e| format!("opening the cgroup v2 root {} failed: {e}", root.display()))
 }
 
+/// An aya loader that has not read the kernel's BTF. `EbpfLoader::new()` parses
+/// all of it (about 16 MiB, the agent's peak) only for `.btf(None)` to drop it:
+/// netta's program has no CO-RE relocations. Made on a short-lived thread with
+/// its own root (`unshare(CLONE_FS)`, then `chroot` to `/proc/sys`, which has no
+/// `sys/kernel/btf/vmlinux`), the loader finds none; the rest of netta keeps `/`.
+/// Without CAP_SYS_CHROOT it is made as usual.
+fn loader_without_kernel_btf() -> EbpfLoader<'static> {
+    std::thread::spawn(|| {
+        // SAFETY: plain syscalls on this thread's own filesystem context.
+        let _ = unsafe { libc::unshare(libc::CLONE_FS) } == 0
+            && unsafe { libc::chroot(c"/proc/sys".as_ptr()) } == 0;
+        EbpfLoader::new()
+    })
+    .join()
+    .unwrap_or_else(|_| EbpfLoader::new())
+}
+
+/// aya's BTF for finding attach targets: the small blob of only those when it
+/// could be made, else the whole kernel BTF.
+fn aya_btf(targets: &Option<Vec<u8>>) -> Result<aya::Btf, String> {
+    match targets {
+        Some(blob) => aya::Btf::parse(blob, aya::Endianness::default()),
+        None => aya::Btf::from_sys_fs(),
+    }
+    .map_err(|e| format!("reading kernel BTF: {e}"))
+}
+
 fn attach<'a>(
     ebpf: &mut Ebpf,
     m: &'a Mechanism,
@@ -353,6 +398,7 @@ fn attach<'a>(
 ) -> Result<(), String> {
     let Sites {
         kernel_btf,
+        targets,
         cgroup_root,
     } = sites;
     for (name, how) in &m.programs {
@@ -382,9 +428,7 @@ fn attach<'a>(
             }
             Attach::BtfTracepoint((_, point)) => {
                 if kernel_btf.is_none() {
-                    *kernel_btf = Some(
-                        aya::Btf::from_sys_fs().map_err(|e| format!("reading kernel BTF: {e}"))?,
-                    );
+                    *kernel_btf = Some(aya_btf(targets)?);
                 }
                 let btf = kernel_btf.as_ref().expect("just set");
                 let p: &mut BtfTracePoint = prog.try_into().map_err(|e| format!("{name}: {e}"))?;
@@ -400,9 +444,7 @@ fn attach<'a>(
             }
             Attach::FExit(f) | Attach::FEntry(f) => {
                 if kernel_btf.is_none() {
-                    *kernel_btf = Some(
-                        aya::Btf::from_sys_fs().map_err(|e| format!("reading kernel BTF: {e}"))?,
-                    );
+                    *kernel_btf = Some(aya_btf(targets)?);
                 }
                 let btf = kernel_btf.as_ref().expect("just set");
                 let res = if matches!(how, Attach::FExit(_)) {

@@ -412,8 +412,7 @@ fn static_check(
 
 /// Why this kernel takes no fentry/fexit programs (some kernels refuse them under
 /// lockdown), from loading a two-instruction fexit program on `func`; `None` when
-/// it takes one. Asked before attaching one for real, which first parses the whole
-/// kernel BTF again in aya (about 15 MiB, the agent's peak) only to be refused.
+/// it takes one. Asked once, before attaching any of them for real.
 fn tracing_refused(btf: &Btf, func: &str) -> Option<String> {
     let id = btf.func_id(func)?;
     // BPF_PROG_LOAD's attribute, up to attach_btf_id (the kernel takes a prefix).
