@@ -167,9 +167,15 @@ fn answer_being_read(skb: u64) -> Result<bool, i64> {
     if sk == 0 {
         return Ok(false);
     }
+    // A socket connected to another port (most TCP data read) never gets an
+    // answer from port 53: one read rules it out.
+    let dport: u16 = read_at(sk, cfg.off_dport)?;
+    if dport != 0 && dport != DNS_PORT.to_be() {
+        return Ok(false);
+    }
     let proto: u16 = read_at(sk, cfg.off_sk_protocol)?;
     if proto == u16::from(IPPROTO_TCP) {
-        if read_at::<u16>(sk, cfg.off_dport)? != DNS_PORT.to_be() {
+        if dport != DNS_PORT.to_be() {
             return Ok(false);
         }
         // The reader's position is this segment's first byte: the first copy.
