@@ -813,6 +813,6 @@ mod tests {
         assert_eq!(size_of::<netta_ebpf::SockInfo>(), 104);
         assert_eq!(size_of::<netta_ebpf::UdpFlowKey>(), 32);
         assert_eq!(size_of::<netta_ebpf::UdpFlowStats>(), 32);
-        assert_eq!(size_of::<netta_ebpf::Config>(), 124);
+        assert_eq!(size_of::<netta_ebpf::Config>(), 160);
     }
 }
