@@ -8,5 +8,6 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(btf) = Btf::parse(data.to_vec()) {
         let _ = btf.member_offset("tcp_sock", "bytes_received");
         let _ = btf.func_params("inet_csk_accept");
+        let _ = btf.attach_targets(&[(12, "inet_csk_accept"), (8, "btf_trace_sk_data_ready")]);
     }
 });
