@@ -87,22 +87,27 @@ pub fn emit<C: EbpfContext>(ev: &mut Event, ctx: &C) {
 /// Sends any record: the ring buffer, or the perf array of this CPU.
 #[inline(always)]
 pub fn emit_bytes<C: EbpfContext>(ctx: &C, data: &[u8]) {
-    let cfg = CONFIG.load();
-    if cfg.use_perf != 0 {
-        // perf counts a full buffer itself (PERF_RECORD_LOST), which the agent reads.
-        // SAFETY: the map's address is what the loader relocates; data is valid for its length.
-        unsafe {
-            bpf_perf_event_output(
-                ctx.as_ptr(),
-                core::ptr::addr_of!(PERF_EVENTS).cast_mut().cast(),
-                BPF_F_CURRENT_CPU,
-                data.as_ptr().cast_mut().cast(),
-                data.len() as u64,
-            )
-        };
+    if CONFIG.load().use_perf != 0 {
+        perf_output(ctx, data);
         return;
     }
     ring_output(data);
+}
+
+/// Sends a record to the perf array of this CPU. perf counts a full buffer
+/// itself (PERF_RECORD_LOST), which the agent reads.
+#[inline(always)]
+pub fn perf_output<C: EbpfContext>(ctx: &C, data: &[u8]) {
+    // SAFETY: the map's address is what the loader relocates; data is valid for its length.
+    unsafe {
+        bpf_perf_event_output(
+            ctx.as_ptr(),
+            core::ptr::addr_of!(PERF_EVENTS).cast_mut().cast(),
+            BPF_F_CURRENT_CPU,
+            data.as_ptr().cast_mut().cast(),
+            data.len() as u64,
+        )
+    };
 }
 
 /// Sends a record through the ring buffer (the DNS hook has no perf path).

@@ -32,7 +32,7 @@ use netta_ebpf::{
 };
 
 use crate::maps::{CONFIG, DNS_SCRATCH, PERF_EVENTS};
-use crate::record::{netns_of, read_at, ring_output};
+use crate::record::{netns_of, perf_output, read_at, ring_output};
 
 /// A cgroup program's verdict: always allow.
 const ALLOW: i32 = 1;
@@ -130,18 +130,13 @@ fn linear_datagram(ctx: &BtfTracePointContext, sk: u64, skb: u64) -> Result<(), 
     if unsafe { probe_read(ev.packet.as_mut_ptr().cast(), n, ip as *const c_void) } != 0 {
         return Ok(());
     }
-    ev.kind = Kind::DnsAnswer as u8;
-    ev.flags = flags;
-    ev.len = n as u16;
-    ev.wire_len = wire;
-    ev._pad = 0;
-    ev.netns = netns_of(sk);
-    // SAFETY: a helper without arguments.
-    ev.ts_ns = unsafe { bpf_ktime_get_boot_ns() };
+    stamp(ev, flags, n, wire, netns_of(sk));
     let size = DNS_HEADER_SIZE + n as usize;
     // SAFETY: the slot is size_of::<DnsEvent>() bytes; size is at most that.
     let bytes = unsafe { core::slice::from_raw_parts(ev as *const DnsEvent as *const u8, size) };
-    emit_dns(ctx, bytes);
+    // The perf array, where the other records of these programs go
+    // (`bpf_skb_output` has no ring-buffer form).
+    perf_output(ctx, bytes);
     Ok(())
 }
 
@@ -151,60 +146,56 @@ fn linear_datagram(ctx: &BtfTracePointContext, sk: u64, skb: u64) -> Result<(), 
 #[btf_tracepoint(function = "skb_copy_datagram_iovec")]
 pub fn dns_copied(ctx: BtfTracePointContext) -> u32 {
     let skb: *mut c_void = ctx.arg(0);
-    if answer_being_read(skb as u64) == Ok(true) {
-        let cfg = CONFIG.load();
-        if let Ok(sk) = read_at::<u64>(skb as u64, cfg.off_skb_sk) {
-            queued(sk, skb);
-        }
+    if let Ok(Some(sk)) = answer_being_read(skb as u64) {
+        queued(sk, skb);
     }
     0
 }
 
+/// The socket reading `skb` when what it reads is an answer to send.
 #[inline(always)]
-fn answer_being_read(skb: u64) -> Result<bool, i64> {
+fn answer_being_read(skb: u64) -> Result<Option<u64>, i64> {
     let cfg = CONFIG.load();
     let sk: u64 = read_at(skb, cfg.off_skb_sk)?;
     if sk == 0 {
-        return Ok(false);
+        return Ok(None);
     }
     // A socket connected to another port (most TCP data read) never gets an
     // answer from port 53: one read rules it out.
     let dport: u16 = read_at(sk, cfg.off_dport)?;
     if dport != 0 && dport != DNS_PORT.to_be() {
-        return Ok(false);
+        return Ok(None);
     }
     let proto: u16 = read_at(sk, cfg.off_sk_protocol)?;
     if proto == u16::from(IPPROTO_TCP) {
         if dport != DNS_PORT.to_be() {
-            return Ok(false);
+            return Ok(None);
         }
         // The reader's position is this segment's first byte: the first copy.
         let copied: u32 = read_at(sk, cfg.off_copied_seq)?;
         let seq: u32 = read_at(skb, cfg.off_skb_tcp_seq)?;
-        return Ok(copied == seq);
+        return Ok((copied == seq).then_some(sk));
     }
     if proto != u16::from(IPPROTO_UDP) || read_at::<u32>(skb, cfg.off_skb_data_len)? == 0 {
-        return Ok(false);
+        return Ok(None);
     }
     let head: u64 = read_at(skb, cfg.off_skb_head)?;
     let th: u16 = read_at(skb, cfg.off_skb_transport_header)?;
-    Ok(read_at::<u16>(head, u32::from(th))? == DNS_PORT.to_be())
+    Ok((read_at::<u16>(head, u32::from(th))? == DNS_PORT.to_be()).then_some(sk))
 }
 
-/// A DNS record to the perf array, where the other kernel DNS records of these
-/// programs go (`bpf_skb_output` has no ring-buffer form).
+/// A record's header: `len` bytes of packet follow it, of `wire` on the wire;
+/// stamped now (last: `capture` borrows the timestamp slot before).
 #[inline(always)]
-fn emit_dns<C: EbpfContext>(ctx: &C, bytes: &[u8]) {
-    // SAFETY: the map's address is what the loader relocates; bytes is valid.
-    unsafe {
-        aya_ebpf::helpers::generated::bpf_perf_event_output(
-            ctx.as_ptr(),
-            core::ptr::addr_of!(PERF_EVENTS).cast_mut().cast(),
-            BPF_F_CURRENT_CPU,
-            bytes.as_ptr().cast_mut().cast(),
-            bytes.len() as u64,
-        )
-    };
+fn stamp(ev: &mut DnsEvent, flags: u8, len: u32, wire: u32, netns: u32) {
+    ev.kind = Kind::DnsAnswer as u8;
+    ev.flags = flags;
+    ev.len = len as u16;
+    ev.wire_len = wire;
+    ev._pad = 0;
+    ev.netns = netns;
+    // SAFETY: a helper without arguments.
+    ev.ts_ns = unsafe { bpf_ktime_get_boot_ns() };
 }
 
 /// `v & mask`, the mask applied at run time. LLVM drops a mask it proves
@@ -252,14 +243,13 @@ fn queued(sk: u64, skb: *mut c_void) {
     } else {
         (len, 0)
     };
-    ev.kind = Kind::DnsAnswer as u8;
-    ev.flags = flags;
-    ev.len = (headers + n) as u16;
-    ev.wire_len = headers.saturating_add(len);
-    ev._pad = 0;
-    ev.netns = netns_of(sk);
-    // SAFETY: a helper without arguments.
-    ev.ts_ns = unsafe { bpf_ktime_get_boot_ns() };
+    stamp(
+        ev,
+        flags,
+        headers + n,
+        headers.saturating_add(len),
+        netns_of(sk),
+    );
     let meta = DNS_HEADER_SIZE as u64 + u64::from(headers);
     // The high 32 bits of the flags: how many bytes of the packet to append. A
     // full perf buffer counts the loss itself (the reader reports it).
@@ -358,13 +348,8 @@ fn capture(ctx: &SkBuffContext, skb: *mut __sk_buff) {
     if rc != 0 {
         return;
     }
-    ev.netns = netns_of(receiving_socket(skb, ev));
-    ev.kind = Kind::DnsAnswer as u8;
-    ev.len = n as u16;
-    ev.wire_len = wire;
-    ev._pad = 0;
-    // SAFETY: a helper without arguments.
-    ev.ts_ns = unsafe { bpf_ktime_get_boot_ns() };
+    let netns = netns_of(receiving_socket(skb, ev));
+    stamp(ev, ev.flags, n, wire, netns);
     let size = DNS_HEADER_SIZE + n as usize;
     // SAFETY: the slot is size_of::<DnsEvent>() bytes; size is at most that.
     let bytes = unsafe { core::slice::from_raw_parts(ev as *const DnsEvent as *const u8, size) };
